@@ -1,0 +1,425 @@
+// samplex — the shared device header.
+//
+// Everything the kernel families share, and nothing else:
+//   1. integer types and the status bits (mirrors src/status.rs)
+//   2. f16/bf16 widening by hand (NVRTC has no cuda_fp16.h/cuda_bf16.h) and logit sanitising
+//   3. 128-bit vector loads that widen to f32
+//   4. Philox4x32-10 and the u32 -> (0,1) conversion (mirrors src/philox.rs bit for bit)
+//   5. warp and block collectives in CUB's shape: the caller owns the shared memory, each
+//      function states which threads get the result
+//   6. order-preserving integer keys for f32 (radix select)
+//   7. the tiled draw (docs/ARCHITECTURE.md "Drawing a token"), shared by every sampler
+//
+// Compiled with nvcc and with NVRTC alike: include no system or CUDA header here.
+#pragma once
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef unsigned long long u64;
+typedef int i32;
+typedef long long i64;
+
+#define SAMPLEX_FLT_MAX 3.402823466e+38f
+#define SAMPLEX_INF __int_as_float(0x7f800000)
+#define SAMPLEX_NEG_INF __int_as_float(0xff800000)
+#define SAMPLEX_NO_TOKEN 0xffffffffu
+
+// ---------------------------------------------------------------------------------------------
+// 1. Status bits, one u32 per row (src/status.rs has the same values).
+// ---------------------------------------------------------------------------------------------
+#define SAMPLEX_STATUS_NAN_LOGIT 1u        // a NaN logit was read (counted as -inf)
+#define SAMPLEX_STATUS_POS_INF_LOGIT 2u    // a +inf logit was read (counted as FLT_MAX)
+#define SAMPLEX_STATUS_PARAM_CLAMPED 4u    // a per-row parameter was out of range and clamped
+#define SAMPLEX_STATUS_NO_FINITE_LOGIT 8u  // nothing to draw from: token = u32::MAX
+
+// ---------------------------------------------------------------------------------------------
+// 2. Logit dtypes. f16 and bf16 travel as raw 16-bit patterns and are widened here.
+// ---------------------------------------------------------------------------------------------
+struct f16_t { u16 bits; };
+struct bf16_t { u16 bits; };
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(bf16_t x) {
+  // bf16 is the top half of an f32.
+  return __uint_as_float(((u32)x.bits) << 16);
+}
+__device__ __forceinline__ float to_f32(f16_t x) {
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));
+  return f;
+}
+__device__ __forceinline__ float f16_bits_to_f32(u16 b) { f16_t h; h.bits = b; return to_f32(h); }
+__device__ __forceinline__ float bf16_bits_to_f32(u16 b) { bf16_t h; h.bits = b; return to_f32(h); }
+
+// SPEC "Bad input": NaN counts as -inf, +inf as the largest finite f32. Sets status bits.
+__device__ __forceinline__ float sanitize(float x, u32 &status) {
+  if (x != x) { status |= SAMPLEX_STATUS_NAN_LOGIT; return SAMPLEX_NEG_INF; }
+  if (x == SAMPLEX_INF) { status |= SAMPLEX_STATUS_POS_INF_LOGIT; return SAMPLEX_FLT_MAX; }
+  return x;
+}
+
+// Clamp a per-row parameter that only the device sees; flags the row when it had to.
+__device__ __forceinline__ float clamp_param(float x, float lo, float hi, float if_nan, u32 &status) {
+  if (x != x) { status |= SAMPLEX_STATUS_PARAM_CLAMPED; return if_nan; }
+  if (x < lo) { status |= SAMPLEX_STATUS_PARAM_CLAMPED; return lo; }
+  if (x > hi) { status |= SAMPLEX_STATUS_PARAM_CLAMPED; return hi; }
+  return x;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Vector loads: VEC elements of T per load, widened to f32. The host picks VEC so that
+//    VEC * sizeof(T) is 16 bytes when the row base and stride allow it, else VEC = 1
+//    (src/gpu/launch.rs: vector_width).
+// ---------------------------------------------------------------------------------------------
+template <typename T, int VEC> struct VecLoad;
+
+template <typename T> struct VecLoad<T, 1> {
+  __device__ __forceinline__ static void load(const T *p, float *out) { out[0] = to_f32(p[0]); }
+};
+template <> struct VecLoad<float, 4> {
+  __device__ __forceinline__ static void load(const float *p, float *out) {
+    float4 v = *reinterpret_cast<const float4 *>(p);
+    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+  }
+};
+template <typename T16> struct VecLoad16x8 {
+  __device__ __forceinline__ static void load(const T16 *p, float *out) {
+    uint4 v = *reinterpret_cast<const uint4 *>(p);
+    u32 w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      T16 lo, hi;
+      lo.bits = (u16)(w[i] & 0xffffu);
+      hi.bits = (u16)(w[i] >> 16);
+      out[2 * i] = to_f32(lo);
+      out[2 * i + 1] = to_f32(hi);
+    }
+  }
+};
+template <> struct VecLoad<f16_t, 8> : VecLoad16x8<f16_t> {};
+template <> struct VecLoad<bf16_t, 8> : VecLoad16x8<bf16_t> {};
+
+// Loads n <= VEC elements starting at p (the ragged end of a row) one by one; the rest get fill.
+template <typename T, int VEC>
+__device__ __forceinline__ void load_partial(const T *p, int n, float fill, float *out) {
+#pragma unroll
+  for (int i = 0; i < VEC; ++i) out[i] = i < n ? to_f32(p[i]) : fill;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Philox4x32-10 (Salmon et al., SC'11). counter = 4 x u32, key = 2 x u32.
+// ---------------------------------------------------------------------------------------------
+struct Philox4 { u32 x, y, z, w; };
+
+__device__ __forceinline__ Philox4 philox4x32_10(Philox4 c, u32 k0, u32 k1) {
+  const u32 M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
+  const u32 W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+#pragma unroll
+  for (int round = 0; round < 10; ++round) {
+    u32 hi0 = __umulhi(M0, c.x), lo0 = M0 * c.x;
+    u32 hi1 = __umulhi(M1, c.z), lo1 = M1 * c.z;
+    Philox4 n;
+    n.x = hi1 ^ c.y ^ k0;
+    n.y = lo1;
+    n.z = hi0 ^ c.w ^ k1;
+    n.w = lo0;
+    c = n;
+    k0 += W0;
+    k1 += W1;
+  }
+  return c;
+}
+
+// The random numbers of draw-tile `tile` of a row (ARCHITECTURE.md "Random numbers"):
+// counter = (tile, stream, offset low, offset high), key = (seed low, seed high).
+__device__ __forceinline__ Philox4 row_random(u64 seed, u64 offset, u32 stream, u32 tile) {
+  Philox4 c;
+  c.x = tile;
+  c.y = stream;
+  c.z = (u32)offset;
+  c.w = (u32)(offset >> 32);
+  return philox4x32_10(c, (u32)seed, (u32)(seed >> 32));
+}
+
+// u32 -> the open interval (0, 1): (top 24 bits + 1/2) / 2^24. Exact in f32 and f64, never 0 or 1,
+// so log(u) and log(-log(u)) are always finite.
+__device__ __forceinline__ float uniform_open(u32 x) {
+  return ((float)(x >> 8) + 0.5f) * 5.9604644775390625e-8f;
+}
+
+// Gumbel(0,1) noise from an open uniform.
+__device__ __forceinline__ float gumbel(float u) { return -logf(-logf(u)); }
+
+// ---------------------------------------------------------------------------------------------
+// 5. Warp and block collectives. Block functions take caller-owned shared memory of
+//    BlockScratch<THREADS> and end with a __syncthreads(), so the scratch can be reused at once.
+//    Every thread of the block must call them.
+// ---------------------------------------------------------------------------------------------
+#define SAMPLEX_WARP 32
+#define SAMPLEX_FULL_MASK 0xffffffffu
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(SAMPLEX_FULL_MASK, v, o));
+  return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(SAMPLEX_FULL_MASK, v, o);
+  return v;
+}
+__device__ __forceinline__ u32 warp_sum_u32(u32 v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(SAMPLEX_FULL_MASK, v, o);
+  return v;
+}
+__device__ __forceinline__ u32 warp_or(u32 v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v |= __shfl_xor_sync(SAMPLEX_FULL_MASK, v, o);
+  return v;
+}
+
+// (value, index) pair ordered by value descending, then index ascending: the SPEC's tie rule
+// ("ties go to the lowest index") as one comparison every argmax shares.
+struct ArgMax { float v; u32 i; };
+__device__ __forceinline__ bool argmax_better(ArgMax a, ArgMax b) {
+  return a.v > b.v || (a.v == b.v && a.i < b.i);
+}
+__device__ __forceinline__ ArgMax argmax_pick(ArgMax a, ArgMax b) { return argmax_better(b, a) ? b : a; }
+__device__ __forceinline__ ArgMax warp_argmax(ArgMax a) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    ArgMax b;
+    b.v = __shfl_xor_sync(SAMPLEX_FULL_MASK, a.v, o);
+    b.i = __shfl_xor_sync(SAMPLEX_FULL_MASK, a.i, o);
+    a = argmax_pick(a, b);
+  }
+  return a;
+}
+
+// Inclusive warp scan of floats in lane order.
+__device__ __forceinline__ float warp_inclusive_sum(float v) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    float n = __shfl_up_sync(SAMPLEX_FULL_MASK, v, o);
+    if (lane >= o) v += n;
+  }
+  return v;
+}
+
+template <int THREADS> struct BlockScratch {
+  static_assert(THREADS % 32 == 0 && THREADS <= 1024, "block must be whole warps");
+  static constexpr int WARPS = THREADS / 32;
+  float f[WARPS];
+  u32 u[WARPS];
+  float result_f;
+  u32 result_u;
+};
+
+// Block max: every thread gets the result. Deterministic (max is order-free).
+template <int THREADS>
+__device__ __forceinline__ float block_max(float v, BlockScratch<THREADS> &s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_max(v);
+  if (lane == 0) s.f[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < BlockScratch<THREADS>::WARPS ? s.f[lane] : SAMPLEX_NEG_INF;
+    w = warp_max(w);
+    if (lane == 0) s.result_f = w;
+  }
+  __syncthreads();
+  float r = s.result_f;
+  __syncthreads();
+  return r;
+}
+
+// Block sum: every thread gets the result. The summation tree is fixed by THREADS, so the
+// result is the same run after run.
+template <int THREADS>
+__device__ __forceinline__ float block_sum(float v, BlockScratch<THREADS> &s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) s.f[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < BlockScratch<THREADS>::WARPS ? s.f[lane] : 0.0f;
+    w = warp_sum(w);
+    if (lane == 0) s.result_f = w;
+  }
+  __syncthreads();
+  float r = s.result_f;
+  __syncthreads();
+  return r;
+}
+
+template <int THREADS>
+__device__ __forceinline__ u32 block_sum_u32(u32 v, BlockScratch<THREADS> &s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_sum_u32(v);
+  if (lane == 0) s.u[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    u32 w = lane < BlockScratch<THREADS>::WARPS ? s.u[lane] : 0u;
+    w = warp_sum_u32(w);
+    if (lane == 0) s.result_u = w;
+  }
+  __syncthreads();
+  u32 r = s.result_u;
+  __syncthreads();
+  return r;
+}
+
+template <int THREADS>
+__device__ __forceinline__ u32 block_or(u32 v, BlockScratch<THREADS> &s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_or(v);
+  if (lane == 0) s.u[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    u32 w = lane < BlockScratch<THREADS>::WARPS ? s.u[lane] : 0u;
+    w = warp_or(w);
+    if (lane == 0) s.result_u = w;
+  }
+  __syncthreads();
+  u32 r = s.result_u;
+  __syncthreads();
+  return r;
+}
+
+template <int THREADS>
+__device__ __forceinline__ ArgMax block_argmax(ArgMax a, BlockScratch<THREADS> &s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  a = warp_argmax(a);
+  if (lane == 0) { s.f[warp] = a.v; s.u[warp] = a.i; }
+  __syncthreads();
+  if (warp == 0) {
+    ArgMax w;
+    w.v = lane < BlockScratch<THREADS>::WARPS ? s.f[lane] : SAMPLEX_NEG_INF;
+    w.i = lane < BlockScratch<THREADS>::WARPS ? s.u[lane] : SAMPLEX_NO_TOKEN;
+    w = warp_argmax(w);
+    if (lane == 0) { s.result_f = w.v; s.result_u = w.i; }
+  }
+  __syncthreads();
+  ArgMax r;
+  r.v = s.result_f;
+  r.i = s.result_u;
+  __syncthreads();
+  return r;
+}
+
+// Exclusive block scan of one float per thread, in thread order; `total` gets the block sum.
+// Every thread gets its own prefix and the total.
+template <int THREADS>
+__device__ __forceinline__ float block_exclusive_sum(float v, float &total, BlockScratch<THREADS> &s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float inc = warp_inclusive_sum(v);
+  if (lane == 31) s.f[warp] = inc;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < BlockScratch<THREADS>::WARPS ? s.f[lane] : 0.0f;
+    float wi = warp_inclusive_sum(w);
+    if (lane < BlockScratch<THREADS>::WARPS) s.f[lane] = wi - w;  // exclusive warp offsets
+    if (lane == 31) s.result_f = wi;
+  }
+  __syncthreads();
+  float r = s.f[warp] + inc - v;
+  total = s.result_f;
+  __syncthreads();
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Order-preserving keys: a < b (as floats, -0 == +0 aside) <=> key(a) < key(b) as u32.
+//    -inf maps to the smallest key of any non-NaN value; NaN never reaches here (sanitize).
+// ---------------------------------------------------------------------------------------------
+__device__ __forceinline__ u32 float_to_key(float x) {
+  u32 b = __float_as_uint(x);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+__device__ __forceinline__ float key_to_float(u32 k) {
+  u32 b = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+  return __uint_as_float(b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. The tiled draw (docs/ARCHITECTURE.md "Drawing a token"; src/cpu/draw.rs is the same
+//    method in f64). A row is cut into tiles of SAMPLEX_DRAW_TILE consecutive tokens. For a
+//    tile t with log-scale m_t and weights w_i >= 0 (w = 0: not kept), W_t = sum w_i:
+//      (a) r = row_random(seed, offset, stream, t); ua = uniform_open(r.x), ub = uniform_open(r.y)
+//      (b) key_t = m_t + log(W_t) + gumbel(ua)        (-inf when W_t = 0)
+//      (c) candidate_t = the first i of the tile whose inclusive prefix sum of w exceeds
+//          ub * W_t (the tile's last kept token if rounding leaves none)
+//    The row's token is the candidate of the tile with the largest key (ties: lowest tile).
+//    P(i) = P(tile t wins) * w_i / W_t = (e^{m_t} W_t / sum) * (w_i / W_t): exact, one
+//    read of the row, two random numbers per tile, and the result does not depend on how
+//    tiles are spread over blocks.
+// ---------------------------------------------------------------------------------------------
+#define SAMPLEX_DRAW_TILE 2048
+
+// One tile's result: its Gumbel key and candidate token (SAMPLEX_NO_TOKEN if nothing is kept).
+struct TileDraw { float key; u32 token; };
+
+// Merge two tile results; `a` must come from the lower tile index (ties keep it).
+__device__ __forceinline__ TileDraw tile_draw_pick(TileDraw a, TileDraw b) {
+  return b.key > a.key ? b : a;
+}
+
+// Step (c) for one block that holds a tile: THREADS threads, each with `n` (<= PER) weights
+// of consecutive tokens starting at token `first`, thread order = token order.
+// Returns the candidate and W_t to every thread.
+template <int THREADS, int PER>
+__device__ __forceinline__ u32 block_tile_candidate(const float *w, u32 first, float u_b,
+                                                    float &tile_total, BlockScratch<THREADS> &s) {
+  float mine = 0.0f;
+  u32 last_kept = SAMPLEX_NO_TOKEN;
+#pragma unroll
+  for (int i = 0; i < PER; ++i) {
+    mine += w[i];
+    if (w[i] > 0.0f) last_kept = first + i;
+  }
+  float total;
+  float before = block_exclusive_sum<THREADS>(mine, total, s);
+  tile_total = total;
+  const float target = u_b * total;
+  // The thread whose [before, before + mine) holds the target walks its own weights.
+  u32 found = SAMPLEX_NO_TOKEN;
+  if (mine > 0.0f && target >= before && target < before + mine) {
+    float acc = before;
+#pragma unroll
+    for (int i = 0; i < PER; ++i) {
+      acc += w[i];
+      if (found == SAMPLEX_NO_TOKEN && w[i] > 0.0f && acc > target) found = first + i;
+    }
+    if (found == SAMPLEX_NO_TOKEN) found = last_kept;
+  }
+  // Rounding can leave the target past every prefix: fall back to the tile's last kept token.
+  // Token ids are increasing in thread order, so a max over threads finds both.
+  ArgMax pick;
+  pick.v = found != SAMPLEX_NO_TOKEN ? 1.0f : (last_kept != SAMPLEX_NO_TOKEN ? 0.0f : SAMPLEX_NEG_INF);
+  pick.i = found != SAMPLEX_NO_TOKEN ? found : last_kept;
+  // Among threads with found (v = 1) take the lowest id (only one can hold the target anyway);
+  // among fallbacks (v = 0) we want the highest id: encode it as the lowest of ~id.
+  if (pick.v == 0.0f) pick.i = ~pick.i;
+  ArgMax best = block_argmax<THREADS>(pick, s);
+  if (best.v == SAMPLEX_NEG_INF) return SAMPLEX_NO_TOKEN;
+  return best.v == 1.0f ? best.i : ~best.i;
+}
+
+// Steps (a)-(b): a tile's Gumbel key from its log-scale and total weight.
+__device__ __forceinline__ float tile_key(float log_scale, float total, float u_a) {
+  if (!(total > 0.0f)) return SAMPLEX_NEG_INF;
+  return log_scale + logf(total) + gumbel(u_a);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for index arithmetic, named once.
+// ---------------------------------------------------------------------------------------------
+__device__ __forceinline__ u32 ceil_div(u32 a, u32 b) { return (a + b - 1) / b; }
+
+// The start of row `row` in a strided batch.
+template <typename T>
+__device__ __forceinline__ const T *row_ptr(const T *base, u32 row, u64 stride) {
+  return base + (u64)row * stride;
+}

@@ -1,0 +1,230 @@
+//! The device path: a [`Sampler`] on a caller's cudarc stream.
+//!
+//! | module          | what it holds                                                        |
+//! |-----------------|----------------------------------------------------------------------|
+//! | `module`        | finding the driver, loading the kernels (fatbin, or NVRTC) once per context |
+//! | `launch`        | launch plumbing shared by every wrapper: shapes, vector width, row split, pointers |
+//! | `softmax`       | temperature softmax, greedy, sampling from logits and from probabilities |
+//! | `topk`          | radix top-k selection and the top-k filter                           |
+//! | `topp`          | top-p, min-p and the combined filter pipeline                        |
+//! | `sparsemax`     | sparsemax by sort-and-threshold                                      |
+//! | `bok`           | Best-of-K mirror ascent                                              |
+//!
+//! Every operation is asynchronous on the sampler's stream, allocates nothing once the
+//! workspace is large enough ([`Sampler::reserve`]), and never synchronises the host, so a
+//! serving loop can capture it in a CUDA graph.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView};
+
+use crate::batch::check_shape;
+use crate::dtype::Logit;
+use crate::error::{Error, Result};
+
+pub(crate) mod launch;
+pub mod module;
+
+pub use module::{context, driver_present, kernels_source, nvrtc_present, KernelOrigin};
+
+/// A batch of logits on the device: `batch` rows of `vocab` values, row `r` at `r * stride`.
+#[derive(Debug)]
+pub struct DeviceLogits<'a, T: Logit> {
+    pub(crate) data: CudaView<'a, T>,
+    pub(crate) batch: usize,
+    pub(crate) vocab: usize,
+    pub(crate) stride: usize,
+}
+
+impl<'a, T: Logit> DeviceLogits<'a, T> {
+    /// Dense rows (stride = vocab).
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`], [`Error::BadVocab`], [`Error::BadLength`].
+    pub fn new(data: CudaView<'a, T>, batch: usize, vocab: usize) -> Result<Self> {
+        Self::with_stride(data, batch, vocab, vocab)
+    }
+
+    /// Rows `stride` elements apart (stride ≥ vocab).
+    pub fn with_stride(data: CudaView<'a, T>, batch: usize, vocab: usize, stride: usize) -> Result<Self> {
+        check_shape("logits", data.len(), batch, vocab, stride)?;
+        Ok(DeviceLogits {
+            data,
+            batch,
+            vocab,
+            stride,
+        })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+}
+
+/// One value for the whole batch, or a device buffer with one value per row.
+#[derive(Debug)]
+pub enum DeviceRows<'a, T> {
+    All(T),
+    Each(CudaView<'a, T>),
+}
+
+impl<T> From<T> for DeviceRows<'_, T> {
+    fn from(v: T) -> Self {
+        DeviceRows::All(v)
+    }
+}
+
+impl<T> DeviceRows<'_, T> {
+    /// True when each row has its own value.
+    pub fn is_per_row(&self) -> bool {
+        matches!(self, DeviceRows::Each(_))
+    }
+}
+
+/// Per-row device values that override the [`crate::Decoder`]'s batch-wide ones.
+/// A `None` field takes the decoder's value. Values out of range are clamped on the device and
+/// flagged with [`crate::status::PARAM_CLAMPED`].
+#[derive(Debug, Default)]
+pub struct RowParams<'a> {
+    pub temperature: Option<CudaView<'a, f32>>,
+    pub top_k: Option<CudaView<'a, u32>>,
+    pub top_p: Option<CudaView<'a, f32>>,
+    pub min_p: Option<CudaView<'a, f32>>,
+    /// BoK's K.
+    pub bok_k: Option<CudaView<'a, u32>>,
+    pub bok_beta: Option<CudaView<'a, f32>>,
+    pub bok_lambda: Option<CudaView<'a, f32>>,
+    pub bok_eta: Option<CudaView<'a, f32>>,
+    pub bok_iterations: Option<CudaView<'a, u32>>,
+}
+
+/// The random streams of a batch: one shared (seed, offset), or per-row device buffers.
+#[derive(Debug)]
+pub enum DeviceSeeds<'a> {
+    /// One stream for the batch; rows get distinct numbers (stream id = row index).
+    Shared(crate::philox::Rng),
+    /// Per-row seeds and offsets (stream id 0: a row's tokens do not depend on its position).
+    Each {
+        seeds: CudaView<'a, u64>,
+        offsets: CudaView<'a, u64>,
+    },
+}
+
+/// The device sampler: a loaded kernel module, a reusable workspace, and the caller's stream.
+///
+/// Build one per stream and keep it: creating it loads the kernels (once per context) and the
+/// workspace grows only when a larger shape arrives. Call [`Sampler::reserve`] with the largest
+/// shape before capturing a CUDA graph, so no call inside the capture allocates.
+pub struct Sampler {
+    pub(crate) stream: Arc<CudaStream>,
+    pub(crate) module: Arc<CudaModule>,
+    pub(crate) origin: KernelOrigin,
+    pub(crate) functions: HashMap<String, CudaFunction>,
+    pub(crate) workspace: Option<CudaSlice<u8>>,
+    pub(crate) sm_count: u32,
+    pub(crate) ordinal: usize,
+}
+
+impl Sampler {
+    /// A sampler on `stream`. Loads the kernels into the stream's context on first use
+    /// (the embedded fatbin, or the embedded sources compiled by NVRTC).
+    ///
+    /// # Errors
+    /// [`Error::NoNvrtc`] / [`Error::Compile`] when no fatbin was built and NVRTC is missing or
+    /// fails; [`Error::Driver`] for a driver failure.
+    pub fn new(stream: Arc<CudaStream>) -> Result<Self> {
+        let ctx = stream.context().clone();
+        let (module, origin) = module::load(&ctx)?;
+        let sm_count = ctx.attribute(
+            cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+        )? as u32;
+        Ok(Sampler {
+            ordinal: ctx.ordinal(),
+            stream,
+            module,
+            origin,
+            functions: HashMap::new(),
+            workspace: None,
+            sm_count,
+        })
+    }
+
+    /// A sampler on a new stream of device `ordinal`.
+    ///
+    /// # Errors
+    /// [`Error::NoDriver`] where no CUDA driver exists, [`Error::NoDevice`] where the ordinal
+    /// is not a device, and those of [`Sampler::new`].
+    pub fn on_device(ordinal: usize) -> Result<Self> {
+        let ctx = context(ordinal)?;
+        let stream = ctx.new_stream()?;
+        Self::new(stream)
+    }
+
+    /// The stream every operation is queued on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The context of that stream.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        self.stream.context()
+    }
+
+    /// Where the kernels came from: the prebuilt fatbin, or NVRTC at run time.
+    pub fn kernel_origin(&self) -> KernelOrigin {
+        self.origin
+    }
+
+    /// The number of streaming multiprocessors (used to split rows across blocks).
+    pub fn sm_count(&self) -> u32 {
+        self.sm_count
+    }
+
+    /// Grows the workspace to at least `bytes` (never shrinks). Operations call this
+    /// themselves; call it up front with the largest shape to keep allocation out of a
+    /// captured graph.
+    pub fn reserve(&mut self, bytes: usize) -> Result<()> {
+        let have = self.workspace.as_ref().map_or(0, |w| w.len());
+        if have < bytes {
+            // Round up so that slowly growing shapes do not reallocate every call.
+            let want = bytes.next_power_of_two().max(1 << 16);
+            self.workspace = None;
+            self.workspace = Some(self.stream.alloc_zeros::<u8>(want)?);
+        }
+        Ok(())
+    }
+
+    /// The workspace's size in bytes.
+    pub fn workspace_bytes(&self) -> usize {
+        self.workspace.as_ref().map_or(0, |w| w.len())
+    }
+
+    /// The kernel `name`, loaded from the module once and cached.
+    pub(crate) fn function(&mut self, name: &str) -> Result<CudaFunction> {
+        if let Some(f) = self.functions.get(name) {
+            return Ok(f.clone());
+        }
+        let f = self.module.load_function(name)?;
+        self.functions.insert(name.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Checks that a device buffer lives on this sampler's device.
+    pub(crate) fn check_device(&self, name: &'static str, ordinal: usize) -> Result<()> {
+        if ordinal != self.ordinal {
+            return Err(Error::WrongDevice {
+                name,
+                got: ordinal,
+                expected: self.ordinal,
+            });
+        }
+        Ok(())
+    }
+}
