@@ -17,14 +17,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, DevicePtr};
 
 use crate::batch::check_shape;
 use crate::dtype::Logit;
 use crate::error::{Error, Result};
 
+pub mod bok;
 pub(crate) mod launch;
 pub mod module;
+pub mod sample;
+pub mod softmax;
+pub mod sparsemax;
+pub mod topk;
+pub mod topp;
 
 pub use module::{context, driver_present, kernels_source, nvrtc_present, KernelOrigin};
 
@@ -117,6 +123,17 @@ pub enum DeviceSeeds<'a> {
     },
 }
 
+/// Device addresses of the sampler's workspace (see [`Sampler::scratch`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scratch {
+    /// Start of the scratch bytes (256-byte aligned).
+    pub base: u64,
+    /// Its size.
+    pub bytes: usize,
+    /// Start of the u32 ticket counters.
+    pub tickets: u64,
+}
+
 /// The device sampler: a loaded kernel module, a reusable workspace, and the caller's stream.
 ///
 /// Build one per stream and keep it: creating it loads the kernels (once per context) and the
@@ -128,6 +145,7 @@ pub struct Sampler {
     pub(crate) origin: KernelOrigin,
     pub(crate) functions: HashMap<String, CudaFunction>,
     pub(crate) workspace: Option<CudaSlice<u8>>,
+    pub(crate) tickets: Option<CudaSlice<u32>>,
     pub(crate) sm_count: u32,
     pub(crate) ordinal: usize,
 }
@@ -152,6 +170,7 @@ impl Sampler {
             origin,
             functions: HashMap::new(),
             workspace: None,
+            tickets: None,
             sm_count,
         })
     }
@@ -187,23 +206,49 @@ impl Sampler {
         self.sm_count
     }
 
-    /// Grows the workspace to at least `bytes` (never shrinks). Operations call this
-    /// themselves; call it up front with the largest shape to keep allocation out of a
-    /// captured graph.
-    pub fn reserve(&mut self, bytes: usize) -> Result<()> {
+    /// Grows the workspace to at least `scratch_bytes` of scratch and `tickets` ticket
+    /// counters (never shrinks). Operations call this themselves; call it up front with the
+    /// largest shape to keep allocation out of a captured graph.
+    pub fn reserve(&mut self, scratch_bytes: usize, tickets: usize) -> Result<()> {
         let have = self.workspace.as_ref().map_or(0, |w| w.len());
-        if have < bytes {
+        if have < scratch_bytes {
             // Round up so that slowly growing shapes do not reallocate every call.
-            let want = bytes.next_power_of_two().max(1 << 16);
+            let want = scratch_bytes.next_power_of_two().max(1 << 16);
             self.workspace = None;
             self.workspace = Some(self.stream.alloc_zeros::<u8>(want)?);
+        }
+        let have = self.tickets.as_ref().map_or(0, |t| t.len());
+        if have < tickets {
+            let want = tickets.next_power_of_two().max(1024);
+            self.tickets = None;
+            self.tickets = Some(self.stream.alloc_zeros::<u32>(want)?);
         }
         Ok(())
     }
 
-    /// The workspace's size in bytes.
+    /// The workspace's scratch size in bytes.
     pub fn workspace_bytes(&self) -> usize {
         self.workspace.as_ref().map_or(0, |w| w.len())
+    }
+
+    /// Device addresses of at least `scratch_bytes` of scratch (contents undefined) and
+    /// `tickets` ticket counters. Addresses, not views, so that a wrapper can hand parts of
+    /// the scratch to another wrapper: reserve the total first, since growing reallocates.
+    ///
+    /// Ticket counters are zero when a kernel starts and every kernel that uses them leaves
+    /// them at zero (the last block of a row resets its ticket), so they need no memset per
+    /// call. Nothing but tickets may be stored there.
+    pub(crate) fn scratch(&mut self, scratch_bytes: usize, tickets: usize) -> Result<Scratch> {
+        self.reserve(scratch_bytes.max(1), tickets.max(1))?;
+        let ws = self.workspace.as_ref().expect("reserved above");
+        let tk = self.tickets.as_ref().expect("reserved above");
+        let (base, _g1) = ws.device_ptr(&self.stream);
+        let (tickets_addr, _g2) = tk.device_ptr(&self.stream);
+        Ok(Scratch {
+            base,
+            bytes: ws.len(),
+            tickets: tickets_addr,
+        })
     }
 
     /// The kernel `name`, loaded from the module once and cached.

@@ -1,0 +1,117 @@
+//! Shared by the integration tests: input generators (BENCH.md's distributions), the GPU
+//! sampler-or-skip, and the token-agreement check of SPEC "Drawing a token".
+#![allow(dead_code)]
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
+use rand_distr::{Distribution, Normal};
+use samplex::cpu::Draw;
+use samplex::gpu::Sampler;
+
+/// The input distributions of BENCH.md.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Dist {
+    /// N(0, σ²)
+    Normal(f32),
+    /// log(−log U)/β: β = 0.1 is very peaked, β = 1 mild.
+    Gumbel(f32),
+}
+
+impl Dist {
+    pub const ALL: [Dist; 4] = [Dist::Normal(1.0), Dist::Normal(5.0), Dist::Gumbel(0.1), Dist::Gumbel(1.0)];
+}
+
+/// `batch × vocab` f32 logits from `dist`, reproducible from `seed`.
+pub fn logits(dist: Dist, batch: usize, vocab: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = batch * vocab;
+    match dist {
+        Dist::Normal(s) => {
+            let d = Normal::new(0.0f32, s).unwrap();
+            (0..n).map(|_| d.sample(&mut rng)).collect()
+        }
+        Dist::Gumbel(beta) => (0..n)
+            .map(|_| {
+                let u: f32 = rng.random_range(f32::EPSILON..1.0);
+                // BENCH.md's log(−log U)/β (a reflected Gumbel, scaled).
+                (-u.ln()).ln() / beta
+            })
+            .collect(),
+    }
+}
+
+/// A device sampler, or `None` after printing why the GPU test is skipped.
+pub fn sampler_or_skip(test: &str) -> Option<Sampler> {
+    if !samplex::gpu::driver_present() {
+        eprintln!("SKIPPED {test}: no CUDA driver on this machine");
+        return None;
+    }
+    match Sampler::on_device(0) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: no usable GPU ({e})");
+            None
+        }
+    }
+}
+
+/// Skips the calling test (returning from it) when there is no GPU.
+#[macro_export]
+macro_rules! gpu_or_skip {
+    () => {
+        match common::sampler_or_skip(module_path!()) {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
+/// GPU tokens against CPU draws: equal, except where the CPU says the draw was within
+/// `1e-5` (relative) of coming out otherwise. Returns how many such near-boundary rows
+/// disagreed, and panics on any other disagreement.
+pub fn assert_tokens_agree(gpu: &[u32], cpu: &[Draw], what: &str) -> usize {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: row count");
+    let mut near = 0;
+    for (r, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+        if *g != c.token {
+            assert!(
+                c.margin < 1e-5,
+                "{what}: row {r}: gpu token {g}, cpu token {} (margin {:.3e})",
+                c.token,
+                c.margin
+            );
+            near += 1;
+        }
+    }
+    near
+}
+
+/// Pearson's chi-square p-value of `counts` against probabilities `q` (bins with expected
+/// count < 5 are pooled).
+pub fn chi_square_p(counts: &[u64], q: &[f64]) -> f64 {
+    use statrs::distribution::{ChiSquared, ContinuousCDF};
+    let n: u64 = counts.iter().sum();
+    let (mut stat, mut dof) = (0.0, 0usize);
+    let (mut pool_obs, mut pool_exp) = (0.0, 0.0);
+    for (c, p) in counts.iter().zip(q) {
+        let e = p * n as f64;
+        if e < 5.0 {
+            pool_obs += *c as f64;
+            pool_exp += e;
+            if e == 0.0 {
+                assert_eq!(*c, 0, "a token of probability 0 was drawn");
+            }
+            continue;
+        }
+        stat += (*c as f64 - e).powi(2) / e;
+        dof += 1;
+    }
+    if pool_exp >= 5.0 {
+        stat += (pool_obs - pool_exp).powi(2) / pool_exp;
+        dof += 1;
+    }
+    if dof < 2 {
+        return 1.0;
+    }
+    1.0 - ChiSquared::new((dof - 1) as f64).unwrap().cdf(stat)
+}
