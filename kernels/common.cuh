@@ -141,10 +141,10 @@ __device__ __forceinline__ Philox4 row_random(u64 seed, u64 offset, u32 stream, 
   return philox4x32_10(c, (u32)seed, (u32)(seed >> 32));
 }
 
-// u32 -> the open interval (0, 1): (top 24 bits + 1/2) / 2^24. Exact in f32 and f64, never 0 or 1,
-// so log(u) and log(-log(u)) are always finite.
+// u32 -> the open interval (0, 1): (top 23 bits + 1/2) / 2^23. Exact in f32 (24 significant bits)
+// and f64, never 0 or 1, so log(u) and log(-log(u)) are always finite.
 __device__ __forceinline__ float uniform_open(u32 x) {
-  return ((float)(x >> 8) + 0.5f) * 5.9604644775390625e-8f;
+  return ((float)(x >> 9) + 0.5f) * 1.1920928955078125e-7f;
 }
 
 // Gumbel(0,1) noise from an open uniform.

@@ -44,16 +44,16 @@ pub fn row_random(seed: u64, offset: u64, stream: u32, tile: u32) -> [u32; 4] {
     )
 }
 
-/// u32 → the open interval (0, 1): (top 24 bits + ½) / 2^24. Exact in f32 and f64, never 0
-/// or 1, so `ln(u)` and `ln(−ln u)` are finite.
+/// u32 → the open interval (0, 1): (top 23 bits + ½) / 2^23. Exact in f32 (24 significant
+/// bits) and f64, never 0 or 1, so `ln(u)` and `ln(−ln u)` are finite.
 ///
 /// # Examples
 /// ```
-/// assert_eq!(samplex::philox::uniform_open(0), 0.5 / 16777216.0);
+/// assert_eq!(samplex::philox::uniform_open(0), 0.5 / 8388608.0);
 /// assert!(samplex::philox::uniform_open(u32::MAX) < 1.0);
 /// ```
 pub fn uniform_open(x: u32) -> f64 {
-    (f64::from(x >> 8) + 0.5) / 16_777_216.0
+    (f64::from(x >> 9) + 0.5) / 8_388_608.0
 }
 
 /// Gumbel(0, 1) noise from an open uniform: −ln(−ln u).

@@ -1,0 +1,293 @@
+//! The CPU reference against the SPEC: the worked example, tie rules, sparsemax's KKT
+//! conditions, BoK's ascent and first-order condition.
+
+mod common;
+
+use samplex::cpu::{self, bok_gradient};
+use samplex::{Bok, BokWeights, Decoder, Logits, Rng, Rows, Support};
+
+const WORKED: [f32; 6] = [6.0, 5.0, 4.5, 3.5, 2.0, 0.0];
+
+fn close(got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tol, "entry {i}: got {g}, want {w}");
+    }
+}
+
+fn worked() -> Logits<'static, f32> {
+    Logits::new(&WORKED, 1, 6).unwrap()
+}
+
+#[test]
+fn softmax_matches_the_worked_example_at_three_temperatures() {
+    let q = |t| cpu::softmax(&worked(), Rows::All(t)).unwrap().remove(0);
+    // SPEC.md prints the last entry as .002; e^-6 / 1.6939 = .00146, so it is .0015 here
+    // (reported in the closing note).
+    close(&q(1.0), &[0.5904, 0.2172, 0.1317, 0.0485, 0.0108, 0.0015], 1e-4);
+    close(&q(0.5)[..4], &[0.839, 0.114, 0.042, 0.006], 5e-4);
+    // and half a logit apart at τ = 1: worked example's pairs, sparsemax at τ = 2 keeps two
+    let half: Vec<f64> = WORKED.iter().map(|&v| f64::from(v) / 2.0).collect();
+    assert_eq!(cpu::sparsemax(&half).support, 2);
+    close(&q(2.0), &[0.392, 0.238, 0.185, 0.112, 0.053, 0.020], 5e-4);
+}
+
+#[test]
+fn each_filter_keeps_the_first_three_of_the_worked_example() {
+    for d in [Decoder::top_k(3, 1.0), Decoder::top_p(0.9, 1.0), Decoder::min_p(0.1, 1.0)] {
+        let keep = cpu::kept(&worked(), Rows::All(d)).unwrap().remove(0);
+        assert_eq!(keep, [true, true, true, false, false, false], "{d:?}");
+        let q = cpu::distribution(&worked(), Rows::All(d), None).unwrap().remove(0);
+        let s = 0.590 + 0.217 + 0.132;
+        close(&q, &[0.590 / s, 0.217 / s, 0.132 / s, 0.0, 0.0, 0.0], 1e-3);
+    }
+}
+
+#[test]
+fn greedy_ties_go_to_the_lowest_index() {
+    let z = [1.0f32, 3.0, 2.0, 3.0, f32::NAN];
+    let l = Logits::new(&z, 1, 5).unwrap();
+    assert_eq!(cpu::argmax(&l), vec![1]);
+    let d = cpu::sample(&l, Rows::All(Decoder::softmax(0.0)), Rows::All(Rng::new(1)), None).unwrap();
+    assert_eq!(d[0].token, 1);
+}
+
+#[test]
+fn top_k_select_is_exactly_k_sorted_with_ties_to_the_lower_index() {
+    let z = [0.5f32, 2.0, 1.0, 2.0, 1.0, -1.0];
+    let l = Logits::new(&z, 1, 6).unwrap();
+    let sel = cpu::top_k_select(&l, Rows::All(3)).unwrap().remove(0);
+    assert_eq!(sel, vec![(2.0, 1), (2.0, 3), (1.0, 2)]);
+    let all = cpu::top_k_select(&l, Rows::All(100)).unwrap().remove(0);
+    assert_eq!(all.len(), 6);
+}
+
+#[test]
+fn top_k_filter_keeps_ties_at_the_boundary() {
+    // probabilities 0.4, 0.3, 0.3 with k = 2: all three kept.
+    let z: Vec<f32> = [0.4f32, 0.3, 0.3].iter().map(|p| p.ln()).collect();
+    let l = Logits::new(&z, 1, 3).unwrap();
+    let keep = cpu::kept(&l, Rows::All(Decoder::top_k(2, 1.0))).unwrap().remove(0);
+    assert_eq!(keep, [true, true, true]);
+}
+
+#[test]
+fn top_p_is_measured_inside_the_top_k_set() {
+    // p = softmax over 4 tokens; top-k 2 renormalises to the top two, then top-p 0.5 keeps
+    // only the first if its renormalised mass is ≥ 0.5.
+    let z = [2.0f32, 1.9, 1.8, 1.7];
+    let l = Logits::new(&z, 1, 4).unwrap();
+    let d = Decoder::softmax(1.0).with_support(Support {
+        top_k: 2,
+        top_p: 0.5,
+        min_p: 0.0,
+    });
+    assert_eq!(cpu::kept(&l, Rows::All(d)).unwrap()[0], [true, false, false, false]);
+}
+
+#[test]
+fn masked_logits_are_minus_infinity_outside_the_support() {
+    let m = cpu::masked_logits(&worked(), Rows::All(Decoder::top_k(2, 1.0))).unwrap().remove(0);
+    assert_eq!(&m[..2], &[6.0, 5.0]);
+    assert!(m[2..].iter().all(|v| *v == f64::NEG_INFINITY));
+}
+
+#[test]
+fn per_row_decoders_apply_to_their_own_row() {
+    let z: Vec<f32> = WORKED.iter().chain(WORKED.iter()).copied().collect();
+    let l = Logits::new(&z, 2, 6).unwrap();
+    let ds = [Decoder::top_k(1, 1.0), Decoder::top_k(4, 1.0)];
+    let keep = cpu::kept(&l, Rows::Each(&ds)).unwrap();
+    assert_eq!(keep[0].iter().filter(|k| **k).count(), 1);
+    assert_eq!(keep[1].iter().filter(|k| **k).count(), 4);
+}
+
+fn sparsemax_kkt(u: &[f64]) {
+    let s = cpu::sparsemax(u);
+    let sum: f64 = s.q.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-12, "sum {sum}");
+    let mut support = 0;
+    for (i, (&ui, &qi)) in u.iter().zip(&s.q).enumerate() {
+        assert!(qi >= 0.0);
+        if qi > 0.0 {
+            support += 1;
+            // stationarity on the support: u_i − q_i = θ
+            assert!((ui - qi - s.theta).abs() < 1e-12, "token {i}");
+        } else {
+            // complementary slackness: u_i ≤ θ off the support
+            assert!(ui <= s.theta + 1e-12, "token {i}: u {ui} > θ {}", s.theta);
+        }
+    }
+    assert_eq!(support, s.support);
+    let m = u.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert!(s.theta >= m - 1.0 - 1e-12);
+}
+
+#[test]
+fn sparsemax_satisfies_its_kkt_conditions() {
+    sparsemax_kkt(&[6.0, 5.0, 4.5, 3.5, 2.0, 0.0]);
+    sparsemax_kkt(&[0.0; 10]);
+    sparsemax_kkt(&[1.0, 0.999, 0.5, -3.0, f64::NEG_INFINITY]);
+    for (i, dist) in common::Dist::ALL.iter().enumerate() {
+        let z = common::logits(*dist, 1, 3000, i as u64);
+        let u: Vec<f64> = z.iter().map(|&v| f64::from(v) / 0.7).collect();
+        sparsemax_kkt(&u);
+    }
+}
+
+#[test]
+fn sparsemax_of_the_worked_example_is_one_hot() {
+    let s = cpu::sparsemax(&[6.0, 5.0, 4.5, 3.5, 2.0, 0.0]);
+    // k = 2 fails the test strictly (1 + 2·5 = 11 is not > 6 + 5), so k* = 1 and θ = 5.
+    assert_eq!(s.support, 1);
+    assert_eq!(s.theta, 5.0);
+    close(&s.q, &[1.0, 0.0, 0.0, 0.0, 0.0, 0.0], 0.0);
+}
+
+fn bok_rows() -> Vec<(String, Vec<f64>)> {
+    let mut rows = vec![("worked".to_string(), WORKED.iter().map(|&v| f64::from(v)).collect())];
+    for (i, dist) in common::Dist::ALL.iter().enumerate() {
+        let z = common::logits(*dist, 1, 500, 100 + i as u64);
+        rows.push((format!("{dist:?}"), z.iter().map(|&v| f64::from(v)).collect()));
+    }
+    rows
+}
+
+#[test]
+fn bok_objective_rises_every_step_with_the_defaults() {
+    let weightings = [BokWeights::Prob, BokWeights::TopM(5)];
+    for (name, z) in bok_rows() {
+        for w in weightings {
+            let b = Bok {
+                iterations: 30,
+                weights: w,
+                ..Bok::DEFAULT
+            };
+            let trace = cpu::bok(&z, &b, None);
+            for (t, pair) in trace.objective.windows(2).enumerate() {
+                assert!(
+                    pair[1] >= pair[0] - 1e-12 * pair[0].abs().max(1.0),
+                    "{name} {w:?}: J fell at step {t}: {} -> {}",
+                    pair[0],
+                    pair[1]
+                );
+            }
+            let sum: f64 = trace.q.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-9);
+        }
+    }
+}
+
+#[test]
+fn bok_objective_rises_with_a_support_and_custom_weights() {
+    for (name, z) in bok_rows() {
+        let l: Vec<f32> = z.iter().map(|&v| v as f32).collect();
+        let logits = Logits::new(&l, 1, l.len()).unwrap();
+        let d = Decoder::bok(Bok::DEFAULT).with_support(Support {
+            top_k: 50,
+            top_p: 0.95,
+            min_p: 0.0,
+        });
+        let keep = cpu::kept(&logits, Rows::All(d)).unwrap().remove(0);
+        let masked: Vec<f64> = z
+            .iter()
+            .zip(&keep)
+            .map(|(&v, &k)| if k { v } else { f64::NEG_INFINITY })
+            .collect();
+        let w: Vec<f64> = (0..z.len()).map(|i| (i % 3) as f64).collect();
+        let b = Bok {
+            iterations: 20,
+            weights: BokWeights::Custom,
+            ..Bok::DEFAULT
+        };
+        let trace = cpu::bok(&masked, &b, Some(&w));
+        assert!(trace.objective.windows(2).all(|p| p[1] >= p[0] - 1e-9), "{name}");
+        for (q, k) in trace.q.iter().zip(&keep) {
+            if !k {
+                assert_eq!(*q, 0.0, "{name}: mass outside the support");
+            }
+        }
+    }
+}
+
+#[test]
+fn bok_meets_the_first_order_condition_at_large_t() {
+    for (name, z) in bok_rows() {
+        let b = Bok {
+            iterations: 3000,
+            ..Bok::DEFAULT
+        };
+        let trace = cpu::bok(&z, &b, None);
+        let log_p = cpu::log_softmax_row(&z, 1.0);
+        let log_q: Vec<f64> = trace.q.iter().map(|q| q.ln()).collect();
+        let g = bok_gradient(&z, &log_p, &log_p.iter().map(|l| l.exp()).collect::<Vec<_>>(), &log_q, &b);
+        // On the support, g_i is the same for every i (the multiplier of Σ q = 1). Tokens
+        // whose q underflowed carry no weight in the condition.
+        let on: Vec<f64> = g.iter().zip(&trace.q).filter(|(_, q)| **q > 1e-200).map(|(g, _)| *g).collect();
+        let (lo, hi) = on.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        assert!(hi - lo < 1e-6 * hi.abs().max(1.0), "{name}: gradient spread {}", hi - lo);
+    }
+}
+
+#[test]
+fn bok_with_zero_iterations_is_the_reference_distribution() {
+    let z: Vec<f64> = WORKED.iter().map(|&v| f64::from(v)).collect();
+    let b = Bok {
+        iterations: 0,
+        temperature: 0.5,
+        ..Bok::DEFAULT
+    };
+    close(&cpu::bok(&z, &b, None).q, &cpu::softmax_row(&z, 0.5), 1e-15);
+}
+
+#[test]
+fn bok_without_coverage_converges_to_the_tempered_softmax() {
+    // λ = 0: q* ∝ p·e^{z/β} = softmax(z·(1/τ + 1/β)).
+    let z: Vec<f64> = WORKED.iter().map(|&v| f64::from(v)).collect();
+    let b = Bok {
+        lambda: 0.0,
+        temperature: 2.0,
+        beta: 1.0,
+        iterations: 400,
+        ..Bok::DEFAULT
+    };
+    let want = cpu::softmax_row(&z, 1.0 / (1.0 / 2.0 + 1.0));
+    close(&cpu::bok(&z, &b, None).q, &want, 1e-9);
+}
+
+#[test]
+fn rows_without_a_finite_logit_get_no_token_and_the_status_bit() {
+    let z = [f32::NEG_INFINITY, f32::NAN, f32::NEG_INFINITY];
+    let l = Logits::new(&z, 1, 3).unwrap();
+    for d in [
+        Decoder::greedy(),
+        Decoder::softmax(1.0),
+        Decoder::top_p(0.5, 1.0),
+        Decoder::sparsemax(1.0),
+        Decoder::bok(Bok::DEFAULT),
+    ] {
+        let draw = cpu::sample(&l, Rows::All(d), Rows::All(Rng::new(3)), None).unwrap()[0];
+        assert_eq!(draw.token, samplex::status::NO_TOKEN, "{d:?}");
+        assert_ne!(draw.status & samplex::status::NO_FINITE_LOGIT, 0, "{d:?}");
+        assert_ne!(draw.status & samplex::status::NAN_LOGIT, 0, "{d:?}");
+    }
+}
+
+#[test]
+fn nan_logits_count_as_neg_inf_and_pos_inf_as_the_largest_finite() {
+    let z = [1.0f32, f32::NAN, f32::INFINITY, 2.0];
+    let l = Logits::new(&z, 1, 4).unwrap();
+    let (w, st) = cpu::widen_row(l.row(0));
+    assert_eq!(w[1], f64::NEG_INFINITY);
+    assert_eq!(w[2], f64::from(f32::MAX));
+    assert_eq!(st, samplex::status::NAN_LOGIT | samplex::status::POS_INF_LOGIT);
+    let d = cpu::sample(&l, Rows::All(Decoder::softmax(1.0)), Rows::All(Rng::new(0)), None).unwrap()[0];
+    assert_eq!(d.token, 2);
+}
+
+#[test]
+fn strided_rows_read_only_their_vocab() {
+    let z = [1.0f32, 5.0, 99.0, 7.0, 2.0, 99.0];
+    let l = Logits::with_stride(&z, 2, 2, 3).unwrap();
+    assert_eq!(cpu::argmax(&l), vec![1, 0]);
+}
