@@ -17,7 +17,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, DevicePtr};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, DevicePtr, DeviceSlice,
+};
 
 use crate::batch::check_shape;
 use crate::dtype::Logit;
@@ -111,6 +113,32 @@ pub struct RowParams<'a> {
     pub bok_iterations: Option<CudaView<'a, u32>>,
 }
 
+impl RowParams<'_> {
+    /// Every per-row buffer given has `batch` entries and lives on the sampler's device.
+    pub(crate) fn check(&self, batch: usize, sampler: &Sampler) -> Result<()> {
+        fn one<T>(name: &'static str, v: &Option<CudaView<'_, T>>, batch: usize, s: &Sampler) -> Result<()> {
+            match v {
+                Some(v) if v.len() != batch => Err(Error::BadLength {
+                    name,
+                    got: v.len(),
+                    expected: batch,
+                }),
+                Some(v) => s.check_device(name, v),
+                None => Ok(()),
+            }
+        }
+        one("temperature", &self.temperature, batch, sampler)?;
+        one("top_k", &self.top_k, batch, sampler)?;
+        one("top_p", &self.top_p, batch, sampler)?;
+        one("min_p", &self.min_p, batch, sampler)?;
+        one("bok_k", &self.bok_k, batch, sampler)?;
+        one("bok_beta", &self.bok_beta, batch, sampler)?;
+        one("bok_lambda", &self.bok_lambda, batch, sampler)?;
+        one("bok_eta", &self.bok_eta, batch, sampler)?;
+        one("bok_iterations", &self.bok_iterations, batch, sampler)
+    }
+}
+
 /// The random streams of a batch: one shared (seed, offset), or per-row device buffers.
 #[derive(Debug)]
 pub enum DeviceSeeds<'a> {
@@ -121,6 +149,25 @@ pub enum DeviceSeeds<'a> {
         seeds: CudaView<'a, u64>,
         offsets: CudaView<'a, u64>,
     },
+}
+
+impl DeviceSeeds<'_> {
+    /// Per-row seeds and offsets have `batch` entries and live on the sampler's device.
+    pub(crate) fn check(&self, batch: usize, sampler: &Sampler) -> Result<()> {
+        if let DeviceSeeds::Each { seeds, offsets } = self {
+            for (name, v) in [("seeds", seeds), ("offsets", offsets)] {
+                if v.len() != batch {
+                    return Err(Error::BadLength {
+                        name,
+                        got: v.len(),
+                        expected: batch,
+                    });
+                }
+                sampler.check_device(name, v)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Device addresses of the sampler's workspace (see [`Sampler::scratch`]).
@@ -261,12 +308,13 @@ impl Sampler {
         Ok(f)
     }
 
-    /// Checks that a device buffer lives on this sampler's device.
-    pub(crate) fn check_device(&self, name: &'static str, ordinal: usize) -> Result<()> {
-        if ordinal != self.ordinal {
+    /// SPEC "Bad input": a device buffer must live on this sampler's device.
+    pub(crate) fn check_device<T, S: DeviceSlice<T>>(&self, name: &'static str, buffer: &S) -> Result<()> {
+        let got = buffer.stream().context().ordinal();
+        if got != self.ordinal {
             return Err(Error::WrongDevice {
                 name,
-                got: ordinal,
+                got,
                 expected: self.ordinal,
             });
         }
