@@ -55,7 +55,10 @@ fn main() {
     match find_nvcc() {
         Some(nvcc) => {
             compile_fatbin(&nvcc, &amalgam_path, &fatbin, &report);
-            println!("cargo:rustc-env=SAMPLEX_KERNELS_BUILT_WITH={}", nvcc.display());
+            println!(
+                "cargo:rustc-env=SAMPLEX_KERNELS_BUILT_WITH={}",
+                nvcc.display()
+            );
         }
         None => {
             fs::write(&fatbin, b"").unwrap();
@@ -156,7 +159,9 @@ fn compile_fatbin(nvcc: &Path, unit: &Path, fatbin: &Path, report: &Path) {
         cmd.arg(format!("-gencode=arch=compute_{a},code=sm_{a}"));
     }
     let lowest = archs[0];
-    cmd.arg(format!("-gencode=arch=compute_{lowest},code=compute_{lowest}"));
+    cmd.arg(format!(
+        "-gencode=arch=compute_{lowest},code=compute_{lowest}"
+    ));
 
     let output = cmd
         .output()

@@ -40,7 +40,12 @@ fn make_logits() -> Vec<f32> {
         let noise = (state >> 40) as f32 / (1u64 << 24) as f32;
         let token = i % VOCAB;
         let row = i / VOCAB;
-        *x = 2.0 * noise + if token % 997 == row { 9.0 - (token / 997) as f32 * 0.05 } else { 0.0 };
+        *x = 2.0 * noise
+            + if token % 997 == row {
+                9.0 - (token / 997) as f32 * 0.05
+            } else {
+                0.0
+            };
     }
     z
 }
@@ -50,7 +55,10 @@ fn main() {
     let rng = Rng::new(2026);
     match Sampler::on_device(0) {
         Ok(sampler) => {
-            println!("samplex quickstart: GPU (kernels from {:?}), batch {BATCH} × vocab {VOCAB}", sampler.kernel_origin());
+            println!(
+                "samplex quickstart: GPU (kernels from {:?}), batch {BATCH} × vocab {VOCAB}",
+                sampler.kernel_origin()
+            );
             if let Err(e) = run_gpu(sampler, &z, rng) {
                 println!("GPU run failed: {e}");
                 run_cpu(&z, rng);
@@ -66,9 +74,13 @@ fn main() {
 fn run_cpu(z: &[f32], rng: Rng) {
     let logits = Logits::new(z, BATCH, VOCAB).expect("shape");
     for (name, d) in decoders() {
-        let draws = cpu::sample(&logits, Rows::All(d), Rows::All(rng), None).expect("valid request");
+        let draws =
+            cpu::sample(&logits, Rows::All(d), Rows::All(rng), None).expect("valid request");
         let q = cpu::distribution(&logits, Rows::All(d), None).expect("valid request");
-        let support: Vec<usize> = q.iter().map(|row| row.iter().filter(|p| **p > 0.0).count()).collect();
+        let support: Vec<usize> = q
+            .iter()
+            .map(|row| row.iter().filter(|p| **p > 0.0).count())
+            .collect();
         let tokens: Vec<u32> = draws.iter().map(|d| d.token).collect();
         println!("  {name:<22} tokens {tokens:?}  support sizes {support:?}");
     }
@@ -99,7 +111,9 @@ fn run_gpu(mut s: Sampler, z: &[f32], rng: Rng) -> samplex::Result<()> {
                     .iter()
                     .map(|d| d.token)
                     .collect();
-                println!("  {name:<22} gpu tokens {t:?} (cpu reference {cpu_tokens:?}) status {st:?}");
+                println!(
+                    "  {name:<22} gpu tokens {t:?} (cpu reference {cpu_tokens:?}) status {st:?}"
+                );
             }
             Err(e) => println!("  {name:<22} {e}"),
         }

@@ -44,9 +44,13 @@ __device__ __forceinline__ float to_f32(bf16_t x) {
   return __uint_as_float(((u32)x.bits) << 16);
 }
 __device__ __forceinline__ float to_f32(f16_t x) {
+#ifdef SAMPLEX_EMULATED
+  return samplex_emu::f16_to_f32(x.bits);  // the CPU emulator (scripts/emu) has no PTX
+#else
   float f;
   asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));
   return f;
+#endif
 }
 __device__ __forceinline__ float f16_bits_to_f32(u16 b) { f16_t h; h.bits = b; return to_f32(h); }
 __device__ __forceinline__ float bf16_bits_to_f32(u16 b) { bf16_t h; h.bits = b; return to_f32(h); }
@@ -412,6 +416,17 @@ __device__ __forceinline__ float tile_key(float log_scale, float total, float u_
   if (!(total > 0.0f)) return SAMPLEX_NEG_INF;
   return log_scale + logf(total) + gumbel(u_a);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Dynamic shared memory: `SAMPLEX_DYNAMIC_SHARED(float4, name);` declares the unit's array, sized
+// at launch. (The CPU emulator, scripts/emu, gives each OS thread a maximal one instead.)
+// ---------------------------------------------------------------------------------------------
+#ifdef SAMPLEX_EMULATED
+#define SAMPLEX_DYNAMIC_SHARED(T, name) \
+  alignas(16) static thread_local T name[samplex_emu::kMaxDynamicShared / sizeof(T)]
+#else
+#define SAMPLEX_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
+#endif
 
 // ---------------------------------------------------------------------------------------------
 // Helpers for index arithmetic, named once.

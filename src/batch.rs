@@ -8,7 +8,13 @@ pub const MAX_VOCAB: usize = (1 << 31) - 1;
 
 /// Checks a `batch × vocab` shape with a row stride against a buffer of `len` elements:
 /// batch ≥ 1, 1 ≤ vocab < 2^31, stride ≥ vocab, and the last row inside the buffer.
-pub fn check_shape(name: &'static str, len: usize, batch: usize, vocab: usize, stride: usize) -> Result<()> {
+pub fn check_shape(
+    name: &'static str,
+    len: usize,
+    batch: usize,
+    vocab: usize,
+    stride: usize,
+) -> Result<()> {
     if batch == 0 {
         return Err(Error::EmptyBatch);
     }

@@ -140,21 +140,21 @@ impl Bok {
                 range: ">= 1",
             });
         }
-        if !(self.beta > 0.0) {
+        if self.beta.is_nan() || self.beta <= 0.0 {
             return Err(Error::BadParam {
                 name: "beta",
                 value: self.beta.into(),
                 range: "> 0",
             });
         }
-        if !(self.lambda >= 0.0) {
+        if self.lambda.is_nan() || self.lambda < 0.0 {
             return Err(Error::BadParam {
                 name: "lambda",
                 value: self.lambda.into(),
                 range: ">= 0",
             });
         }
-        if !(self.eta > 0.0) {
+        if self.eta.is_nan() || self.eta <= 0.0 {
             return Err(Error::BadParam {
                 name: "eta",
                 value: self.eta.into(),

@@ -10,7 +10,8 @@ fn counts(z: &[f32], d: Decoder, n: u64, seed: u64) -> Vec<u64> {
     let l = Logits::new(z, 1, z.len()).unwrap();
     let mut c = vec![0u64; z.len()];
     for off in 0..n {
-        let draw = cpu::sample(&l, Rows::All(d), Rows::All(Rng::new(seed).at(off)), None).unwrap()[0];
+        let draw =
+            cpu::sample(&l, Rows::All(d), Rows::All(Rng::new(seed).at(off)), None).unwrap()[0];
         c[draw.token as usize] += 1;
     }
     c
@@ -46,10 +47,17 @@ fn cpu_draws_pass_chi_square_against_q() {
 fn draws_across_several_tiles_pass_chi_square() {
     // 3 tiles of 2048; put the mass in every tile so that the tile race matters.
     let mut z = vec![-30.0f32; 5000];
-    for (j, i) in [5usize, 2047, 2048, 3000, 4095, 4096, 4999].iter().enumerate() {
+    for (j, i) in [5usize, 2047, 2048, 3000, 4095, 4096, 4999]
+        .iter()
+        .enumerate()
+    {
         z[*i] = (j as f32) * 0.3;
     }
-    for d in [Decoder::softmax(1.0), Decoder::top_k(4, 1.0), Decoder::sparsemax(1.0)] {
+    for d in [
+        Decoder::softmax(1.0),
+        Decoder::top_k(4, 1.0),
+        Decoder::sparsemax(1.0),
+    ] {
         let c = counts(&z, d, 8_000, 5);
         let p = chi_square_p(&c, &q_of(&z, d));
         assert!(p > 1e-4, "{d:?}: chi-square p = {p}");
@@ -98,7 +106,10 @@ fn shared_seed_rows_differ_and_per_row_seeds_do_not_depend_on_position() {
         .map(|d| d.token)
         .collect();
     let distinct: std::collections::HashSet<_> = shared.iter().collect();
-    assert!(distinct.len() > 1, "equal rows with a shared seed drew {shared:?}");
+    assert!(
+        distinct.len() > 1,
+        "equal rows with a shared seed drew {shared:?}"
+    );
 
     let seeds: Vec<Rng> = (0..8).map(|s| Rng::new(100 + s)).collect();
     let mut reversed = seeds.clone();
@@ -106,7 +117,11 @@ fn shared_seed_rows_differ_and_per_row_seeds_do_not_depend_on_position() {
     let a = cpu::sample(&l, d, Rows::Each(&seeds), None).unwrap();
     let b = cpu::sample(&l, d, Rows::Each(&reversed), None).unwrap();
     for r in 0..8 {
-        assert_eq!(a[r].token, b[7 - r].token, "row {r}: a request's token moved with its position");
+        assert_eq!(
+            a[r].token,
+            b[7 - r].token,
+            "row {r}: a request's token moved with its position"
+        );
     }
 }
 
@@ -117,7 +132,8 @@ fn tokens_outside_the_support_are_never_drawn() {
     let d = Decoder::top_k(5, 2.0);
     let keep = cpu::kept(&l, Rows::All(d)).unwrap().remove(0);
     for off in 0..5_000 {
-        let t = cpu::sample(&l, Rows::All(d), Rows::All(Rng::new(1).at(off)), None).unwrap()[0].token;
+        let t =
+            cpu::sample(&l, Rows::All(d), Rows::All(Rng::new(1).at(off)), None).unwrap()[0].token;
         assert!(keep[t as usize], "drew {t}, outside the top 5");
     }
 }

@@ -15,7 +15,11 @@ fn rows() -> impl Strategy<Value = (usize, usize, Vec<f32>)> {
 }
 
 fn support() -> impl Strategy<Value = Support> {
-    (0u32..60, 0.01f32..=1.0, 0.0f32..0.5).prop_map(|(top_k, top_p, min_p)| Support { top_k, top_p, min_p })
+    (0u32..60, 0.01f32..=1.0, 0.0f32..0.5).prop_map(|(top_k, top_p, min_p)| Support {
+        top_k,
+        top_p,
+        min_p,
+    })
 }
 
 proptest! {

@@ -24,7 +24,11 @@ fn softmax_matches_the_worked_example_at_three_temperatures() {
     let q = |t| cpu::softmax(&worked(), Rows::All(t)).unwrap().remove(0);
     // SPEC.md prints the last entry as .002; e^-6 / 1.6939 = .00146, so it is .0015 here
     // (reported in the closing note).
-    close(&q(1.0), &[0.5904, 0.2172, 0.1317, 0.0485, 0.0108, 0.0015], 1e-4);
+    close(
+        &q(1.0),
+        &[0.5904, 0.2172, 0.1317, 0.0485, 0.0108, 0.0015],
+        1e-4,
+    );
     close(&q(0.5)[..4], &[0.839, 0.114, 0.042, 0.006], 5e-4);
     // and half a logit apart at τ = 1: worked example's pairs, sparsemax at τ = 2 keeps two
     let half: Vec<f64> = WORKED.iter().map(|&v| f64::from(v) / 2.0).collect();
@@ -34,10 +38,16 @@ fn softmax_matches_the_worked_example_at_three_temperatures() {
 
 #[test]
 fn each_filter_keeps_the_first_three_of_the_worked_example() {
-    for d in [Decoder::top_k(3, 1.0), Decoder::top_p(0.9, 1.0), Decoder::min_p(0.1, 1.0)] {
+    for d in [
+        Decoder::top_k(3, 1.0),
+        Decoder::top_p(0.9, 1.0),
+        Decoder::min_p(0.1, 1.0),
+    ] {
         let keep = cpu::kept(&worked(), Rows::All(d)).unwrap().remove(0);
         assert_eq!(keep, [true, true, true, false, false, false], "{d:?}");
-        let q = cpu::distribution(&worked(), Rows::All(d), None).unwrap().remove(0);
+        let q = cpu::distribution(&worked(), Rows::All(d), None)
+            .unwrap()
+            .remove(0);
         let s = 0.590 + 0.217 + 0.132;
         close(&q, &[0.590 / s, 0.217 / s, 0.132 / s, 0.0, 0.0, 0.0], 1e-3);
     }
@@ -48,7 +58,13 @@ fn greedy_ties_go_to_the_lowest_index() {
     let z = [1.0f32, 3.0, 2.0, 3.0, f32::NAN];
     let l = Logits::new(&z, 1, 5).unwrap();
     assert_eq!(cpu::argmax(&l), vec![1]);
-    let d = cpu::sample(&l, Rows::All(Decoder::softmax(0.0)), Rows::All(Rng::new(1)), None).unwrap();
+    let d = cpu::sample(
+        &l,
+        Rows::All(Decoder::softmax(0.0)),
+        Rows::All(Rng::new(1)),
+        None,
+    )
+    .unwrap();
     assert_eq!(d[0].token, 1);
 }
 
@@ -67,7 +83,9 @@ fn top_k_filter_keeps_ties_at_the_boundary() {
     // probabilities 0.4, 0.3, 0.3 with k = 2: all three kept.
     let z: Vec<f32> = [0.4f32, 0.3, 0.3].iter().map(|p| p.ln()).collect();
     let l = Logits::new(&z, 1, 3).unwrap();
-    let keep = cpu::kept(&l, Rows::All(Decoder::top_k(2, 1.0))).unwrap().remove(0);
+    let keep = cpu::kept(&l, Rows::All(Decoder::top_k(2, 1.0)))
+        .unwrap()
+        .remove(0);
     assert_eq!(keep, [true, true, true]);
 }
 
@@ -82,12 +100,17 @@ fn top_p_is_measured_inside_the_top_k_set() {
         top_p: 0.5,
         min_p: 0.0,
     });
-    assert_eq!(cpu::kept(&l, Rows::All(d)).unwrap()[0], [true, false, false, false]);
+    assert_eq!(
+        cpu::kept(&l, Rows::All(d)).unwrap()[0],
+        [true, false, false, false]
+    );
 }
 
 #[test]
 fn masked_logits_are_minus_infinity_outside_the_support() {
-    let m = cpu::masked_logits(&worked(), Rows::All(Decoder::top_k(2, 1.0))).unwrap().remove(0);
+    let m = cpu::masked_logits(&worked(), Rows::All(Decoder::top_k(2, 1.0)))
+        .unwrap()
+        .remove(0);
     assert_eq!(&m[..2], &[6.0, 5.0]);
     assert!(m[2..].iter().all(|v| *v == f64::NEG_INFINITY));
 }
@@ -145,10 +168,16 @@ fn sparsemax_of_the_worked_example_is_one_hot() {
 }
 
 fn bok_rows() -> Vec<(String, Vec<f64>)> {
-    let mut rows = vec![("worked".to_string(), WORKED.iter().map(|&v| f64::from(v)).collect())];
+    let mut rows = vec![(
+        "worked".to_string(),
+        WORKED.iter().map(|&v| f64::from(v)).collect(),
+    )];
     for (i, dist) in common::Dist::ALL.iter().enumerate() {
         let z = common::logits(*dist, 1, 500, 100 + i as u64);
-        rows.push((format!("{dist:?}"), z.iter().map(|&v| f64::from(v)).collect()));
+        rows.push((
+            format!("{dist:?}"),
+            z.iter().map(|&v| f64::from(v)).collect(),
+        ));
     }
     rows
 }
@@ -201,7 +230,10 @@ fn bok_objective_rises_with_a_support_and_custom_weights() {
             ..Bok::DEFAULT
         };
         let trace = cpu::bok(&masked, &b, Some(&w));
-        assert!(trace.objective.windows(2).all(|p| p[1] >= p[0] - 1e-9), "{name}");
+        assert!(
+            trace.objective.windows(2).all(|p| p[1] >= p[0] - 1e-9),
+            "{name}"
+        );
         for (q, k) in trace.q.iter().zip(&keep) {
             if !k {
                 assert_eq!(*q, 0.0, "{name}: mass outside the support");
@@ -220,12 +252,31 @@ fn bok_meets_the_first_order_condition_at_large_t() {
         let trace = cpu::bok(&z, &b, None);
         let log_p = cpu::log_softmax_row(&z, 1.0);
         let log_q: Vec<f64> = trace.q.iter().map(|q| q.ln()).collect();
-        let g = bok_gradient(&z, &log_p, &log_p.iter().map(|l| l.exp()).collect::<Vec<_>>(), &log_q, &b);
+        let g = bok_gradient(
+            &z,
+            &log_p,
+            &log_p.iter().map(|l| l.exp()).collect::<Vec<_>>(),
+            &log_q,
+            &b,
+        );
         // On the support, g_i is the same for every i (the multiplier of Σ q = 1). Tokens
         // whose q underflowed carry no weight in the condition.
-        let on: Vec<f64> = g.iter().zip(&trace.q).filter(|(_, q)| **q > 1e-200).map(|(g, _)| *g).collect();
-        let (lo, hi) = on.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
-        assert!(hi - lo < 1e-6 * hi.abs().max(1.0), "{name}: gradient spread {}", hi - lo);
+        let on: Vec<f64> = g
+            .iter()
+            .zip(&trace.q)
+            .filter(|(_, q)| **q > 1e-200)
+            .map(|(g, _)| *g)
+            .collect();
+        let (lo, hi) = on
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        assert!(
+            hi - lo < 1e-6 * hi.abs().max(1.0),
+            "{name}: gradient spread {}",
+            hi - lo
+        );
     }
 }
 
@@ -280,8 +331,17 @@ fn nan_logits_count_as_neg_inf_and_pos_inf_as_the_largest_finite() {
     let (w, st) = cpu::widen_row(l.row(0));
     assert_eq!(w[1], f64::NEG_INFINITY);
     assert_eq!(w[2], f64::from(f32::MAX));
-    assert_eq!(st, samplex::status::NAN_LOGIT | samplex::status::POS_INF_LOGIT);
-    let d = cpu::sample(&l, Rows::All(Decoder::softmax(1.0)), Rows::All(Rng::new(0)), None).unwrap()[0];
+    assert_eq!(
+        st,
+        samplex::status::NAN_LOGIT | samplex::status::POS_INF_LOGIT
+    );
+    let d = cpu::sample(
+        &l,
+        Rows::All(Decoder::softmax(1.0)),
+        Rows::All(Rng::new(0)),
+        None,
+    )
+    .unwrap()[0];
     assert_eq!(d.token, 2);
 }
 

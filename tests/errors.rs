@@ -21,8 +21,14 @@ fn sample_with(d: Decoder) -> samplex::Result<Vec<cpu::Draw>> {
 
 #[test]
 fn empty_batch_and_vocab_are_refused() {
-    assert!(matches!(Logits::<f32>::new(&[], 0, 3), Err(Error::EmptyBatch)));
-    assert!(matches!(Logits::<f32>::new(&[], 1, 0), Err(Error::BadVocab(0))));
+    assert!(matches!(
+        Logits::<f32>::new(&[], 0, 3),
+        Err(Error::EmptyBatch)
+    ));
+    assert!(matches!(
+        Logits::<f32>::new(&[], 1, 0),
+        Err(Error::BadVocab(0))
+    ));
 }
 
 #[test]
@@ -30,11 +36,18 @@ fn short_buffers_and_small_strides_are_refused() {
     let z = one_row();
     assert!(matches!(
         Logits::new(&z, 2, 3),
-        Err(Error::BadLength { name: "logits", got: 3, expected: 6 })
+        Err(Error::BadLength {
+            name: "logits",
+            got: 3,
+            expected: 6
+        })
     ));
     assert!(matches!(
         Logits::with_stride(&z, 1, 3, 2),
-        Err(Error::BadStride { stride: 2, vocab: 3 })
+        Err(Error::BadStride {
+            stride: 2,
+            vocab: 3
+        })
     ));
 }
 
@@ -52,7 +65,9 @@ fn top_p_must_be_in_zero_one() {
     for p in [0.0, -0.1, 1.5, f32::NAN] {
         bad_param(sample_with(Decoder::top_p(p, 1.0)), "top_p");
     }
-    let msg = sample_with(Decoder::top_p(1.5, 1.0)).unwrap_err().to_string();
+    let msg = sample_with(Decoder::top_p(1.5, 1.0))
+        .unwrap_err()
+        .to_string();
     assert_eq!(msg, "top_p must be in (0, 1], got 1.5");
 }
 
@@ -88,10 +103,28 @@ fn bok_weights_must_have_batch_times_vocab_entries() {
         ..Bok::DEFAULT
     });
     let r = cpu::sample(&l, Rows::All(d), Rows::All(Rng::new(0)), Some(&[1.0, 2.0]));
-    assert!(matches!(r, Err(Error::BadLength { name: "weights", got: 2, expected: 3 })));
+    assert!(matches!(
+        r,
+        Err(Error::BadLength {
+            name: "weights",
+            got: 2,
+            expected: 3
+        })
+    ));
     let r = cpu::sample(&l, Rows::All(d), Rows::All(Rng::new(0)), None);
-    assert!(matches!(r, Err(Error::BadLength { name: "weights", .. })));
-    let r = cpu::sample(&l, Rows::All(d), Rows::All(Rng::new(0)), Some(&[1.0, -2.0, 0.0]));
+    assert!(matches!(
+        r,
+        Err(Error::BadLength {
+            name: "weights",
+            ..
+        })
+    ));
+    let r = cpu::sample(
+        &l,
+        Rows::All(d),
+        Rows::All(Rng::new(0)),
+        Some(&[1.0, -2.0, 0.0]),
+    );
     bad_param(r, "weights");
 }
 
@@ -101,12 +134,37 @@ fn per_row_parameters_must_have_one_entry_per_row() {
     let l = Logits::new(&z, 2, 3).unwrap();
     let ds = [Decoder::softmax(1.0)];
     let r = cpu::sample(&l, Rows::Each(&ds), Rows::All(Rng::new(0)), None);
-    assert!(matches!(r, Err(Error::BadLength { name: "decoders", got: 1, expected: 2 })));
+    assert!(matches!(
+        r,
+        Err(Error::BadLength {
+            name: "decoders",
+            got: 1,
+            expected: 2
+        })
+    ));
     let seeds = [Rng::new(1); 3];
-    let r = cpu::sample(&l, Rows::All(Decoder::softmax(1.0)), Rows::Each(&seeds), None);
-    assert!(matches!(r, Err(Error::BadLength { name: "seeds", got: 3, expected: 2 })));
+    let r = cpu::sample(
+        &l,
+        Rows::All(Decoder::softmax(1.0)),
+        Rows::Each(&seeds),
+        None,
+    );
+    assert!(matches!(
+        r,
+        Err(Error::BadLength {
+            name: "seeds",
+            got: 3,
+            expected: 2
+        })
+    ));
     let r = cpu::softmax(&l, Rows::Each(&[1.0]));
-    assert!(matches!(r, Err(Error::BadLength { name: "temperature", .. })));
+    assert!(matches!(
+        r,
+        Err(Error::BadLength {
+            name: "temperature",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -131,6 +189,9 @@ fn the_gpu_path_says_no_driver_instead_of_panicking() {
         eprintln!("SKIPPED the_gpu_path_says_no_driver_instead_of_panicking: a driver is present");
         return;
     }
-    assert!(matches!(samplex::gpu::Sampler::on_device(0), Err(Error::NoDriver)));
+    assert!(matches!(
+        samplex::gpu::Sampler::on_device(0),
+        Err(Error::NoDriver)
+    ));
     assert!(matches!(samplex::gpu::context(0), Err(Error::NoDriver)));
 }

@@ -8,7 +8,11 @@ const DTYPES: [&str; 3] = ["f32", "f16", "bf16"];
 fn entries(ptx: &str) -> Vec<String> {
     ptx.lines()
         .filter_map(|l| l.split(".entry ").nth(1))
-        .map(|rest| rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect())
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        })
         .collect()
 }
 
@@ -29,7 +33,10 @@ fn nvrtc_compiles_every_kernel_family_for_each_dtype_and_target() {
             .to_src();
         let names = entries(&ptx);
         for name in &names {
-            assert!(name.starts_with("samplex_"), "{arch}: entry {name} breaks the naming convention");
+            assert!(
+                name.starts_with("samplex_"),
+                "{arch}: entry {name} breaks the naming convention"
+            );
         }
         for family in FAMILIES {
             if !src.contains(&format!("// ---- {family}.cu ----")) {
@@ -38,7 +45,9 @@ fn nvrtc_compiles_every_kernel_family_for_each_dtype_and_target() {
             for dtype in DTYPES {
                 let prefix = format!("samplex_{family}_");
                 let found = names.iter().any(|n| {
-                    n.starts_with(&prefix) && (n.ends_with(&format!("_{dtype}")) || n.ends_with(&format!("_{dtype}_v1")))
+                    n.starts_with(&prefix)
+                        && (n.ends_with(&format!("_{dtype}"))
+                            || n.ends_with(&format!("_{dtype}_v1")))
                 });
                 assert!(found, "{arch}: no {family} kernel for {dtype} in {names:?}");
             }
@@ -49,8 +58,13 @@ fn nvrtc_compiles_every_kernel_family_for_each_dtype_and_target() {
 #[test]
 fn the_fatbin_is_embedded_when_ci_requires_it() {
     if std::env::var_os("SAMPLEX_REQUIRE_FATBIN").is_none() {
-        eprintln!("SKIPPED the_fatbin_is_embedded_when_ci_requires_it: SAMPLEX_REQUIRE_FATBIN not set");
+        eprintln!(
+            "SKIPPED the_fatbin_is_embedded_when_ci_requires_it: SAMPLEX_REQUIRE_FATBIN not set"
+        );
         return;
     }
-    assert!(samplex::gpu::module::has_fatbin(), "built without nvcc: no fatbin embedded");
+    assert!(
+        samplex::gpu::module::has_fatbin(),
+        "built without nvcc: no fatbin embedded"
+    );
 }

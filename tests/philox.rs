@@ -26,7 +26,10 @@ fn row_random_lays_out_counter_and_key_as_documented() {
     let (seed, offset) = (0x0123_4567_89ab_cdef_u64, 0xfedc_ba98_7654_3210_u64);
     assert_eq!(
         row_random(seed, offset, 17, 5),
-        philox4x32_10([5, 17, 0x7654_3210, 0xfedc_ba98], [0x89ab_cdef, 0x0123_4567])
+        philox4x32_10(
+            [5, 17, 0x7654_3210, 0xfedc_ba98],
+            [0x89ab_cdef, 0x0123_4567]
+        )
     );
 }
 

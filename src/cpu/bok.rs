@@ -48,7 +48,8 @@ pub fn bok_objective(z: &[f64], log_p: &[f64], w: &[f64], log_q: &[f64], b: &Bok
             continue;
         }
         let q = log_q[i].exp();
-        j += q * z[i] - beta * q * (log_q[i] - log_p[i]) + lambda * w[i] * (1.0 - (1.0 - q).powf(k));
+        j +=
+            q * z[i] - beta * q * (log_q[i] - log_p[i]) + lambda * w[i] * (1.0 - (1.0 - q).powf(k));
     }
     j
 }
@@ -85,7 +86,13 @@ pub fn bok(z: &[f64], b: &Bok, custom: Option<&[f64]>) -> BokTrace {
         let a: Vec<f64> = log_q
             .iter()
             .zip(&g)
-            .map(|(&l, &gi)| if l == f64::NEG_INFINITY { l } else { l + eta * gi })
+            .map(|(&l, &gi)| {
+                if l == f64::NEG_INFINITY {
+                    l
+                } else {
+                    l + eta * gi
+                }
+            })
             .collect();
         let m = a.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let lse = m + a.iter().map(|&x| (x - m).exp()).sum::<f64>().ln();

@@ -51,7 +51,13 @@ pub fn draw_log_weights(logw: &[f64], rng: Rng, stream: u32) -> Draw {
             .fold(f64::NEG_INFINITY, f64::max);
         let w = logw[range]
             .iter()
-            .map(|&l| if m == f64::NEG_INFINITY { 0.0 } else { (l - m).exp() })
+            .map(|&l| {
+                if m == f64::NEG_INFINITY {
+                    0.0
+                } else {
+                    (l - m).exp()
+                }
+            })
             .collect();
         (if m == f64::NEG_INFINITY { 0.0 } else { m }, w)
     })

@@ -84,7 +84,10 @@ pub fn argmax<T: Logit>(logits: &Logits<'_, T>) -> Vec<u32> {
 ///
 /// # Errors
 /// [`Error::BadParam`] for τ < 0 or NaN; [`Error::BadLength`] for a per-row τ of wrong length.
-pub fn softmax<T: Logit>(logits: &Logits<'_, T>, temperature: Rows<'_, f32>) -> Result<Vec<Vec<f64>>> {
+pub fn softmax<T: Logit>(
+    logits: &Logits<'_, T>,
+    temperature: Rows<'_, f32>,
+) -> Result<Vec<Vec<f64>>> {
     temperature.check_len("temperature", logits.batch())?;
     (0..logits.batch())
         .map(|r| {
@@ -96,7 +99,10 @@ pub fn softmax<T: Logit>(logits: &Logits<'_, T>, temperature: Rows<'_, f32>) -> 
 }
 
 /// log softmax(z/τ) of every row, τ > 0 (−∞ for excluded tokens).
-pub fn log_softmax<T: Logit>(logits: &Logits<'_, T>, temperature: Rows<'_, f32>) -> Result<Vec<Vec<f64>>> {
+pub fn log_softmax<T: Logit>(
+    logits: &Logits<'_, T>,
+    temperature: Rows<'_, f32>,
+) -> Result<Vec<Vec<f64>>> {
     temperature.check_len("temperature", logits.batch())?;
     (0..logits.batch())
         .map(|r| {
@@ -119,7 +125,10 @@ pub fn log_softmax<T: Logit>(logits: &Logits<'_, T>, temperature: Rows<'_, f32>)
 ///
 /// # Errors
 /// [`Error::BadParam`] for k = 0; [`Error::BadLength`] for a per-row k of wrong length.
-pub fn top_k_select<T: Logit>(logits: &Logits<'_, T>, k: Rows<'_, u32>) -> Result<Vec<Vec<(f32, u32)>>> {
+pub fn top_k_select<T: Logit>(
+    logits: &Logits<'_, T>,
+    k: Rows<'_, u32>,
+) -> Result<Vec<Vec<(f32, u32)>>> {
     k.check_len("k", logits.batch())?;
     (0..logits.batch())
         .map(|r| {
@@ -138,18 +147,28 @@ pub fn top_k_select<T: Logit>(logits: &Logits<'_, T>, k: Rows<'_, u32>) -> Resul
 
 /// The kept set of every row after top-k → top-p → min-p at the decoder's temperature
 /// (`true` = kept). Greedy (τ = 0) keeps the argmax only.
-pub fn kept<T: Logit>(logits: &Logits<'_, T>, decoders: Rows<'_, Decoder>) -> Result<Vec<Vec<bool>>> {
+pub fn kept<T: Logit>(
+    logits: &Logits<'_, T>,
+    decoders: Rows<'_, Decoder>,
+) -> Result<Vec<Vec<bool>>> {
     check_decoders(logits.batch(), &decoders)?;
     Ok((0..logits.batch())
         .map(|r| {
             let d = decoders.get(r);
-            kept_row(&widen_row(logits.row(r)).0, &d.support, f64::from(d.temperature()))
+            kept_row(
+                &widen_row(logits.row(r)).0,
+                &d.support,
+                f64::from(d.temperature()),
+            )
         })
         .collect())
 }
 
 /// z where kept, −∞ elsewhere (the filters' masked-logits output).
-pub fn masked_logits<T: Logit>(logits: &Logits<'_, T>, decoders: Rows<'_, Decoder>) -> Result<Vec<Vec<f64>>> {
+pub fn masked_logits<T: Logit>(
+    logits: &Logits<'_, T>,
+    decoders: Rows<'_, Decoder>,
+) -> Result<Vec<Vec<f64>>> {
     let keep = kept(logits, decoders)?;
     Ok((0..logits.batch())
         .map(|r| {
@@ -178,7 +197,11 @@ pub fn distribution<T: Logit>(
     Ok((0..logits.batch())
         .map(|r| {
             let (z, _) = widen_row(logits.row(r));
-            row_distribution(&z, &decoders.get(r), weights.map(|w| weight_row(w, logits, r)))
+            row_distribution(
+                &z,
+                &decoders.get(r),
+                weights.map(|w| weight_row(w, logits, r)),
+            )
         })
         .collect())
 }
@@ -203,7 +226,13 @@ pub fn sample<T: Logit>(
             let (z, st) = widen_row(logits.row(r));
             let d = decoders.get(r);
             let stream = stream_of(&seeds, r);
-            let mut draw = sample_row(&z, &d, weights.map(|w| weight_row(w, logits, r)), seeds.get(r), stream);
+            let mut draw = sample_row(
+                &z,
+                &d,
+                weights.map(|w| weight_row(w, logits, r)),
+                seeds.get(r),
+                stream,
+            );
             draw.status |= st;
             draw
         })
@@ -212,7 +241,12 @@ pub fn sample<T: Logit>(
 
 /// Draws one token per row from given probabilities (`batch × vocab`, dense, ≥ 0; they need
 /// not sum to 1). A row with no positive entry gets [`status::NO_TOKEN`].
-pub fn sample_from_probs(probs: &[f32], batch: usize, vocab: usize, seeds: Rows<'_, Rng>) -> Result<Vec<Draw>> {
+pub fn sample_from_probs(
+    probs: &[f32],
+    batch: usize,
+    vocab: usize,
+    seeds: Rows<'_, Rng>,
+) -> Result<Vec<Draw>> {
     check_shape("probs", probs.len(), batch, vocab, vocab)?;
     seeds.check_len("seeds", batch)?;
     Ok((0..batch)
@@ -256,7 +290,13 @@ pub fn row_distribution(z: &[f64], d: &Decoder, weights: Option<Vec<f64>>) -> Ve
 }
 
 /// One row's draw (no status from the logits; [`sample`] adds it).
-pub fn sample_row(z: &[f64], d: &Decoder, weights: Option<Vec<f64>>, rng: Rng, stream: u32) -> Draw {
+pub fn sample_row(
+    z: &[f64],
+    d: &Decoder,
+    weights: Option<Vec<f64>>,
+    rng: Rng,
+    stream: u32,
+) -> Draw {
     let t = f64::from(d.temperature());
     let draw = match d.regularizer {
         _ if t == 0.0 => greedy_draw(z),
@@ -311,7 +351,10 @@ fn mask(z: &[f64], keep: &[bool]) -> Vec<f64> {
 
 fn weight_row<T: Logit>(w: &[f32], logits: &Logits<'_, T>, r: usize) -> Vec<f64> {
     let v = logits.vocab();
-    w[r * v..(r + 1) * v].iter().map(|&x| f64::from(x)).collect()
+    w[r * v..(r + 1) * v]
+        .iter()
+        .map(|&x| f64::from(x))
+        .collect()
 }
 
 fn check_decoders(batch: usize, decoders: &Rows<'_, Decoder>) -> Result<()> {
@@ -322,7 +365,11 @@ fn check_decoders(batch: usize, decoders: &Rows<'_, Decoder>) -> Result<()> {
     }
 }
 
-fn check_weights<T: Logit>(logits: &Logits<'_, T>, decoders: &Rows<'_, Decoder>, weights: Option<&[f32]>) -> Result<()> {
+fn check_weights<T: Logit>(
+    logits: &Logits<'_, T>,
+    decoders: &Rows<'_, Decoder>,
+    weights: Option<&[f32]>,
+) -> Result<()> {
     let custom = (0..logits.batch()).any(|r| {
         matches!(
             decoders.get(r).regularizer,

@@ -1,17 +1,216 @@
 //! Wrappers for kernels/bok.cu: Best-of-K mirror ascent.
+//!
+//! Two ways through the same arithmetic, picked per call:
+//!
+//! * **One launch** (`samplex_bok_row_<T>`): vocab ≤ 32768 and the row's z (4 bytes a token)
+//!   fits the device's opt-in shared memory. One block of 512 threads per row reads the logits
+//!   once, keeps each token's state in registers across the T iterations, and writes q, J(q^t)
+//!   and the drawn token. It checks the rows' alignment itself (no `_v1` twin).
+//! * **One launch per pass** (`samplex_bok_pass_<T>[_v1]`, plus `samplex_bok_topm_<T>[_v1]`
+//!   for top-M weights): any vocab. Each row is split over `launch::blocks_per_row` blocks of
+//!   256 threads; the state a = ln q + η·g lives in scratch (`batch × vocab` f32) and each
+//!   launch is one pass (T + 2 launches, T + 3 with top-M): the launch boundary is the
+//!   grid-wide barrier, partials are merged in part order, the last pass takes one ticket per
+//!   row. A thread-block-cluster (sm_90 DSMEM) single-launch version is future work.
+//!
+//! C arguments, common to the three kernels (optional buffers as raw addresses, 0 = absent):
+//! logits, stride, vocab, τ, τ\[\], K, K\[\], β, β\[\], λ, λ\[\], η, η\[\], T, T\[\], weight mode,
+//! M, weights, thresholds; then `row` and `pass`: seed, offset, seeds\[\], offsets\[\], q,
+//! objective, tokens, status, status_or; then `pass`: parts, pass, state, part_u, part_prev,
+//! part_next, topm, tickets; `topm` ends with topm instead.
+//!
+//! A support rule (or per-row top-k/top-p/min-p) becomes one f32 logit threshold per row from
+//! [`Sampler::support_thresholds`] (kept: z ≥ threshold), at the start of the scratch; it
+//! writes the status first and the BoK kernels OR into it.
 
-use cudarc::driver::{CudaView, CudaViewMut};
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute_enum};
+use cudarc::driver::{
+    CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchArgs, LaunchConfig, PushKernelArg,
+};
 
+use super::launch::{self, Pointers, DRAW_TILE};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
-use crate::decoder::{Bok, Support};
+use crate::decoder::{Bok, BokWeights, Support};
 use crate::dtype::Logit;
 use crate::error::{Error, Result};
+
+/// Threads of `samplex_bok_row` (`ROW_THREADS` in kernels/bok.cu).
+const ROW_THREADS: u32 = 512;
+/// The largest vocab `samplex_bok_row` holds on chip (`ROW_TILES` draw tiles).
+const ROW_MAX_VOCAB: usize = 16 * DRAW_TILE;
+/// Threads of `samplex_bok_pass`.
+const PASS_THREADS: u32 = 256;
+/// Threads of `samplex_bok_topm`.
+const SELECT_THREADS: u32 = 512;
+/// Bytes of one (row, part) partial (`Part` / `FinalPart` in kernels/bok.cu).
+const PART_BYTES: usize = 16;
+/// Bytes of one row's top-M threshold (key, tie index).
+const TOPM_BYTES: usize = 8;
+/// Scratch regions start on this boundary.
+const ALIGN: usize = 256;
+/// The most iterations a GPU call runs (the fallback launches T + 2 kernels from the host).
+const MAX_ITERATIONS: u32 = 1 << 20;
+
+fn align(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+fn check_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(Error::BadLength {
+            name,
+            got,
+            expected,
+        })
+    }
+}
+
+/// A device buffer: exactly `len` entries, on the sampler's device.
+fn check_out<T, S: DeviceSlice<T>>(
+    s: &Sampler,
+    name: &'static str,
+    buffer: &S,
+    len: usize,
+) -> Result<()> {
+    check_len(name, buffer.len(), len)?;
+    s.check_device(name, buffer)
+}
+
+/// The scalar and address arguments of the BoK kernels (kept alive while the launch builder
+/// holds references to them).
+struct BokArgs {
+    logits: u64,
+    stride: u64,
+    vocab: u32,
+    temperature: f32,
+    temps: u64,
+    k: u32,
+    ks: u64,
+    beta: f32,
+    betas: u64,
+    lambda: f32,
+    lambdas: u64,
+    eta: f32,
+    etas: u64,
+    iterations: u32,
+    iterss: u64,
+    weight_mode: u32,
+    top_m: u32,
+    weights: u64,
+    thresholds: u64,
+    seed: u64,
+    offset: u64,
+    seeds: u64,
+    offsets: u64,
+    q: u64,
+    objective: u64,
+    tokens: u64,
+    status: u64,
+    status_or: u32,
+}
+
+impl BokArgs {
+    /// `SAMPLEX_BOK_COMMON_PARAMS` in C-signature order.
+    fn push_common<'a>(&'a self, b: &mut LaunchArgs<'a>) {
+        b.arg(&self.logits)
+            .arg(&self.stride)
+            .arg(&self.vocab)
+            .arg(&self.temperature)
+            .arg(&self.temps)
+            .arg(&self.k)
+            .arg(&self.ks)
+            .arg(&self.beta)
+            .arg(&self.betas)
+            .arg(&self.lambda)
+            .arg(&self.lambdas)
+            .arg(&self.eta)
+            .arg(&self.etas)
+            .arg(&self.iterations)
+            .arg(&self.iterss)
+            .arg(&self.weight_mode)
+            .arg(&self.top_m)
+            .arg(&self.weights)
+            .arg(&self.thresholds);
+    }
+
+    /// `SAMPLEX_BOK_OUTPUT_PARAMS` in C-signature order.
+    fn push_outputs<'a>(&'a self, b: &mut LaunchArgs<'a>) {
+        b.arg(&self.seed)
+            .arg(&self.offset)
+            .arg(&self.seeds)
+            .arg(&self.offsets)
+            .arg(&self.q)
+            .arg(&self.objective)
+            .arg(&self.tokens)
+            .arg(&self.status)
+            .arg(&self.status_or);
+    }
+}
+
+/// The extra arguments of one `samplex_bok_pass` launch.
+struct PassArgs {
+    parts: u32,
+    pass: u32,
+    state: u64,
+    part_u: u64,
+    part_prev: u64,
+    part_next: u64,
+    topm: u64,
+    tickets: u64,
+}
+
+/// Byte offsets of the fallback's scratch regions (after the thresholds).
+struct PassScratch {
+    state: usize,
+    part_u: usize,
+    part_a: [usize; 2],
+    part_f: usize,
+    topm: usize,
+    end: usize,
+}
+
+impl PassScratch {
+    fn new(start: usize, batch: usize, vocab: usize, parts: u32) -> Self {
+        let parts_bytes = align(batch * parts as usize * PART_BYTES);
+        let state = start;
+        let part_u = state + align(batch * vocab * 4);
+        let part_a = [part_u + parts_bytes, part_u + 2 * parts_bytes];
+        let part_f = part_u + 3 * parts_bytes;
+        let topm = part_f + parts_bytes;
+        let end = topm + align(batch * TOPM_BYTES);
+        PassScratch {
+            state,
+            part_u,
+            part_a,
+            part_f,
+            topm,
+            end,
+        }
+    }
+}
 
 impl Sampler {
     /// BoK's q after T steps per row (dense `batch × vocab`), over the support; `objective`
     /// (`batch × (T + 1)`, T the batch-wide iterations) gets J(q^t) for t = 0..=T when asked.
     /// `weights` is the caller's coverage weights (`batch × vocab`), required exactly when
     /// `params.weights` is `BokWeights::Custom`.
+    ///
+    /// p = softmax(z/τ) over the support (`support`, or the per-row top_k/top_p/min_p in
+    /// `rows`, at BoK's τ); tokens outside it stay at q = 0. Per-row K, β, λ, η, T, τ in `rows`
+    /// override `params`; out-of-range values are clamped on the device and flagged with
+    /// [`crate::status::PARAM_CLAMPED`] (a per-row T is capped at `params.iterations`, which
+    /// sizes the objective; a row's J(q^t) for t past its own T repeats J at its last step).
+    /// Custom weights that are NaN or negative count as 0 (flagged). NaN logits count as −∞,
+    /// +∞ as f32::MAX (flagged); a row with nothing kept gets q = 0, J = 0 and
+    /// [`crate::status::NO_FINITE_LOGIT`]. All arithmetic is f32.
+    ///
+    /// # Errors
+    /// [`Error::BadParam`] for a parameter outside SPEC "Bad input" (τ ≤ 0, K = 0, β ≤ 0,
+    /// λ < 0, η ≤ 0, M = 0, top_p, min_p) or T > 2^20; [`Error::BadLength`] for `q`,
+    /// `objective`, `weights`, `status` or a per-row buffer of the wrong length (and a missing
+    /// custom `weights`); [`Error::WrongDevice`]; [`Error::Driver`] when a launch fails.
     #[allow(clippy::too_many_arguments)]
     pub fn bok<T: Logit>(
         &mut self,
@@ -24,11 +223,37 @@ impl Sampler {
         objective: Option<&mut CudaViewMut<'_, f32>>,
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
-        let _ = (logits, params, support, rows, weights, q, objective, status);
-        Err(Error::NotImplemented("bok"))
+        let (batch, vocab) = (logits.batch, logits.vocab);
+        check_out(self, "q", &*q, batch * vocab)?;
+        if let Some(o) = objective.as_deref() {
+            check_out(
+                self,
+                "objective",
+                o,
+                batch * (params.iterations as usize + 1),
+            )?;
+        }
+        self.run_bok(
+            logits,
+            params,
+            support,
+            rows,
+            weights,
+            None,
+            Some(q),
+            objective,
+            None,
+            status,
+        )
     }
 
-    /// One token per row drawn from BoK's q after T steps, in the same launch.
+    /// One token per row drawn from BoK's q after T steps, in the same launch (or, for
+    /// vocab > 32768, the same sequence of launches). The draw is the tiled draw with
+    /// log-weights ln q: the same method and random numbers as [`crate::cpu::sample`].
+    ///
+    /// # Errors
+    /// As [`Sampler::bok`], plus [`Error::BadLength`] for `tokens` or per-row seeds of the
+    /// wrong length.
     #[allow(clippy::too_many_arguments)]
     pub fn sample_bok<T: Logit>(
         &mut self,
@@ -41,7 +266,280 @@ impl Sampler {
         tokens: &mut CudaViewMut<'_, u32>,
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
-        let _ = (logits, params, support, rows, weights, seeds, tokens, status);
-        Err(Error::NotImplemented("sample_bok"))
+        check_out(self, "tokens", &*tokens, logits.batch)?;
+        seeds.check(logits.batch, self)?;
+        self.run_bok(
+            logits,
+            params,
+            support,
+            rows,
+            weights,
+            Some(seeds),
+            None,
+            None,
+            Some(tokens),
+            status,
+        )
+    }
+
+    /// Whether `samplex_bok_row` can hold a row of `vocab` tokens on this device, and its
+    /// dynamic shared memory in bytes.
+    fn bok_row_fits(&self, func: &CudaFunction, vocab: usize) -> Result<Option<u32>> {
+        if vocab > ROW_MAX_VOCAB {
+            return Ok(None);
+        }
+        let dynamic = vocab.div_ceil(DRAW_TILE) * DRAW_TILE * 4;
+        let optin = self
+            .context()
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
+            as usize;
+        let fixed = func.shared_size_bytes()? as usize;
+        Ok((dynamic + fixed <= optin).then_some(dynamic as u32))
+    }
+
+    /// Both wrappers: the checks, the support thresholds, the config and the launches.
+    #[allow(clippy::too_many_arguments)]
+    fn run_bok<T: Logit>(
+        &mut self,
+        logits: &DeviceLogits<'_, T>,
+        params: &Bok,
+        support: &Support,
+        rows: &RowParams<'_>,
+        weights: Option<&CudaView<'_, f32>>,
+        seeds: Option<&DeviceSeeds<'_>>,
+        q: Option<&mut CudaViewMut<'_, f32>>,
+        objective: Option<&mut CudaViewMut<'_, f32>>,
+        tokens: Option<&mut CudaViewMut<'_, u32>>,
+        status: Option<&mut CudaViewMut<'_, u32>>,
+    ) -> Result<()> {
+        // 1. Validate (SPEC "Bad input").
+        let (batch, vocab) = (logits.batch, logits.vocab);
+        params.validate()?;
+        support.validate()?;
+        if params.iterations > MAX_ITERATIONS {
+            return Err(Error::BadParam {
+                name: "iterations",
+                value: params.iterations.into(),
+                range: "<= 2^20 on the GPU",
+            });
+        }
+        self.check_device("logits", &logits.data)?;
+        rows.check(batch, self)?;
+        match (weights, params.weights) {
+            (Some(w), _) => check_out(self, "weights", w, batch * vocab)?,
+            (None, BokWeights::Custom) => {
+                return Err(Error::BadLength {
+                    name: "weights",
+                    got: 0,
+                    expected: batch * vocab,
+                })
+            }
+            (None, _) => {}
+        }
+        if let Some(s) = status.as_deref() {
+            check_out(self, "status", s, batch)?;
+        }
+
+        // 2. Config: one block per row on chip, or the multi-pass fallback.
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let logits_addr = ptrs.read(&logits.data);
+        let row_func = self.function(&launch::kernel_name("bok", "row", T::DTYPE))?;
+        let row_smem = self.bok_row_fits(&row_func, vocab)?;
+        let parts = match row_smem {
+            Some(_) => 1,
+            None => launch::blocks_per_row(batch, vocab, self.sm_count),
+        };
+        let filtered = !support.is_all(vocab)
+            || rows.top_k.is_some()
+            || rows.top_p.is_some()
+            || rows.min_p.is_some();
+        let thr_bytes = if filtered { align(batch * 4) } else { 0 };
+        let layout = PassScratch::new(thr_bytes, batch, vocab, parts);
+        let (scratch_bytes, tickets) = match row_smem {
+            Some(_) => (thr_bytes, 0),
+            None => (layout.end, batch),
+        };
+        let blocks = batch
+            .checked_mul(parts as usize)
+            .filter(|&b| b <= i32::MAX as usize)
+            .ok_or(Error::BadParam {
+                name: "batch",
+                value: batch as f64,
+                range: "such that batch x blocks per row < 2^31",
+            })?;
+        let sc = self.scratch(scratch_bytes, tickets)?;
+        let status_addr = ptrs.write_opt(status);
+        if filtered {
+            // Thresholds at the start of the scratch; that op uses none of it (or only past
+            // our regions), and writes the status that our kernels then OR into.
+            self.support_thresholds(
+                logits,
+                params.temperature,
+                support,
+                rows,
+                sc.base,
+                status_addr,
+                scratch_bytes,
+            )?;
+            debug_assert_eq!(
+                self.scratch(scratch_bytes, tickets)?.base,
+                sc.base,
+                "the workspace moved"
+            );
+        }
+
+        // 3. Arguments in C-signature order.
+        let args = BokArgs {
+            logits: logits_addr,
+            stride: logits.stride as u64,
+            vocab: vocab as u32,
+            temperature: params.temperature,
+            temps: ptrs.read_opt(rows.temperature.as_ref()),
+            k: params.k,
+            ks: ptrs.read_opt(rows.bok_k.as_ref()),
+            beta: params.beta,
+            betas: ptrs.read_opt(rows.bok_beta.as_ref()),
+            lambda: params.lambda,
+            lambdas: ptrs.read_opt(rows.bok_lambda.as_ref()),
+            eta: params.eta,
+            etas: ptrs.read_opt(rows.bok_eta.as_ref()),
+            iterations: params.iterations,
+            iterss: ptrs.read_opt(rows.bok_iterations.as_ref()),
+            weight_mode: match params.weights {
+                BokWeights::Prob => 0,
+                BokWeights::TopM(_) => 1,
+                BokWeights::Custom => 2,
+            },
+            top_m: match params.weights {
+                BokWeights::TopM(m) => m,
+                _ => 0,
+            },
+            weights: match params.weights {
+                BokWeights::Custom => ptrs.read_opt(weights),
+                _ => 0,
+            },
+            thresholds: if filtered { sc.base } else { 0 },
+            seed: 0,
+            offset: 0,
+            seeds: 0,
+            offsets: 0,
+            q: ptrs.write_opt(q),
+            objective: ptrs.write_opt(objective),
+            tokens: ptrs.write_opt(tokens),
+            status: status_addr,
+            status_or: u32::from(filtered),
+        };
+        let mut args = args;
+        match seeds {
+            None => {}
+            Some(DeviceSeeds::Shared(rng)) => {
+                args.seed = rng.seed;
+                args.offset = rng.offset;
+            }
+            Some(DeviceSeeds::Each { seeds, offsets }) => {
+                args.seeds = ptrs.read(seeds);
+                args.offsets = ptrs.read(offsets);
+            }
+        }
+
+        // 4. Launch.
+        if let Some(dynamic) = row_smem {
+            row_func.set_attribute(
+                CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                dynamic as i32,
+            )?;
+            let cfg = LaunchConfig {
+                grid_dim: (batch as u32, 1, 1),
+                block_dim: (ROW_THREADS, 1, 1),
+                shared_mem_bytes: dynamic,
+            };
+            let mut b = stream.launch_builder(&row_func);
+            args.push_common(&mut b);
+            args.push_outputs(&mut b);
+            // SAFETY: the arguments follow samplex_bok_row's C signature (SAMPLEX_BOK_COMMON_PARAMS
+            // then SAMPLEX_BOK_OUTPUT_PARAMS) in order and type. Checked above: the logits view
+            // covers (batch − 1)·stride + vocab elements, q and weights are batch × vocab,
+            // objective batch × (T + 1), tokens, status and every per-row buffer batch, all on this
+            // device; vocab ≤ 32768 and the dynamic shared memory (tiles × 2048 × 4 bytes, set as
+            // the function's maximum) fits the device; the thresholds (batch f32) are at the start
+            // of the reserved scratch; one block per row, batch < 2^31.
+            unsafe { b.launch(cfg) }?;
+        } else {
+            let vec = launch::vector_width::<T>(logits_addr, logits.stride);
+            let suffix = if vec == 1 { "_v1" } else { "" };
+            let pass_func = self.function(&format!(
+                "{}{suffix}",
+                launch::kernel_name("bok", "pass", T::DTYPE)
+            ))?;
+            let at = |off: usize| sc.base + off as u64;
+            if let BokWeights::TopM(_) = params.weights {
+                let func = self.function(&format!(
+                    "{}{suffix}",
+                    launch::kernel_name("bok", "topm", T::DTYPE)
+                ))?;
+                let topm = at(layout.topm);
+                let cfg = LaunchConfig {
+                    grid_dim: (batch as u32, 1, 1),
+                    block_dim: (SELECT_THREADS, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                let mut b = stream.launch_builder(&func);
+                args.push_common(&mut b);
+                b.arg(&topm);
+                // SAFETY: samplex_bok_topm's C signature is SAMPLEX_BOK_COMMON_PARAMS then the
+                // topm address; the buffers are checked as for samplex_bok_pass below, and topm
+                // has 8 bytes per row inside the reserved scratch. One block per row.
+                unsafe { b.launch(cfg) }?;
+            }
+            let last = params.iterations + 1;
+            for pass in 0..=last {
+                let pa = PassArgs {
+                    parts,
+                    pass,
+                    state: at(layout.state),
+                    part_u: at(layout.part_u),
+                    part_prev: if pass >= 2 {
+                        at(layout.part_a[(pass as usize - 1) & 1])
+                    } else {
+                        0
+                    },
+                    part_next: match pass {
+                        0 => 0,
+                        p if p == last => at(layout.part_f),
+                        p => at(layout.part_a[p as usize & 1]),
+                    },
+                    topm: at(layout.topm),
+                    tickets: sc.tickets,
+                };
+                let cfg = LaunchConfig {
+                    grid_dim: (blocks as u32, 1, 1),
+                    block_dim: (PASS_THREADS, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                let mut b = stream.launch_builder(&pass_func);
+                args.push_common(&mut b);
+                args.push_outputs(&mut b);
+                b.arg(&pa.parts)
+                    .arg(&pa.pass)
+                    .arg(&pa.state)
+                    .arg(&pa.part_u)
+                    .arg(&pa.part_prev)
+                    .arg(&pa.part_next)
+                    .arg(&pa.topm)
+                    .arg(&pa.tickets);
+                // SAFETY: the arguments follow samplex_bok_pass's C signature
+                // (SAMPLEX_BOK_COMMON_PARAMS, SAMPLEX_BOK_OUTPUT_PARAMS, then parts, pass and the
+                // scratch addresses) in order and type. Checked above: every buffer has the
+                // length its shape needs and lives on this device; the rows are 16-byte aligned
+                // when the vector kernel is picked (launch::vector_width); the scratch holds the
+                // thresholds, the state (batch × vocab f32) and the partials (batch × parts × 16
+                // bytes each) laid out by PassScratch, and `batch` tickets, all zero between ops;
+                // the grid is batch × parts < 2^31 blocks, parts ≤ the row's draw tiles.
+                unsafe { b.launch(cfg) }?;
+            }
+        }
+        drop(ptrs);
+        Ok(())
     }
 }

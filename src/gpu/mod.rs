@@ -55,7 +55,12 @@ impl<'a, T: Logit> DeviceLogits<'a, T> {
     }
 
     /// Rows `stride` elements apart (stride ≥ vocab).
-    pub fn with_stride(data: CudaView<'a, T>, batch: usize, vocab: usize, stride: usize) -> Result<Self> {
+    pub fn with_stride(
+        data: CudaView<'a, T>,
+        batch: usize,
+        vocab: usize,
+        stride: usize,
+    ) -> Result<Self> {
         check_shape("logits", data.len(), batch, vocab, stride)?;
         Ok(DeviceLogits {
             data,
@@ -116,7 +121,12 @@ pub struct RowParams<'a> {
 impl RowParams<'_> {
     /// Every per-row buffer given has `batch` entries and lives on the sampler's device.
     pub(crate) fn check(&self, batch: usize, sampler: &Sampler) -> Result<()> {
-        fn one<T>(name: &'static str, v: &Option<CudaView<'_, T>>, batch: usize, s: &Sampler) -> Result<()> {
+        fn one<T>(
+            name: &'static str,
+            v: &Option<CudaView<'_, T>>,
+            batch: usize,
+            s: &Sampler,
+        ) -> Result<()> {
             match v {
                 Some(v) if v.len() != batch => Err(Error::BadLength {
                     name,
@@ -175,8 +185,6 @@ impl DeviceSeeds<'_> {
 pub(crate) struct Scratch {
     /// Start of the scratch bytes (256-byte aligned).
     pub base: u64,
-    /// Its size.
-    pub bytes: usize,
     /// Start of the u32 ticket counters.
     pub tickets: u64,
 }
@@ -293,7 +301,6 @@ impl Sampler {
         let (tickets_addr, _g2) = tk.device_ptr(&self.stream);
         Ok(Scratch {
             base,
-            bytes: ws.len(),
             tickets: tickets_addr,
         })
     }
@@ -309,7 +316,11 @@ impl Sampler {
     }
 
     /// SPEC "Bad input": a device buffer must live on this sampler's device.
-    pub(crate) fn check_device<T, S: DeviceSlice<T>>(&self, name: &'static str, buffer: &S) -> Result<()> {
+    pub(crate) fn check_device<T, S: DeviceSlice<T>>(
+        &self,
+        name: &'static str,
+        buffer: &S,
+    ) -> Result<()> {
         let got = buffer.stream().context().ordinal();
         if got != self.ordinal {
             return Err(Error::WrongDevice {

@@ -57,7 +57,9 @@ pub fn context(ordinal: usize) -> Result<Arc<CudaContext>> {
     if !driver_present() {
         return Err(Error::NoDriver);
     }
-    let count = CudaContext::device_count()?;
+    // cuInit fails with CUDA_ERROR_NO_DEVICE where a driver is installed but no GPU is
+    // visible (a container without devices): that is "no device", not a driver failure.
+    let count = CudaContext::device_count().unwrap_or(0);
     if ordinal >= count.max(0) as usize {
         return Err(Error::NoDevice(ordinal));
     }
@@ -95,7 +97,10 @@ pub(crate) fn load(ctx: &Arc<CudaContext>) -> Result<(Arc<CudaModule>, KernelOri
         return Ok(hit.clone());
     }
     let loaded = if has_fatbin() {
-        (ctx.load_module(Ptx::from_binary(FATBIN.to_vec()))?, KernelOrigin::Fatbin)
+        (
+            ctx.load_module(Ptx::from_binary(FATBIN.to_vec()))?,
+            KernelOrigin::Fatbin,
+        )
     } else {
         let (major, minor) = ctx.compute_capability()?;
         let ptx = compile_with_nvrtc(&format!("compute_{major}{minor}"))?;

@@ -29,8 +29,11 @@ impl Sampler {
         let s = decoder.support;
         match decoder.regularizer {
             Regularizer::None => self.greedy(logits, tokens, status),
-            Regularizer::Entropy { temperature } if s.is_all(logits.vocab) && rows.top_k.is_none()
-                && rows.top_p.is_none() && rows.min_p.is_none() =>
+            Regularizer::Entropy { temperature }
+                if s.is_all(logits.vocab)
+                    && rows.top_k.is_none()
+                    && rows.top_p.is_none()
+                    && rows.min_p.is_none() =>
             {
                 self.sample_softmax(logits, temperature, rows, seeds, tokens, status)
             }
@@ -40,7 +43,9 @@ impl Sampler {
             Regularizer::Euclidean { temperature } => {
                 self.sample_sparsemax(logits, temperature, rows, seeds, tokens, status)
             }
-            Regularizer::BestOfK(b) => self.sample_bok(logits, &b, &s, rows, weights, seeds, tokens, status),
+            Regularizer::BestOfK(b) => {
+                self.sample_bok(logits, &b, &s, rows, weights, seeds, tokens, status)
+            }
         }
     }
 
@@ -60,14 +65,23 @@ impl Sampler {
         decoder.validate()?;
         let s = decoder.support;
         match decoder.regularizer {
-            Regularizer::None => self.softmax(logits, 0.0, &RowParams::default(), probs, None, status),
-            Regularizer::Entropy { temperature } if s.is_all(logits.vocab) && rows.top_k.is_none()
-                && rows.top_p.is_none() && rows.min_p.is_none() =>
+            Regularizer::None => {
+                self.softmax(logits, 0.0, &RowParams::default(), probs, None, status)
+            }
+            Regularizer::Entropy { temperature }
+                if s.is_all(logits.vocab)
+                    && rows.top_k.is_none()
+                    && rows.top_p.is_none()
+                    && rows.min_p.is_none() =>
             {
                 self.softmax(logits, temperature, rows, probs, None, status)
             }
-            Regularizer::Entropy { temperature } => self.filtered_probs(logits, temperature, &s, rows, probs, status),
-            Regularizer::Euclidean { temperature } => self.sparsemax(logits, temperature, rows, probs, None, status),
+            Regularizer::Entropy { temperature } => {
+                self.filtered_probs(logits, temperature, &s, rows, probs, status)
+            }
+            Regularizer::Euclidean { temperature } => {
+                self.sparsemax(logits, temperature, rows, probs, None, status)
+            }
             Regularizer::BestOfK(b) => self.bok(logits, &b, &s, rows, weights, probs, None, status),
         }
     }

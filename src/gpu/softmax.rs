@@ -1,16 +1,150 @@
 //! Wrappers for kernels/softmax.cu: temperature softmax, greedy, sampling from logits and from
 //! probabilities.
+//!
+//! Every wrapper has one shape: validate (SPEC "Bad input") → choose the config (vector width
+//! from the buffer's address and stride, `launch::blocks_per_row` from the batch and the SM
+//! count) → load the function → scratch for split rows → push the arguments in the kernel's
+//! C-signature order → launch on the sampler's stream. Nothing synchronises the host, and
+//! nothing allocates once the workspace is large enough.
+//!
+//! | kernel                               | C arguments (after the pointer to the rows)                              |
+//! |--------------------------------------|---------------------------------------------------------------------------|
+//! | `samplex_softmax_stats_<T>`          | stride, vocab, τ, τ\[\], parts, partials                                |
+//! | `samplex_softmax_probs_<T>`          | stride, vocab, τ, τ\[\], parts, partials, probs, log_probs, status      |
+//! | `samplex_softmax_greedy_<T>`         | stride, vocab, parts, partials, tickets, tokens, status                  |
+//! | `samplex_softmax_sample_<T>`         | stride, vocab, τ, τ\[\], seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
+//! | `samplex_softmax_sample_probs_f32`   | stride, vocab, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
+//!
+//! Each has a `_v1` twin for rows that are not 16-byte aligned. Optional buffers are raw
+//! addresses, 0 when absent; a split row (parts > 1) needs 16 bytes of scratch per (row, part)
+//! and one ticket per row.
 
-use cudarc::driver::{CudaView, CudaViewMut};
+use cudarc::driver::{CudaView, CudaViewMut, DeviceSlice, LaunchConfig, PushKernelArg};
 
+use super::launch::{self, Pointers, BLOCK_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
-use crate::dtype::Logit;
+use crate::batch::check_shape;
+use crate::decoder::check_temperature;
+use crate::dtype::{DType, Logit};
 use crate::error::{Error, Result};
 
+/// Bytes of one (row, part) partial result in the scratch (`Partial` in kernels/softmax.cu).
+const PARTIAL_BYTES: usize = 16;
+
+/// The kernel for `op` on `dtype` at vector width `vec` (`_v1` for scalar loads).
+fn entry(op: &str, dtype: DType, vec: u32) -> String {
+    let name = launch::kernel_name("softmax", op, dtype);
+    if vec == 1 {
+        format!("{name}_v1")
+    } else {
+        name
+    }
+}
+
+/// A device buffer's length must be exactly `expected`.
+fn check_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(Error::BadLength {
+            name,
+            got,
+            expected,
+        })
+    }
+}
+
+/// The temperature softmax takes no support rule: refuse per-row filters instead of ignoring them.
+fn check_no_filters(rows: &RowParams<'_>, op: &str) -> Result<()> {
+    if rows.top_k.is_some() || rows.top_p.is_some() || rows.min_p.is_some() {
+        return Err(Error::Unsupported(format!(
+            "{op} takes only a per-row temperature; per-row top_k/top_p/min_p need a filtered \
+             decoder (Sampler::sample / Sampler::distribution)"
+        )));
+    }
+    Ok(())
+}
+
+/// One block per (row, part), 256 threads, a 1-D grid (its x dimension holds < 2^31 blocks).
+fn row_config(batch: usize, parts: u32) -> Result<LaunchConfig> {
+    let blocks = batch
+        .checked_mul(parts as usize)
+        .filter(|&b| b <= i32::MAX as usize)
+        .ok_or(Error::BadParam {
+            name: "batch",
+            value: batch as f64,
+            range: "such that batch x blocks per row < 2^31",
+        })?;
+    Ok(LaunchConfig {
+        grid_dim: (blocks as u32, 1, 1),
+        block_dim: (BLOCK_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+/// The random stream as kernel arguments: scalar (seed, offset) and per-row addresses (0 = none).
+struct SeedArgs {
+    seed: u64,
+    offset: u64,
+    seeds: u64,
+    offsets: u64,
+}
+
+impl SeedArgs {
+    fn new<'a>(ptrs: &mut Pointers<'a>, seeds: &'a DeviceSeeds<'_>) -> Self {
+        match seeds {
+            DeviceSeeds::Shared(rng) => SeedArgs {
+                seed: rng.seed,
+                offset: rng.offset,
+                seeds: 0,
+                offsets: 0,
+            },
+            DeviceSeeds::Each { seeds, offsets } => SeedArgs {
+                seed: 0,
+                offset: 0,
+                seeds: ptrs.read(seeds),
+                offsets: ptrs.read(offsets),
+            },
+        }
+    }
+}
+
 impl Sampler {
+    /// Partials and tickets for rows split over `parts` blocks, or (0, 0) when `parts` is 1.
+    fn split_scratch(&mut self, batch: usize, parts: u32) -> Result<(u64, u64)> {
+        if parts <= 1 {
+            return Ok((0, 0));
+        }
+        let s = self.scratch(batch * parts as usize * PARTIAL_BYTES, batch)?;
+        Ok((s.base, s.tickets))
+    }
+
+    /// An output (or test input) buffer: exactly `len` entries, on this sampler's device.
+    fn check_rows<T, S: DeviceSlice<T>>(
+        &self,
+        name: &'static str,
+        buffer: &S,
+        len: usize,
+    ) -> Result<()> {
+        check_len(name, buffer.len(), len)?;
+        self.check_device(name, buffer)
+    }
+
     /// probs = softmax(z/τ) per row (dense `batch × vocab`), and log-probabilities when asked.
     /// τ is `temperature`, or `rows.temperature[r]` when given; a τ = 0 row is one-hot at its
     /// argmax (its log-probabilities are 0 there and −∞ elsewhere).
+    ///
+    /// Edge cases: NaN logits count as −∞ and +∞ as the largest finite f32 (flagged in
+    /// `status`); a row with no finite logit gets probabilities 0, log-probabilities −∞ and
+    /// [`crate::status::NO_FINITE_LOGIT`]. A per-row τ that is negative, NaN or +∞ is clamped
+    /// (to 0, 1 and f32::MAX) and flagged with [`crate::status::PARAM_CLAMPED`]. Small batches
+    /// split each row over several blocks (two launches: statistics, then probabilities).
+    ///
+    /// # Errors
+    /// [`Error::BadParam`] for τ < 0, NaN or ∞; [`Error::BadLength`] when `probs` or
+    /// `log_probs` is not `batch × vocab`, or `status` / `rows.temperature` not `batch`;
+    /// [`Error::WrongDevice`]; [`Error::Unsupported`] for per-row top-k/top-p/min-p in `rows`;
+    /// [`Error::Driver`] when a launch fails.
     pub fn softmax<T: Logit>(
         &mut self,
         logits: &DeviceLogits<'_, T>,
@@ -20,23 +154,149 @@ impl Sampler {
         log_probs: Option<&mut CudaViewMut<'_, f32>>,
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
-        let _ = (logits, temperature, rows, probs, log_probs, status);
-        Err(Error::NotImplemented("softmax"))
+        // 1. Validate.
+        let (batch, vocab) = (logits.batch, logits.vocab);
+        check_temperature(temperature)?;
+        check_no_filters(rows, "softmax")?;
+        self.check_device("logits", &logits.data)?;
+        self.check_rows("probs", &*probs, batch * vocab)?;
+        if let Some(lp) = log_probs.as_deref() {
+            self.check_rows("log_probs", lp, batch * vocab)?;
+        }
+        if let Some(st) = status.as_deref() {
+            self.check_rows("status", st, batch)?;
+        }
+        rows.check(batch, self)?;
+
+        // 2. Config: split rows of small batches; scratch for their partials.
+        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
+        let cfg = row_config(batch, parts)?;
+        let (partials, _) = self.split_scratch(batch, parts)?;
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let logits_addr = ptrs.read(&logits.data);
+        let vec = launch::vector_width::<T>(logits_addr, logits.stride);
+        let stats = if parts > 1 {
+            Some(self.function(&entry("stats", T::DTYPE, vec))?)
+        } else {
+            None
+        };
+        let func = self.function(&entry("probs", T::DTYPE, vec))?;
+
+        // 3. Arguments in C-signature order.
+        let temps = ptrs.read_opt(rows.temperature.as_ref());
+        let probs_addr = ptrs.write(probs);
+        let log_probs_addr = ptrs.write_opt(log_probs);
+        let status_addr = ptrs.write_opt(status);
+        let (stride, vocab) = (logits.stride as u64, vocab as u32);
+
+        // 4. Launch.
+        if let Some(stats) = stats {
+            let mut b = stream.launch_builder(&stats);
+            b.arg(&logits_addr)
+                .arg(&stride)
+                .arg(&vocab)
+                .arg(&temperature)
+                .arg(&temps)
+                .arg(&parts)
+                .arg(&partials);
+            // SAFETY: the arguments match samplex_softmax_stats_<T>'s C signature in order and
+            // type; `logits` was checked to hold `batch` rows of `stride` (≥ vocab) elements, the
+            // per-row τ buffer to have `batch` entries, and the scratch holds batch × parts
+            // partials (split_scratch); the grid is batch × parts blocks of 256 threads, as the
+            // kernel's row/part mapping assumes, and the vector width was chosen from the
+            // address and stride (launch::vector_width).
+            unsafe { b.launch(cfg) }?;
+        }
+        let mut b = stream.launch_builder(&func);
+        b.arg(&logits_addr)
+            .arg(&stride)
+            .arg(&vocab)
+            .arg(&temperature)
+            .arg(&temps)
+            .arg(&parts)
+            .arg(&partials)
+            .arg(&probs_addr)
+            .arg(&log_probs_addr)
+            .arg(&status_addr);
+        // SAFETY: as for the statistics launch; in addition `probs` and `log_probs` were checked
+        // to hold batch × vocab values and `status` batch, and with parts > 1 the statistics
+        // kernel queued just before on this stream has written the partials this one reads.
+        unsafe { b.launch(cfg) }?;
+        Ok(())
     }
 
     /// The argmax of every row, ties to the lowest index.
+    ///
+    /// Edge cases: NaN counts as −∞ and +∞ as the largest finite f32 (flagged in `status`); a
+    /// row with no finite logit gets [`crate::status::NO_TOKEN`] and
+    /// [`crate::status::NO_FINITE_LOGIT`].
+    ///
+    /// # Errors
+    /// [`Error::BadLength`] when `tokens` or `status` does not have `batch` entries;
+    /// [`Error::WrongDevice`]; [`Error::Driver`] when the launch fails.
     pub fn greedy<T: Logit>(
         &mut self,
         logits: &DeviceLogits<'_, T>,
         tokens: &mut CudaViewMut<'_, u32>,
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
-        let _ = (logits, tokens, status);
-        Err(Error::NotImplemented("greedy"))
+        // 1. Validate.
+        let (batch, vocab) = (logits.batch, logits.vocab);
+        self.check_device("logits", &logits.data)?;
+        self.check_rows("tokens", &*tokens, batch)?;
+        if let Some(st) = status.as_deref() {
+            self.check_rows("status", st, batch)?;
+        }
+
+        // 2. Config.
+        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
+        let cfg = row_config(batch, parts)?;
+        let (partials, tickets) = self.split_scratch(batch, parts)?;
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let logits_addr = ptrs.read(&logits.data);
+        let vec = launch::vector_width::<T>(logits_addr, logits.stride);
+        let func = self.function(&entry("greedy", T::DTYPE, vec))?;
+
+        // 3. Arguments in C-signature order.
+        let tokens_addr = ptrs.write(tokens);
+        let status_addr = ptrs.write_opt(status);
+        let (stride, vocab) = (logits.stride as u64, vocab as u32);
+        let mut b = stream.launch_builder(&func);
+        b.arg(&logits_addr)
+            .arg(&stride)
+            .arg(&vocab)
+            .arg(&parts)
+            .arg(&partials)
+            .arg(&tickets)
+            .arg(&tokens_addr)
+            .arg(&status_addr);
+        // SAFETY: the arguments match samplex_softmax_greedy_<T>'s C signature in order and
+        // type; `logits` holds `batch` rows of `stride` (≥ vocab) elements, `tokens` and
+        // `status` were checked to have `batch` entries; with parts > 1 the scratch holds
+        // batch × parts partials and `batch` tickets, which are zero and left at zero; the grid
+        // is batch × parts blocks of 256 threads and the vector width fits the address and stride.
+        unsafe { b.launch(cfg) }?;
+        Ok(())
     }
 
-    /// One token per row from softmax(z/τ), reading the logits once (the tiled draw).
-    /// τ = 0 rows are greedy in the same launch.
+    /// One token per row from softmax(z/τ), reading the logits once (the tiled draw of
+    /// ARCHITECTURE.md "Drawing a token"). τ = 0 rows are greedy in the same launch.
+    ///
+    /// With [`DeviceSeeds::Shared`] row r draws from stream r of the shared (seed, offset);
+    /// with [`DeviceSeeds::Each`] every row has its own (seed, offset) and stream 0, so its
+    /// token does not depend on its position in the batch. The tokens match
+    /// [`crate::cpu::sample`] with the same seeds except within 1e-5 of a CDF boundary.
+    ///
+    /// Edge cases: as [`Sampler::softmax`]; a row with no finite logit gets
+    /// [`crate::status::NO_TOKEN`] and [`crate::status::NO_FINITE_LOGIT`].
+    ///
+    /// # Errors
+    /// [`Error::BadParam`] for τ < 0, NaN or ∞; [`Error::BadLength`] when `tokens`, `status`,
+    /// `rows.temperature` or the per-row seeds/offsets do not have `batch` entries;
+    /// [`Error::WrongDevice`]; [`Error::Unsupported`] for per-row filters in `rows`;
+    /// [`Error::Driver`] when the launch fails.
     pub fn sample_softmax<T: Logit>(
         &mut self,
         logits: &DeviceLogits<'_, T>,
@@ -46,12 +306,71 @@ impl Sampler {
         tokens: &mut CudaViewMut<'_, u32>,
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
-        let _ = (logits, temperature, rows, seeds, tokens, status);
-        Err(Error::NotImplemented("sample_softmax"))
+        // 1. Validate.
+        let (batch, vocab) = (logits.batch, logits.vocab);
+        check_temperature(temperature)?;
+        check_no_filters(rows, "sample_softmax")?;
+        self.check_device("logits", &logits.data)?;
+        rows.check(batch, self)?;
+        seeds.check(batch, self)?;
+        self.check_rows("tokens", &*tokens, batch)?;
+        if let Some(st) = status.as_deref() {
+            self.check_rows("status", st, batch)?;
+        }
+
+        // 2. Config.
+        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
+        let cfg = row_config(batch, parts)?;
+        let (partials, tickets) = self.split_scratch(batch, parts)?;
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let logits_addr = ptrs.read(&logits.data);
+        let vec = launch::vector_width::<T>(logits_addr, logits.stride);
+        let func = self.function(&entry("sample", T::DTYPE, vec))?;
+
+        // 3. Arguments in C-signature order.
+        let temps = ptrs.read_opt(rows.temperature.as_ref());
+        let rng = SeedArgs::new(&mut ptrs, seeds);
+        let tokens_addr = ptrs.write(tokens);
+        let status_addr = ptrs.write_opt(status);
+        let (stride, vocab) = (logits.stride as u64, vocab as u32);
+        let mut b = stream.launch_builder(&func);
+        b.arg(&logits_addr)
+            .arg(&stride)
+            .arg(&vocab)
+            .arg(&temperature)
+            .arg(&temps)
+            .arg(&rng.seed)
+            .arg(&rng.offset)
+            .arg(&rng.seeds)
+            .arg(&rng.offsets)
+            .arg(&parts)
+            .arg(&partials)
+            .arg(&tickets)
+            .arg(&tokens_addr)
+            .arg(&status_addr);
+        // SAFETY: the arguments match samplex_softmax_sample_<T>'s C signature in order and
+        // type; `logits` holds `batch` rows of `stride` (≥ vocab) elements; `tokens`, `status`,
+        // the per-row τ and the per-row seeds and offsets were checked to have `batch` entries
+        // on this device; with parts > 1 the scratch holds batch × parts partials and `batch`
+        // zeroed tickets (the kernel leaves them at zero); the grid is batch × parts blocks of
+        // 256 threads and the vector width fits the address and stride.
+        unsafe { b.launch(cfg) }?;
+        Ok(())
     }
 
     /// One token per row from given probabilities (dense `batch × vocab`, ≥ 0, need not sum
-    /// to 1).
+    /// to 1), with the same tiled draw and random stream as [`Sampler::sample_softmax`]
+    /// (log-scale 0, the values as weights).
+    ///
+    /// Edge cases: NaN and negative entries weigh 0 (NaN is flagged with
+    /// [`crate::status::NAN_LOGIT`]), +∞ weighs f32::MAX (flagged with
+    /// [`crate::status::POS_INF_LOGIT`]); a row with no positive entry gets
+    /// [`crate::status::NO_TOKEN`] and [`crate::status::NO_FINITE_LOGIT`].
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`], [`Error::BadVocab`], [`Error::BadLength`] for the shape, `tokens`,
+    /// `status` or per-row seeds; [`Error::WrongDevice`]; [`Error::Driver`] when the launch fails.
     pub fn sample_from_probs(
         &mut self,
         probs: &CudaView<'_, f32>,
@@ -61,7 +380,109 @@ impl Sampler {
         tokens: &mut CudaViewMut<'_, u32>,
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
-        let _ = (probs, batch, vocab, seeds, tokens, status);
-        Err(Error::NotImplemented("sample_from_probs"))
+        // 1. Validate.
+        check_shape("probs", probs.len(), batch, vocab, vocab)?;
+        self.check_device("probs", probs)?;
+        seeds.check(batch, self)?;
+        self.check_rows("tokens", &*tokens, batch)?;
+        if let Some(st) = status.as_deref() {
+            self.check_rows("status", st, batch)?;
+        }
+
+        // 2. Config.
+        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
+        let cfg = row_config(batch, parts)?;
+        let (partials, tickets) = self.split_scratch(batch, parts)?;
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let probs_addr = ptrs.read(probs);
+        let vec = launch::vector_width::<f32>(probs_addr, vocab);
+        let func = self.function(&entry("sample_probs", DType::F32, vec))?;
+
+        // 3. Arguments in C-signature order.
+        let rng = SeedArgs::new(&mut ptrs, seeds);
+        let tokens_addr = ptrs.write(tokens);
+        let status_addr = ptrs.write_opt(status);
+        let (stride, vocab) = (vocab as u64, vocab as u32);
+        let mut b = stream.launch_builder(&func);
+        b.arg(&probs_addr)
+            .arg(&stride)
+            .arg(&vocab)
+            .arg(&rng.seed)
+            .arg(&rng.offset)
+            .arg(&rng.seeds)
+            .arg(&rng.offsets)
+            .arg(&parts)
+            .arg(&partials)
+            .arg(&tickets)
+            .arg(&tokens_addr)
+            .arg(&status_addr);
+        // SAFETY: the arguments match samplex_softmax_sample_probs_f32's C signature in order
+        // and type; `probs` was checked to hold `batch` dense rows of `vocab` values; `tokens`,
+        // `status` and the per-row seeds and offsets have `batch` entries on this device; with
+        // parts > 1 the scratch holds batch × parts partials and `batch` zeroed tickets (left at
+        // zero); the grid is batch × parts blocks of 256 threads and the vector width fits the
+        // address and the row length.
+        unsafe { b.launch(cfg) }?;
+        Ok(())
+    }
+
+    /// Test hook: `out[4i..4i + 4]` = the device's `row_random(seeds[i], offsets[i],
+    /// streams[i], tiles[i])` (kernels/common.cuh), so tests can compare it with
+    /// [`crate::philox::row_random`] bit for bit.
+    ///
+    /// # Errors
+    /// [`Error::BadLength`] when the inputs differ in length or `out` is not 4× as long;
+    /// [`Error::WrongDevice`]; [`Error::Driver`] when the launch fails.
+    #[doc(hidden)]
+    pub fn philox_words(
+        &mut self,
+        seeds: &CudaView<'_, u64>,
+        offsets: &CudaView<'_, u64>,
+        streams: &CudaView<'_, u32>,
+        tiles: &CudaView<'_, u32>,
+        out: &mut CudaViewMut<'_, u32>,
+    ) -> Result<()> {
+        let n = seeds.len();
+        self.check_rows("seeds", seeds, n)?;
+        self.check_rows("offsets", offsets, n)?;
+        self.check_rows("streams", streams, n)?;
+        self.check_rows("tiles", tiles, n)?;
+        self.check_rows("out", &*out, 4 * n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let count = u32::try_from(n).map_err(|_| Error::BadLength {
+            name: "seeds",
+            got: n,
+            expected: u32::MAX as usize,
+        })?;
+        let cfg = LaunchConfig {
+            grid_dim: (count.div_ceil(BLOCK_THREADS), 1, 1),
+            block_dim: (BLOCK_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let func = self.function("samplex_softmax_philox_words")?;
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let args = [
+            ptrs.read(seeds),
+            ptrs.read(offsets),
+            ptrs.read(streams),
+            ptrs.read(tiles),
+        ];
+        let out_addr = ptrs.write(out);
+        let mut b = stream.launch_builder(&func);
+        b.arg(&args[0])
+            .arg(&args[1])
+            .arg(&args[2])
+            .arg(&args[3])
+            .arg(&count)
+            .arg(&out_addr);
+        // SAFETY: the arguments match samplex_softmax_philox_words's C signature; the four
+        // inputs hold `count` entries and `out` 4 × count, all on this device; threads past
+        // `count` return before touching memory.
+        unsafe { b.launch(cfg) }?;
+        Ok(())
     }
 }

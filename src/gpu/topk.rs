@@ -1,16 +1,95 @@
 //! Wrappers for kernels/topk.cu: radix top-k selection.
+//!
+//! | kernel                          | C arguments                                                         |
+//! |---------------------------------|---------------------------------------------------------------------|
+//! | `samplex_topk_select_<T>[_v1]`  | logits, stride, vocab, k, k\[\], values, indices, status, scratch    |
+//!
+//! One block of 1024 threads per row does every pass (radix histograms, collect, sort), so a
+//! row needs no host round trip and no cross-block merge. Rows with min(k, vocab) > 4096 take
+//! the slower path: their pairs are sorted through `batch × min(k, vocab)` u64 of scratch.
+//! The top-k *filter* threshold is computed by the same radix passes inside the filter
+//! kernels of kernels/topp.cu (see `src/gpu/topp.rs`).
 
-use cudarc::driver::CudaViewMut;
+use cudarc::driver::{CudaViewMut, DevicePtr, LaunchConfig, PushKernelArg};
 
+use super::launch::{self, Pointers};
 use super::{DeviceLogits, RowParams, Sampler};
-use crate::dtype::Logit;
+use crate::dtype::{DType, Logit};
 use crate::error::{Error, Result};
+
+/// Threads per block of the one-block-per-row radix kernels (`SAMPLEX_RADIX_THREADS`).
+pub(crate) const RADIX_THREADS: u32 = 1024;
+
+/// The largest k a row sorts in shared memory (`SORT_MAX` in kernels/topk.cu).
+const SORT_MAX: usize = 4096;
+
+/// `samplex_<family>_<op>_<dtype>`, with `_v1` for scalar loads.
+pub(crate) fn entry(family: &str, op: &str, dtype: DType, vec: u32) -> String {
+    let name = launch::kernel_name(family, op, dtype);
+    if vec == 1 {
+        format!("{name}_v1")
+    } else {
+        name
+    }
+}
+
+/// A device buffer's length must be exactly `expected`.
+pub(crate) fn expect_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(Error::BadLength {
+            name,
+            got,
+            expected,
+        })
+    }
+}
+
+/// A 1-D grid of `blocks` blocks of `threads` (the x dimension holds fewer than 2^31).
+pub(crate) fn grid(blocks: Option<usize>, threads: u32, batch: usize) -> Result<LaunchConfig> {
+    let blocks = blocks
+        .filter(|&b| b <= i32::MAX as usize)
+        .ok_or(Error::BadParam {
+            name: "batch",
+            value: batch as f64,
+            range: "such that batch x blocks per row < 2^31",
+        })?;
+    Ok(LaunchConfig {
+        grid_dim: (blocks as u32, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+/// The vector width the logits allow (`launch::vector_width` of their address and stride).
+pub(crate) fn logits_vector_width<T: Logit>(
+    sampler: &Sampler,
+    logits: &DeviceLogits<'_, T>,
+) -> u32 {
+    let (addr, _guard) = logits.data.device_ptr(&sampler.stream);
+    launch::vector_width::<T>(addr, logits.stride)
+}
 
 impl Sampler {
     /// Exactly k (value, index) pairs per row, value descending, ties by lower index.
     /// `values`/`indices` are `batch × k`. With `rows.top_k`, row r selects k_r ≤ k pairs
     /// (k_r clamped to [1, min(k, vocab)] and flagged) and pads the rest with −∞ / u32::MAX.
     /// k > vocab is clamped to vocab the same way. Values are the sanitised logits widened to f32.
+    ///
+    /// Edge cases: NaN logits count as −∞ (they are selected, lowest index first, only when
+    /// fewer than k_r values are larger), +∞ as f32::MAX, both flagged in `status`; −0 ranks
+    /// below +0 (the total order the CPU reference sorts by). A batch-wide k above the
+    /// vocabulary selects the whole row and pads without a flag; a per-row k_r out of
+    /// [1, min(k, vocab)] is clamped and flagged [`crate::status::PARAM_CLAMPED`].
+    ///
+    /// Cost: one block per row; k ≤ 4096 sorts in shared memory. Above that the sort merges
+    /// runs in global memory (slower, `batch × min(k, vocab) × 8` bytes of workspace).
+    ///
+    /// # Errors
+    /// [`Error::BadParam`] for k = 0; [`Error::BadLength`] when `values`/`indices` are not
+    /// `batch × k` or `status`/`rows.top_k` not `batch`; [`Error::WrongDevice`];
+    /// [`Error::Driver`] when a launch fails.
     pub fn top_k_select<T: Logit>(
         &mut self,
         logits: &DeviceLogits<'_, T>,
@@ -20,7 +99,79 @@ impl Sampler {
         indices: &mut CudaViewMut<'_, u32>,
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
-        let _ = (logits, k, rows, values, indices, status);
-        Err(Error::NotImplemented("top_k_select"))
+        // Validate.
+        let (batch, vocab) = (logits.batch, logits.vocab);
+        if k == 0 {
+            return Err(Error::BadParam {
+                name: "k",
+                value: 0.0,
+                range: ">= 1",
+            });
+        }
+        let width = batch.checked_mul(k as usize).ok_or(Error::BadLength {
+            name: "values",
+            got: values.len(),
+            expected: usize::MAX,
+        })?;
+        self.check_device("logits", &logits.data)?;
+        expect_len("values", values.len(), width)?;
+        self.check_device("values", values)?;
+        expect_len("indices", indices.len(), width)?;
+        self.check_device("indices", indices)?;
+        if let Some(st) = status.as_deref() {
+            expect_len("status", st.len(), batch)?;
+            self.check_device("status", st)?;
+        }
+        rows.check(batch, self)?;
+
+        // Config: vector width, one block per row, scratch for the slower sort.
+        let vec = logits_vector_width(self, logits);
+        let cfg = grid(Some(batch), RADIX_THREADS, batch)?;
+        let kmax = (k as usize).min(vocab);
+        let scratch = if kmax > SORT_MAX {
+            let bytes = batch
+                .checked_mul(kmax)
+                .and_then(|n| n.checked_mul(8))
+                .ok_or(Error::BadLength {
+                    name: "values",
+                    got: width,
+                    expected: usize::MAX,
+                })?;
+            self.scratch(bytes, 0)?.base
+        } else {
+            0
+        };
+        let func = self.function(&entry("topk", "select", T::DTYPE, vec))?;
+
+        // Arguments in C-signature order.
+        let mut ptrs = Pointers::new(&self.stream);
+        let logits_addr = ptrs.read(&logits.data);
+        let stride = logits.stride as u64;
+        let vocab_u32 = vocab as u32;
+        let k_rows = ptrs.read_opt(rows.top_k.as_ref());
+        let values_addr = ptrs.write(values);
+        let indices_addr = ptrs.write(indices);
+        let status_addr = ptrs.write_opt(status);
+        let mut builder = self.stream.launch_builder(&func);
+        builder
+            .arg(&logits_addr)
+            .arg(&stride)
+            .arg(&vocab_u32)
+            .arg(&k)
+            .arg(&k_rows)
+            .arg(&values_addr)
+            .arg(&indices_addr)
+            .arg(&status_addr)
+            .arg(&scratch);
+        // SAFETY: the argument list matches samplex_topk_select's C signature (pointers as u64
+        // device addresses). Checked above: the logits cover `batch` rows of `stride` ≥ vocab
+        // elements (DeviceLogits), values/indices hold exactly batch × k, status and the per-row
+        // k hold batch entries, all on this device; vector width 4/8 only for a 16-byte-aligned
+        // base and stride; the scratch holds batch × min(k, vocab) u64 whenever the kernel can
+        // take the slower path (min(k, vocab) > 4096). The guards in `ptrs` live until the
+        // launch is queued.
+        unsafe { builder.launch(cfg) }?;
+        drop(ptrs);
+        Ok(())
     }
 }

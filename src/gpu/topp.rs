@@ -1,16 +1,71 @@
 //! Wrappers for kernels/topp.cu (and the filter parts of kernels/topk.cu): the support rules
 //! top-k → top-p → min-p as per-row logit thresholds, and sampling, renormalised
 //! probabilities and masked logits under them.
+//!
+//! Every op is two launches: the threshold kernel (one block of 1024 threads per row, the
+//! radix passes of docs/ARCHITECTURE.md "Support rules as logit thresholds") leaves a 32-byte
+//! `RowInfo` per row in scratch, then a kernel split over `launch::blocks_per_row` blocks per
+//! row draws, or writes the dense output.
+//!
+//! | kernel                              | C arguments                                                        |
+//! |-------------------------------------|--------------------------------------------------------------------|
+//! | `samplex_topp_thresholds_<T>[_v1]`  | logits, stride, vocab, τ, τ\[\], k, k\[\], p, p\[\], min_p, min_p\[\], want_mass, thresholds, row_info, status |
+//! | `samplex_topp_sample_<T>[_v1]`      | logits, stride, vocab, row_info, seed, offset, seeds\[\], offsets\[\], tokens, status, blocks_per_row, partials, tickets |
+//! | `samplex_topp_probs_<T>`            | logits, stride, vocab, row_info, probs, status, blocks_per_row      |
+//! | `samplex_topp_logits_<T>`           | logits, stride, vocab, row_info, masked, status, blocks_per_row     |
+//!
+//! Scratch: `batch × 32` bytes of `RowInfo`, then (sampling) `batch × blocks_per_row × 8`
+//! bytes of per-block draws; one ticket per row.
 
-use cudarc::driver::CudaViewMut;
+use cudarc::driver::{CudaViewMut, PushKernelArg};
 
+use super::launch::{self, Pointers};
+use super::topk::{entry, expect_len, grid, logits_vector_width, RADIX_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
-use crate::decoder::Support;
+use crate::decoder::{check_temperature, Support};
 use crate::dtype::Logit;
-use crate::error::{Error, Result};
+use crate::error::Result;
+
+/// Bytes of one row's `RowInfo` (kernels/topp.cu).
+const ROW_INFO_BYTES: usize = 32;
+
+/// Bytes of one block's partial draw (`TileDraw` in kernels/common.cuh).
+const TILE_DRAW_BYTES: usize = 8;
+
+/// Where the threshold kernel writes (device addresses, 0 = not wanted).
+#[derive(Clone, Copy)]
+struct ThresholdOut {
+    thresholds: u64,
+    row_info: u64,
+    status: u64,
+    want_mass: bool,
+}
+
+/// The dense outputs of the filter.
+#[derive(Clone, Copy)]
+enum Dense {
+    Probs,
+    Logits,
+}
 
 impl Sampler {
     /// One token per row from softmax(z/τ) over the support (top-k → top-p → min-p).
+    ///
+    /// τ = `temperature` or `rows.temperature[r]`; k, p, min_p from `support` or the per-row
+    /// buffers in `rows` (0 or ≥ vocab / 1 / 0 turn a filter off). A τ = 0 row is greedy (the
+    /// argmax, ties to the lowest index). The same inputs and seeds give the same tokens,
+    /// run after run.
+    ///
+    /// Edge cases: NaN logits count as −∞ and +∞ as f32::MAX (flagged); a row with no finite
+    /// logit gets `u32::MAX` and [`crate::status::NO_FINITE_LOGIT`]; per-row values out of
+    /// range are clamped (τ to [0, f32::MAX], NaN → 1; p to (0, 1], NaN → 1; min_p to [0, 1],
+    /// NaN → 0) and flagged [`crate::status::PARAM_CLAMPED`].
+    ///
+    /// # Errors
+    /// [`crate::Error::BadParam`] for τ < 0 / NaN / ∞, p ∉ (0, 1], min_p ∉ [0, 1];
+    /// [`crate::Error::BadLength`] when `tokens`, `status`, a per-row buffer or per-row seeds
+    /// are not `batch` long; [`crate::Error::WrongDevice`]; [`crate::Error::Driver`].
+    #[allow(clippy::too_many_arguments)]
     pub fn sample_filtered<T: Logit>(
         &mut self,
         logits: &DeviceLogits<'_, T>,
@@ -21,11 +76,82 @@ impl Sampler {
         tokens: &mut CudaViewMut<'_, u32>,
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
-        let _ = (logits, temperature, support, rows, seeds, tokens, status);
-        Err(Error::NotImplemented("sample_filtered"))
+        // Validate.
+        let batch = logits.batch;
+        self.check_filter(logits, temperature, support, rows)?;
+        seeds.check(batch, self)?;
+        expect_len("tokens", tokens.len(), batch)?;
+        self.check_device("tokens", tokens)?;
+        if let Some(st) = status.as_deref() {
+            expect_len("status", st.len(), batch)?;
+            self.check_device("status", st)?;
+        }
+
+        // Config.
+        let vec = logits_vector_width(self, logits);
+        let nb = launch::blocks_per_row(batch, logits.vocab, self.sm_count);
+        let blocks = batch.checked_mul(nb as usize);
+        let cfg = grid(blocks, launch::BLOCK_THREADS, batch)?;
+        let info_bytes = batch * ROW_INFO_BYTES;
+        let scratch = self.scratch(info_bytes + batch * nb as usize * TILE_DRAW_BYTES, batch)?;
+        let (row_info, partials) = (scratch.base, scratch.base + info_bytes as u64);
+
+        // 1. thresholds → RowInfo.
+        let out = ThresholdOut {
+            thresholds: 0,
+            row_info,
+            status: 0,
+            want_mass: false,
+        };
+        self.launch_thresholds(logits, temperature, support, rows, vec, out)?;
+
+        // 2. the draw.
+        let func = self.function(&entry("topp", "sample", T::DTYPE, vec))?;
+        let mut ptrs = Pointers::new(&self.stream);
+        let logits_addr = ptrs.read(&logits.data);
+        let stride = logits.stride as u64;
+        let vocab = logits.vocab as u32;
+        let (seed, offset, seeds_addr, offsets_addr) = match seeds {
+            DeviceSeeds::Shared(rng) => (rng.seed, rng.offset, 0, 0),
+            DeviceSeeds::Each { seeds, offsets } => (0, 0, ptrs.read(seeds), ptrs.read(offsets)),
+        };
+        let tokens_addr = ptrs.write(tokens);
+        let status_addr = ptrs.write_opt(status);
+        let mut builder = self.stream.launch_builder(&func);
+        builder
+            .arg(&logits_addr)
+            .arg(&stride)
+            .arg(&vocab)
+            .arg(&row_info)
+            .arg(&seed)
+            .arg(&offset)
+            .arg(&seeds_addr)
+            .arg(&offsets_addr)
+            .arg(&tokens_addr)
+            .arg(&status_addr)
+            .arg(&nb)
+            .arg(&partials)
+            .arg(&scratch.tickets);
+        // SAFETY: the arguments match samplex_topp_sample's C signature. Checked above: the
+        // logits cover `batch` rows of `stride` ≥ vocab elements; tokens and status hold
+        // `batch` entries, per-row seeds and offsets `batch` each, all on this device; vector
+        // width 4/8 only for a 16-byte-aligned base and stride. The scratch holds the `batch`
+        // RowInfo that the threshold launch, queued before on this stream, writes, then
+        // `batch × nb` partial draws; the ticket counters (≥ batch) are zero between launches
+        // (the last block of each split row resets its own). Grid: batch × nb blocks of 256.
+        unsafe { builder.launch(cfg) }?;
+        drop(ptrs);
+        Ok(())
     }
 
     /// softmax(z/τ) renormalised over the support, dense `batch × vocab` (0 outside).
+    ///
+    /// A τ = 0 row is one-hot at its argmax; a row with no finite logit is all 0 (flagged
+    /// [`crate::status::NO_FINITE_LOGIT`]). Edge cases and clamping as
+    /// [`Sampler::sample_filtered`].
+    ///
+    /// # Errors
+    /// As [`Sampler::sample_filtered`], with `probs` required to be `batch × vocab`.
     pub fn filtered_probs<T: Logit>(
         &mut self,
         logits: &DeviceLogits<'_, T>,
@@ -35,12 +161,25 @@ impl Sampler {
         probs: &mut CudaViewMut<'_, f32>,
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
-        let _ = (logits, temperature, support, rows, probs, status);
-        Err(Error::NotImplemented("filtered_probs"))
+        self.filter_dense(
+            logits,
+            temperature,
+            support,
+            rows,
+            Dense::Probs,
+            probs,
+            status,
+        )
     }
 
     /// The logits (sanitised, widened to f32, not divided by τ) where kept, −∞ elsewhere,
     /// dense `batch × vocab`.
+    ///
+    /// A τ = 0 row keeps its argmax alone (the lowest index of the max); a row with no
+    /// finite logit is all −∞. Edge cases and clamping as [`Sampler::sample_filtered`].
+    ///
+    /// # Errors
+    /// As [`Sampler::sample_filtered`], with `masked` required to be `batch × vocab`.
     pub fn filtered_logits<T: Logit>(
         &mut self,
         logits: &DeviceLogits<'_, T>,
@@ -50,15 +189,29 @@ impl Sampler {
         masked: &mut CudaViewMut<'_, f32>,
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
-        let _ = (logits, temperature, support, rows, masked, status);
-        Err(Error::NotImplemented("filtered_logits"))
+        self.filter_dense(
+            logits,
+            temperature,
+            support,
+            rows,
+            Dense::Logits,
+            masked,
+            status,
+        )
     }
 
     /// Writes one f32 logit threshold per row to the device address `thresholds`: row r keeps
     /// exactly the tokens with sanitised z_i ≥ thresholds[r] (−∞: every finite token; +∞: none).
     /// Uses the scratch from byte `scratch_offset` on (the caller owns the bytes before it);
     /// `status` is a device address or 0. Shared by the filter ops and BoK.
+    ///
+    /// The kernel needs no scratch (one block per row keeps everything in shared memory), so
+    /// the workspace is left untouched. `status` is *written* (sanitising bits, clamped
+    /// per-row parameters, no finite logit); a later kernel of the same op should OR into it.
+    /// A τ = 0 row gets its max logit as threshold (every tie of the max would pass; greedy
+    /// callers keep the lowest index alone). −∞ logits are never kept, whatever the threshold.
     #[allow(clippy::too_many_arguments)]
+    #[allow(dead_code)] // the BoK wrapper (src/gpu/bok.rs) is its caller
     pub(crate) fn support_thresholds<T: Logit>(
         &mut self,
         logits: &DeviceLogits<'_, T>,
@@ -69,7 +222,152 @@ impl Sampler {
         status: u64,
         scratch_offset: usize,
     ) -> Result<()> {
-        let _ = (logits, temperature, support, rows, thresholds, status, scratch_offset);
-        Err(Error::NotImplemented("support thresholds"))
+        let _ = scratch_offset; // no scratch needed (see above)
+        self.check_filter(logits, temperature, support, rows)?;
+        let vec = logits_vector_width(self, logits);
+        let out = ThresholdOut {
+            thresholds,
+            row_info: 0,
+            status,
+            want_mass: false,
+        };
+        self.launch_thresholds(logits, temperature, support, rows, vec, out)
+    }
+
+    /// The host-side checks every filter op shares (SPEC "Bad input").
+    fn check_filter<T: Logit>(
+        &self,
+        logits: &DeviceLogits<'_, T>,
+        temperature: f32,
+        support: &Support,
+        rows: &RowParams<'_>,
+    ) -> Result<()> {
+        check_temperature(temperature)?;
+        support.validate()?;
+        self.check_device("logits", &logits.data)?;
+        rows.check(logits.batch, self)
+    }
+
+    /// Thresholds, then the dense writer.
+    #[allow(clippy::too_many_arguments)]
+    fn filter_dense<T: Logit>(
+        &mut self,
+        logits: &DeviceLogits<'_, T>,
+        temperature: f32,
+        support: &Support,
+        rows: &RowParams<'_>,
+        what: Dense,
+        out: &mut CudaViewMut<'_, f32>,
+        status: Option<&mut CudaViewMut<'_, u32>>,
+    ) -> Result<()> {
+        // Validate.
+        let (batch, vocab) = (logits.batch, logits.vocab);
+        self.check_filter(logits, temperature, support, rows)?;
+        let name = match what {
+            Dense::Probs => "probs",
+            Dense::Logits => "masked",
+        };
+        let len = batch.saturating_mul(vocab);
+        expect_len(name, out.len(), len)?;
+        self.check_device(name, out)?;
+        if let Some(st) = status.as_deref() {
+            expect_len("status", st.len(), batch)?;
+            self.check_device("status", st)?;
+        }
+
+        // Config.
+        let vec = logits_vector_width(self, logits);
+        let nb = launch::blocks_per_row(batch, vocab, self.sm_count);
+        let cfg = grid(batch.checked_mul(nb as usize), launch::BLOCK_THREADS, batch)?;
+        let row_info = self.scratch(batch * ROW_INFO_BYTES, 0)?.base;
+
+        // 1. thresholds (and the kept mass, for probabilities) → RowInfo.
+        let t_out = ThresholdOut {
+            thresholds: 0,
+            row_info,
+            status: 0,
+            want_mass: matches!(what, Dense::Probs),
+        };
+        self.launch_thresholds(logits, temperature, support, rows, vec, t_out)?;
+
+        // 2. the dense writer.
+        let op = match what {
+            Dense::Probs => "probs",
+            Dense::Logits => "logits",
+        };
+        let func = self.function(&launch::kernel_name("topp", op, T::DTYPE))?;
+        let mut ptrs = Pointers::new(&self.stream);
+        let logits_addr = ptrs.read(&logits.data);
+        let stride = logits.stride as u64;
+        let vocab_u32 = vocab as u32;
+        let out_addr = ptrs.write(out);
+        let status_addr = ptrs.write_opt(status);
+        let mut builder = self.stream.launch_builder(&func);
+        builder
+            .arg(&logits_addr)
+            .arg(&stride)
+            .arg(&vocab_u32)
+            .arg(&row_info)
+            .arg(&out_addr)
+            .arg(&status_addr)
+            .arg(&nb);
+        // SAFETY: the arguments match samplex_topp_{probs,logits}'s C signature. Checked
+        // above: the logits cover `batch` rows of `stride` ≥ vocab elements; `out` holds
+        // exactly batch × vocab f32 and `status` batch u32, on this device; the scratch holds
+        // the `batch` RowInfo that the threshold launch, queued before on this stream, writes;
+        // the grid is batch × nb blocks of 256 threads, as the kernel's row/tile split assumes.
+        unsafe { builder.launch(cfg) }?;
+        drop(ptrs);
+        Ok(())
+    }
+
+    /// The threshold kernel (validated by the caller): one block of 1024 threads per row.
+    fn launch_thresholds<T: Logit>(
+        &mut self,
+        logits: &DeviceLogits<'_, T>,
+        temperature: f32,
+        support: &Support,
+        rows: &RowParams<'_>,
+        vec: u32,
+        out: ThresholdOut,
+    ) -> Result<()> {
+        let batch = logits.batch;
+        let cfg = grid(Some(batch), RADIX_THREADS, batch)?;
+        let func = self.function(&entry("topp", "thresholds", T::DTYPE, vec))?;
+        let mut ptrs = Pointers::new(&self.stream);
+        let logits_addr = ptrs.read(&logits.data);
+        let stride = logits.stride as u64;
+        let vocab = logits.vocab as u32;
+        let tau_rows = ptrs.read_opt(rows.temperature.as_ref());
+        let k_rows = ptrs.read_opt(rows.top_k.as_ref());
+        let p_rows = ptrs.read_opt(rows.top_p.as_ref());
+        let min_p_rows = ptrs.read_opt(rows.min_p.as_ref());
+        let want_mass = u32::from(out.want_mass);
+        let mut builder = self.stream.launch_builder(&func);
+        builder
+            .arg(&logits_addr)
+            .arg(&stride)
+            .arg(&vocab)
+            .arg(&temperature)
+            .arg(&tau_rows)
+            .arg(&support.top_k)
+            .arg(&k_rows)
+            .arg(&support.top_p)
+            .arg(&p_rows)
+            .arg(&support.min_p)
+            .arg(&min_p_rows)
+            .arg(&want_mass)
+            .arg(&out.thresholds)
+            .arg(&out.row_info)
+            .arg(&out.status);
+        // SAFETY: the arguments match samplex_topp_thresholds's C signature. The caller ran
+        // `check_filter`: τ ≥ 0 and finite, p ∈ (0, 1], min_p ∈ [0, 1], per-row buffers of
+        // `batch` entries on this device; the logits cover `batch` rows of `stride` ≥ vocab
+        // elements; vector width 4/8 only for a 16-byte-aligned base and stride. `thresholds`
+        // (f32), `row_info` (32 bytes) and `status` (u32) are 0 or addresses of `batch` entries
+        // owned by the caller (scratch reserved before this call, or BoK's buffers).
+        unsafe { builder.launch(cfg) }?;
+        drop(ptrs);
+        Ok(())
     }
 }

@@ -18,7 +18,12 @@ pub enum Dist {
 }
 
 impl Dist {
-    pub const ALL: [Dist; 4] = [Dist::Normal(1.0), Dist::Normal(5.0), Dist::Gumbel(0.1), Dist::Gumbel(1.0)];
+    pub const ALL: [Dist; 4] = [
+        Dist::Normal(1.0),
+        Dist::Normal(5.0),
+        Dist::Gumbel(0.1),
+        Dist::Gumbel(1.0),
+    ];
 }
 
 /// `batch × vocab` f32 logits from `dist`, reproducible from `seed`.
@@ -48,10 +53,31 @@ pub fn sampler_or_skip(test: &str) -> Option<Sampler> {
     }
     match Sampler::on_device(0) {
         Ok(s) => Some(s),
-        Err(e) => {
+        Err(e @ (samplex::Error::NoDriver | samplex::Error::NoDevice(_))) => {
             eprintln!("SKIPPED {test}: no usable GPU ({e})");
             None
         }
+        // A driver and a device but no sampler (a module that fails to load, say) is a
+        // failure, not a skip.
+        Err(e) => panic!("{test}: the GPU is there but the sampler failed: {e}"),
+    }
+}
+
+/// True when the device is the CPU emulator (scripts/emu), where a kernel runs about 10^4 times
+/// slower than on a GPU.
+pub fn emulated(s: &Sampler) -> bool {
+    s.context()
+        .name()
+        .is_ok_and(|n| n.contains("samplex CPU emulator"))
+}
+
+/// A statistical test's sample count: `n` on a GPU; on the emulator `n / 50`, but not below
+/// `min(n, 2000)`, which still leaves tens of draws per chi-square bin.
+pub fn scaled(s: &Sampler, n: usize) -> usize {
+    if emulated(s) {
+        (n / 50).max(n.min(2000))
+    } else {
+        n
     }
 }
 

@@ -1,0 +1,1101 @@
+// samplex — kernels/bok.cu: Best-of-K by entropic mirror ascent.
+//
+// SPEC.md "Best-of-K": with p = softmax(u) over the kept support (u = z/τ), weights w ≥ 0 and
+// budget K,
+//   J(q) = ⟨q, z⟩ − β·KL(q‖p) + λ·Σ w_i·(1 − (1 − q_i)^K)
+//   g_i  = z_i − β·(ln q_i − ln p_i) + λ·w_i·K·(1 − q_i)^(K−1)
+//   a_i  = ln q_i + η·g_i,   ln q_i' = a_i − max a − ln Σ_j e^{a_j − max a}     (q⁰ = p)
+// then a token is drawn from q^T with the tiled draw (common.cuh §7, log-weights ln q: the
+// same as cpu::draw_log_weights). Tokens outside the support stay at q = 0.
+// Also SPEC "Drawing a token", "Bad input"; docs/ARCHITECTURE.md "Kernel conventions".
+//
+// Kernels (<T> = f32 | f16 | bf16):
+//   samplex_bok_row_<T>         one block per row, the whole ascent in one launch (vocab ≤ 32768);
+//                               the three entries share one compiled body (only the load differs:
+//                               dtype and 16-byte alignment are checked at run time, no _v1)
+//   samplex_bok_pass_<T>[_v1]   the multi-block fallback, one launch per pass (any vocab)
+//   samplex_bok_topm_<T>[_v1]   the fallback's top-M threshold (weights = top_m), one block per row
+//
+// Support: an optional per-row f32 threshold (src/gpu/topp.rs support_thresholds) keeps the
+// tokens with sanitised z ≥ thr; without it every finite token is kept. Weights: 0 = prob
+// (w = p), 1 = top_m (w = 1 on the M most likely kept tokens, ties to the lower index, as
+// cpu::top_k_select_row), 2 = the caller's buffer (batch × vocab; NaN/negative → 0, +inf →
+// FLT_MAX, flagged). Per-row K, β, λ, η, T, τ are clamped on the device and flagged: K ≥ 1;
+// β, η, τ in [FLT_MIN, FLT_MAX]; λ in [0, FLT_MAX]; NaN → the batch-wide value (τ: 1, as in
+// softmax.cu); a per-row T is capped at the batch-wide T (the host sizes the objective and, in
+// the fallback, the number of launches from it).
+//
+// Per-token arithmetic (token_state, ascent_step, objective_term), all f32: q = e^{ln q};
+// (1 − q)^(K−1) by repeated squaring of b = 1 − q (b's rounding error, 2^-25 absolute, only
+// matters where b^(K−1) is negligible); the objective's coverage is 1 − b^(K−1)·b. a is clamped
+// to ±FLT_MAX (so no inf − inf can arise in the shift).
+//
+// samplex_bok_row (grid = batch, 512 threads, dynamic shared memory = tiles × 2048 × 4 bytes):
+//   The row is cut into draw tiles of 2048 tokens; in tile t thread j holds the 4 consecutive
+//   tokens t·2048 + 4j .. + 3 ("tile layout": thread order = token order, as
+//   block_tile_candidate wants). ≤ 16 tiles: every thread keeps its ≤ 64 tokens' state a (=
+//   ln q before the pending shift) in registers, indexed only by unrolled constants.
+//   1. Load once: sanitise, mask by the support (−inf outside), store z in shared memory (the
+//      logits are never read again), block max of u, kept count, status.
+//   2. ln Z = M + ln Σ e^{u − M} over the shared z; ln p = u − ln Z.
+//   3. top_m: radix select of the M-th largest key of u (select_top_m, on the shared z).
+//   4. a = ln p; shift = 0. Round it = 0 .. T−1 (and T, J only, when the objective is asked):
+//      ln q = a − shift; J(q^it) terms; a ← ln q + η·g (or a ← ln q once the row's own T is
+//      reached); one block collective gives (max a, Σ e^{a − max}, Σ J) → objective[it],
+//      shift = max + ln Σ.
+//   5. ln q^T = a − shift replaces z in shared memory; a loop over the tiles writes q (dense)
+//      and draws (per tile one (max, sum) collective; the candidate search only when the
+//      tile's key beats the best so far — strict >, so the lower tile keeps a tie).
+//
+// samplex_bok_pass (grid = batch × P, 256 threads, 8 consecutive tokens per thread per tile;
+// part p of a row owns the contiguous tiles [p·ceil(tiles/P), ...)): state a lives in a global
+// scratch buffer (batch × vocab f32), and each launch is one pass — the launch boundary is the
+// grid-wide barrier, so no block ever waits for another. The host launches, in order:
+//   pass 0:        per part (max u, Σ e^{u − max}, status) → part_u
+//   [topm]:        samplex_bok_topm writes (key, tie index) per row
+//   pass 1 .. T:   every block merges part_u (and the previous pass's partials, in part order)
+//                  to ln Z and the shift, forms ln q^{pass−1}, writes a to the state and
+//                  (max a, Σ e^{a−max}, Σ J, status) → part_next; part 0 writes J(q^{pass−2})
+//   pass T + 1:    ln q^T, q (dense), the draw over the part's tiles, Σ J → part_f; a ticket on
+//                  tickets[row]; the last block merges the parts in part order (strict > on the
+//                  key keeps the lower part = the lower tiles), writes the token, J(q^T) and the
+//                  status, and resets the ticket to 0.
+//   That is T + 2 launches (T + 3 with top_m), each reading the row from L2/HBM. A single-launch
+//   version with thread-block clusters (sm_90 DSMEM: one row per cluster, state on chip across
+//   up to 16 SMs, cluster barriers for the reductions) is future work.
+//
+// samplex_bok_topm (grid = batch, 512 threads): kept count, then select_top_m over the logits.
+//
+// Shared memory (static, besides samplex_bok_row's dynamic z): BlockScratch, a (max, sum, J)
+// reduction scratch, and the select histogram (256 u32 + a few words).
+//
+// Determinism: every reduction is a fixed tree (warp butterflies, warp 0 over the warps, and
+// partial merges in part order); histogram counts are integer atomics; the tie walk of top_m
+// uses scans. Tokens, q and J do not depend on scheduling.
+#include "common.cuh"
+
+// samplex_bok_row's dynamic shared memory (the row's z, tile layout). One name for the unit.
+SAMPLEX_DYNAMIC_SHARED(float4, samplex_bok_dyn_smem);
+
+namespace samplex_bok {
+
+constexpr u32 TILE = SAMPLEX_DRAW_TILE;
+constexpr u32 WEIGHTS_PROB = 0, WEIGHTS_TOP_M = 1, WEIGHTS_CUSTOM = 2;  // src/gpu/bok.rs
+
+constexpr int ROW_THREADS = 512;
+constexpr int ROW_PER = TILE / ROW_THREADS;       // 4 tokens per thread per tile
+constexpr int ROW_TILES = 16;                     // ≤ 32768 tokens per row on chip
+constexpr int ROW_SLOTS = ROW_PER * ROW_TILES;    // 64 registers of state per thread
+constexpr int PASS_THREADS = 256;
+constexpr int PASS_PER = TILE / PASS_THREADS;     // 8
+constexpr int SELECT_THREADS = 512;
+constexpr int SELECT_PER = TILE / SELECT_THREADS; // 4
+constexpr int BINS = 256;
+constexpr float FLT_MIN_NORMAL = 1.17549435e-38f;
+static_assert(ROW_PER == 4 && SELECT_PER == 4 && PASS_PER == 8, "loads are whole quads");
+
+// ---------------------------------------------------------------------------------------------
+// Arguments and per-row parameters.
+// ---------------------------------------------------------------------------------------------
+
+// The kernel arguments every BoK kernel shares (built by the entry points, C-signature order).
+struct Args {
+  u64 stride;
+  u32 vocab;
+  float temperature;
+  u64 temps;
+  u32 k;
+  u64 ks;
+  float beta;
+  u64 betas;
+  float lambda;
+  u64 lambdas;
+  float eta;
+  u64 etas;
+  u32 iterations;  // T of the batch: objective is batch × (T + 1)
+  u64 iterss;
+  u32 weight_mode;
+  u32 top_m;
+  u64 weights;
+  u64 thresholds;
+  u64 seed, offset, seeds, offsets;
+  u64 q_out, objective, tokens, status;
+  u32 status_or;  // 1: the threshold kernel wrote the status first; OR into it
+};
+
+// One row's resolved parameters.
+struct Params {
+  float inv_t, beta, lambda, eta;
+  float lk;  // λ·K (capped at FLT_MAX so that λK·0 stays 0)
+  u32 k;     // K ≥ 1
+  u32 iters; // this row's T ≤ the batch's T
+};
+
+__device__ __forceinline__ float per_row_f32(u64 p, u32 row, float scalar, float lo, float hi, u32 &st) {
+  if (p == 0) return scalar;
+  return clamp_param(reinterpret_cast<const float *>(p)[row], lo, hi, scalar, st);
+}
+
+__device__ __forceinline__ Params row_params(const Args &a, u32 row, u32 &st) {
+  Params p;
+  // τ: NaN → 1 as in softmax.cu and topp.cu (the support's thresholds see the same τ).
+  const float tau = a.temps == 0 ? a.temperature
+                                 : clamp_param(reinterpret_cast<const float *>(a.temps)[row], FLT_MIN_NORMAL,
+                                               SAMPLEX_FLT_MAX, 1.0f, st);
+  p.inv_t = fminf(1.0f / fmaxf(tau, FLT_MIN_NORMAL), SAMPLEX_FLT_MAX);
+  p.beta = per_row_f32(a.betas, row, a.beta, FLT_MIN_NORMAL, SAMPLEX_FLT_MAX, st);
+  p.lambda = per_row_f32(a.lambdas, row, a.lambda, 0.0f, SAMPLEX_FLT_MAX, st);
+  p.eta = per_row_f32(a.etas, row, a.eta, FLT_MIN_NORMAL, SAMPLEX_FLT_MAX, st);
+  p.k = a.k;
+  if (a.ks != 0) {
+    p.k = reinterpret_cast<const u32 *>(a.ks)[row];
+    if (p.k == 0) {
+      p.k = 1;
+      st |= SAMPLEX_STATUS_PARAM_CLAMPED;
+    }
+  }
+  p.iters = a.iterations;
+  if (a.iterss != 0) {
+    p.iters = reinterpret_cast<const u32 *>(a.iterss)[row];
+    if (p.iters > a.iterations) {
+      p.iters = a.iterations;
+      st |= SAMPLEX_STATUS_PARAM_CLAMPED;
+    }
+  }
+  p.lk = fminf(p.lambda * (float)p.k, SAMPLEX_FLT_MAX);
+  return p;
+}
+
+__device__ __forceinline__ float row_threshold(const Args &a, u32 row) {
+  return a.thresholds != 0 ? reinterpret_cast<const float *>(a.thresholds)[row] : SAMPLEX_NEG_INF;
+}
+
+// Kept by the support: finite (after sanitising) and ≥ the row's threshold.
+__device__ __forceinline__ bool kept(float z, float thr) { return z > SAMPLEX_NEG_INF && z >= thr; }
+
+__device__ __forceinline__ float sanitize_quiet(float x) {
+  if (x != x) return SAMPLEX_NEG_INF;
+  return x == SAMPLEX_INF ? SAMPLEX_FLT_MAX : x;
+}
+
+// u = z·(1/τ) of a kept (finite) z, clamped to ±FLT_MAX.
+__device__ __forceinline__ float scale_logit(float z, float inv_t) {
+  return fminf(fmaxf(z * inv_t, -SAMPLEX_FLT_MAX), SAMPLEX_FLT_MAX);
+}
+
+// The order key of u, with −0 == +0 (cpu compares ln p, where the two are equal).
+__device__ __forceinline__ u32 order_key(float u) { return float_to_key(u == 0.0f ? 0.0f : u); }
+
+struct RowRng {
+  u64 seed, offset;
+  u32 stream;
+};
+
+__device__ __forceinline__ RowRng row_rng(const Args &a, u32 row) {
+  RowRng r;
+  if (a.seeds != 0) {
+    r.seed = reinterpret_cast<const u64 *>(a.seeds)[row];
+    r.offset = a.offsets != 0 ? reinterpret_cast<const u64 *>(a.offsets)[row] : a.offset;
+    r.stream = 0;
+  } else {
+    r.seed = a.seed;
+    r.offset = a.offset;
+    r.stream = row;
+  }
+  return r;
+}
+
+__device__ __forceinline__ void write_status(const Args &a, u32 row, u32 st) {
+  if (a.status == 0) return;
+  u32 *s = reinterpret_cast<u32 *>(a.status) + row;
+  *s = a.status_or != 0 ? (*s | st) : st;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loads: N consecutive tokens from `first` (N a multiple of 4), −inf past the row's end.
+// VEC > 1: the host has checked 16-byte alignment of the rows, so quads (16 bytes of f32,
+// 8 bytes of f16/bf16) are aligned.
+// ---------------------------------------------------------------------------------------------
+template <typename T> struct Quad;
+template <> struct Quad<float> {
+  __device__ __forceinline__ static void load(const float *p, float *o) {
+    const float4 v = *reinterpret_cast<const float4 *>(p);
+    o[0] = v.x;
+    o[1] = v.y;
+    o[2] = v.z;
+    o[3] = v.w;
+  }
+};
+template <> struct Quad<f16_t> {
+  __device__ __forceinline__ static void load(const f16_t *p, float *o) {
+    const uint2 v = *reinterpret_cast<const uint2 *>(p);
+    o[0] = f16_bits_to_f32((u16)(v.x & 0xffffu));
+    o[1] = f16_bits_to_f32((u16)(v.x >> 16));
+    o[2] = f16_bits_to_f32((u16)(v.y & 0xffffu));
+    o[3] = f16_bits_to_f32((u16)(v.y >> 16));
+  }
+};
+template <> struct Quad<bf16_t> {
+  __device__ __forceinline__ static void load(const bf16_t *p, float *o) {
+    const uint2 v = *reinterpret_cast<const uint2 *>(p);
+    o[0] = bf16_bits_to_f32((u16)(v.x & 0xffffu));
+    o[1] = bf16_bits_to_f32((u16)(v.x >> 16));
+    o[2] = bf16_bits_to_f32((u16)(v.y & 0xffffu));
+    o[3] = bf16_bits_to_f32((u16)(v.y >> 16));
+  }
+};
+
+template <typename T, int VEC, int N>
+__device__ __forceinline__ void load_run(const T *row, u32 vocab, u32 first, float (&x)[N]) {
+  if (first + N <= vocab) {
+    if (VEC > 1) {
+#pragma unroll
+      for (int j = 0; j < N; j += 4) Quad<T>::load(row + first + j, x + j);
+    } else {
+#pragma unroll
+      for (int j = 0; j < N; ++j) x[j] = to_f32(row[first + j]);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < N; ++j) x[j] = first + j < vocab ? to_f32(row[first + j]) : SAMPLEX_NEG_INF;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-token arithmetic (the SPEC's g, the step, J's terms).
+// ---------------------------------------------------------------------------------------------
+
+// b^e by repeated squaring (e is the same in the whole row: the loop is uniform).
+__device__ __forceinline__ float powu(float b, u32 e) {
+  float r = 1.0f;
+  while (e != 0u) {
+    if (e & 1u) r *= b;
+    b *= b;
+    e >>= 1;
+  }
+  return r;
+}
+
+// One kept token at the current iterate: q, and b^(K−1) with b = 1 − q. b is rounded to an
+// absolute 2^-25; where that is a large relative error (q → 1), b^(K−1) is negligible (K ≥ 2)
+// or exactly 1 (K = 1), so the gradient keeps its f32 accuracy.
+struct TokenState {
+  float q, b, pw;
+};
+__device__ __forceinline__ TokenState token_state(float lq, const Params &P) {
+  TokenState s;
+  s.q = __expf(lq);
+  s.b = fmaxf(1.0f - s.q, 0.0f);
+  s.pw = powu(s.b, P.k - 1u);
+  return s;
+}
+
+// One mirror-ascent step of a kept token: a = ln q + η·g, clamped to ±FLT_MAX (NaN → −FLT_MAX).
+__device__ __forceinline__ float ascent_step(float z, float lp, float lq, float w, const TokenState &s,
+                                             const Params &P) {
+  const float g = z - P.beta * (lq - lp) + P.lk * w * s.pw;
+  return fminf(fmaxf(lq + P.eta * g, -SAMPLEX_FLT_MAX), SAMPLEX_FLT_MAX);
+}
+
+// A kept token's term of J(q): q·z − β·q·(ln q − ln p) + λ·w·(1 − (1 − q)^K). The coverage
+// 1 − b^K loses the absolute 2^-25 of b (≤ K·6e-8 per unit of λw): J is a diagnostic, summed
+// in f32 anyway.
+__device__ __forceinline__ float objective_term(float z, float lp, float lq, float w, const TokenState &s,
+                                                const Params &P) {
+  if (!(s.q > 0.0f)) return 0.0f;
+  return s.q * z - P.beta * s.q * (lq - lp) + P.lambda * w * (1.0f - s.pw * s.b);
+}
+
+// The coverage weights of a row (see the header).
+struct Weights {
+  u32 mode;
+  u32 key;    // top_m: keys above are in, ...
+  u32 tie;    // ... and keys equal to `key` at indices ≤ tie
+  const float *row;
+};
+
+__device__ __forceinline__ float weight_of(const Weights &W, float lp, float u, u32 idx, u32 &st) {
+  if (W.mode == WEIGHTS_PROB) return __expf(lp);
+  if (W.mode == WEIGHTS_TOP_M) {
+    const u32 key = order_key(u);
+    return (key > W.key || (key == W.key && idx <= W.tie)) ? 1.0f : 0.0f;
+  }
+  float x = W.row[idx];
+  if (!(x >= 0.0f)) {
+    st |= SAMPLEX_STATUS_PARAM_CLAMPED;
+    x = 0.0f;
+  } else if (x > SAMPLEX_FLT_MAX) {
+    st |= SAMPLEX_STATUS_PARAM_CLAMPED;
+    x = SAMPLEX_FLT_MAX;
+  }
+  return x;
+}
+
+__device__ __forceinline__ Weights row_weights(const Args &a, u32 row) {
+  Weights W;
+  W.mode = a.weight_mode;
+  W.key = 0u;  // below every key: with tie = all, every kept token is in
+  W.tie = SAMPLEX_NO_TOKEN;
+  W.row = a.weight_mode == WEIGHTS_CUSTOM ? reinterpret_cast<const float *>(a.weights) + (u64)row * a.vocab
+                                          : nullptr;
+  return W;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Collectives: (max, Σ e^{x − max}, Σ J) in one block reduction (CUB shape: every thread calls,
+// every thread gets the result, ends with __syncthreads).
+// ---------------------------------------------------------------------------------------------
+struct MSJ {
+  float m, s, j;
+};
+
+__device__ __forceinline__ MSJ msj(float m, float s, float j) {
+  MSJ r;
+  r.m = m;
+  r.s = s;
+  r.j = j;
+  return r;
+}
+
+// Commutative (so every lane of a butterfly gets the same bits).
+__device__ __forceinline__ MSJ msj_merge(MSJ a, MSJ b) {
+  MSJ r;
+  r.m = fmaxf(a.m, b.m);
+  r.j = a.j + b.j;
+  r.s = r.m == SAMPLEX_NEG_INF ? 0.0f : a.s * __expf(a.m - r.m) + b.s * __expf(b.m - r.m);
+  return r;
+}
+
+__device__ __forceinline__ MSJ warp_msj(MSJ v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    MSJ w;
+    w.m = __shfl_xor_sync(SAMPLEX_FULL_MASK, v.m, o);
+    w.s = __shfl_xor_sync(SAMPLEX_FULL_MASK, v.s, o);
+    w.j = __shfl_xor_sync(SAMPLEX_FULL_MASK, v.j, o);
+    v = msj_merge(v, w);
+  }
+  return v;
+}
+
+template <int THREADS> struct Reduce {
+  static constexpr int WARPS = THREADS / 32;
+  float m[WARPS], s[WARPS], j[WARPS];
+  float rm, rs, rj;
+};
+
+template <int THREADS>
+__device__ __forceinline__ MSJ block_msj(MSJ v, Reduce<THREADS> &r) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_msj(v);
+  if (lane == 0) {
+    r.m[warp] = v.m;
+    r.s[warp] = v.s;
+    r.j[warp] = v.j;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    MSJ w = msj(SAMPLEX_NEG_INF, 0.0f, 0.0f);
+    if (lane < Reduce<THREADS>::WARPS) w = msj(r.m[lane], r.s[lane], r.j[lane]);
+    w = warp_msj(w);
+    if (lane == 0) {
+      r.rm = w.m;
+      r.rs = w.s;
+      r.rj = w.j;
+    }
+  }
+  __syncthreads();
+  const MSJ out = msj(r.rm, r.rs, r.rj);
+  __syncthreads();
+  return out;
+}
+
+// A thread's (max, Σ e^{x − max}) over its values (−inf = excluded).
+template <int N>
+__device__ __forceinline__ MSJ thread_max_sum(const float (&x)[N]) {
+  float m = SAMPLEX_NEG_INF;
+#pragma unroll
+  for (int e = 0; e < N; ++e) m = fmaxf(m, x[e]);
+  float s = 0.0f;
+  if (m > SAMPLEX_NEG_INF) {
+#pragma unroll
+    for (int e = 0; e < N; ++e) s += __expf(x[e] - m);  // e^{-inf} = 0
+  }
+  return msj(m, s, 0.0f);
+}
+
+// Exclusive block scan of u32 in thread order (the top_m tie walk).
+template <int THREADS>
+__device__ __forceinline__ u32 block_exclusive_sum_u32(u32 v, u32 &total, BlockScratch<THREADS> &s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  u32 inc = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const u32 n = __shfl_up_sync(SAMPLEX_FULL_MASK, inc, o);
+    if (lane >= o) inc += n;
+  }
+  if (lane == 31) s.u[warp] = inc;
+  __syncthreads();
+  if (warp == 0) {
+    const u32 w = lane < BlockScratch<THREADS>::WARPS ? s.u[lane] : 0u;
+    u32 wi = w;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const u32 n = __shfl_up_sync(SAMPLEX_FULL_MASK, wi, o);
+      if (lane >= o) wi += n;
+    }
+    if (lane < BlockScratch<THREADS>::WARPS) s.u[lane] = wi - w;
+    if (lane == 31) s.result_u = wi;
+  }
+  __syncthreads();
+  const u32 r = s.u[warp] + inc - v;
+  total = s.result_u;
+  __syncthreads();
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// top_m: the M-th largest key of u among kept tokens, ties to the lower index (step 3).
+//   Four passes over 8-bit digits, MSB first: a 256-bin histogram of the keys under the prefix
+//   (warp-aggregated atomics: counts are integers, order-free), a scan from the top bin finds
+//   the bin holding the M-th key. Then `need` tokens with key == that key are taken: all of
+//   them if that is how many there are, else a walk in token order (a block scan per tile)
+//   finds the need-th one, whose index is `tie`.
+// `get(tile, u)` gives this thread's PER values of u in tile `tile` (−inf = not kept).
+// ---------------------------------------------------------------------------------------------
+template <int THREADS> struct SelectShared {
+  u32 hist[BINS];
+  u32 warp_c[THREADS / 32];
+  u32 bin, need, eq, tie;
+};
+
+template <int THREADS, int PER, typename Get>
+__device__ __forceinline__ void select_top_m(u32 tiles, u32 m, Get &get, SelectShared<THREADS> &ss,
+                                             BlockScratch<THREADS> &sc, u32 &out_key, u32 &out_tie) {
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  u32 prefix = 0, fixed = 0, need = m, eq = 0;
+  for (int pass = 0; pass < 4; ++pass) {
+    const int shift = 24 - 8 * pass;
+    // Constant trip counts here and in the bin scan below: the loops' trip arithmetic would
+    // otherwise stay live across the four passes (it spilled in samplex_bok_topm).
+#pragma unroll
+    for (int b0 = 0; b0 < BINS; b0 += THREADS)
+      if (b0 + t < BINS) ss.hist[b0 + t] = 0u;
+    __syncthreads();
+    for (u32 tile = 0; tile < tiles; ++tile) {
+      float u[PER];
+      get(tile, u);
+#pragma unroll
+      for (int e = 0; e < PER; ++e) {
+        const u32 key = order_key(u[e]);
+        const bool in = u[e] > SAMPLEX_NEG_INF && (key & fixed) == prefix;
+        const u32 bin = in ? (key >> shift) & 0xffu : (u32)BINS;
+        const u32 peers = __match_any_sync(SAMPLEX_FULL_MASK, bin);
+        if (in && lane == __ffs(peers) - 1) atomicAdd(&ss.hist[bin], (u32)__popc(peers));
+      }
+    }
+    __syncthreads();
+    // Inclusive scan from the top bin: thread t < BINS holds bin BINS − 1 − t.
+    u32 c = t < BINS ? ss.hist[BINS - 1 - t] : 0u;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const u32 n = __shfl_up_sync(SAMPLEX_FULL_MASK, c, o);
+      if (lane >= o) c += n;
+    }
+    if (lane == 31) ss.warp_c[warp] = c;
+    __syncthreads();
+    if (t < BINS) {
+#pragma unroll
+      for (int w = 0; w < BINS / 32; ++w)
+        if (w < warp) c += ss.warp_c[w];
+      const u32 own = ss.hist[BINS - 1 - t];
+      if (own > 0u && c >= need && c - own < need) {  // exactly one bin
+        ss.bin = (u32)(BINS - 1 - t);
+        ss.need = need - (c - own);
+        ss.eq = own;
+      }
+    }
+    __syncthreads();
+    prefix |= ss.bin << shift;
+    fixed |= 0xffu << shift;
+    need = ss.need;
+    eq = ss.eq;
+    __syncthreads();
+  }
+  out_key = prefix;
+  if (need == eq) {
+    out_tie = SAMPLEX_NO_TOKEN;
+    return;
+  }
+  if (t == 0) ss.tie = SAMPLEX_NO_TOKEN;
+  u32 remaining = need;
+  for (u32 tile = 0; tile < tiles; ++tile) {
+    float u[PER];
+    get(tile, u);
+    u32 mine = 0;
+#pragma unroll
+    for (int e = 0; e < PER; ++e) mine += (u[e] > SAMPLEX_NEG_INF && order_key(u[e]) == prefix) ? 1u : 0u;
+    u32 total;
+    const u32 before = block_exclusive_sum_u32<THREADS>(mine, total, sc);
+    if (before < remaining && remaining <= before + mine) {
+      u32 c = before;
+#pragma unroll
+      for (int e = 0; e < PER; ++e) {
+        if (u[e] > SAMPLEX_NEG_INF && order_key(u[e]) == prefix) {
+          ++c;
+          if (c == remaining) ss.tie = tile * TILE + (u32)t * PER + e;
+        }
+      }
+    }
+    if (remaining <= total) break;  // uniform
+    remaining -= total;
+  }
+  __syncthreads();
+  out_tie = ss.tie;
+  __syncthreads();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The draw of one tile from ln q (common.cuh §7 with log-scale m_t = the tile's max ln q).
+// Every thread of the block calls it with its PER consecutive tokens from `first`.
+// ---------------------------------------------------------------------------------------------
+// `rng_of()` gives the row's RowRng, asked for only by a tile that has kept tokens.
+template <int THREADS, int PER, typename RngOf>
+__device__ __forceinline__ void draw_tile_with(const float (&lq)[PER], u32 first, u32 tile, const RngOf &rng_of,
+                                               float &best_key, u32 &best, BlockScratch<THREADS> &sc,
+                                               Reduce<THREADS> &red) {
+  const MSJ r = block_msj<THREADS>(thread_max_sum(lq), red);
+  if (r.m == SAMPLEX_NEG_INF) return;  // uniform: nothing kept in the tile
+  const RowRng rng = rng_of();
+  const Philox4 rr = row_random(rng.seed, rng.offset, rng.stream, tile);
+  const float key = tile_key(r.m, r.s, uniform_open(rr.x));
+  if (key > best_key) {  // uniform: every thread has the same key
+    float w[PER];
+#pragma unroll
+    for (int e = 0; e < PER; ++e) w[e] = expf(lq[e] - r.m);
+    float total;
+    best = block_tile_candidate<THREADS, PER>(w, first, uniform_open(rr.y), total, sc);
+    best_key = key;
+  }
+}
+
+template <int THREADS, int PER>
+__device__ __forceinline__ void draw_tile(const float (&lq)[PER], u32 first, u32 tile, const RowRng &rng,
+                                          float &best_key, u32 &best, BlockScratch<THREADS> &sc,
+                                          Reduce<THREADS> &red) {
+  draw_tile_with<THREADS, PER>(lq, first, tile, [&] { return rng; }, best_key, best, sc, red);
+}
+
+// ---------------------------------------------------------------------------------------------
+// samplex_bok_row: the whole ascent of a row in one block (steps 1-5 of the header).
+// ---------------------------------------------------------------------------------------------
+struct RowShared {
+  BlockScratch<ROW_THREADS> sc;
+  Reduce<ROW_THREADS> red;
+  SelectShared<ROW_THREADS> sel;
+};
+
+// The logits' dtype as a value: samplex_bok_row compiles its body once for all three.
+constexpr u32 DTYPE_F32 = 0, DTYPE_F16 = 1, DTYPE_BF16 = 2;
+
+// Step 1's load of ROW_PER tokens from a row of any dtype; quads when the row is 16-byte
+// aligned (the row start and the stride, as launch::vector_width checks), scalars otherwise.
+__device__ __forceinline__ void load_any(const unsigned char *row, u32 dtype, bool aligned, u32 vocab, u32 first,
+                                         float (&x)[ROW_PER]) {
+  if (dtype == DTYPE_F32) {
+    const float *r = reinterpret_cast<const float *>(row);
+    if (aligned) load_run<float, 4, ROW_PER>(r, vocab, first, x);
+    else load_run<float, 1, ROW_PER>(r, vocab, first, x);
+  } else if (dtype == DTYPE_F16) {
+    const f16_t *r = reinterpret_cast<const f16_t *>(row);
+    if (aligned) load_run<f16_t, 8, ROW_PER>(r, vocab, first, x);
+    else load_run<f16_t, 1, ROW_PER>(r, vocab, first, x);
+  } else {
+    const bf16_t *r = reinterpret_cast<const bf16_t *>(row);
+    if (aligned) load_run<bf16_t, 8, ROW_PER>(r, vocab, first, x);
+    else load_run<bf16_t, 1, ROW_PER>(r, vocab, first, x);
+  }
+}
+
+// Not inlined: the three samplex_bok_row entries share one compiled body (it is large, and
+// only step 1 depends on the dtype).
+__device__ __noinline__ void row_body(const void *logits, u32 dtype, const Args &a) {
+  __shared__ RowShared sh;
+  float4 *s_z = samplex_bok_dyn_smem;  // tile layout: s_z[tile · ROW_THREADS + thread] = 4 tokens
+  const u32 row = blockIdx.x, t = threadIdx.x;
+  const u32 vocab = a.vocab;
+  const u32 tiles = ceil_div(vocab, TILE);  // ≤ ROW_TILES (checked by the host)
+  const u64 elem = dtype == DTYPE_F32 ? 4u : 2u;
+  const unsigned char *zr = reinterpret_cast<const unsigned char *>(logits) + (u64)row * a.stride * elem;
+  const bool aligned = ((reinterpret_cast<u64>(logits) | (a.stride * elem)) & 15u) == 0u;
+  u32 st = 0;
+  const Params P = row_params(a, row, st);
+  const float thr = row_threshold(a, row);
+  float *obj = a.objective != 0 ? reinterpret_cast<float *>(a.objective) + (u64)row * (a.iterations + 1u) : nullptr;
+
+  // Step 1: one read of the logits.
+  float mu = SAMPLEX_NEG_INF;
+  u32 nk = 0;
+  for (u32 tile = 0; tile < tiles; ++tile) {
+    float x[ROW_PER];
+    load_any(zr, dtype, aligned, vocab, tile * TILE + t * ROW_PER, x);
+#pragma unroll
+    for (int e = 0; e < ROW_PER; ++e) {
+      const float z = sanitize(x[e], st);
+      if (kept(z, thr)) {
+        ++nk;
+        mu = fmaxf(mu, scale_logit(z, P.inv_t));
+        x[e] = z;
+      } else {
+        x[e] = SAMPLEX_NEG_INF;
+      }
+    }
+    s_z[tile * ROW_THREADS + t] = make_float4(x[0], x[1], x[2], x[3]);
+  }
+  const float M = block_max<ROW_THREADS>(mu, sh.sc);  // its barrier publishes s_z
+  const u32 nkept = block_sum_u32<ROW_THREADS>(nk, sh.sc);
+  if (M == SAMPLEX_NEG_INF) {  // uniform: no finite (kept) logit
+    st = block_or<ROW_THREADS>(st, sh.sc);
+    if (a.q_out != 0) {
+      float *qr = reinterpret_cast<float *>(a.q_out) + (u64)row * vocab;
+      for (u32 i = t; i < vocab; i += ROW_THREADS) qr[i] = 0.0f;
+    }
+    if (t == 0) {
+      if (obj != nullptr)
+        for (u32 i = 0; i <= a.iterations; ++i) obj[i] = 0.0f;
+      if (a.tokens != 0) reinterpret_cast<u32 *>(a.tokens)[row] = SAMPLEX_NO_TOKEN;
+      write_status(a, row, st | SAMPLEX_STATUS_NO_FINITE_LOGIT);
+    }
+    return;
+  }
+
+  // Step 2: ln Z.
+  float s = 0.0f;
+  for (u32 tile = 0; tile < tiles; ++tile) {
+    const float4 q4 = s_z[tile * ROW_THREADS + t];
+    const float zs[4] = {q4.x, q4.y, q4.z, q4.w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (zs[e] > SAMPLEX_NEG_INF) s += expf(scale_logit(zs[e], P.inv_t) - M);
+  }
+  const float log_z = M + logf(block_sum<ROW_THREADS>(s, sh.sc));
+
+  // Step 3: the weights.
+  Weights W = row_weights(a, row);
+  if (W.mode == WEIGHTS_TOP_M && a.top_m < nkept) {
+    auto get = [&](u32 tile, float (&u)[ROW_PER]) {
+      const float4 q4 = s_z[tile * ROW_THREADS + t];
+      const float zs[4] = {q4.x, q4.y, q4.z, q4.w};
+#pragma unroll
+      for (int e = 0; e < 4; ++e) u[e] = zs[e] > SAMPLEX_NEG_INF ? scale_logit(zs[e], P.inv_t) : SAMPLEX_NEG_INF;
+    };
+    select_top_m<ROW_THREADS, ROW_PER>(tiles, a.top_m, get, sh.sel, sh.sc, W.key, W.tie);
+  }
+
+  // Step 4: a = ln p, then T steps.
+  float av[ROW_SLOTS];
+#pragma unroll
+  for (int tl = 0; tl < ROW_TILES; ++tl) {
+    float4 q4 = make_float4(SAMPLEX_NEG_INF, SAMPLEX_NEG_INF, SAMPLEX_NEG_INF, SAMPLEX_NEG_INF);
+    if ((u32)tl < tiles) q4 = s_z[tl * ROW_THREADS + t];
+    const float zs[4] = {q4.x, q4.y, q4.z, q4.w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      av[tl * 4 + e] = zs[e] > SAMPLEX_NEG_INF ? scale_logit(zs[e], P.inv_t) - log_z : SAMPLEX_NEG_INF;
+  }
+  // Round it forms ln q^it = a − shift, adds J(q^it) and steps (it < the row's T). With an
+  // objective, one more round (it = T, never a step: the row's T ≤ the batch's) gives J(q^T).
+  float shift = 0.0f;
+  const u32 rounds = a.iterations + (obj != nullptr ? 1u : 0u);
+  for (u32 it = 0; it < rounds; ++it) {
+    const bool update = it < P.iters;
+    const bool work = update || obj != nullptr;  // uniform
+    float js = 0.0f;
+#pragma unroll
+    for (int tl = 0; tl < ROW_TILES; ++tl) {
+      if ((u32)tl < tiles) {
+        const float4 q4 = s_z[tl * ROW_THREADS + t];
+        const float zs[4] = {q4.x, q4.y, q4.z, q4.w};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float &x = av[tl * 4 + e];
+          if (x > SAMPLEX_NEG_INF) {
+            const float lq = fmaxf(x - shift, -SAMPLEX_FLT_MAX);
+            x = lq;
+            if (work) {
+              const float z = zs[e], u = scale_logit(z, P.inv_t), lp = u - log_z;
+              const float w = weight_of(W, lp, u, tl * TILE + t * ROW_PER + e, st);
+              const TokenState ts = token_state(lq, P);
+              if (obj != nullptr) js += objective_term(z, lp, lq, w, ts, P);
+              if (update) x = ascent_step(z, lp, lq, w, ts, P);
+            }
+          }
+        }
+      }
+    }
+    MSJ mine = thread_max_sum(av);
+    mine.j = js;
+    const MSJ r = block_msj<ROW_THREADS>(mine, sh.red);
+    if (obj != nullptr && t == 0) obj[it] = r.j;
+    shift = r.m + logf(r.s);
+  }
+
+  // Step 5: ln q^T replaces z in shared memory; q and the draw walk it tile by tile.
+#pragma unroll
+  for (int i = 0; i < ROW_SLOTS; ++i)
+    if (av[i] > SAMPLEX_NEG_INF) av[i] = fmaxf(av[i] - shift, -SAMPLEX_FLT_MAX);
+  __syncthreads();  // every read of z is done
+#pragma unroll
+  for (int tl = 0; tl < ROW_TILES; ++tl)
+    if ((u32)tl < tiles) s_z[tl * ROW_THREADS + t] = make_float4(av[tl * 4], av[tl * 4 + 1], av[tl * 4 + 2], av[tl * 4 + 3]);
+  __syncthreads();
+  float *qr = a.q_out != 0 ? reinterpret_cast<float *>(a.q_out) + (u64)row * vocab : nullptr;
+  const RowRng rng = row_rng(a, row);
+  float best_key = SAMPLEX_NEG_INF;
+  u32 token = SAMPLEX_NO_TOKEN;
+  for (u32 tile = 0; tile < tiles; ++tile) {
+    const float4 q4 = s_z[tile * ROW_THREADS + t];
+    const float lq[ROW_PER] = {q4.x, q4.y, q4.z, q4.w};
+    const u32 first = tile * TILE + t * ROW_PER;
+    if (qr != nullptr) {
+#pragma unroll
+      for (int e = 0; e < ROW_PER; ++e)
+        if (first + e < vocab) qr[first + e] = lq[e] > SAMPLEX_NEG_INF ? expf(lq[e]) : 0.0f;
+    }
+    if (a.tokens != 0) draw_tile<ROW_THREADS, ROW_PER>(lq, first, tile, rng, best_key, token, sh.sc, sh.red);
+  }
+  st = block_or<ROW_THREADS>(st, sh.sc);
+  if (t == 0) {
+    if (a.tokens != 0) reinterpret_cast<u32 *>(a.tokens)[row] = token;
+    write_status(a, row, st);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// samplex_bok_topm: the fallback's top-M threshold, one block per row.
+// ---------------------------------------------------------------------------------------------
+template <typename T, int VEC>
+__device__ __forceinline__ void topm_body(const T *logits, const Args &a, u64 topm) {
+  __shared__ BlockScratch<SELECT_THREADS> sc;
+  __shared__ SelectShared<SELECT_THREADS> ss;
+  const u32 row = blockIdx.x, t = threadIdx.x;
+  const u32 vocab = a.vocab, tiles = ceil_div(vocab, TILE);
+  const T *zr = row_ptr(logits, row, a.stride);
+  u32 st = 0;
+  const Params P = row_params(a, row, st);
+  const float thr = row_threshold(a, row);
+  auto get = [&](u32 tile, float (&u)[SELECT_PER]) {
+    load_run<T, VEC, SELECT_PER>(zr, vocab, tile * TILE + t * SELECT_PER, u);
+#pragma unroll
+    for (int e = 0; e < SELECT_PER; ++e) {
+      const float z = sanitize_quiet(u[e]);
+      u[e] = kept(z, thr) ? scale_logit(z, P.inv_t) : SAMPLEX_NEG_INF;
+    }
+  };
+  u32 nk = 0;
+  for (u32 tile = 0; tile < tiles; ++tile) {
+    float u[SELECT_PER];
+    get(tile, u);
+#pragma unroll
+    for (int e = 0; e < SELECT_PER; ++e) nk += u[e] > SAMPLEX_NEG_INF ? 1u : 0u;
+  }
+  const u32 nkept = block_sum_u32<SELECT_THREADS>(nk, sc);
+  u32 key = 0u, tie = SAMPLEX_NO_TOKEN;
+  if (a.top_m < nkept) select_top_m<SELECT_THREADS, SELECT_PER>(tiles, a.top_m, get, ss, sc, key, tie);
+  if (t == 0) reinterpret_cast<uint2 *>(topm)[row] = make_uint2(key, tie);
+}
+
+// ---------------------------------------------------------------------------------------------
+// samplex_bok_pass: the multi-block fallback (see the header for the passes).
+// ---------------------------------------------------------------------------------------------
+
+// A part's partial of pass ≥ 0: (max, Σ e^{x − max}) of u (pass 0) or a, Σ J, status.
+struct Part {
+  float m, s, j;
+  u32 status;
+};
+// A part's partial of the last pass.
+struct FinalPart {
+  float key;
+  u32 token;
+  float j;
+  u32 status;
+};
+
+struct PassShared {
+  BlockScratch<PASS_THREADS> sc;
+  Reduce<PASS_THREADS> red;
+  Part merged;
+  u32 last;
+};
+
+// Merges the `parts` partials of a row in part order (warp 0: lane l takes parts l, l + 32, ...
+// in order, then a butterfly — commutative merges, so every lane gets the same bits). Every
+// thread calls it and gets the result.
+__device__ __forceinline__ Part merge_parts(const Part *p, u32 parts, PassShared &sh) {
+  if (threadIdx.x < 32) {
+    MSJ acc = msj(SAMPLEX_NEG_INF, 0.0f, 0.0f);
+    u32 st = 0;
+    for (u32 i = threadIdx.x; i < parts; i += 32) {
+      const Part q = p[i];
+      acc = msj_merge(acc, msj(q.m, q.s, q.j));
+      st |= q.status;
+    }
+    acc = warp_msj(acc);
+    st = warp_or(st);
+    if (threadIdx.x == 0) {
+      sh.merged.m = acc.m;
+      sh.merged.s = acc.s;
+      sh.merged.j = acc.j;
+      sh.merged.status = st;
+    }
+  }
+  __syncthreads();
+  const Part r = sh.merged;
+  __syncthreads();
+  return r;
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 parts, u32 pass, u64 state,
+                                          u64 part_u, u64 part_prev, u64 part_next, u64 topm, u64 tickets) {
+  __shared__ PassShared sh;
+  const u32 row = blockIdx.x / parts, part = blockIdx.x - row * parts, t = threadIdx.x;
+  const u32 vocab = a.vocab, tiles = ceil_div(vocab, TILE), per_part = ceil_div(tiles, parts);
+  const u32 t0 = min(part * per_part, tiles), t1 = min(t0 + per_part, tiles);
+  const T *zr = row_ptr(logits, row, a.stride);
+  u32 st = 0;
+  const Params P = row_params(a, row, st);
+  const float thr = row_threshold(a, row);
+  // Live state is kept lean for ptxas (it spilled here): the partials are indexed by blockIdx.x
+  // (so `part` is not live to the end), J's row and the draw's seed are formed where used.
+  Part *pu = reinterpret_cast<Part *>(part_u) + (u64)row * parts;
+
+  if (pass == 0) {  // (max u, Σ e^{u − max}) of the part, and the sanitising status
+    MSJ acc = msj(SAMPLEX_NEG_INF, 0.0f, 0.0f);
+    for (u32 tile = t0; tile < t1; ++tile) {
+      float x[PASS_PER];
+      load_run<T, VEC, PASS_PER>(zr, vocab, tile * TILE + t * PASS_PER, x);
+#pragma unroll
+      for (int e = 0; e < PASS_PER; ++e) {
+        const float z = sanitize(x[e], st);
+        x[e] = kept(z, thr) ? scale_logit(z, P.inv_t) : SAMPLEX_NEG_INF;
+      }
+      acc = msj_merge(acc, thread_max_sum(x));
+    }
+    const MSJ r = block_msj<PASS_THREADS>(acc, sh.red);
+    st = block_or<PASS_THREADS>(st, sh.sc);
+    if (t == 0) {
+      Part out;
+      out.m = r.m;
+      out.s = r.s;
+      out.j = 0.0f;
+      out.status = st;
+      reinterpret_cast<Part *>(part_u)[blockIdx.x] = out;  // pu[part]: blockIdx.x = row · parts + part
+    }
+    return;
+  }
+
+  const Part U = merge_parts(pu, parts, sh);
+  const float log_z = U.m + logf(U.s);  // −inf when nothing is kept (then no token is touched)
+  st |= U.status;
+  if (U.m == SAMPLEX_NEG_INF) st |= SAMPLEX_STATUS_NO_FINITE_LOGIT;
+  // J's row (batch × (T + 1)): the loop tests want_j, the pointer is formed at the two writes.
+  const bool want_j = a.objective != 0;
+  auto obj_row = [&] { return reinterpret_cast<float *>(a.objective) + (u64)row * (a.iterations + 1u); };
+  float shift = 0.0f;
+  if (pass >= 2) {
+    const Part A = merge_parts(reinterpret_cast<const Part *>(part_prev) + (u64)row * parts, parts, sh);
+    shift = A.m == SAMPLEX_NEG_INF ? 0.0f : A.m + logf(A.s);
+    st |= A.status;
+    if (want_j && part == 0 && t == 0) obj_row()[pass - 2] = A.j;
+  }
+  Weights W = row_weights(a, row);
+  if (W.mode == WEIGHTS_TOP_M) {
+    const uint2 km = reinterpret_cast<const uint2 *>(topm)[row];
+    W.key = km.x;
+    W.tie = km.y;
+  }
+  const bool last_pass = pass == a.iterations + 1u;
+  const bool update = pass - 1u < P.iters;
+  float *sa = reinterpret_cast<float *>(state) + (u64)row * vocab;
+  float *qr = a.q_out != 0 ? reinterpret_cast<float *>(a.q_out) + (u64)row * vocab : nullptr;
+  MSJ acc = msj(SAMPLEX_NEG_INF, 0.0f, 0.0f);
+  float best_key = SAMPLEX_NEG_INF;
+  u32 best = SAMPLEX_NO_TOKEN;
+  for (u32 tile = t0; tile < t1; ++tile) {
+    const u32 first = tile * TILE + t * PASS_PER;
+    float x[PASS_PER];
+    load_run<T, VEC, PASS_PER>(zr, vocab, first, x);
+#pragma unroll
+    for (int e = 0; e < PASS_PER; ++e) {
+      const u32 i = first + e;
+      const float z = sanitize_quiet(x[e]);
+      if (!kept(z, thr)) {
+        x[e] = SAMPLEX_NEG_INF;
+        continue;
+      }
+      const float u = scale_logit(z, P.inv_t), lp = u - log_z;
+      const float lq = pass == 1u ? lp : fmaxf(sa[i] - shift, -SAMPLEX_FLT_MAX);
+      if (last_pass) {
+        if (want_j)
+          acc.j += objective_term(z, lp, lq, weight_of(W, lp, u, i, st), token_state(lq, P), P);
+        x[e] = lq;
+      } else {
+        float next = lq;
+        if (update || want_j) {  // uniform
+          const float w = weight_of(W, lp, u, i, st);
+          const TokenState ts = token_state(lq, P);
+          if (want_j) acc.j += objective_term(z, lp, lq, w, ts, P);
+          if (update) next = ascent_step(z, lp, lq, w, ts, P);
+        }
+        sa[i] = next;
+        x[e] = next;
+      }
+    }
+    if (!last_pass) {
+      acc = msj_merge(acc, thread_max_sum(x));  // keeps acc.j (the merged j is 0)
+    } else {
+      if (qr != nullptr) {
+#pragma unroll
+        for (int e = 0; e < PASS_PER; ++e)
+          if (first + e < vocab) qr[first + e] = x[e] > SAMPLEX_NEG_INF ? expf(x[e]) : 0.0f;
+      }
+      if (a.tokens != 0)  // the row's seed and offset are read per drawn tile
+        draw_tile_with<PASS_THREADS, PASS_PER>(x, first, tile, [&] { return row_rng(a, row); }, best_key, best,
+                                               sh.sc, sh.red);
+    }
+  }
+  const MSJ r = block_msj<PASS_THREADS>(acc, sh.red);
+  st = block_or<PASS_THREADS>(st, sh.sc);
+  if (!last_pass) {
+    if (t == 0) {
+      Part out;
+      out.m = r.m;
+      out.s = r.s;
+      out.j = r.j;
+      out.status = st;
+      reinterpret_cast<Part *>(part_next)[blockIdx.x] = out;  // row · parts + part, as above
+    }
+    return;
+  }
+  // The last pass: one ticket per row; the last block merges the parts in part order.
+  FinalPart *pf = reinterpret_cast<FinalPart *>(part_next) + (u64)row * parts;  // the host's part_f
+  if (t == 0) {
+    FinalPart out;
+    out.key = best_key;
+    out.token = best;
+    out.j = r.j;
+    out.status = st;
+    reinterpret_cast<FinalPart *>(part_next)[blockIdx.x] = out;  // pf[part]
+    __threadfence();  // the partial is visible device-wide before the ticket is taken
+    const u32 ticket = atomicAdd(reinterpret_cast<u32 *>(tickets) + row, 1u);
+    sh.last = ticket == parts - 1u ? 1u : 0u;
+  }
+  __syncthreads();
+  if (sh.last == 0u || t != 0) return;
+  __threadfence();
+  float key = SAMPLEX_NEG_INF, j = 0.0f;
+  u32 token = SAMPLEX_NO_TOKEN, status = 0;
+  for (u32 p = 0; p < parts; ++p) {
+    const volatile FinalPart *q = pf + p;
+    const float k = q->key;
+    if (k > key) {  // strict: the lower part (lower tiles) keeps a tie
+      key = k;
+      token = q->token;
+    }
+    j += q->j;
+    status |= q->status;
+  }
+  reinterpret_cast<u32 *>(tickets)[row] = 0u;  // tickets are always left at zero
+  if (want_j) obj_row()[a.iterations] = j;
+  if (a.tokens != 0) {
+    reinterpret_cast<u32 *>(a.tokens)[row] = token;
+    if (token == SAMPLEX_NO_TOKEN) status |= SAMPLEX_STATUS_NO_FINITE_LOGIT;
+  }
+  write_status(a, row, status);
+}
+
+}  // namespace samplex_bok
+
+// ---------------------------------------------------------------------------------------------
+// Entry points: one line per dtype emits the three kernels at the 16-byte vector width and at
+// width 1 (_v1). Optional pointers travel as u64 device addresses (0 = absent). The argument
+// lists are mirrored by src/gpu/bok.rs (BokArgs::push_common / push_outputs).
+// ---------------------------------------------------------------------------------------------
+#define SAMPLEX_BOK_COMMON_PARAMS(T)                                                                  \
+  const T *logits, u64 stride, u32 vocab, float temperature, u64 temps, u32 k, u64 ks, float beta,    \
+      u64 betas, float lambda, u64 lambdas, float eta, u64 etas, u32 iterations, u64 iterss,          \
+      u32 weight_mode, u32 top_m, u64 weights, u64 thresholds
+
+#define SAMPLEX_BOK_OUTPUT_PARAMS \
+  u64 seed, u64 offset, u64 seeds, u64 offsets, u64 q_out, u64 objective, u64 tokens, u64 status, u32 status_or
+
+#define SAMPLEX_BOK_ARGS(a)                                                                            \
+  samplex_bok::Args a;                                                                                 \
+  a.stride = stride;                                                                                   \
+  a.vocab = vocab;                                                                                     \
+  a.temperature = temperature;                                                                         \
+  a.temps = temps;                                                                                     \
+  a.k = k;                                                                                             \
+  a.ks = ks;                                                                                           \
+  a.beta = beta;                                                                                       \
+  a.betas = betas;                                                                                     \
+  a.lambda = lambda;                                                                                   \
+  a.lambdas = lambdas;                                                                                 \
+  a.eta = eta;                                                                                         \
+  a.etas = etas;                                                                                       \
+  a.iterations = iterations;                                                                           \
+  a.iterss = iterss;                                                                                   \
+  a.weight_mode = weight_mode;                                                                         \
+  a.top_m = top_m;                                                                                     \
+  a.weights = weights;                                                                                 \
+  a.thresholds = thresholds
+
+#define SAMPLEX_BOK_OUTPUTS(a) \
+  a.seed = seed;               \
+  a.offset = offset;           \
+  a.seeds = seeds;             \
+  a.offsets = offsets;         \
+  a.q_out = q_out;             \
+  a.objective = objective;     \
+  a.tokens = tokens;           \
+  a.status = status;           \
+  a.status_or = status_or
+
+#define SAMPLEX_BOK_ENTRIES(T, NAME, VEC, SUFFIX)                                                        \
+  extern "C" __global__ void __launch_bounds__(samplex_bok::PASS_THREADS)                               \
+      samplex_bok_pass_##NAME##SUFFIX(SAMPLEX_BOK_COMMON_PARAMS(T), SAMPLEX_BOK_OUTPUT_PARAMS, u32 parts, \
+                                      u32 pass, u64 state, u64 part_u, u64 part_prev, u64 part_next,    \
+                                      u64 topm, u64 tickets) {                                          \
+    SAMPLEX_BOK_ARGS(a);                                                                                \
+    SAMPLEX_BOK_OUTPUTS(a);                                                                             \
+    samplex_bok::pass_body<T, VEC>(logits, a, parts, pass, state, part_u, part_prev, part_next, topm,   \
+                                   tickets);                                                            \
+  }                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(samplex_bok::SELECT_THREADS)                             \
+      samplex_bok_topm_##NAME##SUFFIX(SAMPLEX_BOK_COMMON_PARAMS(T), u64 topm) {                         \
+    SAMPLEX_BOK_ARGS(a);                                                                                \
+    a.seed = a.offset = a.seeds = a.offsets = 0;                                                        \
+    a.q_out = a.objective = a.tokens = a.status = 0;                                                    \
+    a.status_or = 0;                                                                                    \
+    samplex_bok::topm_body<T, VEC>(logits, a, topm);                                                    \
+  }
+
+// samplex_bok_row has no _v1 twin: it checks the alignment itself (it loads the row once).
+#define SAMPLEX_BOK_ROW(T, NAME, CODE)                                                                  \
+  extern "C" __global__ void __launch_bounds__(samplex_bok::ROW_THREADS, 1)                             \
+      samplex_bok_row_##NAME(SAMPLEX_BOK_COMMON_PARAMS(T), SAMPLEX_BOK_OUTPUT_PARAMS) {                 \
+    SAMPLEX_BOK_ARGS(a);                                                                                \
+    SAMPLEX_BOK_OUTPUTS(a);                                                                             \
+    samplex_bok::row_body(logits, CODE, a);                                                             \
+  }
+
+#define SAMPLEX_BOK_DTYPE(T, NAME, VEC, CODE) \
+  SAMPLEX_BOK_ROW(T, NAME, CODE)              \
+  SAMPLEX_BOK_ENTRIES(T, NAME, VEC, )         \
+  SAMPLEX_BOK_ENTRIES(T, NAME, 1, _v1)
+
+SAMPLEX_BOK_DTYPE(float, f32, 4, samplex_bok::DTYPE_F32)
+SAMPLEX_BOK_DTYPE(f16_t, f16, 8, samplex_bok::DTYPE_F16)
+SAMPLEX_BOK_DTYPE(bf16_t, bf16, 8, samplex_bok::DTYPE_BF16)

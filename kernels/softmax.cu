@@ -1,0 +1,663 @@
+// samplex — kernels/softmax.cu: temperature softmax, greedy, and drawing a token from logits
+// or from probabilities.
+//
+// SPEC.md "Definitions" (Temperature softmax, Greedy), "Drawing a token", "Bad input";
+// docs/ARCHITECTURE.md "Kernel conventions", "Random numbers", "Drawing a token".
+//
+// Kernels (<T> = f32 | f16 | bf16; each also as <T>_v1, the scalar-load instantiation the host
+// picks when the base address or the row stride is not 16-byte aligned):
+//   samplex_softmax_stats_<T>         split rows, step 3a only: one block's partial (max, sum)
+//   samplex_softmax_probs_<T>         p = softmax(z/τ) and, optionally, log p
+//   samplex_softmax_greedy_<T>        argmax per row
+//   samplex_softmax_sample_<T>        one token per row from softmax(z/τ): one read of the row
+//   samplex_softmax_sample_probs_f32  one token per row from given probabilities
+//   samplex_softmax_philox_words      test hook: row_random words for given inputs
+//
+// Grid/block mapping (every row kernel): 256 threads per block, a 1-D grid of batch × P blocks,
+// blockIdx.x = row · P + part. A row is cut into draw tiles of 2048 tokens; part p of P handles
+// tiles p, p + P, p + 2P, ... (P = launch::blocks_per_row: 1 for large batches, up to the tile
+// count for small ones, so every part has at least one tile). In a tile, thread t holds the 8
+// consecutive tokens 8t .. 8t+7 (thread order = token order): two float4 loads for f32, one
+// 16-byte load for f16/bf16, eight scalar loads in _v1. Past the row's end a thread reads -inf.
+//
+// Steps
+//   1. Load and sanitise (load_tile, sanitize): NaN -> -inf, +inf -> FLT_MAX, status bits.
+//      Probabilities instead (sanitize_weight): NaN and negatives -> 0, +inf -> FLT_MAX.
+//   2. Scale (scale_logit): u = z · (1/τ), clamped to ±FLT_MAX, -inf stays -inf. τ is the
+//      per-row value when that pointer is non-null (clamped on the device, flagged), else the
+//      scalar. τ = 0 rows are greedy in the same launch (step 3c).
+//   3a. Softmax statistics: each thread merges the (max, Σ e^{u - max}) of its tiles, then one
+//       block reduction (block_max_sum).
+//   3b. Draw (common.cuh §7): per tile, (m_t, W_t) from one block_max_sum (Σ w for
+//       probabilities, m_t = 0); key_t = tile_key(m_t, W_t, ua). Only when key_t beats the
+//       block's best so far is the candidate searched (block_tile_candidate, w = e^{u - m_t}),
+//       so most tiles cost one reduction. Strict > keeps the lower tile on a tie.
+//   3c. Greedy: each thread keeps its first largest (z, index), then block_argmax.
+//   4. Finish (finish_row). P = 1: thread 0 writes the token and status. P > 1: each block
+//      writes its partial to scratch, __threadfence(), takes a ticket on tickets[row]; the
+//      last block reads every partial after a fence (volatile loads), merges them and writes
+//      the token and status, and resets tickets[row] to 0.
+//   5. Probabilities: with P = 1 the block runs 3a (or 3c) and then reads its tiles a second
+//      time to write p = e^{u - m} / s and log p = u - m - ln s (the second read mostly hits
+//      L2). With P > 1 the host first launches samplex_softmax_stats (3a per part, partials to
+//      scratch), then samplex_softmax_probs, whose blocks each merge all partials of their row
+//      (merge_row_stats) before writing their tiles: no block ever waits for another.
+//
+// Shared memory: one BlockScratch<256> per block (8 + 8 words and two result words), reused by
+// every collective (each ends with __syncthreads); finish_row and merge_row_stats use it after
+// the last collective. Device scratch: one 16-byte Partial per (row, part).
+//
+// Determinism: every reduction is a fixed tree (warp butterflies, then warp 0 over the warps),
+// and every merge of partials either runs in a fixed order (max-sum, lane-strided in part
+// order, then a fixed butterfly) or is a total order (key or value first, then the lower
+// token). Nothing that decides a token or a probability depends on scheduling or ticket order.
+#include "common.cuh"
+
+namespace samplex_softmax {
+
+constexpr int THREADS = 256;
+constexpr int PER = 8;  // tokens per thread per tile
+static_assert(THREADS * PER == SAMPLEX_DRAW_TILE, "one block holds exactly one draw tile");
+typedef BlockScratch<THREADS> Scratch;
+
+// ---------------------------------------------------------------------------------------------
+// Index arithmetic, named once.
+// ---------------------------------------------------------------------------------------------
+
+// Which row a block works on, and which of the row's `parts` it is.
+struct RowPart {
+  u32 row, part, parts;
+};
+__device__ __forceinline__ RowPart row_part(u32 parts) {
+  RowPart p;
+  p.row = blockIdx.x / parts;
+  p.part = blockIdx.x - p.row * parts;
+  p.parts = parts;
+  return p;
+}
+
+__device__ __forceinline__ u32 row_tiles(u32 vocab) { return ceil_div(vocab, SAMPLEX_DRAW_TILE); }
+
+// The first of the PER consecutive tokens this thread holds in tile `tile`.
+__device__ __forceinline__ u32 thread_first(u32 tile) {
+  return tile * (u32)SAMPLEX_DRAW_TILE + threadIdx.x * (u32)PER;
+}
+
+// One (row, part)'s result in device scratch (step 4 and step 5).
+//   draw / greedy: v = key or value, i = token, status
+//   statistics:    v = max u (max z for greedy rows), s = Σ e^{u - v}, i = argmax, status
+struct Partial {
+  float v;
+  u32 i;
+  u32 status;
+  float s;
+};
+__device__ __forceinline__ Partial *partial_at(u64 partials, RowPart rp, u32 part) {
+  return reinterpret_cast<Partial *>(partials) + ((u64)rp.row * rp.parts + part);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps 1-2: loading, sanitising, scaling.
+// ---------------------------------------------------------------------------------------------
+
+// The PER values this thread holds in a tile (step 1), widened to f32; -inf past the row's end.
+template <typename T, int VEC>
+__device__ __forceinline__ void load_tile(const T *row, u32 vocab, u32 first, float (&x)[PER]) {
+  if (first + PER <= vocab) {
+#pragma unroll
+    for (int j = 0; j < PER; j += VEC) VecLoad<T, VEC>::load(row + first + j, x + j);
+  } else {
+    const int n = first < vocab ? (int)(vocab - first) : 0;
+    load_partial<T, PER>(row + first, n, SAMPLEX_NEG_INF, x);
+  }
+}
+
+// A probability as a draw weight (step 1): NaN and negatives -> 0, +inf -> FLT_MAX.
+__device__ __forceinline__ float sanitize_weight(float p, u32 &status) {
+  if (p != p) {
+    status |= SAMPLEX_STATUS_NAN_LOGIT;
+    return 0.0f;
+  }
+  if (p == SAMPLEX_INF) {
+    status |= SAMPLEX_STATUS_POS_INF_LOGIT;
+    return SAMPLEX_FLT_MAX;
+  }
+  return p > 0.0f ? p : 0.0f;
+}
+
+// The row's τ (step 2): the per-row value, clamped to [0, FLT_MAX] (NaN -> 1) and flagged, or
+// the scalar the host has validated.
+__device__ __forceinline__ float row_temperature(float scalar, u64 temps, u32 row, u32 &status) {
+  if (temps == 0) return scalar;
+  const float t = reinterpret_cast<const float *>(temps)[row];
+  return clamp_param(t, 0.0f, SAMPLEX_FLT_MAX, 1.0f, status);
+}
+
+// 1/τ, capped at FLT_MAX so that a subnormal τ cannot give inf (and 0 · inf = NaN).
+__device__ __forceinline__ float inverse_temperature(float t) {
+  return t > 0.0f ? fminf(1.0f / t, SAMPLEX_FLT_MAX) : 0.0f;
+}
+
+// u = z · (1/τ) clamped to ±FLT_MAX (step 2); -inf stays -inf. z is sanitised (never NaN).
+__device__ __forceinline__ float scale_logit(float z, float inv_t) {
+  if (z == SAMPLEX_NEG_INF) return SAMPLEX_NEG_INF;
+  return fminf(fmaxf(z * inv_t, -SAMPLEX_FLT_MAX), SAMPLEX_FLT_MAX);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 3a: (max, sum of exponentials) pairs. (m, s) stands for Σ e^{u_i} = e^m · s.
+// ---------------------------------------------------------------------------------------------
+struct MaxSum {
+  float m, s;
+};
+
+__device__ __forceinline__ MaxSum max_sum_empty() {
+  MaxSum r;
+  r.m = SAMPLEX_NEG_INF;
+  r.s = 0.0f;
+  return r;
+}
+
+// Merges two pairs. m is never +inf (u is clamped), so no inf - inf arises.
+__device__ __forceinline__ MaxSum max_sum_merge(MaxSum a, MaxSum b) {
+  MaxSum r;
+  r.m = fmaxf(a.m, b.m);
+  if (r.m == SAMPLEX_NEG_INF) {
+    r.s = 0.0f;
+    return r;
+  }
+  r.s = a.s * expf(a.m - r.m) + b.s * expf(b.m - r.m);
+  return r;
+}
+
+// The pair of this thread's PER scaled values.
+__device__ __forceinline__ MaxSum thread_max_sum(const float (&u)[PER]) {
+  MaxSum r = max_sum_empty();
+#pragma unroll
+  for (int j = 0; j < PER; ++j) r.m = fmaxf(r.m, u[j]);
+  if (r.m != SAMPLEX_NEG_INF) {
+#pragma unroll
+    for (int j = 0; j < PER; ++j) r.s += expf(u[j] - r.m);  // e^{-inf} = 0
+  }
+  return r;
+}
+
+__device__ __forceinline__ MaxSum warp_max_sum(MaxSum v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    MaxSum w;
+    w.m = __shfl_xor_sync(SAMPLEX_FULL_MASK, v.m, o);
+    w.s = __shfl_xor_sync(SAMPLEX_FULL_MASK, v.s, o);
+    v = max_sum_merge(v, w);
+  }
+  return v;
+}
+
+// Block-wide (max, sum) in one collective (CUB shape: caller-owned scratch, every thread of the
+// block must call it, every thread gets lane 0 of warp 0's result, ends with __syncthreads).
+__device__ __forceinline__ MaxSum block_max_sum(MaxSum v, Scratch &s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_max_sum(v);
+  if (lane == 0) {
+    s.f[warp] = v.m;
+    s.u[warp] = __float_as_uint(v.s);
+  }
+  __syncthreads();
+  if (warp == 0) {
+    MaxSum w = max_sum_empty();
+    if (lane < Scratch::WARPS) {
+      w.m = s.f[lane];
+      w.s = __uint_as_float(s.u[lane]);
+    }
+    w = warp_max_sum(w);
+    if (lane == 0) {
+      s.result_f = w.m;
+      s.result_u = __float_as_uint(w.s);
+    }
+  }
+  __syncthreads();
+  MaxSum r;
+  r.m = s.result_f;
+  r.s = __uint_as_float(s.result_u);
+  __syncthreads();
+  return r;
+}
+
+// Step 3a over the block's tiles of a row. Every thread of the block must call it.
+template <typename T, int VEC>
+__device__ __forceinline__ MaxSum block_row_max_sum(const T *row, u32 vocab, RowPart rp, float inv_t,
+                                                    u32 &status, Scratch &s) {
+  MaxSum ms = max_sum_empty();
+  const u32 tiles = row_tiles(vocab);
+  for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
+    float x[PER];
+    load_tile<T, VEC>(row, vocab, thread_first(tile), x);
+#pragma unroll
+    for (int j = 0; j < PER; ++j) x[j] = scale_logit(sanitize(x[j], status), inv_t);
+    ms = max_sum_merge(ms, thread_max_sum(x));
+  }
+  return block_max_sum(ms, s);
+}
+
+// Step 3c over the block's tiles of a row: the first largest sanitised z and its token
+// (SAMPLEX_NO_TOKEN with -inf when nothing is finite). Every thread of the block must call it.
+template <typename T, int VEC>
+__device__ __forceinline__ ArgMax block_row_argmax(const T *row, u32 vocab, RowPart rp, u32 &status,
+                                                   Scratch &s) {
+  ArgMax a;
+  a.v = SAMPLEX_NEG_INF;
+  a.i = SAMPLEX_NO_TOKEN;
+  const u32 tiles = row_tiles(vocab);
+  for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
+    float x[PER];
+    const u32 first = thread_first(tile);
+    load_tile<T, VEC>(row, vocab, first, x);
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      const float z = sanitize(x[j], status);
+      if (z > a.v) {  // strict: a thread's tokens rise, so the lower index keeps a tie
+        a.v = z;
+        a.i = first + j;
+      }
+    }
+  }
+  return block_argmax<THREADS>(a, s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps 3b-4: the draw's random stream and finishing a row.
+// ---------------------------------------------------------------------------------------------
+struct RowRng {
+  u64 seed, offset;
+  u32 stream;
+};
+
+// Per-row (seed, offset) with stream 0, or the shared pair with stream = row
+// (ARCHITECTURE.md "Random numbers").
+__device__ __forceinline__ RowRng row_rng(u64 seed, u64 offset, u64 seeds, u64 offsets, u32 row) {
+  RowRng r;
+  if (seeds != 0) {
+    r.seed = reinterpret_cast<const u64 *>(seeds)[row];
+    r.offset = offsets != 0 ? reinterpret_cast<const u64 *>(offsets)[row] : offset;
+    r.stream = 0;
+  } else {
+    r.seed = seed;
+    r.offset = offset;
+    r.stream = row;
+  }
+  return r;
+}
+
+__device__ __forceinline__ ArgMax no_pick() {
+  ArgMax a;
+  a.v = SAMPLEX_NEG_INF;
+  a.i = SAMPLEX_NO_TOKEN;
+  return a;
+}
+
+// Step 4. `best` is the block's (key or value, token), `status` its status bits; both must be
+// the same in every thread. Call after the last collective: threads return early here.
+__device__ __forceinline__ void finish_row(ArgMax best, u32 status, RowPart rp, u64 partials, u64 tickets,
+                                           u32 *tokens, u64 status_out, Scratch &s) {
+  if (rp.parts > 1) {
+    if (threadIdx.x == 0) {
+      Partial *p = partial_at(partials, rp, rp.part);
+      p->v = best.v;
+      p->i = best.i;
+      p->status = status;
+      __threadfence();  // the partial is visible device-wide before the ticket is taken
+      const u32 ticket = atomicAdd(reinterpret_cast<u32 *>(tickets) + rp.row, 1u);
+      s.result_u = ticket == rp.parts - 1 ? 1u : 0u;
+    }
+    __syncthreads();
+    const bool last = s.result_u != 0u;
+    if (!last || threadIdx.x >= 32) return;  // block-uniform, then warp-uniform
+    __threadfence();
+    // Warp 0 merges: lane l reads parts l, l + 32, ...; the merge is a total order (key, then
+    // the lower token), so its order does not matter.
+    ArgMax m = no_pick();
+    u32 st = 0;
+    for (u32 b = threadIdx.x; b < rp.parts; b += 32) {
+      const volatile Partial *p = partial_at(partials, rp, b);
+      ArgMax q;
+      q.v = p->v;
+      q.i = p->i;
+      st |= p->status;
+      m = argmax_pick(m, q);
+    }
+    best = warp_argmax(m);
+    status = warp_or(st);
+    if (threadIdx.x != 0) return;
+    reinterpret_cast<u32 *>(tickets)[rp.row] = 0u;  // tickets are always left at zero
+  } else if (threadIdx.x != 0) {
+    return;
+  }
+  if (best.i == SAMPLEX_NO_TOKEN) status |= SAMPLEX_STATUS_NO_FINITE_LOGIT;
+  tokens[rp.row] = best.i;
+  if (status_out != 0) reinterpret_cast<u32 *>(status_out)[rp.row] = status;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel bodies.
+// ---------------------------------------------------------------------------------------------
+
+// samplex_softmax_greedy: steps 1, 3c, 4.
+template <typename T, int VEC>
+__device__ __forceinline__ void greedy(const T *logits, u64 stride, u32 vocab, u32 parts, u64 partials,
+                                       u64 tickets, u32 *tokens, u64 status_out) {
+  __shared__ Scratch s;
+  const RowPart rp = row_part(parts);
+  u32 status = 0;
+  const ArgMax best = block_row_argmax<T, VEC>(row_ptr(logits, rp.row, stride), vocab, rp, status, s);
+  status = block_or<THREADS>(status, s);
+  finish_row(best, status, rp, partials, tickets, tokens, status_out, s);
+}
+
+// samplex_softmax_sample: steps 1, 2, 3b (3c for τ = 0 rows), 4.
+template <typename T, int VEC>
+__device__ __forceinline__ void sample(const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,
+                                       u64 seed, u64 offset, u64 seeds, u64 offsets, u32 parts,
+                                       u64 partials, u64 tickets, u32 *tokens, u64 status_out) {
+  __shared__ Scratch s;
+  const RowPart rp = row_part(parts);
+  const T *row = row_ptr(logits, rp.row, stride);
+  u32 status = 0;
+  const float t = row_temperature(temperature, temps, rp.row, status);
+  ArgMax best;
+  if (t == 0.0f) {
+    best = block_row_argmax<T, VEC>(row, vocab, rp, status, s);
+  } else {
+    const float inv_t = inverse_temperature(t);
+    const RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
+    best = no_pick();
+    const u32 tiles = row_tiles(vocab);
+    for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
+      // The tile's two uniforms first: fewer registers live than with the tile loaded.
+      const Philox4 r = row_random(rng.seed, rng.offset, rng.stream, tile);
+      const float ua = uniform_open(r.x), ub = uniform_open(r.y);
+      float x[PER];
+      const u32 first = thread_first(tile);
+      load_tile<T, VEC>(row, vocab, first, x);
+#pragma unroll
+      for (int j = 0; j < PER; ++j) x[j] = scale_logit(sanitize(x[j], status), inv_t);
+      const MaxSum mt = block_max_sum(thread_max_sum(x), s);
+      const float key = tile_key(mt.m, mt.s, ua);
+      // key, best.v and mt are the same in every thread: the branch is block-uniform.
+      if (key > best.v) {
+#pragma unroll
+        for (int j = 0; j < PER; ++j) x[j] = expf(x[j] - mt.m);  // mt.m is finite here
+        float total;
+        best.i = block_tile_candidate<THREADS, PER>(x, first, ub, total, s);
+        best.v = key;
+      }
+    }
+  }
+  status = block_or<THREADS>(status, s);
+  finish_row(best, status, rp, partials, tickets, tokens, status_out, s);
+}
+
+// samplex_softmax_sample_probs: steps 1 (weights), 3b with m_t = 0, 4.
+template <int VEC>
+__device__ __forceinline__ void sample_probs(const float *probs, u64 stride, u32 vocab, u64 seed, u64 offset,
+                                             u64 seeds, u64 offsets, u32 parts, u64 partials, u64 tickets,
+                                             u32 *tokens, u64 status_out) {
+  __shared__ Scratch s;
+  const RowPart rp = row_part(parts);
+  const float *row = row_ptr(probs, rp.row, stride);
+  const RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
+  u32 status = 0;
+  ArgMax best = no_pick();
+  const u32 tiles = row_tiles(vocab);
+  for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
+    const Philox4 r = row_random(rng.seed, rng.offset, rng.stream, tile);
+    const float ua = uniform_open(r.x), ub = uniform_open(r.y);
+    float w[PER];
+    const u32 first = thread_first(tile);
+    load_tile<float, VEC>(row, vocab, first, w);
+    float mine = 0.0f;
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      w[j] = sanitize_weight(w[j], status);
+      mine += w[j];
+    }
+    const float total = block_sum<THREADS>(mine, s);
+    const float key = tile_key(0.0f, total, ua);
+    if (key > best.v) {  // block-uniform, as in sample()
+      float scanned;
+      best.i = block_tile_candidate<THREADS, PER>(w, first, ub, scanned, s);
+      best.v = key;
+    }
+  }
+  status = block_or<THREADS>(status, s);
+  finish_row(best, status, rp, partials, tickets, tokens, status_out, s);
+}
+
+// The statistics of a row as its probabilities need them (step 5).
+struct RowStats {
+  float m, s;  // max u and Σ e^{u - m} (greedy rows: max z, 0)
+  u32 arg;     // greedy rows: the argmax (SAMPLEX_NO_TOKEN when nothing is finite)
+  u32 status;
+};
+
+// Step 3a (or 3c) for the block's own tiles. Every thread of the block must call it.
+template <typename T, int VEC>
+__device__ __forceinline__ RowStats block_row_stats(const T *row, u32 vocab, RowPart rp, bool greedy,
+                                                    float inv_t, Scratch &s) {
+  u32 status = 0;
+  RowStats r;
+  if (greedy) {
+    const ArgMax a = block_row_argmax<T, VEC>(row, vocab, rp, status, s);
+    r.m = a.v;
+    r.s = 0.0f;
+    r.arg = a.i;
+  } else {
+    const MaxSum ms = block_row_max_sum<T, VEC>(row, vocab, rp, inv_t, status, s);
+    r.m = ms.m;
+    r.s = ms.s;
+    r.arg = SAMPLEX_NO_TOKEN;
+  }
+  r.status = block_or<THREADS>(status, s);
+  return r;
+}
+
+// Step 5 with P > 1: all partials of the row (written by samplex_softmax_stats, the launch
+// before this one), merged by warp 0 in a fixed order. Every thread gets the result.
+__device__ __forceinline__ RowStats merge_row_stats(u64 partials, RowPart rp, Scratch &s) {
+  if (threadIdx.x < 32) {
+    MaxSum ms = max_sum_empty();
+    ArgMax a = no_pick();
+    u32 st = 0;
+    for (u32 b = threadIdx.x; b < rp.parts; b += 32) {
+      const Partial p = *partial_at(partials, rp, b);
+      MaxSum q;
+      q.m = p.v;
+      q.s = p.s;
+      ms = max_sum_merge(ms, q);
+      ArgMax qa;
+      qa.v = p.v;
+      qa.i = p.i;
+      a = argmax_pick(a, qa);
+      st |= p.status;
+    }
+    ms = warp_max_sum(ms);
+    a = warp_argmax(a);
+    st = warp_or(st);
+    if (threadIdx.x == 0) {
+      s.f[0] = ms.m;
+      s.f[1] = ms.s;
+      s.u[0] = a.i;
+      s.u[1] = st;
+    }
+  }
+  __syncthreads();
+  RowStats r;
+  r.m = s.f[0];
+  r.s = s.f[1];
+  r.arg = s.u[0];
+  r.status = s.u[1];
+  __syncthreads();
+  return r;
+}
+
+// samplex_softmax_stats: steps 1, 2, 3a (3c for τ = 0 rows) for one part; the partial to scratch.
+template <typename T, int VEC>
+__device__ __forceinline__ void stats(const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,
+                                      u32 parts, u64 partials) {
+  __shared__ Scratch s;
+  const RowPart rp = row_part(parts);
+  u32 param_status = 0;
+  const float t = row_temperature(temperature, temps, rp.row, param_status);
+  const RowStats r =
+      block_row_stats<T, VEC>(row_ptr(logits, rp.row, stride), vocab, rp, t == 0.0f, inverse_temperature(t), s);
+  if (threadIdx.x == 0) {
+    Partial *p = partial_at(partials, rp, rp.part);
+    p->v = r.m;
+    p->s = r.s;
+    p->i = r.arg;
+    p->status = r.status | param_status;
+  }
+}
+
+// samplex_softmax_probs: the row's statistics (own pass, or merged partials), then step 5.
+template <typename T, int VEC>
+__device__ __forceinline__ void probs(const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,
+                                      u32 parts, u64 partials, float *probs_out, u64 log_probs,
+                                      u64 status_out) {
+  __shared__ Scratch s;
+  const RowPart rp = row_part(parts);
+  const T *row = row_ptr(logits, rp.row, stride);
+  u32 param_status = 0;
+  const float t = row_temperature(temperature, temps, rp.row, param_status);
+  const bool greedy = t == 0.0f;
+  const float inv_t = inverse_temperature(t);
+  const RowStats st = parts == 1 ? block_row_stats<T, VEC>(row, vocab, rp, greedy, inv_t, s)
+                                 : merge_row_stats(partials, rp, s);
+  const bool none = greedy ? st.arg == SAMPLEX_NO_TOKEN : st.m == SAMPLEX_NEG_INF;
+  if (rp.part == 0 && threadIdx.x == 0 && status_out != 0) {
+    reinterpret_cast<u32 *>(status_out)[rp.row] =
+        st.status | param_status | (none ? SAMPLEX_STATUS_NO_FINITE_LOGIT : 0u);
+  }
+
+  float *out = probs_out + (u64)rp.row * vocab;
+  float *log_out = log_probs != 0 ? reinterpret_cast<float *>(log_probs) + (u64)rp.row * vocab : nullptr;
+  // Each thread's first token is a multiple of 8, so 16-byte stores need only aligned row starts.
+  const bool vector_store = ((reinterpret_cast<u64>(out) | reinterpret_cast<u64>(log_out)) & 15u) == 0;
+  const float log_sum = (greedy || none) ? 0.0f : logf(st.s);  // st.s >= 1: e^0 of the max
+  const u32 tiles = row_tiles(vocab);
+  for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
+    float x[PER], lp[PER];
+    const u32 first = thread_first(tile);
+    load_tile<T, VEC>(row, vocab, first, x);
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      u32 seen = 0;  // already counted by the statistics
+      const float z = sanitize(x[j], seen);
+      if (greedy) {
+        const bool hit = first + j == st.arg;
+        x[j] = hit ? 1.0f : 0.0f;
+        lp[j] = hit ? 0.0f : SAMPLEX_NEG_INF;
+      } else if (none) {
+        x[j] = 0.0f;
+        lp[j] = SAMPLEX_NEG_INF;
+      } else {
+        const float d = scale_logit(z, inv_t) - st.m;  // <= 0; -inf for excluded tokens
+        x[j] = expf(d) / st.s;
+        lp[j] = d - log_sum;
+      }
+    }
+    if (vector_store && first + PER <= vocab) {
+#pragma unroll
+      for (int j = 0; j < PER; j += 4) {
+        float4 v;
+        v.x = x[j];
+        v.y = x[j + 1];
+        v.z = x[j + 2];
+        v.w = x[j + 3];
+        *reinterpret_cast<float4 *>(out + first + j) = v;
+        if (log_out != nullptr) {
+          v.x = lp[j];
+          v.y = lp[j + 1];
+          v.z = lp[j + 2];
+          v.w = lp[j + 3];
+          *reinterpret_cast<float4 *>(log_out + first + j) = v;
+        }
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < PER; ++j) {
+        if (first + j < vocab) {
+          out[first + j] = x[j];
+          if (log_out != nullptr) log_out[first + j] = lp[j];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace samplex_softmax
+
+// ---------------------------------------------------------------------------------------------
+// Entry points: one line per dtype below emits every kernel of the family for that dtype, at
+// its 16-byte vector width and at width 1 (_v1). Optional pointers travel as u64 (0 = absent).
+// ---------------------------------------------------------------------------------------------
+#define SAMPLEX_SOFTMAX_ENTRIES(T, NAME, VEC, SUFFIX)                                                    \
+  extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
+      samplex_softmax_stats_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, float temperature,  \
+                                            u64 temps, u32 parts, u64 partials) {                      \
+    samplex_softmax::stats<T, VEC>(logits, stride, vocab, temperature, temps, parts, partials);         \
+  }                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
+      samplex_softmax_probs_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, float temperature,  \
+                                            u64 temps, u32 parts, u64 partials, float *probs,          \
+                                            u64 log_probs, u64 status) {                               \
+    samplex_softmax::probs<T, VEC>(logits, stride, vocab, temperature, temps, parts, partials, probs,   \
+                                   log_probs, status);                                                  \
+  }                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
+      samplex_softmax_greedy_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, u32 parts,         \
+                                             u64 partials, u64 tickets, u32 *tokens, u64 status) {     \
+    samplex_softmax::greedy<T, VEC>(logits, stride, vocab, parts, partials, tickets, tokens, status);   \
+  }                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
+      samplex_softmax_sample_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, float temperature, \
+                                             u64 temps, u64 seed, u64 offset, u64 seeds, u64 offsets,  \
+                                             u32 parts, u64 partials, u64 tickets, u32 *tokens,        \
+                                             u64 status) {                                             \
+    samplex_softmax::sample<T, VEC>(logits, stride, vocab, temperature, temps, seed, offset, seeds,     \
+                                    offsets, parts, partials, tickets, tokens, status);                 \
+  }
+
+#define SAMPLEX_SOFTMAX_DTYPE(T, NAME, VEC)       \
+  SAMPLEX_SOFTMAX_ENTRIES(T, NAME, VEC, )         \
+  SAMPLEX_SOFTMAX_ENTRIES(T, NAME, 1, _v1)
+
+SAMPLEX_SOFTMAX_DTYPE(float, f32, 4)
+SAMPLEX_SOFTMAX_DTYPE(f16_t, f16, 8)
+SAMPLEX_SOFTMAX_DTYPE(bf16_t, bf16, 8)
+
+// Drawing from given probabilities (f32 only).
+#define SAMPLEX_SOFTMAX_SAMPLE_PROBS(VEC, SUFFIX)                                                          \
+  extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                  \
+      samplex_softmax_sample_probs_f32##SUFFIX(const float *probs, u64 stride, u32 vocab, u64 seed,       \
+                                                u64 offset, u64 seeds, u64 offsets, u32 parts,            \
+                                                u64 partials, u64 tickets, u32 *tokens, u64 status) {     \
+    samplex_softmax::sample_probs<VEC>(probs, stride, vocab, seed, offset, seeds, offsets, parts, partials, \
+                                       tickets, tokens, status);                                          \
+  }
+
+SAMPLEX_SOFTMAX_SAMPLE_PROBS(4, )
+SAMPLEX_SOFTMAX_SAMPLE_PROBS(1, _v1)
+
+// Test hook: out[4i .. 4i+4) = row_random(seeds[i], offsets[i], streams[i], tiles[i]), so a test
+// can check the device's Philox stream against src/philox.rs bit for bit.
+extern "C" __global__ void samplex_softmax_philox_words(const u64 *seeds, const u64 *offsets, const u32 *streams,
+                                                        const u32 *tiles, u32 n, u32 *out) {
+  const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const Philox4 r = row_random(seeds[i], offsets[i], streams[i], tiles[i]);
+  u32 *o = out + 4 * (u64)i;
+  o[0] = r.x;
+  o[1] = r.y;
+  o[2] = r.z;
+  o[3] = r.w;
+}

@@ -1,0 +1,522 @@
+// samplex — radix top-k selection, and the radix machinery the top-k filter shares.
+//
+// SPEC "Top-k filter": the stand-alone *selection* returns exactly k (value, index) pairs per
+// row, sorted by value descending, ties by lower index. The *filter* keeps every i with
+// z_i >= z_(k) (ties kept); its threshold is found by the same radix passes (`radix_select`,
+// used by kernels/topp.cu, which build.rs amalgamates after this file).
+//
+// Grid and block: one block of SELECT_THREADS (1024) threads per row, blockIdx.x = row. Every
+// pass stays inside that block, so there is no host round trip and no cross-block merge.
+//
+// Keys: the sanitised logit x (NaN -> -inf, +inf -> FLT_MAX) becomes the order-preserving u32
+// float_to_key(x) (common.cuh §6). The selection keeps -0 below +0, as the CPU's total order
+// does; the filter uses `canonical_key`, which maps -0 to +0 so that key order is float order.
+//
+// The selection, per row (one block):
+//   1. Radix passes (`radix_select`): digits of 11, 11 and 10 bits, most significant first.
+//      Pass j reads the row, keeps the elements whose already-resolved high bits equal the
+//      current prefix (the filter of pass j-1, fused into this pass's read) and counts their
+//      digit j in a 2048-bucket shared histogram (warp-aggregated atomics, `hist_add`).
+//   2. Bucket pick (`bucket_scan` + `bucket_pick`): a block scan over the buckets from the
+//      top finds the bucket b with  above < need <= above + count(b); need -= above and b
+//      joins the prefix. Early exit when count(b) == need: the whole bucket is selected.
+//      After the last pass the prefix is the k-th largest key itself.
+//   3. The result of 1-2 is a `RadixCut`: every element with (key & mask) > prefix is
+//      selected, plus the `need` lowest-index elements with (key & mask) == prefix.
+//   4. Collect (`collect`): one more read of the row in index order; each element's output
+//      slot is the number of selected elements before it, from a block prefix sum, so the
+//      slots never depend on scheduling. Stops once all k are found.
+//   5. Sort: (key, index) packed as u64 (key << 32 | ~index), so that descending u64 order is
+//      (value desc, index asc), a strict total order. k <= SORT_MAX (4096): a bitonic sort
+//      in shared memory. k > SORT_MAX (the slower path): the collected pairs go to global
+//      scratch, chunks of 4096 are bitonic-sorted in shared memory, then sorted runs are
+//      merged pairwise in global memory (each element's destination = its rank in its run +
+//      the number of partner-run elements ahead of it, by binary search), ping-ponging
+//      between the scratch and the output so that the last merge lands in the output.
+//   6. Slots k_r..k of the row are padded with (-inf, u32::MAX).
+//
+// Shared memory (`SelectSmem`, ~33 KB): the histogram (8 KB) and the sort buffer (32 KB) are
+// never live together and share a union; plus the scan scratch.
+//
+// Determinism: histogram counts are integers (atomics add in any order to the same sum);
+// output slots come from prefix sums in index order; the sort is by a strict total order.
+//
+// Slower path cost: each merge level does a binary search (global memory) per element:
+// O(k log k) per level, ceil(log2(k / 4096)) levels. Fine for k up to the vocabulary, but
+// use k <= 4096 where speed matters.
+#include "common.cuh"
+
+namespace samplex_topk {
+
+// Threads per block of the one-block-per-row radix kernels (here and in kernels/topp.cu).
+#define SAMPLEX_RADIX_THREADS 1024
+constexpr int SELECT_THREADS = SAMPLEX_RADIX_THREADS;
+constexpr u32 RADIX_BUCKETS = 2048;  // 11-bit digits
+constexpr int RADIX_PASSES = 3;      // 11 + 11 + 10 bits
+constexpr u32 SORT_MAX = 4096;       // the shared-memory sort's size (fast path)
+constexpr u32 NO_BUCKET = 0xffffffffu;
+
+__device__ __forceinline__ u32 umin32(u32 a, u32 b) { return a < b ? a : b; }
+__device__ __forceinline__ u32 umax32(u32 a, u32 b) { return a > b ? a : b; }
+
+// Digit j of a key: bits [shift, shift + width), widths 11, 11, 10 from the top.
+__device__ __forceinline__ int digit_shift(int pass) { return pass == 0 ? 21 : (pass == 1 ? 10 : 0); }
+__device__ __forceinline__ u32 digit_mask(int pass) { return pass == 2 ? 0x3ffu : 0x7ffu; }
+
+// The filter's key: -0 counts as +0, so that key order is exactly float order (ties included).
+__device__ __forceinline__ u32 canonical_key(float x) { return float_to_key(x == 0.0f ? 0.0f : x); }
+
+// The selection's sort element: descending u64 order = value descending, index ascending.
+__device__ __forceinline__ u64 pack_pair(u32 key, u32 index) { return ((u64)key << 32) | (u64)(~index); }
+__device__ __forceinline__ u32 pair_key(u64 v) { return (u32)(v >> 32); }
+__device__ __forceinline__ u32 pair_index(u64 v) { return ~(u32)v; }
+
+// ---------------------------------------------------------------------------------------------
+// Block scan of unsigned integers (u32 or u64), CUB's shape: caller-owned shared memory, every
+// thread must call, every thread gets its exclusive prefix (thread order) and the total. Ends
+// with a __syncthreads(), so the scratch can be reused at once. Integer: exact, order-free.
+// ---------------------------------------------------------------------------------------------
+template <int THREADS, typename U> struct ScanSmem {
+  static constexpr int WARPS = THREADS / 32;
+  U warp[WARPS];
+  U total;
+};
+
+template <int THREADS, typename U>
+__device__ __forceinline__ U block_exclusive_scan(U v, U &total, ScanSmem<THREADS, U> &s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  U inc = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    U n = __shfl_up_sync(SAMPLEX_FULL_MASK, inc, o);
+    if (lane >= o) inc += n;
+  }
+  if (lane == 31) s.warp[warp] = inc;
+  __syncthreads();
+  if (warp == 0) {
+    U w = lane < ScanSmem<THREADS, U>::WARPS ? s.warp[lane] : (U)0;
+    U wi = w;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      U n = __shfl_up_sync(SAMPLEX_FULL_MASK, wi, o);
+      if (lane >= o) wi += n;
+    }
+    if (lane < ScanSmem<THREADS, U>::WARPS) s.warp[lane] = wi - w;
+    if (lane == 31) s.total = wi;
+  }
+  __syncthreads();
+  U r = s.warp[warp] + inc - v;
+  total = s.total;
+  __syncthreads();
+  return r;
+}
+
+// Block minimum of a u32: every thread gets it. Order-free.
+template <int THREADS>
+__device__ __forceinline__ u32 block_min_u32(u32 v, ScanSmem<THREADS, u32> &s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = umin32(v, __shfl_xor_sync(SAMPLEX_FULL_MASK, v, o));
+  if (lane == 0) s.warp[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    u32 w = lane < ScanSmem<THREADS, u32>::WARPS ? s.warp[lane] : 0xffffffffu;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) w = umin32(w, __shfl_xor_sync(SAMPLEX_FULL_MASK, w, o));
+    if (lane == 0) s.total = w;
+  }
+  __syncthreads();
+  u32 r = s.total;
+  __syncthreads();
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading a row (every pass): calls f(first, n, z) once per chunk of THREADS * VEC elements.
+// This thread's VEC consecutive elements start at index `first`; the first n (0..VEC) are in
+// the row, the rest read as -inf. Every thread runs every iteration (block collectives inside
+// f are allowed); f returns false to stop, and must return the same value in every thread.
+// ---------------------------------------------------------------------------------------------
+template <typename T, int VEC, int THREADS, typename F>
+__device__ __forceinline__ void for_each_chunk(const T *row, u32 vocab, F &f) {
+  for (u32 base = 0; base < vocab; base += THREADS * VEC) {
+    const u32 first = base + threadIdx.x * VEC;
+    const u32 n = first < vocab ? umin32(vocab - first, (u32)VEC) : 0u;
+    float z[VEC];
+    if (n == (u32)VEC) VecLoad<T, VEC>::load(row + first, z);
+    else load_partial<T, VEC>(row + first, (int)n, SAMPLEX_NEG_INF, z);
+    if (!f(first, n, z)) break;
+  }
+}
+
+// Step 1: one count into a shared histogram, aggregated over the lanes of a warp that hit the
+// same bucket (rows of equal logits would otherwise serialise on one address). Every lane of
+// the warp must call it; `in` = false lanes add nothing.
+__device__ __forceinline__ void hist_add(u32 *hist, u32 bucket, bool in) {
+  const u32 peers = __match_any_sync(SAMPLEX_FULL_MASK, in ? bucket : NO_BUCKET);
+  if (in && (int)(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&hist[bucket], (u32)__popc(peers));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 2: the bucket pick. Buckets are read from the top (largest keys first): thread t owns
+// buckets RADIX_BUCKETS-1-t*PER ... downwards, so a scan in thread order sums from the top.
+// ---------------------------------------------------------------------------------------------
+template <int THREADS, typename U> struct BucketScan {
+  static constexpr int PER = RADIX_BUCKETS / THREADS;
+  U h[PER];   // this thread's buckets, highest first
+  U before;   // the sum of every bucket above them
+  U total;    // the sum of all buckets
+};
+
+template <typename U> struct PickSmem {
+  u32 bucket;
+  U above;
+  U count;
+};
+
+template <typename U> struct BucketPick {
+  u32 bucket;  // the bucket holding the need-th unit from the top
+  U above;     // the sum of the buckets above it
+  U count;     // its own content
+};
+
+template <int THREADS, typename U>
+__device__ __forceinline__ void bucket_scan(const U *hist, BucketScan<THREADS, U> &b, ScanSmem<THREADS, U> &s) {
+  static_assert(RADIX_BUCKETS % THREADS == 0, "whole buckets per thread");
+  U mine = 0;
+#pragma unroll
+  for (int j = 0; j < BucketScan<THREADS, U>::PER; ++j) {
+    b.h[j] = hist[RADIX_BUCKETS - 1 - (threadIdx.x * BucketScan<THREADS, U>::PER + j)];
+    mine += b.h[j];
+  }
+  b.before = block_exclusive_scan<THREADS, U>(mine, b.total, s);
+}
+
+// The bucket b with  above(b) < need <= above(b) + count(b), 1 <= need <= total; every thread
+// gets it. (Should need be out of range, bucket 0 with above = count = 0 comes back.)
+template <int THREADS, typename U>
+__device__ __forceinline__ BucketPick<U> bucket_pick(const BucketScan<THREADS, U> &b, U need, PickSmem<U> &s) {
+  if (threadIdx.x == 0) {
+    s.bucket = 0;
+    s.above = 0;
+    s.count = 0;
+  }
+  __syncthreads();
+  U c = b.before;
+#pragma unroll
+  for (int j = 0; j < BucketScan<THREADS, U>::PER; ++j) {
+    const U h = b.h[j];
+    if (c < need && need <= c + h) {  // exactly one (thread, j) passes
+      s.bucket = RADIX_BUCKETS - 1 - (threadIdx.x * BucketScan<THREADS, U>::PER + j);
+      s.above = c;
+      s.count = h;
+    }
+    c += h;
+  }
+  __syncthreads();
+  BucketPick<U> r;
+  r.bucket = s.bucket;
+  r.above = s.above;
+  r.count = s.count;
+  __syncthreads();
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps 1-3: radix select. The outcome: every participating element with
+// (key & mask) > prefix is among the k largest, and `need` more are taken from those with
+// (key & mask) == prefix (which number `count`). When count == need (early exit) or after the
+// last pass, {key >= prefix} is exactly "the k largest, plus every tie of the k-th".
+// ---------------------------------------------------------------------------------------------
+struct RadixCut {
+  u32 prefix;
+  u32 mask;
+  u32 need;
+  u32 count;
+};
+
+template <int THREADS> struct RadixSmem {
+  ScanSmem<THREADS, u32> scan;
+  PickSmem<u32> pick;
+};
+
+// key_of(raw, key) -> bool: sanitises a raw loaded value, sets its key, says whether it takes
+// part. first_pass(raw) is called once for every element of the row (during pass 0), for
+// work the caller wants fused into that read. `hist` is RADIX_BUCKETS u32 of shared memory.
+// 1 <= k <= the number of participating elements.
+template <typename T, int VEC, int THREADS, typename KeyOf, typename FirstPass>
+__device__ RadixCut radix_select(const T *row, u32 vocab, u32 k, u32 *hist, RadixSmem<THREADS> &s,
+                                 KeyOf &key_of, FirstPass &first_pass) {
+  RadixCut cut;
+  cut.prefix = 0;
+  cut.mask = 0;
+  cut.need = k;
+  cut.count = 0;
+  for (int pass = 0; pass < RADIX_PASSES; ++pass) {
+    const int shift = digit_shift(pass);
+    const u32 dmask = digit_mask(pass);
+    for (u32 i = threadIdx.x; i < RADIX_BUCKETS; i += THREADS) hist[i] = 0;
+    __syncthreads();
+    auto sweep = [&](u32 first, u32 n, const float *z) -> bool {
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) {
+        u32 key = 0;
+        bool in = false;
+        if ((u32)i < n) {
+          if (pass == 0) first_pass(z[i]);
+          in = key_of(z[i], key) && (key & cut.mask) == cut.prefix;
+        }
+        hist_add(hist, (key >> shift) & dmask, in);
+      }
+      return true;
+    };
+    for_each_chunk<T, VEC, THREADS>(row, vocab, sweep);
+    __syncthreads();
+    BucketScan<THREADS, u32> b;
+    bucket_scan<THREADS, u32>(hist, b, s.scan);
+    const BucketPick<u32> pk = bucket_pick<THREADS, u32>(b, cut.need, s.pick);
+    cut.need -= pk.above;
+    cut.prefix |= pk.bucket << shift;
+    cut.mask |= dmask << shift;
+    cut.count = pk.count;
+    if (pk.count == cut.need) break;  // early exit: the whole bucket is needed
+  }
+  return cut;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 4: collect. store(slot, key, index) for each of the k selected elements, slot in
+// [0, k) = the number of selected elements before it in index order (block prefix sums).
+// ---------------------------------------------------------------------------------------------
+template <typename T, int VEC, int THREADS, typename Store>
+__device__ __forceinline__ void collect(const T *row, u32 vocab, RadixCut cut, u32 k, u32 &status,
+                                        ScanSmem<THREADS, u32> &s, Store &store) {
+  static_assert(THREADS * VEC < 65536, "per-chunk counts are packed in 16 bits");
+  const u32 above_total = k - cut.need;  // elements with (key & mask) > prefix
+  u32 gt_run = 0, eq_run = 0;            // block-wide counts over the chunks before this one
+  auto f = [&](u32 first, u32 n, const float *z) -> bool {
+    u32 key[VEC];
+    u32 gt = 0, eq = 0, cls = 0;  // cls: bit i = above, bit VEC + i = tie class
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      key[i] = float_to_key(sanitize(z[i], status));
+      const u32 m = key[i] & cut.mask;
+      if ((u32)i < n && m > cut.prefix) {
+        ++gt;
+        cls |= 1u << i;
+      } else if ((u32)i < n && m == cut.prefix) {
+        ++eq;
+        cls |= 1u << (VEC + i);
+      }
+    }
+    u32 total;
+    const u32 before = block_exclusive_scan<THREADS, u32>((gt << 16) | eq, total, s);
+    u32 g = gt_run + (before >> 16), e = eq_run + (before & 0xffffu);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      if (cls & (1u << i)) {
+        store(g + umin32(e, cut.need), key[i], first + i);
+        ++g;
+      } else if (cls & (1u << (VEC + i))) {
+        if (e < cut.need) store(g + e, key[i], first + i);
+        ++e;
+      }
+    }
+    gt_run += total >> 16;
+    eq_run += total & 0xffffu;
+    return !(gt_run >= above_total && eq_run >= cut.need);
+  };
+  for_each_chunk<T, VEC, THREADS>(row, vocab, f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 5: bitonic sort of n (a power of two) u64 in shared memory, descending. Every thread
+// must call; a __syncthreads() must precede the call (the data written), and one ends it.
+// ---------------------------------------------------------------------------------------------
+template <int THREADS>
+__device__ __forceinline__ void bitonic_sort_desc(u64 *a, u32 n) {
+  for (u32 size = 2; size <= n; size <<= 1) {
+    for (u32 stride = size >> 1; stride > 0; stride >>= 1) {
+      for (u32 i = threadIdx.x; i < n / 2; i += THREADS) {
+        const u32 lo = 2 * i - (i & (stride - 1));  // i with a 0 bit inserted at `stride`
+        const u32 hi = lo + stride;
+        const bool desc = (lo & size) == 0;
+        const u64 x = a[lo], y = a[hi];
+        if ((x < y) == desc) {
+          a[lo] = y;
+          a[hi] = x;
+        }
+      }
+      __syncthreads();
+    }
+  }
+}
+
+// The slower path's two buffers: the row's u64 scratch, and the output row itself (value,
+// index), whose pairs are a lossless form of (key, index): key_to_float is a bijection on keys.
+struct PairBuffers {
+  u64 *scratch;
+  float *values;
+  u32 *indices;
+  __device__ __forceinline__ u64 load(bool out, u32 j) const {
+    return out ? pack_pair(float_to_key(values[j]), indices[j]) : scratch[j];
+  }
+  __device__ __forceinline__ void store(bool out, u32 j, u64 v) const {
+    if (out) {
+      values[j] = key_to_float(pair_key(v));
+      indices[j] = pair_index(v);
+    } else {
+      scratch[j] = v;
+    }
+  }
+};
+
+// One merge level of the slower path: sorted runs of length `run` (the last may be shorter)
+// in buffer `from_out` are merged pairwise into the other buffer. Element j of run r lands at
+// (start of the merged pair) + (its rank in run r) + (how many elements of run r^1 are
+// greater). All pairs are distinct, so the destinations are a permutation.
+template <int THREADS>
+__device__ __forceinline__ void merge_level(const PairBuffers &buf, bool from_out, u32 n, u32 run) {
+  for (u32 j = threadIdx.x; j < n; j += THREADS) {
+    const u64 v = buf.load(from_out, j);
+    const u32 r = j / run;
+    const u32 start = r * run;
+    const u32 pstart = (r ^ 1u) * run;
+    u32 dest = j;
+    if (pstart < n) {
+      const u32 plen = umin32(run, n - pstart);
+      u32 lo = 0, hi = plen;  // partner elements greater than v form a prefix of its run
+      while (lo < hi) {
+        const u32 mid = (lo + hi) >> 1;
+        if (buf.load(from_out, pstart + mid) > v) lo = mid + 1;
+        else hi = mid;
+      }
+      dest = umin32(start, pstart) + (j - start) + lo;
+    }
+    buf.store(!from_out, dest, v);
+  }
+  __syncthreads();
+}
+
+struct SelectSmem {
+  union {
+    u32 hist[RADIX_BUCKETS];
+    u64 sort[SORT_MAX];
+  } buf;
+  RadixSmem<SELECT_THREADS> radix;
+  BlockScratch<SELECT_THREADS> bs;
+};
+
+// The selection of one row (steps 1-6). k = the output's row width, `scratch` = u64 per
+// (row, slot) for rows with k_r > SORT_MAX (row r's at r * min(k, vocab)).
+template <typename T, int VEC>
+__device__ __forceinline__ void select_row(const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows,
+                                           float *values, u32 *indices, u64 status_out, u64 scratch) {
+  constexpr int THREADS = SELECT_THREADS;
+  __shared__ SelectSmem sm;
+  const u32 row = blockIdx.x;
+  const T *z = row_ptr(logits, row, stride);
+  u32 status = 0;
+
+  // k_r: the row's own k, clamped to [1, min(k, vocab)] (flagged); else min(k, vocab).
+  const u32 kmax = umin32(k, vocab);
+  u32 kr = kmax;
+  if (k_rows) {
+    const u32 want = reinterpret_cast<const u32 *>(k_rows)[row];
+    kr = want < 1u ? 1u : (want > kmax ? kmax : want);
+    if (kr != want) status |= SAMPLEX_STATUS_PARAM_CLAMPED;
+  }
+
+  // Steps 1-3 (skipped when the whole row is selected: everything is then in the tie class).
+  RadixCut cut;
+  cut.prefix = 0;
+  cut.mask = 0;
+  cut.need = kr;
+  cut.count = vocab;
+  if (kr < vocab) {
+    auto key_of = [&](float raw, u32 &key) -> bool {
+      key = float_to_key(sanitize(raw, status));
+      return true;
+    };
+    auto nothing = [](float) {};
+    cut = radix_select<T, VEC, THREADS>(z, vocab, kr, sm.buf.hist, sm.radix, key_of, nothing);
+  }
+
+  const u64 out_row = (u64)row * k;
+  float *vals = values + out_row;
+  u32 *idxs = indices + out_row;
+
+  if (kr <= SORT_MAX) {
+    // Step 4 into shared memory, step 5 there.
+    __syncthreads();  // the histogram (same memory) is no longer read
+    u64 *buf = sm.buf.sort;
+    auto store = [&](u32 slot, u32 key, u32 index) { buf[slot] = pack_pair(key, index); };
+    collect<T, VEC, THREADS>(z, vocab, cut, kr, status, sm.radix.scan, store);
+    u32 n = 1;
+    while (n < kr) n <<= 1;
+    for (u32 j = kr + threadIdx.x; j < n; j += THREADS) buf[j] = 0;  // sorts last
+    __syncthreads();
+    bitonic_sort_desc<THREADS>(buf, n);
+    for (u32 j = threadIdx.x; j < kr; j += THREADS) {
+      const u64 v = buf[j];
+      vals[j] = key_to_float(pair_key(v));
+      idxs[j] = pair_index(v);
+    }
+  } else {
+    // The slower path: collect into global scratch, sort chunks, merge runs.
+    PairBuffers pb;
+    pb.scratch = reinterpret_cast<u64 *>(scratch) + (u64)row * kmax;
+    pb.values = vals;
+    pb.indices = idxs;
+    u64 *gbuf = pb.scratch;
+    auto store = [&](u32 slot, u32 key, u32 index) { gbuf[slot] = pack_pair(key, index); };
+    collect<T, VEC, THREADS>(z, vocab, cut, kr, status, sm.radix.scan, store);
+    __syncthreads();  // global writes visible to the block
+    const u32 chunks = ceil_div(kr, SORT_MAX);
+    u32 levels = 0;
+    while ((1u << levels) < chunks) ++levels;
+    // Sorted chunks go where `levels` merges will end in the output.
+    bool in_out = (levels & 1u) == 0;
+    u64 *sbuf = sm.buf.sort;
+    for (u32 c = 0; c < chunks; ++c) {
+      const u32 base = c * SORT_MAX;
+      const u32 len = umin32(SORT_MAX, kr - base);
+      for (u32 j = threadIdx.x; j < SORT_MAX; j += THREADS) sbuf[j] = j < len ? gbuf[base + j] : 0;
+      __syncthreads();
+      bitonic_sort_desc<THREADS>(sbuf, SORT_MAX);
+      for (u32 j = threadIdx.x; j < len; j += THREADS) pb.store(in_out, base + j, sbuf[j]);
+      __syncthreads();
+    }
+    for (u32 run = SORT_MAX; run < kr; run <<= 1) {
+      merge_level<THREADS>(pb, in_out, kr, run);
+      in_out = !in_out;
+    }
+  }
+  // Step 6: padding.
+  for (u32 j = kr + threadIdx.x; j < k; j += THREADS) {
+    vals[j] = SAMPLEX_NEG_INF;
+    idxs[j] = SAMPLEX_NO_TOKEN;
+  }
+  status = block_or<THREADS>(status, sm.bs);
+  if (status_out && threadIdx.x == 0) reinterpret_cast<u32 *>(status_out)[row] = status;
+}
+
+}  // namespace samplex_topk
+
+// logits: batch rows, `stride` elements apart. k: the output's row width (>= 1); k_rows: 0 or
+// a device u32[batch] of per-row k. values/indices: batch x k. status: 0 or u32[batch].
+// scratch: 0, or batch * min(k, vocab) u64 when min(k, vocab) > 4096.
+#define SAMPLEX_TOPK_SELECT(T, VEC, NAME)                                                          \
+  extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS)                             \
+      NAME(const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows, float *values, u32 *indices, \
+           u64 status, u64 scratch) {                                                              \
+    samplex_topk::select_row<T, VEC>(logits, stride, vocab, k, k_rows, values, indices, status,    \
+                                     scratch);                                                     \
+  }
+
+SAMPLEX_TOPK_SELECT(float, 4, samplex_topk_select_f32)
+SAMPLEX_TOPK_SELECT(float, 1, samplex_topk_select_f32_v1)
+SAMPLEX_TOPK_SELECT(f16_t, 8, samplex_topk_select_f16)
+SAMPLEX_TOPK_SELECT(f16_t, 1, samplex_topk_select_f16_v1)
+SAMPLEX_TOPK_SELECT(bf16_t, 8, samplex_topk_select_bf16)
+SAMPLEX_TOPK_SELECT(bf16_t, 1, samplex_topk_select_bf16_v1)

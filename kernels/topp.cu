@@ -1,0 +1,499 @@
+// samplex — the support top-k -> top-p -> min-p as one logit threshold per row, and sampling,
+// renormalised probabilities and masked logits under it.
+//
+// SPEC "Order of operations", "Top-k filter", "Top-p filter", "Min-p filter"; docs/
+// ARCHITECTURE.md "Support rules as logit thresholds". Every filter keeps an upper set of the
+// logits, so their intersection is {i : z_i >= thr} for one f32 thr per row (finite z only).
+// Uses the radix machinery of kernels/topk.cu (namespace samplex_topk), which build.rs
+// amalgamates before this file.
+//
+// Kernels:
+//   samplex_topp_thresholds_<dtype>[_v1]  one block of 1024 threads per row: the threshold
+//       (and, for the ops below, a RowInfo in scratch). Passes over the row:
+//         A. max z (ties: lowest index) and the count of finite logits; status bits.
+//            No finite logit: thr = +inf. tau = 0: greedy, thr = max z (see RowInfo).
+//            Below, u = z / tau and d_i = (z_i - max z) / tau = u_i - max u, computed
+//            from the z difference so that its rounding is relative to d, not to u
+//            (`u_minus_max`; a division, so that a denormal tau works too).
+//         B. top-k (0 < k < #finite): `radix_select` on canonical keys of the finite logits
+//            (1-3 passes). Its cut gives a key Tk with the top-k set = {key >= Tk}.
+//         C. top-p (p < 1): a radix search over the keys of the top-k set whose histograms
+//            carry probability mass (exp(d_i)) as well as counts (1-3 passes): the largest
+//            key Tp with  mass{key >= Tp} >= p * mass(top-k set)  (ties at Tp kept). Early
+//            exit when the chosen bucket holds one element.
+//         D. min-p (min_p > 0): Tm = the smallest key with d >= ln(min_p), folded into the
+//            first pass of B or C (a pass of its own when both are off).
+//         E. (probabilities only) the kept mass, a block sum in a fixed order.
+//       thr = key_to_float(max(Tk, Tp, Tm)).
+//   samplex_topp_sample_<dtype>[_v1]  the tiled draw (common.cuh §7) with weights
+//       exp(u_i - m_t) on kept tokens, 0 elsewhere, and tile keys from m_t - max u;
+//       256 threads x 8 contiguous tokens per 2048-token tile; a row's tiles are split over
+//       `blocks_per_row` blocks, merged by the last block in block order (tickets).
+//   samplex_topp_probs_<dtype>  p_i = exp(d_i) / kept mass on kept tokens, 0 elsewhere.
+//   samplex_topp_logits_<dtype> z_i on kept tokens, -inf elsewhere.
+//
+// Determinism: bucket masses are fixed point, u64 = round(exp(d) * 2^(62 - ceil(log2 n))),
+// n = the number of finite logits, added with integer atomics (order-free; the sum over n
+// weights <= 1 stays below 2^62; the rounding costs at most n * 2^-(63 - ceil(log2 n)) of
+// mass, about 2^-30 for n = 2^17). Counts and key minima are integers; the kept mass of E and
+// the draw's sums are block reductions with a fixed tree; the draw's blocks merge in block
+// order. Nothing that decides a token depends on scheduling.
+//
+// Per-row parameters are clamped on the device (flagged PARAM_CLAMPED): tau to [0, FLT_MAX]
+// (NaN: 1), p to [smallest positive f32, 1] (NaN: 1), min_p to [0, 1] (NaN: 0); any k is
+// valid (0 or >= vocab: off).
+#include "common.cuh"
+
+namespace samplex_topp {
+
+using samplex_topk::BucketPick;
+using samplex_topk::BucketScan;
+using samplex_topk::canonical_key;
+using samplex_topk::digit_mask;
+using samplex_topk::digit_shift;
+using samplex_topk::PickSmem;
+using samplex_topk::RADIX_BUCKETS;
+using samplex_topk::RADIX_PASSES;
+using samplex_topk::RadixCut;
+using samplex_topk::RadixSmem;
+using samplex_topk::ScanSmem;
+using samplex_topk::umax32;
+using samplex_topk::umin32;
+
+constexpr int THRESH_THREADS = SAMPLEX_RADIX_THREADS;
+constexpr int DRAW_THREADS = SAMPLEX_DRAW_TILE / 8;  // 256 threads x 8 tokens = one tile
+constexpr int DRAW_PER = 8;
+
+// RowInfo.flags
+#define SAMPLEX_TOPP_GREEDY 1u  // tau = 0: the token is `argmax`
+#define SAMPLEX_TOPP_EMPTY 2u   // no finite logit: nothing is kept
+
+// What the threshold kernel leaves in scratch for the kernel after it (32 bytes per row).
+struct RowInfo {
+  float thr;      // keep finite z >= thr
+  float zmax;     // the row's largest z
+  float tau;      // the row's (clamped) temperature; 0 for greedy rows
+  float mass;     // sum of exp(d_i) over the kept tokens (when asked for; 1 for greedy rows)
+  u32 argmax;     // lowest index of zmax (u32::MAX when no finite logit)
+  u32 status;     // the row's status bits
+  u32 flags;      // SAMPLEX_TOPP_*
+  u32 pad;
+};
+
+// The one membership test every kernel here shares.
+__device__ __forceinline__ bool kept_at(float x, float thr) { return x > SAMPLEX_NEG_INF && x >= thr; }
+
+// u - m for u = x / tau and m = top / tau (top >= x): (x - top) / tau, so that the rounding
+// is relative to the difference, not to u, and a denormal tau still divides exactly.
+__device__ __forceinline__ float u_minus_max(float x, float top, float tau) { return (x - top) / tau; }
+
+// 2^e as f32, for 0 <= e <= 127.
+__device__ __forceinline__ float exp2_int(int e) { return __int_as_float((127 + e) << 23); }
+
+struct ThreshSmem {
+  u32 count[RADIX_BUCKETS];
+  u64 mass[RADIX_BUCKETS];
+  RadixSmem<THRESH_THREADS> radix;
+  ScanSmem<THRESH_THREADS, u64> scan64;
+  PickSmem<u64> pick64;
+  BlockScratch<THRESH_THREADS> bs;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The threshold kernel, one row per block (passes A-E above).
+// ---------------------------------------------------------------------------------------------
+template <typename T, int VEC>
+__device__ __forceinline__ void thresholds_row(const T *logits, u64 stride, u32 vocab, float tau_all,
+                                               u64 tau_rows, u32 k_all, u64 k_rows, float p_all, u64 p_rows,
+                                               float min_p_all, u64 min_p_rows, u32 want_mass,
+                                               u64 thresholds_out, u64 row_info_out, u64 status_out) {
+  constexpr int THREADS = THRESH_THREADS;
+  __shared__ ThreshSmem sm;
+  const u32 row = blockIdx.x;
+  const T *z = row_ptr(logits, row, stride);
+  u32 status = 0;
+  u32 ignored = 0;  // status of re-reads (pass A saw every value already)
+
+  const float tau = tau_rows ? clamp_param(reinterpret_cast<const float *>(tau_rows)[row], 0.0f,
+                                           SAMPLEX_FLT_MAX, 1.0f, status)
+                             : tau_all;
+  const u32 k = k_rows ? reinterpret_cast<const u32 *>(k_rows)[row] : k_all;
+  const float p = p_rows ? clamp_param(reinterpret_cast<const float *>(p_rows)[row], __int_as_float(1),
+                                       1.0f, 1.0f, status)
+                         : p_all;
+  const float min_p = min_p_rows ? clamp_param(reinterpret_cast<const float *>(min_p_rows)[row], 0.0f,
+                                               1.0f, 0.0f, status)
+                                 : min_p_all;
+
+  // A. max, argmax, finite count, status.
+  ArgMax best;
+  best.v = SAMPLEX_NEG_INF;
+  best.i = SAMPLEX_NO_TOKEN;
+  u32 finite = 0;
+  auto pass_a = [&](u32 first, u32 n, const float *v) -> bool {
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      if ((u32)i < n) {
+        const float x = sanitize(v[i], status);
+        if (x > SAMPLEX_NEG_INF) {
+          ++finite;
+          if (x > best.v) {  // this thread's indices increase: the first max is kept
+            best.v = x;
+            best.i = first + i;
+          }
+        }
+      }
+    }
+    return true;
+  };
+  samplex_topk::for_each_chunk<T, VEC, THREADS>(z, vocab, pass_a);
+  best = block_argmax<THREADS>(best, sm.bs);
+  finite = block_sum_u32<THREADS>(finite, sm.bs);
+  status = block_or<THREADS>(status, sm.bs);
+
+  RowInfo info;
+  info.zmax = best.v;
+  info.argmax = best.i;
+  info.tau = 0.0f;
+  info.mass = 0.0f;
+  info.flags = 0;
+  info.pad = 0;
+  float thr;
+  if (finite == 0) {
+    thr = SAMPLEX_INF;
+    status |= SAMPLEX_STATUS_NO_FINITE_LOGIT;
+    info.flags = SAMPLEX_TOPP_EMPTY;
+    info.argmax = SAMPLEX_NO_TOKEN;
+  } else if (tau == 0.0f) {
+    thr = best.v;  // keeps every tie of the max; the ops below keep `argmax` alone
+    info.flags = SAMPLEX_TOPP_GREEDY;
+    info.mass = 1.0f;
+  } else {
+    const float zmax = best.v;
+    info.tau = tau;
+
+    // D, folded into the first pass that follows (B, C, or its own).
+    const float ln_min_p = min_p > 0.0f ? logf(min_p) : SAMPLEX_NEG_INF;
+    bool min_p_pending = min_p > 0.0f;
+    u32 min_p_key = 0xffffffffu;
+    auto track_min_p = [&](float raw) {
+      if (!min_p_pending) return;
+      const float x = sanitize(raw, ignored);
+      if (x > SAMPLEX_NEG_INF && u_minus_max(x, zmax, tau) >= ln_min_p) min_p_key = umin32(min_p_key, canonical_key(x));
+    };
+
+    // B. top-k.
+    u32 tk = 0;
+    if (k > 0 && k < finite) {
+      auto key_of = [&](float raw, u32 &key) -> bool {
+        const float x = sanitize(raw, ignored);
+        key = canonical_key(x);
+        return x > SAMPLEX_NEG_INF;
+      };
+      const RadixCut cut =
+          samplex_topk::radix_select<T, VEC, THREADS>(z, vocab, k, sm.count, sm.radix, key_of, track_min_p);
+      tk = cut.prefix;
+      min_p_pending = false;
+    }
+
+    // C. top-p over the top-k set {key >= tk}.
+    u32 tp = 0;
+    if (p < 1.0f) {
+      const int log2n = 32 - __clz((int)(finite - 1));
+      const float scale = exp2_int(62 - log2n);
+      u32 prefix = 0, mask = 0;
+      u64 need = 0;
+      for (int pass = 0; pass < RADIX_PASSES; ++pass) {
+        const int shift = digit_shift(pass);
+        const u32 dmask = digit_mask(pass);
+        for (u32 i = threadIdx.x; i < RADIX_BUCKETS; i += THREADS) {
+          sm.count[i] = 0;
+          sm.mass[i] = 0;
+        }
+        __syncthreads();
+        auto sweep = [&](u32 first, u32 n, const float *v) -> bool {
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) {
+            float x = SAMPLEX_NEG_INF;
+            if ((u32)i < n) {
+              if (pass == 0) track_min_p(v[i]);
+              x = sanitize(v[i], ignored);
+            }
+            const u32 key = canonical_key(x);
+            const bool in = x > SAMPLEX_NEG_INF && key >= tk && (key & mask) == prefix;
+            u64 fixed = 0;
+            if (in) fixed = __float2ull_rn(expf(u_minus_max(x, zmax, tau)) * scale);
+            // Aggregate equal keys (equal weights) of the warp: one atomic per distinct key.
+            // Canonical keys of finite values are >= 0x00800000, so 0 marks "not in".
+            const u32 peers = __match_any_sync(SAMPLEX_FULL_MASK, in ? key : 0u);
+            if (in && (int)(threadIdx.x & 31) == __ffs(peers) - 1) {
+              const u32 d = (key >> shift) & dmask;
+              const u32 c = (u32)__popc(peers);
+              atomicAdd(&sm.count[d], c);
+              atomicAdd(&sm.mass[d], (u64)c * fixed);
+            }
+          }
+          return true;
+        };
+        samplex_topk::for_each_chunk<T, VEC, THREADS>(z, vocab, sweep);
+        __syncthreads();
+        BucketScan<THREADS, u64> b;
+        samplex_topk::bucket_scan<THREADS, u64>(sm.mass, b, sm.scan64);
+        if (pass == 0) {
+          // The target p * (mass of the top-k set), rounded up: "running mass >= target".
+          need = (u64)ceil((double)p * (double)b.total);
+          if (need < 1) need = 1;
+          if (need > b.total) need = b.total;
+        }
+        const BucketPick<u64> pk = samplex_topk::bucket_pick<THREADS, u64>(b, need, sm.pick64);
+        const u32 count = sm.count[pk.bucket];
+        __syncthreads();  // everyone has read count before the next pass clears it
+        need -= pk.above;
+        prefix |= pk.bucket << shift;
+        mask |= dmask << shift;
+        if (count <= 1) break;  // early exit: {key >= prefix} already ends at that element
+      }
+      tp = prefix;
+      min_p_pending = false;
+    }
+
+    // D on its own when neither B nor C read the row.
+    if (min_p_pending) {
+      auto sweep = [&](u32, u32 n, const float *v) -> bool {
+#pragma unroll
+        for (int i = 0; i < VEC; ++i)
+          if ((u32)i < n) track_min_p(v[i]);
+        return true;
+      };
+      samplex_topk::for_each_chunk<T, VEC, THREADS>(z, vocab, sweep);
+      min_p_pending = false;
+    }
+    u32 tm = 0;
+    if (min_p > 0.0f) tm = samplex_topk::block_min_u32<THREADS>(min_p_key, sm.radix.scan);
+
+    const u32 t = umax32(tk, umax32(tp, tm));
+    thr = t == 0 ? SAMPLEX_NEG_INF : key_to_float(t);
+
+    // E. the kept mass.
+    if (want_mass) {
+      float acc = 0.0f;
+      auto sweep = [&](u32, u32 n, const float *v) -> bool {
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) {
+          const float x = sanitize(v[i], ignored);
+          if ((u32)i < n && kept_at(x, thr)) acc += expf(u_minus_max(x, zmax, tau));
+        }
+        return true;
+      };
+      samplex_topk::for_each_chunk<T, VEC, THREADS>(z, vocab, sweep);
+      info.mass = block_sum<THREADS>(acc, sm.bs);
+    }
+  }
+  info.thr = thr;
+  info.status = status;
+  if (threadIdx.x == 0) {
+    if (thresholds_out) reinterpret_cast<float *>(thresholds_out)[row] = thr;
+    if (row_info_out) reinterpret_cast<RowInfo *>(row_info_out)[row] = info;
+    if (status_out) reinterpret_cast<u32 *>(status_out)[row] = status;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kernels after the thresholds: a 1-D grid of blocks_per_row blocks per row; block b of a
+// row takes the draw tiles [b * tiles / nb, (b + 1) * tiles / nb), so block order is tile order.
+// ---------------------------------------------------------------------------------------------
+struct TileRange {
+  u32 row, block, first, last;  // tiles [first, last)
+};
+__device__ __forceinline__ TileRange tile_range(u32 vocab, u32 blocks_per_row) {
+  TileRange r;
+  r.row = blockIdx.x / blocks_per_row;
+  r.block = blockIdx.x % blocks_per_row;
+  const u32 tiles = ceil_div(vocab, SAMPLEX_DRAW_TILE);
+  r.first = (u32)((u64)r.block * tiles / blocks_per_row);
+  r.last = (u32)((u64)(r.block + 1) * tiles / blocks_per_row);
+  return r;
+}
+
+// Eight consecutive tokens from p; n < 8 of them are in the row (the rest read as -inf).
+template <typename T, int VEC>
+__device__ __forceinline__ void load8(const T *p, u32 n, float *out) {
+  if (n >= 8) {
+#pragma unroll
+    for (int j = 0; j < 8; j += VEC) VecLoad<T, VEC>::load(p + j, out + j);
+  } else {
+    load_partial<T, 8>(p, (int)n, SAMPLEX_NEG_INF, out);
+  }
+}
+
+// The filtered draw. seeds/offsets: 0 (one stream for the batch: seed, offset, stream = row)
+// or device u64[batch] each (stream 0). partials: batch * blocks_per_row TileDraw; tickets:
+// u32[batch], zero on entry and on exit.
+template <typename T, int VEC>
+__device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 vocab, u64 row_info, u64 seed,
+                                           u64 offset, u64 seeds, u64 offsets, u32 *tokens, u64 status_out,
+                                           u32 blocks_per_row, u64 partials, u64 tickets) {
+  constexpr int THREADS = DRAW_THREADS;
+  __shared__ BlockScratch<THREADS> bs;
+  __shared__ u32 is_last;
+  const TileRange tr = tile_range(vocab, blocks_per_row);
+  const RowInfo info = reinterpret_cast<const RowInfo *>(row_info)[tr.row];
+  if (info.flags & (SAMPLEX_TOPP_GREEDY | SAMPLEX_TOPP_EMPTY)) {
+    // Same for every block of the row, so no block takes a ticket.
+    if (tr.block == 0 && threadIdx.x == 0) {
+      tokens[tr.row] = info.argmax;
+      if (status_out) reinterpret_cast<u32 *>(status_out)[tr.row] = info.status;
+    }
+    return;
+  }
+  const T *z = row_ptr(logits, tr.row, stride);
+  const bool per_row = seeds != 0;
+  const u64 s = per_row ? reinterpret_cast<const u64 *>(seeds)[tr.row] : seed;
+  const u64 o = per_row ? reinterpret_cast<const u64 *>(offsets)[tr.row] : offset;
+  const u32 stream = per_row ? 0u : tr.row;
+  u32 ignored = 0;
+
+  TileDraw best;
+  best.key = SAMPLEX_NEG_INF;
+  best.token = SAMPLEX_NO_TOKEN;
+  for (u32 t = tr.first; t < tr.last; ++t) {
+    const u32 first = t * SAMPLEX_DRAW_TILE + threadIdx.x * DRAW_PER;
+    const u32 n = first < vocab ? umin32(vocab - first, (u32)DRAW_PER) : 0u;
+    float x[DRAW_PER];
+    load8<T, VEC>(z + first, n, x);
+    float top = SAMPLEX_NEG_INF;
+#pragma unroll
+    for (int j = 0; j < DRAW_PER; ++j) {
+      x[j] = sanitize(x[j], ignored);
+      if (kept_at(x[j], info.thr)) top = fmaxf(top, x[j]);
+    }
+    top = block_max<THREADS>(top, bs);
+    if (top == SAMPLEX_NEG_INF) continue;  // nothing kept in this tile (same in every thread)
+    float w[DRAW_PER];
+#pragma unroll
+    for (int j = 0; j < DRAW_PER; ++j) w[j] = kept_at(x[j], info.thr) ? expf(u_minus_max(x[j], top, info.tau)) : 0.0f;
+    const Philox4 r = row_random(s, o, stream, t);
+    float total;
+    TileDraw cur;
+    cur.token = block_tile_candidate<THREADS, DRAW_PER>(w, first, uniform_open(r.y), total, bs);
+    // The tile's log-scale m_t = top / tau, less the row's max u (the same for every tile,
+    // so the winner is unchanged): small numbers, so that the key keeps its precision and
+    // a huge u (a tiny tau) cannot saturate every tile's key alike.
+    cur.key = tile_key(u_minus_max(top, info.zmax, info.tau), total, uniform_open(r.x));
+    best = tile_draw_pick(best, cur);
+  }
+
+  TileDraw result = best;
+  if (blocks_per_row > 1) {
+    if (threadIdx.x == 0) {
+      TileDraw *part = reinterpret_cast<TileDraw *>(partials) + (u64)tr.row * blocks_per_row;
+      part[tr.block] = best;
+      __threadfence();
+      const u32 ticket = atomicAdd(reinterpret_cast<u32 *>(tickets) + tr.row, 1u);
+      is_last = ticket == blocks_per_row - 1;
+    }
+    __syncthreads();
+    if (!is_last) return;
+    if (threadIdx.x == 0) {
+      __threadfence();
+      const volatile TileDraw *part =
+          reinterpret_cast<const volatile TileDraw *>(partials) + (u64)tr.row * blocks_per_row;
+      result.key = part[0].key;
+      result.token = part[0].token;
+      for (u32 b = 1; b < blocks_per_row; ++b) {  // block order = tile order: ties keep the lower
+        TileDraw next;
+        next.key = part[b].key;
+        next.token = part[b].token;
+        result = tile_draw_pick(result, next);
+      }
+      reinterpret_cast<u32 *>(tickets)[tr.row] = 0;
+    }
+  }
+  if (threadIdx.x == 0) {
+    tokens[tr.row] = result.token;
+    if (status_out) {
+      u32 st = info.status;
+      if (result.token == SAMPLEX_NO_TOKEN) st |= SAMPLEX_STATUS_NO_FINITE_LOGIT;
+      reinterpret_cast<u32 *>(status_out)[tr.row] = st;
+    }
+  }
+}
+
+// Dense outputs (probabilities or masked logits): thread t of a block writes tokens
+// t, t + 256, ... of each tile, so that stores coalesce. MODE 0: probabilities, 1: logits.
+template <typename T, int MODE>
+__device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab, u64 row_info, float *out,
+                                          u64 status_out, u32 blocks_per_row) {
+  const TileRange tr = tile_range(vocab, blocks_per_row);
+  const RowInfo info = reinterpret_cast<const RowInfo *>(row_info)[tr.row];
+  const T *z = row_ptr(logits, tr.row, stride);
+  float *o = out + (u64)tr.row * vocab;
+  const bool greedy = (info.flags & SAMPLEX_TOPP_GREEDY) != 0;
+  u32 ignored = 0;
+  for (u32 t = tr.first; t < tr.last; ++t) {
+#pragma unroll
+    for (int j = 0; j < DRAW_PER; ++j) {
+      const u32 i = t * SAMPLEX_DRAW_TILE + j * DRAW_THREADS + threadIdx.x;
+      if (i >= vocab) break;
+      const float x = sanitize(to_f32(z[i]), ignored);
+      const bool keep = greedy ? i == info.argmax : kept_at(x, info.thr);
+      float v;
+      if (MODE == 0) v = !keep ? 0.0f : (greedy ? 1.0f : expf(u_minus_max(x, info.zmax, info.tau)) / info.mass);
+      else v = keep ? x : SAMPLEX_NEG_INF;
+      o[i] = v;
+    }
+  }
+  if (status_out && tr.block == 0 && threadIdx.x == 0) reinterpret_cast<u32 *>(status_out)[tr.row] = info.status;
+}
+
+}  // namespace samplex_topp
+
+// thresholds: 0 or f32[batch]; row_info: 0 or RowInfo[batch] (32 bytes each); status: 0 or
+// u32[batch]. tau/k/p/min_p: the batch-wide values (host-checked); *_rows: 0 or device
+// arrays of per-row values that override them. want_mass: also compute RowInfo.mass.
+// (min blocks 1: without it ptxas aims at two blocks per SM and spills the _v1 variants.)
+#define SAMPLEX_TOPP_THRESHOLDS(T, VEC, NAME)                                                              \
+  extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                                  \
+      NAME(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows, u32 k, u64 k_rows, float p,    \
+           u64 p_rows, float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds, u64 row_info,           \
+           u64 status) {                                                                                   \
+    samplex_topp::thresholds_row<T, VEC>(logits, stride, vocab, tau, tau_rows, k, k_rows, p, p_rows, min_p, \
+                                         min_p_rows, want_mass, thresholds, row_info, status);             \
+  }
+
+// Grid: blocks_per_row * batch blocks of 256 threads (row-major: block / blocks_per_row = row).
+#define SAMPLEX_TOPP_SAMPLE(T, VEC, NAME)                                                                  \
+  extern "C" __global__ void __launch_bounds__(SAMPLEX_DRAW_TILE / 8)                                     \
+      NAME(const T *logits, u64 stride, u32 vocab, u64 row_info, u64 seed, u64 offset, u64 seeds,          \
+           u64 offsets, u32 *tokens, u64 status, u32 blocks_per_row, u64 partials, u64 tickets) {          \
+    samplex_topp::sample_row<T, VEC>(logits, stride, vocab, row_info, seed, offset, seeds, offsets, tokens, \
+                                     status, blocks_per_row, partials, tickets);                           \
+  }
+
+#define SAMPLEX_TOPP_WRITE(T, MODE, NAME)                                                                  \
+  extern "C" __global__ void __launch_bounds__(SAMPLEX_DRAW_TILE / 8)                                     \
+      NAME(const T *logits, u64 stride, u32 vocab, u64 row_info, float *out, u64 status,                   \
+           u32 blocks_per_row) {                                                                           \
+    samplex_topp::write_row<T, MODE>(logits, stride, vocab, row_info, out, status, blocks_per_row);        \
+  }
+
+SAMPLEX_TOPP_THRESHOLDS(float, 4, samplex_topp_thresholds_f32)
+SAMPLEX_TOPP_THRESHOLDS(float, 1, samplex_topp_thresholds_f32_v1)
+SAMPLEX_TOPP_THRESHOLDS(f16_t, 8, samplex_topp_thresholds_f16)
+SAMPLEX_TOPP_THRESHOLDS(f16_t, 1, samplex_topp_thresholds_f16_v1)
+SAMPLEX_TOPP_THRESHOLDS(bf16_t, 8, samplex_topp_thresholds_bf16)
+SAMPLEX_TOPP_THRESHOLDS(bf16_t, 1, samplex_topp_thresholds_bf16_v1)
+
+SAMPLEX_TOPP_SAMPLE(float, 4, samplex_topp_sample_f32)
+SAMPLEX_TOPP_SAMPLE(float, 1, samplex_topp_sample_f32_v1)
+SAMPLEX_TOPP_SAMPLE(f16_t, 8, samplex_topp_sample_f16)
+SAMPLEX_TOPP_SAMPLE(f16_t, 1, samplex_topp_sample_f16_v1)
+SAMPLEX_TOPP_SAMPLE(bf16_t, 8, samplex_topp_sample_bf16)
+SAMPLEX_TOPP_SAMPLE(bf16_t, 1, samplex_topp_sample_bf16_v1)
+
+SAMPLEX_TOPP_WRITE(float, 0, samplex_topp_probs_f32)
+SAMPLEX_TOPP_WRITE(f16_t, 0, samplex_topp_probs_f16)
+SAMPLEX_TOPP_WRITE(bf16_t, 0, samplex_topp_probs_bf16)
+SAMPLEX_TOPP_WRITE(float, 1, samplex_topp_logits_f32)
+SAMPLEX_TOPP_WRITE(f16_t, 1, samplex_topp_logits_f16)
+SAMPLEX_TOPP_WRITE(bf16_t, 1, samplex_topp_logits_bf16)

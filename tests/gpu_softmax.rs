@@ -1,0 +1,1331 @@
+//! The softmax family on the GPU (kernels/softmax.cu) against the CPU reference: SPEC
+//! "Temperature softmax", "Greedy", "Drawing a token" and "Bad input". Every test skips (and
+//! says so) where there is no GPU.
+
+mod common;
+
+use common::{assert_tokens_agree, chi_square_p, Dist};
+use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use cudarc::driver::{CudaSlice, DeviceRepr};
+use half::{bf16, f16};
+use samplex::cpu::{self, Draw};
+use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
+use samplex::{status, Decoder, Error, Logit, Logits, Rng, Rows};
+
+/// The vocabularies of the differential tests: tiny, ragged, one tile, many tiles, real
+/// tokenizers (Llama 3, Qwen 2) and a ragged 128-tile row.
+const VOCABS: [usize; 7] = [1, 7, 1000, 32000, 128256, 151936, 262147];
+
+/// (batch, vocab) pairs covering every vocabulary, batches 1 to 512, rows split over many
+/// blocks (small batches) and whole rows per block (large batches), ≤ ~4.2 M logits each.
+fn shapes() -> Vec<(usize, usize)> {
+    let mut v = vec![
+        (1, 1),
+        (512, 1),
+        (3, 7),
+        (512, 7),
+        (1, 1000),
+        (64, 1000),
+        (512, 1000),
+        (1, 32000),
+        (8, 32000),
+        (100, 32000),
+        (1, 128256),
+        (2, 128256),
+        (24, 128256),
+        (1, 151936),
+        (5, 151936),
+        (1, 262147),
+        (3, 262147),
+        (16, 262147),
+    ];
+    assert!(VOCABS.iter().all(|x| v.iter().any(|(_, vocab)| vocab == x)));
+    v.sort();
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: upload, download, one GPU call each, the CPU side of each.
+// ---------------------------------------------------------------------------------------------
+
+fn upload<T: DeviceRepr>(s: &Sampler, host: &[T]) -> CudaSlice<T> {
+    s.stream().clone_htod(host).unwrap()
+}
+
+fn download<T: DeviceRepr>(s: &Sampler, dev: &CudaSlice<T>) -> Vec<T> {
+    s.stream().clone_dtoh(dev).unwrap()
+}
+
+fn convert<T: Logit>(x: &[f32]) -> Vec<T> {
+    x.iter().map(|&v| T::from_f32(v)).collect()
+}
+
+/// Seeds as the host sees them.
+#[derive(Clone, Debug)]
+enum HostSeeds {
+    Shared(Rng),
+    Each(Vec<Rng>),
+}
+
+impl HostSeeds {
+    fn rows(&self) -> Rows<'_, Rng> {
+        match self {
+            HostSeeds::Shared(r) => Rows::All(*r),
+            HostSeeds::Each(v) => Rows::Each(v),
+        }
+    }
+
+    /// A short name for failure messages.
+    fn label(&self) -> String {
+        match self {
+            HostSeeds::Shared(r) => format!("shared seed {} offset {}", r.seed, r.offset),
+            HostSeeds::Each(v) => format!("{} per-row seeds", v.len()),
+        }
+    }
+
+    /// Per-row seeds 1000 + r and offsets 7·r.
+    fn each(batch: usize) -> Self {
+        HostSeeds::Each(
+            (0..batch)
+                .map(|r| Rng::new(1000 + r as u64).at(7 * r as u64))
+                .collect(),
+        )
+    }
+}
+
+/// The device buffers behind [`HostSeeds::Each`].
+struct SeedBuffers(Option<(CudaSlice<u64>, CudaSlice<u64>)>);
+
+impl SeedBuffers {
+    fn new(s: &Sampler, h: &HostSeeds) -> Self {
+        SeedBuffers(match h {
+            HostSeeds::Shared(_) => None,
+            HostSeeds::Each(v) => {
+                let seeds: Vec<u64> = v.iter().map(|r| r.seed).collect();
+                let offsets: Vec<u64> = v.iter().map(|r| r.offset).collect();
+                Some((upload(s, &seeds), upload(s, &offsets)))
+            }
+        })
+    }
+
+    fn device<'a>(&'a self, h: &HostSeeds) -> DeviceSeeds<'a> {
+        match (h, &self.0) {
+            (HostSeeds::Shared(r), _) => DeviceSeeds::Shared(*r),
+            (HostSeeds::Each(_), Some((seeds, offsets))) => DeviceSeeds::Each {
+                seeds: seeds.as_view(),
+                offsets: offsets.as_view(),
+            },
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// A host batch and how it sits on the device: `stride` apart, starting `lead` elements
+/// into the buffer (lead = 1 misaligns the base, which selects the `_v1` kernels).
+struct Batch<T> {
+    host: Vec<T>,
+    batch: usize,
+    vocab: usize,
+    stride: usize,
+    lead: usize,
+}
+
+impl<T: Logit> Batch<T> {
+    fn dense(host: Vec<T>, batch: usize, vocab: usize) -> Self {
+        Batch {
+            host,
+            batch,
+            vocab,
+            stride: vocab,
+            lead: 0,
+        }
+    }
+
+    /// From dense f32 values: rows `stride` apart (padding NaN, which must never be read),
+    /// starting `lead` elements in.
+    fn laid_out(dense: &[f32], batch: usize, vocab: usize, stride: usize, lead: usize) -> Self {
+        let mut host = vec![T::from_f32(f32::NAN); lead + (batch - 1) * stride + vocab];
+        for r in 0..batch {
+            for i in 0..vocab {
+                host[lead + r * stride + i] = T::from_f32(dense[r * vocab + i]);
+            }
+        }
+        Batch {
+            host,
+            batch,
+            vocab,
+            stride,
+            lead,
+        }
+    }
+
+    fn cpu(&self) -> Logits<'_, T> {
+        Logits::with_stride(&self.host[self.lead..], self.batch, self.vocab, self.stride).unwrap()
+    }
+
+    fn upload(&self, s: &Sampler) -> CudaSlice<T> {
+        upload(s, &self.host)
+    }
+
+    fn device<'a>(&self, d: &'a CudaSlice<T>) -> DeviceLogits<'a, T> {
+        DeviceLogits::with_stride(d.slice(self.lead..), self.batch, self.vocab, self.stride)
+            .unwrap()
+    }
+}
+
+/// GPU `sample_softmax`: (tokens, status).
+fn gpu_sample<T: Logit>(
+    s: &mut Sampler,
+    b: &Batch<T>,
+    tau: f32,
+    temps: Option<&[f32]>,
+    seeds: &HostSeeds,
+) -> (Vec<u32>, Vec<u32>) {
+    let d = b.upload(s);
+    let temps = temps.map(|t| upload(s, t));
+    let rows = RowParams {
+        temperature: temps.as_ref().map(|t| t.as_view()),
+        ..Default::default()
+    };
+    let seed_bufs = SeedBuffers::new(s, seeds);
+    let mut tokens = s.stream().alloc_zeros::<u32>(b.batch).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(b.batch).unwrap();
+    s.sample_softmax(
+        &b.device(&d),
+        tau,
+        &rows,
+        &seed_bufs.device(seeds),
+        &mut tokens.as_view_mut(),
+        Some(&mut st.as_view_mut()),
+    )
+    .unwrap();
+    (download(s, &tokens), download(s, &st))
+}
+
+/// CPU draws for the same request.
+fn cpu_sample<T: Logit>(
+    b: &Batch<T>,
+    tau: f32,
+    temps: Option<&[f32]>,
+    seeds: &HostSeeds,
+) -> Vec<Draw> {
+    let decoders: Vec<Decoder> = temps.map_or(Vec::new(), |t| {
+        t.iter().map(|&x| Decoder::softmax(x)).collect()
+    });
+    let rows = match temps {
+        Some(_) => Rows::Each(&decoders),
+        None => Rows::All(Decoder::softmax(tau)),
+    };
+    cpu::sample(&b.cpu(), rows, seeds.rows(), None).unwrap()
+}
+
+/// GPU `greedy`: (tokens, status).
+fn gpu_greedy<T: Logit>(s: &mut Sampler, b: &Batch<T>) -> (Vec<u32>, Vec<u32>) {
+    let d = b.upload(s);
+    let mut tokens = s.stream().alloc_zeros::<u32>(b.batch).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(b.batch).unwrap();
+    s.greedy(
+        &b.device(&d),
+        &mut tokens.as_view_mut(),
+        Some(&mut st.as_view_mut()),
+    )
+    .unwrap();
+    (download(s, &tokens), download(s, &st))
+}
+
+/// GPU `softmax`: (probs, log-probs, status).
+fn gpu_softmax<T: Logit>(
+    s: &mut Sampler,
+    b: &Batch<T>,
+    tau: f32,
+    temps: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>, Vec<u32>) {
+    let d = b.upload(s);
+    let temps = temps.map(|t| upload(s, t));
+    let rows = RowParams {
+        temperature: temps.as_ref().map(|t| t.as_view()),
+        ..Default::default()
+    };
+    let n = b.batch * b.vocab;
+    let mut probs = s.stream().alloc_zeros::<f32>(n).unwrap();
+    let mut logp = s.stream().alloc_zeros::<f32>(n).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(b.batch).unwrap();
+    s.softmax(
+        &b.device(&d),
+        tau,
+        &rows,
+        &mut probs.as_view_mut(),
+        Some(&mut logp.as_view_mut()),
+        Some(&mut st.as_view_mut()),
+    )
+    .unwrap();
+    (download(s, &probs), download(s, &logp), download(s, &st))
+}
+
+/// GPU `sample_from_probs`: (tokens, status).
+fn gpu_sample_probs(
+    s: &mut Sampler,
+    probs: &[f32],
+    batch: usize,
+    vocab: usize,
+    seeds: &HostSeeds,
+) -> (Vec<u32>, Vec<u32>) {
+    let d = upload(s, probs);
+    let seed_bufs = SeedBuffers::new(s, seeds);
+    let mut tokens = s.stream().alloc_zeros::<u32>(batch).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(batch).unwrap();
+    s.sample_from_probs(
+        &d.as_view(),
+        batch,
+        vocab,
+        &seed_bufs.device(seeds),
+        &mut tokens.as_view_mut(),
+        Some(&mut st.as_view_mut()),
+    )
+    .unwrap();
+    (download(s, &tokens), download(s, &st))
+}
+
+/// The per-row temperatures the tests use: a mix around 1 with a greedy row every 5th.
+fn mixed_temperatures(batch: usize) -> Vec<f32> {
+    (0..batch)
+        .map(|r| {
+            if r % 5 == 3 {
+                0.0
+            } else {
+                [0.7, 1.0, 1.3, 0.9][r % 4]
+            }
+        })
+        .collect()
+}
+
+/// f32 probabilities against the f64 reference: relative 1e-5, plus the rounding of u = z/τ
+/// in f32 (SPEC: all device arithmetic is f32), which grows with |u| and the row's max.
+fn assert_probs_close(
+    gpu: &[f32],
+    gpu_log: &[f32],
+    cpu_p: &[f64],
+    cpu_log: Option<&[f64]>,
+    u_scale: f64,
+    what: &str,
+) {
+    let slack = 1e-5 + 3.0e-7 * u_scale;
+    let mut sum = 0.0;
+    for (i, (&g, &c)) in gpu.iter().zip(cpu_p).enumerate() {
+        let tol = c * slack + 1e-35;
+        assert!(
+            (f64::from(g) - c).abs() <= tol,
+            "{what}: p[{i}] gpu {g:e} cpu {c:e}"
+        );
+        sum += f64::from(g);
+    }
+    if cpu_p.iter().any(|&c| c > 0.0) {
+        assert!(
+            (sum - 1.0).abs() < 1e-4,
+            "{what}: probabilities sum to {sum}"
+        );
+    }
+    if let Some(cl) = cpu_log {
+        for (i, (&g, &c)) in gpu_log.iter().zip(cl).enumerate() {
+            if c == f64::NEG_INFINITY {
+                assert_eq!(g, f32::NEG_INFINITY, "{what}: log p[{i}]");
+            } else {
+                let tol = 1e-5 * c.abs().max(1.0) + 3.0e-7 * u_scale;
+                assert!(
+                    (f64::from(g) - c).abs() <= tol,
+                    "{what}: log p[{i}] gpu {g} cpu {c}"
+                );
+            }
+        }
+    }
+}
+
+/// The largest |u| = |z|/τ of a row (finite values only), for the f32 rounding slack.
+fn u_scale(z: &[f64], tau: f64) -> f64 {
+    z.iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+        / tau.max(1e-30)
+        * 2.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Temperature softmax.
+// ---------------------------------------------------------------------------------------------
+
+fn softmax_matches_cpu<T: Logit>(s: &mut Sampler, name: &str) {
+    for (k, (batch, vocab)) in shapes().into_iter().enumerate() {
+        let dense = common::logits(Dist::Normal(2.0), batch, vocab, 11 + k as u64);
+        let b = Batch::<T>::dense(convert(&dense), batch, vocab);
+        let per_row = mixed_temperatures(batch);
+        for temps in [None, Some(per_row.as_slice())] {
+            let tau = 0.8;
+            let (probs, logp, st) = gpu_softmax(s, &b, tau, temps);
+            let cpu_logits = b.cpu();
+            for r in 0..batch {
+                let what = format!(
+                    "{name} b{batch} v{vocab} per-row {} row {r}",
+                    temps.is_some()
+                );
+                let t = temps.map_or(tau, |t| t[r]);
+                let (z, bits) = cpu::widen_row(cpu_logits.row(r));
+                let p = cpu::softmax_row(&z, f64::from(t));
+                let lp = (t > 0.0).then(|| cpu::log_softmax_row(&z, f64::from(t)));
+                let range = r * vocab..(r + 1) * vocab;
+                if t == 0.0 {
+                    // One-hot at the argmax; log p is 0 there and -inf elsewhere.
+                    let at = cpu::argmax_row(&z) as usize;
+                    for i in 0..vocab {
+                        assert_eq!(
+                            probs[r * vocab + i],
+                            if i == at { 1.0 } else { 0.0 },
+                            "{what}"
+                        );
+                        let want = if i == at { 0.0 } else { f32::NEG_INFINITY };
+                        assert_eq!(logp[r * vocab + i], want, "{what}");
+                    }
+                } else {
+                    assert_probs_close(
+                        &probs[range.clone()],
+                        &logp[range],
+                        &p,
+                        lp.as_deref(),
+                        u_scale(&z, f64::from(t)),
+                        &what,
+                    );
+                }
+                assert_eq!(st[r], bits, "{what}: status");
+            }
+        }
+    }
+}
+
+#[test]
+fn softmax_probabilities_match_the_cpu_reference_f32() {
+    let mut s = gpu_or_skip!();
+    softmax_matches_cpu::<f32>(&mut s, "f32");
+}
+
+#[test]
+fn softmax_probabilities_match_the_cpu_reference_f16() {
+    let mut s = gpu_or_skip!();
+    softmax_matches_cpu::<f16>(&mut s, "f16");
+}
+
+#[test]
+fn softmax_probabilities_match_the_cpu_reference_bf16() {
+    let mut s = gpu_or_skip!();
+    softmax_matches_cpu::<bf16>(&mut s, "bf16");
+}
+
+#[test]
+fn softmax_of_strided_and_unaligned_rows_matches_the_cpu_reference() {
+    let mut s = gpu_or_skip!();
+    // (batch, vocab, stride, lead): aligned stride > vocab, a stride that breaks 16-byte
+    // alignment, and a base one element in (both select the `_v1` kernels).
+    for (batch, vocab, stride, lead) in [
+        (3, 5000, 5004, 0),
+        (3, 5000, 5003, 0),
+        (4, 1001, 1001, 1),
+        (2, 70000, 70016, 1),
+    ] {
+        let dense = common::logits(Dist::Normal(1.0), batch, vocab, 5);
+        let b = Batch::<f32>::laid_out(&dense, batch, vocab, stride, lead);
+        let (probs, logp, st) = gpu_softmax(&mut s, &b, 1.0, None);
+        for r in 0..batch {
+            let (z, _) = cpu::widen_row(b.cpu().row(r));
+            let range = r * vocab..(r + 1) * vocab;
+            let what = format!("b{batch} v{vocab} stride {stride} lead {lead} row {r}");
+            let lp = cpu::log_softmax_row(&z, 1.0);
+            assert_probs_close(
+                &probs[range.clone()],
+                &logp[range],
+                &cpu::softmax_row(&z, 1.0),
+                Some(&lp),
+                u_scale(&z, 1.0),
+                &what,
+            );
+        }
+        assert_eq!(
+            st,
+            vec![0; batch],
+            "status: the padding (NaN) must never be read"
+        );
+        let bh = Batch::<bf16>::laid_out(&dense, batch, vocab, stride, lead);
+        let (tokens, _) = gpu_greedy(&mut s, &bh);
+        assert_eq!(
+            tokens,
+            cpu::argmax(&bh.cpu()),
+            "bf16 greedy, stride {stride} lead {lead}"
+        );
+        let seeds = HostSeeds::Shared(Rng::new(3));
+        let (tokens, _) = gpu_sample(&mut s, &bh, 1.0, None, &seeds);
+        assert_tokens_agree(
+            &tokens,
+            &cpu_sample(&bh, 1.0, None, &seeds),
+            "bf16 sample, strided",
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Greedy.
+// ---------------------------------------------------------------------------------------------
+
+fn greedy_matches_cpu<T: Logit>(s: &mut Sampler, name: &str) {
+    for (k, (batch, vocab)) in shapes().into_iter().enumerate() {
+        // Values on a coarse grid: many exact ties, so the lowest-index rule is exercised.
+        let mut dense: Vec<f32> = common::logits(Dist::Normal(1.0), batch, vocab, 40 + k as u64)
+            .iter()
+            .map(|x| (x * 2.0).round() / 2.0)
+            .collect();
+        // A tie for the maximum in the last tile and the first: the first must win, also
+        // when the two sit in different blocks of a split row.
+        for r in 0..batch {
+            dense[r * vocab + vocab - 1] = 9.0;
+            dense[r * vocab + (r * 13) % vocab] = 9.0;
+        }
+        let b = Batch::<T>::dense(convert(&dense), batch, vocab);
+        let (tokens, st) = gpu_greedy(s, &b);
+        assert_eq!(tokens, cpu::argmax(&b.cpu()), "{name} b{batch} v{vocab}");
+        assert!(st.iter().all(|&x| x == 0), "{name}: status {st:?}");
+        // sample_softmax at τ = 0 is greedy too.
+        let (tokens0, _) = gpu_sample(s, &b, 0.0, None, &HostSeeds::Shared(Rng::new(1)));
+        assert_eq!(tokens0, tokens, "{name} b{batch} v{vocab}: τ = 0 sampling");
+    }
+}
+
+#[test]
+fn greedy_takes_the_argmax_with_ties_to_the_lowest_index_f32() {
+    let mut s = gpu_or_skip!();
+    greedy_matches_cpu::<f32>(&mut s, "f32");
+}
+
+#[test]
+fn greedy_takes_the_argmax_with_ties_to_the_lowest_index_f16_bf16() {
+    let mut s = gpu_or_skip!();
+    greedy_matches_cpu::<f16>(&mut s, "f16");
+    greedy_matches_cpu::<bf16>(&mut s, "bf16");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drawing tokens: agreement with the CPU's draw.
+// ---------------------------------------------------------------------------------------------
+
+fn tokens_agree_with_cpu<T: Logit>(s: &mut Sampler, name: &str) {
+    let mut near = 0;
+    let mut rows = 0;
+    for (k, (batch, vocab)) in shapes().into_iter().enumerate() {
+        let dist = Dist::ALL[k % Dist::ALL.len()];
+        let dense = common::logits(dist, batch, vocab, 70 + k as u64);
+        let b = Batch::<T>::dense(convert(&dense), batch, vocab);
+        let per_row = mixed_temperatures(batch);
+        let cases: [(f32, Option<&[f32]>, HostSeeds); 3] = [
+            (1.0, None, HostSeeds::Shared(Rng::new(42).at(k as u64))),
+            (0.7, None, HostSeeds::each(batch)),
+            (
+                1.0,
+                Some(per_row.as_slice()),
+                HostSeeds::Shared(Rng::new(9)),
+            ),
+        ];
+        for (tau, temps, seeds) in cases {
+            let (tokens, st) = gpu_sample(s, &b, tau, temps, &seeds);
+            let cpu_draws = cpu_sample(&b, tau, temps, &seeds);
+            let what = format!(
+                "{name} {dist:?} b{batch} v{vocab} τ {tau} per-row τ {} {}",
+                temps.is_some(),
+                seeds.label()
+            );
+            near += assert_tokens_agree(&tokens, &cpu_draws, &what);
+            let cpu_status: Vec<u32> = cpu_draws.iter().map(|d| d.status).collect();
+            assert_eq!(st, cpu_status, "{what}: status");
+            assert!(
+                tokens.iter().all(|&t| (t as usize) < vocab),
+                "{what}: a token out of range"
+            );
+            rows += batch;
+        }
+    }
+    eprintln!("{name}: {near} near-boundary disagreements in {rows} rows");
+    assert!(
+        near * 100 <= rows,
+        "{name}: {near} near-boundary disagreements in {rows} rows"
+    );
+}
+
+#[test]
+fn sampled_tokens_agree_with_the_cpu_draw_f32() {
+    let mut s = gpu_or_skip!();
+    tokens_agree_with_cpu::<f32>(&mut s, "f32");
+}
+
+#[test]
+fn sampled_tokens_agree_with_the_cpu_draw_f16() {
+    let mut s = gpu_or_skip!();
+    tokens_agree_with_cpu::<f16>(&mut s, "f16");
+}
+
+#[test]
+fn sampled_tokens_agree_with_the_cpu_draw_bf16() {
+    let mut s = gpu_or_skip!();
+    tokens_agree_with_cpu::<bf16>(&mut s, "bf16");
+}
+
+#[test]
+fn tokens_drawn_from_probabilities_agree_with_the_cpu_draw() {
+    let mut s = gpu_or_skip!();
+    let mut near = 0;
+    for (k, (batch, vocab)) in shapes().into_iter().enumerate() {
+        let dense = common::logits(Dist::Gumbel(1.0), batch, vocab, 90 + k as u64);
+        let mut probs = Vec::with_capacity(batch * vocab);
+        for r in 0..batch {
+            let (z, _) = cpu::widen_row(&dense[r * vocab..(r + 1) * vocab]);
+            probs.extend(cpu::softmax_row(&z, 1.0).iter().map(|&p| p as f32));
+        }
+        // Unnormalised weights, zeros, and bad entries that must weigh 0.
+        for (i, p) in probs.iter_mut().enumerate() {
+            match i % 11 {
+                0 => *p *= 3.0,
+                5 => *p = 0.0,
+                7 if i % 3 == 0 => *p = -p.abs(),
+                9 if i % 7 == 0 => *p = f32::NAN,
+                _ => {}
+            }
+        }
+        for seeds in [
+            HostSeeds::Shared(Rng::new(5).at(k as u64)),
+            HostSeeds::each(batch),
+        ] {
+            let (tokens, st) = gpu_sample_probs(&mut s, &probs, batch, vocab, &seeds);
+            let cpu_draws = cpu::sample_from_probs(&probs, batch, vocab, seeds.rows()).unwrap();
+            let what = format!("b{batch} v{vocab} {}", seeds.label());
+            near += assert_tokens_agree(&tokens, &cpu_draws, &what);
+            for (r, (&t, &bits)) in tokens.iter().zip(&st).enumerate() {
+                let row = &probs[r * vocab..(r + 1) * vocab];
+                if !row.iter().any(|&p| p > 0.0) {
+                    // vocab 1: some rows hold only a zero, a negative or a NaN.
+                    assert_eq!(t, status::NO_TOKEN, "{what}: row {r} has no weight");
+                    assert_ne!(bits & status::NO_FINITE_LOGIT, 0, "{what}: row {r}");
+                    continue;
+                }
+                let p = row[t as usize];
+                assert!(p > 0.0, "{what}: row {r} drew token {t} of weight {p}");
+                assert_eq!(bits & status::NO_FINITE_LOGIT, 0, "{what}");
+            }
+        }
+    }
+    eprintln!("sample_from_probs: {near} near-boundary disagreements");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drawing tokens: frequencies (chi-square on >= 10^6 draws from one row).
+// ---------------------------------------------------------------------------------------------
+
+/// Draws `batch × launches` tokens from `row` at τ: a batch of identical rows under one
+/// shared seed (stream = row index makes them independent), the offset stepping per launch.
+fn draw_counts(s: &mut Sampler, row: &[f32], tau: f32, batch: usize, launches: usize) -> Vec<u64> {
+    let vocab = row.len();
+    let host: Vec<f32> = row.iter().copied().cycle().take(batch * vocab).collect();
+    let d = upload(s, &host);
+    let logits = DeviceLogits::new(d.as_view(), batch, vocab).unwrap();
+    let mut all = s.stream().alloc_zeros::<u32>(batch * launches).unwrap();
+    for k in 0..launches {
+        let seeds = DeviceSeeds::Shared(Rng::new(0x5eed).at(k as u64));
+        let mut out = all.slice_mut(k * batch..(k + 1) * batch);
+        s.sample_softmax(&logits, tau, &RowParams::default(), &seeds, &mut out, None)
+            .unwrap();
+    }
+    let mut counts = vec![0u64; vocab];
+    for t in download(s, &all) {
+        assert!((t as usize) < vocab, "token {t} out of range");
+        counts[t as usize] += 1;
+    }
+    counts
+}
+
+fn assert_frequencies(
+    s: &mut Sampler,
+    row: &[f32],
+    tau: f32,
+    batch: usize,
+    launches: usize,
+    what: &str,
+) {
+    // Fewer launches on the emulator (tests/common::scaled).
+    let launches = common::scaled(s, batch * launches).div_ceil(batch);
+    assert!(batch * launches >= common::scaled(s, 1_000_000));
+    let counts = draw_counts(s, row, tau, batch, launches);
+    let q = cpu::softmax_row(&cpu::widen_row(row).0, f64::from(tau));
+    let p = chi_square_p(&counts, &q);
+    eprintln!("{what}: chi-square p = {p:.4}");
+    assert!(p > 1e-4, "{what}: chi-square p = {p}");
+    // Per draw tile too: the tiles' Gumbel competition decides these.
+    let tiles = row.len().div_ceil(cpu::DRAW_TILE);
+    if tiles > 1 {
+        let per_tile =
+            |v: &[f64]| -> Vec<f64> { v.chunks(cpu::DRAW_TILE).map(|c| c.iter().sum()).collect() };
+        let c: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+        let tile_counts: Vec<u64> = per_tile(&c).iter().map(|&x| x as u64).collect();
+        let p = chi_square_p(&tile_counts, &per_tile(&q));
+        eprintln!("{what}: per-tile chi-square p = {p:.4}");
+        assert!(p > 1e-4, "{what}: per-tile chi-square p = {p}");
+    }
+}
+
+#[test]
+fn draws_from_a_flat_row_are_uniform() {
+    let mut s = gpu_or_skip!();
+    assert_frequencies(&mut s, &vec![0.0; 1000], 1.0, 16384, 64, "flat v1000");
+}
+
+#[test]
+fn draws_from_a_peaked_row_follow_its_softmax() {
+    let mut s = gpu_or_skip!();
+    let row = common::logits(Dist::Normal(5.0), 1, 1000, 123);
+    assert_frequencies(&mut s, &row, 1.0, 16384, 64, "normal(5) v1000");
+    let row = common::logits(Dist::Gumbel(0.1), 1, 1000, 124);
+    assert_frequencies(&mut s, &row, 1.0, 16384, 64, "gumbel(0.1) v1000");
+}
+
+#[test]
+fn draws_from_a_gumbel_row_follow_its_softmax_at_several_temperatures() {
+    let mut s = gpu_or_skip!();
+    let row = common::logits(Dist::Gumbel(1.0), 1, 3000, 125);
+    for tau in [0.6, 1.0, 1.5] {
+        assert_frequencies(
+            &mut s,
+            &row,
+            tau,
+            8192,
+            128,
+            &format!("gumbel(1) v3000 τ {tau}"),
+        );
+    }
+}
+
+#[test]
+fn draws_from_rows_split_over_blocks_follow_the_softmax() {
+    let mut s = gpu_or_skip!();
+    // 20000 tokens = 10 tiles; 64 rows make the launch split each row over several blocks
+    // (2 × SMs / 64 of them), so the ticketed merge decides every token. Mass sits in every
+    // tile, unevenly: a background plus a few large logits.
+    let mut row: Vec<f32> = (0..20000)
+        .map(|i| -2.0 + ((i * 7919) % 101) as f32 / 100.0)
+        .collect();
+    for (j, i) in (0..20000).step_by(517).enumerate() {
+        row[i] = 1.0 + (j % 5) as f32 * 0.5;
+    }
+    assert_frequencies(&mut s, &row, 1.0, 64, 16384, "split rows v20000");
+}
+
+#[test]
+fn draws_from_probabilities_follow_them() {
+    let mut s = gpu_or_skip!();
+    let (batch, vocab) = (4096usize, 2500usize);
+    let launches = common::scaled(&s, batch * 256).div_ceil(batch);
+    let row: Vec<f32> = (0..vocab)
+        .map(|i| {
+            if i % 10 == 0 {
+                0.0
+            } else {
+                1.0 + (i % 7) as f32
+            }
+        })
+        .collect();
+    let host: Vec<f32> = row.iter().copied().cycle().take(batch * vocab).collect();
+    let d = upload(&s, &host);
+    let mut all = s.stream().alloc_zeros::<u32>(batch * launches).unwrap();
+    for k in 0..launches {
+        let seeds = DeviceSeeds::Shared(Rng::new(77).at(k as u64));
+        let mut out = all.slice_mut(k * batch..(k + 1) * batch);
+        s.sample_from_probs(&d.as_view(), batch, vocab, &seeds, &mut out, None)
+            .unwrap();
+    }
+    let mut counts = vec![0u64; vocab];
+    for t in download(&s, &all) {
+        counts[t as usize] += 1;
+    }
+    let total: f64 = row.iter().map(|&x| f64::from(x)).sum();
+    let q: Vec<f64> = row.iter().map(|&x| f64::from(x) / total).collect();
+    let p = chi_square_p(&counts, &q);
+    eprintln!("probabilities v2500: chi-square p = {p:.4}");
+    assert!(p > 1e-4, "chi-square p = {p}");
+}
+
+#[test]
+fn a_token_of_probability_zero_is_never_drawn() {
+    let mut s = gpu_or_skip!();
+    // Odd tokens are -inf (or NaN), over 3 tiles; huge logits on excluded neighbours do not leak.
+    let vocab = 5000;
+    let row: Vec<f32> = (0..vocab)
+        .map(|i| match i % 4 {
+            1 => f32::NEG_INFINITY,
+            3 => f32::NAN,
+            _ => ((i * 31) % 17) as f32 * 0.3,
+        })
+        .collect();
+    for batch in [4, 2048] {
+        let launches = common::scaled(&s, 200_000).div_ceil(batch);
+        let counts = draw_counts(&mut s, &row, 1.0, batch, launches);
+        for (i, &c) in counts.iter().enumerate() {
+            if i % 2 == 1 {
+                assert_eq!(c, 0, "batch {batch}: excluded token {i} drawn {c} times");
+            }
+        }
+    }
+    // One kept token in a long row: always that one.
+    let mut row = vec![f32::NEG_INFINITY; 262147];
+    row[200_001] = -50.0;
+    let counts = draw_counts(&mut s, &row, 1.0, 4, 64);
+    assert_eq!(counts[200_001], 256);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The random stream: reproducible, per-row, the same on both sides.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn same_seed_and_offset_give_the_same_tokens_and_another_seed_or_offset_does_not() {
+    let mut s = gpu_or_skip!();
+    let (batch, vocab) = (64, 32000);
+    let b = Batch::<bf16>::dense(
+        convert(&common::logits(Dist::Normal(1.0), batch, vocab, 8)),
+        batch,
+        vocab,
+    );
+    let base = HostSeeds::Shared(Rng::new(1234).at(5));
+    let (t1, _) = gpu_sample(&mut s, &b, 1.0, None, &base);
+    for _ in 0..3 {
+        assert_eq!(
+            gpu_sample(&mut s, &b, 1.0, None, &base).0,
+            t1,
+            "same seed and offset, other tokens"
+        );
+    }
+    for other in [
+        HostSeeds::Shared(Rng::new(1235).at(5)),
+        HostSeeds::Shared(Rng::new(1234).at(6)),
+    ] {
+        let (t2, _) = gpu_sample(&mut s, &b, 1.0, None, &other);
+        let same = t1.iter().zip(&t2).filter(|(a, b)| a == b).count();
+        // Each row has ~32000 comparable choices: a few coincidences at most.
+        assert!(
+            same < batch / 4,
+            "{}: {same} of {batch} tokens unchanged",
+            other.label()
+        );
+    }
+}
+
+#[test]
+fn per_row_seeds_make_a_rows_token_independent_of_its_position() {
+    let mut s = gpu_or_skip!();
+    let (batch, vocab) = (48, 151936);
+    let dense = common::logits(Dist::Gumbel(1.0), batch, vocab, 21);
+    let b = Batch::<f16>::dense(convert(&dense), batch, vocab);
+    let seeds = HostSeeds::each(batch);
+    let (tokens, _) = gpu_sample(&mut s, &b, 1.0, None, &seeds);
+    assert_tokens_agree(&tokens, &cpu_sample(&b, 1.0, None, &seeds), "per-row seeds");
+
+    // The rows reversed, with their seeds: the tokens reverse.
+    let mut rev = Vec::with_capacity(batch * vocab);
+    for r in (0..batch).rev() {
+        rev.extend_from_slice(&dense[r * vocab..(r + 1) * vocab]);
+    }
+    let HostSeeds::Each(v) = &seeds else {
+        unreachable!()
+    };
+    let rev_seeds = HostSeeds::Each(v.iter().rev().copied().collect());
+    let (rev_tokens, _) = gpu_sample(
+        &mut s,
+        &Batch::<f16>::dense(convert(&rev), batch, vocab),
+        1.0,
+        None,
+        &rev_seeds,
+    );
+    let mut back = rev_tokens.clone();
+    back.reverse();
+    assert_eq!(back, tokens);
+
+    // Each row alone (a batch of 1 is split over many blocks): bit-identical tokens, since a
+    // tile's key and candidate do not depend on which block computed them.
+    for r in [0, 17, 47] {
+        let one = Batch::<f16>::dense(convert(&dense[r * vocab..(r + 1) * vocab]), 1, vocab);
+        let (t, _) = gpu_sample(&mut s, &one, 1.0, None, &HostSeeds::Each(vec![v[r]]));
+        assert_eq!(t[0], tokens[r], "row {r} alone");
+    }
+}
+
+#[test]
+fn split_rows_give_the_same_tokens_as_whole_rows() {
+    let mut s = gpu_or_skip!();
+    // 512 rows run one block per row; the same rows one at a time run split over many
+    // blocks. Per-row seeds (stream 0) make the two comparable token for token.
+    let (batch, vocab) = (512, 32000);
+    let dense = common::logits(Dist::Normal(1.0), batch, vocab, 33);
+    let b = Batch::<f32>::dense(dense.clone(), batch, vocab);
+    let seeds = HostSeeds::each(batch);
+    let (whole, _) = gpu_sample(&mut s, &b, 1.0, None, &seeds);
+    let (greedy_whole, _) = gpu_greedy(&mut s, &b);
+    let HostSeeds::Each(v) = &seeds else {
+        unreachable!()
+    };
+    for r in (0..batch).step_by(37) {
+        let one = Batch::<f32>::dense(dense[r * vocab..(r + 1) * vocab].to_vec(), 1, vocab);
+        let (t, _) = gpu_sample(&mut s, &one, 1.0, None, &HostSeeds::Each(vec![v[r]]));
+        assert_eq!(t[0], whole[r], "row {r}: sampled");
+        assert_eq!(
+            gpu_greedy(&mut s, &one).0[0],
+            greedy_whole[r],
+            "row {r}: greedy"
+        );
+    }
+}
+
+#[test]
+fn device_philox_matches_the_host_stream_bit_for_bit() {
+    let mut s = gpu_or_skip!();
+    // SPEC's known answers, laid out as row_random's (seed, offset, stream, tile), then a
+    // spread of other inputs compared with src/philox.rs.
+    let mut seeds = vec![0, u64::MAX, 0x299f_31d0_a409_3822];
+    let mut offsets = vec![0, u64::MAX, 0x0370_7344_1319_8a2e];
+    let mut streams = vec![0, u32::MAX, 0x85a3_08d3];
+    let mut tiles = vec![0, u32::MAX, 0x243f_6a88];
+    let known = [
+        [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+        [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
+        [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1],
+    ];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..1000 {
+        seeds.push(next());
+        offsets.push(next());
+        streams.push(next() as u32);
+        tiles.push((next() % 1024) as u32);
+    }
+    let n = seeds.len();
+    let (ds, dof, dst, dt) = (
+        upload(&s, &seeds),
+        upload(&s, &offsets),
+        upload(&s, &streams),
+        upload(&s, &tiles),
+    );
+    let mut out = s.stream().alloc_zeros::<u32>(4 * n).unwrap();
+    s.philox_words(
+        &ds.as_view(),
+        &dof.as_view(),
+        &dst.as_view(),
+        &dt.as_view(),
+        &mut out.as_view_mut(),
+    )
+    .unwrap();
+    let words = download(&s, &out);
+    for i in 0..n {
+        let host = samplex::philox::row_random(seeds[i], offsets[i], streams[i], tiles[i]);
+        assert_eq!(words[4 * i..4 * i + 4], host, "input {i}");
+        if i < known.len() {
+            assert_eq!(host, known[i], "known answer {i}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input (SPEC "Bad input").
+// ---------------------------------------------------------------------------------------------
+
+/// Rows of `vocab` with bad values: NaN among finite, one +inf, all -inf, all NaN, one finite.
+fn bad_rows(vocab: usize) -> Vec<f32> {
+    let mut v = Vec::new();
+    for r in 0..5 {
+        for i in 0..vocab {
+            v.push(match r {
+                0 => {
+                    if i % 3 == 0 {
+                        f32::NAN
+                    } else {
+                        (i % 10) as f32 * 0.1
+                    }
+                }
+                1 => {
+                    if i == vocab - 5 {
+                        f32::INFINITY
+                    } else {
+                        (i % 10) as f32
+                    }
+                }
+                2 => f32::NEG_INFINITY,
+                3 => f32::NAN,
+                _ => {
+                    if i == vocab / 2 {
+                        -3.0
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                }
+            });
+        }
+    }
+    v
+}
+
+fn bad_logits_are_handled<T: Logit>(s: &mut Sampler, name: &str) {
+    let vocab = 5000;
+    let rows = bad_rows(vocab);
+    // 5 rows: split over blocks; the same rows repeated to 500: one block per row.
+    for reps in [1, 100] {
+        let batch = 5 * reps;
+        let dense: Vec<f32> = rows.iter().copied().cycle().take(batch * vocab).collect();
+        let b = Batch::<T>::dense(convert(&dense), batch, vocab);
+        let what = format!("{name} batch {batch}");
+        let seeds = HostSeeds::Shared(Rng::new(2));
+        let (tokens, st) = gpu_sample(s, &b, 1.0, None, &seeds);
+        let (gtokens, gst) = gpu_greedy(s, &b);
+        let (probs, logp, pst) = gpu_softmax(s, &b, 1.0, None);
+        let cpu_draws = cpu_sample(&b, 1.0, None, &seeds);
+        assert_tokens_agree(&tokens, &cpu_draws, &what);
+        for r in 0..batch {
+            let kind = r % 5;
+            let want: u32 = match kind {
+                0 => status::NAN_LOGIT,
+                1 => status::POS_INF_LOGIT,
+                2 => status::NO_FINITE_LOGIT,
+                3 => status::NAN_LOGIT | status::NO_FINITE_LOGIT,
+                _ => 0,
+            };
+            assert_eq!(st[r], want, "{what} row {r}: sample status");
+            assert_eq!(gst[r], want, "{what} row {r}: greedy status");
+            assert_eq!(pst[r], want, "{what} row {r}: softmax status");
+            let row_p = &probs[r * vocab..(r + 1) * vocab];
+            match kind {
+                0 => assert!(tokens[r] % 3 != 0, "{what}: drew a NaN token"),
+                1 => {
+                    // +inf counts as f32::MAX: it takes all the mass.
+                    assert_eq!(tokens[r] as usize, vocab - 5);
+                    assert_eq!(gtokens[r] as usize, vocab - 5);
+                    assert_eq!(row_p[vocab - 5], 1.0);
+                }
+                2 | 3 => {
+                    assert_eq!(tokens[r], status::NO_TOKEN);
+                    assert_eq!(gtokens[r], status::NO_TOKEN);
+                    assert!(
+                        row_p.iter().all(|&p| p == 0.0),
+                        "{what}: probabilities of an empty row"
+                    );
+                    assert!(logp[r * vocab..(r + 1) * vocab]
+                        .iter()
+                        .all(|&l| l == f32::NEG_INFINITY));
+                }
+                _ => {
+                    assert_eq!(tokens[r] as usize, vocab / 2);
+                    assert_eq!(gtokens[r] as usize, vocab / 2);
+                    assert_eq!(row_p[vocab / 2], 1.0);
+                }
+            }
+            assert!(
+                row_p.iter().all(|p| p.is_finite()),
+                "{what} row {r}: non-finite probability"
+            );
+        }
+        assert_eq!(gtokens, cpu::argmax(&b.cpu()), "{what}: greedy");
+    }
+}
+
+#[test]
+fn nan_and_infinite_logits_are_sanitised_and_flagged() {
+    let mut s = gpu_or_skip!();
+    bad_logits_are_handled::<f32>(&mut s, "f32");
+    bad_logits_are_handled::<f16>(&mut s, "f16");
+    bad_logits_are_handled::<bf16>(&mut s, "bf16");
+}
+
+#[test]
+fn a_row_without_positive_probability_gets_no_token() {
+    let mut s = gpu_or_skip!();
+    let vocab = 3000;
+    let mut probs = vec![0.0f32; 3 * vocab];
+    probs[vocab..2 * vocab].fill(f32::NAN);
+    probs[2 * vocab + 2999] = 0.25;
+    let (tokens, st) = gpu_sample_probs(&mut s, &probs, 3, vocab, &HostSeeds::Shared(Rng::new(1)));
+    assert_eq!(tokens, [status::NO_TOKEN, status::NO_TOKEN, 2999]);
+    assert_eq!(st[0], status::NO_FINITE_LOGIT);
+    assert_eq!(st[1], status::NO_FINITE_LOGIT | status::NAN_LOGIT);
+    assert_eq!(st[2], 0);
+}
+
+#[test]
+fn per_row_temperatures_override_the_scalar_and_bad_ones_are_clamped() {
+    let mut s = gpu_or_skip!();
+    let (batch, vocab) = (40, 7000);
+    let dense = common::logits(Dist::Normal(1.0), batch, vocab, 61);
+    let b = Batch::<f32>::dense(dense, batch, vocab);
+    // Valid per-row values (0 = greedy) against the CPU with the same per-row decoders.
+    let temps = mixed_temperatures(batch);
+    let seeds = HostSeeds::Shared(Rng::new(8));
+    let (tokens, st) = gpu_sample(&mut s, &b, 5.0, Some(&temps), &seeds);
+    assert_tokens_agree(
+        &tokens,
+        &cpu_sample(&b, 5.0, Some(&temps), &seeds),
+        "per-row τ",
+    );
+    assert!(st.iter().all(|&x| x == 0));
+    // Out of range: negative -> 0 (greedy), NaN -> 1, +inf -> f32::MAX; each flagged.
+    let bad: Vec<f32> = (0..batch)
+        .map(|r| match r % 4 {
+            0 => -1.0,
+            1 => f32::NAN,
+            2 => f32::INFINITY,
+            _ => 1.0,
+        })
+        .collect();
+    let clamped: Vec<f32> = bad
+        .iter()
+        .map(|&t| {
+            if t.is_nan() {
+                1.0
+            } else {
+                t.clamp(0.0, f32::MAX)
+            }
+        })
+        .collect();
+    let (tokens, st) = gpu_sample(&mut s, &b, 1.0, Some(&bad), &seeds);
+    let cpu_draws = cpu_sample(&b, 1.0, Some(&clamped), &seeds);
+    assert_tokens_agree(&tokens, &cpu_draws, "clamped per-row τ");
+    let (probs, _, pst) = gpu_softmax(&mut s, &b, 1.0, Some(&bad));
+    for r in 0..batch {
+        let want = if r % 4 == 3 { 0 } else { status::PARAM_CLAMPED };
+        assert_eq!(st[r], want, "row {r}: sample status");
+        assert_eq!(pst[r], want, "row {r}: softmax status");
+        if r % 4 == 0 {
+            let at = cpu::argmax_row(&cpu::widen_row(b.cpu().row(r)).0) as usize;
+            assert_eq!(tokens[r] as usize, at, "row {r}: τ < 0 must be greedy");
+            assert_eq!(probs[r * vocab + at], 1.0, "row {r}: τ < 0 must be one-hot");
+        }
+    }
+}
+
+#[test]
+fn host_side_checks_refuse_bad_requests_before_launching() {
+    let mut s = gpu_or_skip!();
+    let (batch, vocab) = (4, 100);
+    let d = upload(&s, &vec![0.0f32; batch * vocab]);
+    let logits = DeviceLogits::new(d.as_view(), batch, vocab).unwrap();
+    let mut tokens = s.stream().alloc_zeros::<u32>(batch).unwrap();
+    let mut short = s.stream().alloc_zeros::<u32>(batch - 1).unwrap();
+    let mut probs = s.stream().alloc_zeros::<f32>(batch * vocab).unwrap();
+    let shared = DeviceSeeds::Shared(Rng::new(1));
+    let none = RowParams::default();
+    for tau in [-1.0, f32::NAN, f32::INFINITY] {
+        let r = s.sample_softmax(
+            &logits,
+            tau,
+            &none,
+            &shared,
+            &mut tokens.as_view_mut(),
+            None,
+        );
+        assert!(
+            matches!(
+                r,
+                Err(Error::BadParam {
+                    name: "temperature",
+                    ..
+                })
+            ),
+            "τ {tau}: {r:?}"
+        );
+        let r = s.softmax(&logits, tau, &none, &mut probs.as_view_mut(), None, None);
+        assert!(
+            matches!(
+                r,
+                Err(Error::BadParam {
+                    name: "temperature",
+                    ..
+                })
+            ),
+            "τ {tau}: {r:?}"
+        );
+    }
+    let r = s.sample_softmax(&logits, 1.0, &none, &shared, &mut short.as_view_mut(), None);
+    assert!(
+        matches!(r, Err(Error::BadLength { name: "tokens", .. })),
+        "{r:?}"
+    );
+    let r = s.greedy(&logits, &mut short.as_view_mut(), None);
+    assert!(
+        matches!(r, Err(Error::BadLength { name: "tokens", .. })),
+        "{r:?}"
+    );
+    let r = s.sample_softmax(
+        &logits,
+        1.0,
+        &none,
+        &shared,
+        &mut tokens.as_view_mut(),
+        Some(&mut short.as_view_mut()),
+    );
+    assert!(
+        matches!(r, Err(Error::BadLength { name: "status", .. })),
+        "{r:?}"
+    );
+    let mut small = s.stream().alloc_zeros::<f32>(batch * vocab - 1).unwrap();
+    let r = s.softmax(&logits, 1.0, &none, &mut small.as_view_mut(), None, None);
+    assert!(
+        matches!(r, Err(Error::BadLength { name: "probs", .. })),
+        "{r:?}"
+    );
+    let temps = upload(&s, &[1.0f32; 3]);
+    let rows = RowParams {
+        temperature: Some(temps.as_view()),
+        ..Default::default()
+    };
+    let r = s.sample_softmax(
+        &logits,
+        1.0,
+        &rows,
+        &shared,
+        &mut tokens.as_view_mut(),
+        None,
+    );
+    assert!(
+        matches!(
+            r,
+            Err(Error::BadLength {
+                name: "temperature",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let (seeds, offsets) = (upload(&s, &[1u64; 4]), upload(&s, &[1u64; 5]));
+    let each = DeviceSeeds::Each {
+        seeds: seeds.as_view(),
+        offsets: offsets.as_view(),
+    };
+    let r = s.sample_softmax(&logits, 1.0, &none, &each, &mut tokens.as_view_mut(), None);
+    assert!(
+        matches!(
+            r,
+            Err(Error::BadLength {
+                name: "offsets",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let r = s.sample_from_probs(
+        &d.as_view(),
+        batch,
+        vocab + 1,
+        &shared,
+        &mut tokens.as_view_mut(),
+        None,
+    );
+    assert!(
+        matches!(r, Err(Error::BadLength { name: "probs", .. })),
+        "{r:?}"
+    );
+    let r = s.sample_from_probs(
+        &d.as_view(),
+        0,
+        vocab,
+        &shared,
+        &mut tokens.as_view_mut(),
+        None,
+    );
+    assert!(matches!(r, Err(Error::EmptyBatch)), "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// CUDA graphs: no host sync, no allocation, no hidden state between calls.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_captured_graph_replays_on_new_logits() {
+    let mut s = gpu_or_skip!();
+    // Every buffer here lives on the sampler's stream; no cross-stream events inside capture.
+    // SAFETY: all work in this test is on one stream, and nothing is freed while in use.
+    unsafe { s.context().disable_event_tracking() };
+    let (batch, vocab) = (4, 32000); // split rows: partials and tickets inside the graph
+    let seed = Rng::new(99).at(3);
+    // One token per row: a spike of 60 over zeros carries all but e^-60·vocab of the mass.
+    let spiked = |k: usize| -> Vec<f32> {
+        let mut v = vec![0.0f32; batch * vocab];
+        for r in 0..batch {
+            v[r * vocab + (k * 7919 + r * 1013) % vocab] = 60.0;
+        }
+        v
+    };
+    let want = |k: usize| -> Vec<u32> {
+        (0..batch)
+            .map(|r| ((k * 7919 + r * 1013) % vocab) as u32)
+            .collect()
+    };
+    let mut d = upload(&s, &spiked(0));
+    let mut tokens = s.stream().alloc_zeros::<u32>(batch).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(batch).unwrap();
+
+    // Warm up outside the capture: loads the function and grows the workspace.
+    {
+        let logits = DeviceLogits::new(d.as_view(), batch, vocab).unwrap();
+        s.sample_softmax(
+            &logits,
+            1.0,
+            &RowParams::default(),
+            &DeviceSeeds::Shared(seed),
+            &mut tokens.as_view_mut(),
+            Some(&mut st.as_view_mut()),
+        )
+        .unwrap();
+    }
+    assert_eq!(download(&s, &tokens), want(0));
+    s.stream().synchronize().unwrap();
+
+    s.stream()
+        .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        .unwrap();
+    {
+        let logits = DeviceLogits::new(d.as_view(), batch, vocab).unwrap();
+        s.sample_softmax(
+            &logits,
+            1.0,
+            &RowParams::default(),
+            &DeviceSeeds::Shared(seed),
+            &mut tokens.as_view_mut(),
+            Some(&mut st.as_view_mut()),
+        )
+        .unwrap();
+    }
+    let graph = s
+        .stream()
+        .end_capture(CUgraphInstantiate_flags(0))
+        .unwrap()
+        .expect("the capture recorded a graph");
+
+    for k in [1, 2, 2, 3] {
+        s.stream().memcpy_htod(&spiked(k), &mut d).unwrap();
+        s.stream().memset_zeros(&mut tokens).unwrap();
+        graph.launch().unwrap();
+        assert_eq!(download(&s, &tokens), want(k), "replay on logits {k}");
+        assert_eq!(
+            download(&s, &st),
+            vec![0; batch],
+            "replay on logits {k}: status"
+        );
+    }
+
+    // A graph replay draws exactly what a direct call draws on the same inputs.
+    let dense = common::logits(Dist::Normal(1.0), batch, vocab, 4);
+    s.stream().memcpy_htod(&dense, &mut d).unwrap();
+    graph.launch().unwrap();
+    let replayed = download(&s, &tokens);
+    let b = Batch::<f32>::dense(dense, batch, vocab);
+    let (direct, _) = gpu_sample(&mut s, &b, 1.0, None, &HostSeeds::Shared(seed));
+    assert_eq!(replayed, direct);
+}

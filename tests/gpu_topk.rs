@@ -1,0 +1,432 @@
+//! Radix top-k selection on the GPU (kernels/topk.cu) against the CPU reference: SPEC
+//! "Top-k filter" (the stand-alone selection: exactly k (value, index) pairs, value
+//! descending, ties by lower index) and "Bad input". Selection involves no arithmetic, so
+//! every pair must equal the CPU's bit for bit. Every test skips (and says so) without a GPU.
+
+mod common;
+
+use common::Dist;
+use cudarc::driver::{CudaSlice, DeviceRepr};
+use half::{bf16, f16};
+use samplex::gpu::{DeviceLogits, RowParams, Sampler};
+use samplex::{cpu, status, Error, Logit};
+
+fn upload<T: DeviceRepr>(s: &Sampler, host: &[T]) -> CudaSlice<T> {
+    s.stream().clone_htod(host).unwrap()
+}
+
+fn download<T: DeviceRepr>(s: &Sampler, dev: &CudaSlice<T>) -> Vec<T> {
+    s.stream().clone_dtoh(dev).unwrap()
+}
+
+fn convert<T: Logit>(x: &[f32]) -> Vec<T> {
+    x.iter().map(|&v| T::from_f32(v)).collect()
+}
+
+/// What one selection returned: `batch × k` values and indices, and the row status.
+struct Selected {
+    values: Vec<f32>,
+    indices: Vec<u32>,
+    status: Vec<u32>,
+}
+
+/// Runs `top_k_select` on rows `stride` apart starting `lead` elements into the buffer (a
+/// non-zero lead misaligns the rows and exercises the `_v1` kernels).
+#[allow(clippy::too_many_arguments)]
+fn gpu_select<T: Logit>(
+    s: &mut Sampler,
+    host: &[T],
+    lead: usize,
+    batch: usize,
+    vocab: usize,
+    stride: usize,
+    k: u32,
+    per_row_k: Option<&[u32]>,
+) -> Selected {
+    let dev = upload(s, host);
+    let view = dev.slice(lead..);
+    let logits = DeviceLogits::with_stride(view, batch, vocab, stride).unwrap();
+    let k_dev = per_row_k.map(|v| upload(s, v));
+    let rows = RowParams {
+        top_k: k_dev.as_ref().map(|d| d.as_view()),
+        ..Default::default()
+    };
+    let mut values = s.stream().alloc_zeros::<f32>(batch * k as usize).unwrap();
+    let mut indices = s.stream().alloc_zeros::<u32>(batch * k as usize).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(batch).unwrap();
+    s.top_k_select(
+        &logits,
+        k,
+        &rows,
+        &mut values.as_view_mut(),
+        &mut indices.as_view_mut(),
+        Some(&mut st.as_view_mut()),
+    )
+    .unwrap();
+    Selected {
+        values: download(s, &values),
+        indices: download(s, &indices),
+        status: download(s, &st),
+    }
+}
+
+/// The CPU's answer for row `r`: k_r pairs, then (−∞, u32::MAX) up to k; and its status.
+fn cpu_row<T: Logit>(row: &[T], k: u32, want: Option<u32>) -> (Vec<(f32, u32)>, u32) {
+    let (z, mut st) = cpu::widen_row(row);
+    let kmax = (k as usize).min(row.len()) as u32;
+    let kr = match want {
+        Some(w) => {
+            let c = w.clamp(1, kmax);
+            if c != w {
+                st |= status::PARAM_CLAMPED;
+            }
+            c
+        }
+        None => kmax,
+    };
+    let mut pairs = cpu::top_k_select_row(&z, kr as usize);
+    pairs.resize(k as usize, (f32::NEG_INFINITY, status::NO_TOKEN));
+    (pairs, st)
+}
+
+/// Every pair (value bits and index) and every status equals the CPU's.
+#[allow(clippy::too_many_arguments)]
+fn check_select<T: Logit>(
+    s: &mut Sampler,
+    host: &[T],
+    lead: usize,
+    batch: usize,
+    vocab: usize,
+    stride: usize,
+    k: u32,
+    per_row_k: Option<&[u32]>,
+    what: &str,
+) {
+    let got = gpu_select(s, host, lead, batch, vocab, stride, k, per_row_k);
+    for r in 0..batch {
+        let start = lead + r * stride;
+        let (want, st) = cpu_row(&host[start..start + vocab], k, per_row_k.map(|v| v[r]));
+        assert_eq!(got.status[r], st, "{what}: row {r}: status");
+        for (j, (v, i)) in want.iter().enumerate() {
+            let (gv, gi) = (
+                got.values[r * k as usize + j],
+                got.indices[r * k as usize + j],
+            );
+            assert!(
+                gv.to_bits() == v.to_bits() && gi == *i,
+                "{what}: row {r} slot {j}: gpu ({gv:e}, {gi}), cpu ({v:e}, {i})"
+            );
+        }
+    }
+}
+
+fn dense<T: Logit>(s: &mut Sampler, x: &[f32], batch: usize, vocab: usize, k: u32, what: &str) {
+    check_select(s, &convert::<T>(x), 0, batch, vocab, vocab, k, None, what);
+}
+
+#[test]
+fn topk_select_matches_cpu_for_k_1_50_1024_4096_and_vocab() {
+    let mut s = gpu_or_skip!();
+    for (batch, vocab) in [(4usize, 32000usize), (2, 128_256), (3, 1000)] {
+        for (i, dist) in [Dist::Normal(1.0), Dist::Gumbel(0.1)].iter().enumerate() {
+            let x = common::logits(*dist, batch, vocab, 100 + i as u64);
+            for k in [1u32, 50, 1024, 4096, vocab as u32] {
+                let what = format!("{dist:?} b{batch} v{vocab} k{k}");
+                dense::<f32>(&mut s, &x, batch, vocab, k, &format!("f32 {what}"));
+                dense::<f16>(&mut s, &x, batch, vocab, k, &format!("f16 {what}"));
+                dense::<bf16>(&mut s, &x, batch, vocab, k, &format!("bf16 {what}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn topk_select_slower_path_handles_ragged_chunks_and_merge_levels() {
+    // k > 4096: 2, 3 (odd level count), 5 and 32 chunks of 4096, the last one partial.
+    let mut s = gpu_or_skip!();
+    let vocab = 150_001;
+    let x = common::logits(Dist::Normal(2.0), 2, vocab, 7);
+    for k in [4097u32, 8192, 9000, 20_000, 131_000, vocab as u32] {
+        dense::<f32>(&mut s, &x, 2, vocab, k, &format!("f32 k{k}"));
+        dense::<bf16>(&mut s, &x, 2, vocab, k, &format!("bf16 k{k}"));
+    }
+}
+
+#[test]
+fn topk_select_ties_go_to_lower_index() {
+    let mut s = gpu_or_skip!();
+    let vocab = 10_000;
+    // All equal: the k lowest indices, in order.
+    let equal = vec![0.25f32; vocab];
+    for k in [1u32, 7, 4096, 5000, vocab as u32] {
+        dense::<f32>(&mut s, &equal, 1, vocab, k, &format!("all equal k{k}"));
+    }
+    // Many ties at the k-th value: values from a set of five.
+    let few: Vec<f32> = (0..vocab).map(|i| ((i * 7919) % 5) as f32).collect();
+    for k in [1u32, 1999, 2000, 2001, 4095, 6001] {
+        dense::<f32>(&mut s, &few, 1, vocab, k, &format!("five values k{k}"));
+        dense::<f16>(&mut s, &few, 1, vocab, k, &format!("five values f16 k{k}"));
+    }
+    // bf16 rounding makes ties out of distinct normals.
+    let x = common::logits(Dist::Normal(1.0), 3, vocab, 3);
+    for k in [10u32, 333, 4096] {
+        dense::<bf16>(&mut s, &x, 3, vocab, k, &format!("bf16 ties k{k}"));
+    }
+}
+
+#[test]
+fn topk_select_adversarial_rows() {
+    let mut s = gpu_or_skip!();
+    let vocab = 5000;
+    let mut rows: Vec<Vec<f32>> = Vec::new();
+    // One huge logit, and +inf (counted as f32::MAX, flagged).
+    let mut r = common::logits(Dist::Normal(1.0), 1, vocab, 1);
+    r[4321] = f32::MAX;
+    rows.push(r.clone());
+    r[17] = f32::INFINITY;
+    rows.push(r);
+    // All −∞ but one; NaN counts as −∞ (flagged) and ties with it by index.
+    let mut r = vec![f32::NEG_INFINITY; vocab];
+    r[2500] = -3.0;
+    rows.push(r.clone());
+    r[10] = f32::NAN;
+    r[4999] = f32::NAN;
+    rows.push(r);
+    // Denormals, both zeros (−0 ranks below +0), and the extremes.
+    let mut r: Vec<f32> = (0..vocab)
+        .map(|i| {
+            f32::from_bits((i as u32).wrapping_mul(2_654_435_761) % 0x0080_0000)
+                * if i % 2 == 0 { 1.0 } else { -1.0 }
+        })
+        .collect();
+    r[1] = -0.0;
+    r[2] = 0.0;
+    r[3] = f32::MIN_POSITIVE;
+    r[4] = -f32::MAX;
+    rows.push(r);
+    // Rows mostly −∞ (a min-tokens mask) with a few finite logits.
+    let mut r = vec![f32::NEG_INFINITY; vocab];
+    for i in (0..vocab).step_by(97) {
+        r[i] = (i % 13) as f32 * 0.5;
+    }
+    rows.push(r);
+    let batch = rows.len();
+    let x: Vec<f32> = rows.concat();
+    for k in [1u32, 2, 52, 60, 4096, 4500, vocab as u32] {
+        dense::<f32>(
+            &mut s,
+            &x,
+            batch,
+            vocab,
+            k,
+            &format!("adversarial f32 k{k}"),
+        );
+        dense::<f16>(
+            &mut s,
+            &x,
+            batch,
+            vocab,
+            k,
+            &format!("adversarial f16 k{k}"),
+        );
+    }
+}
+
+#[test]
+fn topk_select_per_row_k_is_really_per_row_and_clamped() {
+    let mut s = gpu_or_skip!();
+    let (batch, vocab) = (8, 6000);
+    // The same row eight times, so that only k differs.
+    let one = common::logits(Dist::Gumbel(1.0), 1, vocab, 9);
+    let x: Vec<f32> = (0..batch).flat_map(|_| one.iter().copied()).collect();
+    // 0 and > min(k, vocab) are clamped (and flagged); 4097.. take the slower path.
+    let ks = [1u32, 0, 50, 4096, 4097, 5000, 5001, 9999];
+    check_select(
+        &mut s,
+        &x,
+        0,
+        batch,
+        vocab,
+        vocab,
+        5000,
+        Some(&ks),
+        "per-row k",
+    );
+    let got = gpu_select(&mut s, &x, 0, batch, vocab, vocab, 5000, Some(&ks));
+    assert_eq!(
+        got.status[1],
+        status::PARAM_CLAMPED,
+        "k_r = 0 is clamped to 1"
+    );
+    assert_eq!(
+        got.status[7],
+        status::PARAM_CLAMPED,
+        "k_r > k is clamped to k"
+    );
+    assert_eq!(got.status[2], 0);
+    assert_eq!(
+        got.indices[2 * 5000 + 50],
+        status::NO_TOKEN,
+        "row with k_r = 50 is padded"
+    );
+}
+
+#[test]
+fn topk_select_k_above_vocab_pads_and_vocab_one_works() {
+    let mut s = gpu_or_skip!();
+    let x = common::logits(Dist::Normal(1.0), 3, 10, 4);
+    dense::<f32>(&mut s, &x, 3, 10, 16, "k 16 > vocab 10");
+    let got = gpu_select(&mut s, &x, 0, 3, 10, 10, 16, None);
+    assert_eq!(
+        got.status,
+        vec![0; 3],
+        "a batch-wide k above vocab is not flagged"
+    );
+    assert!(got.values[10..16].iter().all(|v| *v == f32::NEG_INFINITY));
+    let one = [1.5f32, f32::NAN, -2.0];
+    dense::<f32>(&mut s, &one, 3, 1, 1, "vocab 1");
+    dense::<f32>(&mut s, &one, 3, 1, 5, "vocab 1, k 5");
+}
+
+#[test]
+fn topk_select_strided_and_unaligned_rows_use_the_scalar_kernels() {
+    let mut s = gpu_or_skip!();
+    let (batch, vocab, stride) = (5, 3001, 3011);
+    let lead = 3;
+    let x = common::logits(
+        Dist::Normal(1.0),
+        1,
+        lead + (batch - 1) * stride + vocab,
+        12,
+    );
+    for k in [1u32, 64, 3001] {
+        check_select(
+            &mut s,
+            &x,
+            lead,
+            batch,
+            vocab,
+            stride,
+            k,
+            None,
+            &format!("f32 strided k{k}"),
+        );
+        let h: Vec<f16> = convert(&x);
+        check_select(
+            &mut s,
+            &h,
+            lead,
+            batch,
+            vocab,
+            stride,
+            k,
+            None,
+            &format!("f16 strided k{k}"),
+        );
+        // Aligned base, stride a multiple of 16 bytes: the vector kernels with a stride.
+        check_select(
+            &mut s,
+            &x,
+            0,
+            batch,
+            vocab,
+            3008,
+            k,
+            None,
+            &format!("f32 stride 3008 k{k}"),
+        );
+    }
+}
+
+#[test]
+fn topk_select_is_deterministic_across_runs_and_batch_sizes() {
+    let mut s = gpu_or_skip!();
+    let vocab = 32000;
+    let x = common::logits(Dist::Gumbel(0.1), 64, vocab, 21);
+    let a = gpu_select(&mut s, &x, 0, 64, vocab, vocab, 100, None);
+    let b = gpu_select(&mut s, &x, 0, 64, vocab, vocab, 100, None);
+    assert_eq!(a.indices, b.indices);
+    let one = gpu_select(
+        &mut s,
+        &x[5 * vocab..6 * vocab],
+        0,
+        1,
+        vocab,
+        vocab,
+        100,
+        None,
+    );
+    assert_eq!(
+        one.indices[..],
+        a.indices[500..600],
+        "a row's answer does not depend on the batch"
+    );
+}
+
+#[test]
+fn topk_select_rejects_bad_arguments() {
+    let mut s = gpu_or_skip!();
+    let dev = upload(&s, &[0.0f32; 20]);
+    let logits = DeviceLogits::new(dev.as_view(), 2, 10).unwrap();
+    let mut values = s.stream().alloc_zeros::<f32>(6).unwrap();
+    let mut indices = s.stream().alloc_zeros::<u32>(6).unwrap();
+    let rows = RowParams::default();
+    let e = s
+        .top_k_select(
+            &logits,
+            0,
+            &rows,
+            &mut values.as_view_mut(),
+            &mut indices.as_view_mut(),
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::BadParam { name: "k", .. }), "{e}");
+    let e = s
+        .top_k_select(
+            &logits,
+            4,
+            &rows,
+            &mut values.as_view_mut(),
+            &mut indices.as_view_mut(),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::BadLength {
+                name: "values",
+                got: 6,
+                expected: 8
+            }
+        ),
+        "{e}"
+    );
+    let bad_k = upload(&s, &[1u32; 3]);
+    let rows = RowParams {
+        top_k: Some(bad_k.as_view()),
+        ..Default::default()
+    };
+    let e = s
+        .top_k_select(
+            &logits,
+            3,
+            &rows,
+            &mut values.as_view_mut(),
+            &mut indices.as_view_mut(),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::BadLength {
+                name: "top_k",
+                got: 3,
+                expected: 2
+            }
+        ),
+        "{e}"
+    );
+}
