@@ -1,0 +1,734 @@
+//! BENCH.md's benchmark: every operation over the whole grid, device-timed, one JSON line per
+//! point.
+//!
+//! ```text
+//! cargo bench --bench sampling                      # the full grid (a GPU host)
+//! SAMPLEX_BENCH_QUICK=1 cargo bench --bench sampling  # vocab 128256, batch 1 and 128, normal1
+//! ```
+//!
+//! | variable                  | effect                                                        |
+//! |---------------------------|---------------------------------------------------------------|
+//! | `SAMPLEX_BENCH_QUICK=1`   | the small subset above (f32 and bf16, every op)               |
+//! | `SAMPLEX_BENCH_OPS=a,b`   | only these ops (names as in the result lines)                 |
+//! | `SAMPLEX_BENCH_OUT=path`  | the results file (default `benches/results/<date>-<gpu>.jsonl`) |
+//! | `SAMPLEX_BENCH_CRITERION=0` | skip criterion's own sampling (the result lines are unchanged) |
+//! | `SAMPLEX_GIT`             | the commit written in each line (default `git rev-parse --short HEAD`) |
+//!
+//! Without a CUDA driver or GPU it prints `SKIPPED: no CUDA driver/GPU` and exits 0. Run
+//! without `--bench` (`cargo test --benches`) it only launches each op once on a small shape.
+//!
+//! ## What is measured
+//!
+//! - Inputs: `max batch × vocab` logits per (distribution, vocab), generated on the host from a
+//!   fixed seed (`common::Dist`), uploaded once as f32 and as bf16; a point of batch b reads the
+//!   first b rows.
+//! - Time: CUDA events around the op's launches on the sampler's stream, after warm-up; the
+//!   median of [`common::RUNS`] runs is the reported number (`common::Timer` explains how the
+//!   host's launch latency is kept out; cudarc's per-buffer event tracking is off, since one
+//!   stream orders everything). L2 is not flushed (serving reads logits the last layer
+//!   just wrote); one cold-L2 point per (op, dtype) — vocab 128256, batch 32, normal1 — writes a
+//!   256 MiB buffer before every run and is marked `l2=cold` at the end of `params`.
+//! - Roof: a 1 GiB device-to-device copy, timed the same way in the same process.
+//! - Bytes per op: the logits read once plus the outputs written (parameter buffers, seeds and
+//!   scratch are not counted):
+//!
+//!   | op                                   | bytes                                 |
+//!   |--------------------------------------|---------------------------------------|
+//!   | softmax, sparsemax, bok              | b·V·sizeof(T) + b·V·4 (f32 probabilities) |
+//!   | sample, greedy, sample_top_k, sample_top_p, sample_min_p, sample_top_k_top_p, sample_sparsemax, sample_bok | b·V·sizeof(T) + b·4 (u32 tokens) |
+//!   | top_k_select (k)                     | b·V·sizeof(T) + b·k·8 (f32 values + u32 indices) |
+//!
+//! - Parameters: τ = 1 everywhere; top-k 50, top-p 0.9, min-p 0.1, top-k + top-p (50, 0.9),
+//!   selection k = 50 and 1024, BoK with `Bok::DEFAULT` (T = 5, K = 8, β = 1, λ = 1, η = 0.2,
+//!   w = p). Batch-wide: scalars and one shared Philox stream. `per_row = true` (sampling ops
+//!   only): every parameter of the op, τ included, is a per-row device buffer holding the same
+//!   values, and seeds/offsets are per row.
+//! - Criterion drives each point too (`iter_custom` returning the summed event times, flat
+//!   sampling, 10 small samples) for its console report; the result lines hold the median above.
+//!   Criterion's filter argument (`cargo bench -- sample_top_p`) narrows only its report; use
+//!   `SAMPLEX_BENCH_OPS` to choose what runs.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use criterion::{Criterion, SamplingMode};
+use cudarc::driver::{CudaSlice, CudaStream};
+use half::bf16;
+use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
+use samplex::{Bok, Error, Logit, Rng, Support};
+
+use common::{copy_roof, gbps, median, Dist, Dtype, Grid, Line, Results, Timer, L2};
+
+// ---------------------------------------------------------------------------------------------
+// The operations
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Softmax,
+    Sample,
+    Greedy,
+    TopK,
+    TopP,
+    MinP,
+    TopKTopP,
+    Select(u32),
+    Sparsemax,
+    SampleSparsemax,
+    Bok,
+    SampleBok,
+}
+
+/// One benchmarked operation: its result-line name and params, its criterion group.
+struct OpSpec {
+    name: &'static str,
+    label: &'static str,
+    params: &'static str,
+    kind: Kind,
+}
+
+const OPS: &[OpSpec] = &[
+    op("softmax", "softmax", "t=1", Kind::Softmax),
+    op("sample", "sample", "t=1", Kind::Sample),
+    op("greedy", "greedy", "", Kind::Greedy),
+    op("sample_top_k", "sample_top_k", "k=50", Kind::TopK),
+    op("sample_top_p", "sample_top_p", "p=0.9", Kind::TopP),
+    op("sample_min_p", "sample_min_p", "min_p=0.1", Kind::MinP),
+    op(
+        "sample_top_k_top_p",
+        "sample_top_k_top_p",
+        "k=50,p=0.9",
+        Kind::TopKTopP,
+    ),
+    op("top_k_select", "top_k_select_k50", "k=50", Kind::Select(50)),
+    op(
+        "top_k_select",
+        "top_k_select_k1024",
+        "k=1024",
+        Kind::Select(1024),
+    ),
+    op("sparsemax", "sparsemax", "t=1", Kind::Sparsemax),
+    op(
+        "sample_sparsemax",
+        "sample_sparsemax",
+        "t=1",
+        Kind::SampleSparsemax,
+    ),
+    op("bok", "bok", "T=5,K=8", Kind::Bok),
+    op("sample_bok", "sample_bok", "T=5,K=8", Kind::SampleBok),
+];
+
+const fn op(name: &'static str, label: &'static str, params: &'static str, kind: Kind) -> OpSpec {
+    OpSpec {
+        name,
+        label,
+        params,
+        kind,
+    }
+}
+
+const TOP_K: u32 = 50;
+const TOP_P: f32 = 0.9;
+const MIN_P: f32 = 0.1;
+const TEMPERATURE: f32 = 1.0;
+
+impl Kind {
+    /// Sampling ops are also timed with per-row parameters.
+    fn is_sampling(self) -> bool {
+        matches!(
+            self,
+            Kind::Sample
+                | Kind::TopK
+                | Kind::TopP
+                | Kind::MinP
+                | Kind::TopKTopP
+                | Kind::SampleSparsemax
+                | Kind::SampleBok
+        )
+    }
+
+    /// The support rule of a filtered op.
+    fn support(self) -> Support {
+        match self {
+            Kind::TopK => Support {
+                top_k: TOP_K,
+                ..Support::ALL
+            },
+            Kind::TopP => Support {
+                top_p: TOP_P,
+                ..Support::ALL
+            },
+            Kind::MinP => Support {
+                min_p: MIN_P,
+                ..Support::ALL
+            },
+            Kind::TopKTopP => Support {
+                top_k: TOP_K,
+                top_p: TOP_P,
+                ..Support::ALL
+            },
+            _ => Support::ALL,
+        }
+    }
+
+    /// Bytes the op must move: the logits once, plus its outputs (see the table above).
+    fn bytes(self, dtype: Dtype, batch: usize, vocab: usize) -> usize {
+        let read = batch * vocab * dtype.size();
+        let written = match self {
+            Kind::Softmax | Kind::Sparsemax | Kind::Bok => batch * vocab * 4,
+            Kind::Select(k) => batch * (k as usize).min(vocab) * 8,
+            _ => batch * 4,
+        };
+        read + written
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device buffers
+// ---------------------------------------------------------------------------------------------
+
+/// Output buffers for the largest batch of the current vocabulary.
+struct Outputs {
+    tokens: CudaSlice<u32>,
+    dense: CudaSlice<f32>,
+    values: CudaSlice<f32>,
+    indices: CudaSlice<u32>,
+}
+
+impl Outputs {
+    fn new(
+        stream: &std::sync::Arc<CudaStream>,
+        batch: usize,
+        vocab: usize,
+    ) -> samplex::Result<Self> {
+        Ok(Outputs {
+            tokens: stream.alloc_zeros(batch)?,
+            dense: stream.alloc_zeros(batch * vocab)?,
+            values: stream.alloc_zeros(batch * 1024)?,
+            indices: stream.alloc_zeros(batch * 1024)?,
+        })
+    }
+}
+
+/// Per-row parameters (the batch-wide values, one per row) and per-row Philox streams.
+struct PerRow {
+    temperature: CudaSlice<f32>,
+    top_k: CudaSlice<u32>,
+    top_p: CudaSlice<f32>,
+    min_p: CudaSlice<f32>,
+    bok_k: CudaSlice<u32>,
+    bok_beta: CudaSlice<f32>,
+    bok_lambda: CudaSlice<f32>,
+    bok_eta: CudaSlice<f32>,
+    bok_iterations: CudaSlice<u32>,
+    seeds: CudaSlice<u64>,
+    offsets: CudaSlice<u64>,
+}
+
+impl PerRow {
+    fn new(stream: &std::sync::Arc<CudaStream>, n: usize) -> samplex::Result<Self> {
+        let b = Bok::DEFAULT;
+        let seeds: Vec<u64> = (0..n as u64).map(|r| 0x5EED_0000 + r).collect();
+        Ok(PerRow {
+            temperature: stream.clone_htod(&vec![TEMPERATURE; n])?,
+            top_k: stream.clone_htod(&vec![TOP_K; n])?,
+            top_p: stream.clone_htod(&vec![TOP_P; n])?,
+            min_p: stream.clone_htod(&vec![MIN_P; n])?,
+            bok_k: stream.clone_htod(&vec![b.k; n])?,
+            bok_beta: stream.clone_htod(&vec![b.beta; n])?,
+            bok_lambda: stream.clone_htod(&vec![b.lambda; n])?,
+            bok_eta: stream.clone_htod(&vec![b.eta; n])?,
+            bok_iterations: stream.clone_htod(&vec![b.iterations; n])?,
+            seeds: stream.clone_htod(&seeds)?,
+            offsets: stream.alloc_zeros(n)?,
+        })
+    }
+
+    /// The op's parameters as per-row buffers of `batch` rows, or none at all.
+    fn params(&self, kind: Kind, per_row: bool, batch: usize) -> RowParams<'_> {
+        if !per_row {
+            return RowParams::default();
+        }
+        let k = matches!(kind, Kind::TopK | Kind::TopKTopP);
+        let p = matches!(kind, Kind::TopP | Kind::TopKTopP);
+        let bok = kind == Kind::SampleBok;
+        RowParams {
+            temperature: Some(self.temperature.slice(0..batch)),
+            top_k: k.then(|| self.top_k.slice(0..batch)),
+            top_p: p.then(|| self.top_p.slice(0..batch)),
+            min_p: (kind == Kind::MinP).then(|| self.min_p.slice(0..batch)),
+            bok_k: bok.then(|| self.bok_k.slice(0..batch)),
+            bok_beta: bok.then(|| self.bok_beta.slice(0..batch)),
+            bok_lambda: bok.then(|| self.bok_lambda.slice(0..batch)),
+            bok_eta: bok.then(|| self.bok_eta.slice(0..batch)),
+            bok_iterations: bok.then(|| self.bok_iterations.slice(0..batch)),
+        }
+    }
+
+    fn seeds(&self, per_row: bool, batch: usize) -> DeviceSeeds<'_> {
+        if per_row {
+            DeviceSeeds::Each {
+                seeds: self.seeds.slice(0..batch),
+                offsets: self.offsets.slice(0..batch),
+            }
+        } else {
+            DeviceSeeds::Shared(Rng::new(7))
+        }
+    }
+}
+
+/// Queues one run of `kind` on the sampler's stream.
+fn launch<T: Logit>(
+    s: &mut Sampler,
+    kind: Kind,
+    x: &DeviceLogits<'_, T>,
+    rows: &RowParams<'_>,
+    seeds: &DeviceSeeds<'_>,
+    out: &mut Outputs,
+) -> samplex::Result<()> {
+    let (b, v) = (x.batch(), x.vocab());
+    let tokens = &mut out.tokens.slice_mut(0..b);
+    let dense = &mut out.dense.slice_mut(0..b * v);
+    let support = kind.support();
+    let bok = Bok::DEFAULT;
+    match kind {
+        Kind::Softmax => s.softmax(x, TEMPERATURE, rows, dense, None, None),
+        Kind::Sample => s.sample_softmax(x, TEMPERATURE, rows, seeds, tokens, None),
+        Kind::Greedy => s.greedy(x, tokens, None),
+        Kind::TopK | Kind::TopP | Kind::MinP | Kind::TopKTopP => {
+            s.sample_filtered(x, TEMPERATURE, &support, rows, seeds, tokens, None)
+        }
+        Kind::Select(k) => {
+            let n = b * (k as usize).min(v);
+            let values = &mut out.values.slice_mut(0..n);
+            let indices = &mut out.indices.slice_mut(0..n);
+            s.top_k_select(x, k, rows, values, indices, None)
+        }
+        Kind::Sparsemax => s.sparsemax(x, TEMPERATURE, rows, dense, None, None),
+        Kind::SampleSparsemax => s.sample_sparsemax(x, TEMPERATURE, rows, seeds, tokens, None),
+        Kind::Bok => s.bok(x, &bok, &support, rows, None, dense, None, None),
+        Kind::SampleBok => s.sample_bok(x, &bok, &support, rows, None, seeds, tokens, None),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------------------
+
+/// One grid point.
+#[derive(Clone, Copy)]
+struct Point<'a> {
+    spec: &'a OpSpec,
+    dtype: Dtype,
+    dist: Dist,
+    batch: usize,
+    vocab: usize,
+    per_row: bool,
+    l2: L2,
+}
+
+impl Point<'_> {
+    /// Criterion's id, STYLE.md's shape: `bf16/gumbel0.1/b32/v128256[/per_row][/cold]`.
+    fn id(&self) -> String {
+        let mut id = format!(
+            "{}/{}/b{}/v{}",
+            self.dtype.name(),
+            self.dist.name(),
+            self.batch,
+            self.vocab
+        );
+        if self.per_row {
+            id.push_str("/per_row");
+        }
+        if self.l2 == L2::Cold {
+            id.push_str("/cold");
+        }
+        id
+    }
+
+    fn params(&self) -> String {
+        match (self.l2, self.spec.params) {
+            (L2::Hot, p) => p.to_string(),
+            (L2::Cold, "") => "l2=cold".to_string(),
+            (L2::Cold, p) => format!("{p},l2=cold"),
+        }
+    }
+}
+
+/// Everything a point needs besides its inputs.
+struct Bench {
+    sampler: Sampler,
+    timer: Timer,
+    outputs: Outputs,
+    per_row: PerRow,
+    results: Results,
+    roof: f64,
+    criterion: Option<Criterion>,
+    /// (label, dtype, per_row) found not implemented: reported once, then skipped.
+    not_implemented: HashSet<(&'static str, &'static str, bool)>,
+    points: usize,
+    errors: usize,
+}
+
+impl Bench {
+    /// Times one point, writes its line, and runs criterion on it. A failure is counted and
+    /// reported; an op without a kernel is remembered and skipped from then on.
+    fn run<T: Logit>(&mut self, logits: &CudaSlice<T>, p: Point<'_>) {
+        let key = (p.spec.label, p.dtype.name(), p.per_row);
+        if self.not_implemented.contains(&key) {
+            return;
+        }
+        let x = match DeviceLogits::new(logits.slice(0..p.batch * p.vocab), p.batch, p.vocab) {
+            Ok(x) => x,
+            Err(e) => return self.fail(&p, &e),
+        };
+        let rows = self.per_row.params(p.spec.kind, p.per_row, p.batch);
+        let seeds = self.per_row.seeds(p.per_row, p.batch);
+        let (sampler, outputs, timer) = (&mut self.sampler, &mut self.outputs, &mut self.timer);
+        let mut op = || launch(sampler, p.spec.kind, &x, &rows, &seeds, outputs);
+
+        let times = match timer.time(common::RUNS, p.l2, &mut op) {
+            Ok(t) => t,
+            Err(Error::NotImplemented(what)) => {
+                println!(
+                    "SKIPPED {} {} per_row={}: {what} has no GPU kernel yet",
+                    p.spec.label,
+                    p.dtype.name(),
+                    p.per_row
+                );
+                self.not_implemented.insert(key);
+                return;
+            }
+            Err(e) => return self.fail(&p, &e),
+        };
+        let us = median(&times);
+        let bw = gbps(p.spec.kind.bytes(p.dtype, p.batch, p.vocab), us);
+        let mut sorted = times.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!(
+            "{:<20} {:<36} {:>10.2} µs  [p10 {:.2}, p90 {:.2}]  {:>8.1} GB/s  {:.3} of roof",
+            p.spec.label,
+            p.id(),
+            us,
+            sorted[sorted.len() / 10],
+            sorted[sorted.len() * 9 / 10],
+            bw,
+            bw / self.roof
+        );
+        let line = Line {
+            op: p.spec.name,
+            dtype: p.dtype.name(),
+            dist: p.dist.name(),
+            batch: p.batch,
+            vocab: p.vocab,
+            params: p.params(),
+            per_row: p.per_row,
+            median_us: us,
+            gbps: bw,
+            roof_gbps: self.roof,
+        };
+        if let Err(e) = self.results.write(&line) {
+            eprintln!("ERROR writing {}: {e}", self.results.path.display());
+            self.errors += 1;
+            return;
+        }
+        self.points += 1;
+
+        // Criterion's own report of the same point (device time via iter_custom).
+        if let Some(c) = self.criterion.as_mut() {
+            let mut failure = None;
+            let mut group = c.benchmark_group(p.spec.label);
+            group.sampling_mode(SamplingMode::Flat);
+            group.bench_function(p.id(), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = 0.0;
+                    let mut left = iters as usize;
+                    while left > 0 && failure.is_none() {
+                        let n = left.min(100);
+                        match timer.time(n, p.l2, &mut op) {
+                            Ok(t) => total += t.iter().sum::<f64>(),
+                            Err(e) => failure = Some(e),
+                        }
+                        left -= n;
+                    }
+                    Duration::from_secs_f64(total.max(1e-3) * 1e-6)
+                })
+            });
+            group.finish();
+            if let Some(e) = failure {
+                self.fail(&p, &e);
+            }
+        }
+    }
+
+    fn fail(&mut self, p: &Point<'_>, e: &Error) {
+        eprintln!("ERROR {} {}: {e}", p.spec.label, p.id());
+        self.errors += 1;
+    }
+}
+
+/// Runs every point of `grid` for `ops`; returns the exit code.
+fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<ExitCode> {
+    let device = sampler.context().name()?;
+    let stream = sampler.stream().clone();
+    let max_batch = grid.max_batch();
+    println!(
+        "samplex bench on {device} ({:?} kernels), git {}, {} grid, {} ops",
+        sampler.kernel_origin(),
+        common::git_commit(),
+        if grid.quick { "quick" } else { "full" },
+        ops.len()
+    );
+
+    let mut timer = Timer::new(stream.clone())?;
+    let roof = copy_roof(&mut timer)?;
+    println!("roof: {roof:.1} GB/s (1 GiB device-to-device copy, read + written)");
+
+    let results =
+        Results::open(&device).map_err(|e| Error::Unsupported(format!("results file: {e}")))?;
+    println!("results: {}", results.path.display());
+
+    let criterion =
+        (!matches!(std::env::var("SAMPLEX_BENCH_CRITERION").as_deref(), Ok("0"))).then(|| {
+            Criterion::default()
+                .sample_size(10)
+                .warm_up_time(Duration::from_millis(20))
+                .measurement_time(Duration::from_millis(60))
+                .nresamples(1000)
+                .without_plots()
+                .configure_from_args()
+        });
+
+    let mut b = Bench {
+        outputs: Outputs::new(&stream, 1, 1)?,
+        per_row: PerRow::new(&stream, max_batch)?,
+        sampler,
+        timer,
+        results,
+        roof,
+        criterion,
+        not_implemented: HashSet::new(),
+        points: 0,
+        errors: 0,
+    };
+
+    // (vocab, dist) pairs: the grid's, plus the cold point's when the grid lacks it.
+    let mut pairs: Vec<(usize, Dist)> = grid
+        .vocabs
+        .iter()
+        .flat_map(|&v| grid.dists.iter().map(move |&d| (v, d)))
+        .collect();
+    if !pairs.contains(&(common::COLD_VOCAB, common::COLD_DIST)) {
+        pairs.push((common::COLD_VOCAB, common::COLD_DIST));
+    }
+    let in_grid = |v: usize, d: Dist| grid.vocabs.contains(&v) && grid.dists.contains(&d);
+
+    let mut current_vocab = 0;
+    for (vocab, dist) in pairs {
+        let host = dist.logits(max_batch, vocab);
+        let f32_logits = stream.clone_htod(&host)?;
+        let host16: Vec<bf16> = host.iter().map(|&x| bf16::from_f32(x)).collect();
+        drop(host);
+        let bf16_logits = stream.clone_htod(&host16)?;
+        drop(host16);
+        if vocab != current_vocab {
+            b.outputs = Outputs::new(&stream, 1, 1)?; // free before growing
+            b.outputs = Outputs::new(&stream, max_batch, vocab)?;
+            current_vocab = vocab;
+        }
+        stream.synchronize()?;
+
+        for &dtype in &grid.dtypes {
+            for spec in ops {
+                let mut points = Vec::new();
+                if in_grid(vocab, dist) {
+                    for &batch in &grid.batches {
+                        let per_rows: &[bool] = if spec.kind.is_sampling() {
+                            &[false, true]
+                        } else {
+                            &[false]
+                        };
+                        for &per_row in per_rows {
+                            points.push(Point {
+                                spec,
+                                dtype,
+                                dist,
+                                batch,
+                                vocab,
+                                per_row,
+                                l2: L2::Hot,
+                            });
+                        }
+                    }
+                }
+                if (vocab, dist) == (common::COLD_VOCAB, common::COLD_DIST) {
+                    points.push(Point {
+                        spec,
+                        dtype,
+                        dist,
+                        batch: common::COLD_BATCH,
+                        vocab,
+                        per_row: false,
+                        l2: L2::Cold,
+                    });
+                }
+                for p in points {
+                    match dtype {
+                        Dtype::F32 => b.run(&f32_logits, p),
+                        Dtype::Bf16 => b.run(&bf16_logits, p),
+                    }
+                }
+            }
+        }
+    }
+
+    if let Some(c) = b.criterion.as_mut() {
+        c.final_summary();
+    }
+    println!(
+        "done: {} points written to {}, {} not implemented (op, dtype, per_row), {} errors, \
+         {} timed batches where the device waited for the host",
+        b.points,
+        b.results.path.display(),
+        b.not_implemented.len(),
+        b.errors,
+        b.timer.host_bound_batches
+    );
+    Ok(if b.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Without `--bench` (`cargo test --benches`): each op once on a small shape, no timing.
+fn smoke(mut sampler: Sampler, ops: &[&OpSpec]) -> samplex::Result<ExitCode> {
+    let (batch, vocab) = (2, 32000);
+    let stream = sampler.stream().clone();
+    let host = Dist::Normal(1.0).logits(batch, vocab);
+    let f32_logits = stream.clone_htod(&host)?;
+    let bf16_logits =
+        stream.clone_htod(&host.iter().map(|&x| bf16::from_f32(x)).collect::<Vec<_>>())?;
+    let mut outputs = Outputs::new(&stream, batch, vocab)?;
+    let per_row = PerRow::new(&stream, batch)?;
+    let mut failed = 0;
+    for spec in ops {
+        for dtype in [Dtype::F32, Dtype::Bf16] {
+            let per_rows: &[bool] = if spec.kind.is_sampling() {
+                &[false, true]
+            } else {
+                &[false]
+            };
+            for &pr in per_rows {
+                let rows = per_row.params(spec.kind, pr, batch);
+                let seeds = per_row.seeds(pr, batch);
+                let r =
+                    match dtype {
+                        Dtype::F32 => DeviceLogits::new(f32_logits.as_view(), batch, vocab)
+                            .and_then(|x| {
+                                launch(&mut sampler, spec.kind, &x, &rows, &seeds, &mut outputs)
+                            }),
+                        Dtype::Bf16 => DeviceLogits::new(bf16_logits.as_view(), batch, vocab)
+                            .and_then(|x| {
+                                launch(&mut sampler, spec.kind, &x, &rows, &seeds, &mut outputs)
+                            }),
+                    }
+                    .and_then(|()| stream.synchronize().map_err(Error::from));
+                let what = format!("{} {} per_row={pr}", spec.label, dtype.name());
+                match r {
+                    Ok(()) => println!("ok      {what}"),
+                    Err(Error::NotImplemented(w)) => {
+                        println!("SKIPPED {what}: {w} has no GPU kernel yet")
+                    }
+                    Err(e) => {
+                        println!("FAILED  {what}: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The errors that mean "this machine has no GPU": no driver, no device, or a driver that
+/// finds none (`cuInit` answers CUDA_ERROR_NO_DEVICE where the library exists without a GPU).
+fn no_gpu(e: &Error) -> bool {
+    match e {
+        Error::NoDriver | Error::NoDevice(_) => true,
+        Error::Driver(d) => d.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_NO_DEVICE,
+        _ => false,
+    }
+}
+
+fn main() -> ExitCode {
+    common::self_check();
+    let args: Vec<String> = std::env::args().collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    if has("--list") {
+        return ExitCode::SUCCESS; // the grid is not registered with criterion up front
+    }
+    let measuring = has("--bench") && !has("--test");
+
+    let known: Vec<&str> = OPS.iter().map(|o| o.name).collect();
+    let ops: Vec<&OpSpec> = match common::ops_filter(&known) {
+        Ok(None) => OPS.iter().collect(),
+        Ok(Some(names)) => OPS
+            .iter()
+            .filter(|o| names.iter().any(|n| n == o.name))
+            .collect(),
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+
+    if !samplex::gpu::driver_present() {
+        println!("SKIPPED: no CUDA driver/GPU");
+        return ExitCode::SUCCESS;
+    }
+    let ctx = match samplex::gpu::context(0) {
+        Ok(c) => c,
+        Err(e) if no_gpu(&e) => {
+            println!("SKIPPED: no CUDA driver/GPU ({e})");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("ERROR: no CUDA context on device 0: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // cudarc's cross-stream bookkeeping queues an event record (and a wait) per buffer per
+    // call: device work inside the timed window that a single-stream server turns off too.
+    // SAFETY: every buffer of this process is allocated, used and freed on the one stream
+    // made below, so stream order alone keeps each use after its writes and before its free.
+    unsafe { ctx.disable_event_tracking() };
+    // Failing here, on a machine with a GPU, is an error: a bench that skips would hide it.
+    let sampler = match ctx.new_stream().map_err(Error::from).and_then(Sampler::new) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ERROR: no sampler on device 0: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let result = if measuring {
+        bench(sampler, &Grid::from_env(), &ops)
+    } else {
+        smoke(sampler, &ops)
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Builds everything a GPU host needs into .device-bundle/ (git-ignored), on a machine with Rust
+# and no GPU. The GPU host then needs no Rust: only a driver, and Python + PyTorch for the peers.
+#
+#   bash scripts/bundle.sh                    # → .device-bundle/
+#   bash .device-bundle/run.sh [results-dir]  # on the GPU host (default ./results)
+#
+# With the device tool: carry [".device-bundle"], command `bash .device-bundle/run.sh "$OUT"`
+# (results come back from $OUT; run.sh keeps to 5 files and, by default, to 9 minutes).
+#
+# 1. Installs the pinned nvcc (scripts/install-cuda.sh) and builds with it, so every binary
+#    embeds the fatbin (no NVRTC needed on the GPU host).
+# 2. One `cargo test --release --no-run --lib --tests --benches`, whose JSON messages name the
+#    executables. One build, not `cargo test --no-run` then `cargo bench --no-run`: a second
+#    build reruns build.rs, and while kernels/ is being edited the test and bench binaries
+#    could embed different kernels. A harness = false bench is the same binary either way
+#    (`--bench` on its command line is what makes it measure).
+#    Packs them, debug info stripped, as bin/tests/<name> and bin/benches/<name> into
+#    bin.tar.xz (bin.tar.gz without xz). Each binary embeds the same fatbin; xz -9's 64 MiB
+#    window packs the copies together, so the bundle stays far below the 64 MiB a run carries.
+# 3. Copies scripts/peers.py, scripts/bok_torch.py, scripts/report.py; writes GIT (the commit,
+#    "-dirty" when the tree differs from it) and run.sh (see its header).
+#
+#   CARGO_TARGET_DIR   honoured by cargo (default target/)
+#   SAMPLEX_CUDA_ARCHS passed through to build.rs (default there: 80,86,89,90)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+bundle="$root/.device-bundle"
+
+echo "== nvcc"
+venv="$(bash scripts/install-cuda.sh)"
+export SAMPLEX_NVCC="$venv/cu13/bin/nvcc"
+"$SAMPLEX_NVCC" --version | tail -n 1
+
+# From cargo's JSON messages: "<kind> <name> <path>" per executable of the wanted sort (each
+# path once), or, for "fatbin", the samplex build script's $OUT_DIR/samplex.fatbin.
+artifacts() {
+  python3 -c '
+import json, os, sys
+want, seen = sys.argv[1], set()
+for raw in sys.stdin:
+    try:
+        m = json.loads(raw)
+    except ValueError:
+        continue
+    if want == "fatbin":
+        if m.get("reason") == "build-script-executed" and "samplex" in m.get("package_id", ""):
+            print(os.path.join(m["out_dir"], "samplex.fatbin"))
+        continue
+    if m.get("reason") != "compiler-artifact" or not m.get("executable"):
+        continue
+    kind = m["target"]["kind"][0]
+    if (kind == "bench") != (want == "benches") or m["executable"] in seen:
+        continue
+    seen.add(m["executable"])
+    print(kind, m["target"]["name"], m["executable"])
+' "$1"
+}
+
+echo "== build (release, fatbin)"
+# json-render-diagnostics: warnings (register spills among them) still reach the terminal.
+messages="$(cargo test --release --no-run --lib --tests --benches \
+  --message-format=json-render-diagnostics)"
+tests="$(artifacts tests <<<"$messages")"
+benches="$(artifacts benches <<<"$messages")"
+[ -n "$tests" ] || { echo "bundle: no test executables found" >&2; exit 1; }
+[ -n "$benches" ] || { echo "bundle: no bench executables found" >&2; exit 1; }
+
+fatbin="$(artifacts fatbin <<<"$messages" | tail -n 1)"
+if [ -z "$fatbin" ] || [ ! -s "$fatbin" ]; then
+  echo "bundle: the fatbin is missing or empty (${fatbin:-no build script output}): nvcc did not build the kernels" >&2
+  exit 1
+fi
+echo "fatbin: $(stat -c %s "$fatbin") bytes ($fatbin)"
+
+echo "== bundle"
+rm -rf "$bundle"
+mkdir -p "$bundle/bin/tests" "$bundle/bin/benches"
+copy() { # kind name path dir
+  local dest="$4/$2"
+  [ "$1" = lib ] && dest="$4/lib-$2"
+  cp "$3" "$dest"
+  if command -v strip >/dev/null; then strip --strip-debug "$dest"; fi
+  echo "  $(basename "$4")/$(basename "$dest")  $(du -h "$dest" | cut -f1)"
+}
+while read -r kind name path; do copy "$kind" "$name" "$path" "$bundle/bin/tests"; done <<<"$tests"
+while read -r kind name path; do copy "$kind" "$name" "$path" "$bundle/bin/benches"; done <<<"$benches"
+
+for s in peers.py report.py bok_torch.py; do
+  if [ -f "scripts/$s" ]; then
+    cp "scripts/$s" "$bundle/$s"
+  else
+    echo "  (scripts/$s is missing: its part of run.sh will be skipped)"
+  fi
+done
+
+if command -v xz >/dev/null; then
+  # -9: a 64 MiB window, wide enough to share the fatbin between binaries.
+  tar -cf - -C "$bundle" bin | xz -9 -T1 >"$bundle/bin.tar.xz"
+else
+  tar -czf "$bundle/bin.tar.gz" -C "$bundle" bin
+fi
+rm -rf "$bundle/bin"
+
+git_rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [ "$git_rev" != unknown ] && [ -n "$(git status --porcelain 2>/dev/null)" ]; then
+  git_rev="$git_rev-dirty"
+fi
+echo "$git_rev" >"$bundle/GIT"
+
+cat >"$bundle/run.sh" <<'RUN'
+#!/usr/bin/env bash
+# Runs the samplex bundle on a GPU host (no Rust needed). Made by scripts/bundle.sh.
+#
+#   bash run.sh [results-dir]        (default ./results)
+#
+# Stages (SAMPLEX_STAGES, space- or comma-separated; default "tests bench peers report"):
+#   tests      every test binary; PASS/FAIL and libtest's result line into summary.txt
+#   sanitizer  (opt-in) compute-sanitizer memcheck and racecheck on the GPU test binaries
+#              (names matching SAMPLEX_SANITIZE_GLOB, default gpu_*), when it exists; slow,
+#              and refused on some hosts ("Device not supported")
+#   bench      bin/benches/sampling --bench → <results>/<YYYY-MM-DD>-<gpu>.jsonl
+#   peers      python3 peers.py --check (each peer op once, checked), then the timed peers
+#              (PyTorch, FlashInfer when importable) → the same file
+#   report     python3 report.py → BENCHMARKS.md (+ benchmarks.png with matplotlib)
+#
+# The grid is BENCH.md's quick subset unless SAMPLEX_BENCH_QUICK=0 (the full grid takes far
+# longer than one device command). Passed through: SAMPLEX_BENCH_OPS, SAMPLEX_BENCH_OUT,
+# SAMPLEX_BENCH_CRITERION, SAMPLEX_GIT.
+# Time: SAMPLEX_BUDGET seconds for the whole run (default 540, to end inside a 10-minute
+# command with the logs packed); each step gets what is left of it, capped by SAMPLEX_TIMEOUT
+# per test binary or sanitizer run (default 300) and SAMPLEX_BENCH_TIMEOUT for the bench and
+# for the peers (default 3000). A step with no time left is skipped and counts as a failure.
+#
+# The results dir ends with at most five files: summary.txt, the .jsonl, logs.tar.gz (every
+# log, each cut to its first and last 2 MiB), BENCHMARKS.md and benchmarks.png.
+# Exit status: 0 when every stage that ran passed.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+unpacked="$(mktemp -d)"
+trap 'rm -rf "$unpacked"' EXIT
+pack="$(ls "$here"/bin.tar.* | head -n 1)"
+# tar -J needs xz on this host; Python's tarfile reads xz too.
+tar -xf "$pack" -C "$unpacked" 2>/dev/null ||
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$pack" "$unpacked" ||
+  { echo "run.sh: cannot unpack $pack" >&2; exit 1; }
+bin="$unpacked/bin"
+results="${1:-./results}"
+mkdir -p "$results" && results="$(cd "$results" && pwd)"
+logs="$results/logs"
+mkdir -p "$logs"
+stages=" $(echo "${SAMPLEX_STAGES:-tests bench peers report}" | tr ',' ' ') "
+to="${SAMPLEX_TIMEOUT:-300}"
+bench_to="${SAMPLEX_BENCH_TIMEOUT:-3000}"
+budget="${SAMPLEX_BUDGET:-540}"
+summary="$results/summary.txt"
+failed=0
+
+export SAMPLEX_GIT="${SAMPLEX_GIT:-$(cat "$here/GIT" 2>/dev/null || echo unknown)}"
+export SAMPLEX_REQUIRE_FATBIN=1 # the bundle is built with nvcc: tests check it is embedded
+export SAMPLEX_BENCH_QUICK="${SAMPLEX_BENCH_QUICK-1}"
+export PYTHONUNBUFFERED=1 # a peer run cut by its timeout keeps its log
+
+say() { echo "$*" | tee -a "$summary"; }
+want() { [[ "$stages" == *" $1 "* ]]; }
+# Seconds a step may take: its cap, or what the budget has left after keeping 30 s for the
+# report and the packing of the logs; 0 when nothing is left.
+limit() {
+  local left=$((budget - SECONDS - 30))
+  [ "$left" -gt 0 ] || left=0
+  echo $(($1 < left ? $1 : left))
+}
+# Runs "$@" under timeout for `limit CAP` seconds, or returns 125 at once when no time is left.
+timed() {
+  local t
+  t="$(limit "$1")"
+  shift
+  [ "$t" -ge 5 ] || return 125
+  timeout -k 5 "$t" "$@"
+}
+# The summary line of a step that found no time left.
+spent() {
+  say "$1: skipped, the ${budget}s budget is spent"
+  failed=1
+}
+
+gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
+gpu_file="$(echo "${gpu:-unknown-gpu}" | tr 'A-Z' 'a-z' | sed -E 's/[^a-z0-9]+/-/g; s/^-+//; s/-+$//')"
+out="${SAMPLEX_BENCH_OUT:-$results/$(date -u +%F)-${gpu_file:-unknown-gpu}.jsonl}"
+export SAMPLEX_BENCH_OUT="$out"
+
+say "samplex bundle $SAMPLEX_GIT on ${gpu:-an unknown GPU} ($(hostname)), $(date -u '+%F %T') UTC"
+say "stages:$stages(budget ${budget}s, quick grid: ${SAMPLEX_BENCH_QUICK:-no})"
+{ nvidia-smi; echo; nvidia-smi -q; } >"$logs/nvidia-smi.txt" 2>&1 || true
+env | grep -E '^(SAMPLEX|CUDA|LD_LIBRARY)' | sort >"$logs/env.txt" || true
+
+if want tests; then
+  for t in "$bin"/tests/*; do
+    name="$(basename "$t")"
+    (cd "$results" && timed "$to" "$t" --nocapture) >"$logs/test-$name.log" 2>&1
+    rc=$?
+    [ $rc -ne 125 ] || { spent "test $name"; continue; }
+    res="$(grep -E '^test result:' "$logs/test-$name.log" | tail -n 1)"
+    skips="$(grep -c 'SKIPPED' "$logs/test-$name.log")"
+    if [ $rc -eq 0 ]; then
+      say "test $name: PASS  ${res#test result: }  ($skips SKIPPED lines)"
+    else
+      say "test $name: FAIL (rc $rc)  ${res#test result: }"
+      failed=1
+    fi
+  done
+fi
+
+if want sanitizer; then
+  cs="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1 || true)"
+  if [ -z "$cs" ]; then
+    say "sanitizer: compute-sanitizer not found; skipped"
+  else
+    shopt -s nullglob
+    gpu_tests=("$bin"/tests/${SAMPLEX_SANITIZE_GLOB:-gpu_*})
+    shopt -u nullglob
+    [ ${#gpu_tests[@]} -gt 0 ] || say "sanitizer: no test binary matches ${SAMPLEX_SANITIZE_GLOB:-gpu_*}"
+    for t in "${gpu_tests[@]}"; do
+      name="$(basename "$t")"
+      for tool in memcheck racecheck; do
+        (cd "$results" && timed "$to" "$cs" --tool "$tool" --error-exitcode 86 --print-limit 200 \
+          "$t" --test-threads=1) >"$logs/sanitizer-$tool-$name.log" 2>&1
+        rc=$?
+        [ $rc -ne 125 ] || { spent "sanitizer $tool $name"; continue; }
+        summ="$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$logs/sanitizer-$tool-$name.log" | tail -n 1)"
+        if [ $rc -eq 0 ]; then
+          say "sanitizer $tool $name: PASS  $summ"
+        else
+          say "sanitizer $tool $name: FAIL (rc $rc)  $summ"
+          failed=1
+        fi
+      done
+    done
+  fi
+fi
+
+if want bench; then
+  crit="$(mktemp -d)"
+  (cd "$results" && export CRITERION_HOME="$crit" && timed "$bench_to" "$bin/benches/sampling" --bench) \
+    >"$logs/bench.log" 2>&1
+  rc=$?
+  rm -rf "$crit"
+  if [ $rc -eq 125 ]; then
+    spent bench
+  else
+    say "bench: rc $rc; $(grep -E '^(done:|SKIPPED: no|ERROR)' "$logs/bench.log" | tail -n 1)"
+    [ $rc -eq 0 ] || failed=1
+  fi
+fi
+
+if want peers; then
+  if [ ! -f "$here/peers.py" ] || ! command -v python3 >/dev/null; then
+    say "peers: no python3 or no peers.py; skipped"
+  else
+    # The check first: a peer that computes something else must not be timed as a peer.
+    timed "$to" python3 "$here/peers.py" --check >"$logs/peers-check.log" 2>&1
+    rc=$?
+    if [ $rc -eq 125 ]; then
+      spent "peers check"
+    else
+      say "peers check: rc $rc; $(grep -E '^(done:|SKIPPED: no)' "$logs/peers-check.log" | tail -n 1)"
+      [ $rc -eq 0 ] || failed=1
+    fi
+    timed "$bench_to" python3 "$here/peers.py" --out "$out" >"$logs/peers.log" 2>&1
+    rc=$?
+    if [ $rc -eq 125 ]; then
+      spent peers
+    else
+      say "peers: rc $rc; $(grep -E '^(done:|SKIPPED: no)' "$logs/peers.log" | tail -n 1)"
+      [ $rc -eq 0 ] || failed=1
+    fi
+  fi
+fi
+
+if want report; then
+  if [ -f "$out" ] && command -v python3 >/dev/null; then
+    python3 "$here/report.py" "$out" --md "$results/BENCHMARKS.md" --png "$results/benchmarks.png" \
+      >"$logs/report.log" 2>&1
+    say "report: rc $?; $(tail -n 1 "$logs/report.log")"
+  else
+    say "report: no results file ($out) or no python3; skipped"
+  fi
+fi
+
+# At most 8 files of ≤ 16 MiB come back: cut long logs, pack them into one archive.
+for f in "$logs"/*; do
+  if [ "$(stat -c %s "$f")" -gt $((4 << 20)) ]; then
+    { head -c $((2 << 20)) "$f"; printf '\n[... cut by run.sh ...]\n'; tail -c $((2 << 20)) "$f"; } >"$f.cut"
+    mv "$f.cut" "$f"
+  fi
+done
+tar -czf "$results/logs.tar.gz" -C "$results" logs && rm -rf "$logs"
+say "results: $(cd "$results" && ls | tr '\n' ' ')(${SECONDS}s)"
+exit $failed
+RUN
+chmod +x "$bundle/run.sh"
+
+size_kib="$(du -sk "$bundle" | cut -f1)"
+echo "== .device-bundle: $((size_kib / 1024)) MiB, git $git_rev"
+if [ "$size_kib" -gt $((60 * 1024)) ]; then
+  echo "warning: the bundle is over 60 MiB; a device run carries at most 64 MiB" >&2
+fi
+echo "on the GPU host: bash .device-bundle/run.sh <results-dir>"

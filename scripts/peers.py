@@ -1,0 +1,678 @@
+#!/usr/bin/env python3
+"""The peers of BENCH.md, timed like benches/sampling.rs, on the same grid, into the same file.
+
+    python3 scripts/peers.py [--quick] [--ops sample_top_p,greedy] [--out FILE]
+    python3 scripts/peers.py --check     # no timing: each op once, checked (CPU without a GPU)
+
+Runs on a GPU host with PyTorch (no network needed). Peers:
+
+- ``torch``: the PyTorch path a serving stack falls back to. Temperature by division
+  (skipped at a batch-wide tau = 1, as a stack would), softmax in f32, top-k by ``torch.topk``
+  threshold, top-p by sort + softmax + cumsum + mask + scatter, min-p by softmax + max + mask,
+  then softmax + ``torch.multinomial``; ``torch.argmax``; ``torch.topk`` for selection;
+  sparsemax by sort + cumsum + threshold; BoK by ``bok_torch`` from scripts/bok_torch.py
+  (imported lazily; skipped when missing) followed by ``torch.multinomial`` for sample_bok.
+- ``flashinfer`` (when importable): ``flashinfer.sampling.softmax``, ``sampling_from_logits``,
+  ``top_k/top_p/min_p_sampling_from_probs`` (after ``flashinfer.sampling.softmax``),
+  ``top_k_top_p_sampling_from_logits`` (per row: with ``top_k_max`` = 50 where it exists) and
+  ``flashinfer.top_k`` (``sorted=True`` where it exists: samplex's output is sorted). Each call
+  is guarded: an API that moved or changed skips only that op. Where FlashInfer is not
+  installed (its wheel is about 100 MB, too large to carry in a 64 MiB bundle), the report has
+  only the torch column.
+
+Inputs: the same four distributions by the same formulas as benches/common/mod.rs
+(N(0,1), N(0,25), log(-log U)/beta with U uniform in [eps, 1), beta = 0.1 and 1), generated on
+the GPU by torch's generator from a fixed seed. The values are NOT bit-identical to the Rust
+bench's (different generators); the distributions are the same.
+
+Timing (as in the Rust bench): CUDA events around each run on the current stream, the stream
+padded with memsets so that the host's launch latency is not timed, the median of 60 runs after
+3 warm-up calls; one cold-L2 point per op and dtype (vocab 128256, batch 32, normal1, a 256 MiB
+buffer written before each run, ``l2=cold`` at the end of ``params``); the roof is a 1 GiB
+device-to-device copy timed the same way in this process. Bytes per op: the logits read once
+plus the outputs written, counted exactly as for samplex (so GB/s compare point by point).
+
+``--check`` times nothing and writes no line: it runs every peer op once per distribution, dtype
+and per-row setting on a 3 x 3000 batch and checks the output against a float64 reference of
+BENCH.md's definition (softmax and sparsemax values, BoK against bok_torch's NumPy reference,
+top-k values and indices, greedy's argmax, each drawn token inside its op's support), and the
+four input distributions' mean and standard deviation. FlashInfer is checked only on a GPU.
+
+Each point becomes one JSON line (BENCH.md's fields, ``impl`` = torch or flashinfer) appended
+to ``--out`` (default: $SAMPLEX_BENCH_OUT, else benches/results/<YYYY-MM-DD>-<gpu>.jsonl).
+Without torch or a GPU it prints SKIPPED and exits 0.
+"""
+
+import argparse
+import datetime
+import inspect
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+# --- the grid (benches/common/mod.rs) -------------------------------------------------------
+VOCABS = [32000, 128256, 151936, 262144]
+BATCHES = [1, 8, 32, 128, 512]
+DISTS = ["normal1", "normal5", "gumbel0.1", "gumbel1"]
+DTYPES = ["f32", "bf16"]
+QUICK = {"vocabs": [128256], "batches": [1, 128], "dists": ["normal1"], "dtypes": ["f32", "bf16"]}
+COLD_VOCAB, COLD_BATCH, COLD_DIST = 128256, 32, "normal1"
+FLUSH_BYTES = 256 << 20
+WARMUP = 3
+RUNS = 60
+MAX_PADS = 512
+DEVICE = "cuda"  # where inputs and parameters live; --check without a GPU sets "cpu"
+
+TEMPERATURE = 1.0
+TOP_K = 50
+TOP_P = 0.9
+MIN_P = 0.1
+BOK = {"k": 8, "beta": 1.0, "lam": 1.0, "eta": 0.2, "T": 5, "tau": 1.0}
+
+# (op, label, params, sampling op?, selection k) — the same table as benches/sampling.rs.
+OPS = [
+    ("softmax", "softmax", "t=1", False, None),
+    ("sample", "sample", "t=1", True, None),
+    ("greedy", "greedy", "", False, None),
+    ("sample_top_k", "sample_top_k", "k=50", True, None),
+    ("sample_top_p", "sample_top_p", "p=0.9", True, None),
+    ("sample_min_p", "sample_min_p", "min_p=0.1", True, None),
+    ("sample_top_k_top_p", "sample_top_k_top_p", "k=50,p=0.9", True, None),
+    ("top_k_select", "top_k_select_k50", "k=50", False, 50),
+    ("top_k_select", "top_k_select_k1024", "k=1024", False, 1024),
+    ("sparsemax", "sparsemax", "t=1", False, None),
+    ("sample_sparsemax", "sample_sparsemax", "t=1", True, None),
+    ("bok", "bok", "T=5,K=8", False, None),
+    ("sample_bok", "sample_bok", "T=5,K=8", True, None),
+]
+OP_NAMES = sorted({o[0] for o in OPS})
+
+
+def sanitize_gpu(name):
+    """Lower-case; every run of characters outside [a-z0-9] becomes one '-' (as in Rust)."""
+    s = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return s or "unknown-gpu"
+
+
+def git_commit():
+    g = os.environ.get("SAMPLEX_GIT", "").strip()
+    if g:
+        return g
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                             capture_output=True, text=True, timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def default_out(device):
+    env = os.environ.get("SAMPLEX_BENCH_OUT", "")
+    if env:
+        return env
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    return os.path.join(REPO, "benches", "results", f"{date}-{sanitize_gpu(device)}.jsonl")
+
+
+def out_bytes(op, k, batch, vocab):
+    """Bytes written: f32 dense outputs, b*k*8 for selection, else one u32 token per row."""
+    if op in ("softmax", "sparsemax", "bok"):
+        return batch * vocab * 4
+    if op == "top_k_select":
+        return batch * min(k, vocab) * 8
+    return batch * 4
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+# --- device timing ---------------------------------------------------------------------------
+class Timer:
+    """CUDA-event timing as in benches/common/mod.rs: runs queued behind padding memsets, each
+    between two events; a run whose start event already completed when it was queued means the
+    device waited for the host, and the batch is timed again with twice the padding."""
+
+    def __init__(self, torch):
+        self.torch = torch
+        self.pad = torch.zeros(FLUSH_BYTES, dtype=torch.uint8, device=DEVICE)
+        self.events = []
+        self.pad_us = 100.0
+        self.host_bound_batches = 0
+        scratch = torch.zeros(FLUSH_BYTES, dtype=torch.uint8, device=DEVICE)
+        self.pad_us = max(1.0, median(self._time_raw(9, False, 4, scratch.zero_)))
+
+    def _ensure(self, n):
+        while len(self.events) < n:
+            self.events.append(self.torch.cuda.Event(enable_timing=True))
+
+    def time(self, runs, cold, fn):
+        host = float("inf")
+        for _ in range(WARMUP):
+            t = time.perf_counter()
+            fn()
+            host = min(host, (time.perf_counter() - t) * 1e6)
+        self.torch.cuda.synchronize()
+        pads = math.ceil((runs * (host + 4.0) * 1.5 + 200.0) / self.pad_us)
+        return self._time_raw(runs, cold, max(1, min(pads, MAX_PADS)), fn)
+
+    def _time_raw(self, runs, cold, pads, fn):
+        self._ensure(2 * runs)
+        ev = self.events
+        for attempt in range(4):
+            for _ in range(pads):
+                self.pad.zero_()
+            if not cold:
+                fn()
+            waited = 0
+            for i in range(runs):
+                if cold:
+                    self.pad.zero_()
+                ev[2 * i].record()
+                fn()
+                ev[2 * i + 1].record()
+                if ev[2 * i].query():
+                    waited += 1
+            self.torch.cuda.synchronize()
+            times = [ev[2 * i].elapsed_time(ev[2 * i + 1]) * 1e3 for i in range(runs)]
+            if waited == 0:
+                return times
+            if attempt == 3 or pads >= MAX_PADS:
+                self.host_bound_batches += 1
+                return times
+            pads = min(2 * pads, MAX_PADS)
+        return times
+
+
+def copy_roof(torch, timer):
+    n = 1 << 30
+    src = torch.zeros(n, dtype=torch.uint8, device=DEVICE)
+    dst = torch.empty_like(src)
+    times = timer.time(RUNS, False, lambda: dst.copy_(src))
+    return 2 * n / median(times) / 1e3
+
+
+# --- inputs ----------------------------------------------------------------------------------
+def make_logits(torch, dist, batch, vocab, seed):
+    """batch x vocab f32 logits on the GPU: N(0, sigma^2) or log(-log U)/beta, U in [eps, 1)."""
+    g = torch.Generator(device=DEVICE)
+    g.manual_seed(seed)
+    if dist.startswith("normal"):
+        sigma = float(dist[len("normal"):])
+        return torch.randn((batch, vocab), generator=g, device=DEVICE, dtype=torch.float32) * sigma
+    beta = float(dist[len("gumbel"):])
+    eps = torch.finfo(torch.float32).eps
+    u = torch.rand((batch, vocab), generator=g, device=DEVICE, dtype=torch.float32)
+    u = eps + (1.0 - eps) * u
+    return torch.log(-torch.log(u)) / beta
+
+
+# --- the peers -------------------------------------------------------------------------------
+class Params:
+    """Batch-wide scalars, or per-row tensors holding the same values."""
+
+    def __init__(self, torch, batch, per_row):
+        self.per_row = per_row
+        if per_row:
+            full = lambda v, dt: torch.full((batch,), v, dtype=dt, device=DEVICE)  # noqa: E731
+            self.t = full(TEMPERATURE, torch.float32)
+            self.k = full(TOP_K, torch.int32)
+            self.p = full(TOP_P, torch.float32)
+            self.min_p = full(MIN_P, torch.float32)
+        else:
+            self.t, self.k, self.p, self.min_p = TEMPERATURE, TOP_K, TOP_P, MIN_P
+
+    def col(self, v):
+        """v as a (batch, 1) column when per row, else the scalar."""
+        return v[:, None] if self.per_row else v
+
+
+def torch_ops(torch):
+    """op -> builder(x, prm, k) -> zero-argument callable, for the PyTorch path."""
+    f32 = torch.float32
+
+    def scaled(x, prm):
+        # A stack divides by the temperature unless it is 1 for the whole batch.
+        if not prm.per_row and prm.t == 1.0:
+            return x
+        return x.float() / prm.col(prm.t)
+
+    def probs_of(z):
+        return torch.softmax(z, dim=-1, dtype=f32)
+
+    def top_k_mask(z, prm):
+        if prm.per_row:
+            kmax = TOP_K  # every row's k; a stack passes the host-side max
+            vals = torch.topk(z, kmax, dim=-1).values
+            thr = vals.gather(-1, (prm.k.long() - 1)[:, None])
+        else:
+            thr = torch.topk(z, prm.k, dim=-1).values[:, -1:]
+        return z.masked_fill(z < thr, float("-inf"))
+
+    def top_p_mask(z, prm):
+        sorted_z, idx = torch.sort(z, dim=-1, descending=False)
+        cum = torch.softmax(sorted_z, dim=-1, dtype=f32).cumsum(dim=-1)
+        drop = cum <= (1.0 - prm.col(prm.p))
+        drop[:, -1] = False
+        drop = drop.scatter(-1, idx, drop)
+        return z.masked_fill(drop, float("-inf"))
+
+    def min_p_mask(z, prm):
+        p = probs_of(z)
+        top = p.amax(dim=-1, keepdim=True)
+        return z.masked_fill(p < prm.col(prm.min_p) * top, float("-inf"))
+
+    def draw(p):
+        return torch.multinomial(p, 1)
+
+    def sparsemax(z):
+        z = z.float()
+        zs = torch.sort(z, dim=-1, descending=True).values
+        cs = zs.cumsum(dim=-1)
+        r = torch.arange(1, z.shape[-1] + 1, device=z.device, dtype=f32)
+        k = ((1.0 + r * zs) > cs).sum(dim=-1, keepdim=True)
+        tau = (cs.gather(-1, k - 1) - 1.0) / k.to(f32)
+        return torch.clamp(z - tau, min=0.0)
+
+    def bok(x, prm):
+        try:
+            from bok_torch import bok_torch  # scripts/bok_torch.py, another engineer's
+        except ImportError as e:
+            raise NotImplementedError(f"scripts/bok_torch.py: {e}") from e
+        b = BOK
+        if prm.per_row:
+            # The columns are made here, not in the timed call (a stack keeps them on the device).
+            col = lambda v: torch.full((x.shape[0], 1), v, dtype=f32, device=x.device)  # noqa: E731
+            k, beta, lam, eta = col(b["k"]), col(b["beta"]), col(b["lam"]), col(b["eta"])
+            return lambda: bok_torch(x, k, beta, lam, eta, b["T"], prm.col(prm.t), weights="prob")
+        return lambda: bok_torch(x, b["k"], b["beta"], b["lam"], b["eta"], b["T"], b["tau"],
+                                 weights="prob")
+
+    def sample_bok(x, prm):
+        q = bok(x, prm)
+        return lambda: draw(q())
+
+    return {
+        "softmax": lambda x, prm, k: (lambda: probs_of(scaled(x, prm))),
+        "sample": lambda x, prm, k: (lambda: draw(probs_of(scaled(x, prm)))),
+        "greedy": lambda x, prm, k: (lambda: torch.argmax(x, dim=-1)),
+        "sample_top_k": lambda x, prm, k: (lambda: draw(probs_of(top_k_mask(scaled(x, prm), prm)))),
+        "sample_top_p": lambda x, prm, k: (lambda: draw(probs_of(top_p_mask(scaled(x, prm), prm)))),
+        "sample_min_p": lambda x, prm, k: (lambda: draw(probs_of(min_p_mask(scaled(x, prm), prm)))),
+        "sample_top_k_top_p": lambda x, prm, k: (
+            lambda: draw(probs_of(top_p_mask(top_k_mask(scaled(x, prm), prm), prm)))),
+        "top_k_select": lambda x, prm, k: (lambda: torch.topk(x, k, dim=-1)),
+        "sparsemax": lambda x, prm, k: (lambda: sparsemax(scaled(x, prm))),
+        "sample_sparsemax": lambda x, prm, k: (lambda: draw(sparsemax(scaled(x, prm)))),
+        "bok": lambda x, prm, k: bok(x, prm),
+        "sample_bok": lambda x, prm, k: sample_bok(x, prm),
+    }
+
+
+def flashinfer_ops(torch):
+    """op -> builder for FlashInfer, or {} when it is not importable."""
+    try:
+        import flashinfer
+        import flashinfer.sampling as fs
+    except Exception as e:  # ImportError, or a broken build/JIT environment
+        print(f"SKIPPED flashinfer: not importable ({type(e).__name__}: {e})")
+        return {}
+
+    def scaled(x, prm):
+        if not prm.per_row and prm.t == 1.0:
+            return x
+        return x.float() / prm.col(prm.t)
+
+    def probs_of(x, prm):
+        # FlashInfer's softmax takes the temperature (a scalar or a per-row tensor).
+        if not prm.per_row and prm.t == 1.0:
+            return fs.softmax(x)
+        return fs.softmax(x, temperature=prm.t)
+
+    def accepts(fn, name):
+        """Whether this FlashInfer version's `fn` takes the keyword `name`."""
+        try:
+            return name in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            return False
+
+    # Per-row k: pass the host-side bound where FlashInfer takes one, as the torch peer's
+    # torch.topk(z, max k) does (a stack knows its largest k).
+    kmax = {"top_k_max": TOP_K} if accepts(fs.top_k_top_p_sampling_from_logits, "top_k_max") else {}
+
+    ops = {
+        "softmax": lambda x, prm, k: (lambda: probs_of(x, prm)),
+        "sample": lambda x, prm, k: (lambda: fs.sampling_from_logits(scaled(x, prm))),
+        "sample_top_k": lambda x, prm, k: (
+            lambda: fs.top_k_sampling_from_probs(probs_of(x, prm), prm.k)),
+        "sample_top_p": lambda x, prm, k: (
+            lambda: fs.top_p_sampling_from_probs(probs_of(x, prm), prm.p)),
+        "sample_min_p": lambda x, prm, k: (
+            lambda: fs.min_p_sampling_from_probs(probs_of(x, prm), prm.min_p)),
+        "sample_top_k_top_p": lambda x, prm, k: (
+            lambda: fs.top_k_top_p_sampling_from_logits(
+                scaled(x, prm), prm.k, prm.p, **(kmax if prm.per_row else {}))),
+    }
+    if hasattr(flashinfer, "top_k"):
+        # samplex and torch.topk return the k pairs sorted; ask FlashInfer for the same where
+        # its version can (its default, unsorted, does less work).
+        kw = {"sorted": True} if accepts(flashinfer.top_k, "sorted") else {}
+        ops["top_k_select"] = lambda x, prm, k: (lambda: flashinfer.top_k(x, k, **kw))
+    return ops
+
+
+# --- --check: every peer op once, outputs against a float64 reference -----------------------
+CHECK_BATCH, CHECK_VOCAB = 3, 3000
+# Draws per row in a sampling check (the rows repeated, one call): a support one token too wide
+# (top-k with k = 51) still puts a draw outside it with probability ~0.98 over 3 x 64 draws.
+CHECK_DRAWS = 64
+
+
+def _kept_sets(torch, z, op):
+    """SPEC's support of `op` per row of z (float64, tau = 1), as a bool mask."""
+    p = torch.softmax(z, dim=-1)
+    keep = torch.ones_like(z, dtype=torch.bool)
+    if op in ("sample_top_k", "sample_top_k_top_p"):
+        kth = torch.topk(z, TOP_K, dim=-1).values[:, -1:]
+        keep &= z >= kth  # ties at the boundary are kept
+    if op in ("sample_top_p", "sample_top_k_top_p"):
+        q = torch.where(keep, p, torch.zeros_like(p))
+        q = q / q.sum(dim=-1, keepdim=True)
+        s, _ = torch.sort(q, dim=-1, descending=True)
+        reached = (s.cumsum(dim=-1) >= TOP_P * (1 - 1e-9)).to(torch.int64)
+        t = s.gather(-1, reached.argmax(dim=-1, keepdim=True))  # the first value reaching p
+        keep &= q >= t  # ties at t are kept
+    if op == "sample_min_p":
+        keep &= p >= MIN_P * p.amax(dim=-1, keepdim=True)
+    return keep
+
+
+def _sparsemax_ref(torch, z):
+    """SPEC's sort-and-threshold in float64, row by row."""
+    out = torch.zeros_like(z)
+    for r in range(z.shape[0]):
+        u, _ = torch.sort(z[r], descending=True)
+        cs = u.cumsum(0)
+        ks = torch.arange(1, len(u) + 1, dtype=z.dtype, device=z.device)
+        k = int(((1 + ks * u) > cs).nonzero().max()) + 1
+        out[r] = torch.clamp(z[r] - (cs[k - 1] - 1) / k, min=0)
+    return out
+
+
+def _bok_ref(torch, z):
+    """bok_torch's own float64 reference (NumPy), or None without NumPy."""
+    try:
+        import numpy  # noqa: F401
+        from bok_torch import _bok_numpy
+    except ImportError:
+        return None
+    b = BOK
+    q = _bok_numpy(z.cpu().numpy(), b["k"], b["beta"], b["lam"], b["eta"], b["T"], b["tau"])
+    return torch.from_numpy(q).to(z.device)
+
+
+def _tokens(out):
+    """Token ids as a flat int64 tensor, whatever shape or tuple a peer returns."""
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    return out.reshape(-1).long()
+
+
+def check_dists(torch):
+    """make_logits draws BENCH.md's four distributions: mean and std of a large sample."""
+    gamma = 0.5772156649015329  # E[log(-log U)] = -gamma; its std is pi / sqrt(6)
+    want = {"normal1": (0.0, 1.0), "normal5": (0.0, 5.0),
+            "gumbel0.1": (-gamma / 0.1, math.pi / math.sqrt(6) / 0.1),
+            "gumbel1": (-gamma, math.pi / math.sqrt(6))}
+    bad = 0
+    for dist in DISTS:
+        x = make_logits(torch, dist, 4, 250_000, seed=11).double()
+        mean, std = float(x.mean()), float(x.std())
+        m0, s0 = want[dist]
+        ok = abs(mean - m0) < 0.01 * s0 and abs(std / s0 - 1) < 0.01
+        ok = ok and bool(torch.isfinite(x).all())
+        bad += not ok
+        print(f"{'ok' if ok else 'FAILED':7} inputs {dist:9} mean {mean:+.4f} (want {m0:+.4f}) "
+              f"std {std:.4f} (want {s0:.4f})")
+    return bad
+
+
+def check(torch, impls, ops):
+    """Each of `ops` of each peer once per (dist, dtype, per_row) on a small batch (a sampling
+    op's rows repeated CHECK_DRAWS times), its output checked against a float64 reference of
+    BENCH.md's definition. Returns the number of failures."""
+    bad = check_dists(torch)
+    for impl, table in impls.items():
+        for dist in DISTS:
+            base = make_logits(torch, dist, CHECK_BATCH, CHECK_VOCAB, seed=5)
+            for dtype in DTYPES:
+                one = base if dtype == "f32" else base.to(torch.bfloat16)
+                for op, label, _params, sampling, k in ops:
+                    if op not in table:
+                        continue
+                    x = one.repeat(CHECK_DRAWS, 1) if sampling else one
+                    z = x.double()  # the values the peer saw, widened
+                    p = torch.softmax(z, dim=-1)
+                    for per_row in ([False, True] if sampling else [False]):
+                        what = f"{impl} {label} {dtype} {dist} per_row={per_row}"
+                        try:
+                            out = table[op](x, Params(torch, x.shape[0], per_row), k)()
+                            problem = _check_output(torch, op, k, z, p, out)
+                        except NotImplementedError as e:
+                            print(f"SKIPPED {what}: {e}")
+                            continue
+                        except Exception as e:  # a peer that breaks is what --check is for
+                            problem = f"{type(e).__name__}: {e}"
+                        bad += problem is not None
+                        print(f"{'ok' if problem is None else 'FAILED':7} {what}"
+                              + (f": {problem}" if problem else ""))
+    return bad
+
+
+def _check_output(torch, op, k, z, p, out):
+    """None when `out` is what `op` must give for logits z (probabilities p), else why not."""
+    b, v = z.shape
+    tol = 1e-4  # f32 arithmetic against float64 (bok_torch's own self-check uses the same)
+    if op in ("softmax", "sparsemax", "bok"):
+        q = out.double()
+        if q.shape != (b, v):
+            return f"shape {tuple(q.shape)}"
+        ref = {"softmax": lambda: p, "sparsemax": lambda: _sparsemax_ref(torch, z),
+               "bok": lambda: _bok_ref(torch, z)}[op]()
+        if ref is None:
+            ones = torch.ones(b, dtype=q.dtype, device=q.device)
+            return None if torch.allclose(q.sum(-1), ones, atol=tol) else "rows do not sum to 1"
+        err = float((q - ref).abs().max())
+        return None if err < tol else f"max |q - reference| = {err:.2e}"
+    if op == "top_k_select":
+        values, indices = out
+        want = torch.topk(z, k, dim=-1).values
+        if values.shape != (b, k):
+            return f"shape {tuple(values.shape)}"
+        if not torch.equal(values.double(), want):
+            return "values are not the k largest, sorted descending"
+        if not torch.equal(z.gather(-1, indices.long()), values.double()):
+            return "indices do not point at the values"
+        return None
+    tokens = _tokens(out)
+    if tokens.shape != (b,) or not bool(((tokens >= 0) & (tokens < v)).all()):
+        return f"tokens {tokens.tolist()[:8]}... are not one id in [0, {v}) per row"
+    if op == "greedy":
+        return None if torch.equal(tokens, z.argmax(-1)) else "not the argmax"
+    if op in ("sample", "sample_bok"):
+        support = p > 0
+    elif op == "sample_sparsemax":
+        support = _sparsemax_ref(torch, z) > 0
+    else:
+        support = _kept_sets(torch, z, op)
+    inside = support.gather(-1, tokens[:, None]).reshape(-1)
+    outside = (~inside).nonzero().reshape(-1).tolist()
+    return None if not outside else \
+        f"{len(outside)} of {b} draws outside the support (rows {outside[:8]})"
+
+
+# --- the run ---------------------------------------------------------------------------------
+def make_impls(torch, names, gpu):
+    """{impl: op table} for the comma-separated `names`; FlashInfer only with a GPU (its kernels
+    run nowhere else) and when importable. Raises ValueError for an unknown name."""
+    impls = {}
+    for name in [n.strip() for n in names.split(",") if n.strip()]:
+        if name == "torch":
+            impls["torch"] = torch_ops(torch)
+        elif name == "flashinfer":
+            table = flashinfer_ops(torch) if gpu else {}
+            if table:
+                impls["flashinfer"] = table
+        else:
+            raise ValueError(f"unknown impl {name!r}; known: torch,flashinfer")
+    return impls
+
+
+def run_check(torch, impls, ops):
+    print(f"check on {DEVICE}, torch {torch.__version__}, impls {list(impls)}, "
+          f"batch {CHECK_BATCH}, vocab {CHECK_VOCAB}")
+    bad = check(torch, impls, ops)
+    print(f"done: check {'passed' if bad == 0 else f'FAILED ({bad} failures)'}")
+    return 1 if bad else 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="vocab 128256, batch 1 and 128, normal1, f32 and bf16")
+    ap.add_argument("--ops", default="", help="comma-separated op names (default: all)")
+    ap.add_argument("--impls", default="torch,flashinfer", help="comma-separated peers")
+    ap.add_argument("--out", default="", help="results file (default: see above)")
+    ap.add_argument("--runs", type=int, default=RUNS, help="timed runs per point (>= 50)")
+    ap.add_argument("--check", action="store_true",
+                    help="time nothing, write nothing: run each peer op once on a small batch "
+                         "(on the CPU without a GPU) and check its output")
+    args = ap.parse_args(argv)
+    if args.quick or os.environ.get("SAMPLEX_BENCH_QUICK", "") not in ("", "0"):
+        args.quick = True
+
+    ops_wanted = [o.strip() for o in (args.ops or os.environ.get("SAMPLEX_BENCH_OPS", "")).split(",")
+                  if o.strip()]
+    unknown = [o for o in ops_wanted if o not in OP_NAMES]
+    if unknown:
+        print(f"unknown op(s) {unknown}; known: {','.join(OP_NAMES)}", file=sys.stderr)
+        return 2
+
+    try:
+        import torch
+    except ImportError:
+        print("SKIPPED: no PyTorch")
+        return 0
+    gpu = torch.cuda.is_available()
+    if not gpu and not args.check:
+        print("SKIPPED: no CUDA driver/GPU")
+        return 0
+    if not gpu:  # --check on the CPU
+        global DEVICE
+        DEVICE = "cpu"
+    sys.path.insert(0, HERE)  # for bok_torch
+    ops = [o for o in OPS if not ops_wanted or o[0] in ops_wanted]
+    try:
+        impls = make_impls(torch, args.impls, gpu)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    if args.check:
+        return run_check(torch, impls, ops)
+
+    device = torch.cuda.get_device_name(0)
+    git = git_commit()
+    out = args.out or default_out(device)
+    if os.path.dirname(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+    grid = QUICK if args.quick else {"vocabs": VOCABS, "batches": BATCHES, "dists": DISTS,
+                                     "dtypes": DTYPES}
+    runs = max(50, args.runs)
+
+    print(f"peers on {device}, torch {torch.__version__}, impls {list(impls)}, git {git}, "
+          f"{'quick' if args.quick else 'full'} grid, {len(ops)} ops")
+    timer = Timer(torch)
+    roof = copy_roof(torch, timer)
+    print(f"roof: {roof:.1f} GB/s (1 GiB device-to-device copy, read + written)")
+    print(f"results: {out}")
+
+    pairs = [(v, d) for v in grid["vocabs"] for d in grid["dists"]]
+    if (COLD_VOCAB, COLD_DIST) not in pairs:
+        pairs.append((COLD_VOCAB, COLD_DIST))
+    max_batch = max(grid["batches"] + [COLD_BATCH])
+    skipped = set()
+    written = 0
+    with open(out, "a", encoding="utf-8") as f:
+        for vocab, dist in pairs:
+            in_grid = vocab in grid["vocabs"] and dist in grid["dists"]
+            seed = 0x5A3D + 1000 * DISTS.index(dist) + vocab
+            base = make_logits(torch, dist, max_batch, vocab, seed)
+            inputs = {"f32": base, "bf16": base.to(torch.bfloat16)}
+            for dtype in grid["dtypes"]:
+                for op, label, params, sampling, k in ops:
+                    points = []
+                    if in_grid:
+                        for batch in grid["batches"]:
+                            for per_row in ([False, True] if sampling else [False]):
+                                points.append((batch, per_row, False))
+                    if (vocab, dist) == (COLD_VOCAB, COLD_DIST):
+                        points.append((COLD_BATCH, False, True))
+                    for impl, table in impls.items():
+                        if op not in table:
+                            continue
+                        for batch, per_row, cold in points:
+                            key = (impl, label, dtype, per_row)
+                            if key in skipped:
+                                continue
+                            x = inputs[dtype][:batch]
+                            prm = Params(torch, batch, per_row)
+                            try:
+                                fn = table[op](x, prm, k)
+                                times = timer.time(runs, cold, fn)
+                            except Exception as e:  # API drift, missing helper, OOM
+                                print(f"SKIPPED {impl} {label} {dtype} per_row={per_row}: "
+                                      f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                                skipped.add(key)
+                                try:  # a failed kernel can leave the context broken
+                                    torch.cuda.synchronize()
+                                    torch.cuda.empty_cache()
+                                except Exception as e2:
+                                    print(f"ERROR: CUDA unusable after that ({e2}); stopping")
+                                    return 1
+                                continue
+                            us = median(times)
+                            nbytes = batch * vocab * (4 if dtype == "f32" else 2) + \
+                                out_bytes(op, k, batch, vocab)
+                            gbps = nbytes / max(us, 1e-3) / 1e3
+                            p = params if not cold else (params + ",l2=cold" if params else "l2=cold")
+                            line = {"op": op, "impl": impl, "dtype": dtype, "dist": dist,
+                                    "batch": batch, "vocab": vocab, "params": p,
+                                    "per_row": per_row, "median_us": round(us, 3),
+                                    "gbps": round(gbps, 2), "roof_gbps": round(roof, 2),
+                                    "device": device, "git": git}
+                            f.write(json.dumps(line) + "\n")
+                            f.flush()
+                            written += 1
+                            pid = f"{dtype}/{dist}/b{batch}/v{vocab}" + \
+                                ("/per_row" if per_row else "") + ("/cold" if cold else "")
+                            print(f"{impl:<10} {label:<20} {pid:<36} {us:>10.2f} us  "
+                                  f"{gbps:>8.1f} GB/s  {gbps / roof:.3f} of roof")
+            del base, inputs
+            torch.cuda.empty_cache()
+    print(f"done: {written} points written to {out}, {len(skipped)} (impl, op, dtype, per_row) "
+          f"skipped, {timer.host_bound_batches} timed batches where the device waited for the host")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
