@@ -1,0 +1,1063 @@
+// samplex CPU emulator — the host side: a stand-in for libcuda.so that runs the kernels on the CPU.
+//
+// cudarc loads the CUDA driver with dlopen; scripts/emu/build.sh builds this file, the kernels
+// (compiled by g++ against device.hpp) and a table of their entry points into a libcuda.so.1,
+// and scripts/emu/run.sh puts it first on LD_LIBRARY_PATH. Everything above the driver — cudarc,
+// samplex's wrappers, the GPU tests, the examples — then runs unchanged, on one emulated device.
+//
+// What it checks that a GPU would only show as corruption or a hang:
+//   - every device allocation ends at a page followed by an inaccessible one, so a read or write
+//     past its end faults at once and is reported with the kernel, block and thread;
+//   - a barrier or warp collective that some live thread never reaches is a deadlock, reported
+//     (the launch fails with CUDA_ERROR_LAUNCH_FAILED instead of hanging);
+//   - a warp collective with exited lanes, or in a partial warp, is reported (the full mask is
+//     undefined there on the hardware);
+//   - new allocations are filled with 0xff bytes (NaN as f32), so nothing relies on zeroed memory;
+//   - blocks run in a shuffled order (SAMPLEX_EMU_BLOCK_ORDER=forward|reverse|shuffle), so a
+//     result that depends on block scheduling shows up as a difference between runs;
+//   - inside a stream capture, a host synchronisation or an allocation fails as it does in CUDA.
+// What it does not model: timing, occupancy, races inside a block (fibers switch only at
+// barriers), the memory model, and f32 rounding of the GPU's math functions.
+//
+// Execution: a launch runs its blocks one after another on the calling OS thread. A block's
+// threads are fibers with their own stacks (a small hand-written x86-64 context switch: the
+// switches at every barrier and shuffle dominate the run time, so ucontext is too slow); they run
+// round-robin and yield only at barriers and warp collectives. Launches from different OS
+// threads (Rust's test threads) run in parallel: shared memory is thread_local.
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "device.hpp"
+
+#include "table.hpp"
+
+// The kernels live in libsamplex_emu_kernels.so beside this library, loaded at cuInit. (Two
+// libraries because the kernels' shared memory is large thread_local data, which must stay out
+// of the static TLS block that this library's initial-exec variables use.)
+static const samplex_emu::KernelEntry *g_kernels = nullptr;
+static int g_kernel_count = 0;
+
+// ---------------------------------------------------------------------------------------------
+// Driver API types (ABI-compatible subsets of cuda.h).
+// ---------------------------------------------------------------------------------------------
+typedef int CUresult;
+typedef int CUdevice;
+typedef unsigned long long CUdeviceptr;
+enum : CUresult {
+  CUDA_SUCCESS = 0,
+  CUDA_ERROR_INVALID_VALUE = 1,
+  CUDA_ERROR_OUT_OF_MEMORY = 2,
+  CUDA_ERROR_INVALID_DEVICE = 101,
+  CUDA_ERROR_INVALID_HANDLE = 400,
+  CUDA_ERROR_NOT_FOUND = 500,
+  CUDA_ERROR_NOT_READY = 600,
+  CUDA_ERROR_ILLEGAL_ADDRESS = 700,
+  CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
+  CUDA_ERROR_LAUNCH_FAILED = 719,
+  CUDA_ERROR_NOT_SUPPORTED = 801,
+  CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
+  CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901,
+  CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD = 908,
+};
+
+namespace samplex_emu {
+
+// ---------------------------------------------------------------------------------------------
+// Configuration of the emulated device (an H100-like part; the SM count drives row splitting).
+// ---------------------------------------------------------------------------------------------
+static int env_int(const char *name, int fallback) {
+  const char *v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+static int sm_count() {
+  static const int n = std::max(1, env_int("SAMPLEX_EMU_SMS", 132));
+  return n;
+}
+static const int kMaxSharedOptin = (int)kMaxDynamicShared;
+static const int kDefaultDynamicShared = 48 * 1024;
+
+static void report(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::fputs("samplex emulator: ", stderr);
+  std::vfprintf(stderr, fmt, ap);
+  std::fputc('\n', stderr);
+  va_end(ap);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device memory: mmap'ed so that each allocation ends flush against an inaccessible page.
+// ---------------------------------------------------------------------------------------------
+struct Allocation {
+  char *map;
+  size_t map_len;
+  char *user;
+  size_t size;
+};
+static std::mutex g_mutex;  // guards every table below (not the kernels' own execution)
+static std::map<uintptr_t, Allocation> g_allocs;  // by user address
+static const size_t kPage = 4096;
+
+static CUresult device_alloc(CUdeviceptr *out, size_t size) {
+  const size_t padded = (size + 15) & ~(size_t)15;  // CUDA buffers are at least 16-byte aligned
+  const size_t pages = (padded + kPage - 1) / kPage;
+  const size_t map_len = (pages + 2) * kPage;
+  void *m = mmap(nullptr, map_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
+  char *map = static_cast<char *>(m);
+  if (pages > 0 && mprotect(map + kPage, pages * kPage, PROT_READ | PROT_WRITE) != 0) {
+    munmap(m, map_len);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  char *user = map + kPage + pages * kPage - padded;
+  std::memset(user, 0xff, padded);
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_allocs[(uintptr_t)user] = Allocation{map, map_len, user, size};
+  }
+  *out = (CUdeviceptr)(uintptr_t)user;
+  return CUDA_SUCCESS;
+}
+
+static CUresult device_free(CUdeviceptr p) {
+  Allocation a;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    auto it = g_allocs.find((uintptr_t)p);
+    if (it == g_allocs.end()) return CUDA_ERROR_INVALID_VALUE;
+    a = it->second;
+    g_allocs.erase(it);
+  }
+  munmap(a.map, a.map_len);
+  return CUDA_SUCCESS;
+}
+
+// True when [p, p + n) lies inside one allocation (what cuMemcpy* would accept).
+static bool device_range_ok(CUdeviceptr p, size_t n) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto it = g_allocs.upper_bound((uintptr_t)p);
+  if (it == g_allocs.begin()) return false;
+  --it;
+  const Allocation &a = it->second;
+  const uintptr_t lo = (uintptr_t)a.user, hi = lo + a.size;
+  return (uintptr_t)p >= lo && (uintptr_t)p + n <= hi;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fibers.
+// ---------------------------------------------------------------------------------------------
+extern "C" void samplex_emu_switch(void **save_sp, void *load_sp);
+extern "C" void samplex_emu_fiber_start();
+// x86-64 System V: save the callee-saved registers on the old stack, swap stacks, restore them
+// from the new one. (The FP control words are not switched: no kernel changes them.) A new fiber's stack is laid out so that the first
+// switch "returns" into samplex_emu_fiber_start with the Fiber* in rbx and its main in r12.
+asm(R"(
+  .text
+  .globl samplex_emu_switch
+  .hidden samplex_emu_switch
+  .type samplex_emu_switch,@function
+samplex_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size samplex_emu_switch, .-samplex_emu_switch
+
+  .globl samplex_emu_fiber_start
+  .hidden samplex_emu_fiber_start
+  .type samplex_emu_fiber_start,@function
+samplex_emu_fiber_start:
+  movq %rbx, %rdi
+  callq *%r12
+  ud2
+  .size samplex_emu_fiber_start, .-samplex_emu_fiber_start
+)");
+
+struct Block;
+
+struct Fiber {
+  void *sp = nullptr;
+  char *stack_lo = nullptr;  // lowest usable byte (a guard page lies below)
+  size_t stack_len = 0;
+  ThreadCoords coords{};
+  unsigned linear = 0;
+  unsigned warp = 0;
+  bool done = false;
+  Block *block = nullptr;
+};
+
+// Fibers blocked at one barrier, in arrival order.
+struct Waiters {
+  std::vector<unsigned> ids;
+};
+
+struct Warp {
+  unsigned size = 0;  // lanes the warp was launched with (< 32 only for a partial last warp)
+  unsigned live = 0;
+  unsigned gen = 0;
+  Waiters waiting;
+  uint64_t slots[2][32];  // double-buffered by generation parity: one barrier per exchange
+};
+
+// One block's run. Scheduling: a FIFO of runnable fibers; a fiber that must wait joins its
+// barrier's waiters and the next runnable one runs; a release moves every waiter to the FIFO.
+// So a fiber is resumed only when it can go on, and an empty FIFO with live fibers left is a
+// deadlock, exactly.
+struct Block {
+  const KernelEntry *kernel = nullptr;
+  void **params = nullptr;
+  std::vector<Fiber> *fibers = nullptr;
+  unsigned n = 0;
+  unsigned live = 0;
+  // The run queue: a ring of n slots (no fiber is in it twice).
+  std::vector<unsigned> ring;
+  unsigned head = 0, count = 0;
+  // __syncthreads
+  Waiters at_barrier;
+  int bar_accum = 0;
+  int bar_result = 0;
+  std::vector<Warp> warps;
+  void *launcher_sp = nullptr;
+  bool failed = false;
+  std::string error;
+
+  void push(unsigned id) {
+    unsigned at = head + count;
+    if (at >= n) at -= n;
+    ring[at] = id;
+    ++count;
+  }
+  unsigned pop() {
+    const unsigned id = ring[head];
+    if (++head == n) head = 0;
+    --count;
+    return id;
+  }
+};
+
+static size_t stack_bytes() {
+  static const size_t n = (size_t)std::max(16, env_int("SAMPLEX_EMU_STACK_KB", 256)) * 1024;
+  return n;
+}
+
+// Each OS thread keeps its fibers (and their stacks) for the next launch.
+struct ThreadState {
+  std::vector<Fiber> fibers;
+  Block *block = nullptr;
+  Fiber *fiber = nullptr;
+  ThreadCoords host_coords{};  // what threadIdx reads outside a kernel
+  const char *kernel_name = nullptr;
+  ~ThreadState() {
+    for (Fiber &f : fibers)
+      if (f.stack_lo) munmap(f.stack_lo - kPage, f.stack_len + kPage);
+  }
+};
+// Plain pointers with initial-exec TLS (no __tls_get_addr, no init guard on every access); the
+// state itself is freed by a pthread key destructor when the thread ends.
+__thread ThreadCoords *current_coords __attribute__((tls_model("initial-exec"))) = nullptr;
+static __thread ThreadState *t_ptr __attribute__((tls_model("initial-exec"))) = nullptr;
+static pthread_key_t g_state_key;
+__attribute__((noinline)) static ThreadState &new_state() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    pthread_key_create(&g_state_key, [](void *p) { delete static_cast<ThreadState *>(p); });
+  });
+  t_ptr = new ThreadState();
+  pthread_setspecific(g_state_key, t_ptr);
+  current_coords = &t_ptr->host_coords;
+  return *t_ptr;
+}
+static inline ThreadState &state() { return __builtin_expect(t_ptr != nullptr, 1) ? *t_ptr : new_state(); }
+#define t_state (state())
+
+// Makes `f` (or, for nullptr, the host) the running thread of this OS thread.
+static inline void set_running(ThreadState &ts, Fiber *f) {
+  ts.fiber = f;
+  current_coords = f ? &f->coords : &ts.host_coords;
+}
+
+[[noreturn]] static void fiber_main(Fiber *f);
+
+static void prepare_fiber(Fiber &f, unsigned index) {
+  if (!f.stack_lo) {
+    const size_t len = stack_bytes();
+    void *m = mmap(nullptr, len + kPage, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (m == MAP_FAILED) {
+      report("cannot map a fiber stack");
+      std::abort();
+    }
+    mprotect(m, kPage, PROT_NONE);  // overflow faults instead of corrupting a neighbour
+    f.stack_lo = static_cast<char *>(m) + kPage;
+    f.stack_len = len;
+  }
+  // Stagger the stack tops by cache lines: at one page offset they would all fall into the
+  // same cache sets, and every switch would miss.
+  uintptr_t top = ((uintptr_t)(f.stack_lo + f.stack_len) - (index % 61) * 64 - (index / 61 % 7) * 4096) &
+                  ~(uintptr_t)15;
+  uint64_t *s = reinterpret_cast<uint64_t *>(top);
+  s[-1] = (uint64_t)(uintptr_t)&samplex_emu_fiber_start;  // return address of the first switch
+  s[-2] = 0;                                               // rbp
+  s[-3] = (uint64_t)(uintptr_t)&f;                         // rbx: the fiber
+  s[-4] = (uint64_t)(uintptr_t)&fiber_main;                // r12: its main
+  s[-5] = 0;                                               // r13
+  s[-6] = 0;                                               // r14
+  s[-7] = 0;                                               // r15
+  f.sp = &s[-7];
+  f.done = false;
+}
+
+[[noreturn]] static void fail(const std::string &why);
+
+// Runs the next runnable fiber; `save` receives the current stack (nullptr: never resumed).
+static void run_next(Block &b, Fiber *me, const char *what) {
+  if (b.count == 0) {
+    char msg[240];
+    std::snprintf(msg, sizeof msg,
+                  "deadlock: every live thread waits (this one at %s; %zu of %u live threads at "
+                  "__syncthreads)",
+                  what, b.at_barrier.ids.size(), b.live);
+    fail(msg);
+  }
+  std::vector<Fiber> &fs = *b.fibers;
+  Fiber &next = fs[b.pop()];
+  if (b.count > 0) __builtin_prefetch(fs[b.ring[b.head]].sp);  // the one after: warm its stack
+  ThreadState &ts = t_state;
+  set_running(ts, &next);
+  void *dummy;
+  samplex_emu_switch(me ? &me->sp : &dummy, next.sp);
+  set_running(ts, me);  // resumed (only reached when `me` is non-null)
+}
+
+// Blocks the running fiber at `w` until a release moves it back to the run queue.
+static void wait_at(Waiters &w, const char *what) {
+  Block &b = *t_state.block;
+  Fiber *me = t_state.fiber;
+  w.ids.push_back(me->linear);
+  run_next(b, me, what);
+}
+
+static void release(Block &b, Waiters &w) {
+  for (unsigned id : w.ids) b.push(id);
+  w.ids.clear();
+}
+
+// Leaves the block for good: back to the launcher, which reports the failure.
+[[noreturn]] static void abandon_block() {
+  Block &b = *t_state.block;
+  void *dummy;
+  set_running(t_state, nullptr);
+  samplex_emu_switch(&dummy, b.launcher_sp);
+  __builtin_unreachable();
+}
+
+[[noreturn]] static void fail(const std::string &why) {
+  Block &b = *t_state.block;
+  const Fiber *f = t_state.fiber;
+  char where[160];
+  std::snprintf(where, sizeof where, " (kernel %s, block (%u,%u,%u), thread (%u,%u,%u))",
+                b.kernel->name, f->coords.block_idx.x, f->coords.block_idx.y, f->coords.block_idx.z,
+                f->coords.thread_idx.x, f->coords.thread_idx.y, f->coords.thread_idx.z);
+  b.failed = true;
+  b.error = why + where;
+  abandon_block();
+}
+
+static void release_block_barrier(Block &b) {
+  b.bar_result = b.bar_accum;
+  b.bar_accum = 0;
+  release(b, b.at_barrier);
+}
+
+[[noreturn]] static void fiber_main(Fiber *f) {
+  set_running(t_state, f);
+  Block &b = *f->block;
+  b.kernel->call(b.kernel->fn, b.params);
+  // The thread returned: it no longer takes part in barriers (as on the hardware).
+  f->done = true;
+  b.live--;
+  Warp &w = b.warps[f->warp];
+  w.live--;
+  if (!w.waiting.ids.empty()) fail("a thread returned while its warp waits in a collective");
+  if (!b.at_barrier.ids.empty() && b.at_barrier.ids.size() == b.live) release_block_barrier(b);
+  if (b.live == 0) abandon_block();  // all done: back to the launcher (not a failure)
+  run_next(b, nullptr, "its return");
+  __builtin_unreachable();
+}
+
+void syncthreads() {
+  Block &b = *t_state.block;
+  if (b.at_barrier.ids.size() + 1 == b.live) {
+    release_block_barrier(b);
+    return;
+  }
+  wait_at(b.at_barrier, "__syncthreads");
+}
+
+int syncthreads_count(int predicate) {
+  Block &b = *t_state.block;
+  b.bar_accum += predicate != 0;
+  syncthreads();
+  return b.bar_result;
+}
+
+const uint64_t *warp_exchange(unsigned mask, uint64_t value) {
+  Block &b = *t_state.block;
+  Fiber &f = *t_state.fiber;
+  Warp &w = b.warps[f.warp];
+  if (mask != 0xffffffffu) fail("warp collective with a partial mask (not emulated)");
+  if (w.size != 32) fail("full-mask warp collective in a partial warp");
+  if (w.live != 32) fail("full-mask warp collective after some lanes returned");
+  const unsigned g = w.gen;
+  w.slots[g & 1][f.coords.thread_idx.x & 31] = value;
+  if (w.waiting.ids.size() == 31) {
+    w.gen++;
+    release(b, w.waiting);
+  } else {
+    wait_at(w.waiting, "a warp collective");
+  }
+  return w.slots[g & 1];
+}
+
+void syncwarp(unsigned mask) { (void)warp_exchange(mask, 0); }
+
+void threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+float f16_to_f32(unsigned short h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (man << 13);  // inf / NaN
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (man << 13);
+  } else if (man == 0) {
+    bits = sign;
+  } else {  // subnormal half: normalise
+    int e = -1;
+    do {
+      man <<= 1;
+      ++e;
+    } while (!(man & 0x400u));
+    bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ffu) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launching.
+// ---------------------------------------------------------------------------------------------
+struct Function {
+  const KernelEntry *entry;
+  int max_dynamic_shared = kDefaultDynamicShared;
+};
+
+static unsigned g_launch_counter = 0;
+
+static void block_order(std::vector<uint64_t> &order, uint64_t n) {
+  order.resize(n);
+  for (uint64_t i = 0; i < n; ++i) order[i] = i;
+  static const char *mode = std::getenv("SAMPLEX_EMU_BLOCK_ORDER");
+  if (mode && !std::strcmp(mode, "forward")) return;
+  if (mode && !std::strcmp(mode, "reverse")) {
+    std::reverse(order.begin(), order.end());
+    return;
+  }
+  // A different shuffle per launch, reproducible run to run (the launches' order is).
+  uint64_t s = 0x9e3779b97f4a7c15ull * (1 + __atomic_fetch_add(&g_launch_counter, 1, __ATOMIC_RELAXED));
+  for (uint64_t i = n; i > 1; --i) {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    uint64_t j = (s * 0x2545f4914f6cdd1dull) % i;
+    std::swap(order[i - 1], order[j]);
+  }
+}
+
+static CUresult run_kernel(Function *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                           unsigned bz, unsigned shared, void **params) {
+  const KernelEntry *k = fn->entry;
+  const uint64_t threads = (uint64_t)bx * by * bz;
+  if (threads == 0 || threads > 1024 || bx > 1024 || by > 1024 || bz > 64 || gx == 0 || gy == 0 || gz == 0 ||
+      gx > 0x7fffffffu || gy > 65535 || gz > 65535) {
+    report("%s: invalid launch grid (%u,%u,%u) block (%u,%u,%u)", k->name, gx, gy, gz, bx, by, bz);
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  if ((int)shared > fn->max_dynamic_shared) {
+    report("%s: %u bytes of dynamic shared memory, above the function's limit of %d (set "
+           "CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)",
+           k->name, shared, fn->max_dynamic_shared);
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  ThreadState &ts = t_state;
+  if (ts.block) {
+    report("%s: launched from inside a kernel", k->name);
+    return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  ts.kernel_name = k->name;
+  if (ts.fibers.size() < threads) ts.fibers.resize(threads);
+
+  std::vector<uint64_t> order;
+  block_order(order, (uint64_t)gx * gy * gz);
+  Block b;
+  b.warps.resize((threads + 31) / 32);
+  for (uint64_t blk : order) {
+    b.kernel = k;
+    b.params = params;
+    b.fibers = &ts.fibers;
+    b.n = (unsigned)threads;
+    b.live = (unsigned)threads;
+    b.ring.assign(threads, 0);
+    b.head = b.count = 0;
+    for (unsigned t = 1; t < threads; ++t) b.push(t);  // fiber 0 runs first
+    b.at_barrier.ids.clear();
+    b.at_barrier.ids.reserve(threads);
+    b.bar_accum = b.bar_result = 0;
+    for (size_t w = 0; w < b.warps.size(); ++w) {
+      Warp &wp = b.warps[w];
+      wp.size = (unsigned)std::min<uint64_t>(32, threads - 32 * w);
+      wp.live = wp.size;
+      wp.waiting.ids.clear();
+      wp.waiting.ids.reserve(32);
+    }
+    const uint3 bidx{(unsigned)(blk % gx), (unsigned)((blk / gx) % gy), (unsigned)(blk / ((uint64_t)gx * gy))};
+    for (unsigned t = 0; t < threads; ++t) {
+      Fiber &f = ts.fibers[t];
+      prepare_fiber(f, t);
+      f.linear = t;
+      f.warp = t / 32;
+      f.block = &b;
+      f.coords.thread_idx = uint3{t % bx, (t / bx) % by, t / (bx * by)};
+      f.coords.block_idx = bidx;
+      f.coords.block_dim = dim3{bx, by, bz};
+      f.coords.grid_dim = dim3{gx, gy, gz};
+    }
+    ts.block = &b;
+    set_running(ts, &ts.fibers[0]);
+    samplex_emu_switch(&b.launcher_sp, ts.fibers[0].sp);
+    ts.block = nullptr;
+    set_running(ts, nullptr);
+    if (b.failed) {
+      report("%s", b.error.c_str());
+      ts.kernel_name = nullptr;
+      return CUDA_ERROR_LAUNCH_FAILED;
+    }
+  }
+  ts.kernel_name = nullptr;
+  return CUDA_SUCCESS;
+}
+
+// A fault inside a guard page of a device buffer or a fiber stack: say where, then stop.
+static struct sigaction g_prev_segv;
+static void on_segv(int sig, siginfo_t *info, void *ctx) {
+  const uintptr_t a = (uintptr_t)info->si_addr;
+  const char *kernel = t_ptr ? t_ptr->kernel_name : nullptr;
+  char msg[512];
+  int len = 0;
+  if (kernel) {
+    const Fiber *f = t_ptr->fiber;
+    len = std::snprintf(msg, sizeof msg, "samplex emulator: invalid access at %#lx in kernel %s", (unsigned long)a,
+                        kernel);
+    if (f)
+      len += std::snprintf(msg + len, sizeof msg - len, ", block (%u,%u,%u), thread (%u,%u,%u)",
+                           f->coords.block_idx.x, f->coords.block_idx.y, f->coords.block_idx.z,
+                           f->coords.thread_idx.x, f->coords.thread_idx.y, f->coords.thread_idx.z);
+    // Which buffer it ran past (the lock may be held by this very thread: try only).
+    if (g_mutex.try_lock()) {
+      for (auto &kv : g_allocs) {
+        const Allocation &al = kv.second;
+        if (a >= (uintptr_t)al.map && a < (uintptr_t)al.map + al.map_len) {
+          long off = (long)(a - (uintptr_t)al.user);
+          len += std::snprintf(msg + len, sizeof msg - len, ": byte %ld of a %zu-byte device buffer", off, al.size);
+        }
+      }
+      g_mutex.unlock();
+    }
+    len += std::snprintf(msg + len, sizeof msg - len, "\n");
+    (void)!write(2, msg, (size_t)std::min<int>(len, (int)sizeof msg - 1));
+    std::abort();
+  }
+  // Not ours: let the previous handler (Rust's stack-overflow reporter) have it.
+  sigaction(SIGSEGV, &g_prev_segv, nullptr);
+  (void)sig;
+  (void)ctx;
+}
+
+static void install_segv_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    static char alt[64 * 1024];
+    stack_t ss{};
+    ss.ss_sp = alt;
+    ss.ss_size = sizeof alt;
+    sigaltstack(&ss, nullptr);
+    struct sigaction sa {};
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &g_prev_segv);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streams, graphs, events.
+// ---------------------------------------------------------------------------------------------
+struct Node {
+  enum Kind { Kernel, Copy, Set } kind;
+  Function *fn = nullptr;
+  unsigned grid[3]{}, block[3]{}, shared = 0;
+  std::vector<std::vector<char>> args;  // the parameter values, copied at capture
+  CUdeviceptr dst = 0;
+  const void *src = nullptr;
+  std::vector<char> src_copy;
+  size_t bytes = 0;
+  unsigned char value = 0;
+};
+struct Graph {
+  std::vector<Node> nodes;
+};
+struct Stream {
+  bool capturing = false;
+  Graph *graph = nullptr;
+};
+static Stream g_null_stream;
+static Stream *stream_of(void *h) { return h ? static_cast<Stream *>(h) : &g_null_stream; }
+
+static CUresult run_node(const Node &n) {
+  switch (n.kind) {
+    case Node::Kernel: {
+      std::vector<void *> ptrs;
+      for (auto &a : n.args) ptrs.push_back(const_cast<char *>(a.data()));
+      return run_kernel(n.fn, n.grid[0], n.grid[1], n.grid[2], n.block[0], n.block[1], n.block[2], n.shared,
+                        ptrs.data());
+    }
+    case Node::Copy:
+      std::memcpy((void *)(uintptr_t)n.dst, n.src_copy.empty() ? n.src : n.src_copy.data(), n.bytes);
+      return CUDA_SUCCESS;
+    case Node::Set:
+      std::memset((void *)(uintptr_t)n.dst, n.value, n.bytes);
+      return CUDA_SUCCESS;
+  }
+  return CUDA_ERROR_INVALID_VALUE;
+}
+
+struct Event {
+  double ms = 0.0;
+};
+static double now_ms() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+static int g_context_token;  // the one context's handle points here
+static int g_module_token;
+
+}  // namespace samplex_emu
+
+using namespace samplex_emu;
+
+// ---------------------------------------------------------------------------------------------
+// The driver API (the subset cudarc calls). Everything completes before it returns.
+// ---------------------------------------------------------------------------------------------
+#define API extern "C" __attribute__((visibility("default")))
+
+static bool load_kernels() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info me;
+    if (!dladdr(reinterpret_cast<void *>(&load_kernels), &me) || !me.dli_fname) return;
+    std::string path(me.dli_fname);
+    path = path.substr(0, path.rfind('/') + 1) + "libsamplex_emu_kernels.so";
+    void *h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+      report("cannot load %s: %s", path.c_str(), dlerror());
+      return;
+    }
+    auto table = static_cast<const KernelEntry *>(dlsym(h, "samplex_emu_kernels"));
+    auto count = static_cast<const int *>(dlsym(h, "samplex_emu_kernel_count"));
+    if (table && count) {
+      g_kernels = table;
+      g_kernel_count = *count;
+    }
+  });
+  return g_kernels != nullptr;
+}
+
+API CUresult cuInit(unsigned) {
+  install_segv_handler();
+  return load_kernels() ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
+}
+API CUresult cuDriverGetVersion(int *v) {
+  *v = 13000;
+  return CUDA_SUCCESS;
+}
+API CUresult cuGetErrorString(CUresult e, const char **s) {
+  switch (e) {
+    case CUDA_SUCCESS: *s = "no error"; break;
+    case CUDA_ERROR_INVALID_VALUE: *s = "invalid argument"; break;
+    case CUDA_ERROR_OUT_OF_MEMORY: *s = "out of memory"; break;
+    case CUDA_ERROR_NOT_FOUND: *s = "named symbol not found"; break;
+    case CUDA_ERROR_LAUNCH_FAILED: *s = "unspecified launch failure (see the emulator's message on stderr)"; break;
+    case CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: *s = "operation not permitted when stream is capturing"; break;
+    default: *s = "emulated driver error"; break;
+  }
+  return CUDA_SUCCESS;
+}
+API CUresult cuGetErrorName(CUresult e, const char **s) {
+  switch (e) {
+    case CUDA_SUCCESS: *s = "CUDA_SUCCESS"; break;
+    case CUDA_ERROR_INVALID_VALUE: *s = "CUDA_ERROR_INVALID_VALUE"; break;
+    case CUDA_ERROR_OUT_OF_MEMORY: *s = "CUDA_ERROR_OUT_OF_MEMORY"; break;
+    case CUDA_ERROR_NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; break;
+    case CUDA_ERROR_LAUNCH_FAILED: *s = "CUDA_ERROR_LAUNCH_FAILED"; break;
+    case CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: *s = "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"; break;
+    default: *s = "CUDA_ERROR_UNKNOWN"; break;
+  }
+  return CUDA_SUCCESS;
+}
+
+// Devices and contexts: one device, one (primary) context.
+API CUresult cuDeviceGetCount(int *n) {
+  *n = 1;
+  return CUDA_SUCCESS;
+}
+API CUresult cuDeviceGet(CUdevice *d, int ordinal) {
+  if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
+  *d = 0;
+  return CUDA_SUCCESS;
+}
+API CUresult cuDeviceGetName(char *name, int len, CUdevice) {
+  std::snprintf(name, (size_t)len, "samplex CPU emulator");
+  return CUDA_SUCCESS;
+}
+API CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice) {
+  *bytes = (size_t)80 << 30;
+  return CUDA_SUCCESS;
+}
+API CUresult cuDeviceGetUuid(unsigned char *uuid, CUdevice) {
+  std::memset(uuid, 0x5a, 16);
+  return CUDA_SUCCESS;
+}
+API CUresult cuDeviceGetUuid_v2(unsigned char *uuid, CUdevice d) { return cuDeviceGetUuid(uuid, d); }
+API CUresult cuDeviceGetAttribute(int *v, int attr, CUdevice) {
+  switch (attr) {
+    case 1: *v = 1024; break;                // MAX_THREADS_PER_BLOCK
+    case 2: case 3: *v = 1024; break;        // MAX_BLOCK_DIM_X, _Y
+    case 4: *v = 64; break;                  // MAX_BLOCK_DIM_Z
+    case 5: *v = 0x7fffffff; break;          // MAX_GRID_DIM_X
+    case 6: case 7: *v = 65535; break;       // MAX_GRID_DIM_Y, _Z
+    case 8: *v = 48 * 1024; break;           // MAX_SHARED_MEMORY_PER_BLOCK
+    case 10: *v = 32; break;                 // WARP_SIZE
+    case 12: *v = 65536; break;              // MAX_REGISTERS_PER_BLOCK
+    case 13: *v = 1980000; break;            // CLOCK_RATE (kHz)
+    case 16: *v = sm_count(); break;         // MULTIPROCESSOR_COUNT
+    case 36: *v = 2619000; break;            // MEMORY_CLOCK_RATE
+    case 37: *v = 5120; break;               // GLOBAL_MEMORY_BUS_WIDTH
+    case 38: *v = 50 * 1024 * 1024; break;   // L2_CACHE_SIZE
+    case 39: *v = 2048; break;               // MAX_THREADS_PER_MULTIPROCESSOR
+    case 75: *v = 9; break;                  // COMPUTE_CAPABILITY_MAJOR
+    case 76: *v = 0; break;                  // COMPUTE_CAPABILITY_MINOR
+    case 81: *v = 228 * 1024; break;         // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
+    case 82: *v = 65536; break;              // MAX_REGISTERS_PER_MULTIPROCESSOR
+    case 97: *v = kMaxSharedOptin; break;    // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+    case 106: *v = 32; break;                // MAX_BLOCKS_PER_MULTIPROCESSOR
+    case 115: *v = 1; break;                 // MEMORY_POOLS_SUPPORTED
+    case 120: *v = 1; break;                 // CLUSTER_LAUNCH
+    default: *v = 0; break;
+  }
+  return CUDA_SUCCESS;
+}
+API CUresult cuDevicePrimaryCtxRetain(void **ctx, CUdevice d) {
+  if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
+  *ctx = &g_context_token;
+  return CUDA_SUCCESS;
+}
+API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice) { return CUDA_SUCCESS; }
+API CUresult cuCtxSetCurrent(void *) { return CUDA_SUCCESS; }
+API CUresult cuCtxGetCurrent(void **ctx) {
+  *ctx = &g_context_token;
+  return CUDA_SUCCESS;
+}
+API CUresult cuCtxPushCurrent_v2(void *) { return CUDA_SUCCESS; }
+API CUresult cuCtxPopCurrent_v2(void **ctx) {
+  if (ctx) *ctx = &g_context_token;
+  return CUDA_SUCCESS;
+}
+API CUresult cuCtxGetDevice(CUdevice *d) {
+  *d = 0;
+  return CUDA_SUCCESS;
+}
+API CUresult cuCtxSynchronize() { return CUDA_SUCCESS; }
+API CUresult cuCtxGetApiVersion(void *, unsigned *v) {
+  *v = 13000;
+  return CUDA_SUCCESS;
+}
+API CUresult cuCtxGetStreamPriorityRange(int *least, int *greatest) {
+  if (least) *least = 0;
+  if (greatest) *greatest = 0;
+  return CUDA_SUCCESS;
+}
+API CUresult cuCtxSetLimit(int, size_t) { return CUDA_SUCCESS; }
+API CUresult cuCtxSetCacheConfig(int) { return CUDA_SUCCESS; }
+API CUresult cuCtxSetFlags(unsigned) { return CUDA_SUCCESS; }
+
+// Memory.
+static CUresult refuse_in_capture(void *stream, const char *what) {
+  if (stream_of(stream)->capturing) {
+    report("%s inside a stream capture", what);
+    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  }
+  return CUDA_SUCCESS;
+}
+API CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) { return device_alloc(p, n); }
+API CUresult cuMemAllocAsync(CUdeviceptr *p, size_t n, void *stream) {
+  if (CUresult e = refuse_in_capture(stream, "an allocation")) return e;
+  return device_alloc(p, n);
+}
+API CUresult cuMemFree_v2(CUdeviceptr p) { return device_free(p); }
+API CUresult cuMemFreeAsync(CUdeviceptr p, void *stream) {
+  if (CUresult e = refuse_in_capture(stream, "a free")) return e;
+  return device_free(p);
+}
+API CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
+  *free_bytes = (size_t)64 << 30;
+  *total = (size_t)80 << 30;
+  return CUDA_SUCCESS;
+}
+API CUresult cuMemHostAlloc(void **p, size_t n, unsigned) {
+  *p = std::malloc(n ? n : 1);
+  return *p ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+API CUresult cuMemFreeHost(void *p) {
+  std::free(p);
+  return CUDA_SUCCESS;
+}
+
+static CUresult copy_async(CUdeviceptr dst, const void *src, size_t n, void *stream, bool src_is_host) {
+  Stream *s = stream_of(stream);
+  if (s->capturing) {
+    Node node{Node::Copy};
+    node.dst = dst;
+    node.bytes = n;
+    if (src_is_host)
+      node.src_copy.assign(static_cast<const char *>(src), static_cast<const char *>(src) + n);
+    else
+      node.src = src;
+    s->graph->nodes.push_back(std::move(node));
+    return CUDA_SUCCESS;
+  }
+  std::memcpy((void *)(uintptr_t)dst, src, n);
+  return CUDA_SUCCESS;
+}
+API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n) {
+  if (!device_range_ok(dst, n)) return CUDA_ERROR_INVALID_VALUE;
+  std::memcpy((void *)(uintptr_t)dst, src, n);
+  return CUDA_SUCCESS;
+}
+API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n, void *stream) {
+  if (!device_range_ok(dst, n)) return CUDA_ERROR_INVALID_VALUE;
+  return copy_async(dst, src, n, stream, true);
+}
+API CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n) {
+  if (!device_range_ok(src, n)) return CUDA_ERROR_INVALID_VALUE;
+  std::memcpy(dst, (const void *)(uintptr_t)src, n);
+  return CUDA_SUCCESS;
+}
+API CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n, void *stream) {
+  if (!device_range_ok(src, n)) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult e = refuse_in_capture(stream, "a copy to the host")) return e;
+  std::memcpy(dst, (const void *)(uintptr_t)src, n);
+  return CUDA_SUCCESS;
+}
+API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
+  if (!device_range_ok(dst, n) || !device_range_ok(src, n)) return CUDA_ERROR_INVALID_VALUE;
+  std::memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, n);
+  return CUDA_SUCCESS;
+}
+API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, void *stream) {
+  if (!device_range_ok(dst, n) || !device_range_ok(src, n)) return CUDA_ERROR_INVALID_VALUE;
+  return copy_async(dst, (const void *)(uintptr_t)src, n, stream, false);
+}
+API CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char v, size_t n) {
+  if (!device_range_ok(dst, n)) return CUDA_ERROR_INVALID_VALUE;
+  std::memset((void *)(uintptr_t)dst, v, n);
+  return CUDA_SUCCESS;
+}
+API CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, void *stream) {
+  if (!device_range_ok(dst, n)) return CUDA_ERROR_INVALID_VALUE;
+  Stream *s = stream_of(stream);
+  if (s->capturing) {
+    Node node{Node::Set};
+    node.dst = dst;
+    node.bytes = n;
+    node.value = v;
+    s->graph->nodes.push_back(std::move(node));
+    return CUDA_SUCCESS;
+  }
+  std::memset((void *)(uintptr_t)dst, v, n);
+  return CUDA_SUCCESS;
+}
+
+// Streams.
+API CUresult cuStreamCreate(void **s, unsigned) {
+  *s = new Stream();
+  return CUDA_SUCCESS;
+}
+API CUresult cuStreamCreateWithPriority(void **s, unsigned flags, int) { return cuStreamCreate(s, flags); }
+API CUresult cuStreamDestroy_v2(void *s) {
+  if (s) delete static_cast<Stream *>(s);
+  return CUDA_SUCCESS;
+}
+API CUresult cuStreamSynchronize(void *stream) { return refuse_in_capture(stream, "a stream synchronisation"); }
+API CUresult cuStreamQuery(void *) { return CUDA_SUCCESS; }
+API CUresult cuStreamWaitEvent(void *, void *, unsigned) { return CUDA_SUCCESS; }
+API CUresult cuStreamBeginCapture_v2(void *stream, int) {
+  Stream *s = stream_of(stream);
+  if (s->capturing) return CUDA_ERROR_INVALID_VALUE;
+  s->capturing = true;
+  s->graph = new Graph();
+  return CUDA_SUCCESS;
+}
+API CUresult cuStreamEndCapture(void *stream, void **graph) {
+  Stream *s = stream_of(stream);
+  if (!s->capturing) return CUDA_ERROR_INVALID_VALUE;
+  s->capturing = false;
+  *graph = s->graph;
+  s->graph = nullptr;
+  return CUDA_SUCCESS;
+}
+API CUresult cuStreamIsCapturing(void *stream, int *status) {
+  *status = stream_of(stream)->capturing ? 1 : 0;
+  return CUDA_SUCCESS;
+}
+API CUresult cuGraphInstantiateWithFlags(void **exec, void *graph, unsigned long long) {
+  *exec = new Graph(*static_cast<Graph *>(graph));
+  return CUDA_SUCCESS;
+}
+API CUresult cuGraphUpload(void *, void *) { return CUDA_SUCCESS; }
+API CUresult cuGraphLaunch(void *exec, void *stream) {
+  if (stream_of(stream)->capturing) return CUDA_ERROR_NOT_SUPPORTED;
+  for (const Node &n : static_cast<Graph *>(exec)->nodes)
+    if (CUresult e = run_node(n)) return e;
+  return CUDA_SUCCESS;
+}
+API CUresult cuGraphExecDestroy(void *exec) {
+  delete static_cast<Graph *>(exec);
+  return CUDA_SUCCESS;
+}
+API CUresult cuGraphDestroy(void *graph) {
+  delete static_cast<Graph *>(graph);
+  return CUDA_SUCCESS;
+}
+
+// Events: recorded when the stream reaches them, which is at once.
+API CUresult cuEventCreate(void **e, unsigned) {
+  *e = new Event();
+  return CUDA_SUCCESS;
+}
+API CUresult cuEventDestroy_v2(void *e) {
+  delete static_cast<Event *>(e);
+  return CUDA_SUCCESS;
+}
+API CUresult cuEventRecord(void *e, void *) {
+  static_cast<Event *>(e)->ms = now_ms();
+  return CUDA_SUCCESS;
+}
+API CUresult cuEventSynchronize(void *) { return CUDA_SUCCESS; }
+API CUresult cuEventQuery(void *) { return CUDA_SUCCESS; }
+API CUresult cuEventElapsedTime(float *ms, void *start, void *end) {
+  *ms = (float)(static_cast<Event *>(end)->ms - static_cast<Event *>(start)->ms);
+  return CUDA_SUCCESS;
+}
+API CUresult cuEventElapsedTime_v2(float *ms, void *start, void *end) { return cuEventElapsedTime(ms, start, end); }
+
+// Modules: any image loads as "the kernels" (the emulator runs its own build of the same source).
+API CUresult cuModuleLoadData(void **m, const void *) {
+  *m = &g_module_token;
+  return CUDA_SUCCESS;
+}
+API CUresult cuModuleLoadDataEx(void **m, const void *image, unsigned, void *, void *) {
+  return cuModuleLoadData(m, image);
+}
+API CUresult cuModuleUnload(void *) { return CUDA_SUCCESS; }
+API CUresult cuModuleGetFunction(void **f, void *, const char *name) {
+  for (int i = 0; i < g_kernel_count; ++i) {
+    if (!std::strcmp(g_kernels[i].name, name)) {
+      Function *fn = new Function();
+      fn->entry = &g_kernels[i];
+      *f = fn;
+      return CUDA_SUCCESS;
+    }
+  }
+  report("no kernel named %s", name);
+  return CUDA_ERROR_NOT_FOUND;
+}
+API CUresult cuFuncSetAttribute(void *f, int attr, int value) {
+  Function *fn = static_cast<Function *>(f);
+  if (attr == 8) {  // MAX_DYNAMIC_SHARED_SIZE_BYTES
+    if (value < 0 || value > kMaxSharedOptin) return CUDA_ERROR_INVALID_VALUE;
+    fn->max_dynamic_shared = value;
+  }
+  return CUDA_SUCCESS;
+}
+API CUresult cuFuncGetAttribute(int *v, int attr, void *f) {
+  Function *fn = static_cast<Function *>(f);
+  switch (attr) {
+    case 0: *v = 1024; break;  // MAX_THREADS_PER_BLOCK
+    case 8: *v = fn->max_dynamic_shared; break;
+    default: *v = 0; break;
+  }
+  return CUDA_SUCCESS;
+}
+API CUresult cuFuncSetCacheConfig(void *, int) { return CUDA_SUCCESS; }
+
+API CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                            unsigned shared, void *stream, void **params, void **extra) {
+  Function *fn = static_cast<Function *>(f);
+  if (extra) {
+    report("%s: cuLaunchKernel's `extra` is not emulated", fn->entry->name);
+    return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  Stream *s = stream_of(stream);
+  if (s->capturing) {
+    Node node{Node::Kernel};
+    node.fn = fn;
+    node.grid[0] = gx, node.grid[1] = gy, node.grid[2] = gz;
+    node.block[0] = bx, node.block[1] = by, node.block[2] = bz;
+    node.shared = shared;
+    for (int i = 0; i < fn->entry->num_params; ++i) {
+      const char *p = static_cast<const char *>(params[i]);
+      node.args.emplace_back(p, p + fn->entry->param_sizes[i]);
+    }
+    s->graph->nodes.push_back(std::move(node));
+    return CUDA_SUCCESS;
+  }
+  return run_kernel(fn, gx, gy, gz, bx, by, bz, shared, params);
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs a command against the CPU emulator instead of a GPU:
+#   scripts/emu/run.sh cargo test --test gpu_softmax
+# builds the emulator (build.sh) and puts its libcuda first on LD_LIBRARY_PATH, so cudarc, the
+# wrappers and the GPU tests run unchanged on one emulated device ("samplex CPU emulator").
+# SAMPLEX_EMULATED=1 tells the tests to shrink their largest workloads (tests/common).
+set -euo pipefail
+dir="$(bash "$(dirname "$0")/build.sh")"
+export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export SAMPLEX_EMULATED=1
+exec "$@"
