@@ -669,12 +669,12 @@ fn sample_bok_draws_the_cpu_tokens() {
 
 #[test]
 fn sample_bok_follows_q_chi_square() {
-    // 40 000 copies (fewer on the emulator) of one row, one shared seed (stream = row): independent draws whose
-    // histogram must fit the CPU's q.
+    // 200 000 copies (fewer on the emulator) of one row, one shared seed (stream = row):
+    // independent draws whose histogram must fit the CPU's q.
     let mut s = gpu_or_skip!();
     let vocab = 300;
     let one = common::logits(Dist::Normal(1.0), 1, vocab, 23);
-    let batch = common::scaled(&s, 40_000);
+    let batch = common::scaled(&s, 200_000);
     let host: Vec<f32> = one.iter().copied().cycle().take(batch * vocab).collect();
     let call = Call::new(&host, batch, vocab, Bok::DEFAULT);
     let (tokens, _) = call.sample(&mut s, &[Rng::new(5).at(11)], true);

@@ -533,12 +533,12 @@ fn sample_sparsemax_adversarial_rows_agree_with_the_cpu() {
 
 #[test]
 fn sample_sparsemax_follows_q_chi_square() {
-    // 40 000 rows (fewer on the emulator) of the same logits, one shared seed: stream = row, so the draws are
-    // independent; their histogram must fit the CPU's q.
+    // 200 000 rows (fewer on the emulator) of the same logits, one shared seed: stream = row,
+    // so the draws are independent; their histogram must fit the CPU's q.
     let mut s = gpu_or_skip!();
     let vocab = 300;
     let one: Vec<f32> = common::logits(Dist::Normal(0.4), 1, vocab, 21);
-    let batch = common::scaled(&s, 40_000);
+    let batch = common::scaled(&s, 200_000);
     let host: Vec<f32> = one.iter().copied().cycle().take(batch * vocab).collect();
     let (tokens, _) = gpu_sample(
         &mut s,

@@ -72,10 +72,10 @@ pub fn emulated(s: &Sampler) -> bool {
 }
 
 /// A statistical test's sample count: `n` on a GPU; on the emulator `n / 50`, but not below
-/// `min(n, 2000)`, which still leaves tens of draws per chi-square bin.
+/// `min(n, 1000)` (the draw tests keep tens of draws per chi-square bin there).
 pub fn scaled(s: &Sampler, n: usize) -> usize {
     if emulated(s) {
-        (n / 50).max(n.min(2000))
+        (n / 50).max(n.min(1000))
     } else {
         n
     }
