@@ -12,7 +12,7 @@ cxx="${CXX:-g++}"
 mkdir -p "$out"
 lib="$out/libcuda.so.1"
 
-sources=("$root"/kernels/common.cuh "$root"/kernels/*.cu "$root"/scripts/emu/*.hpp "$root"/scripts/emu/*.cpp "$0")
+sources=("$root"/kernels/common.cuh "$root"/kernels/*.cu "$root"/scripts/emu/*.hpp "$root"/scripts/emu/*.cpp "$root"/scripts/emu/*.cu "$0")
 if [ -f "$lib" ]; then
   stale=0
   for s in "${sources[@]}"; do [ "$s" -nt "$lib" ] && stale=1; done
@@ -29,6 +29,7 @@ unit="$out/kernels_emu.cpp"
   echo '#include "device.hpp"'
   echo '#include "common.cuh"'
   for f in "$root"/kernels/*.cu; do echo "#include \"$(basename "$f")\""; done
+  echo '#include "selftest.cu"  // checks of the emulator itself (scripts/test_emu.py)'
 } >"$unit.body"
 # The entries are named by macros: list them from the preprocessed unit.
 names="$("$cxx" "${flags[@]}" -E -P -x c++ "$unit.body" | grep -oE 'extern "C"[[:space:]]+void[[:space:]]+samplex_[A-Za-z0-9_]+' | awk '{print $NF}' | sort -u)"

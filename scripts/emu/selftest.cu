@@ -1,0 +1,41 @@
+// Kernels that exercise the emulator itself (scripts/test_emu.py runs them through the driver
+// API): built into the emulator's kernel library only, never into the fatbin.
+#include "common.cuh"
+
+// Every thread doubles its element; each block's sum goes to sums[block] (warp shuffles and
+// barriers through the block collective).
+extern "C" __global__ void samplex_emu_selftest_double(const float *in, float *out, float *sums, u32 n) {
+  __shared__ BlockScratch<256> s;
+  const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+  const float v = i < n ? in[i] : 0.0f;
+  if (i < n) out[i] = 2.0f * v;
+  const float total = block_sum<256>(v, s);
+  if (threadIdx.x == 0) sums[blockIdx.x] = total;
+}
+
+// Writes one element past the end of `out`.
+extern "C" __global__ void samplex_emu_selftest_overrun(float *out, u32 n) {
+  if (threadIdx.x == 0) out[n] = 1.0f;
+}
+
+// Half of each warp waits at the barrier, the other half in a full-mask shuffle that needs
+// them: neither can complete (a hang on the hardware).
+extern "C" __global__ void samplex_emu_selftest_divergent_collective(u32 *out) {
+  u32 v = threadIdx.x;
+  if ((threadIdx.x & 31) < 16)
+    __syncthreads();
+  else
+    v = __shfl_xor_sync(SAMPLEX_FULL_MASK, v, 1);
+  out[threadIdx.x] = v;
+}
+
+// Half a warp returns, the other half shuffles with the full mask: undefined on the hardware.
+extern "C" __global__ void samplex_emu_selftest_shuffle_after_return(u32 *out) {
+  if ((threadIdx.x & 31) < 16) return;
+  out[threadIdx.x] = __shfl_xor_sync(SAMPLEX_FULL_MASK, threadIdx.x, 1);
+}
+
+// Records the order in which blocks ran.
+extern "C" __global__ void samplex_emu_selftest_block_order(u32 *counter, u32 *order) {
+  if (threadIdx.x == 0) order[atomicAdd(counter, 1u)] = blockIdx.x;
+}

@@ -1,0 +1,181 @@
+"""Checks of the CPU emulator itself (scripts/emu): that it computes, and that it catches what it
+claims to catch. It drives the emulated driver through its C API (ctypes), with the kernels of
+scripts/emu/selftest.cu. Skipped where there is no C++ compiler.
+
+    python3 -m unittest discover -s scripts -p 'test_emu.py'
+"""
+
+import ctypes
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import textwrap
+import unittest
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CUDA_ERROR_LAUNCH_FAILED = 719
+
+
+def build_emulator():
+    """Builds (or reuses) the emulator; returns the folder holding libcuda.so.1."""
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts/emu/build.sh")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+# A small driver-API client; the same text runs in-process and in child processes (for the
+# checks that end the process).
+CLIENT = textwrap.dedent(
+    """
+    import ctypes, struct
+
+    class Emu:
+        def __init__(self, libdir):
+            self.lib = ctypes.CDLL(str(libdir) + "/libcuda.so.1")
+            L = self.lib
+            L.cuLaunchKernel.argtypes = [ctypes.c_void_p] + [ctypes.c_uint] * 7 + [
+                ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+            L.cuMemAlloc_v2.argtypes = [ctypes.POINTER(ctypes.c_ulonglong), ctypes.c_size_t]
+            L.cuMemcpyHtoD_v2.argtypes = [ctypes.c_ulonglong, ctypes.c_char_p, ctypes.c_size_t]
+            L.cuMemcpyDtoH_v2.argtypes = [ctypes.c_void_p, ctypes.c_ulonglong, ctypes.c_size_t]
+            L.cuMemsetD8_v2.argtypes = [ctypes.c_ulonglong, ctypes.c_ubyte, ctypes.c_size_t]
+            assert L.cuInit(0) == 0
+            self.module = ctypes.c_void_p()
+            assert L.cuModuleLoadData(ctypes.byref(self.module), b"fatbin") == 0
+
+        def alloc(self, nbytes, fill=None):
+            p = ctypes.c_ulonglong()
+            assert self.lib.cuMemAlloc_v2(ctypes.byref(p), nbytes) == 0
+            if fill is not None:
+                assert self.lib.cuMemsetD8_v2(p.value, fill, nbytes) == 0
+            return p.value
+
+        def upload(self, ptr, data):
+            assert self.lib.cuMemcpyHtoD_v2(ptr, data, len(data)) == 0
+
+        def download(self, ptr, nbytes):
+            buf = ctypes.create_string_buffer(nbytes)
+            assert self.lib.cuMemcpyDtoH_v2(buf, ptr, nbytes) == 0
+            return buf.raw
+
+        def launch(self, name, grid, block, *args):
+            f = ctypes.c_void_p()
+            assert self.lib.cuModuleGetFunction(ctypes.byref(f), self.module, name.encode()) == 0
+            # Each argument: ("u64" | "u32" | "f32", value).
+            ctypes_of = {"u64": ctypes.c_ulonglong, "u32": ctypes.c_uint, "f32": ctypes.c_float}
+            values = [ctypes_of[kind](v) for kind, v in args]
+            params = (ctypes.c_void_p * len(values))(
+                *[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values])
+            return self.lib.cuLaunchKernel(f, grid, 1, 1, block, 1, 1, 0, None, params, None)
+    """
+)
+
+
+def child(libdir, body, env=None):
+    """Runs `body` (with `emu` an Emu) in a fresh Python process; returns (returncode, stderr)."""
+    script = CLIENT + f"\nemu = Emu({str(libdir)!r})\n" + textwrap.dedent(body)
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=e)
+    return p.returncode, p.stderr
+
+
+@unittest.skipUnless(shutil.which(os.environ.get("CXX", "g++")), "no C++ compiler for the emulator")
+class EmulatorTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.libdir = build_emulator()
+        scope = {}
+        exec(CLIENT, scope)
+        cls.emu = scope["Emu"](cls.libdir)
+
+    def test_kernels_compute_with_shuffles_and_barriers(self):
+        n, blocks = 1000, 4
+        data = [float((i * 37) % 101) - 50.0 for i in range(n)]
+        src = self.emu.alloc(4 * n)
+        self.emu.upload(src, struct.pack(f"{n}f", *data))
+        out, sums = self.emu.alloc(4 * n), self.emu.alloc(4 * blocks)
+        rc = self.emu.launch(
+            "samplex_emu_selftest_double", blocks, 256,
+            ("u64", src), ("u64", out), ("u64", sums), ("u32", n),
+        )
+        self.assertEqual(rc, 0)
+        got = struct.unpack(f"{n}f", self.emu.download(out, 4 * n))
+        self.assertEqual(list(got), [2.0 * x for x in data])
+        want = [sum(data[b * 256:(b + 1) * 256]) for b in range(blocks)]
+        got_sums = struct.unpack(f"{blocks}f", self.emu.download(sums, 4 * blocks))
+        for g, w in zip(got_sums, want):
+            self.assertAlmostEqual(g, w, places=3)
+
+    def test_new_memory_is_not_zero(self):
+        p = self.emu.alloc(64)
+        self.assertEqual(self.emu.download(p, 64), b"\xff" * 64)
+
+    def test_a_write_past_the_end_of_a_buffer_is_reported(self):
+        rc, err = child(
+            self.libdir,
+            """
+            out = emu.alloc(400)
+            emu.launch("samplex_emu_selftest_overrun", 1, 32, ("u64", out), ("u32", 100))
+            """,
+        )
+        self.assertNotEqual(rc, 0)
+        self.assertIn("invalid access", err)
+        self.assertIn("samplex_emu_selftest_overrun", err)
+        self.assertIn("byte 400 of a 400-byte device buffer", err)
+
+    def test_a_collective_that_some_threads_never_reach_fails_the_launch(self):
+        rc, err = child(
+            self.libdir,
+            """
+            import sys
+            out = emu.alloc(4 * 128)
+            sys.exit(emu.launch("samplex_emu_selftest_divergent_collective", 1, 128, ("u64", out)))
+            """,
+        )
+        self.assertEqual(rc, CUDA_ERROR_LAUNCH_FAILED % 256)
+        self.assertIn("deadlock", err)
+
+    def test_a_full_mask_shuffle_after_lanes_returned_fails_the_launch(self):
+        rc, err = child(
+            self.libdir,
+            """
+            import sys
+            out = emu.alloc(4 * 64)
+            sys.exit(emu.launch("samplex_emu_selftest_shuffle_after_return", 1, 64, ("u64", out)))
+            """,
+        )
+        self.assertEqual(rc, CUDA_ERROR_LAUNCH_FAILED % 256)
+        self.assertIn("after some lanes returned", err)
+
+    def order(self, env):
+        rc, err = child(
+            self.libdir,
+            """
+            import struct, sys
+            counter, order = emu.alloc(4, fill=0), emu.alloc(4 * 64)
+            assert emu.launch("samplex_emu_selftest_block_order", 64, 32, ("u64", counter), ("u64", order)) == 0
+            sys.stderr.write("ORDER " + " ".join(map(str, struct.unpack("64I", emu.download(order, 256)))))
+            """,
+            env,
+        )
+        self.assertEqual(rc, 0, err)
+        return [int(x) for x in err.split("ORDER ")[1].split()]
+
+    def test_blocks_run_in_a_shuffled_order_unless_asked_otherwise(self):
+        shuffled = self.order({})
+        self.assertEqual(sorted(shuffled), list(range(64)))
+        self.assertNotEqual(shuffled, list(range(64)))
+        self.assertEqual(self.order({"SAMPLEX_EMU_BLOCK_ORDER": "forward"}), list(range(64)))
+        self.assertEqual(self.order({"SAMPLEX_EMU_BLOCK_ORDER": "reverse"}), list(range(63, -1, -1)))
+
+
+if __name__ == "__main__":
+    unittest.main()
