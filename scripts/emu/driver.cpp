@@ -8,8 +8,9 @@
 // What it checks that a GPU would only show as corruption or a hang:
 //   - every device allocation ends at a page followed by an inaccessible one, so a read or write
 //     past its end faults at once and is reported with the kernel, block and thread;
-//   - a barrier or warp collective that some live thread never reaches is a deadlock, reported
-//     (the launch fails with CUDA_ERROR_LAUNCH_FAILED instead of hanging);
+//   - a barrier or warp collective that can never complete is a deadlock, reported (the launch
+//     fails with CUDA_ERROR_LAUNCH_FAILED instead of hanging); threads that returned count as
+//     arrived at a barrier, as on the hardware;
 //   - a warp collective with exited lanes, or in a partial warp, is reported (the full mask is
 //     undefined there on the hardware);
 //   - new allocations are filled with 0xff bytes (NaN as f32), so nothing relies on zeroed memory;
@@ -22,8 +23,10 @@
 // Execution: a launch runs its blocks one after another on the calling OS thread. A block's
 // threads are fibers with their own stacks (a small hand-written x86-64 context switch: the
 // switches at every barrier and shuffle dominate the run time, so ucontext is too slow); they run
-// round-robin and yield only at barriers and warp collectives. Launches from different OS
-// threads (Rust's test threads) run in parallel: shared memory is thread_local.
+// until they must wait at a barrier or warp collective, and are resumed (from a run queue) only
+// when it releases. Launches from different OS threads (Rust's test threads) run in parallel:
+// shared memory is thread_local. (A thread that spins on memory another thread writes would
+// spin for ever here: no kernel of samplex does.)
 #include <dlfcn.h>
 #include <pthread.h>
 #include <sys/mman.h>
