@@ -186,23 +186,9 @@ __device__ __forceinline__ float scale_logit(float z, float inv_t) {
 // The order key of u, with −0 == +0 (cpu compares ln p, where the two are equal).
 __device__ __forceinline__ u32 order_key(float u) { return float_to_key(u == 0.0f ? 0.0f : u); }
 
-struct RowRng {
-  u64 seed, offset;
-  u32 stream;
-};
-
+// The row's random stream (common.cuh §4) from the kernel arguments.
 __device__ __forceinline__ RowRng row_rng(const Args &a, u32 row) {
-  RowRng r;
-  if (a.seeds != 0) {
-    r.seed = reinterpret_cast<const u64 *>(a.seeds)[row];
-    r.offset = a.offsets != 0 ? reinterpret_cast<const u64 *>(a.offsets)[row] : a.offset;
-    r.stream = 0;
-  } else {
-    r.seed = a.seed;
-    r.offset = a.offset;
-    r.stream = row;
-  }
-  return r;
+  return ::row_rng(a.seed, a.offset, a.seeds, a.offsets, row);
 }
 
 __device__ __forceinline__ void write_status(const Args &a, u32 row, u32 st) {

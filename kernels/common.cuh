@@ -145,6 +145,28 @@ __device__ __forceinline__ Philox4 row_random(u64 seed, u64 offset, u32 stream, 
   return philox4x32_10(c, (u32)seed, (u32)(seed >> 32));
 }
 
+// A row's random stream: per-row (seeds[row], offsets[row]) with stream 0 when `seeds` is
+// non-null (a request's tokens then do not depend on its position in the batch), else the
+// batch's (seed, offset) with stream = row. `seeds`/`offsets` are device addresses, 0 = none.
+struct RowRng {
+  u64 seed, offset;
+  u32 stream;
+};
+
+__device__ __forceinline__ RowRng row_rng(u64 seed, u64 offset, u64 seeds, u64 offsets, u32 row) {
+  RowRng r;
+  if (seeds != 0) {
+    r.seed = reinterpret_cast<const u64 *>(seeds)[row];
+    r.offset = offsets != 0 ? reinterpret_cast<const u64 *>(offsets)[row] : offset;
+    r.stream = 0;
+  } else {
+    r.seed = seed;
+    r.offset = offset;
+    r.stream = row;
+  }
+  return r;
+}
+
 // u32 -> the open interval (0, 1): (top 23 bits + 1/2) / 2^23. Exact in f32 (24 significant bits)
 // and f64, never 0 or 1, so log(u) and log(-log(u)) are always finite.
 __device__ __forceinline__ float uniform_open(u32 x) {

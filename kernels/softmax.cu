@@ -267,26 +267,7 @@ __device__ __forceinline__ ArgMax block_row_argmax(const T *row, u32 vocab, RowP
 // ---------------------------------------------------------------------------------------------
 // Steps 3b-4: the draw's random stream and finishing a row.
 // ---------------------------------------------------------------------------------------------
-struct RowRng {
-  u64 seed, offset;
-  u32 stream;
-};
-
-// Per-row (seed, offset) with stream 0, or the shared pair with stream = row
-// (ARCHITECTURE.md "Random numbers").
-__device__ __forceinline__ RowRng row_rng(u64 seed, u64 offset, u64 seeds, u64 offsets, u32 row) {
-  RowRng r;
-  if (seeds != 0) {
-    r.seed = reinterpret_cast<const u64 *>(seeds)[row];
-    r.offset = offsets != 0 ? reinterpret_cast<const u64 *>(offsets)[row] : offset;
-    r.stream = 0;
-  } else {
-    r.seed = seed;
-    r.offset = offset;
-    r.stream = row;
-  }
-  return r;
-}
+// RowRng and row_rng (the row's random stream) are in common.cuh §4.
 
 __device__ __forceinline__ ArgMax no_pick() {
   ArgMax a;

@@ -362,24 +362,7 @@ __device__ __forceinline__ u32 radix_threshold(const T *zr, u32 vocab, float inv
 // ---------------------------------------------------------------------------------------------
 // Step 6: the draw over marked tiles.
 // ---------------------------------------------------------------------------------------------
-struct RowRng {
-  u64 seed, offset;
-  u32 stream;
-};
-
-__device__ __forceinline__ RowRng row_rng(u64 seed, u64 offset, u64 seeds, u64 offsets, u32 row) {
-  RowRng r;
-  if (seeds != 0) {
-    r.seed = reinterpret_cast<const u64 *>(seeds)[row];
-    r.offset = offsets != 0 ? reinterpret_cast<const u64 *>(offsets)[row] : offset;
-    r.stream = 0;
-  } else {
-    r.seed = seed;
-    r.offset = offset;
-    r.stream = row;
-  }
-  return r;
-}
+// The row's random stream: RowRng, row_rng (common.cuh §4).
 
 // q of one token from its raw value (steps 5 and 6).
 __device__ __forceinline__ float q_of(float x, float inv_t, float M, float cut, float theta) {

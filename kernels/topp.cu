@@ -347,10 +347,7 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
     return;
   }
   const T *z = row_ptr(logits, tr.row, stride);
-  const bool per_row = seeds != 0;
-  const u64 s = per_row ? reinterpret_cast<const u64 *>(seeds)[tr.row] : seed;
-  const u64 o = per_row ? reinterpret_cast<const u64 *>(offsets)[tr.row] : offset;
-  const u32 stream = per_row ? 0u : tr.row;
+  const RowRng rng = row_rng(seed, offset, seeds, offsets, tr.row);
   u32 ignored = 0;
 
   TileDraw best;
@@ -372,7 +369,7 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
     float w[DRAW_PER];
 #pragma unroll
     for (int j = 0; j < DRAW_PER; ++j) w[j] = kept_at(x[j], info.thr) ? expf(u_minus_max(x[j], top, info.tau)) : 0.0f;
-    const Philox4 r = row_random(s, o, stream, t);
+    const Philox4 r = row_random(rng.seed, rng.offset, rng.stream, t);
     float total;
     TileDraw cur;
     cur.token = block_tile_candidate<THREADS, DRAW_PER>(w, first, uniform_open(r.y), total, bs);

@@ -8,8 +8,10 @@
 
 mod common;
 
+use common::{convert, download, upload};
+
 use common::{assert_tokens_agree, chi_square_p, Dist};
-use cudarc::driver::{CudaSlice, DeviceRepr};
+use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 use samplex::cpu::{self, bok_gradient, Draw};
 use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
@@ -17,18 +19,6 @@ use samplex::{status, Bok, BokWeights, Decoder, Error, Logit, Logits, Rng, Rows,
 
 /// |q_gpu − q_cpu| bound.
 const Q_TOL: f64 = 1e-4;
-
-fn upload<T: DeviceRepr>(s: &Sampler, host: &[T]) -> CudaSlice<T> {
-    s.stream().clone_htod(host).unwrap()
-}
-
-fn download<T: DeviceRepr>(s: &Sampler, dev: &CudaSlice<T>) -> Vec<T> {
-    s.stream().clone_dtoh(dev).unwrap()
-}
-
-fn convert<T: Logit>(x: &[f32]) -> Vec<T> {
-    x.iter().map(|&v| T::from_f32(v)).collect()
-}
 
 /// Per-row overrides as the host holds them.
 #[derive(Default, Clone)]

@@ -10,26 +10,16 @@
 
 mod common;
 
+use common::{convert, download, upload};
+
 use std::time::Instant;
 
 use common::{assert_tokens_agree, chi_square_p, Dist};
-use cudarc::driver::{CudaSlice, DeviceRepr};
+use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 use samplex::cpu::{self, Draw};
 use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use samplex::{status, Decoder, Error, Logit, Rng, Support};
-
-fn upload<T: DeviceRepr>(s: &Sampler, host: &[T]) -> CudaSlice<T> {
-    s.stream().clone_htod(host).unwrap()
-}
-
-fn download<T: DeviceRepr>(s: &Sampler, dev: &CudaSlice<T>) -> Vec<T> {
-    s.stream().clone_dtoh(dev).unwrap()
-}
-
-fn convert<T: Logit>(x: &[f32]) -> Vec<T> {
-    x.iter().map(|&v| T::from_f32(v)).collect()
-}
 
 fn support(top_k: u32, top_p: f32, min_p: f32) -> Support {
     Support {

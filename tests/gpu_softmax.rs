@@ -4,9 +4,11 @@
 
 mod common;
 
+use common::{convert, download, upload};
+
 use common::{assert_tokens_agree, chi_square_p, Dist};
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
-use cudarc::driver::{CudaSlice, DeviceRepr};
+use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 use samplex::cpu::{self, Draw};
 use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
@@ -47,18 +49,6 @@ fn shapes() -> Vec<(usize, usize)> {
 // ---------------------------------------------------------------------------------------------
 // Helpers: upload, download, one GPU call each, the CPU side of each.
 // ---------------------------------------------------------------------------------------------
-
-fn upload<T: DeviceRepr>(s: &Sampler, host: &[T]) -> CudaSlice<T> {
-    s.stream().clone_htod(host).unwrap()
-}
-
-fn download<T: DeviceRepr>(s: &Sampler, dev: &CudaSlice<T>) -> Vec<T> {
-    s.stream().clone_dtoh(dev).unwrap()
-}
-
-fn convert<T: Logit>(x: &[f32]) -> Vec<T> {
-    x.iter().map(|&v| T::from_f32(v)).collect()
-}
 
 /// Seeds as the host sees them.
 #[derive(Clone, Debug)]

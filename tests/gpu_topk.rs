@@ -5,23 +5,12 @@
 
 mod common;
 
+use common::{convert, download, upload};
+
 use common::Dist;
-use cudarc::driver::{CudaSlice, DeviceRepr};
 use half::{bf16, f16};
 use samplex::gpu::{DeviceLogits, RowParams, Sampler};
 use samplex::{cpu, status, Error, Logit};
-
-fn upload<T: DeviceRepr>(s: &Sampler, host: &[T]) -> CudaSlice<T> {
-    s.stream().clone_htod(host).unwrap()
-}
-
-fn download<T: DeviceRepr>(s: &Sampler, dev: &CudaSlice<T>) -> Vec<T> {
-    s.stream().clone_dtoh(dev).unwrap()
-}
-
-fn convert<T: Logit>(x: &[f32]) -> Vec<T> {
-    x.iter().map(|&v| T::from_f32(v)).collect()
-}
 
 /// What one selection returned: `batch × k` values and indices, and the row status.
 struct Selected {

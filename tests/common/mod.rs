@@ -2,11 +2,28 @@
 //! sampler-or-skip, and the token-agreement check of SPEC "Drawing a token".
 #![allow(dead_code)]
 
+use cudarc::driver::{CudaSlice, DeviceRepr};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use samplex::cpu::Draw;
 use samplex::gpu::Sampler;
+use samplex::Logit;
+
+/// A host slice on the sampler's stream.
+pub fn upload<T: DeviceRepr>(s: &Sampler, host: &[T]) -> CudaSlice<T> {
+    s.stream().clone_htod(host).unwrap()
+}
+
+/// A device buffer back on the host.
+pub fn download<T: DeviceRepr>(s: &Sampler, dev: &CudaSlice<T>) -> Vec<T> {
+    s.stream().clone_dtoh(dev).unwrap()
+}
+
+/// f32 values in another logit dtype (rounded as `Logit::from_f32` rounds).
+pub fn convert<T: Logit>(x: &[f32]) -> Vec<T> {
+    x.iter().map(|&v| T::from_f32(v)).collect()
+}
 
 /// The input distributions of BENCH.md.
 #[derive(Clone, Copy, Debug, PartialEq)]
