@@ -9,6 +9,7 @@
 //      function states which threads get the result
 //   6. order-preserving integer keys for f32 (radix select)
 //   7. the tiled draw (docs/ARCHITECTURE.md "Drawing a token"), shared by every sampler
+//   8. thread-block clusters (sm_90): rank, cluster barrier, distributed shared memory reads
 //
 // Compiled with nvcc and with NVRTC alike: include no system or CUDA header here.
 #pragma once
@@ -440,12 +441,93 @@ __device__ __forceinline__ float tile_key(float log_scale, float total, float u_
 }
 
 // ---------------------------------------------------------------------------------------------
+// 8. Thread-block clusters (sm_90). The blocks of a cluster run at the same time (on one GPC)
+//    and can read each other's shared memory (distributed shared memory, DSMEM). Inline PTX:
+//    NVRTC has no cooperative_groups. SAMPLEX_CLUSTERS is 1 where these exist; elsewhere (the
+//    sm_80/86/89 SASS and the compute_80 PTX) a kernel that needs them compiles to a trap, and
+//    the host never launches it there (src/gpu/bok.rs checks the function's PTX version).
+//      cluster_rank(), cluster_size(): this block's rank in its cluster, and the cluster's blocks
+//      cluster_sync(): every thread of the cluster arrives, then waits for all (release/acquire
+//        at cluster scope: shared-memory writes before it are visible to every block after it).
+//        Every thread of every block calls it the same number of times, warp-uniformly, like
+//        __syncthreads (which it also is, for the block). A block must not read another's shared
+//        memory before the first cluster_sync (it may not have started) nor exit while another
+//        may still read its own (end with one).
+//      cluster_map(p, rank): the address of `p` (in this block's shared memory) in block
+//        `rank`'s; cluster_load_u32 / cluster_load_v4 read there.
+//    The CPU emulator (scripts/emu) has twins that run each block of a cluster on its own OS
+//    thread and check the rules above; there only dynamic shared memory can be mapped.
+// ---------------------------------------------------------------------------------------------
+#if defined(SAMPLEX_EMULATED) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
+#define SAMPLEX_CLUSTERS 1
+#else
+#define SAMPLEX_CLUSTERS 0
+#endif
+
+#if defined(SAMPLEX_EMULATED)
+struct ClusterPtr { const void *p; };
+__device__ __forceinline__ u32 cluster_rank() { return samplex_emu::cluster_rank(); }
+__device__ __forceinline__ u32 cluster_size() { return samplex_emu::cluster_size(); }
+__device__ __forceinline__ void cluster_sync() { samplex_emu::cluster_sync(); }
+__device__ __forceinline__ ClusterPtr cluster_map(const void *p, u32 rank) {
+  ClusterPtr c;
+  c.p = samplex_emu::cluster_map(p, rank);
+  return c;
+}
+__device__ __forceinline__ u32 cluster_load_u32(ClusterPtr c) {
+  u32 v;
+  samplex_emu::cluster_read(&v, c.p, sizeof v);
+  return v;
+}
+__device__ __forceinline__ uint4 cluster_load_v4(ClusterPtr c) {
+  uint4 v;
+  samplex_emu::cluster_read(&v, c.p, sizeof v);
+  return v;
+}
+#elif SAMPLEX_CLUSTERS
+struct ClusterPtr { u32 a; };  // an address in the shared::cluster window
+__device__ __forceinline__ u32 cluster_rank() {
+  u32 r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ u32 cluster_size() {
+  u32 r;
+  asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+__device__ __forceinline__ ClusterPtr cluster_map(const void *p, u32 rank) {
+  u32 local;
+  asm("{\n\t.reg .u64 g;\n\tcvta.to.shared.u64 g, %1;\n\tcvt.u32.u64 %0, g;\n\t}" : "=r"(local) : "l"(p));
+  ClusterPtr c;
+  asm("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(c.a) : "r"(local), "r"(rank));
+  return c;
+}
+__device__ __forceinline__ u32 cluster_load_u32(ClusterPtr c) {
+  u32 v;
+  asm volatile("ld.shared::cluster.u32 %0, [%1];" : "=r"(v) : "r"(c.a) : "memory");
+  return v;
+}
+__device__ __forceinline__ uint4 cluster_load_v4(ClusterPtr c) {
+  uint4 v;
+  asm volatile("ld.shared::cluster.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(c.a)
+               : "memory");
+  return v;
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------
 // Dynamic shared memory: `SAMPLEX_DYNAMIC_SHARED(float4, name);` declares the unit's array, sized
-// at launch. (The CPU emulator, scripts/emu, gives each OS thread a maximal one instead.)
+// at launch. (In the CPU emulator, scripts/emu, `name` converts to the running block's own
+// buffer, which the emulator allocates at the launch's size, poisons and bounds-checks.)
 // ---------------------------------------------------------------------------------------------
 #ifdef SAMPLEX_EMULATED
-#define SAMPLEX_DYNAMIC_SHARED(T, name) \
-  alignas(16) static thread_local T name[samplex_emu::kMaxDynamicShared / sizeof(T)]
+#define SAMPLEX_DYNAMIC_SHARED(T, name) static const samplex_emu::DynamicShared<T> name
 #else
 #define SAMPLEX_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
 #endif

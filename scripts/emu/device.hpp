@@ -7,8 +7,13 @@
 //     arrived, as on the hardware); a barrier some threads never reach is reported as a deadlock;
 //   - warp collectives (__shfl_*_sync, __match_any_sync, __ballot_sync, ...) exchange values
 //     through the warp's slots at a warp barrier; only the full mask is supported;
-//   - __shared__ is `static thread_local`: blocks run one after another on their OS thread, so
-//     the block-scoped lifetime of shared memory is the lifetime of the block's run.
+//   - __shared__ is `static thread_local`: a block runs on one OS thread, blocks of a launch one
+//     after another (the blocks of one cluster at once, each on its own OS thread), so the
+//     block-scoped lifetime of shared memory is the lifetime of the block's run;
+//   - dynamic shared memory (SAMPLEX_DYNAMIC_SHARED) is a buffer the driver allocates per block at
+//     the launch's size, poisoned (0xff) and ending against an inaccessible page;
+//   - thread-block clusters (common.cuh §8): cluster_sync() gathers the block's fibers, then the
+//     cluster's OS threads; cluster_map/cluster_read reach another block's dynamic shared memory.
 // Floating point is the host's (IEEE f32, no FTZ, like nvcc's defaults); __expf/__logf are the
 // accurate functions, so results agree with the GPU to rounding, not bit for bit.
 #pragma once
@@ -49,7 +54,7 @@ struct uint3 { unsigned x, y, z; };
 struct dim3 { unsigned x, y, z; };
 
 namespace samplex_emu {
-// sm_90's opt-in maximum of dynamic shared memory per block.
+// sm_90's opt-in maximum of dynamic shared memory per block (the most any emulated device allows).
 constexpr unsigned kMaxDynamicShared = 232448;
 
 // The running fiber's coordinates (driver.cpp keeps them current across switches).
@@ -73,6 +78,22 @@ SAMPLEX_EMU_API void syncwarp(unsigned mask);
 SAMPLEX_EMU_API const uint64_t *warp_exchange(unsigned mask, uint64_t value);
 SAMPLEX_EMU_API void threadfence();
 SAMPLEX_EMU_API float f16_to_f32(unsigned short bits);
+
+// The running block's dynamic shared memory (the launch's bytes, 16-byte aligned).
+SAMPLEX_EMU_API void *dynamic_shared();
+template <typename T> struct DynamicShared {
+  operator T *() const { return static_cast<T *>(dynamic_shared()); }
+};
+
+// Clusters (a launch without cluster dimensions is a cluster of one block).
+SAMPLEX_EMU_API unsigned cluster_rank();
+SAMPLEX_EMU_API unsigned cluster_size();
+SAMPLEX_EMU_API void cluster_sync();
+// `p` must lie in this block's dynamic shared memory; returns the same offset in block `rank`'s.
+SAMPLEX_EMU_API const void *cluster_map(const void *p, unsigned rank);
+// Copies `n` bytes from a cluster_map address (checked: inside that block's buffer, after the
+// first cluster_sync, and, at the cluster's end, before that block's last cluster_sync).
+SAMPLEX_EMU_API void cluster_read(void *dst, const void *src, size_t n);
 }  // namespace samplex_emu
 
 #define threadIdx (samplex_emu::coords().thread_idx)

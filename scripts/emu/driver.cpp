@@ -16,6 +16,11 @@
 //   - new allocations are filled with 0xff bytes (NaN as f32), so nothing relies on zeroed memory;
 //   - blocks run in a shuffled order (SAMPLEX_EMU_BLOCK_ORDER=forward|reverse|shuffle), so a
 //     result that depends on block scheduling shows up as a difference between runs;
+//   - dynamic shared memory is allocated per block at the launch's size, filled with 0xff and
+//     followed by an inaccessible page, so reading it unwritten or past its end shows;
+//   - thread-block clusters: a cluster barrier some live thread of a block cannot reach is a
+//     deadlock (and aborts the cluster's other blocks); a distributed-shared-memory read before
+//     the first cluster barrier, or of a block after its last one (it may have exited), fails;
 //   - inside a stream capture, a host synchronisation or an allocation fails as it does in CUDA.
 // What it does not model: timing, occupancy, races inside a block (fibers switch only at
 // barriers), the memory model, and f32 rounding of the GPU's math functions.
@@ -24,25 +29,37 @@
 // threads are fibers with their own stacks (a small hand-written x86-64 context switch: the
 // switches at every barrier and shuffle dominate the run time, so ucontext is too slow); they run
 // until they must wait at a barrier or warp collective, and are resumed (from a run queue) only
-// when it releases. Launches from different OS threads (Rust's test threads) run in parallel:
+// when it releases. A cluster launch (cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION)
+// runs its clusters one after another and the blocks of a cluster at once, each on its own OS
+// thread (the launching one and helpers it keeps), so that they can wait for each other at
+// cluster barriers. Launches from different OS threads (Rust's test threads) run in parallel:
 // shared memory is thread_local. (A thread that spins on memory another thread writes would
 // spin for ever here: no kernel of samplex does.)
+//
+// The emulated device is an sm_90 part (clusters, 227 KB of opt-in shared memory per block);
+// SAMPLEX_EMU_CC=80|86|89 makes it report that compute capability instead, with that part's
+// shared memory and no clusters, so that the paths for older GPUs run too.
 #include <dlfcn.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "device.hpp"
@@ -76,6 +93,7 @@ enum : CUresult {
   CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
   CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901,
   CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD = 908,
+  CUDA_ERROR_INVALID_CLUSTER_SIZE = 912,
 };
 
 namespace samplex_emu {
@@ -91,8 +109,29 @@ static int sm_count() {
   static const int n = std::max(1, env_int("SAMPLEX_EMU_SMS", 132));
   return n;
 }
-static const int kMaxSharedOptin = (int)kMaxDynamicShared;
+// The compute capability as major * 10 + minor: 90, or SAMPLEX_EMU_CC (80, 86, 89).
+static int compute_capability() {
+  static const int cc = [] {
+    const int v = env_int("SAMPLEX_EMU_CC", 90);
+    if (v == 80 || v == 86 || v == 89 || v == 90) return v;
+    std::fprintf(stderr, "samplex emulator: SAMPLEX_EMU_CC=%d is not one of 80, 86, 89, 90; using 90\n", v);
+    return 90;
+  }();
+  return cc;
+}
+static bool has_clusters() { return compute_capability() >= 90; }
+// Opt-in dynamic shared memory per block, and shared memory per SM, of that part.
+static int shared_optin() {
+  const int cc = compute_capability();
+  return cc >= 90 ? (int)kMaxDynamicShared : cc == 80 ? 163 * 1024 : 99 * 1024;
+}
+static int shared_per_sm() {
+  const int cc = compute_capability();
+  return cc >= 90 ? 228 * 1024 : cc == 80 ? 164 * 1024 : 100 * 1024;
+}
 static const int kDefaultDynamicShared = 48 * 1024;
+// Blocks per cluster: the portable maximum, and with CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED.
+static const unsigned kPortableCluster = 8, kMaxCluster = 16;
 
 static void report(const char *fmt, ...) {
   va_list ap;
@@ -203,6 +242,7 @@ samplex_emu_fiber_start:
 )");
 
 struct Block;
+struct ClusterRun;
 
 struct Fiber {
   void *sp = nullptr;
@@ -246,6 +286,14 @@ struct Block {
   int bar_accum = 0;
   int bar_result = 0;
   std::vector<Warp> warps;
+  // The cluster (of one block, for a launch without cluster dimensions), this block's rank in it,
+  // the cluster barriers it has passed, and its fibers waiting at the next one.
+  ClusterRun *cluster = nullptr;
+  unsigned rank = 0;
+  unsigned passed = 0;
+  Waiters at_cluster;
+  char *smem = nullptr;  // dynamic shared memory: `smem_bytes` (rounded up to 16), then a guard page
+  size_t smem_bytes = 0;
   void *launcher_sp = nullptr;
   bool failed = false;
   std::string error;
@@ -264,19 +312,176 @@ struct Block {
   }
 };
 
+// One cluster's run. Its blocks run at once, one per OS thread; a block arrives at a cluster
+// barrier when its last live fiber does, and the barrier opens when every block has arrived or
+// returned (barrier.cluster counts exited threads as arrived). The first block to fail aborts the
+// others, at the barrier they wait at or the next one they reach.
+struct ClusterRun {
+  unsigned size = 1;
+  std::mutex m;
+  std::condition_variable cv;
+  unsigned ready = 0;    // blocks whose shared memory is in `smem` (they start together)
+  unsigned arrived = 0;  // blocks waiting at the open barrier
+  unsigned exited = 0;   // blocks that returned
+  unsigned gen = 0;      // barriers opened so far
+  bool aborted = false;
+  std::string error;     // the first failure
+  size_t smem_bytes = 0;
+  char *smem[kMaxCluster] = {};
+  uint3 block_idx[kMaxCluster] = {};
+  unsigned exit_gen[kMaxCluster] = {};  // barriers a block had passed when it returned
+  // 1 + the most barriers a reader had passed when it read block r's shared memory (0: never).
+  std::atomic<unsigned> last_read[kMaxCluster];
+
+  void reset(unsigned n, size_t bytes) {
+    size = n;
+    ready = arrived = exited = gen = 0;
+    aborted = false;
+    error.clear();
+    smem_bytes = bytes;
+    for (unsigned r = 0; r < kMaxCluster; ++r) {
+      smem[r] = nullptr;
+      exit_gen[r] = 0;
+      last_read[r].store(0, std::memory_order_relaxed);
+    }
+  }
+  // Publishes block `rank`'s shared memory, then waits until every block's is known.
+  void start(unsigned rank, char *buffer) {
+    std::unique_lock<std::mutex> lock(m);
+    smem[rank] = buffer;
+    if (++ready == size) cv.notify_all();
+    cv.wait(lock, [&] { return ready == size; });
+  }
+  void open_locked() {
+    arrived = 0;
+    ++gen;
+    cv.notify_all();
+  }
+  // False when the cluster was aborted instead.
+  bool arrive() {
+    std::unique_lock<std::mutex> lock(m);
+    if (aborted) return false;
+    const unsigned g = gen;
+    if (++arrived + exited == size) {
+      open_locked();
+      return true;
+    }
+    cv.wait(lock, [&] { return gen != g || aborted; });
+    return gen != g;
+  }
+  void exit(unsigned rank, unsigned passed) {
+    std::lock_guard<std::mutex> lock(m);
+    exit_gen[rank] = passed;
+    if (++exited < size && arrived > 0 && arrived + exited == size) open_locked();
+  }
+  void abort(const std::string &why) {
+    {
+      std::lock_guard<std::mutex> lock(m);
+      if (!aborted) error = why;
+      aborted = true;
+    }
+    cv.notify_all();
+  }
+  // The rank whose shared memory holds [p, p + n), or -1.
+  int owner(const void *p, size_t n) const {
+    const uintptr_t a = (uintptr_t)p;
+    for (unsigned r = 0; r < size; ++r) {
+      const uintptr_t lo = (uintptr_t)smem[r];
+      if (a >= lo && a + n <= lo + smem_bytes) return (int)r;
+    }
+    return -1;
+  }
+};
+
 static size_t stack_bytes() {
   static const size_t n = (size_t)std::max(16, env_int("SAMPLEX_EMU_STACK_KB", 256)) * 1024;
   return n;
 }
 
-// Each OS thread keeps its fibers (and their stacks) for the next launch.
+// A block's dynamic shared memory: the largest any launch may ask for, then an inaccessible page.
+// A launch of n bytes uses the n (rounded up to 16) bytes just below that page.
+struct SharedBuffer {
+  char *map = nullptr;
+  size_t len = 0;
+  char *guard = nullptr;
+  char *at(size_t bytes) {
+    if (!map) {
+      const size_t usable = ((size_t)kMaxDynamicShared + kPage - 1) / kPage * kPage;
+      len = usable + kPage;
+      void *m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (m == MAP_FAILED) {
+        report("cannot map dynamic shared memory");
+        std::abort();
+      }
+      map = static_cast<char *>(m);
+      guard = map + usable;
+      mprotect(guard, kPage, PROT_NONE);
+    }
+    return guard - ((bytes + 15) & ~(size_t)15);
+  }
+  bool holds(uintptr_t a) const { return map && a >= (uintptr_t)map && a < (uintptr_t)map + len; }
+  ~SharedBuffer() {
+    if (map) munmap(map, len);
+  }
+};
+
+// A helper OS thread for cluster launches: runs one job (a block) at a time.
+class Worker {
+ public:
+  Worker() : thread_([this] { loop(); }) {}
+  ~Worker() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void start(std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      job_ = std::move(job);
+    }
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lock(m_);
+    cv_.wait(lock, [&] { return !job_; });
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lock(m_);
+    for (;;) {
+      cv_.wait(lock, [&] { return job_ || quit_; });
+      if (!job_) return;
+      lock.unlock();
+      job_();
+      lock.lock();
+      job_ = nullptr;
+      cv_.notify_all();
+    }
+  }
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::function<void()> job_;
+  bool quit_ = false;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+// Each OS thread keeps its fibers (and their stacks), its block's dynamic shared memory and, for
+// cluster launches, its helper threads, for the next launch.
 struct ThreadState {
   std::vector<Fiber> fibers;
   Block *block = nullptr;
   Fiber *fiber = nullptr;
   ThreadCoords host_coords{};  // what threadIdx reads outside a kernel
   const char *kernel_name = nullptr;
+  Block run;                  // the block this thread runs (reused)
+  SharedBuffer smem;          // that block's dynamic shared memory
+  std::vector<std::unique_ptr<Worker>> workers;
   ~ThreadState() {
+    workers.clear();  // joins them
     for (Fiber &f : fibers)
       if (f.stack_lo) munmap(f.stack_lo - kPage, f.stack_len + kPage);
   }
@@ -341,11 +546,11 @@ static void prepare_fiber(Fiber &f, unsigned index) {
 // Runs the next runnable fiber; `save` receives the current stack (nullptr: never resumed).
 static void run_next(Block &b, Fiber *me, const char *what) {
   if (b.count == 0) {
-    char msg[240];
+    char msg[280];
     std::snprintf(msg, sizeof msg,
-                  "deadlock: every live thread waits (this one at %s; %zu of %u live threads at "
-                  "__syncthreads)",
-                  what, b.at_barrier.ids.size(), b.live);
+                  "deadlock: every live thread waits (this one at %s; of %u live threads, %zu at "
+                  "__syncthreads and %zu at the cluster barrier)",
+                  what, b.live, b.at_barrier.ids.size(), b.at_cluster.ids.size());
     fail(msg);
   }
   std::vector<Fiber> &fs = *b.fibers;
@@ -398,6 +603,14 @@ static void release_block_barrier(Block &b) {
   release(b, b.at_barrier);
 }
 
+// Every live fiber of the block is at the cluster barrier: the block arrives (this OS thread
+// waits for the cluster's others), then its fibers go on.
+static void pass_cluster_barrier(Block &b) {
+  if (!b.cluster->arrive()) fail("the cluster was aborted (another of its blocks failed) at a cluster barrier");
+  b.passed++;
+  release(b, b.at_cluster);
+}
+
 [[noreturn]] static void fiber_main(Fiber *f) {
   set_running(t_state, f);
   Block &b = *f->block;
@@ -409,6 +622,7 @@ static void release_block_barrier(Block &b) {
   w.live--;
   if (!w.waiting.ids.empty()) fail("a thread returned while its warp waits in a collective");
   if (!b.at_barrier.ids.empty() && b.at_barrier.ids.size() == b.live) release_block_barrier(b);
+  if (!b.at_cluster.ids.empty() && b.at_cluster.ids.size() == b.live) pass_cluster_barrier(b);
   if (b.live == 0) abandon_block();  // all done: back to the launcher (not a failure)
   run_next(b, nullptr, "its return");
   __builtin_unreachable();
@@ -450,6 +664,50 @@ const uint64_t *warp_exchange(unsigned mask, uint64_t value) {
 
 void syncwarp(unsigned mask) { (void)warp_exchange(mask, 0); }
 
+void *dynamic_shared() { return t_state.block->smem; }
+
+unsigned cluster_rank() { return t_state.block->rank; }
+unsigned cluster_size() { return t_state.block->cluster->size; }
+
+void cluster_sync() {
+  Block &b = *t_state.block;
+  if (b.at_cluster.ids.size() + 1 == b.live) {
+    pass_cluster_barrier(b);
+    return;
+  }
+  wait_at(b.at_cluster, "the cluster barrier");
+}
+
+const void *cluster_map(const void *p, unsigned rank) {
+  Block &b = *t_state.block;
+  const ClusterRun &c = *b.cluster;
+  if (rank >= c.size) {
+    char msg[120];
+    std::snprintf(msg, sizeof msg, "mapa to rank %u of a cluster of %u blocks", rank, c.size);
+    fail(msg);
+  }
+  const uintptr_t a = (uintptr_t)p, lo = (uintptr_t)b.smem;
+  if (a < lo || a > lo + b.smem_bytes)
+    fail("mapa of an address outside the block's dynamic shared memory (the emulator maps only that)");
+  return c.smem[rank] + (a - lo);
+}
+
+void cluster_read(void *dst, const void *src, size_t n) {
+  Block &b = *t_state.block;
+  ClusterRun &c = *b.cluster;
+  const int r = c.owner(src, n);
+  if (r < 0) fail("distributed shared memory read outside every block's dynamic shared memory");
+  if ((unsigned)r != b.rank) {
+    if (b.passed == 0)
+      fail("distributed shared memory read before the first cluster barrier (the other block may not have started)");
+    // Checked when the cluster ends: a read at or after the owner's last barrier may find it gone.
+    unsigned seen = c.last_read[r].load(std::memory_order_relaxed);
+    while (b.passed + 1 > seen && !c.last_read[r].compare_exchange_weak(seen, b.passed + 1)) {
+    }
+  }
+  std::memcpy(dst, src, n);
+}
+
 void threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 float f16_to_f32(unsigned short h) {
@@ -480,6 +738,7 @@ float f16_to_f32(unsigned short h) {
 struct Function {
   const KernelEntry *entry;
   int max_dynamic_shared = kDefaultDynamicShared;
+  bool non_portable_cluster = false;  // CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED
 };
 
 static unsigned g_launch_counter = 0;
@@ -504,8 +763,95 @@ static void block_order(std::vector<uint64_t> &order, uint64_t n) {
   }
 }
 
+// What one launch runs: the kernel, its arguments and its shape.
+struct Launch {
+  const KernelEntry *kernel;
+  void **params;
+  dim3 grid, block, cluster;
+  unsigned shared;
+};
+
+// Runs block `bidx` (rank `rank` of cluster `c`) on this OS thread. On failure, aborts the
+// cluster with the block's error.
+static void run_block(const Launch &l, uint3 bidx, ClusterRun &c, unsigned rank) {
+  ThreadState &ts = t_state;
+  const unsigned threads = l.block.x * l.block.y * l.block.z;
+  if (ts.fibers.size() < threads) ts.fibers.resize(threads);
+  ts.kernel_name = l.kernel->name;
+  Block &b = ts.run;
+  b.kernel = l.kernel;
+  b.params = l.params;
+  b.fibers = &ts.fibers;
+  b.n = threads;
+  b.live = threads;
+  b.ring.assign(threads, 0);
+  b.head = b.count = 0;
+  for (unsigned t = 1; t < threads; ++t) b.push(t);  // fiber 0 runs first
+  b.at_barrier.ids.clear();
+  b.at_barrier.ids.reserve(threads);
+  b.bar_accum = b.bar_result = 0;
+  b.warps.resize((threads + 31) / 32);
+  for (size_t w = 0; w < b.warps.size(); ++w) {
+    Warp &wp = b.warps[w];
+    wp.size = std::min<unsigned>(32, threads - 32 * (unsigned)w);
+    wp.live = wp.size;
+    wp.waiting.ids.clear();
+    wp.waiting.ids.reserve(32);
+  }
+  b.cluster = &c;
+  b.rank = rank;
+  b.passed = 0;
+  b.at_cluster.ids.clear();
+  b.at_cluster.ids.reserve(threads);
+  b.smem_bytes = l.shared;
+  b.smem = ts.smem.at(l.shared);
+  std::memset(b.smem, 0xff, (l.shared + 15) & ~15u);
+  b.failed = false;
+  b.error.clear();
+  for (unsigned t = 0; t < threads; ++t) {
+    Fiber &f = ts.fibers[t];
+    prepare_fiber(f, t);
+    f.linear = t;
+    f.warp = t / 32;
+    f.block = &b;
+    f.coords.thread_idx = uint3{t % l.block.x, (t / l.block.x) % l.block.y, t / (l.block.x * l.block.y)};
+    f.coords.block_idx = bidx;
+    f.coords.block_dim = l.block;
+    f.coords.grid_dim = l.grid;
+  }
+  c.block_idx[rank] = bidx;
+  c.start(rank, b.smem);
+  ts.block = &b;
+  set_running(ts, &ts.fibers[0]);
+  samplex_emu_switch(&b.launcher_sp, ts.fibers[0].sp);
+  ts.block = nullptr;
+  set_running(ts, nullptr);
+  ts.kernel_name = nullptr;
+  if (b.failed)
+    c.abort(b.error);
+  else
+    c.exit(rank, b.passed);
+}
+
+// After a cluster: a block's shared memory read (DSMEM) by another at or after that block's last
+// cluster barrier, when it may already have exited. Returns the complaint, or "".
+static std::string late_reads(const ClusterRun &c) {
+  for (unsigned r = 0; r < c.size; ++r) {
+    const unsigned seen = c.last_read[r].load();
+    if (seen != 0 && seen - 1 >= c.exit_gen[r]) {
+      char msg[240];
+      std::snprintf(msg, sizeof msg,
+                    "block (%u,%u,%u) returned after %u cluster barriers, but another block of its "
+                    "cluster read its shared memory after barrier %u: end with a cluster barrier",
+                    c.block_idx[r].x, c.block_idx[r].y, c.block_idx[r].z, c.exit_gen[r], seen - 1);
+      return msg;
+    }
+  }
+  return "";
+}
+
 static CUresult run_kernel(Function *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                           unsigned bz, unsigned shared, void **params) {
+                           unsigned bz, unsigned shared, void **params, const unsigned *cluster_dim = nullptr) {
   const KernelEntry *k = fn->entry;
   const uint64_t threads = (uint64_t)bx * by * bz;
   if (threads == 0 || threads > 1024 || bx > 1024 || by > 1024 || bz > 64 || gx == 0 || gy == 0 || gz == 0 ||
@@ -519,61 +865,50 @@ static CUresult run_kernel(Function *fn, unsigned gx, unsigned gy, unsigned gz, 
            k->name, shared, fn->max_dynamic_shared);
     return CUDA_ERROR_INVALID_VALUE;
   }
+  const dim3 cd = cluster_dim ? dim3{cluster_dim[0], cluster_dim[1], cluster_dim[2]} : dim3{1, 1, 1};
+  const unsigned csize = cd.x * cd.y * cd.z;
+  if (csize > 1 && !has_clusters()) {
+    report("%s: a cluster launch on an emulated sm_%d device (clusters need sm_90)", k->name, compute_capability());
+    return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  const unsigned climit = fn->non_portable_cluster ? kMaxCluster : kPortableCluster;
+  if (csize == 0 || csize > climit || gx % cd.x || gy % cd.y || gz % cd.z) {
+    report("%s: cluster (%u,%u,%u) does not divide grid (%u,%u,%u) or exceeds %u blocks", k->name, cd.x, cd.y, cd.z,
+           gx, gy, gz, climit);
+    return CUDA_ERROR_INVALID_CLUSTER_SIZE;
+  }
   ThreadState &ts = t_state;
   if (ts.block) {
     report("%s: launched from inside a kernel", k->name);
     return CUDA_ERROR_NOT_SUPPORTED;
   }
-  ts.kernel_name = k->name;
-  if (ts.fibers.size() < threads) ts.fibers.resize(threads);
+  while (ts.workers.size() + 1 < csize) ts.workers.emplace_back(new Worker());
 
+  const Launch l{k, params, dim3{gx, gy, gz}, dim3{bx, by, bz}, cd, shared};
+  const unsigned nx = gx / cd.x, ny = gy / cd.y;
   std::vector<uint64_t> order;
-  block_order(order, (uint64_t)gx * gy * gz);
-  Block b;
-  b.warps.resize((threads + 31) / 32);
-  for (uint64_t blk : order) {
-    b.kernel = k;
-    b.params = params;
-    b.fibers = &ts.fibers;
-    b.n = (unsigned)threads;
-    b.live = (unsigned)threads;
-    b.ring.assign(threads, 0);
-    b.head = b.count = 0;
-    for (unsigned t = 1; t < threads; ++t) b.push(t);  // fiber 0 runs first
-    b.at_barrier.ids.clear();
-    b.at_barrier.ids.reserve(threads);
-    b.bar_accum = b.bar_result = 0;
-    for (size_t w = 0; w < b.warps.size(); ++w) {
-      Warp &wp = b.warps[w];
-      wp.size = (unsigned)std::min<uint64_t>(32, threads - 32 * w);
-      wp.live = wp.size;
-      wp.waiting.ids.clear();
-      wp.waiting.ids.reserve(32);
+  block_order(order, (uint64_t)nx * ny * (gz / cd.z));
+  ClusterRun c;
+  for (uint64_t cl : order) {
+    const uint3 base{(unsigned)(cl % nx) * cd.x, (unsigned)((cl / nx) % ny) * cd.y,
+                     (unsigned)(cl / ((uint64_t)nx * ny)) * cd.z};
+    auto block_of = [&](unsigned r) {
+      return uint3{base.x + r % cd.x, base.y + (r / cd.x) % cd.y, base.z + r / (cd.x * cd.y)};
+    };
+    c.reset(csize, shared);
+    for (unsigned r = 1; r < csize; ++r) ts.workers[r - 1]->start([&, r] { run_block(l, block_of(r), c, r); });
+    run_block(l, block_of(0), c, 0);
+    for (unsigned r = 1; r < csize; ++r) ts.workers[r - 1]->wait();
+    if (c.aborted) {
+      report("%s", c.error.c_str());
+      return CUDA_ERROR_LAUNCH_FAILED;
     }
-    const uint3 bidx{(unsigned)(blk % gx), (unsigned)((blk / gx) % gy), (unsigned)(blk / ((uint64_t)gx * gy))};
-    for (unsigned t = 0; t < threads; ++t) {
-      Fiber &f = ts.fibers[t];
-      prepare_fiber(f, t);
-      f.linear = t;
-      f.warp = t / 32;
-      f.block = &b;
-      f.coords.thread_idx = uint3{t % bx, (t / bx) % by, t / (bx * by)};
-      f.coords.block_idx = bidx;
-      f.coords.block_dim = dim3{bx, by, bz};
-      f.coords.grid_dim = dim3{gx, gy, gz};
-    }
-    ts.block = &b;
-    set_running(ts, &ts.fibers[0]);
-    samplex_emu_switch(&b.launcher_sp, ts.fibers[0].sp);
-    ts.block = nullptr;
-    set_running(ts, nullptr);
-    if (b.failed) {
-      report("%s", b.error.c_str());
-      ts.kernel_name = nullptr;
+    const std::string late = late_reads(c);
+    if (!late.empty()) {
+      report("%s (kernel %s)", late.c_str(), k->name);
       return CUDA_ERROR_LAUNCH_FAILED;
     }
   }
-  ts.kernel_name = nullptr;
   return CUDA_SUCCESS;
 }
 
@@ -592,6 +927,9 @@ static void on_segv(int sig, siginfo_t *info, void *ctx) {
       len += std::snprintf(msg + len, sizeof msg - len, ", block (%u,%u,%u), thread (%u,%u,%u)",
                            f->coords.block_idx.x, f->coords.block_idx.y, f->coords.block_idx.z,
                            f->coords.thread_idx.x, f->coords.thread_idx.y, f->coords.thread_idx.z);
+    if (t_ptr->smem.holds(a))
+      len += std::snprintf(msg + len, sizeof msg - len, ": past the end of the block's %zu bytes of dynamic shared memory",
+                           t_ptr->run.smem_bytes);
     // Which buffer it ran past (the lock may be held by this very thread: try only).
     if (g_mutex.try_lock()) {
       for (auto &kv : g_allocs) {
@@ -635,7 +973,7 @@ static void install_segv_handler() {
 struct Node {
   enum Kind { Kernel, Copy, Set } kind;
   Function *fn = nullptr;
-  unsigned grid[3]{}, block[3]{}, shared = 0;
+  unsigned grid[3]{}, block[3]{}, cluster[3]{1, 1, 1}, shared = 0;
   std::vector<std::vector<char>> args;  // the parameter values, copied at capture
   CUdeviceptr dst = 0;
   const void *src = nullptr;
@@ -659,7 +997,7 @@ static CUresult run_node(const Node &n) {
       std::vector<void *> ptrs;
       for (auto &a : n.args) ptrs.push_back(const_cast<char *>(a.data()));
       return run_kernel(n.fn, n.grid[0], n.grid[1], n.grid[2], n.block[0], n.block[1], n.block[2], n.shared,
-                        ptrs.data());
+                        ptrs.data(), n.cluster);
     }
     case Node::Copy:
       std::memcpy((void *)(uintptr_t)n.dst, n.src_copy.empty() ? n.src : n.src_copy.data(), n.bytes);
@@ -785,14 +1123,14 @@ API CUresult cuDeviceGetAttribute(int *v, int attr, CUdevice) {
     case 37: *v = 5120; break;               // GLOBAL_MEMORY_BUS_WIDTH
     case 38: *v = 50 * 1024 * 1024; break;   // L2_CACHE_SIZE
     case 39: *v = 2048; break;               // MAX_THREADS_PER_MULTIPROCESSOR
-    case 75: *v = 9; break;                  // COMPUTE_CAPABILITY_MAJOR
-    case 76: *v = 0; break;                  // COMPUTE_CAPABILITY_MINOR
-    case 81: *v = 228 * 1024; break;         // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
+    case 75: *v = compute_capability() / 10; break;  // COMPUTE_CAPABILITY_MAJOR
+    case 76: *v = compute_capability() % 10; break;  // COMPUTE_CAPABILITY_MINOR
+    case 81: *v = shared_per_sm(); break;    // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
     case 82: *v = 65536; break;              // MAX_REGISTERS_PER_MULTIPROCESSOR
-    case 97: *v = kMaxSharedOptin; break;    // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+    case 97: *v = shared_optin(); break;     // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
     case 106: *v = 32; break;                // MAX_BLOCKS_PER_MULTIPROCESSOR
     case 115: *v = 1; break;                 // MEMORY_POOLS_SUPPORTED
-    case 120: *v = 1; break;                 // CLUSTER_LAUNCH
+    case 120: *v = has_clusters(); break;    // CLUSTER_LAUNCH
     default: *v = 0; break;
   }
   return CUDA_SUCCESS;
@@ -1025,8 +1363,11 @@ API CUresult cuModuleGetFunction(void **f, void *, const char *name) {
 API CUresult cuFuncSetAttribute(void *f, int attr, int value) {
   Function *fn = static_cast<Function *>(f);
   if (attr == 8) {  // MAX_DYNAMIC_SHARED_SIZE_BYTES
-    if (value < 0 || value > kMaxSharedOptin) return CUDA_ERROR_INVALID_VALUE;
+    if (value < 0 || value > shared_optin()) return CUDA_ERROR_INVALID_VALUE;
     fn->max_dynamic_shared = value;
+  } else if (attr == 14) {  // NON_PORTABLE_CLUSTER_SIZE_ALLOWED
+    if (!has_clusters()) return CUDA_ERROR_NOT_SUPPORTED;
+    fn->non_portable_cluster = value != 0;
   }
   return CUDA_SUCCESS;
 }
@@ -1034,7 +1375,9 @@ API CUresult cuFuncGetAttribute(int *v, int attr, void *f) {
   Function *fn = static_cast<Function *>(f);
   switch (attr) {
     case 0: *v = 1024; break;  // MAX_THREADS_PER_BLOCK
+    case 5: case 6: *v = compute_capability(); break;  // PTX_VERSION, BINARY_VERSION: built for the device
     case 8: *v = fn->max_dynamic_shared; break;
+    case 14: *v = fn->non_portable_cluster; break;
     default: *v = 0; break;
   }
   return CUDA_SUCCESS;
@@ -1063,4 +1406,78 @@ API CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsi
     return CUDA_SUCCESS;
   }
   return run_kernel(fn, gx, gy, gz, bx, by, bz, shared, params);
+}
+
+// cuLaunchKernelEx's configuration (ABI-compatible with cuda.h's CUlaunchConfig/CUlaunchAttribute).
+struct LaunchAttribute {
+  int id;
+  char pad[4];
+  union {
+    char bytes[64];
+    struct {
+      unsigned x, y, z;
+    } cluster_dim;
+  } value;
+};
+struct LaunchConfig {
+  unsigned grid[3], block[3], shared;
+  void *stream;
+  LaunchAttribute *attrs;
+  unsigned num_attrs;
+};
+enum : int { kLaunchAttributeIgnore = 0, kLaunchAttributeClusterDimension = 4 };
+
+// The cluster dimension is the only attribute emulated (the others change scheduling, not results,
+// but are refused so that a new one is noticed).
+API CUresult cuLaunchKernelEx(const LaunchConfig *cfg, void *f, void **params, void **extra) {
+  Function *fn = static_cast<Function *>(f);
+  if (extra) {
+    report("%s: cuLaunchKernelEx's `extra` is not emulated", fn->entry->name);
+    return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  unsigned cluster[3] = {1, 1, 1};
+  for (unsigned i = 0; i < cfg->num_attrs; ++i) {
+    const LaunchAttribute &a = cfg->attrs[i];
+    if (a.id == kLaunchAttributeIgnore) continue;
+    if (a.id != kLaunchAttributeClusterDimension) {
+      report("%s: launch attribute %d is not emulated", fn->entry->name, a.id);
+      return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    cluster[0] = a.value.cluster_dim.x;
+    cluster[1] = a.value.cluster_dim.y;
+    cluster[2] = a.value.cluster_dim.z;
+  }
+  Stream *s = stream_of(cfg->stream);
+  if (s->capturing) {
+    Node node{Node::Kernel};
+    node.fn = fn;
+    for (int d = 0; d < 3; ++d) {
+      node.grid[d] = cfg->grid[d];
+      node.block[d] = cfg->block[d];
+      node.cluster[d] = cluster[d];
+    }
+    node.shared = cfg->shared;
+    for (int i = 0; i < fn->entry->num_params; ++i) {
+      const char *p = static_cast<const char *>(params[i]);
+      node.args.emplace_back(p, p + fn->entry->param_sizes[i]);
+    }
+    s->graph->nodes.push_back(std::move(node));
+    return CUDA_SUCCESS;
+  }
+  return run_kernel(fn, cfg->grid[0], cfg->grid[1], cfg->grid[2], cfg->block[0], cfg->block[1], cfg->block[2],
+                    cfg->shared, params, cluster);
+}
+
+// How many clusters of this shape fit on the device at once: the emulator has no GPCs, so every
+// SM can hold one block of each (the shape's shared memory must fit one SM).
+API CUresult cuOccupancyMaxActiveClusters(int *clusters, void *f, const LaunchConfig *cfg) {
+  Function *fn = static_cast<Function *>(f);
+  unsigned size = 1;
+  for (unsigned i = 0; i < cfg->num_attrs; ++i)
+    if (cfg->attrs[i].id == kLaunchAttributeClusterDimension)
+      size = cfg->attrs[i].value.cluster_dim.x * cfg->attrs[i].value.cluster_dim.y * cfg->attrs[i].value.cluster_dim.z;
+  const unsigned limit = fn->non_portable_cluster ? kMaxCluster : kPortableCluster;
+  const bool fits = has_clusters() && size >= 1 && size <= limit && (int)cfg->shared <= fn->max_dynamic_shared;
+  *clusters = fits ? sm_count() / (int)size : 0;
+  return CUDA_SUCCESS;
 }
