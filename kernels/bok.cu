@@ -13,7 +13,10 @@
 //   samplex_bok_row_<T>         one block per row, the whole ascent in one launch (vocab ≤ 32768);
 //                               the three entries share one compiled body (only the load differs:
 //                               dtype and 16-byte alignment are checked at run time, no _v1)
-//   samplex_bok_pass_<T>[_v1]   the multi-block fallback, one launch per pass (any vocab)
+//   samplex_bok_cluster_<T>     sm_90: one thread-block cluster of 2, 4 or 8 blocks per row, the
+//                               whole ascent in one launch (vocab ≤ 8 × 32768); the same body as
+//                               samplex_bok_row over more blocks, the same arguments
+//   samplex_bok_pass_<T>[_v1]   the multi-block fallback, one launch per pass (any vocab, any GPU)
 //   samplex_bok_topm_<T>[_v1]   the fallback's top-M threshold (weights = top_m), one block per row
 //
 // Support: an optional per-row f32 threshold (src/gpu/topp.rs support_thresholds) keeps the
@@ -47,6 +50,35 @@
 //      and draws (per tile one (max, sum) collective; the candidate search only when the
 //      tile's key beats the best so far — strict >, so the lower tile keeps a tie).
 //
+// samplex_bok_cluster (sm_90; grid = batch × C blocks of 512 threads, cluster dimension (C, 1, 1)
+// set at launch, C = 2, 4 or 8 — the host's smallest with vocab ≤ C × 32768; dynamic shared
+// memory = ClusterShared (2080 bytes) + ceil(tiles / C) × 2048 × 4 bytes):
+//   Cluster k is row k; the block of rank r holds the contiguous tiles [r·ceil(tiles/C), ...) in
+//   tile layout, with its tokens' state in registers, and runs steps 1-5 on them: the same code
+//   as samplex_bok_row (`ascent`, over a ClusterGroup instead of a SoloGroup), where every value
+//   of the row is
+//   C1. the block collective of samplex_bok_row over the block's tiles (its partial), then
+//   C2. thread 0 writes the partial to slot[merge parity] of its ClusterShared (the head of the
+//       dynamic shared memory); one cluster barrier (release/acquire);
+//   C3. every thread of every block reads the C partials through DSMEM (mapa +
+//       ld.shared::cluster) and merges them in rank order, so every block holds the same bits:
+//       the same M, ln Z, shift, top_m threshold and J, and takes the same branches.
+//   The slots are double-buffered: a block writes a slot again two merges later, after the
+//   barrier of the merge between, by which every block has read its previous value; so each
+//   merge costs one cluster barrier (an iteration: one __syncthreads and one cluster barrier).
+//   top_m sums the blocks' histograms bin by bin in rank order (one barrier a pass, histograms
+//   by pass parity); when the M-th key ties, the blocks count their equal keys, each learns
+//   how many the lower ranks hold (rank_offset), and only the block holding the need-th walks.
+//   The weights' token ids are made block-local once (local_weights), so the loop indexes its
+//   tokens as samplex_bok_row does. The draw: each block over its tiles (Philox by the global
+//   tile index), then (key, token, status) merged in rank order with strict > on the key — the
+//   lower rank holds the lower tiles, so the lower tile keeps a tie, as in one block. Rank 0
+//   writes the token, J and the status; each block writes q for its tiles; a last cluster
+//   barrier keeps every block's shared memory alive until the others have read it.
+//   Cluster barriers per row: T + 4 (+1 for J(q^T); +4 with top_m, +2 more if its M-th key
+//   ties). Below sm_90 (the sm_80/86/89 SASS, the compute_80 PTX) the body is a trap: the host
+//   launches the kernel only when its PTX version is ≥ 90 (common.cuh §8).
+//
 // samplex_bok_pass (grid = batch × P, 256 threads, 8 consecutive tokens per thread per tile;
 // part p of a row owns the contiguous tiles [p·ceil(tiles/P), ...)): state a lives in a global
 // scratch buffer (batch × vocab f32), and each launch is one pass — the launch boundary is the
@@ -60,21 +92,22 @@
 //                  tickets[row]; the last block merges the parts in part order (strict > on the
 //                  key keeps the lower part = the lower tiles), writes the token, J(q^T) and the
 //                  status, and resets the ticket to 0.
-//   That is T + 2 launches (T + 3 with top_m), each reading the row from L2/HBM. A single-launch
-//   version with thread-block clusters (sm_90 DSMEM: one row per cluster, state on chip across
-//   up to 16 SMs, cluster barriers for the reductions) is future work.
+//   That is T + 2 launches (T + 3 with top_m), each reading the row from L2/HBM: the path for
+//   vocab > 8 × 32768, and for GPUs without clusters.
 //
 // samplex_bok_topm (grid = batch, 512 threads): kept count, then select_top_m over the logits.
 //
-// Shared memory (static, besides samplex_bok_row's dynamic z): BlockScratch, a (max, sum, J)
-// reduction scratch, and the select histogram (256 u32 + a few words).
+// Shared memory (static, besides the on-chip kernels' dynamic z and samplex_bok_cluster's
+// ClusterShared): BlockScratch, a (max, sum, J) reduction scratch, and the select histogram
+// (256 u32 + a few words).
 //
 // Determinism: every reduction is a fixed tree (warp butterflies, warp 0 over the warps, and
-// partial merges in part order); histogram counts are integer atomics; the tie walk of top_m
-// uses scans. Tokens, q and J do not depend on scheduling.
+// partial merges in part order or rank order); histogram counts are integer atomics; the tie
+// walk of top_m uses scans. Tokens, q and J do not depend on scheduling.
 #include "common.cuh"
 
-// samplex_bok_row's dynamic shared memory (the row's z, tile layout). One name for the unit.
+// The on-chip kernels' dynamic shared memory (the block's z in tile layout, after
+// samplex_bok_cluster's ClusterShared). One name for the unit.
 SAMPLEX_DYNAMIC_SHARED(float4, samplex_bok_dyn_smem);
 
 namespace samplex_bok {
@@ -317,6 +350,21 @@ __device__ __forceinline__ float weight_of(const Weights &W, float lp, float u, 
   return x;
 }
 
+// The same weights with token ids counted from `base` (a block's first token): the ascent's loop
+// then indexes its tokens as samplex_bok_row does, with no offset kept live.
+__device__ __forceinline__ Weights local_weights(Weights W, u32 base) {
+  if (W.row != nullptr) W.row += base;
+  if (W.tie != SAMPLEX_NO_TOKEN) {
+    if (W.tie >= base) {
+      W.tie -= base;
+    } else {  // no token of this block with key == W.key is in: only the keys above it
+      W.key += 1u;  // finite u: keys stay below 0xff800000
+      W.tie = SAMPLEX_NO_TOKEN;
+    }
+  }
+  return W;
+}
+
 __device__ __forceinline__ Weights row_weights(const Args &a, u32 row) {
   Weights W;
   W.mode = a.weight_mode;
@@ -370,8 +418,10 @@ template <int THREADS> struct Reduce {
   float rm, rs, rj;
 };
 
+// The block's value in warp 0 only (other warps get garbage), after one __syncthreads: for a
+// caller that publishes it itself. `r` may be reused only after the caller's next barrier.
 template <int THREADS>
-__device__ __forceinline__ MSJ block_msj(MSJ v, Reduce<THREADS> &r) {
+__device__ __forceinline__ MSJ block_msj_warp0(MSJ v, Reduce<THREADS> &r) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   v = warp_msj(v);
   if (lane == 0) {
@@ -380,15 +430,21 @@ __device__ __forceinline__ MSJ block_msj(MSJ v, Reduce<THREADS> &r) {
     r.j[warp] = v.j;
   }
   __syncthreads();
+  MSJ w = msj(SAMPLEX_NEG_INF, 0.0f, 0.0f);
   if (warp == 0) {
-    MSJ w = msj(SAMPLEX_NEG_INF, 0.0f, 0.0f);
     if (lane < Reduce<THREADS>::WARPS) w = msj(r.m[lane], r.s[lane], r.j[lane]);
     w = warp_msj(w);
-    if (lane == 0) {
-      r.rm = w.m;
-      r.rs = w.s;
-      r.rj = w.j;
-    }
+  }
+  return w;
+}
+
+template <int THREADS>
+__device__ __forceinline__ MSJ block_msj(MSJ v, Reduce<THREADS> &r) {
+  const MSJ w = block_msj_warp0<THREADS>(v, r);
+  if (threadIdx.x == 0) {
+    r.rm = w.m;
+    r.rs = w.s;
+    r.rj = w.j;
   }
   __syncthreads();
   const MSJ out = msj(r.rm, r.rs, r.rj);
@@ -441,13 +497,19 @@ __device__ __forceinline__ u32 block_exclusive_sum_u32(u32 v, u32 &total, BlockS
 }
 
 // ---------------------------------------------------------------------------------------------
-// top_m: the M-th largest key of u among kept tokens, ties to the lower index (step 3).
-//   Four passes over 8-bit digits, MSB first: a 256-bin histogram of the keys under the prefix
-//   (warp-aggregated atomics: counts are integers, order-free), a scan from the top bin finds
-//   the bin holding the M-th key. Then `need` tokens with key == that key are taken: all of
-//   them if that is how many there are, else a walk in token order (a block scan per tile)
-//   finds the need-th one, whose index is `tie`.
-// `get(tile, u)` gives this thread's PER values of u in tile `tile` (−inf = not kept).
+// Where a row's tiles live (the "group"): all in one block (samplex_bok_row, samplex_bok_topm),
+// or spread over the blocks of a cluster (samplex_bok_cluster). top_m's select, the ascent and
+// the draw are written once over a group: a row-wide value is a block collective followed by
+// the group's merge, which is nothing for one block and, for a cluster, the merge of every
+// block's value in rank order (steps C1-C3 of the header). A group has:
+//   tile0, tiles          this block's draw tiles, [tile0, tile0 + tiles), tiles ≤ ROW_TILES
+//   leader()              the block that writes the row's token, J and status
+//   merge(v, f)           the row's value from every block's v (each thread passes its block's)
+//   msj(v, red)           block_msj and merge in one
+//   select_hist(ss, pass) top_m's histogram of a pass; hist_ready() once it is built, then
+//                         hist_count(h, bin) is the row's count in that bin
+//   rank_offset(n)        Σ n over the lower ranks (0 for one block)
+//   finish()              before the block exits (its shared memory must outlive the readers)
 // ---------------------------------------------------------------------------------------------
 template <int THREADS> struct SelectShared {
   u32 hist[BINS];
@@ -455,18 +517,134 @@ template <int THREADS> struct SelectShared {
   u32 bin, need, eq, tie;
 };
 
-template <int THREADS, int PER, typename Get>
-__device__ __forceinline__ void select_top_m(u32 tiles, u32 m, Get &get, SelectShared<THREADS> &ss,
+struct SoloGroup {
+  static constexpr bool CLUSTER = false;
+  u32 tile0, tiles;
+  __device__ __forceinline__ bool leader() const { return true; }
+  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F) { return v; }
+  template <int THREADS> __device__ __forceinline__ MSJ msj(MSJ v, Reduce<THREADS> &red) {
+    return block_msj<THREADS>(v, red);
+  }
+  template <int THREADS> __device__ __forceinline__ u32 *select_hist(SelectShared<THREADS> &ss, int) {
+    return ss.hist;
+  }
+  __device__ __forceinline__ void hist_ready() { __syncthreads(); }
+  __device__ __forceinline__ u32 hist_count(const u32 *h, u32 bin) { return h[bin]; }
+  __device__ __forceinline__ u32 rank_offset(u32) { return 0u; }
+  __device__ __forceinline__ void finish() {}
+};
+
+#if SAMPLEX_CLUSTERS
+// A merge value as the 16 bytes a block publishes.
+template <typename P> union Raw16 {
+  P p;
+  uint4 w;
+};
+
+// The head of samplex_bok_cluster's dynamic shared memory: what the cluster's other blocks read
+// (step C2 of the header).
+struct ClusterShared {
+  uint4 slot[2];      // this block's value of the merge in progress, by merge parity
+  u32 hist[2][BINS];  // top_m's histogram, by pass parity
+};
+static_assert(sizeof(ClusterShared) == 2080, "CLUSTER_HEAD_BYTES in src/gpu/bok.rs");
+static_assert(sizeof(ClusterShared) % 16 == 0, "the tiles after it are float4");
+
+// Rank, size and the shared head are read where used (special registers, a constant address),
+// not kept: the ascent's state already fills the registers.
+struct ClusterGroup {
+  static constexpr bool CLUSTER = true;
+  u32 tile0, tiles;
+  u32 phase;  // merges so far: the parity picks the slot
+
+  __device__ __forceinline__ static ClusterShared *xs() {
+    return reinterpret_cast<ClusterShared *>(static_cast<float4 *>(samplex_bok_dyn_smem));
+  }
+  __device__ __forceinline__ bool leader() const { return cluster_rank() == 0; }
+
+  template <typename P> __device__ __forceinline__ void publish(const P &v) {
+    static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
+    Raw16<P> x;
+    x.p = v;
+    xs()->slot[phase & 1] = x.w;
+  }
+  // After thread 0 published this block's value: one cluster barrier, then every thread reads
+  // the C values and merges them in rank order (the same bits in every block).
+  template <typename P, typename F> __device__ __forceinline__ P merge_published(F f) {
+    const uint4 *slot = &xs()->slot[phase & 1];
+    ++phase;
+    cluster_sync();
+    Raw16<P> x;
+    x.w = cluster_load_v4(cluster_map(slot, 0));
+    P acc = x.p;
+    const u32 size = cluster_size();
+    for (u32 r = 1; r < size; ++r) {
+      x.w = cluster_load_v4(cluster_map(slot, r));
+      acc = f(acc, x.p);
+    }
+    return acc;
+  }
+  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {
+    if (threadIdx.x == 0) publish(v);
+    return merge_published<P>(f);
+  }
+  // Warp 0 has the block's value after one __syncthreads; the cluster barrier is the block's
+  // second (block_msj's broadcast is not needed).
+  template <int THREADS> __device__ __forceinline__ MSJ msj(MSJ v, Reduce<THREADS> &red) {
+    const MSJ b = block_msj_warp0<THREADS>(v, red);
+    if (threadIdx.x == 0) publish(b);
+    return merge_published<MSJ>([](MSJ x, MSJ y) { return msj_merge(x, y); });
+  }
+  template <int THREADS> __device__ __forceinline__ u32 *select_hist(SelectShared<THREADS> &, int pass) {
+    return xs()->hist[pass & 1];
+  }
+  __device__ __forceinline__ void hist_ready() { cluster_sync(); }
+  __device__ __forceinline__ u32 hist_count(const u32 *h, u32 bin) {
+    u32 c = 0;
+    const u32 size = cluster_size();
+    for (u32 r = 0; r < size; ++r) c += cluster_load_u32(cluster_map(h + bin, r));
+    return c;
+  }
+  __device__ __forceinline__ u32 rank_offset(u32 n) {
+    if (threadIdx.x == 0) publish(n);
+    const uint4 *slot = &xs()->slot[phase & 1];
+    ++phase;
+    cluster_sync();
+    u32 before = 0;
+    const u32 rank = cluster_rank();
+    for (u32 r = 0; r < rank; ++r) before += cluster_load_u32(cluster_map(slot, r));
+    return before;
+  }
+  __device__ __forceinline__ void finish() { cluster_sync(); }
+};
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// top_m: the M-th largest key of u among kept tokens, ties to the lower index (step 3).
+//   Four passes over 8-bit digits, MSB first: a 256-bin histogram of the keys under the prefix
+//   (warp-aggregated atomics: counts are integers, order-free; a cluster adds its blocks' bins
+//   in rank order), a scan from the top bin finds the bin holding the M-th key. Then `need`
+//   tokens with key == that key are taken: all of them if that is how many there are, else a
+//   walk in token order (a block scan per tile; in a cluster, only the block holding the
+//   need-th such token walks, after rank_offset counted those of the lower ranks) finds the
+//   need-th one, whose index is `tie`.
+// `get(tile, u)` gives this thread's PER values of u in the block's tile `tile` (−inf = not
+// kept); token ids count from the group's tile0.
+// ---------------------------------------------------------------------------------------------
+template <int THREADS, int PER, typename G, typename Get>
+__device__ __forceinline__ void select_top_m(G &g, u32 m, Get &get, SelectShared<THREADS> &ss,
                                              BlockScratch<THREADS> &sc, u32 &out_key, u32 &out_tie) {
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  const u32 tiles = g.tiles;
   u32 prefix = 0, fixed = 0, need = m, eq = 0;
   for (int pass = 0; pass < 4; ++pass) {
     const int shift = 24 - 8 * pass;
+    u32 *hist = g.select_hist(ss, pass);
     // Constant trip counts here and in the bin scan below: the loops' trip arithmetic would
     // otherwise stay live across the four passes (it spilled in samplex_bok_topm).
 #pragma unroll
     for (int b0 = 0; b0 < BINS; b0 += THREADS)
-      if (b0 + t < BINS) ss.hist[b0 + t] = 0u;
+      if (b0 + t < BINS) hist[b0 + t] = 0u;
     __syncthreads();
     for (u32 tile = 0; tile < tiles; ++tile) {
       float u[PER];
@@ -477,12 +655,13 @@ __device__ __forceinline__ void select_top_m(u32 tiles, u32 m, Get &get, SelectS
         const bool in = u[e] > SAMPLEX_NEG_INF && (key & fixed) == prefix;
         const u32 bin = in ? (key >> shift) & 0xffu : (u32)BINS;
         const u32 peers = __match_any_sync(SAMPLEX_FULL_MASK, bin);
-        if (in && lane == __ffs(peers) - 1) atomicAdd(&ss.hist[bin], (u32)__popc(peers));
+        if (in && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], (u32)__popc(peers));
       }
     }
-    __syncthreads();
+    g.hist_ready();
     // Inclusive scan from the top bin: thread t < BINS holds bin BINS − 1 − t.
-    u32 c = t < BINS ? ss.hist[BINS - 1 - t] : 0u;
+    const u32 own = t < BINS ? g.hist_count(hist, (u32)(BINS - 1 - t)) : 0u;
+    u32 c = own;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
       const u32 n = __shfl_up_sync(SAMPLEX_FULL_MASK, c, o);
@@ -494,7 +673,6 @@ __device__ __forceinline__ void select_top_m(u32 tiles, u32 m, Get &get, SelectS
 #pragma unroll
       for (int w = 0; w < BINS / 32; ++w)
         if (w < warp) c += ss.warp_c[w];
-      const u32 own = ss.hist[BINS - 1 - t];
       if (own > 0u && c >= need && c - own < need) {  // exactly one bin
         ss.bin = (u32)(BINS - 1 - t);
         ss.need = need - (c - own);
@@ -509,36 +687,54 @@ __device__ __forceinline__ void select_top_m(u32 tiles, u32 m, Get &get, SelectS
     __syncthreads();
   }
   out_key = prefix;
-  if (need == eq) {
+  if (need == eq) {  // uniform in the group: the merged histograms agree
     out_tie = SAMPLEX_NO_TOKEN;
     return;
   }
+  auto equal = [&](float u) { return u > SAMPLEX_NEG_INF && order_key(u) == prefix; };
   if (t == 0) ss.tie = SAMPLEX_NO_TOKEN;
   u32 remaining = need;
-  for (u32 tile = 0; tile < tiles; ++tile) {
-    float u[PER];
-    get(tile, u);
+  bool walk = true;
+  if constexpr (G::CLUSTER) {  // the lower ranks' equal keys come first in token order
     u32 mine = 0;
+    for (u32 tile = 0; tile < tiles; ++tile) {
+      float u[PER];
+      get(tile, u);
 #pragma unroll
-    for (int e = 0; e < PER; ++e) mine += (u[e] > SAMPLEX_NEG_INF && order_key(u[e]) == prefix) ? 1u : 0u;
-    u32 total;
-    const u32 before = block_exclusive_sum_u32<THREADS>(mine, total, sc);
-    if (before < remaining && remaining <= before + mine) {
-      u32 c = before;
+      for (int e = 0; e < PER; ++e) mine += equal(u[e]) ? 1u : 0u;
+    }
+    const u32 here = block_sum_u32<THREADS>(mine, sc);
+    const u32 before = g.rank_offset(here);
+    walk = before < need && need - before <= here;  // uniform in the block
+    remaining = need - before;
+  }
+  if (walk) {
+    for (u32 tile = 0; tile < tiles; ++tile) {
+      float u[PER];
+      get(tile, u);
+      u32 mine = 0;
 #pragma unroll
-      for (int e = 0; e < PER; ++e) {
-        if (u[e] > SAMPLEX_NEG_INF && order_key(u[e]) == prefix) {
-          ++c;
-          if (c == remaining) ss.tie = tile * TILE + (u32)t * PER + e;
+      for (int e = 0; e < PER; ++e) mine += equal(u[e]) ? 1u : 0u;
+      u32 total;
+      const u32 before = block_exclusive_sum_u32<THREADS>(mine, total, sc);
+      if (before < remaining && remaining <= before + mine) {
+        u32 c = before;
+#pragma unroll
+        for (int e = 0; e < PER; ++e) {
+          if (equal(u[e])) {
+            ++c;
+            if (c == remaining) ss.tie = (g.tile0 + tile) * TILE + (u32)t * PER + e;
+          }
         }
       }
+      if (remaining <= total) break;  // uniform
+      remaining -= total;
     }
-    if (remaining <= total) break;  // uniform
-    remaining -= total;
   }
   __syncthreads();
-  out_tie = ss.tie;
+  const u32 tie = ss.tie;
   __syncthreads();
+  out_tie = g.merge(tie, [](u32 x, u32 y) { return min(x, y); });  // the one block that found it
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -573,7 +769,8 @@ __device__ __forceinline__ void draw_tile(const float (&lq)[PER], u32 first, u32
 }
 
 // ---------------------------------------------------------------------------------------------
-// samplex_bok_row: the whole ascent of a row in one block (steps 1-5 of the header).
+// The whole ascent of a row on chip (steps 1-5 of the header): samplex_bok_row (one block) and
+// samplex_bok_cluster (a cluster) run this, over their group.
 // ---------------------------------------------------------------------------------------------
 struct RowShared {
   BlockScratch<ROW_THREADS> sc;
@@ -581,7 +778,7 @@ struct RowShared {
   SelectShared<ROW_THREADS> sel;
 };
 
-// The logits' dtype as a value: samplex_bok_row compiles its body once for all three.
+// The logits' dtype as a value: the on-chip kernels compile their body once for all three.
 constexpr u32 DTYPE_F32 = 0, DTYPE_F16 = 1, DTYPE_BF16 = 2;
 
 // Step 1's load of ROW_PER tokens from a row of any dtype; quads when the row is 16-byte
@@ -603,14 +800,23 @@ __device__ __forceinline__ void load_any(const unsigned char *row, u32 dtype, bo
   }
 }
 
-// Not inlined: the three samplex_bok_row entries share one compiled body (it is large, and
-// only step 1 depends on the dtype).
-__device__ __noinline__ void row_body(const void *logits, u32 dtype, const Args &a) {
-  __shared__ RowShared sh;
-  float4 *s_z = samplex_bok_dyn_smem;  // tile layout: s_z[tile · ROW_THREADS + thread] = 4 tokens
-  const u32 row = blockIdx.x, t = threadIdx.x;
+// The row values merged at the end of steps 1 and 5.
+struct MaxCount {
+  float m;
+  u32 n;
+};
+struct RowEnd {
+  float key;
+  u32 token, status;
+};
+
+// `s_z` holds the block's tiles in tile layout: s_z[tile · ROW_THREADS + thread] = 4 tokens.
+template <typename G>
+__device__ __forceinline__ void ascent(const void *logits, u32 dtype, const Args &a, u32 row, G &g, float4 *s_z,
+                                       RowShared &sh) {
+  const u32 t = threadIdx.x;
   const u32 vocab = a.vocab;
-  const u32 tiles = ceil_div(vocab, TILE);  // ≤ ROW_TILES (checked by the host)
+  const u32 tiles = g.tiles, tile0 = g.tile0;
   const u64 elem = dtype == DTYPE_F32 ? 4u : 2u;
   const unsigned char *zr = reinterpret_cast<const unsigned char *>(logits) + (u64)row * a.stride * elem;
   const bool aligned = ((reinterpret_cast<u64>(logits) | (a.stride * elem)) & 15u) == 0u;
@@ -624,7 +830,7 @@ __device__ __noinline__ void row_body(const void *logits, u32 dtype, const Args 
   u32 nk = 0;
   for (u32 tile = 0; tile < tiles; ++tile) {
     float x[ROW_PER];
-    load_any(zr, dtype, aligned, vocab, tile * TILE + t * ROW_PER, x);
+    load_any(zr, dtype, aligned, vocab, (tile0 + tile) * TILE + t * ROW_PER, x);
 #pragma unroll
     for (int e = 0; e < ROW_PER; ++e) {
       const float z = sanitize(x[e], st);
@@ -638,20 +844,31 @@ __device__ __noinline__ void row_body(const void *logits, u32 dtype, const Args 
     }
     s_z[tile * ROW_THREADS + t] = make_float4(x[0], x[1], x[2], x[3]);
   }
-  const float M = block_max<ROW_THREADS>(mu, sh.sc);  // its barrier publishes s_z
-  const u32 nkept = block_sum_u32<ROW_THREADS>(nk, sh.sc);
-  if (M == SAMPLEX_NEG_INF) {  // uniform: no finite (kept) logit
-    st = block_or<ROW_THREADS>(st, sh.sc);
+  MaxCount mc;
+  mc.m = block_max<ROW_THREADS>(mu, sh.sc);  // its barrier publishes s_z
+  mc.n = block_sum_u32<ROW_THREADS>(nk, sh.sc);
+  mc = g.merge(mc, [](MaxCount x, MaxCount y) {
+    MaxCount r;
+    r.m = fmaxf(x.m, y.m);
+    r.n = x.n + y.n;
+    return r;
+  });
+  const float M = mc.m;
+  const u32 nkept = mc.n;
+  if (M == SAMPLEX_NEG_INF) {  // uniform in the group: no finite (kept) logit
+    st = g.merge(block_or<ROW_THREADS>(st, sh.sc), [](u32 x, u32 y) { return x | y; });
     if (a.q_out != 0) {
       float *qr = reinterpret_cast<float *>(a.q_out) + (u64)row * vocab;
-      for (u32 i = t; i < vocab; i += ROW_THREADS) qr[i] = 0.0f;
+      const u32 end = min(vocab, (tile0 + tiles) * TILE);
+      for (u32 i = tile0 * TILE + t; i < end; i += ROW_THREADS) qr[i] = 0.0f;
     }
-    if (t == 0) {
+    if (g.leader() && t == 0) {
       if (obj != nullptr)
         for (u32 i = 0; i <= a.iterations; ++i) obj[i] = 0.0f;
       if (a.tokens != 0) reinterpret_cast<u32 *>(a.tokens)[row] = SAMPLEX_NO_TOKEN;
       write_status(a, row, st | SAMPLEX_STATUS_NO_FINITE_LOGIT);
     }
+    g.finish();
     return;
   }
 
@@ -664,7 +881,7 @@ __device__ __noinline__ void row_body(const void *logits, u32 dtype, const Args 
     for (int e = 0; e < 4; ++e)
       if (zs[e] > SAMPLEX_NEG_INF) s += expf(scale_logit(zs[e], P.inv_t) - M);
   }
-  const float log_z = M + logf(block_sum<ROW_THREADS>(s, sh.sc));
+  const float log_z = M + logf(g.merge(block_sum<ROW_THREADS>(s, sh.sc), [](float x, float y) { return x + y; }));
 
   // Step 3: the weights.
   Weights W = row_weights(a, row);
@@ -675,8 +892,9 @@ __device__ __noinline__ void row_body(const void *logits, u32 dtype, const Args 
 #pragma unroll
       for (int e = 0; e < 4; ++e) u[e] = zs[e] > SAMPLEX_NEG_INF ? scale_logit(zs[e], P.inv_t) : SAMPLEX_NEG_INF;
     };
-    select_top_m<ROW_THREADS, ROW_PER>(tiles, a.top_m, get, sh.sel, sh.sc, W.key, W.tie);
+    select_top_m<ROW_THREADS, ROW_PER>(g, a.top_m, get, sh.sel, sh.sc, W.key, W.tie);
   }
+  W = local_weights(W, tile0 * TILE);
 
   // Step 4: a = ln p, then T steps.
   float av[ROW_SLOTS];
@@ -721,8 +939,8 @@ __device__ __noinline__ void row_body(const void *logits, u32 dtype, const Args 
     }
     MSJ mine = thread_max_sum(av);
     mine.j = js;
-    const MSJ r = block_msj<ROW_THREADS>(mine, sh.red);
-    if (obj != nullptr && t == 0) obj[it] = r.j;
+    const MSJ r = g.msj(mine, sh.red);
+    if (obj != nullptr && g.leader() && t == 0) obj[it] = r.j;
     shift = r.m + logf(r.s);
   }
 
@@ -737,24 +955,62 @@ __device__ __noinline__ void row_body(const void *logits, u32 dtype, const Args 
   __syncthreads();
   float *qr = a.q_out != 0 ? reinterpret_cast<float *>(a.q_out) + (u64)row * vocab : nullptr;
   const RowRng rng = row_rng(a, row);
-  float best_key = SAMPLEX_NEG_INF;
-  u32 token = SAMPLEX_NO_TOKEN;
+  RowEnd end;
+  end.key = SAMPLEX_NEG_INF;
+  end.token = SAMPLEX_NO_TOKEN;
   for (u32 tile = 0; tile < tiles; ++tile) {
     const float4 q4 = s_z[tile * ROW_THREADS + t];
     const float lq[ROW_PER] = {q4.x, q4.y, q4.z, q4.w};
-    const u32 first = tile * TILE + t * ROW_PER;
+    const u32 first = (tile0 + tile) * TILE + t * ROW_PER;
     if (qr != nullptr) {
 #pragma unroll
       for (int e = 0; e < ROW_PER; ++e)
         if (first + e < vocab) qr[first + e] = lq[e] > SAMPLEX_NEG_INF ? expf(lq[e]) : 0.0f;
     }
-    if (a.tokens != 0) draw_tile<ROW_THREADS, ROW_PER>(lq, first, tile, rng, best_key, token, sh.sc, sh.red);
+    if (a.tokens != 0)
+      draw_tile<ROW_THREADS, ROW_PER>(lq, first, tile0 + tile, rng, end.key, end.token, sh.sc, sh.red);
   }
-  st = block_or<ROW_THREADS>(st, sh.sc);
-  if (t == 0) {
-    if (a.tokens != 0) reinterpret_cast<u32 *>(a.tokens)[row] = token;
-    write_status(a, row, st);
+  end.status = block_or<ROW_THREADS>(st, sh.sc);
+  // Rank order is tile order: strict > keeps the lower tile on a tie.
+  end = g.merge(end, [](RowEnd x, RowEnd y) {
+    RowEnd r = y.key > x.key ? y : x;
+    r.status = x.status | y.status;
+    return r;
+  });
+  if (g.leader() && t == 0) {
+    if (a.tokens != 0) reinterpret_cast<u32 *>(a.tokens)[row] = end.token;
+    write_status(a, row, end.status);
   }
+  g.finish();
+}
+
+// samplex_bok_row's body. Not inlined: the three entries share one compiled body (it is large,
+// and only step 1 depends on the dtype).
+__device__ __noinline__ void row_body(const void *logits, u32 dtype, const Args &a) {
+  __shared__ RowShared sh;
+  SoloGroup g;
+  g.tile0 = 0;
+  g.tiles = ceil_div(a.vocab, TILE);  // ≤ ROW_TILES (checked by the host)
+  ascent(logits, dtype, a, blockIdx.x, g, samplex_bok_dyn_smem, sh);
+}
+
+// samplex_bok_cluster's body (steps C1-C3 of the header), shared by its three entries likewise.
+__device__ __noinline__ void cluster_body(const void *logits, u32 dtype, const Args &a) {
+#if SAMPLEX_CLUSTERS
+  __shared__ RowShared sh;
+  ClusterGroup g;
+  g.phase = 0;
+  const u32 size = cluster_size();
+  const u32 tiles = ceil_div(a.vocab, TILE), per = ceil_div(tiles, size);  // per ≤ ROW_TILES (the host)
+  g.tile0 = min(cluster_rank() * per, tiles);
+  g.tiles = min(g.tile0 + per, tiles) - g.tile0;
+  ascent(logits, dtype, a, blockIdx.x / size, g, reinterpret_cast<float4 *>(ClusterGroup::xs() + 1), sh);
+#else
+  (void)logits;
+  (void)dtype;
+  (void)a;
+  asm volatile("trap;");  // never launched: the host checks the function's PTX version first
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -787,7 +1043,10 @@ __device__ __forceinline__ void topm_body(const T *logits, const Args &a, u64 to
   }
   const u32 nkept = block_sum_u32<SELECT_THREADS>(nk, sc);
   u32 key = 0u, tie = SAMPLEX_NO_TOKEN;
-  if (a.top_m < nkept) select_top_m<SELECT_THREADS, SELECT_PER>(tiles, a.top_m, get, ss, sc, key, tie);
+  SoloGroup g;
+  g.tile0 = 0;
+  g.tiles = tiles;
+  if (a.top_m < nkept) select_top_m<SELECT_THREADS, SELECT_PER>(g, a.top_m, get, ss, sc, key, tie);
   if (t == 0) reinterpret_cast<uint2 *>(topm)[row] = make_uint2(key, tie);
 }
 
@@ -1068,13 +1327,20 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
     samplex_bok::topm_body<T, VEC>(logits, a, topm);                                                    \
   }
 
-// samplex_bok_row has no _v1 twin: it checks the alignment itself (it loads the row once).
+// samplex_bok_row and samplex_bok_cluster have no _v1 twin: they check the alignment themselves
+// (they load the row once). Both take the same arguments.
 #define SAMPLEX_BOK_ROW(T, NAME, CODE)                                                                  \
   extern "C" __global__ void __launch_bounds__(samplex_bok::ROW_THREADS, 1)                             \
       samplex_bok_row_##NAME(SAMPLEX_BOK_COMMON_PARAMS(T), SAMPLEX_BOK_OUTPUT_PARAMS) {                 \
     SAMPLEX_BOK_ARGS(a);                                                                                \
     SAMPLEX_BOK_OUTPUTS(a);                                                                             \
     samplex_bok::row_body(logits, CODE, a);                                                             \
+  }                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(samplex_bok::ROW_THREADS, 1)                             \
+      samplex_bok_cluster_##NAME(SAMPLEX_BOK_COMMON_PARAMS(T), SAMPLEX_BOK_OUTPUT_PARAMS) {             \
+    SAMPLEX_BOK_ARGS(a);                                                                                \
+    SAMPLEX_BOK_OUTPUTS(a);                                                                             \
+    samplex_bok::cluster_body(logits, CODE, a);                                                         \
   }
 
 #define SAMPLEX_BOK_DTYPE(T, NAME, VEC, CODE) \

@@ -1,9 +1,13 @@
 //! Best-of-K on the GPU (kernels/bok.cu) against the CPU reference: SPEC "Best-of-K",
 //! "Drawing a token" and "Bad input". Every test skips (and says so) where there is no GPU.
 //!
-//! Both device paths are covered: vocab ≤ 32768 runs `samplex_bok_row` (one block per row, the
-//! state on chip); larger rows run the multi-pass fallback, split over several blocks per row
-//! when the batch is small (`samplex_bok_pass`, and `samplex_bok_topm` for top-M weights).
+//! Every device path is covered: vocab ≤ 32768 runs `samplex_bok_row` (one block per row, the
+//! state on chip); larger rows run `samplex_bok_cluster` on sm_90 (one thread-block cluster of
+//! 2, 4 or 8 blocks per row, up to 8 × 32768 tokens) and otherwise the multi-pass fallback, split
+//! over several blocks per row when the batch is small (`samplex_bok_pass`, and
+//! `samplex_bok_topm` for top-M weights). On sm_90 the tests that say so turn the cluster path
+//! off ([`Sampler::set_bok_clusters`]) to reach the fallback too, and compare the two; on the
+//! emulator, `SAMPLEX_EMU_CC=80` runs everything on the fallback.
 //! The device works in f32: q agrees with the f64 reference within 1e-4 absolute.
 
 mod common;
@@ -14,6 +18,7 @@ use common::{assert_tokens_agree, chi_square_p, Dist};
 use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 use samplex::cpu::{self, bok_gradient, Draw};
+use samplex::gpu::bok::BokPath;
 use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use samplex::{status, Bok, BokWeights, Decoder, Error, Logit, Logits, Rng, Rows, Support};
 
@@ -213,6 +218,44 @@ fn assert_q_close(gpu: &[f32], want: &[Vec<f64>], vocab: usize, what: &str) {
     }
 }
 
+/// (batch, vocab, blocks per cluster): one shape per cluster size of `samplex_bok_cluster`.
+const CLUSTER_SHAPES: [(usize, usize, u32); 3] = [(2, 40000, 2), (2, 128256, 4), (1, 262144, 8)];
+
+/// True when `s` runs [`CLUSTER_SHAPES`] on the cluster path, with the expected cluster sizes;
+/// otherwise says why `test` is skipped. On sm_9x (the emulator's default) it must.
+fn cluster_path_or_skip(s: &mut Sampler, test: &str) -> bool {
+    let (major, minor) = s.context().compute_capability().unwrap();
+    for (batch, vocab, blocks) in CLUSTER_SHAPES {
+        for path in [
+            s.bok_path::<f32>(batch, vocab).unwrap(),
+            s.bok_path::<bf16>(batch, vocab).unwrap(),
+        ] {
+            match path {
+                BokPath::Cluster { blocks: b, .. } => assert_eq!(b, blocks, "v{vocab}"),
+                other => {
+                    assert_ne!(
+                        major, 9,
+                        "sm_9{minor}: v{vocab} runs {other:?}, not the cluster path"
+                    );
+                    eprintln!("SKIPPED {test}: no cluster path on sm_{major}{minor} (v{vocab}: {other:?})");
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// The support rules the cluster tests use: none, and one that keeps a few tokens per block.
+const CLUSTER_SUPPORTS: [Support; 2] = [
+    Support::ALL,
+    Support {
+        top_k: 3000,
+        top_p: 0.9,
+        min_p: 0.0,
+    },
+];
+
 fn custom_weights(batch: usize, vocab: usize) -> Vec<f32> {
     (0..batch * vocab)
         .map(|i| ((i * 7919) % 5) as f32 * 0.5)
@@ -302,7 +345,7 @@ fn bok_reads_f16_bf16_and_unaligned_rows_on_both_paths() {
 #[test]
 fn bok_objective_rises_every_step_with_the_defaults_on_the_gpu() {
     let mut s = gpu_or_skip!();
-    for (batch, vocab) in [(2, 1000), (2, 32000), (2, 40000), (1, 128256)] {
+    for (batch, vocab) in [(2, 1000), (2, 32000), (2, 40000), (1, 128256), (1, 262144)] {
         for (d, dist) in Dist::ALL.into_iter().enumerate() {
             for (w, iterations) in [
                 (BokWeights::Prob, 5),
@@ -616,7 +659,14 @@ fn bok_handles_adversarial_rows() {
 fn sample_bok_draws_the_cpu_tokens() {
     let mut s = gpu_or_skip!();
     let (mut near, mut rows) = (0, 0);
-    for (batch, vocab) in [(64, 7), (100, 1000), (8, 32000), (4, 40000), (2, 128256)] {
+    for (batch, vocab) in [
+        (64, 7),
+        (100, 1000),
+        (8, 32000),
+        (4, 40000),
+        (2, 128256),
+        (1, 262144),
+    ] {
         for (d, dist) in Dist::ALL.into_iter().enumerate() {
             let host = common::logits(dist, batch, vocab, 700 + d as u64);
             let seeds: Vec<Rng> = (0..batch)
@@ -681,7 +731,7 @@ fn sample_bok_follows_q_chi_square() {
 #[test]
 fn bok_is_the_same_run_after_run() {
     let mut s = gpu_or_skip!();
-    for (batch, vocab) in [(3, 20000), (1, 128256)] {
+    for (batch, vocab) in [(3, 20000), (2, 40000), (1, 128256), (1, 262144)] {
         let z = common::logits(Dist::Normal(5.0), batch, vocab, 8);
         let call = Call::new(
             &z,
@@ -882,4 +932,215 @@ fn bok_refuses_bad_input_before_launching() {
         )
         .unwrap_err();
     assert!(matches!(e, Error::BadLength { name: "tokens", .. }), "{e}");
+}
+
+#[test]
+fn bok_picks_its_path_by_vocab_and_device() {
+    let mut s = gpu_or_skip!();
+    let (major, _) = s.context().compute_capability().unwrap();
+    for vocab in [1, 1000, 32768] {
+        assert!(
+            matches!(s.bok_path::<f32>(4, vocab).unwrap(), BokPath::Row { .. }),
+            "v{vocab}"
+        );
+    }
+    // The smallest cluster of 2, 4 or 8 blocks with vocab ≤ blocks × 32768, on sm_9x.
+    for (vocab, blocks) in [
+        (32769, 2),
+        (65536, 2),
+        (65537, 4),
+        (131072, 4),
+        (131073, 8),
+        (262144, 8),
+    ] {
+        let path = s.bok_path::<bf16>(1, vocab).unwrap();
+        match major {
+            9 => assert!(
+                matches!(path, BokPath::Cluster { blocks: b, .. } if b == blocks),
+                "v{vocab}: {path:?}"
+            ),
+            m if m < 9 => assert!(matches!(path, BokPath::Passes { .. }), "v{vocab}: {path:?}"),
+            _ => {}
+        }
+    }
+    assert!(matches!(
+        s.bok_path::<f32>(1, 262145).unwrap(),
+        BokPath::Passes { .. }
+    ));
+    s.set_bok_clusters(false);
+    assert!(matches!(
+        s.bok_path::<f32>(1, 40000).unwrap(),
+        BokPath::Passes { .. }
+    ));
+    s.set_bok_clusters(true);
+}
+
+#[test]
+fn bok_cluster_q_matches_the_cpu_for_every_weighting_and_support() {
+    let mut s = gpu_or_skip!();
+    if !cluster_path_or_skip(&mut s, module_path!()) {
+        return;
+    }
+    let mut n = 0u64;
+    for (batch, vocab, _) in CLUSTER_SHAPES {
+        let cw = custom_weights(batch, vocab);
+        for w in [BokWeights::Prob, BokWeights::TopM(5), BokWeights::Custom] {
+            for support in CLUSTER_SUPPORTS {
+                let dist = Dist::ALL[n as usize % Dist::ALL.len()];
+                let z = common::logits(dist, batch, vocab, 1300 + n);
+                n += 1;
+                let b = Bok {
+                    weights: w,
+                    ..Bok::DEFAULT
+                };
+                let weights = (w == BokWeights::Custom).then_some(cw.as_slice());
+                let what = format!("{dist:?} {w:?} {support:?} b{batch} v{vocab}");
+                let mut call = Call::new(&z, batch, vocab, b);
+                call.support = support;
+                call.weights = weights;
+                let out = call.q(&mut s, false);
+                assert_q_close(&out.q, &call.cpu_q(None), vocab, &format!("f32 {what}"));
+                assert!(
+                    out.status.iter().all(|&x| x == 0),
+                    "{what}: {:?}",
+                    out.status
+                );
+                let hb: Vec<bf16> = convert(&z);
+                let mut call = Call::new(&hb, batch, vocab, b);
+                call.support = support;
+                call.weights = weights;
+                assert_q_close(
+                    &call.q(&mut s, false).q,
+                    &call.cpu_q(None),
+                    vocab,
+                    &format!("bf16 {what}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bok_cluster_top_m_ties_span_the_blocks() {
+    // All-equal rows: the M-th largest key ties with every token, so the tie walk finds the
+    // M-th token in whichever block holds it (block r of a row holds the tiles from
+    // r · ceil(tiles / blocks)). Also a row of a few levels, each tying across blocks.
+    let mut s = gpu_or_skip!();
+    if !cluster_path_or_skip(&mut s, module_path!()) {
+        return;
+    }
+    for (vocab, ms) in [
+        (40000usize, [5u32, 20480, 39999]),
+        (128256, [3, 70000, 128000]),
+    ] {
+        let flat = vec![0.25f32; vocab];
+        let levels: Vec<f32> = (0..vocab).map(|i| ((i * 7) % 3) as f32).collect();
+        let host: Vec<f32> = flat.iter().chain(&levels).copied().collect();
+        for m in ms {
+            let call = Call::new(
+                &host,
+                2,
+                vocab,
+                Bok {
+                    weights: BokWeights::TopM(m),
+                    ..Bok::DEFAULT
+                },
+            );
+            assert_q_close(
+                &call.q(&mut s, false).q,
+                &call.cpu_q(None),
+                vocab,
+                &format!("v{vocab} top_m {m}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn bok_cluster_and_multi_pass_paths_agree() {
+    let mut s = gpu_or_skip!();
+    if !cluster_path_or_skip(&mut s, module_path!()) {
+        return;
+    }
+    let (mut near, mut rows) = (0, 0);
+    let mut n = 0u64;
+    for (batch, vocab, _) in CLUSTER_SHAPES {
+        let cw = custom_weights(batch, vocab);
+        for (w, support) in [
+            (BokWeights::Prob, CLUSTER_SUPPORTS[0]),
+            (BokWeights::TopM(5), CLUSTER_SUPPORTS[1]),
+            (BokWeights::Custom, CLUSTER_SUPPORTS[0]),
+        ] {
+            let dist = Dist::ALL[n as usize % Dist::ALL.len()];
+            let z = common::logits(dist, batch, vocab, 1500 + n);
+            n += 1;
+            let mut call = Call::new(
+                &z,
+                batch,
+                vocab,
+                Bok {
+                    weights: w,
+                    ..Bok::DEFAULT
+                },
+            );
+            call.support = support;
+            if w == BokWeights::Custom {
+                call.weights = Some(&cw);
+            }
+            let seeds: Vec<Rng> = (0..batch).map(|r| Rng::new(31 + r as u64)).collect();
+            let what = format!("{dist:?} {w:?} b{batch} v{vocab}");
+            let cluster = call.q(&mut s, true);
+            let cluster_tokens = call.sample(&mut s, &seeds, false);
+            s.set_bok_clusters(false);
+            assert!(
+                matches!(
+                    s.bok_path::<f32>(batch, vocab).unwrap(),
+                    BokPath::Passes { .. }
+                ),
+                "{what}"
+            );
+            let passes = call.q(&mut s, true);
+            let passes_tokens = call.sample(&mut s, &seeds, false);
+            s.set_bok_clusters(true);
+            for (i, (a, b)) in cluster.q.iter().zip(&passes.q).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5,
+                    "{what}: q[{i}] cluster {a}, passes {b}"
+                );
+            }
+            for (t, (a, b)) in cluster.objective.iter().zip(&passes.objective).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    "{what}: J[{t}] cluster {a}, passes {b}"
+                );
+            }
+            assert_eq!(cluster.status, passes.status, "{what}: status");
+            assert_eq!(cluster_tokens.1, passes_tokens.1, "{what}: draw status");
+            // The same tokens, except where the draw was within rounding of a boundary.
+            let logits = Logits::new(&z, batch, vocab).unwrap();
+            let d = call.decoders(None);
+            let want =
+                cpu::sample(&logits, Rows::Each(&d), Rows::Each(&seeds), call.weights).unwrap();
+            for (r, ((a, b), cpu)) in cluster_tokens
+                .0
+                .iter()
+                .zip(&passes_tokens.0)
+                .zip(&want)
+                .enumerate()
+            {
+                if a != b {
+                    assert!(
+                        cpu.margin < 1e-5,
+                        "{what}: row {r}: cluster token {a}, passes token {b} (margin {:.3e})",
+                        cpu.margin
+                    );
+                    near += 1;
+                }
+            }
+            rows += batch;
+            assert_tokens_agree(&cluster_tokens.0, &want, &format!("cluster {what}"));
+            assert_tokens_agree(&passes_tokens.0, &want, &format!("passes {what}"));
+        }
+    }
+    eprintln!("cluster vs passes: {near} near-boundary differences in {rows} rows");
 }

@@ -38,6 +38,18 @@ fn nvrtc_compiles_every_kernel_family_for_each_dtype_and_target() {
                 "{arch}: entry {name} breaks the naming convention"
             );
         }
+        // samplex_bok_cluster exists for every target, with its body only where clusters do.
+        for dtype in DTYPES {
+            let name = format!("samplex_bok_cluster_{dtype}");
+            assert!(names.contains(&name), "{arch}: no {name}");
+        }
+        let cluster_body =
+            ptx.contains("barrier.cluster.arrive") && ptx.contains("mapa.shared::cluster");
+        assert_eq!(
+            cluster_body,
+            arch == "compute_90",
+            "{arch}: the cluster primitives must be compiled exactly for sm_90"
+        );
         for family in FAMILIES {
             if !src.contains(&format!("// ---- {family}.cu ----")) {
                 continue; // the family's kernel file does not exist yet

@@ -1,31 +1,43 @@
 //! Wrappers for kernels/bok.cu: Best-of-K mirror ascent.
 //!
-//! Two ways through the same arithmetic, picked per call:
+//! Three ways through the same arithmetic, picked per call ([`BokPath`]):
 //!
-//! * **One launch** (`samplex_bok_row_<T>`): vocab ≤ 32768 and the row's z (4 bytes a token)
-//!   fits the device's opt-in shared memory. One block of 512 threads per row reads the logits
-//!   once, keeps each token's state in registers across the T iterations, and writes q, J(q^t)
-//!   and the drawn token. It checks the rows' alignment itself (no `_v1` twin).
+//! * **One launch, one block per row** (`samplex_bok_row_<T>`): vocab ≤ 32768 and the row's z
+//!   (4 bytes a token) fits the device's opt-in shared memory. One block of 512 threads per row
+//!   reads the logits once, keeps each token's state in registers across the T iterations, and
+//!   writes q, J(q^t) and the drawn token. It checks the rows' alignment itself (no `_v1` twin).
+//! * **One launch, one cluster per row** (`samplex_bok_cluster_<T>`): sm_90 and up (a device
+//!   with cluster launch and a kernel built from compute_90 or later), 32768 < vocab ≤ 8 × 32768.
+//!   The smallest cluster of C = 2, 4 or 8 blocks (the portable sizes) with vocab ≤ C × 32768
+//!   holds a row, each block a contiguous run of its draw tiles with their state on chip as in
+//!   `samplex_bok_row`; the reductions merge the blocks' partials through distributed shared
+//!   memory. Same arguments as `samplex_bok_row`; launched with `cuLaunchKernelEx` and the
+//!   cluster dimension (cudarc's launch builder has no cluster launch), so that one kernel
+//!   serves every C and the cluster size is chosen here, like the grid.
 //! * **One launch per pass** (`samplex_bok_pass_<T>[_v1]`, plus `samplex_bok_topm_<T>[_v1]`
-//!   for top-M weights): any vocab. Each row is split over `launch::blocks_per_row` blocks of
-//!   256 threads; the state a = ln q + η·g lives in scratch (`batch × vocab` f32) and each
-//!   launch is one pass (T + 2 launches, T + 3 with top-M): the launch boundary is the
+//!   for top-M weights): any vocab, any GPU. Each row is split over `launch::blocks_per_row`
+//!   blocks of 256 threads; the state a = ln q + η·g lives in scratch (`batch × vocab` f32) and
+//!   each launch is one pass (T + 2 launches, T + 3 with top-M): the launch boundary is the
 //!   grid-wide barrier, partials are merged in part order, the last pass takes one ticket per
-//!   row. A thread-block-cluster (sm_90 DSMEM) single-launch version is future work.
+//!   row.
 //!
-//! C arguments, common to the three kernels (optional buffers as raw addresses, 0 = absent):
+//! C arguments, common to the four kernels (optional buffers as raw addresses, 0 = absent):
 //! logits, stride, vocab, τ, τ\[\], K, K\[\], β, β\[\], λ, λ\[\], η, η\[\], T, T\[\], weight mode,
-//! M, weights, thresholds; then `row` and `pass`: seed, offset, seeds\[\], offsets\[\], q,
-//! objective, tokens, status, status_or; then `pass`: parts, pass, state, part_u, part_prev,
+//! M, weights, thresholds; then `row`, `cluster` and `pass`: seed, offset, seeds\[\], offsets\[\],
+//! q, objective, tokens, status, status_or; then `pass`: parts, pass, state, part_u, part_prev,
 //! part_next, topm, tickets; `topm` ends with topm instead.
 //!
 //! A support rule (or per-row top-k/top-p/min-p) becomes one f32 logit threshold per row from
 //! [`Sampler::support_thresholds`] (kept: z ≥ threshold), at the start of the scratch; it
 //! writes the status first and the BoK kernels OR into it.
 
-use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute_enum};
+use std::ffi::c_void;
+use std::marker::PhantomData;
+
+use cudarc::driver::sys::{self, CUdevice_attribute, CUfunction_attribute_enum};
 use cudarc::driver::{
-    CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchArgs, LaunchConfig, PushKernelArg,
+    CudaFunction, CudaView, CudaViewMut, DeviceRepr, DeviceSlice, LaunchArgs, LaunchConfig,
+    PushKernelArg,
 };
 
 use super::launch::{self, Pointers, DRAW_TILE};
@@ -36,8 +48,20 @@ use crate::error::{Error, Result};
 
 /// Threads of `samplex_bok_row` (`ROW_THREADS` in kernels/bok.cu).
 const ROW_THREADS: u32 = 512;
-/// The largest vocab `samplex_bok_row` holds on chip (`ROW_TILES` draw tiles).
+/// The largest vocab `samplex_bok_row` holds on chip (`ROW_TILES` draw tiles), and what each
+/// block of `samplex_bok_cluster` holds.
 const ROW_MAX_VOCAB: usize = 16 * DRAW_TILE;
+/// Blocks per cluster of `samplex_bok_cluster`: the portable cluster sizes (above 8 needs
+/// CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED and is not used).
+const CLUSTER_SIZES: [u32; 3] = [2, 4, 8];
+/// Bytes at the head of `samplex_bok_cluster`'s dynamic shared memory (`ClusterShared`: two
+/// 16-byte partial slots and two 256-bin histograms), before the block's tiles.
+const CLUSTER_HEAD_BYTES: usize = 2 * 16 + 2 * 256 * 4;
+/// The first PTX (virtual architecture) version with clusters: a kernel JIT-compiled from the
+/// compute_80 PTX has only the trap body.
+const CLUSTER_PTX_VERSION: i32 = 90;
+/// Arguments of `samplex_bok_row` and `samplex_bok_cluster` (the common and output lists).
+const ROW_ARGS: usize = 28;
 /// Threads of `samplex_bok_pass`.
 const PASS_THREADS: u32 = 256;
 /// Threads of `samplex_bok_topm`.
@@ -50,6 +74,19 @@ const TOPM_BYTES: usize = 8;
 const ALIGN: usize = 256;
 /// The most iterations a GPU call runs (the fallback launches T + 2 kernels from the host).
 const MAX_ITERATIONS: u32 = 1 << 20;
+
+/// How [`Sampler::bok`] and [`Sampler::sample_bok`] run a call of a given shape.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BokPath {
+    /// `samplex_bok_row`: one block per row, with this much dynamic shared memory.
+    Row { shared: u32 },
+    /// `samplex_bok_cluster`: a cluster of `blocks` blocks per row, each with this much dynamic
+    /// shared memory.
+    Cluster { blocks: u32, shared: u32 },
+    /// `samplex_bok_pass`: `parts` blocks per row, one launch per pass.
+    Passes { parts: u32 },
+}
 
 fn align(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
@@ -76,6 +113,86 @@ fn check_out<T, S: DeviceSlice<T>>(
 ) -> Result<()> {
     check_len(name, buffer.len(), len)?;
     s.check_device(name, buffer)
+}
+
+/// Where kernel arguments go: cudarc's launch builder, or the pointer array of a raw launch.
+trait ArgSink<'a> {
+    fn push<A: DeviceRepr>(&mut self, arg: &'a A);
+}
+
+impl<'a> ArgSink<'a> for LaunchArgs<'a> {
+    fn push<A: DeviceRepr>(&mut self, arg: &'a A) {
+        self.arg(arg);
+    }
+}
+
+/// The argument pointers of a `cuLaunchKernelEx` launch of `samplex_bok_cluster`, in C order;
+/// they borrow the values for `'a`.
+struct RawArgs<'a> {
+    ptrs: [*mut c_void; ROW_ARGS],
+    len: usize,
+    _args: PhantomData<&'a ()>,
+}
+
+impl RawArgs<'_> {
+    fn new() -> Self {
+        RawArgs {
+            ptrs: [std::ptr::null_mut(); ROW_ARGS],
+            len: 0,
+            _args: PhantomData,
+        }
+    }
+}
+
+impl<'a> ArgSink<'a> for RawArgs<'a> {
+    fn push<A: DeviceRepr>(&mut self, arg: &'a A) {
+        self.ptrs[self.len] = arg as *const A as *mut c_void;
+        self.len += 1;
+    }
+}
+
+/// A cluster launch's configuration: `cfg()` points at `attr`, so build it where it is used.
+struct ClusterLaunch {
+    attr: sys::CUlaunchAttribute,
+    grid: u32,
+    shared: u32,
+    stream: sys::CUstream,
+}
+
+impl ClusterLaunch {
+    fn new(blocks: u32, rows: u32, shared: u32, stream: sys::CUstream) -> Self {
+        let mut value = sys::CUlaunchAttributeValue { pad: [0; 64] };
+        value.clusterDim = sys::CUlaunchAttributeValue_union__bindgen_ty_1 {
+            x: blocks,
+            y: 1,
+            z: 1,
+        };
+        ClusterLaunch {
+            attr: sys::CUlaunchAttribute {
+                id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION,
+                pad: [0; 4],
+                value,
+            },
+            grid: rows * blocks,
+            shared,
+            stream,
+        }
+    }
+
+    fn cfg(&mut self) -> sys::CUlaunchConfig {
+        sys::CUlaunchConfig {
+            gridDimX: self.grid,
+            gridDimY: 1,
+            gridDimZ: 1,
+            blockDimX: ROW_THREADS,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: self.shared,
+            hStream: self.stream,
+            attrs: &mut self.attr,
+            numAttrs: 1,
+        }
+    }
 }
 
 /// The scalar and address arguments of the BoK kernels (kept alive while the launch builder
@@ -113,39 +230,39 @@ struct BokArgs {
 
 impl BokArgs {
     /// `SAMPLEX_BOK_COMMON_PARAMS` in C-signature order.
-    fn push_common<'a>(&'a self, b: &mut LaunchArgs<'a>) {
-        b.arg(&self.logits)
-            .arg(&self.stride)
-            .arg(&self.vocab)
-            .arg(&self.temperature)
-            .arg(&self.temps)
-            .arg(&self.k)
-            .arg(&self.ks)
-            .arg(&self.beta)
-            .arg(&self.betas)
-            .arg(&self.lambda)
-            .arg(&self.lambdas)
-            .arg(&self.eta)
-            .arg(&self.etas)
-            .arg(&self.iterations)
-            .arg(&self.iterss)
-            .arg(&self.weight_mode)
-            .arg(&self.top_m)
-            .arg(&self.weights)
-            .arg(&self.thresholds);
+    fn push_common<'a, S: ArgSink<'a>>(&'a self, b: &mut S) {
+        b.push(&self.logits);
+        b.push(&self.stride);
+        b.push(&self.vocab);
+        b.push(&self.temperature);
+        b.push(&self.temps);
+        b.push(&self.k);
+        b.push(&self.ks);
+        b.push(&self.beta);
+        b.push(&self.betas);
+        b.push(&self.lambda);
+        b.push(&self.lambdas);
+        b.push(&self.eta);
+        b.push(&self.etas);
+        b.push(&self.iterations);
+        b.push(&self.iterss);
+        b.push(&self.weight_mode);
+        b.push(&self.top_m);
+        b.push(&self.weights);
+        b.push(&self.thresholds);
     }
 
     /// `SAMPLEX_BOK_OUTPUT_PARAMS` in C-signature order.
-    fn push_outputs<'a>(&'a self, b: &mut LaunchArgs<'a>) {
-        b.arg(&self.seed)
-            .arg(&self.offset)
-            .arg(&self.seeds)
-            .arg(&self.offsets)
-            .arg(&self.q)
-            .arg(&self.objective)
-            .arg(&self.tokens)
-            .arg(&self.status)
-            .arg(&self.status_or);
+    fn push_outputs<'a, S: ArgSink<'a>>(&'a self, b: &mut S) {
+        b.push(&self.seed);
+        b.push(&self.offset);
+        b.push(&self.seeds);
+        b.push(&self.offsets);
+        b.push(&self.q);
+        b.push(&self.objective);
+        b.push(&self.tokens);
+        b.push(&self.status);
+        b.push(&self.status_or);
     }
 }
 
@@ -247,8 +364,8 @@ impl Sampler {
         )
     }
 
-    /// One token per row drawn from BoK's q after T steps, in the same launch (or, for
-    /// vocab > 32768, the same sequence of launches). The draw is the tiled draw with
+    /// One token per row drawn from BoK's q after T steps, in the same launch (or, on the
+    /// multi-pass path, the same sequence of launches). The draw is the tiled draw with
     /// log-weights ln q: the same method and random numbers as [`crate::cpu::sample`].
     ///
     /// # Errors
@@ -289,12 +406,86 @@ impl Sampler {
             return Ok(None);
         }
         let dynamic = vocab.div_ceil(DRAW_TILE) * DRAW_TILE * 4;
+        Ok(self
+            .fits_shared_memory(func, dynamic)?
+            .then_some(dynamic as u32))
+    }
+
+    /// Whether `dynamic` bytes of dynamic shared memory plus `func`'s static ones fit a block.
+    fn fits_shared_memory(&self, func: &CudaFunction, dynamic: usize) -> Result<bool> {
         let optin = self
             .context()
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
             as usize;
         let fixed = func.shared_size_bytes()? as usize;
-        Ok((dynamic + fixed <= optin).then_some(dynamic as u32))
+        Ok(dynamic + fixed <= optin)
+    }
+
+    /// Whether `samplex_bok_cluster` can hold a row of `vocab` tokens here: (blocks per
+    /// cluster, dynamic shared memory per block). Needs a device with cluster launch (sm_90 and
+    /// up), a kernel built for it (PTX version ≥ 90: the compute_80 PTX has the trap body), the
+    /// shared memory, and a cluster of that shape the device can schedule at all.
+    fn bok_cluster_fits(&self, func: &CudaFunction, vocab: usize) -> Result<Option<(u32, u32)>> {
+        let Some(&blocks) = CLUSTER_SIZES
+            .iter()
+            .find(|&&c| vocab > ROW_MAX_VOCAB && vocab <= c as usize * ROW_MAX_VOCAB)
+        else {
+            return Ok(None);
+        };
+        let ctx = self.context();
+        if !self.bok_clusters
+            || ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH)? == 0
+            || func.get_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_PTX_VERSION)?
+                < CLUSTER_PTX_VERSION
+        {
+            return Ok(None);
+        }
+        let per_block = vocab.div_ceil(DRAW_TILE).div_ceil(blocks as usize);
+        let dynamic = CLUSTER_HEAD_BYTES + per_block * DRAW_TILE * 4;
+        if !self.fits_shared_memory(func, dynamic)? {
+            return Ok(None);
+        }
+        // The occupancy query checks the shared memory against the function's limit.
+        func.set_attribute(
+            CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            dynamic as i32,
+        )?;
+        let mut launch = ClusterLaunch::new(blocks, 1, dynamic as u32, std::ptr::null_mut());
+        let cfg = launch.cfg();
+        let mut clusters = 0i32;
+        // SAFETY: `cfg` is a valid launch configuration of `func` (one cluster of `blocks` blocks
+        // of ROW_THREADS threads, its attribute array alive in `launch`), and the driver only
+        // reads it and writes `clusters`.
+        unsafe { sys::cuOccupancyMaxActiveClusters(&mut clusters, func.cu_function(), &cfg) }
+            .result()?;
+        Ok((clusters > 0).then_some((blocks, dynamic as u32)))
+    }
+
+    /// Which kernels [`Sampler::bok`] and [`Sampler::sample_bok`] run for `batch` rows of
+    /// `vocab` logits of type `T` on this device (for tests and benchmarks).
+    ///
+    /// # Errors
+    /// [`Error::Driver`] when the driver fails to load a kernel or answer a query.
+    #[doc(hidden)]
+    pub fn bok_path<T: Logit>(&mut self, batch: usize, vocab: usize) -> Result<BokPath> {
+        let row = self.function(&launch::kernel_name("bok", "row", T::DTYPE))?;
+        if let Some(shared) = self.bok_row_fits(&row, vocab)? {
+            return Ok(BokPath::Row { shared });
+        }
+        let cluster = self.function(&launch::kernel_name("bok", "cluster", T::DTYPE))?;
+        if let Some((blocks, shared)) = self.bok_cluster_fits(&cluster, vocab)? {
+            return Ok(BokPath::Cluster { blocks, shared });
+        }
+        Ok(BokPath::Passes {
+            parts: launch::blocks_per_row(batch, vocab, self.sm_count),
+        })
+    }
+
+    /// Allows (the default) or forbids BoK's cluster path, so that tests reach the multi-pass
+    /// fallback on devices with clusters too.
+    #[doc(hidden)]
+    pub fn set_bok_clusters(&mut self, allowed: bool) {
+        self.bok_clusters = allowed;
     }
 
     /// Both wrappers: the checks, the support thresholds, the config and the launches.
@@ -340,15 +531,16 @@ impl Sampler {
             check_out(self, "status", s, batch)?;
         }
 
-        // 2. Config: one block per row on chip, or the multi-pass fallback.
+        // 2. Config: one block per row on chip, one cluster per row on chip, or the multi-pass
+        //    fallback.
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
         let logits_addr = ptrs.read(&logits.data);
-        let row_func = self.function(&launch::kernel_name("bok", "row", T::DTYPE))?;
-        let row_smem = self.bok_row_fits(&row_func, vocab)?;
-        let parts = match row_smem {
-            Some(_) => 1,
-            None => launch::blocks_per_row(batch, vocab, self.sm_count),
+        let path = self.bok_path::<T>(batch, vocab)?;
+        let parts = match path {
+            BokPath::Row { .. } => 1,
+            BokPath::Cluster { blocks, .. } => blocks,
+            BokPath::Passes { parts } => parts,
         };
         let filtered = !support.is_all(vocab)
             || rows.top_k.is_some()
@@ -356,9 +548,9 @@ impl Sampler {
             || rows.min_p.is_some();
         let thr_bytes = if filtered { align(batch * 4) } else { 0 };
         let layout = PassScratch::new(thr_bytes, batch, vocab, parts);
-        let (scratch_bytes, tickets) = match row_smem {
-            Some(_) => (thr_bytes, 0),
-            None => (layout.end, batch),
+        let (scratch_bytes, tickets) = match path {
+            BokPath::Passes { .. } => (layout.end, batch),
+            _ => (thr_bytes, 0),
         };
         let blocks = batch
             .checked_mul(parts as usize)
@@ -444,7 +636,8 @@ impl Sampler {
         }
 
         // 4. Launch.
-        if let Some(dynamic) = row_smem {
+        if let BokPath::Row { shared: dynamic } = path {
+            let row_func = self.function(&launch::kernel_name("bok", "row", T::DTYPE))?;
             row_func.set_attribute(
                 CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 dynamic as i32,
@@ -465,6 +658,40 @@ impl Sampler {
             // the function's maximum) fits the device; the thresholds (batch f32) are at the start
             // of the reserved scratch; one block per row, batch < 2^31.
             unsafe { b.launch(cfg) }?;
+        } else if let BokPath::Cluster { blocks, shared } = path {
+            let func = self.function(&launch::kernel_name("bok", "cluster", T::DTYPE))?;
+            func.set_attribute(
+                CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                shared as i32,
+            )?;
+            let mut params = RawArgs::new();
+            args.push_common(&mut params);
+            args.push_outputs(&mut params);
+            debug_assert_eq!(params.len, ROW_ARGS);
+            let mut launch = ClusterLaunch::new(blocks, batch as u32, shared, stream.cu_stream());
+            let cfg = launch.cfg();
+            self.context().bind_to_thread()?;
+            // SAFETY: `params` points at the 28 arguments of samplex_bok_cluster's C signature
+            // (SAMPLEX_BOK_COMMON_PARAMS then SAMPLEX_BOK_OUTPUT_PARAMS, as samplex_bok_row) in
+            // order and type, all alive in `args` until the launch is queued. `cfg` is a cluster
+            // launch on the sampler's stream, whose context is current: clusters of `blocks` ≤ 8
+            // blocks (bok_cluster_fits: a device with cluster launch, the kernel built from
+            // compute_90 or later, a schedulable cluster) of ROW_THREADS threads, one cluster per
+            // row, batch · blocks < 2^31 blocks; `shared` (the head plus ceil(tiles / blocks) ≤ 16
+            // tiles of 8 KB, since vocab ≤ blocks · 32768) fits the device and is the function's
+            // maximum, set above. Checked above: the logits view covers (batch − 1)·stride + vocab
+            // elements, q and weights are batch × vocab, objective batch × (T + 1), tokens, status
+            // and every per-row buffer batch, all on this device; the thresholds (batch f32) are at
+            // the start of the reserved scratch. The kernel checks the rows' alignment itself.
+            unsafe {
+                sys::cuLaunchKernelEx(
+                    &cfg,
+                    func.cu_function(),
+                    params.ptrs.as_mut_ptr(),
+                    std::ptr::null_mut(),
+                )
+            }
+            .result()?;
         } else {
             let vec = launch::vector_width::<T>(logits_addr, logits.stride);
             let suffix = if vec == 1 { "_v1" } else { "" };

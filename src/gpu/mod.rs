@@ -203,6 +203,9 @@ pub struct Sampler {
     pub(crate) tickets: Option<CudaSlice<u32>>,
     pub(crate) sm_count: u32,
     pub(crate) ordinal: usize,
+    /// Whether BoK may take the thread-block-cluster path (tests turn it off to reach the
+    /// multi-pass fallback on sm_90 too).
+    pub(crate) bok_clusters: bool,
 }
 
 impl Sampler {
@@ -227,6 +230,7 @@ impl Sampler {
             workspace: None,
             tickets: None,
             sm_count,
+            bok_clusters: true,
         })
     }
 
