@@ -454,7 +454,7 @@ __device__ __forceinline__ float tile_key(float log_scale, float total, float u_
 //        memory before the first cluster_sync (it may not have started) nor exit while another
 //        may still read its own (end with one).
 //      cluster_map(p, rank): the address of `p` (in this block's shared memory) in block
-//        `rank`'s; cluster_load_u32 / cluster_load_v4 read there.
+//        `rank`'s; cluster_load_u32 / cluster_load_u64 / cluster_load_v4 read there.
 //    The CPU emulator (scripts/emu) has twins that run each block of a cluster on its own OS
 //    thread and check the rules above; there only dynamic shared memory can be mapped.
 // ---------------------------------------------------------------------------------------------
@@ -484,6 +484,11 @@ __device__ __forceinline__ uint4 cluster_load_v4(ClusterPtr c) {
   samplex_emu::cluster_read(&v, c.p, sizeof v);
   return v;
 }
+__device__ __forceinline__ u64 cluster_load_u64(ClusterPtr c) {
+  u64 v;
+  samplex_emu::cluster_read(&v, c.p, sizeof v);
+  return v;
+}
 #elif SAMPLEX_CLUSTERS
 struct ClusterPtr { u32 a; };  // an address in the shared::cluster window
 __device__ __forceinline__ u32 cluster_rank() {
@@ -509,6 +514,11 @@ __device__ __forceinline__ ClusterPtr cluster_map(const void *p, u32 rank) {
 __device__ __forceinline__ u32 cluster_load_u32(ClusterPtr c) {
   u32 v;
   asm volatile("ld.shared::cluster.u32 %0, [%1];" : "=r"(v) : "r"(c.a) : "memory");
+  return v;
+}
+__device__ __forceinline__ u64 cluster_load_u64(ClusterPtr c) {
+  u64 v;
+  asm volatile("ld.shared::cluster.u64 %0, [%1];" : "=l"(v) : "r"(c.a) : "memory");
   return v;
 }
 __device__ __forceinline__ uint4 cluster_load_v4(ClusterPtr c) {

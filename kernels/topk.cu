@@ -7,6 +7,8 @@
 //
 // Grid and block: one block of SELECT_THREADS (1024) threads per row, blockIdx.x = row. Every
 // pass stays inside that block, so there is no host round trip and no cross-block merge.
+// (radix_select is written over a row group, SoloRow or ClusterRow below, so that
+// kernels/topp.cu's cluster entry can split a row over a cluster; the selection uses SoloRow.)
 //
 // Keys: the sanitised logit x (NaN -> -inf, +inf -> FLT_MAX) becomes the order-preserving u32
 // float_to_key(x) (common.cuh §6). The selection keeps -0 below +0, as the CPU's total order
@@ -45,6 +47,9 @@
 // O(k log k) per level, ceil(log2(k / 4096)) levels. Fine for k up to the vocabulary, but
 // use k <= 4096 where speed matters.
 #include "common.cuh"
+
+// The cluster entries' dynamic shared memory (ClusterHead, then the staged slice).
+SAMPLEX_DYNAMIC_SHARED(float4, samplex_radix_dyn_smem);
 
 namespace samplex_topk {
 
@@ -180,13 +185,15 @@ template <typename U> struct BucketPick {
   U count;     // its own content
 };
 
-template <int THREADS, typename U>
-__device__ __forceinline__ void bucket_scan(const U *hist, BucketScan<THREADS, U> &b, ScanSmem<THREADS, U> &s) {
+// `hist` is this block's histogram; g.at(hist, bin) is the row's count in a bin (RowGroup below).
+template <int THREADS, typename U, typename G>
+__device__ __forceinline__ void bucket_scan(G &g, const U *hist, BucketScan<THREADS, U> &b,
+                                            ScanSmem<THREADS, U> &s) {
   static_assert(RADIX_BUCKETS % THREADS == 0, "whole buckets per thread");
   U mine = 0;
 #pragma unroll
   for (int j = 0; j < BucketScan<THREADS, U>::PER; ++j) {
-    b.h[j] = hist[RADIX_BUCKETS - 1 - (threadIdx.x * BucketScan<THREADS, U>::PER + j)];
+    b.h[j] = g.at(hist, RADIX_BUCKETS - 1 - (threadIdx.x * BucketScan<THREADS, U>::PER + j));
     mine += b.h[j];
   }
   b.before = block_exclusive_scan<THREADS, U>(mine, b.total, s);
@@ -223,6 +230,157 @@ __device__ __forceinline__ BucketPick<U> bucket_pick(const BucketScan<THREADS, U
 }
 
 // ---------------------------------------------------------------------------------------------
+// Where a row lives (the "row group"): all in one block (SoloRow, blockIdx.x = row), or split
+// over the C blocks of a thread-block cluster (ClusterRow, sm_90; kernels/topp.cu's cluster
+// entry), each block a contiguous slice. The radix passes are written once over a group:
+//   row, lo, len            the row; this block's slice [lo, lo + len) of it
+//   first_read(row, f)      for_each_chunk over the slice, f given row indices (a cluster may
+//                           stage the slice in shared memory on the way)
+//   read(row, f)            the same for every later pass (from the staged slice, if any)
+//   count(own), mass(own)   the histogram buffers this pass fills (one block: `own`)
+//   hist_ready()            after the block's histogram is built; then at(h, bin) is the row's
+//                           value in that bin (a cluster sums its blocks' bins over DSMEM)
+//   hist_done()             after the last read of this pass's histograms
+//   merge(v, f)             the row's value from every block's v (each thread passes its
+//                           block's); a cluster folds the blocks' values with f in rank order,
+//                           so every block gets the same bits
+//   leader(), finish()      the block that writes the row's outputs; before the block exits
+// ---------------------------------------------------------------------------------------------
+struct SoloRow {
+  static constexpr bool CLUSTER = false;
+  static constexpr u32 lo = 0;
+  u32 row, len;
+  template <typename T, int VEC, int THREADS, typename F>
+  __device__ __forceinline__ void first_read(const T *z, F &f) {
+    for_each_chunk<T, VEC, THREADS>(z, len, f);
+  }
+  template <typename T, int VEC, int THREADS, typename F> __device__ __forceinline__ void read(const T *z, F &f) {
+    for_each_chunk<T, VEC, THREADS>(z, len, f);
+  }
+  __device__ __forceinline__ u32 *count(u32 *own) { return own; }
+  __device__ __forceinline__ u64 *mass(u64 *own) { return own; }
+  __device__ __forceinline__ void hist_ready() { __syncthreads(); }
+  template <typename U> __device__ __forceinline__ U at(const U *h, u32 bin) { return h[bin]; }
+  __device__ __forceinline__ void hist_done() {}
+  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F) { return v; }
+  __device__ __forceinline__ bool leader() const { return true; }
+  __device__ __forceinline__ void finish() {}
+};
+
+#if SAMPLEX_CLUSTERS
+// The head of the cluster entries' dynamic shared memory: what the cluster's other blocks read.
+// Double-buffered by merge parity: a block refills a buffer two merges later, after the cluster
+// barrier of the merge between, by which every block has read its previous content; so each
+// merge costs one cluster barrier. The staged slice (f32) follows the head.
+struct ClusterHead {
+  uint4 slot[2];                   // this block's value of a scalar merge
+  u32 count[2][RADIX_BUCKETS];     // histogram counts
+  u64 mass[2][RADIX_BUCKETS];      // top-p's fixed-point masses
+};
+static_assert(sizeof(ClusterHead) == 49184, "CLUSTER_HEAD_BYTES in src/gpu/topp.rs");
+static_assert(sizeof(ClusterHead) % 16 == 0, "the staged slice after it is read as float4");
+
+template <typename P> union ClusterRaw {
+  P p;
+  uint4 w;
+};
+
+struct ClusterRow {
+  static constexpr bool CLUSTER = true;
+  u32 row, lo, len;
+  u32 phase;     // merges so far: the parity picks the buffers
+  float *stage;  // the slice as f32 in shared memory, or null (later passes re-read the logits)
+
+  __device__ __forceinline__ static ClusterHead *head() {
+    return reinterpret_cast<ClusterHead *>(static_cast<float4 *>(samplex_radix_dyn_smem));
+  }
+  template <typename T, int VEC, int THREADS, typename F>
+  __device__ __forceinline__ void first_read(const T *z, F &f) {
+    float *st = stage;
+    const u32 base = lo;
+    auto g = [&](u32 first, u32 n, const float *v) -> bool {
+      if (st) {
+#pragma unroll
+        for (int i = 0; i < VEC; ++i)
+          if ((u32)i < n) st[first + i] = v[i];
+      }
+      return f(base + first, n, v);
+    };
+    for_each_chunk<T, VEC, THREADS>(z + lo, len, g);
+  }
+  template <typename T, int VEC, int THREADS, typename F> __device__ __forceinline__ void read(const T *z, F &f) {
+    const u32 base = lo;
+    if (stage == nullptr) {
+      auto g = [&](u32 first, u32 n, const float *v) -> bool { return f(base + first, n, v); };
+      for_each_chunk<T, VEC, THREADS>(z + lo, len, g);
+      return;
+    }
+    for (u32 b = 0; b < len; b += THREADS * VEC) {
+      const u32 first = b + threadIdx.x * VEC;
+      const u32 n = first < len ? umin32(len - first, (u32)VEC) : 0u;
+      float v[VEC];
+      bool whole = false;
+      if constexpr (VEC % 4 == 0) {
+        whole = n == (u32)VEC;  // `first` is a multiple of VEC, so 16-byte aligned
+        if (whole) {
+#pragma unroll
+          for (int j = 0; j < VEC; j += 4) {
+            const float4 q = *reinterpret_cast<const float4 *>(stage + first + j);
+            v[j] = q.x;
+            v[j + 1] = q.y;
+            v[j + 2] = q.z;
+            v[j + 3] = q.w;
+          }
+        }
+      }
+      if (!whole) {
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) v[i] = (u32)i < n ? stage[first + i] : SAMPLEX_NEG_INF;
+      }
+      if (!f(base + first, n, v)) break;
+    }
+  }
+  __device__ __forceinline__ u32 *count(u32 *) { return head()->count[phase & 1]; }
+  __device__ __forceinline__ u64 *mass(u64 *) { return head()->mass[phase & 1]; }
+  __device__ __forceinline__ void hist_ready() { cluster_sync(); }
+  template <typename U> __device__ __forceinline__ U at(const U *h, u32 bin) {
+    U c = 0;
+    const u32 size = cluster_size();
+    for (u32 r = 0; r < size; ++r) {
+      const ClusterPtr p = cluster_map(h + bin, r);
+      if constexpr (sizeof(U) == 8) c += cluster_load_u64(p);
+      else c += cluster_load_u32(p);
+    }
+    return c;
+  }
+  __device__ __forceinline__ void hist_done() { ++phase; }
+  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {
+    static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
+    uint4 *slot = &head()->slot[phase & 1];
+    if (threadIdx.x == 0) {
+      ClusterRaw<P> x;
+      x.w = make_uint4(0, 0, 0, 0);
+      x.p = v;
+      *slot = x.w;
+    }
+    cluster_sync();
+    ClusterRaw<P> x;
+    x.w = cluster_load_v4(cluster_map(slot, 0));
+    P acc = x.p;
+    const u32 size = cluster_size();
+    for (u32 r = 1; r < size; ++r) {
+      x.w = cluster_load_v4(cluster_map(slot, r));
+      acc = f(acc, x.p);
+    }
+    ++phase;
+    return acc;
+  }
+  __device__ __forceinline__ bool leader() const { return cluster_rank() == 0; }
+  __device__ __forceinline__ void finish() { cluster_sync(); }
+};
+#endif
+
+// ---------------------------------------------------------------------------------------------
 // Steps 1-3: radix select. The outcome: every participating element with
 // (key & mask) > prefix is among the k largest, and `need` more are taken from those with
 // (key & mask) == prefix (which number `count`). When count == need (early exit) or after the
@@ -244,8 +402,9 @@ template <int THREADS> struct RadixSmem {
 // part. first_pass(raw) is called once for every element of the row (during pass 0), for
 // work the caller wants fused into that read. `hist` is RADIX_BUCKETS u32 of shared memory.
 // 1 <= k <= the number of participating elements.
-template <typename T, int VEC, int THREADS, typename KeyOf, typename FirstPass>
-__device__ RadixCut radix_select(const T *row, u32 vocab, u32 k, u32 *hist, RadixSmem<THREADS> &s,
+// Over a row group g (its read and histogram merge); `row` is the row's start.
+template <typename T, int VEC, int THREADS, typename G, typename KeyOf, typename FirstPass>
+__device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, RadixSmem<THREADS> &s,
                                  KeyOf &key_of, FirstPass &first_pass) {
   RadixCut cut;
   cut.prefix = 0;
@@ -255,9 +414,10 @@ __device__ RadixCut radix_select(const T *row, u32 vocab, u32 k, u32 *hist, Radi
   for (int pass = 0; pass < RADIX_PASSES; ++pass) {
     const int shift = digit_shift(pass);
     const u32 dmask = digit_mask(pass);
+    u32 *hist = g.count(own_hist);
     for (u32 i = threadIdx.x; i < RADIX_BUCKETS; i += THREADS) hist[i] = 0;
     __syncthreads();
-    auto sweep = [&](u32 first, u32 n, const float *z) -> bool {
+    auto sweep = [&](u32, u32 n, const float *z) -> bool {
 #pragma unroll
       for (int i = 0; i < VEC; ++i) {
         u32 key = 0;
@@ -270,11 +430,12 @@ __device__ RadixCut radix_select(const T *row, u32 vocab, u32 k, u32 *hist, Radi
       }
       return true;
     };
-    for_each_chunk<T, VEC, THREADS>(row, vocab, sweep);
-    __syncthreads();
+    g.template read<T, VEC, THREADS>(row, sweep);
+    g.hist_ready();
     BucketScan<THREADS, u32> b;
-    bucket_scan<THREADS, u32>(hist, b, s.scan);
+    bucket_scan<THREADS, u32>(g, hist, b, s.scan);
     const BucketPick<u32> pk = bucket_pick<THREADS, u32>(b, cut.need, s.pick);
+    g.hist_done();
     cut.need -= pk.above;
     cut.prefix |= pk.bucket << shift;
     cut.mask |= dmask << shift;
@@ -439,7 +600,10 @@ __device__ __forceinline__ void select_row(const T *logits, u64 stride, u32 voca
       return true;
     };
     auto nothing = [](float) {};
-    cut = radix_select<T, VEC, THREADS>(z, vocab, kr, sm.buf.hist, sm.radix, key_of, nothing);
+    SoloRow g;
+    g.row = row;
+    g.len = vocab;
+    cut = radix_select<T, VEC, THREADS>(g, z, kr, sm.buf.hist, sm.radix, key_of, nothing);
   }
 
   const u64 out_row = (u64)row * k;

@@ -9,7 +9,18 @@
 //
 // Kernels:
 //   samplex_topp_thresholds_<dtype>[_v1]  one block of 1024 threads per row: the threshold
-//       (and, for the ops below, a RowInfo in scratch). Passes over the row:
+//       (and, for the ops below, a RowInfo in scratch).
+//   samplex_topp_thresholds_cluster_<dtype>[_v1]  sm_90, for small batches: the same passes by
+//       one thread-block cluster of C = 2, 4 or 8 such blocks per row (src/gpu/topp.rs picks
+//       C), block r over the slice [r * per, (r + 1) * per) of the row, per = ceil(vocab / C)
+//       rounded up to VEC. With `stage`, pass A keeps the slice (as f32) in dynamic shared
+//       memory after the ClusterHead and the later passes read it there. The same body
+//       (thresholds_row over samplex_topk::ClusterRow instead of SoloRow): the histograms are
+//       the sums of the blocks' bins, read through DSMEM; pass A's (max, argmax, count,
+//       status), the min-p key and the kept mass are merged in rank order, one cluster
+//       barrier each; every merged value is an integer or an order-free max, so the results
+//       are the one-block kernel's bits. Below sm_90 the body is a trap (common.cuh §8).
+//   Passes over the row:
 //         A. max z (ties: lowest index) and the count of finite logits; status bits.
 //            No finite logit: thr = +inf. tau = 0: greedy, thr = max z (see RowInfo).
 //            Below, u = z / tau and d_i = (z_i - max z) / tau = u_i - max u, computed
@@ -23,7 +34,7 @@
 //            exit when the chosen bucket holds one element.
 //         D. min-p (min_p > 0): Tm = the smallest key with d >= ln(min_p), folded into the
 //            first pass of B or C (a pass of its own when both are off).
-//         E. (probabilities only) the kept mass, a block sum in a fixed order.
+//         E. (probabilities only) the kept mass, in C's fixed point (an integer sum).
 //       thr = key_to_float(max(Tk, Tp, Tm)).
 //   samplex_topp_sample_<dtype>[_v1]  the tiled draw (common.cuh §7) with weights
 //       exp(u_i - m_t) on kept tokens, 0 elsewhere, and tile keys from m_t - max u;
@@ -35,9 +46,10 @@
 // Determinism: bucket masses are fixed point, u64 = round(exp(d) * 2^(62 - ceil(log2 n))),
 // n = the number of finite logits, added with integer atomics (order-free; the sum over n
 // weights <= 1 stays below 2^62; the rounding costs at most n * 2^-(63 - ceil(log2 n)) of
-// mass, about 2^-30 for n = 2^17). Counts and key minima are integers; the kept mass of E and
-// the draw's sums are block reductions with a fixed tree; the draw's blocks merge in block
-// order. Nothing that decides a token depends on scheduling.
+// mass, about 2^-30 for n = 2^17). The kept mass of E is the same fixed-point sum (>= 1: the
+// max is kept), converted to f32 once. Counts and key minima are integers; the draw's sums are
+// block reductions with a fixed tree; the draw's blocks merge in block order. Nothing that
+// decides a token depends on scheduling, or on how a row is split over a cluster.
 //
 // Per-row parameters are clamped on the device (flagged PARAM_CLAMPED): tau to [0, FLT_MAX]
 // (NaN: 1), p to [smallest positive f32, 1] (NaN: 1), min_p to [0, 1] (NaN: 0); any k is
@@ -57,6 +69,7 @@ using samplex_topk::RADIX_PASSES;
 using samplex_topk::RadixCut;
 using samplex_topk::RadixSmem;
 using samplex_topk::ScanSmem;
+using samplex_topk::SoloRow;
 using samplex_topk::umax32;
 using samplex_topk::umin32;
 
@@ -90,9 +103,14 @@ __device__ __forceinline__ float u_minus_max(float x, float top, float tau) { re
 // 2^e as f32, for 0 <= e <= 127.
 __device__ __forceinline__ float exp2_int(int e) { return __int_as_float((127 + e) << 23); }
 
-struct ThreshSmem {
-  u32 count[RADIX_BUCKETS];
-  u64 mass[RADIX_BUCKETS];
+// The fixed-point scale of the masses (header, "Determinism"): 2^(62 - ceil(log2 n)).
+__device__ __forceinline__ float fixed_scale(u32 n) { return exp2_int(62 - (32 - __clz((int)(n - 1)))); }
+
+// OWN_HIST: the histograms live here (one block per row); a cluster keeps them in its
+// dynamic shared memory (ClusterHead), where the other blocks can read them.
+template <bool OWN_HIST> struct ThreshSmem {
+  u32 count[OWN_HIST ? RADIX_BUCKETS : 1];
+  u64 mass[OWN_HIST ? RADIX_BUCKETS : 1];
   RadixSmem<THRESH_THREADS> radix;
   ScanSmem<THRESH_THREADS, u64> scan64;
   PickSmem<u64> pick64;
@@ -100,16 +118,32 @@ struct ThreshSmem {
 };
 
 // ---------------------------------------------------------------------------------------------
-// The threshold kernel, one row per block (passes A-E above).
+// The threshold kernel (passes A-E above) over a row group (samplex_topk::SoloRow: one row per
+// block; ClusterRow: a row per cluster). Every value that decides a branch is the row's (merged),
+// so all blocks of a cluster take the same branches and barriers.
 // ---------------------------------------------------------------------------------------------
-template <typename T, int VEC>
-__device__ __forceinline__ void thresholds_row(const T *logits, u64 stride, u32 vocab, float tau_all,
+
+// Pass A's block values, merged as one 16-byte value.
+struct RowScan {
+  ArgMax best;
+  u32 finite, status;
+};
+__device__ __forceinline__ RowScan row_scan_merge(RowScan a, RowScan b) {
+  RowScan r;
+  r.best = argmax_pick(a.best, b.best);
+  r.finite = a.finite + b.finite;
+  r.status = a.status | b.status;
+  return r;
+}
+
+template <typename T, int VEC, typename G>
+__device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride, float tau_all,
                                                u64 tau_rows, u32 k_all, u64 k_rows, float p_all, u64 p_rows,
                                                float min_p_all, u64 min_p_rows, u32 want_mass,
                                                u64 thresholds_out, u64 row_info_out, u64 status_out) {
   constexpr int THREADS = THRESH_THREADS;
-  __shared__ ThreshSmem sm;
-  const u32 row = blockIdx.x;
+  __shared__ ThreshSmem<!G::CLUSTER> sm;
+  const u32 row = g.row;
   const T *z = row_ptr(logits, row, stride);
   u32 status = 0;
   u32 ignored = 0;  // status of re-reads (pass A saw every value already)
@@ -146,10 +180,20 @@ __device__ __forceinline__ void thresholds_row(const T *logits, u64 stride, u32 
     }
     return true;
   };
-  samplex_topk::for_each_chunk<T, VEC, THREADS>(z, vocab, pass_a);
+  g.template first_read<T, VEC, THREADS>(z, pass_a);
   best = block_argmax<THREADS>(best, sm.bs);
   finite = block_sum_u32<THREADS>(finite, sm.bs);
   status = block_or<THREADS>(status, sm.bs);
+  if constexpr (G::CLUSTER) {
+    RowScan mine;
+    mine.best = best;
+    mine.finite = finite;
+    mine.status = status;
+    const RowScan all = g.merge(mine, [](RowScan a, RowScan b) { return row_scan_merge(a, b); });
+    best = all.best;
+    finite = all.finite;
+    status = all.status;
+  }
 
   RowInfo info;
   info.zmax = best.v;
@@ -191,7 +235,7 @@ __device__ __forceinline__ void thresholds_row(const T *logits, u64 stride, u32 
         return x > SAMPLEX_NEG_INF;
       };
       const RadixCut cut =
-          samplex_topk::radix_select<T, VEC, THREADS>(z, vocab, k, sm.count, sm.radix, key_of, track_min_p);
+          samplex_topk::radix_select<T, VEC, THREADS>(g, z, k, sm.count, sm.radix, key_of, track_min_p);
       tk = cut.prefix;
       min_p_pending = false;
     }
@@ -199,16 +243,17 @@ __device__ __forceinline__ void thresholds_row(const T *logits, u64 stride, u32 
     // C. top-p over the top-k set {key >= tk}.
     u32 tp = 0;
     if (p < 1.0f) {
-      const int log2n = 32 - __clz((int)(finite - 1));
-      const float scale = exp2_int(62 - log2n);
+      const float scale = fixed_scale(finite);
       u32 prefix = 0, mask = 0;
       u64 need = 0;
       for (int pass = 0; pass < RADIX_PASSES; ++pass) {
         const int shift = digit_shift(pass);
         const u32 dmask = digit_mask(pass);
+        u32 *count_h = g.count(sm.count);
+        u64 *mass_h = g.mass(sm.mass);
         for (u32 i = threadIdx.x; i < RADIX_BUCKETS; i += THREADS) {
-          sm.count[i] = 0;
-          sm.mass[i] = 0;
+          count_h[i] = 0;
+          mass_h[i] = 0;
         }
         __syncthreads();
         auto sweep = [&](u32 first, u32 n, const float *v) -> bool {
@@ -229,16 +274,16 @@ __device__ __forceinline__ void thresholds_row(const T *logits, u64 stride, u32 
             if (in && (int)(threadIdx.x & 31) == __ffs(peers) - 1) {
               const u32 d = (key >> shift) & dmask;
               const u32 c = (u32)__popc(peers);
-              atomicAdd(&sm.count[d], c);
-              atomicAdd(&sm.mass[d], (u64)c * fixed);
+              atomicAdd(&count_h[d], c);
+              atomicAdd(&mass_h[d], (u64)c * fixed);
             }
           }
           return true;
         };
-        samplex_topk::for_each_chunk<T, VEC, THREADS>(z, vocab, sweep);
-        __syncthreads();
+        g.template read<T, VEC, THREADS>(z, sweep);
+        g.hist_ready();
         BucketScan<THREADS, u64> b;
-        samplex_topk::bucket_scan<THREADS, u64>(sm.mass, b, sm.scan64);
+        samplex_topk::bucket_scan<THREADS, u64>(g, mass_h, b, sm.scan64);
         if (pass == 0) {
           // The target p * (mass of the top-k set), rounded up: "running mass >= target".
           need = (u64)ceil((double)p * (double)b.total);
@@ -246,8 +291,9 @@ __device__ __forceinline__ void thresholds_row(const T *logits, u64 stride, u32 
           if (need > b.total) need = b.total;
         }
         const BucketPick<u64> pk = samplex_topk::bucket_pick<THREADS, u64>(b, need, sm.pick64);
-        const u32 count = sm.count[pk.bucket];
+        const u32 count = g.at(count_h, pk.bucket);
         __syncthreads();  // everyone has read count before the next pass clears it
+        g.hist_done();
         need -= pk.above;
         prefix |= pk.bucket << shift;
         mask |= dmask << shift;
@@ -265,37 +311,85 @@ __device__ __forceinline__ void thresholds_row(const T *logits, u64 stride, u32 
           if ((u32)i < n) track_min_p(v[i]);
         return true;
       };
-      samplex_topk::for_each_chunk<T, VEC, THREADS>(z, vocab, sweep);
+      g.template read<T, VEC, THREADS>(z, sweep);
       min_p_pending = false;
     }
     u32 tm = 0;
-    if (min_p > 0.0f) tm = samplex_topk::block_min_u32<THREADS>(min_p_key, sm.radix.scan);
+    if (min_p > 0.0f) {
+      tm = samplex_topk::block_min_u32<THREADS>(min_p_key, sm.radix.scan);
+      tm = g.merge(tm, [](u32 a, u32 b) { return umin32(a, b); });
+    }
 
     const u32 t = umax32(tk, umax32(tp, tm));
     thr = t == 0 ? SAMPLEX_NEG_INF : key_to_float(t);
 
-    // E. the kept mass.
+    // E. the kept mass, in C's fixed point (an integer sum: the same whatever the split).
     if (want_mass) {
-      float acc = 0.0f;
+      const float scale = fixed_scale(finite);
+      u64 acc = 0;
       auto sweep = [&](u32, u32 n, const float *v) -> bool {
 #pragma unroll
         for (int i = 0; i < VEC; ++i) {
           const float x = sanitize(v[i], ignored);
-          if ((u32)i < n && kept_at(x, thr)) acc += expf(u_minus_max(x, zmax, tau));
+          if ((u32)i < n && kept_at(x, thr)) acc += __float2ull_rn(expf(u_minus_max(x, zmax, tau)) * scale);
         }
         return true;
       };
-      samplex_topk::for_each_chunk<T, VEC, THREADS>(z, vocab, sweep);
-      info.mass = block_sum<THREADS>(acc, sm.bs);
+      g.template read<T, VEC, THREADS>(z, sweep);
+      u64 total = 0;
+      samplex_topk::block_exclusive_scan<THREADS, u64>(acc, total, sm.scan64);
+      total = g.merge(total, [](u64 a, u64 b) { return a + b; });
+      info.mass = (float)total / scale;  // scale is a power of two: exact
     }
   }
   info.thr = thr;
   info.status = status;
-  if (threadIdx.x == 0) {
+  if (g.leader() && threadIdx.x == 0) {
     if (thresholds_out) reinterpret_cast<float *>(thresholds_out)[row] = thr;
     if (row_info_out) reinterpret_cast<RowInfo *>(row_info_out)[row] = info;
     if (status_out) reinterpret_cast<u32 *>(status_out)[row] = status;
   }
+  g.finish();
+}
+
+// The entries' bodies: one row per block, or (sm_90) one per cluster of `cluster_size()`
+// blocks, each over a slice of ceil(vocab / C) elements rounded up to a multiple of VEC (so
+// that vector loads stay aligned); stage != 0: each block keeps its slice, as f32, in dynamic
+// shared memory after the ClusterHead, and the passes after A read it there.
+template <typename T, int VEC>
+__device__ __forceinline__ void thresholds_block(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows,
+                                                 u32 k, u64 k_rows, float p, u64 p_rows, float min_p,
+                                                 u64 min_p_rows, u32 want_mass, u64 thresholds, u64 row_info,
+                                                 u64 status) {
+  SoloRow g;
+  g.row = blockIdx.x;
+  g.len = vocab;
+  thresholds_row<T, VEC>(g, logits, stride, tau, tau_rows, k, k_rows, p, p_rows, min_p, min_p_rows,
+                         want_mass, thresholds, row_info, status);
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void thresholds_cluster(const T *logits, u64 stride, u32 vocab, float tau,
+                                                   u64 tau_rows, u32 k, u64 k_rows, float p, u64 p_rows,
+                                                   float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds,
+                                                   u64 row_info, u64 status, u32 stage) {
+#if SAMPLEX_CLUSTERS
+  samplex_topk::ClusterRow g;
+  const u32 size = cluster_size();
+  const u32 per = ceil_div(ceil_div(vocab, size), (u32)VEC) * (u32)VEC;  // src/gpu/topp.rs: slice_len
+  g.row = blockIdx.x / size;
+  g.lo = umin32(cluster_rank() * per, vocab);
+  g.len = umin32(g.lo + per, vocab) - g.lo;
+  g.phase = 0;
+  g.stage = stage ? reinterpret_cast<float *>(samplex_topk::ClusterRow::head() + 1) : nullptr;
+  thresholds_row<T, VEC>(g, logits, stride, tau, tau_rows, k, k_rows, p, p_rows, min_p, min_p_rows,
+                         want_mass, thresholds, row_info, status);
+#else
+  (void)logits, (void)stride, (void)vocab, (void)tau, (void)tau_rows, (void)k, (void)k_rows, (void)p;
+  (void)p_rows, (void)min_p, (void)min_p_rows, (void)want_mass, (void)thresholds, (void)row_info;
+  (void)status, (void)stage;
+  asm volatile("trap;");  // never launched: the host checks the function's PTX version first
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -449,13 +543,24 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
 // u32[batch]. tau/k/p/min_p: the batch-wide values (host-checked); *_rows: 0 or device
 // arrays of per-row values that override them. want_mass: also compute RowInfo.mass.
 // (min blocks 1: without it ptxas aims at two blocks per SM and spills the _v1 variants.)
-#define SAMPLEX_TOPP_THRESHOLDS(T, VEC, NAME)                                                              \
+// The _cluster twin (sm_90; grid = batch x C blocks, cluster dimension (C, 1, 1) set at launch,
+// dynamic shared memory = ClusterHead + (stage ? slice x 4 bytes : 0)) takes one more
+// argument, stage, and gives the same bits.
+#define SAMPLEX_TOPP_THRESHOLDS(T, VEC, NAME, CLUSTER_NAME)                                                \
   extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                                  \
       NAME(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows, u32 k, u64 k_rows, float p,    \
            u64 p_rows, float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds, u64 row_info,           \
            u64 status) {                                                                                   \
-    samplex_topp::thresholds_row<T, VEC>(logits, stride, vocab, tau, tau_rows, k, k_rows, p, p_rows, min_p, \
-                                         min_p_rows, want_mass, thresholds, row_info, status);             \
+    samplex_topp::thresholds_block<T, VEC>(logits, stride, vocab, tau, tau_rows, k, k_rows, p, p_rows,     \
+                                           min_p, min_p_rows, want_mass, thresholds, row_info, status);    \
+  }                                                                                                        \
+  extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                                  \
+      CLUSTER_NAME(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows, u32 k, u64 k_rows,     \
+                   float p, u64 p_rows, float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds,        \
+                   u64 row_info, u64 status, u32 stage) {                                                  \
+    samplex_topp::thresholds_cluster<T, VEC>(logits, stride, vocab, tau, tau_rows, k, k_rows, p, p_rows,   \
+                                             min_p, min_p_rows, want_mass, thresholds, row_info, status,   \
+                                             stage);                                                       \
   }
 
 // Grid: blocks_per_row * batch blocks of 256 threads (row-major: block / blocks_per_row = row).
@@ -474,12 +579,12 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
     samplex_topp::write_row<T, MODE>(logits, stride, vocab, row_info, out, status, blocks_per_row);        \
   }
 
-SAMPLEX_TOPP_THRESHOLDS(float, 4, samplex_topp_thresholds_f32)
-SAMPLEX_TOPP_THRESHOLDS(float, 1, samplex_topp_thresholds_f32_v1)
-SAMPLEX_TOPP_THRESHOLDS(f16_t, 8, samplex_topp_thresholds_f16)
-SAMPLEX_TOPP_THRESHOLDS(f16_t, 1, samplex_topp_thresholds_f16_v1)
-SAMPLEX_TOPP_THRESHOLDS(bf16_t, 8, samplex_topp_thresholds_bf16)
-SAMPLEX_TOPP_THRESHOLDS(bf16_t, 1, samplex_topp_thresholds_bf16_v1)
+SAMPLEX_TOPP_THRESHOLDS(float, 4, samplex_topp_thresholds_f32, samplex_topp_thresholds_cluster_f32)
+SAMPLEX_TOPP_THRESHOLDS(float, 1, samplex_topp_thresholds_f32_v1, samplex_topp_thresholds_cluster_f32_v1)
+SAMPLEX_TOPP_THRESHOLDS(f16_t, 8, samplex_topp_thresholds_f16, samplex_topp_thresholds_cluster_f16)
+SAMPLEX_TOPP_THRESHOLDS(f16_t, 1, samplex_topp_thresholds_f16_v1, samplex_topp_thresholds_cluster_f16_v1)
+SAMPLEX_TOPP_THRESHOLDS(bf16_t, 8, samplex_topp_thresholds_bf16, samplex_topp_thresholds_cluster_bf16)
+SAMPLEX_TOPP_THRESHOLDS(bf16_t, 1, samplex_topp_thresholds_bf16_v1, samplex_topp_thresholds_cluster_bf16_v1)
 
 SAMPLEX_TOPP_SAMPLE(float, 4, samplex_topp_sample_f32)
 SAMPLEX_TOPP_SAMPLE(float, 1, samplex_topp_sample_f32_v1)

@@ -608,6 +608,225 @@ fn filters_adversarial_rows() {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// The threshold kernel's cluster path (sm_90) against its one-block path.
+// ---------------------------------------------------------------------------------------------
+
+/// Rows that stress the split of a row over a cluster's blocks: ties across slice boundaries,
+/// maxima and lone finite values near them, non-finite values in several slices.
+fn split_rows(vocab: usize) -> Vec<Vec<f32>> {
+    let eighth = vocab / 8; // near the slice boundaries of every cluster size
+    let mut rows = vec![
+        vec![1.25; vocab],                                     // all equal
+        (0..vocab).map(|i| ((i * 7919) % 4) as f32).collect(), // ties at every cut, in every slice
+    ];
+    let mut r = common::logits(Dist::Normal(1.0), 1, vocab, 11);
+    r[vocab - 3] = 1e30; // one huge logit, in the last slice
+    rows.push(r);
+    let mut r = vec![f32::NEG_INFINITY; vocab];
+    r[3 * eighth + 1] = -7.0; // all −inf but one
+    rows.push(r);
+    let mut r = vec![f32::NEG_INFINITY; vocab]; // mostly −inf, ties straddling the boundaries
+    for b in 1..8 {
+        let start = b * eighth - 40;
+        for (i, v) in r[start..start + 80].iter_mut().enumerate() {
+            *v = (((start + i) * 13) % 3) as f32 * 0.5;
+        }
+    }
+    rows.push(r);
+    let mut r = common::logits(Dist::Normal(2.0), 1, vocab, 12);
+    for b in 0..8 {
+        r[b * eighth + 5] = f32::NAN;
+        r[b * eighth + 9] = f32::NEG_INFINITY;
+    }
+    r[2 * eighth + 2] = f32::INFINITY; // two +inf in different slices: the lower index is the max
+    r[6 * eighth + 2] = f32::INFINITY;
+    rows.push(r);
+    rows.push(vec![f32::NAN; vocab]);
+    rows.push(common::logits(Dist::Gumbel(0.1), 1, vocab, 13)); // peaked
+    rows
+}
+
+/// The supports the cluster comparison sweeps: k = vocab, p = 1, tiny p, min-p, and mixes.
+fn split_supports(vocab: usize) -> Vec<Support> {
+    vec![
+        support(50, 0.9, 0.0),
+        support(0, 0.95, 0.05),
+        support(vocab as u32, 1.0, 0.0),
+        support(0, 1e-6, 0.0),
+        support(1000, 1.0, 0.3),
+        support(0, 1.0, 0.0),
+    ]
+}
+
+/// Masked logits, probabilities, tokens and status, every value as bits.
+fn filter_bits<T: Logit>(s: &mut Sampler, c: &Case<T>, req: &Request) -> Vec<Vec<u32>> {
+    let (masked, st_m) = gpu_dense(s, c, req, Dense::Masked);
+    let (probs, st_p) = gpu_dense(s, c, req, Dense::Probs);
+    let (tokens, st_s) = gpu_sample(s, c, req, &HostSeeds::Shared(Rng::new(21)));
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<u32>>();
+    vec![bits(masked), st_m, bits(probs), st_p, tokens, st_s]
+}
+
+fn cluster_launch(s: &Sampler) -> bool {
+    use cudarc::driver::sys::CUdevice_attribute;
+    s.context()
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH)
+        .unwrap()
+        != 0
+}
+
+/// The cluster path against the one-block path: the same bits.
+fn check_split<T: Logit>(s: &mut Sampler, c: &Case<T>, req: &Request, what: &str) {
+    s.set_filter_clusters(true);
+    let split = filter_bits(s, c, req);
+    s.set_filter_clusters(false);
+    let whole = filter_bits(s, c, req);
+    s.set_filter_clusters(true);
+    let names = [
+        "masked",
+        "masked status",
+        "probs",
+        "probs status",
+        "tokens",
+        "sample status",
+    ];
+    for ((a, b), name) in split.iter().zip(&whole).zip(names) {
+        if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
+            panic!(
+                "{what}: {name}[{i}] (row {}): cluster {:#x}, one block {:#x}",
+                i / if a.len() == c.batch { 1 } else { c.vocab },
+                a[i],
+                b[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn filters_cluster_path_gives_the_one_block_bits() {
+    use samplex::gpu::topp::ThresholdPath;
+    let mut s = gpu_or_skip!();
+    let clusters = cluster_launch(&s);
+    // (vocab, batch sizes the rows are cut into)
+    for (vocab, batches) in [
+        (40_000usize, &[4usize, 3, 1][..]),
+        (128_256, &[1, 2, 1, 4][..]),
+        (151_936, &[2, 3, 3][..]),
+        (262_147, &[3, 1, 4][..]),
+    ] {
+        let rows = split_rows(vocab);
+        let mut next = 0;
+        for (n, &batch) in batches.iter().enumerate() {
+            let x: Vec<f32> = (0..batch)
+                .flat_map(|j| rows[(next + j) % rows.len()].clone())
+                .collect();
+            next += batch;
+            s.set_filter_clusters(true);
+            let path = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
+            if clusters {
+                assert!(
+                    matches!(path, ThresholdPath::Cluster { staged: true, .. }),
+                    "b{batch} v{vocab}: {path:?}"
+                );
+            } else {
+                assert_eq!(path, ThresholdPath::Block, "no cluster launch here");
+            }
+            let hb: Vec<bf16> = convert(&x);
+            for (j, sup) in split_supports(vocab).into_iter().enumerate() {
+                // Half the (batch, support) pairs each dtype, and τ = 1 or 0.6.
+                let t = if j % 3 == 2 { 0.6 } else { 1.0 };
+                let req = Request::new(t, sup);
+                let what = format!("b{batch} v{vocab} τ{t} {sup:?} {path:?}");
+                if (n + j) % 2 == 0 {
+                    check_split(
+                        &mut s,
+                        &Case::dense(&x, batch, vocab),
+                        &req,
+                        &format!("f32 {what}"),
+                    );
+                } else {
+                    check_split(
+                        &mut s,
+                        &Case::dense(&hb, batch, vocab),
+                        &req,
+                        &format!("bf16 {what}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn filters_cluster_path_without_staging_gives_the_one_block_bits() {
+    use samplex::gpu::topp::ThresholdPath;
+    let mut s = gpu_or_skip!();
+    // 17 rows: clusters of 4, whose 65537-logit slices do not fit the shared memory, so every
+    // pass reads the logits again.
+    let (batch, vocab) = (17usize, 262_147usize);
+    let rows = split_rows(vocab);
+    let x: Vec<f32> = (0..batch)
+        .flat_map(|j| rows[j % rows.len()].clone())
+        .collect();
+    let path = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
+    if cluster_launch(&s) {
+        assert!(
+            matches!(
+                path,
+                ThresholdPath::Cluster {
+                    blocks: 4,
+                    staged: false,
+                    ..
+                }
+            ),
+            "{path:?}"
+        );
+    }
+    let req = Request::new(0.8, support(50, 0.9, 0.05));
+    check_split(
+        &mut s,
+        &Case::dense(&x, batch, vocab),
+        &req,
+        &format!("{path:?}"),
+    );
+}
+
+#[test]
+fn filters_cluster_path_keeps_the_cpu_sets() {
+    let mut s = gpu_or_skip!();
+    // Odd vocab and unaligned rows: the slices' ragged ends and the _v1 entries.
+    let vocab = 40_001;
+    let rows = split_rows(vocab);
+    let batch = 4;
+    for first in [0, 4] {
+        let x: Vec<f32> = rows[first..first + batch].concat();
+        let mut lead = vec![0.0f32; 1];
+        lead.extend_from_slice(&x);
+        for sup in split_supports(vocab) {
+            let req = Request::new(1.0, sup);
+            let what = format!("cluster rows {first}.. {sup:?}");
+            check_filters(&mut s, &Case::dense(&x, batch, vocab), &req, &what);
+            let c = Case {
+                host: &lead,
+                lead: 1,
+                batch,
+                vocab,
+                stride: vocab,
+            };
+            check_filters(&mut s, &c, &req, &format!("unaligned {what}"));
+            check_split(&mut s, &c, &req, &format!("unaligned {what}"));
+            check_sampling(
+                &mut s,
+                &Case::dense(&x, batch, vocab),
+                &req,
+                &HostSeeds::Shared(Rng::new(4)),
+                &what,
+            );
+        }
+    }
+}
+
 #[test]
 fn filters_vocab_one_and_tiny_rows() {
     let mut s = gpu_or_skip!();

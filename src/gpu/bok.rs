@@ -31,16 +31,12 @@
 //! [`Sampler::support_thresholds`] (kept: z ≥ threshold), at the start of the scratch; it
 //! writes the status first and the BoK kernels OR into it.
 
-use std::ffi::c_void;
-use std::marker::PhantomData;
-
-use cudarc::driver::sys::{self, CUdevice_attribute, CUfunction_attribute_enum};
+use cudarc::driver::sys::{self, CUfunction_attribute_enum};
 use cudarc::driver::{
-    CudaFunction, CudaView, CudaViewMut, DeviceRepr, DeviceSlice, LaunchArgs, LaunchConfig,
-    PushKernelArg,
+    CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchConfig, PushKernelArg,
 };
 
-use super::launch::{self, Pointers, DRAW_TILE};
+use super::launch::{self, ArgSink, ClusterLaunch, Pointers, RawArgs, CLUSTER_SIZES, DRAW_TILE};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::{Bok, BokWeights, Support};
 use crate::dtype::Logit;
@@ -51,15 +47,9 @@ const ROW_THREADS: u32 = 512;
 /// The largest vocab `samplex_bok_row` holds on chip (`ROW_TILES` draw tiles), and what each
 /// block of `samplex_bok_cluster` holds.
 const ROW_MAX_VOCAB: usize = 16 * DRAW_TILE;
-/// Blocks per cluster of `samplex_bok_cluster`: the portable cluster sizes (above 8 needs
-/// CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED and is not used).
-const CLUSTER_SIZES: [u32; 3] = [2, 4, 8];
 /// Bytes at the head of `samplex_bok_cluster`'s dynamic shared memory (`ClusterShared`: two
 /// 16-byte partial slots and two 256-bin histograms), before the block's tiles.
 const CLUSTER_HEAD_BYTES: usize = 2 * 16 + 2 * 256 * 4;
-/// The first PTX (virtual architecture) version with clusters: a kernel JIT-compiled from the
-/// compute_80 PTX has only the trap body.
-const CLUSTER_PTX_VERSION: i32 = 90;
 /// Arguments of `samplex_bok_row` and `samplex_bok_cluster` (the common and output lists).
 const ROW_ARGS: usize = 28;
 /// Threads of `samplex_bok_pass`.
@@ -113,86 +103,6 @@ fn check_out<T, S: DeviceSlice<T>>(
 ) -> Result<()> {
     check_len(name, buffer.len(), len)?;
     s.check_device(name, buffer)
-}
-
-/// Where kernel arguments go: cudarc's launch builder, or the pointer array of a raw launch.
-trait ArgSink<'a> {
-    fn push<A: DeviceRepr>(&mut self, arg: &'a A);
-}
-
-impl<'a> ArgSink<'a> for LaunchArgs<'a> {
-    fn push<A: DeviceRepr>(&mut self, arg: &'a A) {
-        self.arg(arg);
-    }
-}
-
-/// The argument pointers of a `cuLaunchKernelEx` launch of `samplex_bok_cluster`, in C order;
-/// they borrow the values for `'a`.
-struct RawArgs<'a> {
-    ptrs: [*mut c_void; ROW_ARGS],
-    len: usize,
-    _args: PhantomData<&'a ()>,
-}
-
-impl RawArgs<'_> {
-    fn new() -> Self {
-        RawArgs {
-            ptrs: [std::ptr::null_mut(); ROW_ARGS],
-            len: 0,
-            _args: PhantomData,
-        }
-    }
-}
-
-impl<'a> ArgSink<'a> for RawArgs<'a> {
-    fn push<A: DeviceRepr>(&mut self, arg: &'a A) {
-        self.ptrs[self.len] = arg as *const A as *mut c_void;
-        self.len += 1;
-    }
-}
-
-/// A cluster launch's configuration: `cfg()` points at `attr`, so build it where it is used.
-struct ClusterLaunch {
-    attr: sys::CUlaunchAttribute,
-    grid: u32,
-    shared: u32,
-    stream: sys::CUstream,
-}
-
-impl ClusterLaunch {
-    fn new(blocks: u32, rows: u32, shared: u32, stream: sys::CUstream) -> Self {
-        let mut value = sys::CUlaunchAttributeValue { pad: [0; 64] };
-        value.clusterDim = sys::CUlaunchAttributeValue_union__bindgen_ty_1 {
-            x: blocks,
-            y: 1,
-            z: 1,
-        };
-        ClusterLaunch {
-            attr: sys::CUlaunchAttribute {
-                id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION,
-                pad: [0; 4],
-                value,
-            },
-            grid: rows * blocks,
-            shared,
-            stream,
-        }
-    }
-
-    fn cfg(&mut self) -> sys::CUlaunchConfig {
-        sys::CUlaunchConfig {
-            gridDimX: self.grid,
-            gridDimY: 1,
-            gridDimZ: 1,
-            blockDimX: ROW_THREADS,
-            blockDimY: 1,
-            blockDimZ: 1,
-            sharedMemBytes: self.shared,
-            hStream: self.stream,
-            attrs: &mut self.attr,
-            numAttrs: 1,
-        }
-    }
 }
 
 /// The scalar and address arguments of the BoK kernels (kept alive while the launch builder
@@ -411,16 +321,6 @@ impl Sampler {
             .then_some(dynamic as u32))
     }
 
-    /// Whether `dynamic` bytes of dynamic shared memory plus `func`'s static ones fit a block.
-    fn fits_shared_memory(&self, func: &CudaFunction, dynamic: usize) -> Result<bool> {
-        let optin = self
-            .context()
-            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
-            as usize;
-        let fixed = func.shared_size_bytes()? as usize;
-        Ok(dynamic + fixed <= optin)
-    }
-
     /// Whether `samplex_bok_cluster` can hold a row of `vocab` tokens here: (blocks per
     /// cluster, dynamic shared memory per block). Needs a device with cluster launch (sm_90 and
     /// up), a kernel built for it (PTX version ≥ 90: the compute_80 PTX has the trap body), the
@@ -432,33 +332,14 @@ impl Sampler {
         else {
             return Ok(None);
         };
-        let ctx = self.context();
-        if !self.bok_clusters
-            || ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH)? == 0
-            || func.get_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_PTX_VERSION)?
-                < CLUSTER_PTX_VERSION
-        {
+        if !self.bok_clusters {
             return Ok(None);
         }
         let per_block = vocab.div_ceil(DRAW_TILE).div_ceil(blocks as usize);
         let dynamic = CLUSTER_HEAD_BYTES + per_block * DRAW_TILE * 4;
-        if !self.fits_shared_memory(func, dynamic)? {
-            return Ok(None);
-        }
-        // The occupancy query checks the shared memory against the function's limit.
-        func.set_attribute(
-            CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            dynamic as i32,
-        )?;
-        let mut launch = ClusterLaunch::new(blocks, 1, dynamic as u32, std::ptr::null_mut());
-        let cfg = launch.cfg();
-        let mut clusters = 0i32;
-        // SAFETY: `cfg` is a valid launch configuration of `func` (one cluster of `blocks` blocks
-        // of ROW_THREADS threads, its attribute array alive in `launch`), and the driver only
-        // reads it and writes `clusters`.
-        unsafe { sys::cuOccupancyMaxActiveClusters(&mut clusters, func.cu_function(), &cfg) }
-            .result()?;
-        Ok((clusters > 0).then_some((blocks, dynamic as u32)))
+        Ok(self
+            .cluster_fits(func, blocks, ROW_THREADS, dynamic)?
+            .then_some((blocks, dynamic as u32)))
     }
 
     /// Which kernels [`Sampler::bok`] and [`Sampler::sample_bok`] run for `batch` rows of
@@ -664,11 +545,17 @@ impl Sampler {
                 CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 shared as i32,
             )?;
-            let mut params = RawArgs::new();
+            let mut params = RawArgs::<ROW_ARGS>::new();
             args.push_common(&mut params);
             args.push_outputs(&mut params);
-            debug_assert_eq!(params.len, ROW_ARGS);
-            let mut launch = ClusterLaunch::new(blocks, batch as u32, shared, stream.cu_stream());
+            debug_assert_eq!(params.len(), ROW_ARGS);
+            let mut launch = ClusterLaunch::new(
+                blocks,
+                batch as u32,
+                ROW_THREADS,
+                shared,
+                stream.cu_stream(),
+            );
             let cfg = launch.cfg();
             self.context().bind_to_thread()?;
             // SAFETY: `params` points at the 28 arguments of samplex_bok_cluster's C signature
@@ -687,7 +574,7 @@ impl Sampler {
                 sys::cuLaunchKernelEx(
                     &cfg,
                     func.cu_function(),
-                    params.ptrs.as_mut_ptr(),
+                    params.as_mut_ptr(),
                     std::ptr::null_mut(),
                 )
             }

@@ -1,10 +1,28 @@
-//! Launch plumbing every wrapper shares: device pointers, vector width, row splitting and
-//! kernel names. Each wrapper in `src/gpu/<family>.rs` has one shape:
-//! validate → choose the config here → push args in C-signature order → launch on the stream.
+//! Launch plumbing every wrapper shares: device pointers, vector width, row splitting, kernel
+//! names, and thread-block-cluster launches (sm_90). Each wrapper in `src/gpu/<family>.rs` has
+//! one shape: validate → choose the config here → push args in C-signature order → launch on
+//! the stream.
 
-use cudarc::driver::{CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, SyncOnDrop};
+use std::ffi::c_void;
+use std::marker::PhantomData;
 
+use cudarc::driver::sys::{self, CUdevice_attribute, CUfunction_attribute_enum};
+use cudarc::driver::{
+    CudaFunction, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, DeviceRepr,
+    LaunchArgs, PushKernelArg, SyncOnDrop,
+};
+
+use super::Sampler;
 use crate::dtype::{DType, Logit};
+use crate::error::Result;
+
+/// Blocks per cluster of the cluster kernels: the portable cluster sizes (above 8 needs
+/// CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED and is not used).
+pub(crate) const CLUSTER_SIZES: [u32; 3] = [2, 4, 8];
+
+/// The first PTX (virtual architecture) version with clusters: a kernel JIT-compiled from the
+/// compute_80 PTX has only the trap body (kernels/common.cuh §8).
+const CLUSTER_PTX_VERSION: i32 = 90;
 
 /// Threads per block of the row kernels (one draw tile = 256 threads × 8 elements).
 pub(crate) const BLOCK_THREADS: u32 = 256;
@@ -77,6 +95,153 @@ impl<'a> Pointers<'a> {
             Some(v) => self.write(v),
             None => 0,
         }
+    }
+}
+
+/// Where kernel arguments go: cudarc's launch builder, or the pointer array of a raw launch.
+pub(crate) trait ArgSink<'a> {
+    fn push<A: DeviceRepr>(&mut self, arg: &'a A);
+}
+
+impl<'a> ArgSink<'a> for LaunchArgs<'a> {
+    fn push<A: DeviceRepr>(&mut self, arg: &'a A) {
+        self.arg(arg);
+    }
+}
+
+/// The argument pointers of a `cuLaunchKernelEx` launch (at most `N`), in C order; they borrow
+/// the values for `'a`.
+pub(crate) struct RawArgs<'a, const N: usize> {
+    ptrs: [*mut c_void; N],
+    len: usize,
+    _args: PhantomData<&'a ()>,
+}
+
+impl<const N: usize> RawArgs<'_, N> {
+    pub(crate) fn new() -> Self {
+        RawArgs {
+            ptrs: [std::ptr::null_mut(); N],
+            len: 0,
+            _args: PhantomData,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The array `cuLaunchKernelEx` takes as `kernelParams`.
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut *mut c_void {
+        self.ptrs.as_mut_ptr()
+    }
+}
+
+impl<'a, const N: usize> ArgSink<'a> for RawArgs<'a, N> {
+    fn push<A: DeviceRepr>(&mut self, arg: &'a A) {
+        self.ptrs[self.len] = arg as *const A as *mut c_void;
+        self.len += 1;
+    }
+}
+
+/// A cluster launch's configuration: `cfg()` points at `attr`, so build it where it is used.
+pub(crate) struct ClusterLaunch {
+    attr: sys::CUlaunchAttribute,
+    grid: u32,
+    threads: u32,
+    shared: u32,
+    stream: sys::CUstream,
+}
+
+impl ClusterLaunch {
+    /// `rows` clusters of `blocks` blocks of `threads` threads, `shared` bytes of dynamic shared
+    /// memory per block.
+    pub(crate) fn new(
+        blocks: u32,
+        rows: u32,
+        threads: u32,
+        shared: u32,
+        stream: sys::CUstream,
+    ) -> Self {
+        let mut value = sys::CUlaunchAttributeValue { pad: [0; 64] };
+        value.clusterDim = sys::CUlaunchAttributeValue_union__bindgen_ty_1 {
+            x: blocks,
+            y: 1,
+            z: 1,
+        };
+        ClusterLaunch {
+            attr: sys::CUlaunchAttribute {
+                id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION,
+                pad: [0; 4],
+                value,
+            },
+            grid: rows * blocks,
+            threads,
+            shared,
+            stream,
+        }
+    }
+
+    pub(crate) fn cfg(&mut self) -> sys::CUlaunchConfig {
+        sys::CUlaunchConfig {
+            gridDimX: self.grid,
+            gridDimY: 1,
+            gridDimZ: 1,
+            blockDimX: self.threads,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: self.shared,
+            hStream: self.stream,
+            attrs: &mut self.attr,
+            numAttrs: 1,
+        }
+    }
+}
+
+impl Sampler {
+    /// Whether `dynamic` bytes of dynamic shared memory plus `func`'s static ones fit a block.
+    pub(crate) fn fits_shared_memory(&self, func: &CudaFunction, dynamic: usize) -> Result<bool> {
+        let optin = self
+            .context()
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
+            as usize;
+        let fixed = func.shared_size_bytes()? as usize;
+        Ok(dynamic + fixed <= optin)
+    }
+
+    /// Whether clusters of `blocks` blocks of `threads` threads with `dynamic` bytes of dynamic
+    /// shared memory each can run `func` here: a device with cluster launch (sm_90 and up), a
+    /// kernel built for it (PTX version ≥ 90: the compute_80 PTX has the trap body), the shared
+    /// memory, and at least one such cluster the device can schedule. Sets `func`'s dynamic
+    /// shared memory maximum to `dynamic` on the way (the occupancy query checks against it).
+    pub(crate) fn cluster_fits(
+        &self,
+        func: &CudaFunction,
+        blocks: u32,
+        threads: u32,
+        dynamic: usize,
+    ) -> Result<bool> {
+        let ctx = self.context();
+        if ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH)? == 0
+            || func.get_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_PTX_VERSION)?
+                < CLUSTER_PTX_VERSION
+            || !self.fits_shared_memory(func, dynamic)?
+        {
+            return Ok(false);
+        }
+        func.set_attribute(
+            CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            dynamic as i32,
+        )?;
+        let mut launch =
+            ClusterLaunch::new(blocks, 1, threads, dynamic as u32, std::ptr::null_mut());
+        let cfg = launch.cfg();
+        let mut clusters = 0i32;
+        // SAFETY: `cfg` is a valid launch configuration of `func` (one cluster of `blocks` blocks
+        // of `threads` threads, its attribute array alive in `launch`), and the driver only
+        // reads it and writes `clusters`.
+        unsafe { sys::cuOccupancyMaxActiveClusters(&mut clusters, func.cu_function(), &cfg) }
+            .result()?;
+        Ok(clusters > 0)
     }
 }
 

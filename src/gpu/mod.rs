@@ -206,6 +206,9 @@ pub struct Sampler {
     /// Whether BoK may take the thread-block-cluster path (tests turn it off to reach the
     /// multi-pass fallback on sm_90 too).
     pub(crate) bok_clusters: bool,
+    /// Whether the top-k/top-p/min-p threshold kernel may split a row over a cluster (tests
+    /// turn it off to compare with the one-block path on sm_90 too).
+    pub(crate) filter_clusters: bool,
 }
 
 impl Sampler {
@@ -231,6 +234,7 @@ impl Sampler {
             tickets: None,
             sm_count,
             bok_clusters: true,
+            filter_clusters: true,
         })
     }
 

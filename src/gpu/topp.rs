@@ -2,14 +2,22 @@
 //! top-k → top-p → min-p as per-row logit thresholds, and sampling, renormalised
 //! probabilities and masked logits under them.
 //!
-//! Every op is two launches: the threshold kernel (one block of 1024 threads per row, the
-//! radix passes of docs/ARCHITECTURE.md "Support rules as logit thresholds") leaves a 32-byte
-//! `RowInfo` per row in scratch, then a kernel split over `launch::blocks_per_row` blocks per
-//! row draws, or writes the dense output.
+//! Every op is two launches: the threshold kernel (the radix passes of docs/ARCHITECTURE.md
+//! "Support rules as logit thresholds") leaves a 32-byte `RowInfo` per row in scratch, then a
+//! kernel split over `launch::blocks_per_row` blocks per row draws, or writes the dense output.
+//!
+//! The threshold kernel runs one block of 1024 threads per row, or ([`ThresholdPath`], sm_90)
+//! one thread-block cluster of C = 2, 4 or 8 such blocks per row when the batch is too small to
+//! fill the GPU: C is the largest size with batch × C ≤ the SM count (so the clusters still fit
+//! one block per SM) and vocab ≥ C × 4096 (a slice of at least one 1024-thread f32 chunk per
+//! block; below that the cluster barriers cost more than the split saves). Each block takes a
+//! contiguous slice of the row and, when it fits in shared memory, stages it there on the first
+//! read, so that the later passes do not read L2/HBM again. The results are the same bits.
 //!
 //! | kernel                              | C arguments                                                        |
 //! |-------------------------------------|--------------------------------------------------------------------|
 //! | `samplex_topp_thresholds_<T>[_v1]`  | logits, stride, vocab, τ, τ\[\], k, k\[\], p, p\[\], min_p, min_p\[\], want_mass, thresholds, row_info, status |
+//! | `samplex_topp_thresholds_cluster_<T>[_v1]` | the same, then stage                                        |
 //! | `samplex_topp_sample_<T>[_v1]`      | logits, stride, vocab, row_info, seed, offset, seeds\[\], offsets\[\], tokens, status, blocks_per_row, partials, tickets |
 //! | `samplex_topp_probs_<T>`            | logits, stride, vocab, row_info, probs, status, blocks_per_row      |
 //! | `samplex_topp_logits_<T>`           | logits, stride, vocab, row_info, masked, status, blocks_per_row     |
@@ -17,13 +25,14 @@
 //! Scratch: `batch × 32` bytes of `RowInfo`, then (sampling) `batch × blocks_per_row × 8`
 //! bytes of per-block draws; one ticket per row.
 
+use cudarc::driver::sys;
 use cudarc::driver::{CudaViewMut, PushKernelArg};
 
-use super::launch::{self, Pointers};
+use super::launch::{self, ArgSink, ClusterLaunch, Pointers, RawArgs, CLUSTER_SIZES};
 use super::topk::{entry, expect_len, grid, logits_vector_width, RADIX_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::{check_temperature, Support};
-use crate::dtype::Logit;
+use crate::dtype::{DType, Logit};
 use crate::error::Result;
 
 /// Bytes of one row's `RowInfo` (kernels/topp.cu).
@@ -31,6 +40,86 @@ const ROW_INFO_BYTES: usize = 32;
 
 /// Bytes of one block's partial draw (`TileDraw` in kernels/common.cuh).
 const TILE_DRAW_BYTES: usize = 8;
+
+/// Bytes at the head of the cluster kernel's dynamic shared memory (`ClusterHead` in
+/// kernels/topk.cu: two 16-byte merge slots, two 2048-bin u32 and two 2048-bin u64 histograms),
+/// before the staged slice.
+const CLUSTER_HEAD_BYTES: usize = 2 * 16 + 2 * 2048 * 4 + 2 * 2048 * 8;
+
+/// The fewest logits per block of a cluster (one 1024-thread chunk of f32 vectors).
+const CLUSTER_MIN_SLICE: usize = 4096;
+
+/// Arguments of `samplex_topp_thresholds_cluster`.
+const CLUSTER_ARGS: usize = 16;
+
+/// How the threshold kernel runs a call of a given shape.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThresholdPath {
+    /// `samplex_topp_thresholds`: one block per row.
+    Block,
+    /// `samplex_topp_thresholds_cluster`: a cluster of `blocks` blocks per row, each with
+    /// `shared` bytes of dynamic shared memory; `staged`: each block keeps its slice there.
+    Cluster {
+        blocks: u32,
+        shared: u32,
+        staged: bool,
+    },
+}
+
+/// Logits per block of a `blocks`-block cluster (the kernel's `per`): ceil(vocab / blocks),
+/// rounded up to the vector width so that every slice starts aligned.
+fn slice_len(vocab: usize, blocks: u32, vec: u32) -> usize {
+    vocab.div_ceil(blocks as usize).div_ceil(vec as usize) * vec as usize
+}
+
+/// The cluster sizes worth trying, largest first: batch × C ≤ the SM count, ≥ CLUSTER_MIN_SLICE
+/// logits per block.
+fn cluster_candidates(batch: usize, vocab: usize, sm_count: u32) -> impl Iterator<Item = u32> {
+    CLUSTER_SIZES.into_iter().rev().filter(move |&c| {
+        batch.saturating_mul(c as usize) <= sm_count as usize
+            && vocab >= c as usize * CLUSTER_MIN_SLICE
+    })
+}
+
+/// The threshold kernel's arguments in C-signature order (the cluster entry adds `stage`).
+struct ThresholdArgs {
+    logits: u64,
+    stride: u64,
+    vocab: u32,
+    temperature: f32,
+    tau_rows: u64,
+    top_k: u32,
+    k_rows: u64,
+    top_p: f32,
+    p_rows: u64,
+    min_p: f32,
+    min_p_rows: u64,
+    want_mass: u32,
+    thresholds: u64,
+    row_info: u64,
+    status: u64,
+}
+
+impl ThresholdArgs {
+    fn push<'a, S: ArgSink<'a>>(&'a self, b: &mut S) {
+        b.push(&self.logits);
+        b.push(&self.stride);
+        b.push(&self.vocab);
+        b.push(&self.temperature);
+        b.push(&self.tau_rows);
+        b.push(&self.top_k);
+        b.push(&self.k_rows);
+        b.push(&self.top_p);
+        b.push(&self.p_rows);
+        b.push(&self.min_p);
+        b.push(&self.min_p_rows);
+        b.push(&self.want_mass);
+        b.push(&self.thresholds);
+        b.push(&self.row_info);
+        b.push(&self.status);
+    }
+}
 
 /// Where the threshold kernel writes (device addresses, 0 = not wanted).
 #[derive(Clone, Copy)]
@@ -321,7 +410,61 @@ impl Sampler {
         Ok(())
     }
 
-    /// The threshold kernel (validated by the caller): one block of 1024 threads per row.
+    /// Which threshold kernel the filter ops (and BoK's support thresholds) run for `batch` rows
+    /// of `vocab` logits of type `T` with 16-byte-aligned rows (for tests and benchmarks).
+    ///
+    /// # Errors
+    /// [`crate::Error::Driver`] when the driver fails to load a kernel or answer a query.
+    #[doc(hidden)]
+    pub fn filter_threshold_path<T: Logit>(
+        &mut self,
+        batch: usize,
+        vocab: usize,
+    ) -> Result<ThresholdPath> {
+        self.threshold_path(T::DTYPE, batch, vocab, (16 / T::DTYPE.size()) as u32)
+    }
+
+    /// Allows (the default) or forbids the threshold kernel's cluster path, so that tests can
+    /// compare it with the one-block path on devices with clusters.
+    #[doc(hidden)]
+    pub fn set_filter_clusters(&mut self, allowed: bool) {
+        self.filter_clusters = allowed;
+    }
+
+    /// The threshold path for this shape and vector width (the rule in the module header);
+    /// staged when the slice fits the shared memory, else re-reading the logits.
+    fn threshold_path(
+        &mut self,
+        dtype: DType,
+        batch: usize,
+        vocab: usize,
+        vec: u32,
+    ) -> Result<ThresholdPath> {
+        if !self.filter_clusters
+            || cluster_candidates(batch, vocab, self.sm_count)
+                .next()
+                .is_none()
+        {
+            return Ok(ThresholdPath::Block);
+        }
+        let func = self.function(&entry("topp", "thresholds_cluster", dtype, vec))?;
+        for blocks in cluster_candidates(batch, vocab, self.sm_count) {
+            let staged = CLUSTER_HEAD_BYTES + slice_len(vocab, blocks, vec) * 4;
+            for (shared, staged) in [(staged, true), (CLUSTER_HEAD_BYTES, false)] {
+                if self.cluster_fits(&func, blocks, RADIX_THREADS, shared)? {
+                    return Ok(ThresholdPath::Cluster {
+                        blocks,
+                        shared: shared as u32,
+                        staged,
+                    });
+                }
+            }
+        }
+        Ok(ThresholdPath::Block)
+    }
+
+    /// The threshold kernel (validated by the caller): one block of 1024 threads per row, or
+    /// one cluster per row (`threshold_path`).
     fn launch_thresholds<T: Logit>(
         &mut self,
         logits: &DeviceLogits<'_, T>,
@@ -333,40 +476,86 @@ impl Sampler {
     ) -> Result<()> {
         let batch = logits.batch;
         let cfg = grid(Some(batch), RADIX_THREADS, batch)?;
-        let func = self.function(&entry("topp", "thresholds", T::DTYPE, vec))?;
+        let path = self.threshold_path(T::DTYPE, batch, logits.vocab, vec)?;
+        let op = match path {
+            ThresholdPath::Block => "thresholds",
+            ThresholdPath::Cluster { .. } => "thresholds_cluster",
+        };
+        let func = self.function(&entry("topp", op, T::DTYPE, vec))?;
         let mut ptrs = Pointers::new(&self.stream);
-        let logits_addr = ptrs.read(&logits.data);
-        let stride = logits.stride as u64;
-        let vocab = logits.vocab as u32;
-        let tau_rows = ptrs.read_opt(rows.temperature.as_ref());
-        let k_rows = ptrs.read_opt(rows.top_k.as_ref());
-        let p_rows = ptrs.read_opt(rows.top_p.as_ref());
-        let min_p_rows = ptrs.read_opt(rows.min_p.as_ref());
-        let want_mass = u32::from(out.want_mass);
-        let mut builder = self.stream.launch_builder(&func);
-        builder
-            .arg(&logits_addr)
-            .arg(&stride)
-            .arg(&vocab)
-            .arg(&temperature)
-            .arg(&tau_rows)
-            .arg(&support.top_k)
-            .arg(&k_rows)
-            .arg(&support.top_p)
-            .arg(&p_rows)
-            .arg(&support.min_p)
-            .arg(&min_p_rows)
-            .arg(&want_mass)
-            .arg(&out.thresholds)
-            .arg(&out.row_info)
-            .arg(&out.status);
-        // SAFETY: the arguments match samplex_topp_thresholds's C signature. The caller ran
-        // `check_filter`: τ ≥ 0 and finite, p ∈ (0, 1], min_p ∈ [0, 1], per-row buffers of
-        // `batch` entries on this device; the logits cover `batch` rows of `stride` ≥ vocab
-        // elements; vector width 4/8 only for a 16-byte-aligned base and stride. `thresholds`
-        // (f32), `row_info` (32 bytes) and `status` (u32) are 0 or addresses of `batch` entries
-        // owned by the caller (scratch reserved before this call, or BoK's buffers).
-        unsafe { builder.launch(cfg) }?;
+        let args = ThresholdArgs {
+            logits: ptrs.read(&logits.data),
+            stride: logits.stride as u64,
+            vocab: logits.vocab as u32,
+            temperature,
+            tau_rows: ptrs.read_opt(rows.temperature.as_ref()),
+            top_k: support.top_k,
+            k_rows: ptrs.read_opt(rows.top_k.as_ref()),
+            top_p: support.top_p,
+            p_rows: ptrs.read_opt(rows.top_p.as_ref()),
+            min_p: support.min_p,
+            min_p_rows: ptrs.read_opt(rows.min_p.as_ref()),
+            want_mass: u32::from(out.want_mass),
+            thresholds: out.thresholds,
+            row_info: out.row_info,
+            status: out.status,
+        };
+        match path {
+            ThresholdPath::Block => {
+                let mut builder = self.stream.launch_builder(&func);
+                args.push(&mut builder);
+                // SAFETY: the arguments match samplex_topp_thresholds's C signature. The caller
+                // ran `check_filter`: τ ≥ 0 and finite, p ∈ (0, 1], min_p ∈ [0, 1], per-row
+                // buffers of `batch` entries on this device; the logits cover `batch` rows of
+                // `stride` ≥ vocab elements; vector width 4/8 only for a 16-byte-aligned base
+                // and stride. `thresholds` (f32), `row_info` (32 bytes) and `status` (u32) are
+                // 0 or addresses of `batch` entries owned by the caller (scratch reserved
+                // before this call, or BoK's buffers).
+                unsafe { builder.launch(cfg) }?;
+            }
+            ThresholdPath::Cluster {
+                blocks,
+                shared,
+                staged,
+            } => {
+                let stage = u32::from(staged);
+                let mut params = RawArgs::<CLUSTER_ARGS>::new();
+                args.push(&mut params);
+                params.push(&stage);
+                debug_assert_eq!(params.len(), CLUSTER_ARGS);
+                let mut launch = ClusterLaunch::new(
+                    blocks,
+                    batch as u32,
+                    RADIX_THREADS,
+                    shared,
+                    self.stream.cu_stream(),
+                );
+                let lc = launch.cfg();
+                self.context().bind_to_thread()?;
+                // SAFETY: `params` points at the 16 arguments of samplex_topp_thresholds_cluster's
+                // C signature (samplex_topp_thresholds's, then stage) in order and type, all
+                // alive in `args` and `stage` until the launch is queued. `lc` is a cluster
+                // launch on the sampler's stream, whose context is current: one cluster of
+                // `blocks` ≤ 8 blocks of 1024 threads per row, batch × blocks ≤ the SM count;
+                // threshold_path checked that the device has cluster launch, the kernel comes
+                // from compute_90 or later and such a cluster can be scheduled with `shared`
+                // bytes of dynamic shared memory (the ClusterHead, plus the staged slice of
+                // slice_len(vocab, blocks, vec) f32 when `stage` is 1), set as the function's
+                // maximum. The rest as for the one-block launch: the caller ran `check_filter`;
+                // the logits cover `batch` rows of `stride` ≥ vocab elements; vector width 4/8
+                // only for a 16-byte-aligned base and stride; the outputs are 0 or hold `batch`
+                // entries.
+                unsafe {
+                    sys::cuLaunchKernelEx(
+                        &lc,
+                        func.cu_function(),
+                        params.as_mut_ptr(),
+                        std::ptr::null_mut(),
+                    )
+                }
+                .result()?;
+            }
+        }
         drop(ptrs);
         Ok(())
     }
