@@ -5,10 +5,19 @@
 // z_i >= z_(k) (ties kept); its threshold is found by the same radix passes (`radix_select`,
 // used by kernels/topp.cu, which build.rs amalgamates after this file).
 //
-// Grid and block: one block of SELECT_THREADS (1024) threads per row, blockIdx.x = row. Every
-// pass stays inside that block, so there is no host round trip and no cross-block merge.
-// (radix_select is written over a row group, SoloRow or ClusterRow below, so that
-// kernels/topp.cu's cluster entry can split a row over a cluster; the selection uses SoloRow.)
+// Grid and block (samplex_topk_select_<T>[_v1]): one block of SELECT_THREADS (1024) threads per
+// row, blockIdx.x = row. Every pass stays inside that block, so there is no host round trip and
+// no cross-block merge.
+// samplex_topk_select_cluster_<T>[_v1] (sm_90, min(k, vocab) <= SORT_MAX; src/gpu/topk.rs
+// picks it for small batches): one thread-block cluster of C = 2, 4 or 8 such blocks per row,
+// block r over a contiguous slice (`cluster_row`). The same code over a row group (SoloRow /
+// ClusterRow below): step 1's histograms are the sums of the blocks' bins, read through
+// distributed shared memory (so every block picks the same buckets); in step 4 each block
+// counts its slice's selected elements, learns how many the lower ranks hold (`before`, in
+// rank order) and writes its pairs, unsorted, into the output row at those slots; after a
+// cluster barrier the leader (rank 0) sorts them in its shared memory (step 5). The output is
+// sorted by a strict total order, so it is the one-block kernel's, bit for bit. Below sm_90
+// the body is a trap (common.cuh §8).
 //
 // Keys: the sanitised logit x (NaN -> -inf, +inf -> FLT_MAX) becomes the order-preserving u32
 // float_to_key(x) (common.cuh §6). The selection keeps -0 below +0, as the CPU's total order
@@ -263,6 +272,8 @@ struct SoloRow {
   template <typename U> __device__ __forceinline__ U at(const U *h, u32 bin) { return h[bin]; }
   __device__ __forceinline__ void hist_done() {}
   template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F) { return v; }
+  template <typename P, typename F> __device__ __forceinline__ P before(const P &, P zero, F) { return zero; }
+  __device__ __forceinline__ void sync() { __syncthreads(); }
   __device__ __forceinline__ bool leader() const { return true; }
   __device__ __forceinline__ void finish() {}
 };
@@ -375,9 +386,46 @@ struct ClusterRow {
     ++phase;
     return acc;
   }
+  // f folded over the values of the lower ranks, from `zero`.
+  template <typename P, typename F> __device__ __forceinline__ P before(const P &v, P zero, F f) {
+    static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
+    uint4 *slot = &head()->slot[phase & 1];
+    if (threadIdx.x == 0) {
+      ClusterRaw<P> x;
+      x.w = make_uint4(0, 0, 0, 0);
+      x.p = v;
+      *slot = x.w;
+    }
+    cluster_sync();
+    P acc = zero;
+    const u32 rank = cluster_rank();
+    for (u32 r = 0; r < rank; ++r) {
+      ClusterRaw<P> x;
+      x.w = cluster_load_v4(cluster_map(slot, r));
+      acc = f(acc, x.p);
+    }
+    ++phase;
+    return acc;
+  }
+  __device__ __forceinline__ void sync() { cluster_sync(); }
   __device__ __forceinline__ bool leader() const { return cluster_rank() == 0; }
   __device__ __forceinline__ void finish() { cluster_sync(); }
 };
+
+// This block's row and slice in a cluster of cluster_size() blocks per row: block r takes
+// [r * per, (r + 1) * per), per = ceil(vocab / C) rounded up to VEC (aligned vector loads;
+// src/gpu/launch.rs: cluster_slice).
+template <int VEC> __device__ __forceinline__ ClusterRow cluster_row(u32 vocab, float *stage) {
+  ClusterRow g;
+  const u32 size = cluster_size();
+  const u32 per = ceil_div(ceil_div(vocab, size), (u32)VEC) * (u32)VEC;
+  g.row = blockIdx.x / size;
+  g.lo = umin32(cluster_rank() * per, vocab);
+  g.len = umin32(g.lo + per, vocab) - g.lo;
+  g.phase = 0;
+  g.stage = stage;
+  return g;
+}
 #endif
 
 // ---------------------------------------------------------------------------------------------
@@ -449,12 +497,14 @@ __device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, Radix
 // Step 4: collect. store(slot, key, index) for each of the k selected elements, slot in
 // [0, k) = the number of selected elements before it in index order (block prefix sums).
 // ---------------------------------------------------------------------------------------------
-template <typename T, int VEC, int THREADS, typename Store>
-__device__ __forceinline__ void collect(const T *row, u32 vocab, RadixCut cut, u32 k, u32 &status,
-                                        ScanSmem<THREADS, u32> &s, Store &store) {
+// Over a row group: gt_before / eq_before are the selected-above and tie-class elements before
+// this block's slice (0 for one block).
+template <typename T, int VEC, int THREADS, typename G, typename Store>
+__device__ __forceinline__ void collect(G &g, const T *row, RadixCut cut, u32 k, u32 gt_before, u32 eq_before,
+                                        u32 &status, ScanSmem<THREADS, u32> &s, Store &store) {
   static_assert(THREADS * VEC < 65536, "per-chunk counts are packed in 16 bits");
   const u32 above_total = k - cut.need;  // elements with (key & mask) > prefix
-  u32 gt_run = 0, eq_run = 0;            // block-wide counts over the chunks before this one
+  u32 gt_run = gt_before, eq_run = eq_before;  // counts over the elements before this chunk
   auto f = [&](u32 first, u32 n, const float *z) -> bool {
     u32 key[VEC];
     u32 gt = 0, eq = 0, cls = 0;  // cls: bit i = above, bit VEC + i = tie class
@@ -487,7 +537,7 @@ __device__ __forceinline__ void collect(const T *row, u32 vocab, RadixCut cut, u
     eq_run += total & 0xffffu;
     return !(gt_run >= above_total && eq_run >= cut.need);
   };
-  for_each_chunk<T, VEC, THREADS>(row, vocab, f);
+  g.template read<T, VEC, THREADS>(row, f);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -568,14 +618,19 @@ struct SelectSmem {
   BlockScratch<SELECT_THREADS> bs;
 };
 
-// The selection of one row (steps 1-6). k = the output's row width, `scratch` = u64 per
-// (row, slot) for rows with k_r > SORT_MAX (row r's at r * min(k, vocab)).
-template <typename T, int VEC>
-__device__ __forceinline__ void select_row(const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows,
+// The selection of one row (steps 1-6) over a row group. k = the output's row width,
+// `scratch` = u64 per (row, slot) for rows with k_r > SORT_MAX (row r's at r * min(k, vocab);
+// one block per row only: the host takes the cluster path for min(k, vocab) <= SORT_MAX).
+// A cluster's blocks count their slices' selected elements (one more read), learn how many
+// the lower ranks hold, and collect theirs into the output row at those slots, unsorted; after
+// a cluster barrier the leader sorts the row's k_r pairs in its shared memory (a strict total
+// order: the one block's result).
+template <typename T, int VEC, typename G>
+__device__ __forceinline__ void select_row(G &g, const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows,
                                            float *values, u32 *indices, u64 status_out, u64 scratch) {
   constexpr int THREADS = SELECT_THREADS;
   __shared__ SelectSmem sm;
-  const u32 row = blockIdx.x;
+  const u32 row = g.row;
   const T *z = row_ptr(logits, row, stride);
   u32 status = 0;
 
@@ -600,9 +655,6 @@ __device__ __forceinline__ void select_row(const T *logits, u64 stride, u32 voca
       return true;
     };
     auto nothing = [](float) {};
-    SoloRow g;
-    g.row = row;
-    g.len = vocab;
     cut = radix_select<T, VEC, THREADS>(g, z, kr, sm.buf.hist, sm.radix, key_of, nothing);
   }
 
@@ -610,12 +662,49 @@ __device__ __forceinline__ void select_row(const T *logits, u64 stride, u32 voca
   float *vals = values + out_row;
   u32 *idxs = indices + out_row;
 
-  if (kr <= SORT_MAX) {
+  if constexpr (G::CLUSTER) {
+    // Step 4 into the output row at this block's slots, then step 5 by the leader.
+    u32 ignored = 0;
+    u32 gt = 0, eq = 0;
+    auto count = [&](u32, u32 n, const float *v) -> bool {
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) {
+        const u32 m = float_to_key(sanitize(v[i], status)) & cut.mask;
+        if ((u32)i < n && m > cut.prefix) ++gt;
+        else if ((u32)i < n && m == cut.prefix) ++eq;
+      }
+      return true;
+    };
+    g.template read<T, VEC, THREADS>(z, count);
+    uint2 mine;
+    mine.x = block_sum_u32<THREADS>(gt, sm.bs);
+    mine.y = block_sum_u32<THREADS>(eq, sm.bs);
+    const uint2 lower = g.before(mine, make_uint2(0, 0), [](uint2 a, uint2 b) { return make_uint2(a.x + b.x, a.y + b.y); });
+    auto store = [&](u32 slot, u32 key, u32 index) {
+      vals[slot] = key_to_float(key);
+      idxs[slot] = index;
+    };
+    collect<T, VEC, THREADS>(g, z, cut, kr, lower.x, lower.y, ignored, sm.radix.scan, store);
+    g.sync();  // every block's slots are written (release/acquire at cluster scope)
+    if (g.leader()) {
+      u64 *buf = sm.buf.sort;
+      u32 n = 1;
+      while (n < kr) n <<= 1;
+      for (u32 j = threadIdx.x; j < n; j += THREADS) buf[j] = j < kr ? pack_pair(float_to_key(vals[j]), idxs[j]) : 0;
+      __syncthreads();
+      bitonic_sort_desc<THREADS>(buf, n);
+      for (u32 j = threadIdx.x; j < kr; j += THREADS) {
+        const u64 v = buf[j];
+        vals[j] = key_to_float(pair_key(v));
+        idxs[j] = pair_index(v);
+      }
+    }
+  } else if (kr <= SORT_MAX) {
     // Step 4 into shared memory, step 5 there.
     __syncthreads();  // the histogram (same memory) is no longer read
     u64 *buf = sm.buf.sort;
     auto store = [&](u32 slot, u32 key, u32 index) { buf[slot] = pack_pair(key, index); };
-    collect<T, VEC, THREADS>(z, vocab, cut, kr, status, sm.radix.scan, store);
+    collect<T, VEC, THREADS>(g, z, cut, kr, 0u, 0u, status, sm.radix.scan, store);
     u32 n = 1;
     while (n < kr) n <<= 1;
     for (u32 j = kr + threadIdx.x; j < n; j += THREADS) buf[j] = 0;  // sorts last
@@ -634,7 +723,7 @@ __device__ __forceinline__ void select_row(const T *logits, u64 stride, u32 voca
     pb.indices = idxs;
     u64 *gbuf = pb.scratch;
     auto store = [&](u32 slot, u32 key, u32 index) { gbuf[slot] = pack_pair(key, index); };
-    collect<T, VEC, THREADS>(z, vocab, cut, kr, status, sm.radix.scan, store);
+    collect<T, VEC, THREADS>(g, z, cut, kr, 0u, 0u, status, sm.radix.scan, store);
     __syncthreads();  // global writes visible to the block
     const u32 chunks = ceil_div(kr, SORT_MAX);
     u32 levels = 0;
@@ -657,12 +746,38 @@ __device__ __forceinline__ void select_row(const T *logits, u64 stride, u32 voca
     }
   }
   // Step 6: padding.
-  for (u32 j = kr + threadIdx.x; j < k; j += THREADS) {
-    vals[j] = SAMPLEX_NEG_INF;
-    idxs[j] = SAMPLEX_NO_TOKEN;
+  if (g.leader()) {
+    for (u32 j = kr + threadIdx.x; j < k; j += THREADS) {
+      vals[j] = SAMPLEX_NEG_INF;
+      idxs[j] = SAMPLEX_NO_TOKEN;
+    }
   }
   status = block_or<THREADS>(status, sm.bs);
-  if (status_out && threadIdx.x == 0) reinterpret_cast<u32 *>(status_out)[row] = status;
+  status = g.merge(status, [](u32 a, u32 b) { return a | b; });
+  if (status_out && g.leader() && threadIdx.x == 0) reinterpret_cast<u32 *>(status_out)[row] = status;
+  g.finish();
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void select_block(const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows,
+                                             float *values, u32 *indices, u64 status_out, u64 scratch) {
+  SoloRow g;
+  g.row = blockIdx.x;
+  g.len = vocab;
+  select_row<T, VEC>(g, logits, stride, vocab, k, k_rows, values, indices, status_out, scratch);
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void select_cluster(const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows,
+                                               float *values, u32 *indices, u64 status_out, u64 scratch) {
+#if SAMPLEX_CLUSTERS
+  ClusterRow g = cluster_row<VEC>(vocab, nullptr);
+  select_row<T, VEC>(g, logits, stride, vocab, k, k_rows, values, indices, status_out, scratch);
+#else
+  (void)logits, (void)stride, (void)vocab, (void)k, (void)k_rows, (void)values, (void)indices;
+  (void)status_out, (void)scratch;
+  asm volatile("trap;");  // never launched: the host checks the function's PTX version first
+#endif
 }
 
 }  // namespace samplex_topk
@@ -670,17 +785,26 @@ __device__ __forceinline__ void select_row(const T *logits, u64 stride, u32 voca
 // logits: batch rows, `stride` elements apart. k: the output's row width (>= 1); k_rows: 0 or
 // a device u32[batch] of per-row k. values/indices: batch x k. status: 0 or u32[batch].
 // scratch: 0, or batch * min(k, vocab) u64 when min(k, vocab) > 4096.
-#define SAMPLEX_TOPK_SELECT(T, VEC, NAME)                                                          \
+// The _cluster twin (sm_90; grid = batch x C blocks, cluster dimension (C, 1, 1) set at launch,
+// dynamic shared memory = the ClusterHead; min(k, vocab) <= 4096, so scratch is unused) takes
+// the same arguments and gives the same bits.
+#define SAMPLEX_TOPK_SELECT(T, VEC, NAME, CLUSTER_NAME)                                            \
   extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS)                             \
       NAME(const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows, float *values, u32 *indices, \
            u64 status, u64 scratch) {                                                              \
-    samplex_topk::select_row<T, VEC>(logits, stride, vocab, k, k_rows, values, indices, status,    \
-                                     scratch);                                                     \
+    samplex_topk::select_block<T, VEC>(logits, stride, vocab, k, k_rows, values, indices, status,  \
+                                       scratch);                                                   \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                          \
+      CLUSTER_NAME(const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows, float *values,       \
+                   u32 *indices, u64 status, u64 scratch) {                                        \
+    samplex_topk::select_cluster<T, VEC>(logits, stride, vocab, k, k_rows, values, indices, status, \
+                                         scratch);                                                 \
   }
 
-SAMPLEX_TOPK_SELECT(float, 4, samplex_topk_select_f32)
-SAMPLEX_TOPK_SELECT(float, 1, samplex_topk_select_f32_v1)
-SAMPLEX_TOPK_SELECT(f16_t, 8, samplex_topk_select_f16)
-SAMPLEX_TOPK_SELECT(f16_t, 1, samplex_topk_select_f16_v1)
-SAMPLEX_TOPK_SELECT(bf16_t, 8, samplex_topk_select_bf16)
-SAMPLEX_TOPK_SELECT(bf16_t, 1, samplex_topk_select_bf16_v1)
+SAMPLEX_TOPK_SELECT(float, 4, samplex_topk_select_f32, samplex_topk_select_cluster_f32)
+SAMPLEX_TOPK_SELECT(float, 1, samplex_topk_select_f32_v1, samplex_topk_select_cluster_f32_v1)
+SAMPLEX_TOPK_SELECT(f16_t, 8, samplex_topk_select_f16, samplex_topk_select_cluster_f16)
+SAMPLEX_TOPK_SELECT(f16_t, 1, samplex_topk_select_f16_v1, samplex_topk_select_cluster_f16_v1)
+SAMPLEX_TOPK_SELECT(bf16_t, 8, samplex_topk_select_bf16, samplex_topk_select_cluster_bf16)
+SAMPLEX_TOPK_SELECT(bf16_t, 1, samplex_topk_select_bf16_v1, samplex_topk_select_cluster_bf16_v1)

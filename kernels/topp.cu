@@ -374,14 +374,8 @@ __device__ __forceinline__ void thresholds_cluster(const T *logits, u64 stride, 
                                                    float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds,
                                                    u64 row_info, u64 status, u32 stage) {
 #if SAMPLEX_CLUSTERS
-  samplex_topk::ClusterRow g;
-  const u32 size = cluster_size();
-  const u32 per = ceil_div(ceil_div(vocab, size), (u32)VEC) * (u32)VEC;  // src/gpu/topp.rs: slice_len
-  g.row = blockIdx.x / size;
-  g.lo = umin32(cluster_rank() * per, vocab);
-  g.len = umin32(g.lo + per, vocab) - g.lo;
-  g.phase = 0;
-  g.stage = stage ? reinterpret_cast<float *>(samplex_topk::ClusterRow::head() + 1) : nullptr;
+  samplex_topk::ClusterRow g = samplex_topk::cluster_row<VEC>(
+      vocab, stage ? reinterpret_cast<float *>(samplex_topk::ClusterRow::head() + 1) : nullptr);
   thresholds_row<T, VEC>(g, logits, stride, tau, tau_rows, k, k_rows, p, p_rows, min_p, min_p_rows,
                          want_mass, thresholds, row_info, status);
 #else

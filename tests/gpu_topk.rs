@@ -141,6 +141,142 @@ fn topk_select_slower_path_handles_ragged_chunks_and_merge_levels() {
     }
 }
 
+/// Rows that stress the split of a row over a cluster's blocks (as in tests/gpu_filters.rs).
+fn split_rows(vocab: usize) -> Vec<Vec<f32>> {
+    let eighth = vocab / 8;
+    let mut rows = vec![
+        vec![1.25; vocab],
+        (0..vocab).map(|i| ((i * 7919) % 4) as f32).collect(),
+    ];
+    let mut r = common::logits(Dist::Normal(1.0), 1, vocab, 31);
+    r[vocab - 3] = 1e30;
+    rows.push(r);
+    let mut r = vec![f32::NEG_INFINITY; vocab];
+    r[3 * eighth + 1] = -7.0;
+    rows.push(r);
+    let mut r = vec![f32::NEG_INFINITY; vocab]; // ties straddling the slice boundaries
+    for b in 1..8 {
+        let start = b * eighth - 40;
+        for (i, v) in r[start..start + 80].iter_mut().enumerate() {
+            *v = (((start + i) * 13) % 3) as f32 * 0.5;
+        }
+    }
+    rows.push(r);
+    let mut r = common::logits(Dist::Normal(2.0), 1, vocab, 32);
+    for b in 0..8 {
+        r[b * eighth + 5] = f32::NAN;
+        r[b * eighth + 9] = f32::NEG_INFINITY;
+        r[b * eighth + 11] = -0.0;
+        r[b * eighth + 12] = 0.0;
+    }
+    r[2 * eighth + 2] = f32::INFINITY;
+    r[6 * eighth + 2] = f32::INFINITY;
+    rows.push(r);
+    rows.push(vec![f32::NAN; vocab]);
+    rows.push(common::logits(Dist::Gumbel(0.1), 1, vocab, 33));
+    rows
+}
+
+#[test]
+fn topk_select_cluster_path_gives_the_one_block_bits() {
+    use cudarc::driver::sys::CUdevice_attribute;
+    use samplex::gpu::topk::SelectPath;
+    let mut s = gpu_or_skip!();
+    let clusters = s
+        .context()
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH)
+        .unwrap()
+        != 0;
+    for (vocab, batches) in [
+        (40_000usize, &[4usize, 3, 1][..]),
+        (128_256, &[1, 2, 1, 4][..]),
+        (151_936, &[2, 3, 3][..]),
+        (262_147, &[3, 1, 4][..]),
+    ] {
+        let rows = split_rows(vocab);
+        let mut next = 0;
+        for (n, &batch) in batches.iter().enumerate() {
+            let x: Vec<f32> = (0..batch)
+                .flat_map(|j| rows[(next + j) % rows.len()].clone())
+                .collect();
+            next += batch;
+            let per_row: Vec<u32> = (0..batch as u32)
+                .map(|r| [7, 0, 4096, 300][r as usize % 4])
+                .collect();
+            for (j, (k, rows_k)) in [
+                (1u32, None),
+                (50, None),
+                (4096, None),
+                (4096, Some(&per_row[..])),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                s.set_top_k_clusters(true);
+                let path = s.top_k_select_path::<f32>(batch, vocab, k).unwrap();
+                if clusters {
+                    assert!(
+                        matches!(path, SelectPath::Cluster { .. }),
+                        "b{batch} v{vocab} k{k}: {path:?}"
+                    );
+                } else {
+                    assert_eq!(path, SelectPath::Block);
+                }
+                let what = format!("b{batch} v{vocab} k{k} {rows_k:?} {path:?}");
+                let run = |s: &mut Sampler, on: bool| {
+                    s.set_top_k_clusters(on);
+                    if (n + j) % 2 == 0 {
+                        gpu_select(s, &x, 0, batch, vocab, vocab, k, rows_k)
+                    } else {
+                        gpu_select(s, &convert::<bf16>(&x), 0, batch, vocab, vocab, k, rows_k)
+                    }
+                };
+                let split = run(&mut s, true);
+                let whole = run(&mut s, false);
+                s.set_top_k_clusters(true);
+                assert_eq!(split.status, whole.status, "{what}: status");
+                let vb = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert!(vb(&split.values) == vb(&whole.values), "{what}: values");
+                assert!(split.indices == whole.indices, "{what}: indices");
+                if vocab == 40_000 {
+                    check_select(
+                        &mut s,
+                        &x,
+                        0,
+                        batch,
+                        vocab,
+                        vocab,
+                        k,
+                        rows_k,
+                        &format!("cpu {what}"),
+                    );
+                }
+            }
+        }
+    }
+    // k above the shared-memory sort keeps one block per row.
+    assert_eq!(
+        s.top_k_select_path::<f32>(1, 128_256, 4097).unwrap(),
+        SelectPath::Block
+    );
+}
+
+#[test]
+fn topk_select_cluster_path_unaligned_rows_match_the_cpu() {
+    let mut s = gpu_or_skip!();
+    let vocab = 40_001;
+    let rows = split_rows(vocab);
+    let batch = 4;
+    for first in [0, 4] {
+        let mut x = vec![0.0f32];
+        x.extend(rows[first..first + batch].concat());
+        for k in [1u32, 64, 4096] {
+            let what = format!("unaligned rows {first}.. k{k}");
+            check_select(&mut s, &x, 1, batch, vocab, vocab, k, None, &what);
+        }
+    }
+}
+
 #[test]
 fn topk_select_ties_go_to_lower_index() {
     let mut s = gpu_or_skip!();

@@ -20,6 +20,35 @@ use crate::error::Result;
 /// CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED and is not used).
 pub(crate) const CLUSTER_SIZES: [u32; 3] = [2, 4, 8];
 
+/// Bytes at the head of the radix cluster kernels' dynamic shared memory (`ClusterHead` in
+/// kernels/topk.cu: two 16-byte merge slots, two 2048-bin u32 and two 2048-bin u64
+/// histograms), before the threshold kernel's staged slice.
+pub(crate) const CLUSTER_HEAD_BYTES: usize = 2 * 16 + 2 * 2048 * 4 + 2 * 2048 * 8;
+
+/// The fewest logits per block of a radix cluster (one 1024-thread chunk of f32 vectors).
+const CLUSTER_MIN_SLICE: usize = 4096;
+
+/// Logits per block of a `blocks`-block radix cluster (`cluster_row` in kernels/topk.cu):
+/// ceil(vocab / blocks), rounded up to the vector width so that every slice starts aligned.
+pub(crate) fn slice_len(vocab: usize, blocks: u32, vec: u32) -> usize {
+    vocab.div_ceil(blocks as usize).div_ceil(vec as usize) * vec as usize
+}
+
+/// The cluster sizes worth trying for a radix kernel (one 1024-thread block per SM), largest
+/// first: batch × C ≤ the SM count (every block of every cluster has an SM to itself) and
+/// vocab ≥ C × CLUSTER_MIN_SLICE (below that the cluster barriers cost more than the split
+/// saves).
+pub(crate) fn cluster_candidates(
+    batch: usize,
+    vocab: usize,
+    sm_count: u32,
+) -> impl Iterator<Item = u32> {
+    CLUSTER_SIZES.into_iter().rev().filter(move |&c| {
+        batch.saturating_mul(c as usize) <= sm_count as usize
+            && vocab >= c as usize * CLUSTER_MIN_SLICE
+    })
+}
+
 /// The first PTX (virtual architecture) version with clusters: a kernel JIT-compiled from the
 /// compute_80 PTX has only the trap body (kernels/common.cuh §8).
 const CLUSTER_PTX_VERSION: i32 = 90;
@@ -256,6 +285,18 @@ mod tests {
         assert_eq!(vector_width::<f32>(0x1004, 1024), 1);
         assert_eq!(vector_width::<f32>(0x1000, 1023), 1);
         assert_eq!(vector_width::<half::f16>(0x1000, 1004), 1);
+    }
+
+    #[test]
+    fn radix_clusters_leave_a_block_per_sm_and_a_chunk_per_block() {
+        let sizes = |b, v| cluster_candidates(b, v, 132).collect::<Vec<_>>();
+        assert_eq!(sizes(1, 128_256), [8, 4, 2]);
+        assert_eq!(sizes(17, 262_147), [4, 2]);
+        assert_eq!(sizes(67, 262_147), Vec::<u32>::new());
+        assert_eq!(sizes(1, 20_000), [4, 2]);
+        assert_eq!(sizes(1, 8191), Vec::<u32>::new());
+        assert_eq!(slice_len(128_256, 8, 8), 16_032);
+        assert_eq!(slice_len(40_001, 8, 4), 5004);
     }
 
     #[test]

@@ -209,6 +209,8 @@ pub struct Sampler {
     /// Whether the top-k/top-p/min-p threshold kernel may split a row over a cluster (tests
     /// turn it off to compare with the one-block path on sm_90 too).
     pub(crate) filter_clusters: bool,
+    /// The same for the top-k selection kernel.
+    pub(crate) select_clusters: bool,
 }
 
 impl Sampler {
@@ -235,6 +237,7 @@ impl Sampler {
             sm_count,
             bok_clusters: true,
             filter_clusters: true,
+            select_clusters: true,
         })
     }
 

@@ -3,16 +3,23 @@
 //! | kernel                          | C arguments                                                         |
 //! |---------------------------------|---------------------------------------------------------------------|
 //! | `samplex_topk_select_<T>[_v1]`  | logits, stride, vocab, k, k\[\], values, indices, status, scratch    |
+//! | `samplex_topk_select_cluster_<T>[_v1]` | the same                                                     |
 //!
 //! One block of 1024 threads per row does every pass (radix histograms, collect, sort), so a
-//! row needs no host round trip and no cross-block merge. Rows with min(k, vocab) > 4096 take
+//! row needs no host round trip and no cross-block merge. On sm_90, for min(k, vocab) ≤ 4096
+//! and small batches ([`SelectPath`], the rule of `launch::cluster_candidates`), the `_cluster`
+//! twin splits each row over a thread-block cluster of 2, 4 or 8 blocks instead (histograms
+//! summed over distributed shared memory, the leader sorts), with the same result. Rows with min(k, vocab) > 4096 take
 //! the slower path: their pairs are sorted through `batch × min(k, vocab)` u64 of scratch.
 //! The top-k *filter* threshold is computed by the same radix passes inside the filter
 //! kernels of kernels/topp.cu (see `src/gpu/topp.rs`).
 
+use cudarc::driver::sys;
 use cudarc::driver::{CudaViewMut, DevicePtr, LaunchConfig, PushKernelArg};
 
-use super::launch::{self, Pointers};
+use super::launch::{
+    self, cluster_candidates, ArgSink, ClusterLaunch, Pointers, RawArgs, CLUSTER_HEAD_BYTES,
+};
 use super::{DeviceLogits, RowParams, Sampler};
 use crate::dtype::{DType, Logit};
 use crate::error::{Error, Result};
@@ -71,6 +78,19 @@ pub(crate) fn logits_vector_width<T: Logit>(
     launch::vector_width::<T>(addr, logits.stride)
 }
 
+/// Arguments of `samplex_topk_select` and its `_cluster` twin.
+const SELECT_ARGS: usize = 9;
+
+/// How [`Sampler::top_k_select`] runs a call of a given shape.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectPath {
+    /// `samplex_topk_select`: one block per row.
+    Block,
+    /// `samplex_topk_select_cluster` (sm_90): a cluster of `blocks` blocks per row.
+    Cluster { blocks: u32 },
+}
+
 impl Sampler {
     /// Exactly k (value, index) pairs per row, value descending, ties by lower index.
     /// `values`/`indices` are `batch × k`. With `rows.top_k`, row r selects k_r ≤ k pairs
@@ -84,7 +104,10 @@ impl Sampler {
     /// [1, min(k, vocab)] is clamped and flagged [`crate::status::PARAM_CLAMPED`].
     ///
     /// Cost: one block per row; k ≤ 4096 sorts in shared memory. Above that the sort merges
-    /// runs in global memory (slower, `batch × min(k, vocab) × 8` bytes of workspace).
+    /// runs in global memory (slower, `batch × min(k, vocab) × 8` bytes of workspace). On sm_90,
+    /// for min(k, vocab) ≤ 4096 and a batch too small to fill the GPU, one cluster of 2, 4 or 8
+    /// blocks per row (the rule of the threshold kernel, `src/gpu/topp.rs`), with the same
+    /// result.
     ///
     /// # Errors
     /// [`Error::BadParam`] for k = 0; [`Error::BadLength`] when `values`/`indices` are not
@@ -141,7 +164,12 @@ impl Sampler {
         } else {
             0
         };
-        let func = self.function(&entry("topk", "select", T::DTYPE, vec))?;
+        let path = self.select_path(T::DTYPE, batch, vocab, kmax, vec)?;
+        let op = match path {
+            SelectPath::Block => "select",
+            SelectPath::Cluster { .. } => "select_cluster",
+        };
+        let func = self.function(&entry("topk", op, T::DTYPE, vec))?;
 
         // Arguments in C-signature order.
         let mut ptrs = Pointers::new(&self.stream);
@@ -152,6 +180,47 @@ impl Sampler {
         let values_addr = ptrs.write(values);
         let indices_addr = ptrs.write(indices);
         let status_addr = ptrs.write_opt(status);
+        if let SelectPath::Cluster { blocks } = path {
+            let mut params = RawArgs::<SELECT_ARGS>::new();
+            params.push(&logits_addr);
+            params.push(&stride);
+            params.push(&vocab_u32);
+            params.push(&k);
+            params.push(&k_rows);
+            params.push(&values_addr);
+            params.push(&indices_addr);
+            params.push(&status_addr);
+            params.push(&scratch);
+            let mut launch = ClusterLaunch::new(
+                blocks,
+                batch as u32,
+                RADIX_THREADS,
+                CLUSTER_HEAD_BYTES as u32,
+                self.stream.cu_stream(),
+            );
+            let lc = launch.cfg();
+            self.context().bind_to_thread()?;
+            // SAFETY: `params` points at the 9 arguments of samplex_topk_select_cluster's C
+            // signature (samplex_topk_select's) in order and type, alive until the launch is
+            // queued. `lc` is a cluster launch on the sampler's stream, whose context is
+            // current: one cluster of `blocks` ≤ 8 blocks of 1024 threads per row, batch ×
+            // blocks ≤ the SM count; select_path checked that the device has cluster launch,
+            // the kernel comes from compute_90 or later and such a cluster can be scheduled
+            // with the ClusterHead as dynamic shared memory (set as the function's maximum),
+            // and that min(k, vocab) ≤ 4096 (the kernel's shared-memory sort; no scratch).
+            // The rest as for the one-block launch below.
+            unsafe {
+                sys::cuLaunchKernelEx(
+                    &lc,
+                    func.cu_function(),
+                    params.as_mut_ptr(),
+                    std::ptr::null_mut(),
+                )
+            }
+            .result()?;
+            drop(ptrs);
+            return Ok(());
+        }
         let mut builder = self.stream.launch_builder(&func);
         builder
             .arg(&logits_addr)
@@ -173,5 +242,53 @@ impl Sampler {
         unsafe { builder.launch(cfg) }?;
         drop(ptrs);
         Ok(())
+    }
+
+    /// Which selection kernel [`Sampler::top_k_select`] runs for `batch` rows of `vocab`
+    /// logits of type `T` (16-byte-aligned rows) and k (for tests and benchmarks).
+    ///
+    /// # Errors
+    /// [`Error::Driver`] when the driver fails to load a kernel or answer a query.
+    #[doc(hidden)]
+    pub fn top_k_select_path<T: Logit>(
+        &mut self,
+        batch: usize,
+        vocab: usize,
+        k: u32,
+    ) -> Result<SelectPath> {
+        let vec = (16 / T::DTYPE.size()) as u32;
+        self.select_path(T::DTYPE, batch, vocab, (k as usize).min(vocab), vec)
+    }
+
+    /// Allows (the default) or forbids the selection's cluster path, so that tests can compare
+    /// it with the one-block path on devices with clusters.
+    #[doc(hidden)]
+    pub fn set_top_k_clusters(&mut self, allowed: bool) {
+        self.select_clusters = allowed;
+    }
+
+    fn select_path(
+        &mut self,
+        dtype: DType,
+        batch: usize,
+        vocab: usize,
+        kmax: usize,
+        vec: u32,
+    ) -> Result<SelectPath> {
+        if !self.select_clusters
+            || kmax > SORT_MAX
+            || cluster_candidates(batch, vocab, self.sm_count)
+                .next()
+                .is_none()
+        {
+            return Ok(SelectPath::Block);
+        }
+        let func = self.function(&entry("topk", "select_cluster", dtype, vec))?;
+        for blocks in cluster_candidates(batch, vocab, self.sm_count) {
+            if self.cluster_fits(&func, blocks, RADIX_THREADS, CLUSTER_HEAD_BYTES)? {
+                return Ok(SelectPath::Cluster { blocks });
+            }
+        }
+        Ok(SelectPath::Block)
     }
 }

@@ -28,7 +28,10 @@
 use cudarc::driver::sys;
 use cudarc::driver::{CudaViewMut, PushKernelArg};
 
-use super::launch::{self, ArgSink, ClusterLaunch, Pointers, RawArgs, CLUSTER_SIZES};
+use super::launch::{
+    self, cluster_candidates, slice_len, ArgSink, ClusterLaunch, Pointers, RawArgs,
+    CLUSTER_HEAD_BYTES,
+};
 use super::topk::{entry, expect_len, grid, logits_vector_width, RADIX_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::{check_temperature, Support};
@@ -40,14 +43,6 @@ const ROW_INFO_BYTES: usize = 32;
 
 /// Bytes of one block's partial draw (`TileDraw` in kernels/common.cuh).
 const TILE_DRAW_BYTES: usize = 8;
-
-/// Bytes at the head of the cluster kernel's dynamic shared memory (`ClusterHead` in
-/// kernels/topk.cu: two 16-byte merge slots, two 2048-bin u32 and two 2048-bin u64 histograms),
-/// before the staged slice.
-const CLUSTER_HEAD_BYTES: usize = 2 * 16 + 2 * 2048 * 4 + 2 * 2048 * 8;
-
-/// The fewest logits per block of a cluster (one 1024-thread chunk of f32 vectors).
-const CLUSTER_MIN_SLICE: usize = 4096;
 
 /// Arguments of `samplex_topp_thresholds_cluster`.
 const CLUSTER_ARGS: usize = 16;
@@ -65,21 +60,6 @@ pub enum ThresholdPath {
         shared: u32,
         staged: bool,
     },
-}
-
-/// Logits per block of a `blocks`-block cluster (the kernel's `per`): ceil(vocab / blocks),
-/// rounded up to the vector width so that every slice starts aligned.
-fn slice_len(vocab: usize, blocks: u32, vec: u32) -> usize {
-    vocab.div_ceil(blocks as usize).div_ceil(vec as usize) * vec as usize
-}
-
-/// The cluster sizes worth trying, largest first: batch × C ≤ the SM count, ≥ CLUSTER_MIN_SLICE
-/// logits per block.
-fn cluster_candidates(batch: usize, vocab: usize, sm_count: u32) -> impl Iterator<Item = u32> {
-    CLUSTER_SIZES.into_iter().rev().filter(move |&c| {
-        batch.saturating_mul(c as usize) <= sm_count as usize
-            && vocab >= c as usize * CLUSTER_MIN_SLICE
-    })
 }
 
 /// The threshold kernel's arguments in C-signature order (the cluster entry adds `stage`).
