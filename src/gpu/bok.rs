@@ -31,7 +31,7 @@
 //! [`Sampler::support_thresholds`] (kept: z ≥ threshold), at the start of the scratch; it
 //! writes the status first and the BoK kernels OR into it.
 
-use cudarc::driver::sys::{self, CUfunction_attribute_enum};
+use cudarc::driver::sys::CUfunction_attribute_enum;
 use cudarc::driver::{
     CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchConfig, PushKernelArg,
 };
@@ -556,11 +556,9 @@ impl Sampler {
                 shared,
                 stream.cu_stream(),
             );
-            let cfg = launch.cfg();
-            self.context().bind_to_thread()?;
             // SAFETY: `params` points at the 28 arguments of samplex_bok_cluster's C signature
             // (SAMPLEX_BOK_COMMON_PARAMS then SAMPLEX_BOK_OUTPUT_PARAMS, as samplex_bok_row) in
-            // order and type, all alive in `args` until the launch is queued. `cfg` is a cluster
+            // order and type, all alive in `args` until the launch is queued. `launch` is a cluster
             // launch on the sampler's stream, whose context is current: clusters of `blocks` ≤ 8
             // blocks (bok_cluster_fits: a device with cluster launch, the kernel built from
             // compute_90 or later, a schedulable cluster) of ROW_THREADS threads, one cluster per
@@ -570,15 +568,7 @@ impl Sampler {
             // elements, q and weights are batch × vocab, objective batch × (T + 1), tokens, status
             // and every per-row buffer batch, all on this device; the thresholds (batch f32) are at
             // the start of the reserved scratch. The kernel checks the rows' alignment itself.
-            unsafe {
-                sys::cuLaunchKernelEx(
-                    &cfg,
-                    func.cu_function(),
-                    params.as_mut_ptr(),
-                    std::ptr::null_mut(),
-                )
-            }
-            .result()?;
+            unsafe { launch.queue(self.context(), &func, &mut params) }?;
         } else {
             let vec = launch::vector_width::<T>(logits_addr, logits.stride);
             let suffix = if vec == 1 { "_v1" } else { "" };

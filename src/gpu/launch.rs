@@ -8,8 +8,8 @@ use std::marker::PhantomData;
 
 use cudarc::driver::sys::{self, CUdevice_attribute, CUfunction_attribute_enum};
 use cudarc::driver::{
-    CudaFunction, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, DeviceRepr,
-    LaunchArgs, PushKernelArg, SyncOnDrop,
+    CudaContext, CudaFunction, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
+    DeviceRepr, LaunchArgs, PushKernelArg, SyncOnDrop,
 };
 
 use super::Sampler;
@@ -208,6 +208,35 @@ impl ClusterLaunch {
             shared,
             stream,
         }
+    }
+
+    /// Queues `func` with `args` on the launch's stream, with `ctx` made current first.
+    ///
+    /// # Safety
+    /// `args` holds `func`'s C arguments in order and type; the shape, the dynamic shared
+    /// memory (at most `func`'s maximum) and the stream are ones `func` may run with
+    /// ([`Sampler::cluster_fits`] said so), and every buffer behind the arguments stays alive
+    /// until the kernel has run.
+    pub(crate) unsafe fn queue<const N: usize>(
+        &mut self,
+        ctx: &CudaContext,
+        func: &CudaFunction,
+        args: &mut RawArgs<'_, N>,
+    ) -> Result<()> {
+        ctx.bind_to_thread()?;
+        let cfg = self.cfg();
+        // SAFETY: `cfg` and its attribute (in `self`) are alive for the call; the arguments and
+        // the launch's validity are the caller's contract.
+        unsafe {
+            sys::cuLaunchKernelEx(
+                &cfg,
+                func.cu_function(),
+                args.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()?;
+        Ok(())
     }
 
     pub(crate) fn cfg(&mut self) -> sys::CUlaunchConfig {

@@ -14,7 +14,6 @@
 //! The top-k *filter* threshold is computed by the same radix passes inside the filter
 //! kernels of kernels/topp.cu (see `src/gpu/topp.rs`).
 
-use cudarc::driver::sys;
 use cudarc::driver::{CudaViewMut, DevicePtr, LaunchConfig, PushKernelArg};
 
 use super::launch::{
@@ -198,26 +197,16 @@ impl Sampler {
                 CLUSTER_HEAD_BYTES as u32,
                 self.stream.cu_stream(),
             );
-            let lc = launch.cfg();
-            self.context().bind_to_thread()?;
             // SAFETY: `params` points at the 9 arguments of samplex_topk_select_cluster's C
             // signature (samplex_topk_select's) in order and type, alive until the launch is
-            // queued. `lc` is a cluster launch on the sampler's stream, whose context is
+            // queued. `launch` is a cluster launch on the sampler's stream, whose context is
             // current: one cluster of `blocks` ≤ 8 blocks of 1024 threads per row, batch ×
             // blocks ≤ the SM count; select_path checked that the device has cluster launch,
             // the kernel comes from compute_90 or later and such a cluster can be scheduled
             // with the ClusterHead as dynamic shared memory (set as the function's maximum),
             // and that min(k, vocab) ≤ 4096 (the kernel's shared-memory sort; no scratch).
             // The rest as for the one-block launch below.
-            unsafe {
-                sys::cuLaunchKernelEx(
-                    &lc,
-                    func.cu_function(),
-                    params.as_mut_ptr(),
-                    std::ptr::null_mut(),
-                )
-            }
-            .result()?;
+            unsafe { launch.queue(self.context(), &func, &mut params) }?;
             drop(ptrs);
             return Ok(());
         }

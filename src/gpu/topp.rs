@@ -25,7 +25,6 @@
 //! Scratch: `batch × 32` bytes of `RowInfo`, then (sampling) `batch × blocks_per_row × 8`
 //! bytes of per-block draws; one ticket per row.
 
-use cudarc::driver::sys;
 use cudarc::driver::{CudaViewMut, PushKernelArg};
 
 use super::launch::{
@@ -510,11 +509,9 @@ impl Sampler {
                     shared,
                     self.stream.cu_stream(),
                 );
-                let lc = launch.cfg();
-                self.context().bind_to_thread()?;
                 // SAFETY: `params` points at the 16 arguments of samplex_topp_thresholds_cluster's
                 // C signature (samplex_topp_thresholds's, then stage) in order and type, all
-                // alive in `args` and `stage` until the launch is queued. `lc` is a cluster
+                // alive in `args` and `stage` until the launch is queued. `launch` is a cluster
                 // launch on the sampler's stream, whose context is current: one cluster of
                 // `blocks` ≤ 8 blocks of 1024 threads per row, batch × blocks ≤ the SM count;
                 // threshold_path checked that the device has cluster launch, the kernel comes
@@ -525,15 +522,7 @@ impl Sampler {
                 // the logits cover `batch` rows of `stride` ≥ vocab elements; vector width 4/8
                 // only for a 16-byte-aligned base and stride; the outputs are 0 or hold `batch`
                 // entries.
-                unsafe {
-                    sys::cuLaunchKernelEx(
-                        &lc,
-                        func.cu_function(),
-                        params.as_mut_ptr(),
-                        std::ptr::null_mut(),
-                    )
-                }
-                .result()?;
+                unsafe { launch.queue(self.context(), &func, &mut params) }?;
             }
         }
         drop(ptrs);
