@@ -365,7 +365,9 @@ struct ClusterRow {
     return c;
   }
   __device__ __forceinline__ void hist_done() { ++phase; }
-  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {
+  // Thread 0 publishes this block's value in the buffer of this merge's parity, then one
+  // cluster barrier: the returned slot holds every rank's value (read it with `published`).
+  template <typename P> __device__ __forceinline__ const uint4 *publish(const P &v) {
     static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
     uint4 *slot = &head()->slot[phase & 1];
     if (threadIdx.x == 0) {
@@ -374,37 +376,29 @@ struct ClusterRow {
       x.p = v;
       *slot = x.w;
     }
-    cluster_sync();
-    ClusterRaw<P> x;
-    x.w = cluster_load_v4(cluster_map(slot, 0));
-    P acc = x.p;
-    const u32 size = cluster_size();
-    for (u32 r = 1; r < size; ++r) {
-      x.w = cluster_load_v4(cluster_map(slot, r));
-      acc = f(acc, x.p);
-    }
     ++phase;
+    cluster_sync();
+    return slot;
+  }
+  template <typename P> __device__ __forceinline__ P published(const uint4 *slot, u32 rank) {
+    ClusterRaw<P> x;
+    x.w = cluster_load_v4(cluster_map(slot, rank));
+    return x.p;
+  }
+  // f folded over every block's value in rank order (the same bits in every block).
+  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {
+    const uint4 *slot = publish(v);
+    P acc = published<P>(slot, 0);
+    const u32 size = cluster_size();
+    for (u32 r = 1; r < size; ++r) acc = f(acc, published<P>(slot, r));
     return acc;
   }
   // f folded over the values of the lower ranks, from `zero`.
   template <typename P, typename F> __device__ __forceinline__ P before(const P &v, P zero, F f) {
-    static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
-    uint4 *slot = &head()->slot[phase & 1];
-    if (threadIdx.x == 0) {
-      ClusterRaw<P> x;
-      x.w = make_uint4(0, 0, 0, 0);
-      x.p = v;
-      *slot = x.w;
-    }
-    cluster_sync();
+    const uint4 *slot = publish(v);
     P acc = zero;
     const u32 rank = cluster_rank();
-    for (u32 r = 0; r < rank; ++r) {
-      ClusterRaw<P> x;
-      x.w = cluster_load_v4(cluster_map(slot, r));
-      acc = f(acc, x.p);
-    }
-    ++phase;
+    for (u32 r = 0; r < rank; ++r) acc = f(acc, published<P>(slot, r));
     return acc;
   }
   __device__ __forceinline__ void sync() { cluster_sync(); }

@@ -612,41 +612,6 @@ fn filters_adversarial_rows() {
 // The threshold kernel's cluster path (sm_90) against its one-block path.
 // ---------------------------------------------------------------------------------------------
 
-/// Rows that stress the split of a row over a cluster's blocks: ties across slice boundaries,
-/// maxima and lone finite values near them, non-finite values in several slices.
-fn split_rows(vocab: usize) -> Vec<Vec<f32>> {
-    let eighth = vocab / 8; // near the slice boundaries of every cluster size
-    let mut rows = vec![
-        vec![1.25; vocab],                                     // all equal
-        (0..vocab).map(|i| ((i * 7919) % 4) as f32).collect(), // ties at every cut, in every slice
-    ];
-    let mut r = common::logits(Dist::Normal(1.0), 1, vocab, 11);
-    r[vocab - 3] = 1e30; // one huge logit, in the last slice
-    rows.push(r);
-    let mut r = vec![f32::NEG_INFINITY; vocab];
-    r[3 * eighth + 1] = -7.0; // all −inf but one
-    rows.push(r);
-    let mut r = vec![f32::NEG_INFINITY; vocab]; // mostly −inf, ties straddling the boundaries
-    for b in 1..8 {
-        let start = b * eighth - 40;
-        for (i, v) in r[start..start + 80].iter_mut().enumerate() {
-            *v = (((start + i) * 13) % 3) as f32 * 0.5;
-        }
-    }
-    rows.push(r);
-    let mut r = common::logits(Dist::Normal(2.0), 1, vocab, 12);
-    for b in 0..8 {
-        r[b * eighth + 5] = f32::NAN;
-        r[b * eighth + 9] = f32::NEG_INFINITY;
-    }
-    r[2 * eighth + 2] = f32::INFINITY; // two +inf in different slices: the lower index is the max
-    r[6 * eighth + 2] = f32::INFINITY;
-    rows.push(r);
-    rows.push(vec![f32::NAN; vocab]);
-    rows.push(common::logits(Dist::Gumbel(0.1), 1, vocab, 13)); // peaked
-    rows
-}
-
 /// The supports the cluster comparison sweeps: k = vocab, p = 1, tiny p, min-p, and mixes.
 fn split_supports(vocab: usize) -> Vec<Support> {
     vec![
@@ -666,14 +631,6 @@ fn filter_bits<T: Logit>(s: &mut Sampler, c: &Case<T>, req: &Request) -> Vec<Vec
     let (tokens, st_s) = gpu_sample(s, c, req, &HostSeeds::Shared(Rng::new(21)));
     let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<u32>>();
     vec![bits(masked), st_m, bits(probs), st_p, tokens, st_s]
-}
-
-fn cluster_launch(s: &Sampler) -> bool {
-    use cudarc::driver::sys::CUdevice_attribute;
-    s.context()
-        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH)
-        .unwrap()
-        != 0
 }
 
 /// The cluster path against the one-block path: the same bits.
@@ -707,7 +664,7 @@ fn check_split<T: Logit>(s: &mut Sampler, c: &Case<T>, req: &Request, what: &str
 fn filters_cluster_path_gives_the_one_block_bits() {
     use samplex::gpu::topp::ThresholdPath;
     let mut s = gpu_or_skip!();
-    let clusters = cluster_launch(&s);
+    let clusters = common::cluster_launch(&s);
     // (vocab, batch sizes the rows are cut into)
     for (vocab, batches) in [
         (40_000usize, &[4usize, 3, 1][..]),
@@ -715,7 +672,7 @@ fn filters_cluster_path_gives_the_one_block_bits() {
         (151_936, &[2, 3, 3][..]),
         (262_147, &[3, 1, 4][..]),
     ] {
-        let rows = split_rows(vocab);
+        let rows = common::split_rows(vocab, 11);
         let mut next = 0;
         for (n, &batch) in batches.iter().enumerate() {
             let x: Vec<f32> = (0..batch)
@@ -765,12 +722,12 @@ fn filters_cluster_path_without_staging_gives_the_one_block_bits() {
     // 17 rows: clusters of 4, whose 65537-logit slices do not fit the shared memory, so every
     // pass reads the logits again.
     let (batch, vocab) = (17usize, 262_147usize);
-    let rows = split_rows(vocab);
+    let rows = common::split_rows(vocab, 11);
     let x: Vec<f32> = (0..batch)
         .flat_map(|j| rows[j % rows.len()].clone())
         .collect();
     let path = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
-    if cluster_launch(&s) {
+    if common::cluster_launch(&s) {
         assert!(
             matches!(
                 path,
@@ -797,7 +754,7 @@ fn filters_cluster_path_keeps_the_cpu_sets() {
     let mut s = gpu_or_skip!();
     // Odd vocab and unaligned rows: the slices' ragged ends and the _v1 entries.
     let vocab = 40_001;
-    let rows = split_rows(vocab);
+    let rows = common::split_rows(vocab, 11);
     let batch = 4;
     for first in [0, 4] {
         let x: Vec<f32> = rows[first..first + batch].concat();

@@ -141,59 +141,18 @@ fn topk_select_slower_path_handles_ragged_chunks_and_merge_levels() {
     }
 }
 
-/// Rows that stress the split of a row over a cluster's blocks (as in tests/gpu_filters.rs).
-fn split_rows(vocab: usize) -> Vec<Vec<f32>> {
-    let eighth = vocab / 8;
-    let mut rows = vec![
-        vec![1.25; vocab],
-        (0..vocab).map(|i| ((i * 7919) % 4) as f32).collect(),
-    ];
-    let mut r = common::logits(Dist::Normal(1.0), 1, vocab, 31);
-    r[vocab - 3] = 1e30;
-    rows.push(r);
-    let mut r = vec![f32::NEG_INFINITY; vocab];
-    r[3 * eighth + 1] = -7.0;
-    rows.push(r);
-    let mut r = vec![f32::NEG_INFINITY; vocab]; // ties straddling the slice boundaries
-    for b in 1..8 {
-        let start = b * eighth - 40;
-        for (i, v) in r[start..start + 80].iter_mut().enumerate() {
-            *v = (((start + i) * 13) % 3) as f32 * 0.5;
-        }
-    }
-    rows.push(r);
-    let mut r = common::logits(Dist::Normal(2.0), 1, vocab, 32);
-    for b in 0..8 {
-        r[b * eighth + 5] = f32::NAN;
-        r[b * eighth + 9] = f32::NEG_INFINITY;
-        r[b * eighth + 11] = -0.0;
-        r[b * eighth + 12] = 0.0;
-    }
-    r[2 * eighth + 2] = f32::INFINITY;
-    r[6 * eighth + 2] = f32::INFINITY;
-    rows.push(r);
-    rows.push(vec![f32::NAN; vocab]);
-    rows.push(common::logits(Dist::Gumbel(0.1), 1, vocab, 33));
-    rows
-}
-
 #[test]
 fn topk_select_cluster_path_gives_the_one_block_bits() {
-    use cudarc::driver::sys::CUdevice_attribute;
     use samplex::gpu::topk::SelectPath;
     let mut s = gpu_or_skip!();
-    let clusters = s
-        .context()
-        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH)
-        .unwrap()
-        != 0;
+    let clusters = common::cluster_launch(&s);
     for (vocab, batches) in [
         (40_000usize, &[4usize, 3, 1][..]),
         (128_256, &[1, 2, 1, 4][..]),
         (151_936, &[2, 3, 3][..]),
         (262_147, &[3, 1, 4][..]),
     ] {
-        let rows = split_rows(vocab);
+        let rows = common::split_rows(vocab, 31);
         let mut next = 0;
         for (n, &batch) in batches.iter().enumerate() {
             let x: Vec<f32> = (0..batch)
@@ -265,7 +224,7 @@ fn topk_select_cluster_path_gives_the_one_block_bits() {
 fn topk_select_cluster_path_unaligned_rows_match_the_cpu() {
     let mut s = gpu_or_skip!();
     let vocab = 40_001;
-    let rows = split_rows(vocab);
+    let rows = common::split_rows(vocab, 31);
     let batch = 4;
     for first in [0, 4] {
         let mut x = vec![0.0f32];

@@ -158,3 +158,50 @@ pub fn chi_square_p(counts: &[u64], q: &[f64]) -> f64 {
     }
     1.0 - ChiSquared::new((dof - 1) as f64).unwrap().cdf(stat)
 }
+
+/// Whether the device has cluster launch (sm_90 and up): where the cluster paths must be taken.
+pub fn cluster_launch(s: &Sampler) -> bool {
+    use cudarc::driver::sys::CUdevice_attribute;
+    s.context()
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH)
+        .unwrap()
+        != 0
+}
+
+/// Rows that stress the split of a row over a cluster's blocks (`seed`, `seed + 1`, `seed + 2`
+/// for the random ones): ties across slice boundaries, maxima and lone finite values near them,
+/// non-finite values and signed zeros in several slices.
+pub fn split_rows(vocab: usize, seed: u64) -> Vec<Vec<f32>> {
+    let eighth = vocab / 8; // near the slice boundaries of every cluster size
+    let mut rows = vec![
+        vec![1.25; vocab],                                     // all equal
+        (0..vocab).map(|i| ((i * 7919) % 4) as f32).collect(), // ties at every cut, in every slice
+    ];
+    let mut r = logits(Dist::Normal(1.0), 1, vocab, seed);
+    r[vocab - 3] = 1e30; // one huge logit, in the last slice
+    rows.push(r);
+    let mut r = vec![f32::NEG_INFINITY; vocab];
+    r[3 * eighth + 1] = -7.0; // all −inf but one
+    rows.push(r);
+    let mut r = vec![f32::NEG_INFINITY; vocab]; // mostly −inf, ties straddling the boundaries
+    for b in 1..8 {
+        let start = b * eighth - 40;
+        for (i, v) in r[start..start + 80].iter_mut().enumerate() {
+            *v = (((start + i) * 13) % 3) as f32 * 0.5;
+        }
+    }
+    rows.push(r);
+    let mut r = logits(Dist::Normal(2.0), 1, vocab, seed + 1);
+    for b in 0..8 {
+        r[b * eighth + 5] = f32::NAN;
+        r[b * eighth + 9] = f32::NEG_INFINITY;
+        r[b * eighth + 11] = -0.0;
+        r[b * eighth + 12] = 0.0;
+    }
+    r[2 * eighth + 2] = f32::INFINITY; // two +inf in different slices: the lower index is the max
+    r[6 * eighth + 2] = f32::INFINITY;
+    rows.push(r);
+    rows.push(vec![f32::NAN; vocab]);
+    rows.push(logits(Dist::Gumbel(0.1), 1, vocab, seed + 2)); // peaked
+    rows
+}
