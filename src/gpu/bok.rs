@@ -325,7 +325,11 @@ impl Sampler {
     /// cluster, dynamic shared memory per block). Needs a device with cluster launch (sm_90 and
     /// up), a kernel built for it (PTX version ≥ 90: the compute_80 PTX has the trap body), the
     /// shared memory, and a cluster of that shape the device can schedule at all.
-    fn bok_cluster_fits(&self, func: &CudaFunction, vocab: usize) -> Result<Option<(u32, u32)>> {
+    fn bok_cluster_fits(
+        &mut self,
+        func: &CudaFunction,
+        vocab: usize,
+    ) -> Result<Option<(u32, u32)>> {
         let Some(&blocks) = CLUSTER_SIZES
             .iter()
             .find(|&&c| vocab > ROW_MAX_VOCAB && vocab <= c as usize * ROW_MAX_VOCAB)

@@ -270,8 +270,35 @@ impl Sampler {
     /// shared memory each can run `func` here: a device with cluster launch (sm_90 and up), a
     /// kernel built for it (PTX version ≥ 90: the compute_80 PTX has the trap body), the shared
     /// memory, and at least one such cluster the device can schedule. Sets `func`'s dynamic
-    /// shared memory maximum to `dynamic` on the way (the occupancy query checks against it).
+    /// shared memory maximum to `dynamic` (the occupancy query and the launch check against
+    /// it; another shape may have set another). The answer is kept per shape.
     pub(crate) fn cluster_fits(
+        &mut self,
+        func: &CudaFunction,
+        blocks: u32,
+        threads: u32,
+        dynamic: usize,
+    ) -> Result<bool> {
+        let key = (func.cu_function() as usize, blocks, threads, dynamic);
+        let fits = match self.cluster_fit.get(&key) {
+            Some(&fits) => fits,
+            None => {
+                let fits = self.query_cluster_fit(func, blocks, threads, dynamic)?;
+                self.cluster_fit.insert(key, fits);
+                fits
+            }
+        };
+        if fits {
+            func.set_attribute(
+                CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                dynamic as i32,
+            )?;
+        }
+        Ok(fits)
+    }
+
+    /// The driver queries behind [`Sampler::cluster_fits`].
+    fn query_cluster_fit(
         &self,
         func: &CudaFunction,
         blocks: u32,

@@ -211,6 +211,9 @@ pub struct Sampler {
     pub(crate) filter_clusters: bool,
     /// The same for the top-k selection kernel.
     pub(crate) select_clusters: bool,
+    /// `cluster_fits`' answers by (function, blocks, threads, dynamic shared memory): the
+    /// driver queries behind one do not change, and the path is chosen on every call.
+    pub(crate) cluster_fit: HashMap<(usize, u32, u32, usize), bool>,
 }
 
 impl Sampler {
@@ -238,6 +241,7 @@ impl Sampler {
             bok_clusters: true,
             filter_clusters: true,
             select_clusters: true,
+            cluster_fit: HashMap::new(),
         })
     }
 
