@@ -10,6 +10,7 @@
 //   6. order-preserving integer keys for f32 (radix select)
 //   7. the tiled draw (docs/ARCHITECTURE.md "Drawing a token"), shared by every sampler
 //   8. thread-block clusters (sm_90): rank, cluster barrier, distributed shared memory reads
+//   9. row barriers in global memory, for the blocks of a cooperative launch (every GPU)
 //
 // Compiled with nvcc and with NVRTC alike: include no system or CUDA header here.
 #pragma once
@@ -530,6 +531,78 @@ __device__ __forceinline__ uint4 cluster_load_v4(ClusterPtr c) {
   return v;
 }
 #endif
+
+// ---------------------------------------------------------------------------------------------
+// 9. Row barriers in global memory (every GPU). The blocks of a cooperative launch
+//    (CU_LAUNCH_ATTRIBUTE_COOPERATIVE: the driver guarantees that they all run at once) can wait
+//    for each other through a counter in global memory; kernels/topk.cu's GridRow does so for
+//    the C blocks that share a row where clusters do not exist (below sm_90).
+//      RowBarrier: zeroed once when allocated; every barrier leaves `arrived` at 0 again, so
+//        nothing is reset per call (and a CUDA graph can replay the kernel).
+//      row_barrier(bar, blocks): every thread of each of the `blocks` blocks calls it, the same
+//        number of times; writes to global memory before it are visible to the other blocks
+//        after it (thread 0's fences around the counter, __syncthreads for the block: the
+//        pattern of cooperative groups' grid sync).
+//      load_cg_u32 / load_cg_u64 / load_cg_v4: loads that skip L1 (another SM wrote the data).
+//    The CPU emulator (scripts/emu) runs a cooperative launch's blocks at once, each on its own
+//    OS thread; its spin_pause sleeps, and fails a wait that never ends (or that waits for a
+//    block a non-cooperative launch would not run at the same time).
+// ---------------------------------------------------------------------------------------------
+struct RowBarrier {
+  u32 arrived;  // blocks at the open barrier
+  u32 gen;      // barriers completed (wraps)
+};
+
+#if defined(SAMPLEX_EMULATED)
+__device__ __forceinline__ u32 load_acquire_u32(const u32 *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+__device__ __forceinline__ void spin_pause(u32 spins) { samplex_emu::spin_pause(spins); }
+__device__ __forceinline__ u32 load_cg_u32(const u32 *p) { return *p; }
+__device__ __forceinline__ u64 load_cg_u64(const u64 *p) { return *p; }
+__device__ __forceinline__ uint4 load_cg_v4(const uint4 *p) { return *p; }
+#else
+__device__ __forceinline__ u32 load_acquire_u32(const u32 *p) {
+  u32 v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void spin_pause(u32) { __nanosleep(64); }
+__device__ __forceinline__ u32 load_cg_u32(const u32 *p) {
+  u32 v;
+  asm volatile("ld.global.cg.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ u64 load_cg_u64(const u64 *p) {
+  u64 v;
+  asm volatile("ld.global.cg.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ uint4 load_cg_v4(const uint4 *p) {
+  uint4 v;
+  asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p)
+               : "memory");
+  return v;
+}
+#endif
+
+__device__ __forceinline__ void row_barrier(RowBarrier *bar, u32 blocks) {
+  __syncthreads();  // the block's writes are done
+  if (threadIdx.x == 0) {
+    // Read the generation before arriving: it cannot move until this block has arrived.
+    const u32 gen = load_acquire_u32(&bar->gen);
+    __threadfence();
+    if (atomicAdd(&bar->arrived, 1u) == blocks - 1) {
+      atomicExch(&bar->arrived, 0u);  // the last to arrive re-arms the barrier, then opens it
+      __threadfence();
+      atomicAdd(&bar->gen, 1u);
+    } else {
+      for (u32 spins = 0; load_acquire_u32(&bar->gen) == gen; ++spins) spin_pause(spins);
+    }
+    __threadfence();
+  }
+  __syncthreads();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Dynamic shared memory: `SAMPLEX_DYNAMIC_SHARED(float4, name);` declares the unit's array, sized

@@ -18,6 +18,10 @@
 // cluster barrier the leader (rank 0) sorts them in its shared memory (step 5). The output is
 // sorted by a strict total order, so it is the one-block kernel's, bit for bit. Below sm_90
 // the body is a trap (common.cuh §8).
+// samplex_topk_select_grid_<T>[_v1] (every GPU; src/gpu/topk.rs picks it for small batches
+// where there are no clusters): the same split over C consecutive blocks of a cooperative
+// launch (`grid_row`), which exchange histograms and merge values through global memory and
+// wait at a barrier per row (common.cuh §9). The same bits.
 //
 // Keys: the sanitised logit x (NaN -> -inf, +inf -> FLT_MAX) becomes the order-preserving u32
 // float_to_key(x) (common.cuh §6). The selection keeps -0 below +0, as the CPU's total order
@@ -240,23 +244,27 @@ __device__ __forceinline__ BucketPick<U> bucket_pick(const BucketScan<THREADS, U
 
 // ---------------------------------------------------------------------------------------------
 // Where a row lives (the "row group"): all in one block (SoloRow, blockIdx.x = row), or split
-// over the C blocks of a thread-block cluster (ClusterRow, sm_90; kernels/topp.cu's cluster
-// entry), each block a contiguous slice. The radix passes are written once over a group:
+// over C blocks, each a contiguous slice (SliceRow): a thread-block cluster's (ClusterRow,
+// sm_90) or C consecutive blocks of a cooperative launch (GridRow, every GPU). The radix passes
+// are written once over a group:
 //   row, lo, len            the row; this block's slice [lo, lo + len) of it
 //   first_read(row, f)      for_each_chunk over the slice, f given row indices (a cluster may
 //                           stage the slice in shared memory on the way)
 //   read(row, f)            the same for every later pass (from the staged slice, if any)
 //   count(own), mass(own)   the histogram buffers this pass fills (one block: `own`)
-//   hist_ready()            after the block's histogram is built; then at(h, bin) is the row's
-//                           value in that bin (a cluster sums its blocks' bins over DSMEM)
+//   hist_ready(count, mass) after the block's histograms are built (mass may be null); then
+//                           at(h, bin) is the row's value in that bin (a cluster sums its
+//                           blocks' bins over DSMEM, a grid from its exchange in global memory)
 //   hist_done()             after the last read of this pass's histograms
 //   merge(v, f)             the row's value from every block's v (each thread passes its
-//                           block's); a cluster folds the blocks' values with f in rank order,
-//                           so every block gets the same bits
+//                           block's); a split row folds the blocks' values with f in rank
+//                           order, so every block gets the same bits
+//   before(v, zero, f)      the same over the lower ranks only (zero for one block)
 //   leader(), finish()      the block that writes the row's outputs; before the block exits
 // ---------------------------------------------------------------------------------------------
 struct SoloRow {
-  static constexpr bool CLUSTER = false;
+  static constexpr bool SPLIT = false;    // the row is split over several blocks
+  static constexpr bool OWN_HIST = true;  // the histograms live in the block's static shared memory
   static constexpr u32 lo = 0;
   u32 row, len;
   template <typename T, int VEC, int THREADS, typename F>
@@ -268,7 +276,7 @@ struct SoloRow {
   }
   __device__ __forceinline__ u32 *count(u32 *own) { return own; }
   __device__ __forceinline__ u64 *mass(u64 *own) { return own; }
-  __device__ __forceinline__ void hist_ready() { __syncthreads(); }
+  __device__ __forceinline__ void hist_ready(const u32 *, const u64 *) { __syncthreads(); }
   template <typename U> __device__ __forceinline__ U at(const U *h, u32 bin) { return h[bin]; }
   __device__ __forceinline__ void hist_done() {}
   template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F) { return v; }
@@ -278,17 +286,17 @@ struct SoloRow {
   __device__ __forceinline__ void finish() {}
 };
 
-#if SAMPLEX_CLUSTERS
-// The head of the cluster entries' dynamic shared memory: what the cluster's other blocks read.
-// Double-buffered by merge parity: a block refills a buffer two merges later, after the cluster
-// barrier of the merge between, by which every block has read its previous content; so each
-// merge costs one cluster barrier. The staged slice (f32) follows the head.
+// What the blocks of a split row exchange (one per block): in a cluster, the head of its
+// dynamic shared memory (read by the others over DSMEM); in a cooperative grid, an entry in
+// global memory. Double-buffered by merge parity: a block refills a buffer two merges later,
+// after the barrier of the merge between, by which every block has read its previous content;
+// so each merge costs one barrier. (In a cluster the staged slice, f32, follows the head.)
 struct ClusterHead {
   uint4 slot[2];                   // this block's value of a scalar merge
   u32 count[2][RADIX_BUCKETS];     // histogram counts
   u64 mass[2][RADIX_BUCKETS];      // top-p's fixed-point masses
 };
-static_assert(sizeof(ClusterHead) == 49184, "CLUSTER_HEAD_BYTES in src/gpu/topp.rs");
+static_assert(sizeof(ClusterHead) == 49184, "EXCHANGE_BYTES in src/gpu/launch.rs");
 static_assert(sizeof(ClusterHead) % 16 == 0, "the staged slice after it is read as float4");
 
 template <typename P> union ClusterRaw {
@@ -296,15 +304,12 @@ template <typename P> union ClusterRaw {
   uint4 w;
 };
 
-struct ClusterRow {
-  static constexpr bool CLUSTER = true;
+// A block's contiguous slice [lo, lo + len) of a split row. With `stage`, the first read keeps
+// the slice as f32 in shared memory and the later passes read it there, not L2/HBM.
+struct SliceRow {
   u32 row, lo, len;
-  u32 phase;     // merges so far: the parity picks the buffers
   float *stage;  // the slice as f32 in shared memory, or null (later passes re-read the logits)
 
-  __device__ __forceinline__ static ClusterHead *head() {
-    return reinterpret_cast<ClusterHead *>(static_cast<float4 *>(samplex_radix_dyn_smem));
-  }
   template <typename T, int VEC, int THREADS, typename F>
   __device__ __forceinline__ void first_read(const T *z, F &f) {
     float *st = stage;
@@ -351,9 +356,58 @@ struct ClusterRow {
       if (!f(base + first, n, v)) break;
     }
   }
+  // Row `row` of `size`-block rows, as block `rank`: the slice [rank * per, (rank + 1) * per),
+  // per = ceil(vocab / size) rounded up to VEC (aligned vector loads; src/gpu/launch.rs:
+  // slice_len).
+  template <int VEC> __device__ __forceinline__ void place(u32 vocab, u32 size, u32 rank, float *staged) {
+    const u32 per = ceil_div(ceil_div(vocab, size), (u32)VEC) * (u32)VEC;
+    row = blockIdx.x / size;
+    lo = umin32(rank * per, vocab);
+    len = umin32(lo + per, vocab) - lo;
+    stage = staged;
+  }
+};
+
+// The scalar merges of a split row, written once for both kinds of group (CRTP): D provides
+// publish(v) (this block's value in, one barrier, a handle to every rank's), published(handle,
+// rank), size() and rank().
+template <typename D> struct RowMerges {
+  // f folded over every block's value in rank order (the same bits in every block).
+  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {
+    D &d = *static_cast<D *>(this);
+    const auto slot = d.publish(v);
+    P acc = d.template published<P>(slot, 0);
+    const u32 size = d.size();
+#pragma unroll 1  // a few merges per kernel: registers matter more than latency here
+    for (u32 r = 1; r < size; ++r) acc = f(acc, d.template published<P>(slot, r));
+    return acc;
+  }
+  // f folded over the values of the lower ranks, from `zero`.
+  template <typename P, typename F> __device__ __forceinline__ P before(const P &v, P zero, F f) {
+    D &d = *static_cast<D *>(this);
+    const auto slot = d.publish(v);
+    P acc = zero;
+    const u32 rank = d.rank();
+#pragma unroll 1
+    for (u32 r = 0; r < rank; ++r) acc = f(acc, d.template published<P>(slot, r));
+    return acc;
+  }
+};
+
+#if SAMPLEX_CLUSTERS
+struct ClusterRow : SliceRow, RowMerges<ClusterRow> {
+  static constexpr bool SPLIT = true;
+  static constexpr bool OWN_HIST = false;  // the head's buffers, read by the other blocks
+  u32 phase;  // merges so far: the parity picks the buffers
+
+  __device__ __forceinline__ static ClusterHead *head() {
+    return reinterpret_cast<ClusterHead *>(static_cast<float4 *>(samplex_radix_dyn_smem));
+  }
+  __device__ __forceinline__ u32 size() const { return cluster_size(); }
+  __device__ __forceinline__ u32 rank() const { return cluster_rank(); }
   __device__ __forceinline__ u32 *count(u32 *) { return head()->count[phase & 1]; }
   __device__ __forceinline__ u64 *mass(u64 *) { return head()->mass[phase & 1]; }
-  __device__ __forceinline__ void hist_ready() { cluster_sync(); }
+  __device__ __forceinline__ void hist_ready(const u32 *, const u64 *) { cluster_sync(); }
   template <typename U> __device__ __forceinline__ U at(const U *h, u32 bin) {
     U c = 0;
     const u32 size = cluster_size();
@@ -385,42 +439,100 @@ struct ClusterRow {
     x.w = cluster_load_v4(cluster_map(slot, rank));
     return x.p;
   }
-  // f folded over every block's value in rank order (the same bits in every block).
-  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {
-    const uint4 *slot = publish(v);
-    P acc = published<P>(slot, 0);
-    const u32 size = cluster_size();
-    for (u32 r = 1; r < size; ++r) acc = f(acc, published<P>(slot, r));
-    return acc;
-  }
-  // f folded over the values of the lower ranks, from `zero`.
-  template <typename P, typename F> __device__ __forceinline__ P before(const P &v, P zero, F f) {
-    const uint4 *slot = publish(v);
-    P acc = zero;
-    const u32 rank = cluster_rank();
-    for (u32 r = 0; r < rank; ++r) acc = f(acc, published<P>(slot, r));
-    return acc;
-  }
   __device__ __forceinline__ void sync() { cluster_sync(); }
   __device__ __forceinline__ bool leader() const { return cluster_rank() == 0; }
   __device__ __forceinline__ void finish() { cluster_sync(); }
 };
 
-// This block's row and slice in a cluster of cluster_size() blocks per row: block r takes
-// [r * per, (r + 1) * per), per = ceil(vocab / C) rounded up to VEC (aligned vector loads;
-// src/gpu/launch.rs: cluster_slice).
+// This block's row and slice in a cluster of cluster_size() blocks per row.
 template <int VEC> __device__ __forceinline__ ClusterRow cluster_row(u32 vocab, float *stage) {
   ClusterRow g;
-  const u32 size = cluster_size();
-  const u32 per = ceil_div(ceil_div(vocab, size), (u32)VEC) * (u32)VEC;
-  g.row = blockIdx.x / size;
-  g.lo = umin32(cluster_rank() * per, vocab);
-  g.len = umin32(g.lo + per, vocab) - g.lo;
+  g.template place<VEC>(vocab, cluster_size(), cluster_rank(), stage);
   g.phase = 0;
-  g.stage = stage;
   return g;
 }
 #endif
+
+// A row split over `blocks` consecutive blocks of a cooperative launch (every GPU; the host
+// takes it below sm_90, where there are no clusters): the histograms are built in each block's
+// shared memory, copied to its exchange entry in global memory and summed from there; the
+// barriers are the row's RowBarrier (common.cuh §9). The same merges, in the same rank order,
+// as a cluster's: the same bits.
+struct GridRow : SliceRow, RowMerges<GridRow> {
+  static constexpr bool SPLIT = true;
+  static constexpr bool OWN_HIST = true;
+  u32 blocks, phase;
+  u64 barriers, exchange;  // the kernel's arguments: a RowBarrier per row, a ClusterHead per block
+
+  __device__ __forceinline__ u32 size() const { return blocks; }
+  __device__ __forceinline__ u32 rank() const { return blockIdx.x % blocks; }
+  // The row's blocks' exchange entries, by rank.
+  __device__ __forceinline__ ClusterHead *ex() const {
+    return reinterpret_cast<ClusterHead *>(exchange) + (u64)row * blocks;
+  }
+  __device__ __forceinline__ void barrier() const {
+    row_barrier(reinterpret_cast<RowBarrier *>(barriers) + row, blocks);
+  }
+  __device__ __forceinline__ u32 *count(u32 *own) { return own; }
+  __device__ __forceinline__ u64 *mass(u64 *own) { return own; }
+  // count / mass: this pass's histograms in the block's shared memory (mass may be null).
+  __device__ __forceinline__ void hist_ready(const u32 *count, const u64 *mass) {
+    __syncthreads();  // the block's histograms are complete
+    ClusterHead &mine = ex()[rank()];
+    const u32 p = phase & 1;
+    for (u32 i = threadIdx.x; i < RADIX_BUCKETS; i += blockDim.x) {
+      mine.count[p][i] = count[i];
+      if (mass) mine.mass[p][i] = mass[i];
+    }
+    barrier();
+  }
+  template <typename U> __device__ __forceinline__ U at(const U *, u32 bin) {
+    U c = 0;
+    const u32 p = phase & 1;
+    const ClusterHead *e = ex();
+#pragma unroll 1
+    for (u32 r = 0; r < blocks; ++r) {
+      if constexpr (sizeof(U) == 8) c += load_cg_u64(&e[r].mass[p][bin]);
+      else c += load_cg_u32(&e[r].count[p][bin]);
+    }
+    return c;
+  }
+  __device__ __forceinline__ void hist_done() { ++phase; }
+  template <typename P> __device__ __forceinline__ const uint4 *publish(const P &v) {
+    static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
+    const u32 p = phase & 1;
+    if (threadIdx.x == 0) {
+      ClusterRaw<P> x;
+      x.w = make_uint4(0, 0, 0, 0);
+      x.p = v;
+      ex()[rank()].slot[p] = x.w;
+    }
+    ++phase;
+    barrier();
+    return &ex()[0].slot[p];
+  }
+  template <typename P> __device__ __forceinline__ P published(const uint4 *slot, u32 r) {
+    ClusterRaw<P> x;
+    x.w = load_cg_v4(reinterpret_cast<const uint4 *>(reinterpret_cast<const char *>(slot) + (u64)r * sizeof(ClusterHead)));
+    return x.p;
+  }
+  __device__ __forceinline__ void sync() { barrier(); }
+  __device__ __forceinline__ bool leader() const { return rank() == 0; }
+  __device__ __forceinline__ void finish() {}
+};
+
+// This block's row and slice when `blocks` consecutive blocks share a row: `barriers` holds a
+// RowBarrier per row, `exchange` a ClusterHead per block (src/gpu/launch.rs: GridExchange).
+template <int VEC>
+__device__ __forceinline__ GridRow grid_row(u32 vocab, u32 blocks, u64 barriers, u64 exchange, float *stage) {
+  GridRow g;
+  g.template place<VEC>(vocab, blocks, blockIdx.x % blocks, stage);
+  g.blocks = blocks;
+  g.phase = 0;
+  g.barriers = barriers;
+  g.exchange = exchange;
+  return g;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Steps 1-3: radix select. The outcome: every participating element with
@@ -473,7 +585,7 @@ __device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, Radix
       return true;
     };
     g.template read<T, VEC, THREADS>(row, sweep);
-    g.hist_ready();
+    g.hist_ready(hist, static_cast<const u64 *>(nullptr));
     BucketScan<THREADS, u32> b;
     bucket_scan<THREADS, u32>(g, hist, b, s.scan);
     const BucketPick<u32> pk = bucket_pick<THREADS, u32>(b, cut.need, s.pick);
@@ -656,7 +768,7 @@ __device__ __forceinline__ void select_row(G &g, const T *logits, u64 stride, u3
   float *vals = values + out_row;
   u32 *idxs = indices + out_row;
 
-  if constexpr (G::CLUSTER) {
+  if constexpr (G::SPLIT) {
     // Step 4 into the output row at this block's slots, then step 5 by the leader.
     u32 ignored = 0;
     u32 gt = 0, eq = 0;
@@ -774,6 +886,14 @@ __device__ __forceinline__ void select_cluster(const T *logits, u64 stride, u32 
 #endif
 }
 
+template <typename T, int VEC>
+__device__ __forceinline__ void select_grid(const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows,
+                                            float *values, u32 *indices, u64 status_out, u32 blocks,
+                                            u64 barriers, u64 exchange) {
+  GridRow g = grid_row<VEC>(vocab, blocks, barriers, exchange, nullptr);
+  select_row<T, VEC>(g, logits, stride, vocab, k, k_rows, values, indices, status_out, 0);
+}
+
 }  // namespace samplex_topk
 
 // logits: batch rows, `stride` elements apart. k: the output's row width (>= 1); k_rows: 0 or
@@ -782,7 +902,10 @@ __device__ __forceinline__ void select_cluster(const T *logits, u64 stride, u32 
 // The _cluster twin (sm_90; grid = batch x C blocks, cluster dimension (C, 1, 1) set at launch,
 // dynamic shared memory = the ClusterHead; min(k, vocab) <= 4096, so scratch is unused) takes
 // the same arguments and gives the same bits.
-#define SAMPLEX_TOPK_SELECT(T, VEC, NAME, CLUSTER_NAME)                                            \
+// The _grid twin (every GPU; a cooperative launch of batch x blocks blocks, `blocks` per row;
+// min(k, vocab) <= 4096) replaces scratch by blocks, barriers (a RowBarrier per row) and
+// exchange (a ClusterHead per block), and gives the same bits.
+#define SAMPLEX_TOPK_SELECT(T, VEC, NAME, CLUSTER_NAME, GRID_NAME)                                 \
   extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS)                             \
       NAME(const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows, float *values, u32 *indices, \
            u64 status, u64 scratch) {                                                              \
@@ -794,11 +917,23 @@ __device__ __forceinline__ void select_cluster(const T *logits, u64 stride, u32 
                    u32 *indices, u64 status, u64 scratch) {                                        \
     samplex_topk::select_cluster<T, VEC>(logits, stride, vocab, k, k_rows, values, indices, status, \
                                          scratch);                                                 \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                          \
+      GRID_NAME(const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows, float *values,          \
+                u32 *indices, u64 status, u32 blocks, u64 barriers, u64 exchange) {                \
+    samplex_topk::select_grid<T, VEC>(logits, stride, vocab, k, k_rows, values, indices, status,   \
+                                      blocks, barriers, exchange);                                 \
   }
 
-SAMPLEX_TOPK_SELECT(float, 4, samplex_topk_select_f32, samplex_topk_select_cluster_f32)
-SAMPLEX_TOPK_SELECT(float, 1, samplex_topk_select_f32_v1, samplex_topk_select_cluster_f32_v1)
-SAMPLEX_TOPK_SELECT(f16_t, 8, samplex_topk_select_f16, samplex_topk_select_cluster_f16)
-SAMPLEX_TOPK_SELECT(f16_t, 1, samplex_topk_select_f16_v1, samplex_topk_select_cluster_f16_v1)
-SAMPLEX_TOPK_SELECT(bf16_t, 8, samplex_topk_select_bf16, samplex_topk_select_cluster_bf16)
-SAMPLEX_TOPK_SELECT(bf16_t, 1, samplex_topk_select_bf16_v1, samplex_topk_select_cluster_bf16_v1)
+SAMPLEX_TOPK_SELECT(float, 4, samplex_topk_select_f32, samplex_topk_select_cluster_f32,
+                    samplex_topk_select_grid_f32)
+SAMPLEX_TOPK_SELECT(float, 1, samplex_topk_select_f32_v1, samplex_topk_select_cluster_f32_v1,
+                    samplex_topk_select_grid_f32_v1)
+SAMPLEX_TOPK_SELECT(f16_t, 8, samplex_topk_select_f16, samplex_topk_select_cluster_f16,
+                    samplex_topk_select_grid_f16)
+SAMPLEX_TOPK_SELECT(f16_t, 1, samplex_topk_select_f16_v1, samplex_topk_select_cluster_f16_v1,
+                    samplex_topk_select_grid_f16_v1)
+SAMPLEX_TOPK_SELECT(bf16_t, 8, samplex_topk_select_bf16, samplex_topk_select_cluster_bf16,
+                    samplex_topk_select_grid_bf16)
+SAMPLEX_TOPK_SELECT(bf16_t, 1, samplex_topk_select_bf16_v1, samplex_topk_select_cluster_bf16_v1,
+                    samplex_topk_select_grid_bf16_v1)

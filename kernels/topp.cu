@@ -20,6 +20,11 @@
 //       status), the min-p key and the kept mass are merged in rank order, one cluster
 //       barrier each; every merged value is an integer or an order-free max, so the results
 //       are the one-block kernel's bits. Below sm_90 the body is a trap (common.cuh §8).
+//   samplex_topp_thresholds_grid_<dtype>[_v1]  every GPU (the host takes it where clusters do
+//       not exist or fit): the same body over samplex_topk::GridRow, C consecutive blocks of a
+//       cooperative launch per row, the histograms and merge values exchanged through global
+//       memory with a barrier per row (common.cuh §9); the slice staged in dynamic shared
+//       memory (nothing precedes it there). The same bits.
 //   Passes over the row:
 //         A. max z (ties: lowest index) and the count of finite logits; status bits.
 //            No finite logit: thr = +inf. tau = 0: greedy, thr = max z (see RowInfo).
@@ -106,8 +111,9 @@ __device__ __forceinline__ float exp2_int(int e) { return __int_as_float((127 + 
 // The fixed-point scale of the masses (header, "Determinism"): 2^(62 - ceil(log2 n)).
 __device__ __forceinline__ float fixed_scale(u32 n) { return exp2_int(62 - (32 - __clz((int)(n - 1)))); }
 
-// OWN_HIST: the histograms live here (one block per row); a cluster keeps them in its
-// dynamic shared memory (ClusterHead), where the other blocks can read them.
+// OWN_HIST: the histograms live here (one block per row, or a cooperative grid's blocks, which
+// copy them to global memory); a cluster keeps them in its dynamic shared memory (ClusterHead),
+// where the other blocks can read them.
 template <bool OWN_HIST> struct ThreshSmem {
   u32 count[OWN_HIST ? RADIX_BUCKETS : 1];
   u64 mass[OWN_HIST ? RADIX_BUCKETS : 1];
@@ -142,7 +148,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
                                                float min_p_all, u64 min_p_rows, u32 want_mass,
                                                u64 thresholds_out, u64 row_info_out, u64 status_out) {
   constexpr int THREADS = THRESH_THREADS;
-  __shared__ ThreshSmem<!G::CLUSTER> sm;
+  __shared__ ThreshSmem<G::OWN_HIST> sm;
   const u32 row = g.row;
   const T *z = row_ptr(logits, row, stride);
   u32 status = 0;
@@ -184,7 +190,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
   best = block_argmax<THREADS>(best, sm.bs);
   finite = block_sum_u32<THREADS>(finite, sm.bs);
   status = block_or<THREADS>(status, sm.bs);
-  if constexpr (G::CLUSTER) {
+  if constexpr (G::SPLIT) {
     RowScan mine;
     mine.best = best;
     mine.finite = finite;
@@ -281,7 +287,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
           return true;
         };
         g.template read<T, VEC, THREADS>(z, sweep);
-        g.hist_ready();
+        g.hist_ready(count_h, mass_h);
         BucketScan<THREADS, u64> b;
         samplex_topk::bucket_scan<THREADS, u64>(g, mass_h, b, sm.scan64);
         if (pass == 0) {
@@ -384,6 +390,18 @@ __device__ __forceinline__ void thresholds_cluster(const T *logits, u64 stride, 
   (void)status, (void)stage;
   asm volatile("trap;");  // never launched: the host checks the function's PTX version first
 #endif
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void thresholds_grid(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows,
+                                                u32 k, u64 k_rows, float p, u64 p_rows, float min_p,
+                                                u64 min_p_rows, u32 want_mass, u64 thresholds, u64 row_info,
+                                                u64 status, u32 stage, u32 blocks, u64 barriers, u64 exchange) {
+  samplex_topk::GridRow g = samplex_topk::grid_row<VEC>(
+      vocab, blocks, barriers, exchange,
+      stage ? reinterpret_cast<float *>(static_cast<float4 *>(samplex_radix_dyn_smem)) : nullptr);
+  thresholds_row<T, VEC>(g, logits, stride, tau, tau_rows, k, k_rows, p, p_rows, min_p, min_p_rows,
+                         want_mass, thresholds, row_info, status);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -540,7 +558,10 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
 // The _cluster twin (sm_90; grid = batch x C blocks, cluster dimension (C, 1, 1) set at launch,
 // dynamic shared memory = ClusterHead + (stage ? slice x 4 bytes : 0)) takes one more
 // argument, stage, and gives the same bits.
-#define SAMPLEX_TOPP_THRESHOLDS(T, VEC, NAME, CLUSTER_NAME)                                                \
+// The _grid twin (every GPU; a cooperative launch of batch x blocks blocks, `blocks` per row,
+// dynamic shared memory = stage ? the slice x 4 bytes : 0) takes stage, blocks, barriers (a
+// RowBarrier per row) and exchange (a ClusterHead per block), and gives the same bits.
+#define SAMPLEX_TOPP_THRESHOLDS(T, VEC, NAME, CLUSTER_NAME, GRID_NAME)                                     \
   extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                                  \
       NAME(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows, u32 k, u64 k_rows, float p,    \
            u64 p_rows, float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds, u64 row_info,           \
@@ -555,6 +576,14 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
     samplex_topp::thresholds_cluster<T, VEC>(logits, stride, vocab, tau, tau_rows, k, k_rows, p, p_rows,   \
                                              min_p, min_p_rows, want_mass, thresholds, row_info, status,   \
                                              stage);                                                       \
+  }                                                                                                        \
+  extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                                  \
+      GRID_NAME(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows, u32 k, u64 k_rows,        \
+                float p, u64 p_rows, float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds,           \
+                u64 row_info, u64 status, u32 stage, u32 blocks, u64 barriers, u64 exchange) {             \
+    samplex_topp::thresholds_grid<T, VEC>(logits, stride, vocab, tau, tau_rows, k, k_rows, p, p_rows,      \
+                                          min_p, min_p_rows, want_mass, thresholds, row_info, status,      \
+                                          stage, blocks, barriers, exchange);                              \
   }
 
 // Grid: blocks_per_row * batch blocks of 256 threads (row-major: block / blocks_per_row = row).
@@ -573,12 +602,18 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
     samplex_topp::write_row<T, MODE>(logits, stride, vocab, row_info, out, status, blocks_per_row);        \
   }
 
-SAMPLEX_TOPP_THRESHOLDS(float, 4, samplex_topp_thresholds_f32, samplex_topp_thresholds_cluster_f32)
-SAMPLEX_TOPP_THRESHOLDS(float, 1, samplex_topp_thresholds_f32_v1, samplex_topp_thresholds_cluster_f32_v1)
-SAMPLEX_TOPP_THRESHOLDS(f16_t, 8, samplex_topp_thresholds_f16, samplex_topp_thresholds_cluster_f16)
-SAMPLEX_TOPP_THRESHOLDS(f16_t, 1, samplex_topp_thresholds_f16_v1, samplex_topp_thresholds_cluster_f16_v1)
-SAMPLEX_TOPP_THRESHOLDS(bf16_t, 8, samplex_topp_thresholds_bf16, samplex_topp_thresholds_cluster_bf16)
-SAMPLEX_TOPP_THRESHOLDS(bf16_t, 1, samplex_topp_thresholds_bf16_v1, samplex_topp_thresholds_cluster_bf16_v1)
+SAMPLEX_TOPP_THRESHOLDS(float, 4, samplex_topp_thresholds_f32, samplex_topp_thresholds_cluster_f32,
+                        samplex_topp_thresholds_grid_f32)
+SAMPLEX_TOPP_THRESHOLDS(float, 1, samplex_topp_thresholds_f32_v1, samplex_topp_thresholds_cluster_f32_v1,
+                        samplex_topp_thresholds_grid_f32_v1)
+SAMPLEX_TOPP_THRESHOLDS(f16_t, 8, samplex_topp_thresholds_f16, samplex_topp_thresholds_cluster_f16,
+                        samplex_topp_thresholds_grid_f16)
+SAMPLEX_TOPP_THRESHOLDS(f16_t, 1, samplex_topp_thresholds_f16_v1, samplex_topp_thresholds_cluster_f16_v1,
+                        samplex_topp_thresholds_grid_f16_v1)
+SAMPLEX_TOPP_THRESHOLDS(bf16_t, 8, samplex_topp_thresholds_bf16, samplex_topp_thresholds_cluster_bf16,
+                        samplex_topp_thresholds_grid_bf16)
+SAMPLEX_TOPP_THRESHOLDS(bf16_t, 1, samplex_topp_thresholds_bf16_v1, samplex_topp_thresholds_cluster_bf16_v1,
+                        samplex_topp_thresholds_grid_bf16_v1)
 
 SAMPLEX_TOPP_SAMPLE(float, 4, samplex_topp_sample_f32)
 SAMPLEX_TOPP_SAMPLE(float, 1, samplex_topp_sample_f32_v1)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CUDA_ERROR_LAUNCH_FAILED = 719
+CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE = 720
 
 
 def build_emulator():
@@ -74,6 +75,26 @@ CLIENT = textwrap.dedent(
             params = (ctypes.c_void_p * len(values))(
                 *[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values])
             return self.lib.cuLaunchKernel(f, grid, 1, 1, block, 1, 1, 0, None, params, None)
+
+        def launch_cooperative(self, name, grid, block, *args):
+            # cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_COOPERATIVE (id 2).
+            class Attr(ctypes.Structure):
+                _fields_ = [("id", ctypes.c_int), ("pad", ctypes.c_char * 4), ("value", ctypes.c_int * 16)]
+            class Config(ctypes.Structure):
+                _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3),
+                            ("shared", ctypes.c_uint), ("stream", ctypes.c_void_p),
+                            ("attrs", ctypes.POINTER(Attr)), ("num_attrs", ctypes.c_uint)]
+            f = ctypes.c_void_p()
+            assert self.lib.cuModuleGetFunction(ctypes.byref(f), self.module, name.encode()) == 0
+            ctypes_of = {"u64": ctypes.c_ulonglong, "u32": ctypes.c_uint, "f32": ctypes.c_float}
+            values = [ctypes_of[kind](v) for kind, v in args]
+            params = (ctypes.c_void_p * len(values))(
+                *[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values])
+            attr = Attr(2, b"", (ctypes.c_int * 16)(1))
+            cfg = Config((grid, 1, 1), (block, 1, 1), 0, None, ctypes.pointer(attr), 1)
+            self.lib.cuLaunchKernelEx.argtypes = [ctypes.POINTER(Config), ctypes.c_void_p,
+                                                  ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+            return self.lib.cuLaunchKernelEx(ctypes.byref(cfg), f, params, None)
     """
 )
 
@@ -175,6 +196,50 @@ class EmulatorTest(unittest.TestCase):
         self.assertNotEqual(shuffled, list(range(64)))
         self.assertEqual(self.order({"SAMPLEX_EMU_BLOCK_ORDER": "forward"}), list(range(64)))
         self.assertEqual(self.order({"SAMPLEX_EMU_BLOCK_ORDER": "reverse"}), list(range(63, -1, -1)))
+
+    def row_barrier_args(self, blocks, per_row, rounds):
+        slots = self.emu.alloc(4 * blocks)
+        bars = self.emu.alloc(8 * (blocks // per_row), fill=0)
+        errors = self.emu.alloc(4 * blocks)
+        return (slots, bars, errors), [("u64", slots), ("u64", bars), ("u64", errors),
+                                       ("u32", per_row), ("u32", rounds)]
+
+    def test_a_cooperative_launch_runs_its_blocks_at_once(self):
+        blocks, per_row, rounds = 12, 4, 5
+        (_, bars, errors), args = self.row_barrier_args(blocks, per_row, rounds)
+        rc = self.emu.launch_cooperative("samplex_emu_selftest_row_barrier", blocks, 64, *args)
+        self.assertEqual(rc, 0)
+        self.assertEqual(struct.unpack(f"{blocks}I", self.emu.download(errors, 4 * blocks)), (0,) * blocks)
+        # Every barrier re-armed itself (arrived = 0) and counted its generations.
+        rows = blocks // per_row
+        self.assertEqual(struct.unpack(f"{2 * rows}I", self.emu.download(bars, 8 * rows)), (0, 2 * rounds) * rows)
+
+    def test_a_spin_wait_in_a_launch_that_is_not_cooperative_fails(self):
+        rc, err = child(
+            self.libdir,
+            """
+            import sys
+            slots, bars, errors = emu.alloc(8), emu.alloc(8, fill=0), emu.alloc(8)
+            sys.exit(emu.launch("samplex_emu_selftest_row_barrier", 2, 64, ("u64", slots), ("u64", bars),
+                                ("u64", errors), ("u32", 2), ("u32", 1)))
+            """,
+        )
+        self.assertEqual(rc, CUDA_ERROR_LAUNCH_FAILED % 256)
+        self.assertIn("not cooperative", err)
+
+    def test_a_cooperative_grid_larger_than_the_device_is_refused(self):
+        rc, err = child(
+            self.libdir,
+            """
+            import sys
+            slots, bars, errors = emu.alloc(4 * 9), emu.alloc(8, fill=0), emu.alloc(4 * 9)
+            sys.exit(emu.launch_cooperative("samplex_emu_selftest_row_barrier", 9, 1024, ("u64", slots),
+                                            ("u64", bars), ("u64", errors), ("u32", 9), ("u32", 1)))
+            """,
+            {"SAMPLEX_EMU_SMS": "4"},  # 4 SMs x 2 blocks of 1024 threads
+        )
+        self.assertEqual(rc, CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE % 256)
+        self.assertIn("cooperative launch of 9 blocks", err)
 
 
 if __name__ == "__main__":

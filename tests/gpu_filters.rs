@@ -18,7 +18,7 @@ use common::{assert_tokens_agree, chi_square_p, Dist};
 use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 use samplex::cpu::{self, Draw};
-use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
+use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, RowSplit, Sampler};
 use samplex::{status, Decoder, Error, Logit, Rng, Support};
 
 fn support(top_k: u32, top_p: f32, min_p: f32) -> Support {
@@ -609,7 +609,8 @@ fn filters_adversarial_rows() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The threshold kernel's cluster path (sm_90) against its one-block path.
+// The threshold kernel's split paths (a cluster on sm_90, a cooperative grid everywhere) against
+// its one-block path.
 // ---------------------------------------------------------------------------------------------
 
 /// The supports the cluster comparison sweeps: k = vocab, p = 1, tiny p, min-p, and mixes.
@@ -633,13 +634,15 @@ fn filter_bits<T: Logit>(s: &mut Sampler, c: &Case<T>, req: &Request) -> Vec<Vec
     vec![bits(masked), st_m, bits(probs), st_p, tokens, st_s]
 }
 
-/// The cluster path against the one-block path: the same bits.
+/// Every split path this device has (the default; and the cooperative grid where the default
+/// is a cluster) against the one-block path: the same bits.
 fn check_split<T: Logit>(s: &mut Sampler, c: &Case<T>, req: &Request, what: &str) {
-    s.set_filter_clusters(true);
-    let split = filter_bits(s, c, req);
-    s.set_filter_clusters(false);
+    s.set_filter_split(RowSplit::Off);
     let whole = filter_bits(s, c, req);
-    s.set_filter_clusters(true);
+    let mut modes = vec![RowSplit::Any];
+    if common::cluster_launch(s) {
+        modes.push(RowSplit::Grid);
+    }
     let names = [
         "masked",
         "masked status",
@@ -648,20 +651,26 @@ fn check_split<T: Logit>(s: &mut Sampler, c: &Case<T>, req: &Request, what: &str
         "tokens",
         "sample status",
     ];
-    for ((a, b), name) in split.iter().zip(&whole).zip(names) {
-        if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
-            panic!(
-                "{what}: {name}[{i}] (row {}): cluster {:#x}, one block {:#x}",
-                i / if a.len() == c.batch { 1 } else { c.vocab },
-                a[i],
-                b[i]
-            );
+    for mode in modes {
+        s.set_filter_split(mode);
+        let path = s.filter_threshold_path::<T>(c.batch, c.vocab).unwrap();
+        let split = filter_bits(s, c, req);
+        for ((a, b), name) in split.iter().zip(&whole).zip(names) {
+            if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
+                panic!(
+                    "{what}: {name}[{i}] (row {}): {path:?} {:#x}, one block {:#x}",
+                    i / if a.len() == c.batch { 1 } else { c.vocab },
+                    a[i],
+                    b[i]
+                );
+            }
         }
     }
+    s.set_filter_split(RowSplit::Any);
 }
 
 #[test]
-fn filters_cluster_path_gives_the_one_block_bits() {
+fn filters_split_paths_give_the_one_block_bits() {
     use samplex::gpu::topp::ThresholdPath;
     let mut s = gpu_or_skip!();
     let clusters = common::cluster_launch(&s);
@@ -679,15 +688,24 @@ fn filters_cluster_path_gives_the_one_block_bits() {
                 .flat_map(|j| rows[(next + j) % rows.len()].clone())
                 .collect();
             next += batch;
-            s.set_filter_clusters(true);
             let path = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
             if clusters {
                 assert!(
                     matches!(path, ThresholdPath::Cluster { staged: true, .. }),
                     "b{batch} v{vocab}: {path:?}"
                 );
+                s.set_filter_split(RowSplit::Grid);
+                let grid = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
+                s.set_filter_split(RowSplit::Any);
+                assert!(
+                    matches!(grid, ThresholdPath::Grid { staged: true, .. }),
+                    "b{batch} v{vocab}: {grid:?}"
+                );
             } else {
-                assert_eq!(path, ThresholdPath::Block, "no cluster launch here");
+                assert!(
+                    matches!(path, ThresholdPath::Grid { .. }),
+                    "no cluster launch here: a cooperative grid, b{batch} v{vocab}: {path:?}"
+                );
             }
             let hb: Vec<bf16> = convert(&x);
             for (j, sup) in split_supports(vocab).into_iter().enumerate() {
@@ -716,7 +734,7 @@ fn filters_cluster_path_gives_the_one_block_bits() {
 }
 
 #[test]
-fn filters_cluster_path_without_staging_gives_the_one_block_bits() {
+fn filters_split_paths_without_staging_give_the_one_block_bits() {
     use samplex::gpu::topp::ThresholdPath;
     let mut s = gpu_or_skip!();
     // 17 rows: clusters of 4, whose 65537-logit slices do not fit the shared memory, so every
@@ -740,6 +758,20 @@ fn filters_cluster_path_without_staging_gives_the_one_block_bits() {
             "{path:?}"
         );
     }
+    s.set_filter_split(RowSplit::Grid);
+    let grid = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
+    s.set_filter_split(RowSplit::Any);
+    assert!(
+        matches!(
+            grid,
+            ThresholdPath::Grid {
+                blocks: 4,
+                staged: false,
+                ..
+            }
+        ),
+        "{grid:?}"
+    );
     let req = Request::new(0.8, support(50, 0.9, 0.05));
     check_split(
         &mut s,
@@ -750,7 +782,7 @@ fn filters_cluster_path_without_staging_gives_the_one_block_bits() {
 }
 
 #[test]
-fn filters_cluster_path_keeps_the_cpu_sets() {
+fn filters_split_path_keeps_the_cpu_sets() {
     let mut s = gpu_or_skip!();
     // Odd vocab and unaligned rows: the slices' ragged ends and the _v1 entries.
     let vocab = 40_001;

@@ -9,7 +9,7 @@ use common::{convert, download, upload};
 
 use common::Dist;
 use half::{bf16, f16};
-use samplex::gpu::{DeviceLogits, RowParams, Sampler};
+use samplex::gpu::{DeviceLogits, RowParams, RowSplit, Sampler};
 use samplex::{cpu, status, Error, Logit};
 
 /// What one selection returned: `batch × k` values and indices, and the row status.
@@ -142,7 +142,7 @@ fn topk_select_slower_path_handles_ragged_chunks_and_merge_levels() {
 }
 
 #[test]
-fn topk_select_cluster_path_gives_the_one_block_bits() {
+fn topk_select_split_paths_give_the_one_block_bits() {
     use samplex::gpu::topk::SelectPath;
     let mut s = gpu_or_skip!();
     let clusters = common::cluster_launch(&s);
@@ -171,32 +171,43 @@ fn topk_select_cluster_path_gives_the_one_block_bits() {
             .into_iter()
             .enumerate()
             {
-                s.set_top_k_clusters(true);
                 let path = s.top_k_select_path::<f32>(batch, vocab, k).unwrap();
+                let mut modes = vec![RowSplit::Any];
                 if clusters {
                     assert!(
                         matches!(path, SelectPath::Cluster { .. }),
                         "b{batch} v{vocab} k{k}: {path:?}"
                     );
+                    modes.push(RowSplit::Grid);
                 } else {
-                    assert_eq!(path, SelectPath::Block);
+                    assert!(
+                        matches!(path, SelectPath::Grid { .. }),
+                        "b{batch} v{vocab} k{k}: {path:?}"
+                    );
                 }
                 let what = format!("b{batch} v{vocab} k{k} {rows_k:?} {path:?}");
-                let run = |s: &mut Sampler, on: bool| {
-                    s.set_top_k_clusters(on);
+                let run = |s: &mut Sampler, split: RowSplit| {
+                    s.set_top_k_split(split);
                     if (n + j) % 2 == 0 {
                         gpu_select(s, &x, 0, batch, vocab, vocab, k, rows_k)
                     } else {
                         gpu_select(s, &convert::<bf16>(&x), 0, batch, vocab, vocab, k, rows_k)
                     }
                 };
-                let split = run(&mut s, true);
-                let whole = run(&mut s, false);
-                s.set_top_k_clusters(true);
-                assert_eq!(split.status, whole.status, "{what}: status");
-                let vb = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert!(vb(&split.values) == vb(&whole.values), "{what}: values");
-                assert!(split.indices == whole.indices, "{what}: indices");
+                let whole = run(&mut s, RowSplit::Off);
+                for mode in modes {
+                    let split = run(&mut s, mode);
+                    if mode == RowSplit::Grid {
+                        let grid = s.top_k_select_path::<f32>(batch, vocab, k).unwrap();
+                        assert!(matches!(grid, SelectPath::Grid { .. }), "{what}: {grid:?}");
+                    }
+                    let what = format!("{what} {mode:?}");
+                    assert_eq!(split.status, whole.status, "{what}: status");
+                    let vb = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert!(vb(&split.values) == vb(&whole.values), "{what}: values");
+                    assert!(split.indices == whole.indices, "{what}: indices");
+                }
+                s.set_top_k_split(RowSplit::Any);
                 if vocab == 40_000 {
                     check_select(
                         &mut s,
@@ -221,7 +232,7 @@ fn topk_select_cluster_path_gives_the_one_block_bits() {
 }
 
 #[test]
-fn topk_select_cluster_path_unaligned_rows_match_the_cpu() {
+fn topk_select_split_path_unaligned_rows_match_the_cpu() {
     let mut s = gpu_or_skip!();
     let vocab = 40_001;
     let rows = common::split_rows(vocab, 31);

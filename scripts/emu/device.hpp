@@ -77,6 +77,8 @@ SAMPLEX_EMU_API void syncwarp(unsigned mask);
 // Writes `value` into this lane's slot and waits for the whole warp; returns the slots.
 SAMPLEX_EMU_API const uint64_t *warp_exchange(unsigned mask, uint64_t value);
 SAMPLEX_EMU_API void threadfence();
+// One turn of a spin wait on global memory (kernels/common.cuh §9); `spins` so far.
+SAMPLEX_EMU_API void spin_pause(unsigned spins);
 SAMPLEX_EMU_API float f16_to_f32(unsigned short bits);
 
 // The running block's dynamic shared memory (the launch's bytes, 16-byte aligned).

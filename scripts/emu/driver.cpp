@@ -21,6 +21,11 @@
 //   - thread-block clusters: a cluster barrier some live thread of a block cannot reach is a
 //     deadlock (and aborts the cluster's other blocks); a distributed-shared-memory read before
 //     the first cluster barrier, or of a block after its last one (it may have exited), fails;
+//   - cooperative launches (CU_LAUNCH_ATTRIBUTE_COOPERATIVE): a grid larger than the device can
+//     hold at once is refused, as the driver does; a block that spins on memory (spin_pause,
+//     kernels/common.cuh §9) in a launch that is not cooperative fails (its blocks need not run
+//     at the same time), and so does one still waiting after a minute, or after another block
+//     of its launch failed;
 //   - inside a stream capture, a host synchronisation or an allocation fails as it does in CUDA.
 // What it does not model: timing, occupancy, races inside a block (fibers switch only at
 // barriers), the memory model, and f32 rounding of the GPU's math functions.
@@ -32,9 +37,10 @@
 // when it releases. A cluster launch (cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION)
 // runs its clusters one after another and the blocks of a cluster at once, each on its own OS
 // thread (the launching one and helpers it keeps), so that they can wait for each other at
-// cluster barriers. Launches from different OS threads (Rust's test threads) run in parallel:
-// shared memory is thread_local. (A thread that spins on memory another thread writes would
-// spin for ever here: no kernel of samplex does.)
+// cluster barriers. A cooperative launch runs all its blocks at once, each on its own OS thread,
+// so that they can wait for each other through global memory (spin_pause sleeps the OS thread).
+// Launches from different OS threads (Rust's test threads) run in parallel: shared memory is
+// thread_local.
 //
 // The emulated device is an sm_90 part (clusters, 227 KB of opt-in shared memory per block);
 // SAMPLEX_EMU_CC=80|86|89 makes it report that compute capability instead, with that part's
@@ -89,6 +95,7 @@ enum : CUresult {
   CUDA_ERROR_ILLEGAL_ADDRESS = 700,
   CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
   CUDA_ERROR_LAUNCH_FAILED = 719,
+  CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE = 720,
   CUDA_ERROR_NOT_SUPPORTED = 801,
   CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
   CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901,
@@ -246,8 +253,9 @@ struct ClusterRun;
 
 struct Fiber {
   void *sp = nullptr;
-  char *stack_lo = nullptr;  // lowest usable byte (a guard page lies below)
+  char *stack_lo = nullptr;  // lowest usable byte (a guard page lies below, or a canary on it)
   size_t stack_len = 0;
+  bool guarded = false;
   ThreadCoords coords{};
   unsigned linear = 0;
   unsigned warp = 0;
@@ -289,6 +297,7 @@ struct Block {
   // The cluster (of one block, for a launch without cluster dimensions), this block's rank in it,
   // the cluster barriers it has passed, and its fibers waiting at the next one.
   ClusterRun *cluster = nullptr;
+  struct GridRun *grid = nullptr;  // the cooperative launch this block belongs to, or null
   unsigned rank = 0;
   unsigned passed = 0;
   Waiters at_cluster;
@@ -393,6 +402,11 @@ struct ClusterRun {
   }
 };
 
+// A cooperative launch's shared state: the first block to fail stops the others' spin waits.
+struct GridRun {
+  std::atomic<bool> aborted{false};
+};
+
 static size_t stack_bytes() {
   static const size_t n = (size_t)std::max(16, env_int("SAMPLEX_EMU_STACK_KB", 256)) * 1024;
   return n;
@@ -483,7 +497,7 @@ struct ThreadState {
   ~ThreadState() {
     workers.clear();  // joins them
     for (Fiber &f : fibers)
-      if (f.stack_lo) munmap(f.stack_lo - kPage, f.stack_len + kPage);
+      if (f.stack_lo) munmap(f.stack_lo - (f.guarded ? kPage : 0), f.stack_len + (f.guarded ? kPage : 0));
   }
 };
 // Plain pointers with initial-exec TLS (no __tls_get_addr, no init guard on every access); the
@@ -512,19 +526,31 @@ static inline void set_running(ThreadState &ts, Fiber *f) {
 
 [[noreturn]] static void fiber_main(Fiber *f);
 
+// Fiber stacks with a guard page below cost two memory mappings each, and the kernel allows
+// about 65530 per process (vm.max_map_count): a cooperative launch of 68 blocks of 1024 threads
+// would exceed it. So only the first kGuardedStacks stacks get a guard page; the others are
+// plain mappings (which the kernel merges) with a canary at the bottom, checked when their block
+// ends.
+static const size_t kGuardedStacks = 12 * 1024;
+static std::atomic<size_t> g_guarded_stacks{0};
+static const uint64_t kStackCanary = 0x5a3c96e1f00dfaceull;
+
 static void prepare_fiber(Fiber &f, unsigned index) {
   if (!f.stack_lo) {
     const size_t len = stack_bytes();
-    void *m = mmap(nullptr, len + kPage, PROT_READ | PROT_WRITE,
+    f.guarded = g_guarded_stacks.fetch_add(1) < kGuardedStacks;
+    const size_t guard = f.guarded ? kPage : 0;
+    void *m = mmap(nullptr, len + guard, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (m == MAP_FAILED) {
       report("cannot map a fiber stack");
       std::abort();
     }
-    mprotect(m, kPage, PROT_NONE);  // overflow faults instead of corrupting a neighbour
-    f.stack_lo = static_cast<char *>(m) + kPage;
+    if (f.guarded) mprotect(m, kPage, PROT_NONE);  // overflow faults instead of corrupting a neighbour
+    f.stack_lo = static_cast<char *>(m) + guard;
     f.stack_len = len;
   }
+  if (!f.guarded) std::memcpy(f.stack_lo, &kStackCanary, sizeof kStackCanary);
   // Stagger the stack tops by cache lines: at one page offset they would all fall into the
   // same cache sets, and every switch would miss.
   uintptr_t top = ((uintptr_t)(f.stack_lo + f.stack_len) - (index % 61) * 64 - (index / 61 % 7) * 4096) &
@@ -710,6 +736,18 @@ void cluster_read(void *dst, const void *src, size_t n) {
 
 void threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
+// One turn of a spin wait on global memory (common.cuh §9): sleeps this OS thread, so that the
+// block being waited for (another OS thread of a cooperative launch) runs.
+void spin_pause(unsigned spins) {
+  Block &b = *t_state.block;
+  if (!b.grid)
+    fail("a block waits for memory another block writes, in a launch that is not cooperative (its blocks "
+         "need not run at the same time: launch with CU_LAUNCH_ATTRIBUTE_COOPERATIVE)");
+  if (b.grid->aborted.load()) fail("the cooperative launch was aborted (another of its blocks failed) at a spin wait");
+  if (spins > 3000000u) fail("a spin wait on global memory did not end in a minute (a block never arrived?)");
+  std::this_thread::sleep_for(std::chrono::microseconds(20));
+}
+
 float f16_to_f32(unsigned short h) {
   const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
@@ -773,7 +811,7 @@ struct Launch {
 
 // Runs block `bidx` (rank `rank` of cluster `c`) on this OS thread. On failure, aborts the
 // cluster with the block's error.
-static void run_block(const Launch &l, uint3 bidx, ClusterRun &c, unsigned rank) {
+static void run_block(const Launch &l, uint3 bidx, ClusterRun &c, unsigned rank, GridRun *grid = nullptr) {
   ThreadState &ts = t_state;
   const unsigned threads = l.block.x * l.block.y * l.block.z;
   if (ts.fibers.size() < threads) ts.fibers.resize(threads);
@@ -799,6 +837,7 @@ static void run_block(const Launch &l, uint3 bidx, ClusterRun &c, unsigned rank)
     wp.waiting.ids.reserve(32);
   }
   b.cluster = &c;
+  b.grid = grid;
   b.rank = rank;
   b.passed = 0;
   b.at_cluster.ids.clear();
@@ -824,9 +863,18 @@ static void run_block(const Launch &l, uint3 bidx, ClusterRun &c, unsigned rank)
   ts.block = &b;
   set_running(ts, &ts.fibers[0]);
   samplex_emu_switch(&b.launcher_sp, ts.fibers[0].sp);
+  for (unsigned t = 0; t < threads && !b.failed; ++t) {
+    const Fiber &f = ts.fibers[t];
+    if (!f.guarded && std::memcmp(f.stack_lo, &kStackCanary, sizeof kStackCanary) != 0) {
+      b.failed = true;
+      b.error = "thread " + std::to_string(t) + " of kernel " + l.kernel->name + " overflowed its fiber stack "
+                "(SAMPLEX_EMU_STACK_KB)";
+    }
+  }
   ts.block = nullptr;
   set_running(ts, nullptr);
   ts.kernel_name = nullptr;
+  if (b.failed && grid) grid->aborted.store(true);
   if (b.failed)
     c.abort(b.error);
   else
@@ -850,8 +898,57 @@ static std::string late_reads(const ClusterRun &c) {
   return "";
 }
 
+// Blocks of `threads` threads with `shared` bytes of dynamic shared memory one SM holds at once
+// (threads and shared memory only: the emulator knows no register counts).
+static int blocks_per_sm(uint64_t threads, size_t shared) {
+  int n = (int)std::min<uint64_t>(32, 2048 / std::max<uint64_t>(1, threads));
+  if (shared > 0) n = std::min(n, (int)((size_t)shared_per_sm() / shared));
+  return n;
+}
+
+// A cooperative launch: every block at once, each on its own OS thread (and its own cluster of
+// one), so that they can wait for each other through global memory.
+static CUresult run_cooperative(const Launch &l) {
+  const dim3 g = l.grid;
+  const uint64_t blocks = (uint64_t)g.x * g.y * g.z;
+  const uint64_t threads = (uint64_t)l.block.x * l.block.y * l.block.z;
+  const uint64_t fit = (uint64_t)sm_count() * (uint64_t)blocks_per_sm(threads, l.shared);
+  if (blocks > fit) {
+    report("%s: a cooperative launch of %llu blocks, but the device holds %llu at once", l.kernel->name,
+           (unsigned long long)blocks, (unsigned long long)fit);
+    return CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE;
+  }
+  ThreadState &ts = t_state;
+  while (ts.workers.size() + 1 < blocks) ts.workers.emplace_back(new Worker());
+  std::vector<std::unique_ptr<ClusterRun>> runs(blocks);
+  GridRun grid;
+  auto block_of = [&](uint64_t i) {
+    return uint3{(unsigned)(i % g.x), (unsigned)((i / g.x) % g.y), (unsigned)(i / ((uint64_t)g.x * g.y))};
+  };
+  for (uint64_t i = 0; i < blocks; ++i) {
+    runs[i].reset(new ClusterRun());
+    runs[i]->reset(1, l.shared);
+  }
+  for (uint64_t i = 1; i < blocks; ++i)
+    ts.workers[i - 1]->start([&, i] { run_block(l, block_of(i), *runs[i], 0, &grid); });
+  run_block(l, block_of(0), *runs[0], 0, &grid);
+  for (uint64_t i = 1; i < blocks; ++i) ts.workers[i - 1]->wait();
+  // The first failure, rather than the blocks it stopped.
+  const std::string *error = nullptr;
+  for (auto &r : runs) {
+    if (!r->aborted) continue;
+    if (!error || error->find("was aborted") != std::string::npos) error = &r->error;
+  }
+  if (error) {
+    report("%s", error->c_str());
+    return CUDA_ERROR_LAUNCH_FAILED;
+  }
+  return CUDA_SUCCESS;
+}
+
 static CUresult run_kernel(Function *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                           unsigned bz, unsigned shared, void **params, const unsigned *cluster_dim = nullptr) {
+                           unsigned bz, unsigned shared, void **params, const unsigned *cluster_dim = nullptr,
+                           bool cooperative = false) {
   const KernelEntry *k = fn->entry;
   const uint64_t threads = (uint64_t)bx * by * bz;
   if (threads == 0 || threads > 1024 || bx > 1024 || by > 1024 || bz > 64 || gx == 0 || gy == 0 || gz == 0 ||
@@ -882,9 +979,16 @@ static CUresult run_kernel(Function *fn, unsigned gx, unsigned gy, unsigned gz, 
     report("%s: launched from inside a kernel", k->name);
     return CUDA_ERROR_NOT_SUPPORTED;
   }
+  const Launch l{k, params, dim3{gx, gy, gz}, dim3{bx, by, bz}, cd, shared};
+  if (cooperative) {
+    if (csize > 1) {
+      report("%s: a cooperative launch with a cluster dimension is not emulated", k->name);
+      return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    return run_cooperative(l);
+  }
   while (ts.workers.size() + 1 < csize) ts.workers.emplace_back(new Worker());
 
-  const Launch l{k, params, dim3{gx, gy, gz}, dim3{bx, by, bz}, cd, shared};
   const unsigned nx = gx / cd.x, ny = gy / cd.y;
   std::vector<uint64_t> order;
   block_order(order, (uint64_t)nx * ny * (gz / cd.z));
@@ -974,6 +1078,7 @@ struct Node {
   enum Kind { Kernel, Copy, Set } kind;
   Function *fn = nullptr;
   unsigned grid[3]{}, block[3]{}, cluster[3]{1, 1, 1}, shared = 0;
+  bool cooperative = false;
   std::vector<std::vector<char>> args;  // the parameter values, copied at capture
   CUdeviceptr dst = 0;
   const void *src = nullptr;
@@ -997,7 +1102,7 @@ static CUresult run_node(const Node &n) {
       std::vector<void *> ptrs;
       for (auto &a : n.args) ptrs.push_back(const_cast<char *>(a.data()));
       return run_kernel(n.fn, n.grid[0], n.grid[1], n.grid[2], n.block[0], n.block[1], n.block[2], n.shared,
-                        ptrs.data(), n.cluster);
+                        ptrs.data(), n.cluster, n.cooperative);
     }
     case Node::Copy:
       std::memcpy((void *)(uintptr_t)n.dst, n.src_copy.empty() ? n.src : n.src_copy.data(), n.bytes);
@@ -1130,6 +1235,7 @@ API CUresult cuDeviceGetAttribute(int *v, int attr, CUdevice) {
     case 97: *v = shared_optin(); break;     // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
     case 106: *v = 32; break;                // MAX_BLOCKS_PER_MULTIPROCESSOR
     case 115: *v = 1; break;                 // MEMORY_POOLS_SUPPORTED
+    case 95: *v = 1; break;                  // COOPERATIVE_LAUNCH
     case 120: *v = has_clusters(); break;    // CLUSTER_LAUNCH
     default: *v = 0; break;
   }
@@ -1417,6 +1523,7 @@ struct LaunchAttribute {
     struct {
       unsigned x, y, z;
     } cluster_dim;
+    int cooperative;
   } value;
 };
 struct LaunchConfig {
@@ -1425,10 +1532,10 @@ struct LaunchConfig {
   LaunchAttribute *attrs;
   unsigned num_attrs;
 };
-enum : int { kLaunchAttributeIgnore = 0, kLaunchAttributeClusterDimension = 4 };
+enum : int { kLaunchAttributeIgnore = 0, kLaunchAttributeCooperative = 2, kLaunchAttributeClusterDimension = 4 };
 
-// The cluster dimension is the only attribute emulated (the others change scheduling, not results,
-// but are refused so that a new one is noticed).
+// The cluster dimension and cooperative launch are the attributes emulated (the others change
+// scheduling, not results, but are refused so that a new one is noticed).
 API CUresult cuLaunchKernelEx(const LaunchConfig *cfg, void *f, void **params, void **extra) {
   Function *fn = static_cast<Function *>(f);
   if (extra) {
@@ -1436,9 +1543,14 @@ API CUresult cuLaunchKernelEx(const LaunchConfig *cfg, void *f, void **params, v
     return CUDA_ERROR_NOT_SUPPORTED;
   }
   unsigned cluster[3] = {1, 1, 1};
+  bool cooperative = false;
   for (unsigned i = 0; i < cfg->num_attrs; ++i) {
     const LaunchAttribute &a = cfg->attrs[i];
     if (a.id == kLaunchAttributeIgnore) continue;
+    if (a.id == kLaunchAttributeCooperative) {
+      cooperative = a.value.cooperative != 0;
+      continue;
+    }
     if (a.id != kLaunchAttributeClusterDimension) {
       report("%s: launch attribute %d is not emulated", fn->entry->name, a.id);
       return CUDA_ERROR_NOT_SUPPORTED;
@@ -1456,6 +1568,7 @@ API CUresult cuLaunchKernelEx(const LaunchConfig *cfg, void *f, void **params, v
       node.block[d] = cfg->block[d];
       node.cluster[d] = cluster[d];
     }
+    node.cooperative = cooperative;
     node.shared = cfg->shared;
     for (int i = 0; i < fn->entry->num_params; ++i) {
       const char *p = static_cast<const char *>(params[i]);
@@ -1465,7 +1578,18 @@ API CUresult cuLaunchKernelEx(const LaunchConfig *cfg, void *f, void **params, v
     return CUDA_SUCCESS;
   }
   return run_kernel(fn, cfg->grid[0], cfg->grid[1], cfg->grid[2], cfg->block[0], cfg->block[1], cfg->block[2],
-                    cfg->shared, params, cluster);
+                    cfg->shared, params, cluster, cooperative);
+}
+
+// Blocks of this shape one SM holds at once (threads and dynamic shared memory only).
+API CUresult cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int *blocks, void *f, int threads, size_t shared,
+                                                                   unsigned) {
+  Function *fn = static_cast<Function *>(f);
+  *blocks = threads < 1 || threads > 1024 || (int)shared > fn->max_dynamic_shared ? 0 : blocks_per_sm(threads, shared);
+  return CUDA_SUCCESS;
+}
+API CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int *blocks, void *f, int threads, size_t shared) {
+  return cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(blocks, f, threads, shared, 0);
 }
 
 // How many clusters of this shape fit on the device at once: the emulator has no GPCs, so every

@@ -39,3 +39,23 @@ extern "C" __global__ void samplex_emu_selftest_shuffle_after_return(u32 *out) {
 extern "C" __global__ void samplex_emu_selftest_block_order(u32 *counter, u32 *order) {
   if (threadIdx.x == 0) order[atomicAdd(counter, 1u)] = blockIdx.x;
 }
+
+// Rows of `per_row` consecutive blocks meet at row barriers (common.cuh §9) `rounds` times;
+// each round every block writes its slot, waits, checks its row's other slots, waits again.
+// errors[block] counts the slots that did not hold what their block wrote before the barrier.
+// Blocks of 64 threads.
+extern "C" __global__ void samplex_emu_selftest_row_barrier(u32 *slots, RowBarrier *bars, u32 *errors,
+                                                           u32 per_row, u32 rounds) {
+  __shared__ BlockScratch<64> s;
+  const u32 row = blockIdx.x / per_row, first = row * per_row;
+  u32 bad = 0;
+  for (u32 r = 0; r < rounds; ++r) {
+    if (threadIdx.x == 0) slots[blockIdx.x] = r * 1000u + blockIdx.x;
+    row_barrier(bars + row, per_row);
+    for (u32 b = threadIdx.x; b < per_row; b += blockDim.x)
+      if (slots[first + b] != r * 1000u + first + b) ++bad;
+    row_barrier(bars + row, per_row);
+  }
+  bad = block_sum_u32<64>(bad, s);
+  if (threadIdx.x == 0) errors[blockIdx.x] = bad;
+}

@@ -36,7 +36,7 @@ use cudarc::driver::{
     CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchConfig, PushKernelArg,
 };
 
-use super::launch::{self, ArgSink, ClusterLaunch, Pointers, RawArgs, CLUSTER_SIZES, DRAW_TILE};
+use super::launch::{self, ArgSink, LaunchEx, Pointers, RawArgs, CLUSTER_SIZES, DRAW_TILE};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::{Bok, BokWeights, Support};
 use crate::dtype::Logit;
@@ -553,7 +553,7 @@ impl Sampler {
             args.push_common(&mut params);
             args.push_outputs(&mut params);
             debug_assert_eq!(params.len(), ROW_ARGS);
-            let mut launch = ClusterLaunch::new(
+            let mut launch = LaunchEx::cluster(
                 blocks,
                 batch as u32,
                 ROW_THREADS,

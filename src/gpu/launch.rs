@@ -1,5 +1,6 @@
 //! Launch plumbing every wrapper shares: device pointers, vector width, row splitting, kernel
-//! names, and thread-block-cluster launches (sm_90). Each wrapper in `src/gpu/<family>.rs` has
+//! names, and `cuLaunchKernelEx` launches: thread-block clusters (sm_90) and cooperative grids
+//! (every GPU), the two ways a radix kernel splits a row over several blocks. Each wrapper in `src/gpu/<family>.rs` has
 //! one shape: validate → choose the config here → push args in C-signature order → launch on
 //! the stream.
 
@@ -22,8 +23,35 @@ pub(crate) const CLUSTER_SIZES: [u32; 3] = [2, 4, 8];
 
 /// Bytes at the head of the radix cluster kernels' dynamic shared memory (`ClusterHead` in
 /// kernels/topk.cu: two 16-byte merge slots, two 2048-bin u32 and two 2048-bin u64
-/// histograms), before the threshold kernel's staged slice.
+/// histograms), before the threshold kernel's staged slice. A cooperative grid's blocks
+/// exchange the same entry through global memory ([`Sampler::grid_exchange`]).
 pub(crate) const CLUSTER_HEAD_BYTES: usize = 2 * 16 + 2 * 2048 * 4 + 2 * 2048 * 8;
+
+/// Bytes of one row's barrier in a cooperative grid (`RowBarrier` in kernels/common.cuh §9).
+const ROW_BARRIER_BYTES: usize = 8;
+
+/// How the radix kernels may split a row over several blocks when the batch is too small to
+/// fill the GPU (tests and benchmarks set it, to compare the paths on one device).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowSplit {
+    /// A thread-block cluster where the device and kernel have them (sm_90), else a
+    /// cooperative grid (the default).
+    Any,
+    /// A cooperative grid only.
+    Grid,
+    /// Never: one block per row.
+    Off,
+}
+
+impl RowSplit {
+    pub(crate) fn clusters(self) -> bool {
+        self == RowSplit::Any
+    }
+    pub(crate) fn grid(self) -> bool {
+        self != RowSplit::Off
+    }
+}
 
 /// The fewest logits per block of a radix cluster (one 1024-thread chunk of f32 vectors).
 const CLUSTER_MIN_SLICE: usize = 4096;
@@ -34,10 +62,10 @@ pub(crate) fn slice_len(vocab: usize, blocks: u32, vec: u32) -> usize {
     vocab.div_ceil(blocks as usize).div_ceil(vec as usize) * vec as usize
 }
 
-/// The cluster sizes worth trying for a radix kernel (one 1024-thread block per SM), largest
-/// first: batch × C ≤ the SM count (every block of every cluster has an SM to itself) and
-/// vocab ≥ C × CLUSTER_MIN_SLICE (below that the cluster barriers cost more than the split
-/// saves).
+/// The blocks per row worth trying for a radix kernel split over a cluster or a cooperative
+/// grid (one 1024-thread block per SM), largest first: batch × C ≤ the SM count (every block
+/// has an SM to itself) and vocab ≥ C × CLUSTER_MIN_SLICE (below that the barriers cost more
+/// than the split saves).
 pub(crate) fn cluster_candidates(
     batch: usize,
     vocab: usize,
@@ -172,8 +200,9 @@ impl<'a, const N: usize> ArgSink<'a> for RawArgs<'a, N> {
     }
 }
 
-/// A cluster launch's configuration: `cfg()` points at `attr`, so build it where it is used.
-pub(crate) struct ClusterLaunch {
+/// A `cuLaunchKernelEx` launch's configuration (a cluster or a cooperative grid): `cfg()`
+/// points at `attr`, so build it where it is used.
+pub(crate) struct LaunchEx {
     attr: sys::CUlaunchAttribute,
     grid: u32,
     threads: u32,
@@ -181,10 +210,10 @@ pub(crate) struct ClusterLaunch {
     stream: sys::CUstream,
 }
 
-impl ClusterLaunch {
+impl LaunchEx {
     /// `rows` clusters of `blocks` blocks of `threads` threads, `shared` bytes of dynamic shared
     /// memory per block.
-    pub(crate) fn new(
+    pub(crate) fn cluster(
         blocks: u32,
         rows: u32,
         threads: u32,
@@ -197,7 +226,7 @@ impl ClusterLaunch {
             y: 1,
             z: 1,
         };
-        ClusterLaunch {
+        LaunchEx {
             attr: sys::CUlaunchAttribute {
                 id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION,
                 pad: [0; 4],
@@ -210,13 +239,37 @@ impl ClusterLaunch {
         }
     }
 
+    /// A cooperative grid of `blocks` blocks (the driver runs them all at once, so that they
+    /// may wait for each other) of `threads` threads, `shared` bytes of dynamic shared memory
+    /// per block.
+    pub(crate) fn cooperative(
+        blocks: u32,
+        threads: u32,
+        shared: u32,
+        stream: sys::CUstream,
+    ) -> Self {
+        let mut value = sys::CUlaunchAttributeValue { pad: [0; 64] };
+        value.cooperative = 1;
+        LaunchEx {
+            attr: sys::CUlaunchAttribute {
+                id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_COOPERATIVE,
+                pad: [0; 4],
+                value,
+            },
+            grid: blocks,
+            threads,
+            shared,
+            stream,
+        }
+    }
+
     /// Queues `func` with `args` on the launch's stream, with `ctx` made current first.
     ///
     /// # Safety
     /// `args` holds `func`'s C arguments in order and type; the shape, the dynamic shared
     /// memory (at most `func`'s maximum) and the stream are ones `func` may run with
-    /// ([`Sampler::cluster_fits`] said so), and every buffer behind the arguments stays alive
-    /// until the kernel has run.
+    /// ([`Sampler::cluster_fits`] or [`Sampler::grid_fits`] said so), and every buffer behind
+    /// the arguments stays alive until the kernel has run.
     pub(crate) unsafe fn queue<const N: usize>(
         &mut self,
         ctx: &CudaContext,
@@ -279,7 +332,7 @@ impl Sampler {
         threads: u32,
         dynamic: usize,
     ) -> Result<bool> {
-        let key = (func.cu_function() as usize, blocks, threads, dynamic);
+        let key = (func.cu_function() as usize, blocks, threads, dynamic, false);
         let fits = match self.cluster_fit.get(&key) {
             Some(&fits) => fits,
             None => {
@@ -318,7 +371,7 @@ impl Sampler {
             dynamic as i32,
         )?;
         let mut launch =
-            ClusterLaunch::new(blocks, 1, threads, dynamic as u32, std::ptr::null_mut());
+            LaunchEx::cluster(blocks, 1, threads, dynamic as u32, std::ptr::null_mut());
         let cfg = launch.cfg();
         let mut clusters = 0i32;
         // SAFETY: `cfg` is a valid launch configuration of `func` (one cluster of `blocks` blocks
@@ -327,6 +380,76 @@ impl Sampler {
         unsafe { sys::cuOccupancyMaxActiveClusters(&mut clusters, func.cu_function(), &cfg) }
             .result()?;
         Ok(clusters > 0)
+    }
+
+    /// Whether a cooperative grid of `blocks` blocks of `threads` threads with `dynamic` bytes of
+    /// dynamic shared memory each can run `func` here: a device with cooperative launch, the
+    /// shared memory, and room for every block at once (occupancy × SMs ≥ blocks). Sets `func`'s
+    /// dynamic shared memory maximum as [`Sampler::cluster_fits`] does; the answer is kept per
+    /// shape.
+    pub(crate) fn grid_fits(
+        &mut self,
+        func: &CudaFunction,
+        blocks: u32,
+        threads: u32,
+        dynamic: usize,
+    ) -> Result<bool> {
+        let key = (func.cu_function() as usize, blocks, threads, dynamic, true);
+        let fits = match self.cluster_fit.get(&key) {
+            Some(&fits) => fits,
+            None => {
+                let ctx = self.context();
+                let fits = ctx
+                    .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH)?
+                    != 0
+                    && self.fits_shared_memory(func, dynamic)?
+                    && {
+                        func.set_attribute(
+                            CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                            dynamic as i32,
+                        )?;
+                        let per_sm = func.occupancy_max_active_blocks_per_multiprocessor(
+                            threads, dynamic, None,
+                        )?;
+                        per_sm as u64 * self.sm_count as u64 >= blocks as u64
+                    };
+                self.cluster_fit.insert(key, fits);
+                fits
+            }
+        };
+        if fits {
+            func.set_attribute(
+                CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                dynamic as i32,
+            )?;
+        }
+        Ok(fits)
+    }
+
+    /// Allocates the cooperative grids' exchange (zeroed), once: a `RowBarrier` for each of up
+    /// to `sm_count` rows, then a `ClusterHead` for each of up to `sm_count` blocks (a grid
+    /// never has more: `cluster_candidates`). Every barrier leaves its counter at zero, so it
+    /// is never cleared again.
+    pub(crate) fn ensure_exchange(&mut self) -> Result<()> {
+        if self.exchange.is_none() {
+            let n = self.sm_count as usize;
+            let bytes = Self::barrier_bytes(n) + n * CLUSTER_HEAD_BYTES;
+            self.exchange = Some(self.stream.alloc_zeros::<u8>(bytes)?);
+        }
+        Ok(())
+    }
+
+    fn barrier_bytes(rows: usize) -> usize {
+        (rows * ROW_BARRIER_BYTES).next_multiple_of(256)
+    }
+
+    /// Device addresses of the exchange's barriers and entries ([`Sampler::ensure_exchange`]).
+    pub(crate) fn grid_exchange(&mut self) -> Result<(u64, u64)> {
+        self.ensure_exchange()?;
+        let barriers = Self::barrier_bytes(self.sm_count as usize);
+        let ex = self.exchange.as_ref().expect("allocated above");
+        let (base, _guard) = ex.device_ptr(&self.stream);
+        Ok((base, base + barriers as u64))
     }
 }
 

@@ -27,6 +27,8 @@ use crate::error::{Error, Result};
 
 pub mod bok;
 pub(crate) mod launch;
+
+pub use launch::RowSplit;
 pub mod module;
 pub mod sample;
 pub mod softmax;
@@ -203,17 +205,20 @@ pub struct Sampler {
     pub(crate) tickets: Option<CudaSlice<u32>>,
     pub(crate) sm_count: u32,
     pub(crate) ordinal: usize,
+    /// The cooperative grids' barriers and exchange entries (`launch::Sampler::grid_exchange`).
+    pub(crate) exchange: Option<CudaSlice<u8>>,
     /// Whether BoK may take the thread-block-cluster path (tests turn it off to reach the
     /// multi-pass fallback on sm_90 too).
     pub(crate) bok_clusters: bool,
-    /// Whether the top-k/top-p/min-p threshold kernel may split a row over a cluster (tests
-    /// turn it off to compare with the one-block path on sm_90 too).
-    pub(crate) filter_clusters: bool,
+    /// How the top-k/top-p/min-p threshold kernel may split a row over several blocks (tests
+    /// change it to compare the paths on one device).
+    pub(crate) filter_split: launch::RowSplit,
     /// The same for the top-k selection kernel.
-    pub(crate) select_clusters: bool,
-    /// `cluster_fits`' answers by (function, blocks, threads, dynamic shared memory): the
-    /// driver queries behind one do not change, and the path is chosen on every call.
-    pub(crate) cluster_fit: HashMap<(usize, u32, u32, usize), bool>,
+    pub(crate) select_split: launch::RowSplit,
+    /// `cluster_fits`' and `grid_fits`' answers by (function, blocks, threads, dynamic shared
+    /// memory, cooperative): the driver queries behind one do not change, and the path is
+    /// chosen on every call.
+    pub(crate) cluster_fit: HashMap<(usize, u32, u32, usize, bool), bool>,
 }
 
 impl Sampler {
@@ -238,9 +243,10 @@ impl Sampler {
             workspace: None,
             tickets: None,
             sm_count,
+            exchange: None,
             bok_clusters: true,
-            filter_clusters: true,
-            select_clusters: true,
+            filter_split: launch::RowSplit::Any,
+            select_split: launch::RowSplit::Any,
             cluster_fit: HashMap::new(),
         })
     }
@@ -277,9 +283,16 @@ impl Sampler {
     }
 
     /// Grows the workspace to at least `scratch_bytes` of scratch and `tickets` ticket
-    /// counters (never shrinks). Operations call this themselves; call it up front with the
-    /// largest shape to keep allocation out of a captured graph.
+    /// counters (never shrinks), and allocates the fixed exchange that small batches split
+    /// over several blocks use (about 48 KB per SM). Operations call this themselves; call it
+    /// up front with the largest shape to keep allocation out of a captured graph.
     pub fn reserve(&mut self, scratch_bytes: usize, tickets: usize) -> Result<()> {
+        self.ensure_exchange()?;
+        self.grow(scratch_bytes, tickets)
+    }
+
+    /// The workspace part of [`Sampler::reserve`] (what every operation does itself).
+    fn grow(&mut self, scratch_bytes: usize, tickets: usize) -> Result<()> {
         let have = self.workspace.as_ref().map_or(0, |w| w.len());
         if have < scratch_bytes {
             // Round up so that slowly growing shapes do not reallocate every call.
@@ -309,7 +322,7 @@ impl Sampler {
     /// them at zero (the last block of a row resets its ticket), so they need no memset per
     /// call. Nothing but tickets may be stored there.
     pub(crate) fn scratch(&mut self, scratch_bytes: usize, tickets: usize) -> Result<Scratch> {
-        self.reserve(scratch_bytes.max(1), tickets.max(1))?;
+        self.grow(scratch_bytes.max(1), tickets.max(1))?;
         let ws = self.workspace.as_ref().expect("reserved above");
         let tk = self.tickets.as_ref().expect("reserved above");
         let (base, _g1) = ws.device_ptr(&self.stream);

@@ -4,20 +4,22 @@
 //! |---------------------------------|---------------------------------------------------------------------|
 //! | `samplex_topk_select_<T>[_v1]`  | logits, stride, vocab, k, k\[\], values, indices, status, scratch    |
 //! | `samplex_topk_select_cluster_<T>[_v1]` | the same                                                     |
+//! | `samplex_topk_select_grid_<T>[_v1]` | the same, but blocks, barriers, exchange for scratch             |
 //!
 //! One block of 1024 threads per row does every pass (radix histograms, collect, sort), so a
-//! row needs no host round trip and no cross-block merge. On sm_90, for min(k, vocab) ≤ 4096
-//! and small batches ([`SelectPath`], the rule of `launch::cluster_candidates`), the `_cluster`
-//! twin splits each row over a thread-block cluster of 2, 4 or 8 blocks instead (histograms
-//! summed over distributed shared memory, the leader sorts), with the same result. Rows with min(k, vocab) > 4096 take
-//! the slower path: their pairs are sorted through `batch × min(k, vocab)` u64 of scratch.
+//! row needs no host round trip. For min(k, vocab) ≤ 4096 and small batches ([`SelectPath`],
+//! the rule of `launch::cluster_candidates`) a row is split over 2, 4 or 8 blocks instead: a
+//! thread-block cluster on sm_90 (the `_cluster` twin: histograms summed over distributed
+//! shared memory), else a cooperative grid (the `_grid` twin: the same through global memory);
+//! the leader sorts, and the result is the same. Rows with min(k, vocab) > 4096 take the
+//! slower path: their pairs are sorted through `batch × min(k, vocab)` u64 of scratch.
 //! The top-k *filter* threshold is computed by the same radix passes inside the filter
 //! kernels of kernels/topp.cu (see `src/gpu/topp.rs`).
 
 use cudarc::driver::{CudaViewMut, DevicePtr, LaunchConfig, PushKernelArg};
 
 use super::launch::{
-    self, cluster_candidates, ArgSink, ClusterLaunch, Pointers, RawArgs, CLUSTER_HEAD_BYTES,
+    self, cluster_candidates, ArgSink, LaunchEx, Pointers, RawArgs, RowSplit, CLUSTER_HEAD_BYTES,
 };
 use super::{DeviceLogits, RowParams, Sampler};
 use crate::dtype::{DType, Logit};
@@ -80,6 +82,9 @@ pub(crate) fn logits_vector_width<T: Logit>(
 /// Arguments of `samplex_topk_select` and its `_cluster` twin.
 const SELECT_ARGS: usize = 9;
 
+/// Arguments of `samplex_topk_select_grid`.
+const SELECT_GRID_ARGS: usize = 11;
+
 /// How [`Sampler::top_k_select`] runs a call of a given shape.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +93,8 @@ pub enum SelectPath {
     Block,
     /// `samplex_topk_select_cluster` (sm_90): a cluster of `blocks` blocks per row.
     Cluster { blocks: u32 },
+    /// `samplex_topk_select_grid`: a cooperative grid of `blocks` blocks per row.
+    Grid { blocks: u32 },
 }
 
 impl Sampler {
@@ -103,10 +110,10 @@ impl Sampler {
     /// [1, min(k, vocab)] is clamped and flagged [`crate::status::PARAM_CLAMPED`].
     ///
     /// Cost: one block per row; k ≤ 4096 sorts in shared memory. Above that the sort merges
-    /// runs in global memory (slower, `batch × min(k, vocab) × 8` bytes of workspace). On sm_90,
-    /// for min(k, vocab) ≤ 4096 and a batch too small to fill the GPU, one cluster of 2, 4 or 8
-    /// blocks per row (the rule of the threshold kernel, `src/gpu/topp.rs`), with the same
-    /// result.
+    /// runs in global memory (slower, `batch × min(k, vocab) × 8` bytes of workspace). For
+    /// min(k, vocab) ≤ 4096 and a batch too small to fill the GPU, 2, 4 or 8 blocks per row
+    /// (the rule of the threshold kernel, `src/gpu/topp.rs`: a cluster on sm_90, else a
+    /// cooperative grid), with the same result.
     ///
     /// # Errors
     /// [`Error::BadParam`] for k = 0; [`Error::BadLength`] when `values`/`indices` are not
@@ -167,8 +174,13 @@ impl Sampler {
         let op = match path {
             SelectPath::Block => "select",
             SelectPath::Cluster { .. } => "select_cluster",
+            SelectPath::Grid { .. } => "select_grid",
         };
         let func = self.function(&entry("topk", op, T::DTYPE, vec))?;
+        let exchange = match path {
+            SelectPath::Grid { .. } => Some(self.grid_exchange()?),
+            _ => None,
+        };
 
         // Arguments in C-signature order.
         let mut ptrs = Pointers::new(&self.stream);
@@ -190,7 +202,7 @@ impl Sampler {
             params.push(&indices_addr);
             params.push(&status_addr);
             params.push(&scratch);
-            let mut launch = ClusterLaunch::new(
+            let mut launch = LaunchEx::cluster(
                 blocks,
                 batch as u32,
                 RADIX_THREADS,
@@ -206,6 +218,37 @@ impl Sampler {
             // with the ClusterHead as dynamic shared memory (set as the function's maximum),
             // and that min(k, vocab) ≤ 4096 (the kernel's shared-memory sort; no scratch).
             // The rest as for the one-block launch below.
+            unsafe { launch.queue(self.context(), &func, &mut params) }?;
+            drop(ptrs);
+            return Ok(());
+        }
+        if let (SelectPath::Grid { blocks }, Some((barriers, exchange))) = (path, exchange) {
+            let mut params = RawArgs::<SELECT_GRID_ARGS>::new();
+            params.push(&logits_addr);
+            params.push(&stride);
+            params.push(&vocab_u32);
+            params.push(&k);
+            params.push(&k_rows);
+            params.push(&values_addr);
+            params.push(&indices_addr);
+            params.push(&status_addr);
+            params.push(&blocks);
+            params.push(&barriers);
+            params.push(&exchange);
+            let mut launch = LaunchEx::cooperative(
+                blocks * batch as u32,
+                RADIX_THREADS,
+                0,
+                self.stream.cu_stream(),
+            );
+            // SAFETY: `params` points at the 11 arguments of samplex_topk_select_grid's C
+            // signature in order and type, alive until the launch is queued. `launch` is a
+            // cooperative launch on the sampler's stream, whose context is current: `blocks`
+            // blocks of 1024 threads per row, batch × blocks ≤ the SM count, so the exchange
+            // holds a barrier per row and an entry per block (grid_exchange; only kernels on
+            // this stream use it, one after another); select_path checked that the device has
+            // cooperative launch and room for every block at once, and that min(k, vocab) ≤
+            // 4096 (the kernel's shared-memory sort). The rest as for the one-block launch below.
             unsafe { launch.queue(self.context(), &func, &mut params) }?;
             drop(ptrs);
             return Ok(());
@@ -249,11 +292,11 @@ impl Sampler {
         self.select_path(T::DTYPE, batch, vocab, (k as usize).min(vocab), vec)
     }
 
-    /// Allows (the default) or forbids the selection's cluster path, so that tests can compare
-    /// it with the one-block path on devices with clusters.
+    /// Which split paths the selection may take ([`RowSplit::Any`] by default), so that tests
+    /// can compare them with each other and with the one-block path on one device.
     #[doc(hidden)]
-    pub fn set_top_k_clusters(&mut self, allowed: bool) {
-        self.select_clusters = allowed;
+    pub fn set_top_k_split(&mut self, split: RowSplit) {
+        self.select_split = split;
     }
 
     fn select_path(
@@ -264,7 +307,8 @@ impl Sampler {
         kmax: usize,
         vec: u32,
     ) -> Result<SelectPath> {
-        if !self.select_clusters
+        let split = self.select_split;
+        if !split.grid()
             || kmax > SORT_MAX
             || cluster_candidates(batch, vocab, self.sm_count)
                 .next()
@@ -272,10 +316,18 @@ impl Sampler {
         {
             return Ok(SelectPath::Block);
         }
-        let func = self.function(&entry("topk", "select_cluster", dtype, vec))?;
+        if split.clusters() {
+            let func = self.function(&entry("topk", "select_cluster", dtype, vec))?;
+            for blocks in cluster_candidates(batch, vocab, self.sm_count) {
+                if self.cluster_fits(&func, blocks, RADIX_THREADS, CLUSTER_HEAD_BYTES)? {
+                    return Ok(SelectPath::Cluster { blocks });
+                }
+            }
+        }
+        let func = self.function(&entry("topk", "select_grid", dtype, vec))?;
         for blocks in cluster_candidates(batch, vocab, self.sm_count) {
-            if self.cluster_fits(&func, blocks, RADIX_THREADS, CLUSTER_HEAD_BYTES)? {
-                return Ok(SelectPath::Cluster { blocks });
+            if self.grid_fits(&func, blocks * batch as u32, RADIX_THREADS, 0)? {
+                return Ok(SelectPath::Grid { blocks });
             }
         }
         Ok(SelectPath::Block)

@@ -6,18 +6,21 @@
 //! "Support rules as logit thresholds") leaves a 32-byte `RowInfo` per row in scratch, then a
 //! kernel split over `launch::blocks_per_row` blocks per row draws, or writes the dense output.
 //!
-//! The threshold kernel runs one block of 1024 threads per row, or ([`ThresholdPath`], sm_90)
-//! one thread-block cluster of C = 2, 4 or 8 such blocks per row when the batch is too small to
-//! fill the GPU: C is the largest size with batch × C ≤ the SM count (so the clusters still fit
-//! one block per SM) and vocab ≥ C × 4096 (a slice of at least one 1024-thread f32 chunk per
-//! block; below that the cluster barriers cost more than the split saves). Each block takes a
-//! contiguous slice of the row and, when it fits in shared memory, stages it there on the first
-//! read, so that the later passes do not read L2/HBM again. The results are the same bits.
+//! The threshold kernel runs one block of 1024 threads per row, or ([`ThresholdPath`]) C = 2, 4
+//! or 8 such blocks per row when the batch is too small to fill the GPU: one thread-block
+//! cluster per row on sm_90 (histograms and merges over distributed shared memory), else a
+//! cooperative grid (the same merges through global memory and a barrier per row). C is the
+//! largest size with batch × C ≤ the SM count (one block per SM) and vocab ≥ C × 4096 (a slice
+//! of at least one 1024-thread f32 chunk per block; below that the barriers cost more than the
+//! split saves). Each block takes a contiguous slice of the row and, when it fits in shared
+//! memory, stages it there on the first read, so that the later passes do not read L2/HBM
+//! again. The results are the same bits on every path.
 //!
 //! | kernel                              | C arguments                                                        |
 //! |-------------------------------------|--------------------------------------------------------------------|
 //! | `samplex_topp_thresholds_<T>[_v1]`  | logits, stride, vocab, τ, τ\[\], k, k\[\], p, p\[\], min_p, min_p\[\], want_mass, thresholds, row_info, status |
 //! | `samplex_topp_thresholds_cluster_<T>[_v1]` | the same, then stage                                        |
+//! | `samplex_topp_thresholds_grid_<T>[_v1]` | the same, then stage, blocks, barriers, exchange               |
 //! | `samplex_topp_sample_<T>[_v1]`      | logits, stride, vocab, row_info, seed, offset, seeds\[\], offsets\[\], tokens, status, blocks_per_row, partials, tickets |
 //! | `samplex_topp_probs_<T>`            | logits, stride, vocab, row_info, probs, status, blocks_per_row      |
 //! | `samplex_topp_logits_<T>`           | logits, stride, vocab, row_info, masked, status, blocks_per_row     |
@@ -28,7 +31,7 @@
 use cudarc::driver::{CudaViewMut, PushKernelArg};
 
 use super::launch::{
-    self, cluster_candidates, slice_len, ArgSink, ClusterLaunch, Pointers, RawArgs,
+    self, cluster_candidates, slice_len, ArgSink, LaunchEx, Pointers, RawArgs, RowSplit,
     CLUSTER_HEAD_BYTES,
 };
 use super::topk::{entry, expect_len, grid, logits_vector_width, RADIX_THREADS};
@@ -46,6 +49,9 @@ const TILE_DRAW_BYTES: usize = 8;
 /// Arguments of `samplex_topp_thresholds_cluster`.
 const CLUSTER_ARGS: usize = 16;
 
+/// Arguments of `samplex_topp_thresholds_grid`.
+const GRID_ARGS: usize = 19;
+
 /// How the threshold kernel runs a call of a given shape.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +61,13 @@ pub enum ThresholdPath {
     /// `samplex_topp_thresholds_cluster`: a cluster of `blocks` blocks per row, each with
     /// `shared` bytes of dynamic shared memory; `staged`: each block keeps its slice there.
     Cluster {
+        blocks: u32,
+        shared: u32,
+        staged: bool,
+    },
+    /// `samplex_topp_thresholds_grid`: a cooperative grid of `blocks` blocks per row, the same
+    /// shared memory rule without the ClusterHead (the exchange is in global memory).
+    Grid {
         blocks: u32,
         shared: u32,
         staged: bool,
@@ -403,15 +416,16 @@ impl Sampler {
         self.threshold_path(T::DTYPE, batch, vocab, (16 / T::DTYPE.size()) as u32)
     }
 
-    /// Allows (the default) or forbids the threshold kernel's cluster path, so that tests can
-    /// compare it with the one-block path on devices with clusters.
+    /// Which split paths the threshold kernel may take ([`RowSplit::Any`] by default), so that
+    /// tests can compare them with each other and with the one-block path on one device.
     #[doc(hidden)]
-    pub fn set_filter_clusters(&mut self, allowed: bool) {
-        self.filter_clusters = allowed;
+    pub fn set_filter_split(&mut self, split: RowSplit) {
+        self.filter_split = split;
     }
 
-    /// The threshold path for this shape and vector width (the rule in the module header);
-    /// staged when the slice fits the shared memory, else re-reading the logits.
+    /// The threshold path for this shape and vector width (the rule in the module header):
+    /// a cluster where possible, else a cooperative grid; for each C from the largest, staged
+    /// when the slice fits the shared memory, else re-reading the logits.
     fn threshold_path(
         &mut self,
         dtype: DType,
@@ -419,19 +433,36 @@ impl Sampler {
         vocab: usize,
         vec: u32,
     ) -> Result<ThresholdPath> {
-        if !self.filter_clusters
+        let split = self.filter_split;
+        if !split.grid()
             || cluster_candidates(batch, vocab, self.sm_count)
                 .next()
                 .is_none()
         {
             return Ok(ThresholdPath::Block);
         }
-        let func = self.function(&entry("topp", "thresholds_cluster", dtype, vec))?;
+        if split.clusters() {
+            let func = self.function(&entry("topp", "thresholds_cluster", dtype, vec))?;
+            for blocks in cluster_candidates(batch, vocab, self.sm_count) {
+                let staged = CLUSTER_HEAD_BYTES + slice_len(vocab, blocks, vec) * 4;
+                for (shared, staged) in [(staged, true), (CLUSTER_HEAD_BYTES, false)] {
+                    if self.cluster_fits(&func, blocks, RADIX_THREADS, shared)? {
+                        return Ok(ThresholdPath::Cluster {
+                            blocks,
+                            shared: shared as u32,
+                            staged,
+                        });
+                    }
+                }
+            }
+        }
+        let func = self.function(&entry("topp", "thresholds_grid", dtype, vec))?;
         for blocks in cluster_candidates(batch, vocab, self.sm_count) {
-            let staged = CLUSTER_HEAD_BYTES + slice_len(vocab, blocks, vec) * 4;
-            for (shared, staged) in [(staged, true), (CLUSTER_HEAD_BYTES, false)] {
-                if self.cluster_fits(&func, blocks, RADIX_THREADS, shared)? {
-                    return Ok(ThresholdPath::Cluster {
+            let total = blocks * batch as u32;
+            let staged = slice_len(vocab, blocks, vec) * 4;
+            for (shared, staged) in [(staged, true), (0, false)] {
+                if self.grid_fits(&func, total, RADIX_THREADS, shared)? {
+                    return Ok(ThresholdPath::Grid {
                         blocks,
                         shared: shared as u32,
                         staged,
@@ -459,8 +490,13 @@ impl Sampler {
         let op = match path {
             ThresholdPath::Block => "thresholds",
             ThresholdPath::Cluster { .. } => "thresholds_cluster",
+            ThresholdPath::Grid { .. } => "thresholds_grid",
         };
         let func = self.function(&entry("topp", op, T::DTYPE, vec))?;
+        let (barriers, exchange) = match path {
+            ThresholdPath::Grid { .. } => self.grid_exchange()?,
+            _ => (0, 0),
+        };
         let mut ptrs = Pointers::new(&self.stream);
         let args = ThresholdArgs {
             logits: ptrs.read(&logits.data),
@@ -502,7 +538,7 @@ impl Sampler {
                 args.push(&mut params);
                 params.push(&stage);
                 debug_assert_eq!(params.len(), CLUSTER_ARGS);
-                let mut launch = ClusterLaunch::new(
+                let mut launch = LaunchEx::cluster(
                     blocks,
                     batch as u32,
                     RADIX_THREADS,
@@ -522,6 +558,38 @@ impl Sampler {
                 // the logits cover `batch` rows of `stride` ≥ vocab elements; vector width 4/8
                 // only for a 16-byte-aligned base and stride; the outputs are 0 or hold `batch`
                 // entries.
+                unsafe { launch.queue(self.context(), &func, &mut params) }?;
+            }
+            ThresholdPath::Grid {
+                blocks,
+                shared,
+                staged,
+            } => {
+                let stage = u32::from(staged);
+                let mut params = RawArgs::<GRID_ARGS>::new();
+                args.push(&mut params);
+                params.push(&stage);
+                params.push(&blocks);
+                params.push(&barriers);
+                params.push(&exchange);
+                debug_assert_eq!(params.len(), GRID_ARGS);
+                let mut launch = LaunchEx::cooperative(
+                    blocks * batch as u32,
+                    RADIX_THREADS,
+                    shared,
+                    self.stream.cu_stream(),
+                );
+                // SAFETY: `params` points at the 19 arguments of samplex_topp_thresholds_grid's C
+                // signature (samplex_topp_thresholds's, then stage, blocks, barriers, exchange) in
+                // order and type, alive until the launch is queued. `launch` is a cooperative
+                // launch on the sampler's stream, whose context is current: `blocks` blocks of
+                // 1024 threads per row, batch × blocks ≤ the SM count, so the exchange holds a
+                // barrier per row and an entry per block (grid_exchange; only kernels on this
+                // stream use it, one after another); threshold_path checked that the device has
+                // cooperative launch and room for every block at once with `shared` bytes of
+                // dynamic shared memory (the staged slice of slice_len(vocab, blocks, vec) f32
+                // when `stage` is 1), set as the function's maximum. The rest as for the
+                // one-block launch.
                 unsafe { launch.queue(self.context(), &func, &mut params) }?;
             }
         }
