@@ -308,6 +308,15 @@ impl LaunchEx {
     }
 }
 
+/// Sets `func`'s dynamic shared memory maximum (launches and occupancy queries check against it).
+fn set_dynamic_shared(func: &CudaFunction, bytes: usize) -> Result<()> {
+    func.set_attribute(
+        CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+        bytes as i32,
+    )?;
+    Ok(())
+}
+
 impl Sampler {
     /// Whether `dynamic` bytes of dynamic shared memory plus `func`'s static ones fit a block.
     pub(crate) fn fits_shared_memory(&self, func: &CudaFunction, dynamic: usize) -> Result<bool> {
@@ -332,20 +341,37 @@ impl Sampler {
         threads: u32,
         dynamic: usize,
     ) -> Result<bool> {
-        let key = (func.cu_function() as usize, blocks, threads, dynamic, false);
+        self.kept_fit(func, (blocks, threads, dynamic, false), |s| {
+            s.query_cluster_fit(func, blocks, threads, dynamic)
+        })
+    }
+
+    /// `query`'s answer for `func` in `shape` (blocks, threads, dynamic shared memory,
+    /// cooperative), asked once and kept; when it fits, `func`'s dynamic shared memory maximum
+    /// is set to the shape's (the launch checks against it; another shape may have set another).
+    fn kept_fit(
+        &mut self,
+        func: &CudaFunction,
+        shape: (u32, u32, usize, bool),
+        query: impl FnOnce(&Self) -> Result<bool>,
+    ) -> Result<bool> {
+        let key = (
+            func.cu_function() as usize,
+            shape.0,
+            shape.1,
+            shape.2,
+            shape.3,
+        );
         let fits = match self.cluster_fit.get(&key) {
             Some(&fits) => fits,
             None => {
-                let fits = self.query_cluster_fit(func, blocks, threads, dynamic)?;
+                let fits = query(self)?;
                 self.cluster_fit.insert(key, fits);
                 fits
             }
         };
         if fits {
-            func.set_attribute(
-                CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                dynamic as i32,
-            )?;
+            set_dynamic_shared(func, shape.2)?;
         }
         Ok(fits)
     }
@@ -366,10 +392,7 @@ impl Sampler {
         {
             return Ok(false);
         }
-        func.set_attribute(
-            CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            dynamic as i32,
-        )?;
+        set_dynamic_shared(func, dynamic)?;
         let mut launch =
             LaunchEx::cluster(blocks, 1, threads, dynamic as u32, std::ptr::null_mut());
         let cfg = launch.cfg();
@@ -394,36 +417,19 @@ impl Sampler {
         threads: u32,
         dynamic: usize,
     ) -> Result<bool> {
-        let key = (func.cu_function() as usize, blocks, threads, dynamic, true);
-        let fits = match self.cluster_fit.get(&key) {
-            Some(&fits) => fits,
-            None => {
-                let ctx = self.context();
-                let fits = ctx
-                    .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH)?
-                    != 0
-                    && self.fits_shared_memory(func, dynamic)?
-                    && {
-                        func.set_attribute(
-                            CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                            dynamic as i32,
-                        )?;
-                        let per_sm = func.occupancy_max_active_blocks_per_multiprocessor(
-                            threads, dynamic, None,
-                        )?;
-                        per_sm as u64 * self.sm_count as u64 >= blocks as u64
-                    };
-                self.cluster_fit.insert(key, fits);
-                fits
+        self.kept_fit(func, (blocks, threads, dynamic, true), |s| {
+            if s.context()
+                .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH)?
+                == 0
+                || !s.fits_shared_memory(func, dynamic)?
+            {
+                return Ok(false);
             }
-        };
-        if fits {
-            func.set_attribute(
-                CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                dynamic as i32,
-            )?;
-        }
-        Ok(fits)
+            set_dynamic_shared(func, dynamic)?;
+            let per_sm =
+                func.occupancy_max_active_blocks_per_multiprocessor(threads, dynamic, None)?;
+            Ok(per_sm as u64 * s.sm_count as u64 >= blocks as u64)
+        })
     }
 
     /// Allocates the cooperative grids' exchange (zeroed), once: a `RowBarrier` for each of up

@@ -85,6 +85,32 @@ const SELECT_ARGS: usize = 9;
 /// Arguments of `samplex_topk_select_grid`.
 const SELECT_GRID_ARGS: usize = 11;
 
+/// The selection kernels' first arguments in C-signature order (then: scratch, or the grid's
+/// blocks, barriers, exchange).
+struct SelectArgs {
+    logits: u64,
+    stride: u64,
+    vocab: u32,
+    k: u32,
+    k_rows: u64,
+    values: u64,
+    indices: u64,
+    status: u64,
+}
+
+impl SelectArgs {
+    fn push<'a, S: ArgSink<'a>>(&'a self, b: &mut S) {
+        b.push(&self.logits);
+        b.push(&self.stride);
+        b.push(&self.vocab);
+        b.push(&self.k);
+        b.push(&self.k_rows);
+        b.push(&self.values);
+        b.push(&self.indices);
+        b.push(&self.status);
+    }
+}
+
 /// How [`Sampler::top_k_select`] runs a call of a given shape.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,23 +210,19 @@ impl Sampler {
 
         // Arguments in C-signature order.
         let mut ptrs = Pointers::new(&self.stream);
-        let logits_addr = ptrs.read(&logits.data);
-        let stride = logits.stride as u64;
-        let vocab_u32 = vocab as u32;
-        let k_rows = ptrs.read_opt(rows.top_k.as_ref());
-        let values_addr = ptrs.write(values);
-        let indices_addr = ptrs.write(indices);
-        let status_addr = ptrs.write_opt(status);
+        let args = SelectArgs {
+            logits: ptrs.read(&logits.data),
+            stride: logits.stride as u64,
+            vocab: vocab as u32,
+            k,
+            k_rows: ptrs.read_opt(rows.top_k.as_ref()),
+            values: ptrs.write(values),
+            indices: ptrs.write(indices),
+            status: ptrs.write_opt(status),
+        };
         if let SelectPath::Cluster { blocks } = path {
             let mut params = RawArgs::<SELECT_ARGS>::new();
-            params.push(&logits_addr);
-            params.push(&stride);
-            params.push(&vocab_u32);
-            params.push(&k);
-            params.push(&k_rows);
-            params.push(&values_addr);
-            params.push(&indices_addr);
-            params.push(&status_addr);
+            args.push(&mut params);
             params.push(&scratch);
             let mut launch = LaunchEx::cluster(
                 blocks,
@@ -224,14 +246,7 @@ impl Sampler {
         }
         if let (SelectPath::Grid { blocks }, Some((barriers, exchange))) = (path, exchange) {
             let mut params = RawArgs::<SELECT_GRID_ARGS>::new();
-            params.push(&logits_addr);
-            params.push(&stride);
-            params.push(&vocab_u32);
-            params.push(&k);
-            params.push(&k_rows);
-            params.push(&values_addr);
-            params.push(&indices_addr);
-            params.push(&status_addr);
+            args.push(&mut params);
             params.push(&blocks);
             params.push(&barriers);
             params.push(&exchange);
@@ -254,16 +269,8 @@ impl Sampler {
             return Ok(());
         }
         let mut builder = self.stream.launch_builder(&func);
-        builder
-            .arg(&logits_addr)
-            .arg(&stride)
-            .arg(&vocab_u32)
-            .arg(&k)
-            .arg(&k_rows)
-            .arg(&values_addr)
-            .arg(&indices_addr)
-            .arg(&status_addr)
-            .arg(&scratch);
+        args.push(&mut builder);
+        builder.arg(&scratch);
         // SAFETY: the argument list matches samplex_topk_select's C signature (pointers as u64
         // device addresses). Checked above: the logits cover `batch` rows of `stride` ≥ vocab
         // elements (DeviceLogits), values/indices hold exactly batch × k, status and the per-row
