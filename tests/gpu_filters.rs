@@ -1361,3 +1361,72 @@ fn filters_reject_bad_arguments() {
         "{e}"
     );
 }
+
+#[test]
+fn a_captured_graph_replays_the_split_paths() {
+    use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+    let mut s = gpu_or_skip!();
+    // SAFETY: all work in this test is on one stream, and nothing is freed while in use.
+    unsafe { s.context().disable_event_tracking() };
+    let (batch, vocab) = (2usize, 40_000usize);
+    // One kept token per row: a spike of 60 over normals; top-k 50 + top-p 0.5 keep it alone.
+    let spiked = |k: usize| -> Vec<f32> {
+        let mut v = common::logits(Dist::Normal(1.0), batch, vocab, k as u64);
+        for r in 0..batch {
+            v[r * vocab + (k * 7919 + r * 1013) % vocab] = 60.0;
+        }
+        v
+    };
+    let want = |k: usize| -> Vec<u32> {
+        (0..batch)
+            .map(|r| ((k * 7919 + r * 1013) % vocab) as u32)
+            .collect()
+    };
+    let sup = support(50, 0.5, 0.0);
+    let seeds = DeviceSeeds::Shared(Rng::new(5));
+    let mut modes = vec![RowSplit::Grid];
+    if common::cluster_launch(&s) {
+        modes.push(RowSplit::Any);
+    }
+    for mode in modes {
+        s.set_filter_split(mode);
+        let path = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
+        assert_ne!(path, samplex::gpu::topp::ThresholdPath::Block, "{mode:?}");
+        let mut d = upload(&s, &spiked(0));
+        let mut tokens = s.stream().alloc_zeros::<u32>(batch).unwrap();
+        // `reserve` and one call outside the capture: the exchange, the scratch, the functions.
+        s.reserve(0, 0).unwrap();
+        let mut run = |s: &mut Sampler, d: &CudaSlice<f32>, tokens: &mut CudaSlice<u32>| {
+            let logits = DeviceLogits::new(d.as_view(), batch, vocab).unwrap();
+            s.sample_filtered(
+                &logits,
+                1.0,
+                &sup,
+                &RowParams::default(),
+                &seeds,
+                &mut tokens.as_view_mut(),
+                None,
+            )
+            .unwrap();
+        };
+        run(&mut s, &d, &mut tokens);
+        assert_eq!(download(&s, &tokens), want(0), "{path:?} direct");
+        s.stream()
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .unwrap();
+        run(&mut s, &d, &mut tokens);
+        let graph = s
+            .stream()
+            .end_capture(CUgraphInstantiate_flags(0))
+            .unwrap()
+            .expect("the capture recorded a graph");
+        // Replays on new logits, twice on the same ones: every barrier re-armed itself.
+        for k in [1, 2, 2, 3] {
+            s.stream().memcpy_htod(&spiked(k), &mut d).unwrap();
+            s.stream().memset_zeros(&mut tokens).unwrap();
+            graph.launch().unwrap();
+            assert_eq!(download(&s, &tokens), want(k), "{path:?} replay {k}");
+        }
+    }
+    s.set_filter_split(RowSplit::Any);
+}
