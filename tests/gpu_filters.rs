@@ -1396,7 +1396,7 @@ fn a_captured_graph_replays_the_split_paths() {
         let mut tokens = s.stream().alloc_zeros::<u32>(batch).unwrap();
         // `reserve` and one call outside the capture: the exchange, the scratch, the functions.
         s.reserve(0, 0).unwrap();
-        let mut run = |s: &mut Sampler, d: &CudaSlice<f32>, tokens: &mut CudaSlice<u32>| {
+        let run = |s: &mut Sampler, d: &CudaSlice<f32>, tokens: &mut CudaSlice<u32>| {
             let logits = DeviceLogits::new(d.as_view(), batch, vocab).unwrap();
             s.sample_filtered(
                 &logits,
