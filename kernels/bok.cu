@@ -16,6 +16,10 @@
 //   samplex_bok_cluster_<T>     sm_90: one thread-block cluster of 2, 4 or 8 blocks per row, the
 //                               whole ascent in one launch (vocab ≤ 8 × 32768); the same body as
 //                               samplex_bok_row over more blocks, the same arguments
+//   samplex_bok_grid_<T>        every GPU: the same split as samplex_bok_cluster over C consecutive
+//                               blocks of a cooperative launch (batch × C ≤ the SMs), merging
+//                               through global memory; the cluster's arguments, then blocks,
+//                               barriers, exchange
 //   samplex_bok_pass_<T>[_v1]   the multi-block fallback, one launch per pass (any vocab, any GPU)
 //   samplex_bok_topm_<T>[_v1]   the fallback's top-M threshold (weights = top_m), one block per row
 //
@@ -76,7 +80,11 @@
 //   writes the token, J and the status; each block writes q for its tiles; a last cluster
 //   barrier keeps every block's shared memory alive until the others have read it.
 //   Cluster barriers per row: T + 4 (+1 for J(q^T); +4 with top_m, +2 more if its M-th key
-//   ties). Below sm_90 (the sm_80/86/89 SASS, the compute_80 PTX) the body is a trap: the host
+//   ties). samplex_bok_grid runs the same steps over a GridGroup: C consecutive blocks of a
+//   cooperative launch per row, each publishing into its ClusterShared entry in global memory
+//   (histograms copied there from shared memory) and meeting at the row's barrier in global
+//   memory (common.cuh §9) where the cluster has its cluster barrier; its z starts the dynamic
+//   shared memory. Below sm_90 (the sm_80/86/89 SASS, the compute_80 PTX) the body is a trap: the host
 //   launches the kernel only when its PTX version is ≥ 90 (common.cuh §8).
 //
 // samplex_bok_pass (grid = batch × P, 256 threads, 8 consecutive tokens per thread per tile;
@@ -506,8 +514,8 @@ __device__ __forceinline__ u32 block_exclusive_sum_u32(u32 v, u32 &total, BlockS
 //   leader()              the block that writes the row's token, J and status
 //   merge(v, f)           the row's value from every block's v (each thread passes its block's)
 //   msj(v, red)           block_msj and merge in one
-//   select_hist(ss, pass) top_m's histogram of a pass; hist_ready() once it is built, then
-//                         hist_count(h, bin) is the row's count in that bin
+//   select_hist(ss, pass) top_m's histogram of a pass; hist_ready(h, pass) once it is built,
+//                         then hist_count(h, bin, pass) is the row's count in that bin
 //   rank_offset(n)        Σ n over the lower ranks (0 for one block)
 //   finish()              before the block exits (its shared memory must outlive the readers)
 // ---------------------------------------------------------------------------------------------
@@ -518,7 +526,7 @@ template <int THREADS> struct SelectShared {
 };
 
 struct SoloGroup {
-  static constexpr bool CLUSTER = false;
+  static constexpr bool SPLIT = false;  // the row is split over several blocks
   u32 tile0, tiles;
   __device__ __forceinline__ bool leader() const { return true; }
   template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F) { return v; }
@@ -528,21 +536,21 @@ struct SoloGroup {
   template <int THREADS> __device__ __forceinline__ u32 *select_hist(SelectShared<THREADS> &ss, int) {
     return ss.hist;
   }
-  __device__ __forceinline__ void hist_ready() { __syncthreads(); }
-  __device__ __forceinline__ u32 hist_count(const u32 *h, u32 bin) { return h[bin]; }
+  __device__ __forceinline__ void hist_ready(const u32 *, int) { __syncthreads(); }
+  __device__ __forceinline__ u32 hist_count(const u32 *h, u32 bin, int) { return h[bin]; }
   __device__ __forceinline__ u32 rank_offset(u32) { return 0u; }
   __device__ __forceinline__ void finish() {}
 };
 
-#if SAMPLEX_CLUSTERS
 // A merge value as the 16 bytes a block publishes.
 template <typename P> union Raw16 {
   P p;
   uint4 w;
 };
 
-// The head of samplex_bok_cluster's dynamic shared memory: what the cluster's other blocks read
-// (step C2 of the header).
+// What a block of a split row publishes (step C2 of the header): the head of
+// samplex_bok_cluster's dynamic shared memory, or samplex_bok_grid's exchange entry in global
+// memory.
 struct ClusterShared {
   uint4 slot[2];      // this block's value of the merge in progress, by merge parity
   u32 hist[2][BINS];  // top_m's histogram, by pass parity
@@ -550,10 +558,12 @@ struct ClusterShared {
 static_assert(sizeof(ClusterShared) == 2080, "CLUSTER_HEAD_BYTES in src/gpu/bok.rs");
 static_assert(sizeof(ClusterShared) % 16 == 0, "the tiles after it are float4");
 
+#if SAMPLEX_CLUSTERS
+
 // Rank, size and the shared head are read where used (special registers, a constant address),
 // not kept: the ascent's state already fills the registers.
 struct ClusterGroup {
-  static constexpr bool CLUSTER = true;
+  static constexpr bool SPLIT = true;
   u32 tile0, tiles;
   u32 phase;  // merges so far: the parity picks the slot
 
@@ -598,8 +608,8 @@ struct ClusterGroup {
   template <int THREADS> __device__ __forceinline__ u32 *select_hist(SelectShared<THREADS> &, int pass) {
     return xs()->hist[pass & 1];
   }
-  __device__ __forceinline__ void hist_ready() { cluster_sync(); }
-  __device__ __forceinline__ u32 hist_count(const u32 *h, u32 bin) {
+  __device__ __forceinline__ void hist_ready(const u32 *, int) { cluster_sync(); }
+  __device__ __forceinline__ u32 hist_count(const u32 *h, u32 bin, int) {
     u32 c = 0;
     const u32 size = cluster_size();
     for (u32 r = 0; r < size; ++r) c += cluster_load_u32(cluster_map(h + bin, r));
@@ -618,6 +628,89 @@ struct ClusterGroup {
   __device__ __forceinline__ void finish() { cluster_sync(); }
 };
 #endif
+
+// samplex_bok_grid's group (every GPU): the row's `blocks` consecutive blocks of a cooperative
+// launch, which publish into their exchange entries (ClusterShared, in global memory) and meet
+// at the row's barrier (common.cuh §9). The same merges, in the same rank order, as a
+// ClusterGroup's: the same bits. Row, rank and addresses are recomputed where used, from
+// blockIdx and the kernel's arguments, rather than kept in registers.
+struct GridGroup {
+  static constexpr bool SPLIT = true;
+  u32 tile0, tiles;
+  u32 phase;  // merges so far: the parity picks the slot
+  u32 blocks;
+  u64 barriers, exchange;  // a RowBarrier per row; a ClusterShared per block
+
+  __device__ __forceinline__ u32 rank() const { return blockIdx.x % blocks; }
+  __device__ __forceinline__ ClusterShared *entry(u32 r) const {
+    return reinterpret_cast<ClusterShared *>(exchange) + (u64)(blockIdx.x - rank() + r);
+  }
+  __device__ __forceinline__ void barrier() const {
+    row_barrier(reinterpret_cast<RowBarrier *>(barriers) + blockIdx.x / blocks, blocks);
+  }
+  __device__ __forceinline__ bool leader() const { return rank() == 0; }
+
+  template <typename P> __device__ __forceinline__ void publish(const P &v) {
+    static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
+    Raw16<P> x;
+    x.w = make_uint4(0, 0, 0, 0);
+    x.p = v;
+    entry(rank())->slot[phase & 1] = x.w;
+  }
+  // After thread 0 published this block's value: the row's barrier, then every thread reads
+  // the blocks' values and merges them in rank order.
+  template <typename P, typename F> __device__ __forceinline__ P merge_published(F f) {
+    const u32 p = phase & 1;
+    ++phase;
+    barrier();
+    Raw16<P> x;
+    x.w = load_cg_v4(&entry(0)->slot[p]);
+    P acc = x.p;
+#pragma unroll 1
+    for (u32 r = 1; r < blocks; ++r) {
+      x.w = load_cg_v4(&entry(r)->slot[p]);
+      acc = f(acc, x.p);
+    }
+    return acc;
+  }
+  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {
+    if (threadIdx.x == 0) publish(v);
+    return merge_published<P>(f);
+  }
+  template <int THREADS> __device__ __forceinline__ MSJ msj(MSJ v, Reduce<THREADS> &red) {
+    const MSJ b = block_msj_warp0<THREADS>(v, red);
+    if (threadIdx.x == 0) publish(b);
+    return merge_published<MSJ>([](MSJ x, MSJ y) { return msj_merge(x, y); });
+  }
+  template <int THREADS> __device__ __forceinline__ u32 *select_hist(SelectShared<THREADS> &ss, int) {
+    return ss.hist;
+  }
+  // The block's histogram (shared memory) to its entry, then the row's barrier.
+  __device__ __forceinline__ void hist_ready(const u32 *h, int pass) {
+    __syncthreads();
+    u32 *mine = entry(rank())->hist[pass & 1];
+    for (u32 b = threadIdx.x; b < (u32)BINS; b += blockDim.x) mine[b] = h[b];
+    barrier();
+  }
+  __device__ __forceinline__ u32 hist_count(const u32 *, u32 bin, int pass) {
+    u32 c = 0;
+#pragma unroll 1
+    for (u32 r = 0; r < blocks; ++r) c += load_cg_u32(&entry(r)->hist[pass & 1][bin]);
+    return c;
+  }
+  __device__ __forceinline__ u32 rank_offset(u32 n) {
+    if (threadIdx.x == 0) publish(n);
+    const u32 p = phase & 1;
+    ++phase;
+    barrier();
+    u32 before = 0;
+    const u32 me = rank();
+#pragma unroll 1
+    for (u32 r = 0; r < me; ++r) before += load_cg_u32(reinterpret_cast<const u32 *>(&entry(r)->slot[p]));
+    return before;
+  }
+  __device__ __forceinline__ void finish() {}
+};
 
 // ---------------------------------------------------------------------------------------------
 // top_m: the M-th largest key of u among kept tokens, ties to the lower index (step 3).
@@ -658,9 +751,9 @@ __device__ __forceinline__ void select_top_m(G &g, u32 m, Get &get, SelectShared
         if (in && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], (u32)__popc(peers));
       }
     }
-    g.hist_ready();
+    g.hist_ready(hist, pass);
     // Inclusive scan from the top bin: thread t < BINS holds bin BINS − 1 − t.
-    const u32 own = t < BINS ? g.hist_count(hist, (u32)(BINS - 1 - t)) : 0u;
+    const u32 own = t < BINS ? g.hist_count(hist, (u32)(BINS - 1 - t), pass) : 0u;
     u32 c = own;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
@@ -695,7 +788,7 @@ __device__ __forceinline__ void select_top_m(G &g, u32 m, Get &get, SelectShared
   if (t == 0) ss.tie = SAMPLEX_NO_TOKEN;
   u32 remaining = need;
   bool walk = true;
-  if constexpr (G::CLUSTER) {  // the lower ranks' equal keys come first in token order
+  if constexpr (G::SPLIT) {  // the lower ranks' equal keys come first in token order
     u32 mine = 0;
     for (u32 tile = 0; tile < tiles; ++tile) {
       float u[PER];
@@ -1013,6 +1106,22 @@ __device__ __noinline__ void cluster_body(const void *logits, u32 dtype, const A
 #endif
 }
 
+// samplex_bok_grid's body: `blocks` consecutive blocks per row of a cooperative launch, block r
+// over the contiguous tiles [r·ceil(tiles/blocks), ...), its z in the dynamic shared memory.
+__device__ __noinline__ void grid_body(const void *logits, u32 dtype, const Args &a, u32 blocks, u64 barriers,
+                                       u64 exchange) {
+  __shared__ RowShared sh;
+  GridGroup g;
+  g.phase = 0;
+  g.blocks = blocks;
+  g.barriers = barriers;
+  g.exchange = exchange;
+  const u32 tiles = ceil_div(a.vocab, TILE), per = ceil_div(tiles, blocks);  // per ≤ ROW_TILES (the host)
+  g.tile0 = min(g.rank() * per, tiles);
+  g.tiles = min(g.tile0 + per, tiles) - g.tile0;
+  ascent(logits, dtype, a, blockIdx.x / blocks, g, samplex_bok_dyn_smem, sh);
+}
+
 // ---------------------------------------------------------------------------------------------
 // samplex_bok_topm: the fallback's top-M threshold, one block per row.
 // ---------------------------------------------------------------------------------------------
@@ -1327,8 +1436,10 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
     samplex_bok::topm_body<T, VEC>(logits, a, topm);                                                    \
   }
 
-// samplex_bok_row and samplex_bok_cluster have no _v1 twin: they check the alignment themselves
-// (they load the row once). Both take the same arguments.
+// samplex_bok_row, samplex_bok_cluster and samplex_bok_grid have no _v1 twin: they check the
+// alignment themselves (they load the row once). The first two take the same arguments; the
+// grid adds blocks (per row), barriers (a RowBarrier per row) and exchange (a ClusterShared per
+// block).
 #define SAMPLEX_BOK_ROW(T, NAME, CODE)                                                                  \
   extern "C" __global__ void __launch_bounds__(samplex_bok::ROW_THREADS, 1)                             \
       samplex_bok_row_##NAME(SAMPLEX_BOK_COMMON_PARAMS(T), SAMPLEX_BOK_OUTPUT_PARAMS) {                 \
@@ -1341,6 +1452,13 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
     SAMPLEX_BOK_ARGS(a);                                                                                \
     SAMPLEX_BOK_OUTPUTS(a);                                                                             \
     samplex_bok::cluster_body(logits, CODE, a);                                                         \
+  }                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(samplex_bok::ROW_THREADS, 1)                             \
+      samplex_bok_grid_##NAME(SAMPLEX_BOK_COMMON_PARAMS(T), SAMPLEX_BOK_OUTPUT_PARAMS, u32 blocks,       \
+                              u64 barriers, u64 exchange) {                                             \
+    SAMPLEX_BOK_ARGS(a);                                                                                \
+    SAMPLEX_BOK_OUTPUTS(a);                                                                             \
+    samplex_bok::grid_body(logits, CODE, a, blocks, barriers, exchange);                                \
   }
 
 #define SAMPLEX_BOK_DTYPE(T, NAME, VEC, CODE) \

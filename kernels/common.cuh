@@ -535,8 +535,9 @@ __device__ __forceinline__ uint4 cluster_load_v4(ClusterPtr c) {
 // ---------------------------------------------------------------------------------------------
 // 9. Row barriers in global memory (every GPU). The blocks of a cooperative launch
 //    (CU_LAUNCH_ATTRIBUTE_COOPERATIVE: the driver guarantees that they all run at once) can wait
-//    for each other through a counter in global memory; kernels/topk.cu's GridRow does so for
-//    the C blocks that share a row where clusters do not exist (below sm_90).
+//    for each other through a counter in global memory; kernels/topk.cu's GridRow and
+//    kernels/bok.cu's GridGroup do so for the C blocks that share a row where clusters do not
+//    exist (below sm_90).
 //      RowBarrier: zeroed once when allocated; every barrier leaves `arrived` at 0 again, so
 //        nothing is reset per call (and a CUDA graph can replay the kernel).
 //      row_barrier(bar, blocks): every thread of each of the `blocks` blocks calls it, the same

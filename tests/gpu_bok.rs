@@ -2,12 +2,13 @@
 //! "Drawing a token" and "Bad input". Every test skips (and says so) where there is no GPU.
 //!
 //! Every device path is covered: vocab ≤ 32768 runs `samplex_bok_row` (one block per row, the
-//! state on chip); larger rows run `samplex_bok_cluster` on sm_90 (one thread-block cluster of
-//! 2, 4 or 8 blocks per row, up to 8 × 32768 tokens) and otherwise the multi-pass fallback, split
-//! over several blocks per row when the batch is small (`samplex_bok_pass`, and
-//! `samplex_bok_topm` for top-M weights). On sm_90 the tests that say so turn the cluster path
-//! off ([`Sampler::set_bok_clusters`]) to reach the fallback too, and compare the two; on the
-//! emulator, `SAMPLEX_EMU_CC=80` runs everything on the fallback.
+//! state on chip); larger rows (up to 8 × 32768 tokens) run split over 2, 4 or 8 blocks per row
+//! in one launch — `samplex_bok_cluster` on sm_90 (a thread-block cluster), else
+//! `samplex_bok_grid` (a cooperative grid, when batch × blocks ≤ the SMs) — and otherwise the
+//! multi-pass fallback, split over several blocks per row when the batch is small
+//! (`samplex_bok_pass`, and `samplex_bok_topm` for top-M weights). The tests that say so choose
+//! the path ([`Sampler::set_bok_split`]) to reach the others on the same device, and compare
+//! them; on the emulator, `SAMPLEX_EMU_CC=80` runs the grid and the fallback.
 //! The device works in f32: q agrees with the f64 reference within 1e-4 absolute.
 
 mod common;
@@ -19,7 +20,7 @@ use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 use samplex::cpu::{self, bok_gradient, Draw};
 use samplex::gpu::bok::BokPath;
-use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
+use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, RowSplit, Sampler};
 use samplex::{status, Bok, BokWeights, Decoder, Error, Logit, Logits, Rng, Rows, Support};
 
 /// |q_gpu − q_cpu| bound.
@@ -221,9 +222,10 @@ fn assert_q_close(gpu: &[f32], want: &[Vec<f64>], vocab: usize, what: &str) {
 /// (batch, vocab, blocks per cluster): one shape per cluster size of `samplex_bok_cluster`.
 const CLUSTER_SHAPES: [(usize, usize, u32); 3] = [(2, 40000, 2), (2, 128256, 4), (1, 262144, 8)];
 
-/// True when `s` runs [`CLUSTER_SHAPES`] on the cluster path, with the expected cluster sizes;
-/// otherwise says why `test` is skipped. On sm_9x (the emulator's default) it must.
-fn cluster_path_or_skip(s: &mut Sampler, test: &str) -> bool {
+/// True when `s` runs [`CLUSTER_SHAPES`] on a split on-chip path (a cluster on sm_9x, else a
+/// cooperative grid), with the expected blocks per row; otherwise says why `test` is skipped.
+/// On sm_9x (the emulator's default) and sm_80 (its SAMPLEX_EMU_CC=80) it must.
+fn split_path_or_skip(s: &mut Sampler, test: &str) -> bool {
     let (major, minor) = s.context().compute_capability().unwrap();
     for (batch, vocab, blocks) in CLUSTER_SHAPES {
         for path in [
@@ -232,12 +234,13 @@ fn cluster_path_or_skip(s: &mut Sampler, test: &str) -> bool {
         ] {
             match path {
                 BokPath::Cluster { blocks: b, .. } => assert_eq!(b, blocks, "v{vocab}"),
+                BokPath::Grid { blocks: b, .. } if major != 9 => assert_eq!(b, blocks, "v{vocab}"),
                 other => {
-                    assert_ne!(
-                        major, 9,
-                        "sm_9{minor}: v{vocab} runs {other:?}, not the cluster path"
+                    assert!(
+                        major != 9 && (major, minor) != (8, 0),
+                        "sm_{major}{minor}: v{vocab} runs {other:?}, not a split on-chip path"
                     );
-                    eprintln!("SKIPPED {test}: no cluster path on sm_{major}{minor} (v{vocab}: {other:?})");
+                    eprintln!("SKIPPED {test}: no split on-chip path on sm_{major}{minor} (v{vocab}: {other:?})");
                     return false;
                 }
             }
@@ -937,7 +940,7 @@ fn bok_refuses_bad_input_before_launching() {
 #[test]
 fn bok_picks_its_path_by_vocab_and_device() {
     let mut s = gpu_or_skip!();
-    let (major, _) = s.context().compute_capability().unwrap();
+    let (major, minor) = s.context().compute_capability().unwrap();
     for vocab in [1, 1000, 32768] {
         assert!(
             matches!(s.bok_path::<f32>(4, vocab).unwrap(), BokPath::Row { .. }),
@@ -959,26 +962,47 @@ fn bok_picks_its_path_by_vocab_and_device() {
                 matches!(path, BokPath::Cluster { blocks: b, .. } if b == blocks),
                 "v{vocab}: {path:?}"
             ),
-            m if m < 9 => assert!(matches!(path, BokPath::Passes { .. }), "v{vocab}: {path:?}"),
+            8 if minor == 0 => assert!(
+                matches!(path, BokPath::Grid { blocks: b, .. } if b == blocks),
+                "v{vocab}: {path:?}"
+            ),
             _ => {}
         }
+        // Where clusters exist, the cooperative grid when asked for.
+        s.set_bok_split(RowSplit::Grid);
+        let grid = s.bok_path::<bf16>(1, vocab).unwrap();
+        s.set_bok_split(RowSplit::Any);
+        if major == 9 || (major, minor) == (8, 0) {
+            assert!(
+                matches!(grid, BokPath::Grid { blocks: b, .. } if b == blocks),
+                "v{vocab}: {grid:?}"
+            );
+        }
     }
+    // A batch too large for one block per SM takes the fallback instead of a grid.
+    s.set_bok_split(RowSplit::Grid);
+    let sms = s.sm_count() as usize;
+    assert!(matches!(
+        s.bok_path::<f32>(sms, 40000).unwrap(),
+        BokPath::Passes { .. }
+    ));
+    s.set_bok_split(RowSplit::Any);
     assert!(matches!(
         s.bok_path::<f32>(1, 262145).unwrap(),
         BokPath::Passes { .. }
     ));
-    s.set_bok_clusters(false);
+    s.set_bok_split(RowSplit::Off);
     assert!(matches!(
         s.bok_path::<f32>(1, 40000).unwrap(),
         BokPath::Passes { .. }
     ));
-    s.set_bok_clusters(true);
+    s.set_bok_split(RowSplit::Any);
 }
 
 #[test]
-fn bok_cluster_q_matches_the_cpu_for_every_weighting_and_support() {
+fn bok_split_q_matches_the_cpu_for_every_weighting_and_support() {
     let mut s = gpu_or_skip!();
-    if !cluster_path_or_skip(&mut s, module_path!()) {
+    if !split_path_or_skip(&mut s, module_path!()) {
         return;
     }
     let mut n = 0u64;
@@ -1021,12 +1045,12 @@ fn bok_cluster_q_matches_the_cpu_for_every_weighting_and_support() {
 }
 
 #[test]
-fn bok_cluster_top_m_ties_span_the_blocks() {
+fn bok_split_top_m_ties_span_the_blocks() {
     // All-equal rows: the M-th largest key ties with every token, so the tie walk finds the
     // M-th token in whichever block holds it (block r of a row holds the tiles from
     // r · ceil(tiles / blocks)). Also a row of a few levels, each tying across blocks.
     let mut s = gpu_or_skip!();
-    if !cluster_path_or_skip(&mut s, module_path!()) {
+    if !split_path_or_skip(&mut s, module_path!()) {
         return;
     }
     for (vocab, ms) in [
@@ -1057,9 +1081,9 @@ fn bok_cluster_top_m_ties_span_the_blocks() {
 }
 
 #[test]
-fn bok_cluster_and_multi_pass_paths_agree() {
+fn bok_split_and_multi_pass_paths_agree() {
     let mut s = gpu_or_skip!();
-    if !cluster_path_or_skip(&mut s, module_path!()) {
+    if !split_path_or_skip(&mut s, module_path!()) {
         return;
     }
     let (mut near, mut rows) = (0, 0);
@@ -1089,9 +1113,7 @@ fn bok_cluster_and_multi_pass_paths_agree() {
             }
             let seeds: Vec<Rng> = (0..batch).map(|r| Rng::new(31 + r as u64)).collect();
             let what = format!("{dist:?} {w:?} b{batch} v{vocab}");
-            let cluster = call.q(&mut s, true);
-            let cluster_tokens = call.sample(&mut s, &seeds, false);
-            s.set_bok_clusters(false);
+            s.set_bok_split(RowSplit::Off);
             assert!(
                 matches!(
                     s.bok_path::<f32>(batch, vocab).unwrap(),
@@ -1101,46 +1123,61 @@ fn bok_cluster_and_multi_pass_paths_agree() {
             );
             let passes = call.q(&mut s, true);
             let passes_tokens = call.sample(&mut s, &seeds, false);
-            s.set_bok_clusters(true);
-            for (i, (a, b)) in cluster.q.iter().zip(&passes.q).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-5,
-                    "{what}: q[{i}] cluster {a}, passes {b}"
-                );
+            // The default split path, and the cooperative grid where the default is a cluster.
+            let mut modes = vec![RowSplit::Any];
+            if common::cluster_launch(&s) {
+                modes.push(RowSplit::Grid);
             }
-            for (t, (a, b)) in cluster.objective.iter().zip(&passes.objective).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
-                    "{what}: J[{t}] cluster {a}, passes {b}"
-                );
-            }
-            assert_eq!(cluster.status, passes.status, "{what}: status");
-            assert_eq!(cluster_tokens.1, passes_tokens.1, "{what}: draw status");
-            // The same tokens, except where the draw was within rounding of a boundary.
             let logits = Logits::new(&z, batch, vocab).unwrap();
             let d = call.decoders(None);
             let want =
                 cpu::sample(&logits, Rows::Each(&d), Rows::Each(&seeds), call.weights).unwrap();
-            for (r, ((a, b), cpu)) in cluster_tokens
-                .0
-                .iter()
-                .zip(&passes_tokens.0)
-                .zip(&want)
-                .enumerate()
-            {
-                if a != b {
-                    assert!(
-                        cpu.margin < 1e-5,
-                        "{what}: row {r}: cluster token {a}, passes token {b} (margin {:.3e})",
-                        cpu.margin
-                    );
-                    near += 1;
+            for mode in modes {
+                s.set_bok_split(mode);
+                let path = s.bok_path::<f32>(batch, vocab).unwrap();
+                if mode == RowSplit::Grid {
+                    assert!(matches!(path, BokPath::Grid { .. }), "{what}: {path:?}");
                 }
+                let split = call.q(&mut s, true);
+                let split_tokens = call.sample(&mut s, &seeds, false);
+                let what = format!("{what} {path:?}");
+                for (i, (a, b)) in split.q.iter().zip(&passes.q).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5,
+                        "{what}: q[{i}] split {a}, passes {b}"
+                    );
+                }
+                for (t, (a, b)) in split.objective.iter().zip(&passes.objective).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                        "{what}: J[{t}] split {a}, passes {b}"
+                    );
+                }
+                assert_eq!(split.status, passes.status, "{what}: status");
+                assert_eq!(split_tokens.1, passes_tokens.1, "{what}: draw status");
+                // The same tokens, except where the draw was within rounding of a boundary.
+                for (r, ((a, b), cpu)) in split_tokens
+                    .0
+                    .iter()
+                    .zip(&passes_tokens.0)
+                    .zip(&want)
+                    .enumerate()
+                {
+                    if a != b {
+                        assert!(
+                            cpu.margin < 1e-5,
+                            "{what}: row {r}: split token {a}, passes token {b} (margin {:.3e})",
+                            cpu.margin
+                        );
+                        near += 1;
+                    }
+                }
+                rows += batch;
+                assert_tokens_agree(&split_tokens.0, &want, &format!("split {what}"));
             }
-            rows += batch;
-            assert_tokens_agree(&cluster_tokens.0, &want, &format!("cluster {what}"));
+            s.set_bok_split(RowSplit::Any);
             assert_tokens_agree(&passes_tokens.0, &want, &format!("passes {what}"));
         }
     }
-    eprintln!("cluster vs passes: {near} near-boundary differences in {rows} rows");
+    eprintln!("split vs passes: {near} near-boundary differences in {rows} rows");
 }

@@ -14,6 +14,12 @@
 //!   memory. Same arguments as `samplex_bok_row`; launched with `cuLaunchKernelEx` and the
 //!   cluster dimension (cudarc's launch builder has no cluster launch), so that one kernel
 //!   serves every C and the cluster size is chosen here, like the grid.
+//! * **One launch, a cooperative grid of C blocks per row** (`samplex_bok_grid_<T>`): every
+//!   GPU, for the same rows as the cluster path when there are no clusters (or they do not
+//!   fit) and batch × C ≤ the SM count (a cooperative launch needs every block resident at
+//!   once). The same body over blocks that publish their partials into an exchange in global
+//!   memory (`Sampler::grid_exchange`) and meet at a barrier per row; the same arguments as
+//!   `samplex_bok_row`, then blocks, barriers, exchange.
 //! * **One launch per pass** (`samplex_bok_pass_<T>[_v1]`, plus `samplex_bok_topm_<T>[_v1]`
 //!   for top-M weights): any vocab, any GPU. Each row is split over `launch::blocks_per_row`
 //!   blocks of 256 threads; the state a = ln q + η·g lives in scratch (`batch × vocab` f32) and
@@ -21,11 +27,12 @@
 //!   grid-wide barrier, partials are merged in part order, the last pass takes one ticket per
 //!   row.
 //!
-//! C arguments, common to the four kernels (optional buffers as raw addresses, 0 = absent):
+//! C arguments, common to the five kernels (optional buffers as raw addresses, 0 = absent):
 //! logits, stride, vocab, τ, τ\[\], K, K\[\], β, β\[\], λ, λ\[\], η, η\[\], T, T\[\], weight mode,
-//! M, weights, thresholds; then `row`, `cluster` and `pass`: seed, offset, seeds\[\], offsets\[\],
-//! q, objective, tokens, status, status_or; then `pass`: parts, pass, state, part_u, part_prev,
-//! part_next, topm, tickets; `topm` ends with topm instead.
+//! M, weights, thresholds; then `row`, `cluster`, `grid` and `pass`: seed, offset, seeds\[\],
+//! offsets\[\], q, objective, tokens, status, status_or; then `grid`: blocks, barriers, exchange;
+//! `pass`: parts, pass, state, part_u, part_prev, part_next, topm, tickets; `topm` ends with topm
+//! instead.
 //!
 //! A support rule (or per-row top-k/top-p/min-p) becomes one f32 logit threshold per row from
 //! [`Sampler::support_thresholds`] (kept: z ≥ threshold), at the start of the scratch; it
@@ -36,7 +43,9 @@ use cudarc::driver::{
     CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchConfig, PushKernelArg,
 };
 
-use super::launch::{self, ArgSink, LaunchEx, Pointers, RawArgs, CLUSTER_SIZES, DRAW_TILE};
+use super::launch::{
+    self, ArgSink, LaunchEx, Pointers, RawArgs, RowSplit, CLUSTER_SIZES, DRAW_TILE,
+};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::{Bok, BokWeights, Support};
 use crate::dtype::Logit;
@@ -52,6 +61,8 @@ const ROW_MAX_VOCAB: usize = 16 * DRAW_TILE;
 const CLUSTER_HEAD_BYTES: usize = 2 * 16 + 2 * 256 * 4;
 /// Arguments of `samplex_bok_row` and `samplex_bok_cluster` (the common and output lists).
 const ROW_ARGS: usize = 28;
+/// Arguments of `samplex_bok_grid` (those, then blocks, barriers, exchange).
+const GRID_ARGS: usize = 31;
 /// Threads of `samplex_bok_pass`.
 const PASS_THREADS: u32 = 256;
 /// Threads of `samplex_bok_topm`.
@@ -74,6 +85,9 @@ pub enum BokPath {
     /// `samplex_bok_cluster`: a cluster of `blocks` blocks per row, each with this much dynamic
     /// shared memory.
     Cluster { blocks: u32, shared: u32 },
+    /// `samplex_bok_grid`: a cooperative grid of `blocks` blocks per row, each with this much
+    /// dynamic shared memory.
+    Grid { blocks: u32, shared: u32 },
     /// `samplex_bok_pass`: `parts` blocks per row, one launch per pass.
     Passes { parts: u32 },
 }
@@ -321,6 +335,15 @@ impl Sampler {
             .then_some(dynamic as u32))
     }
 
+    /// The blocks per row of the split on-chip paths for `vocab` tokens: the smallest C of 2, 4
+    /// or 8 with vocab ≤ C × 32768 (None: the row fits one block, or not even 8).
+    fn bok_split_blocks(vocab: usize) -> Option<u32> {
+        CLUSTER_SIZES
+            .iter()
+            .copied()
+            .find(|&c| vocab > ROW_MAX_VOCAB && vocab <= c as usize * ROW_MAX_VOCAB)
+    }
+
     /// Whether `samplex_bok_cluster` can hold a row of `vocab` tokens here: (blocks per
     /// cluster, dynamic shared memory per block). Needs a device with cluster launch (sm_90 and
     /// up), a kernel built for it (PTX version ≥ 90: the compute_80 PTX has the trap body), the
@@ -330,19 +353,37 @@ impl Sampler {
         func: &CudaFunction,
         vocab: usize,
     ) -> Result<Option<(u32, u32)>> {
-        let Some(&blocks) = CLUSTER_SIZES
-            .iter()
-            .find(|&&c| vocab > ROW_MAX_VOCAB && vocab <= c as usize * ROW_MAX_VOCAB)
-        else {
+        let Some(blocks) = Self::bok_split_blocks(vocab) else {
             return Ok(None);
         };
-        if !self.bok_clusters {
-            return Ok(None);
-        }
         let per_block = vocab.div_ceil(DRAW_TILE).div_ceil(blocks as usize);
         let dynamic = CLUSTER_HEAD_BYTES + per_block * DRAW_TILE * 4;
         Ok(self
             .cluster_fits(func, blocks, ROW_THREADS, dynamic)?
+            .then_some((blocks, dynamic as u32)))
+    }
+
+    /// Whether `samplex_bok_grid` can hold `batch` rows of `vocab` tokens here: (blocks per row,
+    /// dynamic shared memory per block). batch × C ≤ the SM count (the exchange's size, and one
+    /// 512-thread, 128-register block per SM), cooperative launch, the shared memory, and room
+    /// for every block at once.
+    fn bok_grid_fits(
+        &mut self,
+        func: &CudaFunction,
+        batch: usize,
+        vocab: usize,
+    ) -> Result<Option<(u32, u32)>> {
+        let Some(blocks) = Self::bok_split_blocks(vocab) else {
+            return Ok(None);
+        };
+        if batch.saturating_mul(blocks as usize) > self.sm_count as usize {
+            return Ok(None);
+        }
+        let per_block = vocab.div_ceil(DRAW_TILE).div_ceil(blocks as usize);
+        let dynamic = per_block * DRAW_TILE * 4;
+        let total = blocks * batch as u32;
+        Ok(self
+            .grid_fits(func, total, ROW_THREADS, dynamic)?
             .then_some((blocks, dynamic as u32)))
     }
 
@@ -357,20 +398,29 @@ impl Sampler {
         if let Some(shared) = self.bok_row_fits(&row, vocab)? {
             return Ok(BokPath::Row { shared });
         }
-        let cluster = self.function(&launch::kernel_name("bok", "cluster", T::DTYPE))?;
-        if let Some((blocks, shared)) = self.bok_cluster_fits(&cluster, vocab)? {
-            return Ok(BokPath::Cluster { blocks, shared });
+        if self.bok_split.clusters() {
+            let cluster = self.function(&launch::kernel_name("bok", "cluster", T::DTYPE))?;
+            if let Some((blocks, shared)) = self.bok_cluster_fits(&cluster, vocab)? {
+                return Ok(BokPath::Cluster { blocks, shared });
+            }
+        }
+        if self.bok_split.grid() {
+            let grid = self.function(&launch::kernel_name("bok", "grid", T::DTYPE))?;
+            if let Some((blocks, shared)) = self.bok_grid_fits(&grid, batch, vocab)? {
+                return Ok(BokPath::Grid { blocks, shared });
+            }
         }
         Ok(BokPath::Passes {
             parts: launch::blocks_per_row(batch, vocab, self.sm_count),
         })
     }
 
-    /// Allows (the default) or forbids BoK's cluster path, so that tests reach the multi-pass
-    /// fallback on devices with clusters too.
+    /// Which split paths BoK may take for rows above 32768 tokens ([`RowSplit::Any`] by
+    /// default; [`RowSplit::Off`]: the multi-pass fallback), so that tests reach every path on
+    /// one device.
     #[doc(hidden)]
-    pub fn set_bok_clusters(&mut self, allowed: bool) {
-        self.bok_clusters = allowed;
+    pub fn set_bok_split(&mut self, split: RowSplit) {
+        self.bok_split = split;
     }
 
     /// Both wrappers: the checks, the support thresholds, the config and the launches.
@@ -416,15 +466,15 @@ impl Sampler {
             check_out(self, "status", s, batch)?;
         }
 
-        // 2. Config: one block per row on chip, one cluster per row on chip, or the multi-pass
-        //    fallback.
+        // 2. Config: one block per row on chip, one cluster or cooperative grid per row on chip,
+        //    or the multi-pass fallback.
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
         let logits_addr = ptrs.read(&logits.data);
         let path = self.bok_path::<T>(batch, vocab)?;
         let parts = match path {
             BokPath::Row { .. } => 1,
-            BokPath::Cluster { blocks, .. } => blocks,
+            BokPath::Cluster { blocks, .. } | BokPath::Grid { blocks, .. } => blocks,
             BokPath::Passes { parts } => parts,
         };
         let filtered = !support.is_all(vocab)
@@ -572,6 +622,33 @@ impl Sampler {
             // elements, q and weights are batch × vocab, objective batch × (T + 1), tokens, status
             // and every per-row buffer batch, all on this device; the thresholds (batch f32) are at
             // the start of the reserved scratch. The kernel checks the rows' alignment itself.
+            unsafe { launch.queue(self.context(), &func, &mut params) }?;
+        } else if let BokPath::Grid { blocks, shared } = path {
+            let func = self.function(&launch::kernel_name("bok", "grid", T::DTYPE))?;
+            let (barriers, exchange) = self.grid_exchange()?;
+            let mut params = RawArgs::<GRID_ARGS>::new();
+            args.push_common(&mut params);
+            args.push_outputs(&mut params);
+            params.push(&blocks);
+            params.push(&barriers);
+            params.push(&exchange);
+            debug_assert_eq!(params.len(), GRID_ARGS);
+            let mut launch = LaunchEx::cooperative(
+                blocks * batch as u32,
+                ROW_THREADS,
+                shared,
+                stream.cu_stream(),
+            );
+            // SAFETY: `params` points at the 31 arguments of samplex_bok_grid's C signature
+            // (samplex_bok_row's, then blocks, barriers, exchange) in order and type, all alive
+            // until the launch is queued. `launch` is a cooperative launch on the sampler's
+            // stream, whose context is current: `blocks` blocks of ROW_THREADS threads per row,
+            // batch × blocks ≤ the SM count (bok_grid_fits), so the exchange holds a barrier per
+            // row and an entry per block (grid_exchange's entries are larger than BoK's; only
+            // kernels on this stream use it, one after another); bok_grid_fits checked that the
+            // device has cooperative launch and room for every block at once with `shared`
+            // bytes of dynamic shared memory (ceil(tiles / blocks) ≤ 16 tiles of 8 KB), set as
+            // the function's maximum. The rest as for the cluster launch above.
             unsafe { launch.queue(self.context(), &func, &mut params) }?;
         } else {
             let vec = launch::vector_width::<T>(logits_addr, logits.stride);

@@ -207,9 +207,9 @@ pub struct Sampler {
     pub(crate) ordinal: usize,
     /// The cooperative grids' barriers and exchange entries (`launch::Sampler::grid_exchange`).
     pub(crate) exchange: Option<CudaSlice<u8>>,
-    /// Whether BoK may take the thread-block-cluster path (tests turn it off to reach the
-    /// multi-pass fallback on sm_90 too).
-    pub(crate) bok_clusters: bool,
+    /// How BoK may split a row above 32768 tokens over several blocks in one launch (tests
+    /// change it to reach every path, the multi-pass fallback included, on one device).
+    pub(crate) bok_split: launch::RowSplit,
     /// How the top-k/top-p/min-p threshold kernel may split a row over several blocks (tests
     /// change it to compare the paths on one device).
     pub(crate) filter_split: launch::RowSplit,
@@ -244,7 +244,7 @@ impl Sampler {
             tickets: None,
             sm_count,
             exchange: None,
-            bok_clusters: true,
+            bok_split: launch::RowSplit::Any,
             filter_split: launch::RowSplit::Any,
             select_split: launch::RowSplit::Any,
             cluster_fit: HashMap::new(),
