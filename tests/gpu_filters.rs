@@ -1394,7 +1394,7 @@ fn a_captured_graph_replays_the_split_paths() {
         assert_ne!(path, samplex::gpu::topp::ThresholdPath::Block, "{mode:?}");
         let mut d = upload(&s, &spiked(0));
         let mut tokens = s.stream().alloc_zeros::<u32>(batch).unwrap();
-        // `reserve` and one call outside the capture: the exchange, the scratch, the functions.
+        // `reserve` and one call outside the capture: the scratch and the functions.
         s.reserve(0, 0).unwrap();
         let run = |s: &mut Sampler, d: &CudaSlice<f32>, tokens: &mut CudaSlice<u32>| {
             let logits = DeviceLogits::new(d.as_view(), batch, vocab).unwrap();

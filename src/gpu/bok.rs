@@ -18,7 +18,7 @@
 //!   GPU, for the same rows as the cluster path when there are no clusters (or they do not
 //!   fit) and batch × C ≤ the SM count (a cooperative launch needs every block resident at
 //!   once). The same body over blocks that publish their partials into an exchange in global
-//!   memory (`Sampler::grid_exchange`) and meet at a barrier per row; the same arguments as
+//!   memory (`Sampler::grid_split`) and meet at a barrier per row; the same arguments as
 //!   `samplex_bok_row`, then blocks, barriers, exchange.
 //! * **One launch per pass** (`samplex_bok_pass_<T>[_v1]`, plus `samplex_bok_topm_<T>[_v1]`
 //!   for top-M weights): any vocab, any GPU. Each row is split over `launch::blocks_per_row`
@@ -625,26 +625,19 @@ impl Sampler {
             unsafe { launch.queue(self.context(), &func, &mut params) }?;
         } else if let BokPath::Grid { blocks, shared } = path {
             let func = self.function(&launch::kernel_name("bok", "grid", T::DTYPE))?;
-            let (barriers, exchange) = self.grid_exchange()?;
+            let split = self.grid_split(blocks);
             let mut params = RawArgs::<GRID_ARGS>::new();
             args.push_common(&mut params);
             args.push_outputs(&mut params);
-            params.push(&blocks);
-            params.push(&barriers);
-            params.push(&exchange);
+            split.push(&mut params);
             debug_assert_eq!(params.len(), GRID_ARGS);
-            let mut launch = LaunchEx::cooperative(
-                blocks * batch as u32,
-                ROW_THREADS,
-                shared,
-                stream.cu_stream(),
-            );
+            let mut launch = split.launch(batch, ROW_THREADS, shared, stream.cu_stream());
             // SAFETY: `params` points at the 31 arguments of samplex_bok_grid's C signature
             // (samplex_bok_row's, then blocks, barriers, exchange) in order and type, all alive
             // until the launch is queued. `launch` is a cooperative launch on the sampler's
             // stream, whose context is current: `blocks` blocks of ROW_THREADS threads per row,
             // batch × blocks ≤ the SM count (bok_grid_fits), so the exchange holds a barrier per
-            // row and an entry per block (grid_exchange's entries are larger than BoK's; only
+            // row and an entry per block (grid_split's entries are larger than BoK's; only
             // kernels on this stream use it, one after another); bok_grid_fits checked that the
             // device has cooperative launch and room for every block at once with `shared`
             // bytes of dynamic shared memory (ceil(tiles / blocks) ≤ 16 tiles of 8 KB), set as

@@ -6,11 +6,12 @@
 
 use std::ffi::c_void;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use cudarc::driver::sys::{self, CUdevice_attribute, CUfunction_attribute_enum};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
-    DeviceRepr, LaunchArgs, PushKernelArg, SyncOnDrop,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr,
+    DevicePtrMut, DeviceRepr, LaunchArgs, PushKernelArg, SyncOnDrop,
 };
 
 use super::Sampler;
@@ -24,7 +25,7 @@ pub(crate) const CLUSTER_SIZES: [u32; 3] = [2, 4, 8];
 /// Bytes at the head of the radix cluster kernels' dynamic shared memory (`ClusterHead` in
 /// kernels/topk.cu: two 16-byte merge slots, two 2048-bin u32 and two 2048-bin u64
 /// histograms), before the threshold kernel's staged slice. A cooperative grid's blocks
-/// exchange the same entry through global memory ([`Sampler::grid_exchange`]).
+/// exchange the same entry through global memory ([`Sampler::grid_split`]).
 pub(crate) const CLUSTER_HEAD_BYTES: usize = 2 * 16 + 2 * 2048 * 4 + 2 * 2048 * 8;
 
 /// Bytes of one row's barrier in a cooperative grid (`RowBarrier` in kernels/common.cuh §9).
@@ -197,6 +198,33 @@ impl<'a, const N: usize> ArgSink<'a> for RawArgs<'a, N> {
     fn push<A: DeviceRepr>(&mut self, arg: &'a A) {
         self.ptrs[self.len] = arg as *const A as *mut c_void;
         self.len += 1;
+    }
+}
+
+/// The arguments a cooperative-grid kernel ends with (blocks per row, barriers, exchange), and
+/// its launch.
+pub(crate) struct GridSplit {
+    blocks: u32,
+    barriers: u64,
+    exchange: u64,
+}
+
+impl GridSplit {
+    pub(crate) fn push<'a, S: ArgSink<'a>>(&'a self, b: &mut S) {
+        b.push(&self.blocks);
+        b.push(&self.barriers);
+        b.push(&self.exchange);
+    }
+
+    /// The cooperative launch of `rows` rows of these blocks.
+    pub(crate) fn launch(
+        &self,
+        rows: usize,
+        threads: u32,
+        shared: u32,
+        stream: sys::CUstream,
+    ) -> LaunchEx {
+        LaunchEx::cooperative(self.blocks * rows as u32, threads, shared, stream)
     }
 }
 
@@ -432,31 +460,30 @@ impl Sampler {
         })
     }
 
-    /// Allocates the cooperative grids' exchange (zeroed), once: a `RowBarrier` for each of up
-    /// to `sm_count` rows, then a `ClusterHead` for each of up to `sm_count` blocks (a grid
-    /// never has more: `cluster_candidates`). Every barrier leaves its counter at zero, so it
-    /// is never cleared again.
-    pub(crate) fn ensure_exchange(&mut self) -> Result<()> {
-        if self.exchange.is_none() {
-            let n = self.sm_count as usize;
-            let bytes = Self::barrier_bytes(n) + n * CLUSTER_HEAD_BYTES;
-            self.exchange = Some(self.stream.alloc_zeros::<u8>(bytes)?);
+    /// The cooperative grids' exchange, zeroed (made once, by [`Sampler::new`]): a `RowBarrier`
+    /// for each of up to `sm_count` rows, then a `ClusterHead` for each of up to `sm_count`
+    /// blocks (a grid never has more: `cluster_candidates`). Every barrier leaves its counter
+    /// at zero, so it is never cleared again.
+    pub(crate) fn new_exchange(stream: &Arc<CudaStream>, sm_count: u32) -> Result<CudaSlice<u8>> {
+        let n = sm_count as usize;
+        Ok(stream.alloc_zeros::<u8>(barrier_bytes(n) + n * CLUSTER_HEAD_BYTES)?)
+    }
+
+    /// The last arguments of a cooperative grid of `blocks` blocks per row: `blocks` and the
+    /// device addresses of the exchange's barriers and entries.
+    pub(crate) fn grid_split(&self, blocks: u32) -> GridSplit {
+        let (base, _guard) = self.exchange.device_ptr(&self.stream);
+        GridSplit {
+            blocks,
+            barriers: base,
+            exchange: base + barrier_bytes(self.sm_count as usize) as u64,
         }
-        Ok(())
     }
+}
 
-    fn barrier_bytes(rows: usize) -> usize {
-        (rows * ROW_BARRIER_BYTES).next_multiple_of(256)
-    }
-
-    /// Device addresses of the exchange's barriers and entries ([`Sampler::ensure_exchange`]).
-    pub(crate) fn grid_exchange(&mut self) -> Result<(u64, u64)> {
-        self.ensure_exchange()?;
-        let barriers = Self::barrier_bytes(self.sm_count as usize);
-        let ex = self.exchange.as_ref().expect("allocated above");
-        let (base, _guard) = ex.device_ptr(&self.stream);
-        Ok((base, base + barriers as u64))
-    }
+/// Bytes of the exchange's barriers, for `rows` rows (then the entries, 256-byte aligned).
+fn barrier_bytes(rows: usize) -> usize {
+    (rows * ROW_BARRIER_BYTES).next_multiple_of(256)
 }
 
 #[cfg(test)]

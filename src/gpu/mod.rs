@@ -193,8 +193,9 @@ pub(crate) struct Scratch {
 
 /// The device sampler: a loaded kernel module, a reusable workspace, and the caller's stream.
 ///
-/// Build one per stream and keep it: creating it loads the kernels (once per context) and the
-/// workspace grows only when a larger shape arrives. Call [`Sampler::reserve`] with the largest
+/// Build one per stream and keep it: creating it loads the kernels (once per context) and
+/// allocates the fixed exchange (about 48 KB per SM) through which a small batch's rows split
+/// over several blocks below sm_90; the workspace grows only when a larger shape arrives. Call [`Sampler::reserve`] with the largest
 /// shape before capturing a CUDA graph, so no call inside the capture allocates.
 pub struct Sampler {
     pub(crate) stream: Arc<CudaStream>,
@@ -205,8 +206,8 @@ pub struct Sampler {
     pub(crate) tickets: Option<CudaSlice<u32>>,
     pub(crate) sm_count: u32,
     pub(crate) ordinal: usize,
-    /// The cooperative grids' barriers and exchange entries (`launch::Sampler::grid_exchange`).
-    pub(crate) exchange: Option<CudaSlice<u8>>,
+    /// The cooperative grids' barriers and exchange entries (`Sampler::new_exchange`).
+    pub(crate) exchange: CudaSlice<u8>,
     /// How BoK may split a row above 32768 tokens over several blocks in one launch (tests
     /// change it to reach every path, the multi-pass fallback included, on one device).
     pub(crate) bok_split: launch::RowSplit,
@@ -234,6 +235,7 @@ impl Sampler {
         let sm_count = ctx.attribute(
             cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
         )? as u32;
+        let exchange = Self::new_exchange(&stream, sm_count)?;
         Ok(Sampler {
             ordinal: ctx.ordinal(),
             stream,
@@ -243,7 +245,7 @@ impl Sampler {
             workspace: None,
             tickets: None,
             sm_count,
-            exchange: None,
+            exchange,
             bok_split: launch::RowSplit::Any,
             filter_split: launch::RowSplit::Any,
             select_split: launch::RowSplit::Any,
@@ -283,16 +285,9 @@ impl Sampler {
     }
 
     /// Grows the workspace to at least `scratch_bytes` of scratch and `tickets` ticket
-    /// counters (never shrinks), and allocates the fixed exchange that small batches split
-    /// over several blocks use (about 48 KB per SM). Operations call this themselves; call it
-    /// up front with the largest shape to keep allocation out of a captured graph.
+    /// counters (never shrinks). Operations call this themselves; call it up front with the
+    /// largest shape to keep allocation out of a captured graph.
     pub fn reserve(&mut self, scratch_bytes: usize, tickets: usize) -> Result<()> {
-        self.ensure_exchange()?;
-        self.grow(scratch_bytes, tickets)
-    }
-
-    /// The workspace part of [`Sampler::reserve`] (what every operation does itself).
-    fn grow(&mut self, scratch_bytes: usize, tickets: usize) -> Result<()> {
         let have = self.workspace.as_ref().map_or(0, |w| w.len());
         if have < scratch_bytes {
             // Round up so that slowly growing shapes do not reallocate every call.
@@ -322,7 +317,7 @@ impl Sampler {
     /// them at zero (the last block of a row resets its ticket), so they need no memset per
     /// call. Nothing but tickets may be stored there.
     pub(crate) fn scratch(&mut self, scratch_bytes: usize, tickets: usize) -> Result<Scratch> {
-        self.grow(scratch_bytes.max(1), tickets.max(1))?;
+        self.reserve(scratch_bytes.max(1), tickets.max(1))?;
         let ws = self.workspace.as_ref().expect("reserved above");
         let tk = self.tickets.as_ref().expect("reserved above");
         let (base, _g1) = ws.device_ptr(&self.stream);

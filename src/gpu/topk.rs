@@ -203,10 +203,6 @@ impl Sampler {
             SelectPath::Grid { .. } => "select_grid",
         };
         let func = self.function(&entry("topk", op, T::DTYPE, vec))?;
-        let exchange = match path {
-            SelectPath::Grid { .. } => Some(self.grid_exchange()?),
-            _ => None,
-        };
 
         // Arguments in C-signature order.
         let mut ptrs = Pointers::new(&self.stream);
@@ -244,23 +240,17 @@ impl Sampler {
             drop(ptrs);
             return Ok(());
         }
-        if let (SelectPath::Grid { blocks }, Some((barriers, exchange))) = (path, exchange) {
+        if let SelectPath::Grid { blocks } = path {
+            let split = self.grid_split(blocks);
             let mut params = RawArgs::<SELECT_GRID_ARGS>::new();
             args.push(&mut params);
-            params.push(&blocks);
-            params.push(&barriers);
-            params.push(&exchange);
-            let mut launch = LaunchEx::cooperative(
-                blocks * batch as u32,
-                RADIX_THREADS,
-                0,
-                self.stream.cu_stream(),
-            );
+            split.push(&mut params);
+            let mut launch = split.launch(batch, RADIX_THREADS, 0, self.stream.cu_stream());
             // SAFETY: `params` points at the 11 arguments of samplex_topk_select_grid's C
             // signature in order and type, alive until the launch is queued. `launch` is a
             // cooperative launch on the sampler's stream, whose context is current: `blocks`
             // blocks of 1024 threads per row, batch × blocks ≤ the SM count, so the exchange
-            // holds a barrier per row and an entry per block (grid_exchange; only kernels on
+            // holds a barrier per row and an entry per block (grid_split; only kernels on
             // this stream use it, one after another); select_path checked that the device has
             // cooperative launch and room for every block at once, and that min(k, vocab) ≤
             // 4096 (the kernel's shared-memory sort). The rest as for the one-block launch below.

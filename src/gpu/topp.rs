@@ -493,10 +493,6 @@ impl Sampler {
             ThresholdPath::Grid { .. } => "thresholds_grid",
         };
         let func = self.function(&entry("topp", op, T::DTYPE, vec))?;
-        let (barriers, exchange) = match path {
-            ThresholdPath::Grid { .. } => self.grid_exchange()?,
-            _ => (0, 0),
-        };
         let mut ptrs = Pointers::new(&self.stream);
         let args = ThresholdArgs {
             logits: ptrs.read(&logits.data),
@@ -516,6 +512,33 @@ impl Sampler {
             status: out.status,
         };
         match path {
+            ThresholdPath::Grid {
+                blocks,
+                shared,
+                staged,
+            } => {
+                let split = self.grid_split(blocks);
+                let stage = u32::from(staged);
+                let mut params = RawArgs::<GRID_ARGS>::new();
+                args.push(&mut params);
+                params.push(&stage);
+                split.push(&mut params);
+                debug_assert_eq!(params.len(), GRID_ARGS);
+                let mut launch =
+                    split.launch(batch, RADIX_THREADS, shared, self.stream.cu_stream());
+                // SAFETY: `params` points at the 19 arguments of samplex_topp_thresholds_grid's C
+                // signature (samplex_topp_thresholds's, then stage, blocks, barriers, exchange) in
+                // order and type, alive until the launch is queued. `launch` is a cooperative
+                // launch on the sampler's stream, whose context is current: `blocks` blocks of
+                // 1024 threads per row, batch × blocks ≤ the SM count, so the exchange holds a
+                // barrier per row and an entry per block (grid_split; only kernels on this
+                // stream use it, one after another); threshold_path checked that the device has
+                // cooperative launch and room for every block at once with `shared` bytes of
+                // dynamic shared memory (the staged slice of slice_len(vocab, blocks, vec) f32
+                // when `stage` is 1), set as the function's maximum. The rest as for the
+                // one-block launch.
+                unsafe { launch.queue(self.context(), &func, &mut params) }?;
+            }
             ThresholdPath::Block => {
                 let mut builder = self.stream.launch_builder(&func);
                 args.push(&mut builder);
@@ -558,38 +581,6 @@ impl Sampler {
                 // the logits cover `batch` rows of `stride` ≥ vocab elements; vector width 4/8
                 // only for a 16-byte-aligned base and stride; the outputs are 0 or hold `batch`
                 // entries.
-                unsafe { launch.queue(self.context(), &func, &mut params) }?;
-            }
-            ThresholdPath::Grid {
-                blocks,
-                shared,
-                staged,
-            } => {
-                let stage = u32::from(staged);
-                let mut params = RawArgs::<GRID_ARGS>::new();
-                args.push(&mut params);
-                params.push(&stage);
-                params.push(&blocks);
-                params.push(&barriers);
-                params.push(&exchange);
-                debug_assert_eq!(params.len(), GRID_ARGS);
-                let mut launch = LaunchEx::cooperative(
-                    blocks * batch as u32,
-                    RADIX_THREADS,
-                    shared,
-                    self.stream.cu_stream(),
-                );
-                // SAFETY: `params` points at the 19 arguments of samplex_topp_thresholds_grid's C
-                // signature (samplex_topp_thresholds's, then stage, blocks, barriers, exchange) in
-                // order and type, alive until the launch is queued. `launch` is a cooperative
-                // launch on the sampler's stream, whose context is current: `blocks` blocks of
-                // 1024 threads per row, batch × blocks ≤ the SM count, so the exchange holds a
-                // barrier per row and an entry per block (grid_exchange; only kernels on this
-                // stream use it, one after another); threshold_path checked that the device has
-                // cooperative launch and room for every block at once with `shared` bytes of
-                // dynamic shared memory (the staged slice of slice_len(vocab, blocks, vec) f32
-                // when `stage` is 1), set as the function's maximum. The rest as for the
-                // one-block launch.
                 unsafe { launch.queue(self.context(), &func, &mut params) }?;
             }
         }
