@@ -1364,7 +1364,6 @@ fn filters_reject_bad_arguments() {
 
 #[test]
 fn a_captured_graph_replays_the_split_paths() {
-    use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
     let mut s = gpu_or_skip!();
     // SAFETY: all work in this test is on one stream, and nothing is freed while in use.
     unsafe { s.context().disable_event_tracking() };
@@ -1411,15 +1410,7 @@ fn a_captured_graph_replays_the_split_paths() {
         };
         run(&mut s, &d, &mut tokens);
         assert_eq!(download(&s, &tokens), want(0), "{path:?} direct");
-        s.stream()
-            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-            .unwrap();
-        run(&mut s, &d, &mut tokens);
-        let graph = s
-            .stream()
-            .end_capture(CUgraphInstantiate_flags(0))
-            .unwrap()
-            .expect("the capture recorded a graph");
+        let graph = common::capture(&mut s, |s| run(s, &d, &mut tokens));
         // Replays on new logits, twice on the same ones: every barrier re-armed itself.
         for k in [1, 2, 2, 3] {
             s.stream().memcpy_htod(&spiked(k), &mut d).unwrap();

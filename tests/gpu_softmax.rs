@@ -7,7 +7,6 @@ mod common;
 use common::{convert, download, upload};
 
 use common::{assert_tokens_agree, chi_square_p, Dist};
-use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 use samplex::cpu::{self, Draw};
@@ -1277,10 +1276,7 @@ fn a_captured_graph_replays_on_new_logits() {
     assert_eq!(download(&s, &tokens), want(0));
     s.stream().synchronize().unwrap();
 
-    s.stream()
-        .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-        .unwrap();
-    {
+    let graph = common::capture(&mut s, |s| {
         let logits = DeviceLogits::new(d.as_view(), batch, vocab).unwrap();
         s.sample_softmax(
             &logits,
@@ -1291,12 +1287,7 @@ fn a_captured_graph_replays_on_new_logits() {
             Some(&mut st.as_view_mut()),
         )
         .unwrap();
-    }
-    let graph = s
-        .stream()
-        .end_capture(CUgraphInstantiate_flags(0))
-        .unwrap()
-        .expect("the capture recorded a graph");
+    });
 
     for k in [1, 2, 2, 3] {
         s.stream().memcpy_htod(&spiked(k), &mut d).unwrap();

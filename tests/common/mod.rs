@@ -159,6 +159,20 @@ pub fn chi_square_p(counts: &[u64], q: &[f64]) -> f64 {
     1.0 - ChiSquared::new((dof - 1) as f64).unwrap().cdf(stat)
 }
 
+/// The work `f` queues on the sampler's stream, captured into a CUDA graph (thread-local mode;
+/// `f` must not synchronise or allocate, as in a serving loop's capture).
+pub fn capture(s: &mut Sampler, f: impl FnOnce(&mut Sampler)) -> cudarc::driver::CudaGraph {
+    use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+    s.stream()
+        .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        .unwrap();
+    f(s);
+    s.stream()
+        .end_capture(CUgraphInstantiate_flags(0))
+        .unwrap()
+        .expect("the capture recorded a graph")
+}
+
 /// Whether the device has cluster launch (sm_90 and up): where the cluster paths must be taken.
 pub fn cluster_launch(s: &Sampler) -> bool {
     use cudarc::driver::sys::CUdevice_attribute;
