@@ -542,12 +542,6 @@ struct SoloGroup {
   __device__ __forceinline__ void finish() {}
 };
 
-// A merge value as the 16 bytes a block publishes.
-template <typename P> union Raw16 {
-  P p;
-  uint4 w;
-};
-
 // What a block of a split row publishes (step C2 of the header): the head of
 // samplex_bok_cluster's dynamic shared memory, or samplex_bok_grid's exchange entry in global
 // memory.
@@ -562,7 +556,7 @@ static_assert(sizeof(ClusterShared) % 16 == 0, "the tiles after it are float4");
 
 // Rank, size and the shared head are read where used (special registers, a constant address),
 // not kept: the ascent's state already fills the registers.
-struct ClusterGroup {
+struct ClusterGroup : RowMerges<ClusterGroup> {
   static constexpr bool SPLIT = true;
   u32 tile0, tiles;
   u32 phase;  // merges so far: the parity picks the slot
@@ -571,39 +565,32 @@ struct ClusterGroup {
     return reinterpret_cast<ClusterShared *>(static_cast<float4 *>(samplex_bok_dyn_smem));
   }
   __device__ __forceinline__ bool leader() const { return cluster_rank() == 0; }
+  __device__ __forceinline__ u32 size() const { return cluster_size(); }
+  __device__ __forceinline__ u32 rank() const { return cluster_rank(); }
 
-  template <typename P> __device__ __forceinline__ void publish(const P &v) {
+  // Thread 0 publishes this block's value (common.cuh §10), then one cluster barrier.
+  template <typename P> __device__ __forceinline__ const uint4 *publish(const P &v) {
     static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
-    Raw16<P> x;
-    x.p = v;
-    xs()->slot[phase & 1] = x.w;
-  }
-  // After thread 0 published this block's value: one cluster barrier, then every thread reads
-  // the C values and merges them in rank order (the same bits in every block).
-  template <typename P, typename F> __device__ __forceinline__ P merge_published(F f) {
-    const uint4 *slot = &xs()->slot[phase & 1];
+    uint4 *slot = &xs()->slot[phase & 1];
+    if (threadIdx.x == 0) {
+      Raw16<P> x;
+      x.w = make_uint4(0, 0, 0, 0);
+      x.p = v;
+      *slot = x.w;
+    }
     ++phase;
     cluster_sync();
-    Raw16<P> x;
-    x.w = cluster_load_v4(cluster_map(slot, 0));
-    P acc = x.p;
-    const u32 size = cluster_size();
-    for (u32 r = 1; r < size; ++r) {
-      x.w = cluster_load_v4(cluster_map(slot, r));
-      acc = f(acc, x.p);
-    }
-    return acc;
+    return slot;
   }
-  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {
-    if (threadIdx.x == 0) publish(v);
-    return merge_published<P>(f);
+  template <typename P> __device__ __forceinline__ P published(const uint4 *slot, u32 r) {
+    Raw16<P> x;
+    x.w = cluster_load_v4(cluster_map(slot, r));
+    return x.p;
   }
   // Warp 0 has the block's value after one __syncthreads; the cluster barrier is the block's
   // second (block_msj's broadcast is not needed).
   template <int THREADS> __device__ __forceinline__ MSJ msj(MSJ v, Reduce<THREADS> &red) {
-    const MSJ b = block_msj_warp0<THREADS>(v, red);
-    if (threadIdx.x == 0) publish(b);
-    return merge_published<MSJ>([](MSJ x, MSJ y) { return msj_merge(x, y); });
+    return merge(block_msj_warp0<THREADS>(v, red), [](MSJ x, MSJ y) { return msj_merge(x, y); });
   }
   template <int THREADS> __device__ __forceinline__ u32 *select_hist(SelectShared<THREADS> &, int pass) {
     return xs()->hist[pass & 1];
@@ -616,14 +603,7 @@ struct ClusterGroup {
     return c;
   }
   __device__ __forceinline__ u32 rank_offset(u32 n) {
-    if (threadIdx.x == 0) publish(n);
-    const uint4 *slot = &xs()->slot[phase & 1];
-    ++phase;
-    cluster_sync();
-    u32 before = 0;
-    const u32 rank = cluster_rank();
-    for (u32 r = 0; r < rank; ++r) before += cluster_load_u32(cluster_map(slot, r));
-    return before;
+    return before(n, 0u, [](u32 x, u32 y) { return x + y; });
   }
   __device__ __forceinline__ void finish() { cluster_sync(); }
 };
@@ -634,13 +614,14 @@ struct ClusterGroup {
 // at the row's barrier (common.cuh §9). The same merges, in the same rank order, as a
 // ClusterGroup's: the same bits. Row, rank and addresses are recomputed where used, from
 // blockIdx and the kernel's arguments, rather than kept in registers.
-struct GridGroup {
+struct GridGroup : RowMerges<GridGroup> {
   static constexpr bool SPLIT = true;
   u32 tile0, tiles;
   u32 phase;  // merges so far: the parity picks the slot
   u32 blocks;
   u64 barriers, exchange;  // a RowBarrier per row; a ClusterShared per block
 
+  __device__ __forceinline__ u32 size() const { return blocks; }
   __device__ __forceinline__ u32 rank() const { return blockIdx.x % blocks; }
   __device__ __forceinline__ ClusterShared *entry(u32 r) const {
     return reinterpret_cast<ClusterShared *>(exchange) + (u64)(blockIdx.x - rank() + r);
@@ -650,37 +631,27 @@ struct GridGroup {
   }
   __device__ __forceinline__ bool leader() const { return rank() == 0; }
 
-  template <typename P> __device__ __forceinline__ void publish(const P &v) {
+  // Thread 0 publishes this block's value (common.cuh §10), then the row's barrier.
+  template <typename P> __device__ __forceinline__ const uint4 *publish(const P &v) {
     static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
-    Raw16<P> x;
-    x.w = make_uint4(0, 0, 0, 0);
-    x.p = v;
-    entry(rank())->slot[phase & 1] = x.w;
-  }
-  // After thread 0 published this block's value: the row's barrier, then every thread reads
-  // the blocks' values and merges them in rank order.
-  template <typename P, typename F> __device__ __forceinline__ P merge_published(F f) {
     const u32 p = phase & 1;
+    if (threadIdx.x == 0) {
+      Raw16<P> x;
+      x.w = make_uint4(0, 0, 0, 0);
+      x.p = v;
+      entry(rank())->slot[p] = x.w;
+    }
     ++phase;
     barrier();
-    Raw16<P> x;
-    x.w = load_cg_v4(&entry(0)->slot[p]);
-    P acc = x.p;
-#pragma unroll 1
-    for (u32 r = 1; r < blocks; ++r) {
-      x.w = load_cg_v4(&entry(r)->slot[p]);
-      acc = f(acc, x.p);
-    }
-    return acc;
+    return &entry(0)->slot[p];
   }
-  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {
-    if (threadIdx.x == 0) publish(v);
-    return merge_published<P>(f);
+  template <typename P> __device__ __forceinline__ P published(const uint4 *slot, u32 r) {
+    Raw16<P> x;
+    x.w = load_cg_v4(reinterpret_cast<const uint4 *>(reinterpret_cast<const char *>(slot) + (u64)r * sizeof(ClusterShared)));
+    return x.p;
   }
   template <int THREADS> __device__ __forceinline__ MSJ msj(MSJ v, Reduce<THREADS> &red) {
-    const MSJ b = block_msj_warp0<THREADS>(v, red);
-    if (threadIdx.x == 0) publish(b);
-    return merge_published<MSJ>([](MSJ x, MSJ y) { return msj_merge(x, y); });
+    return merge(block_msj_warp0<THREADS>(v, red), [](MSJ x, MSJ y) { return msj_merge(x, y); });
   }
   template <int THREADS> __device__ __forceinline__ u32 *select_hist(SelectShared<THREADS> &ss, int) {
     return ss.hist;
@@ -699,15 +670,7 @@ struct GridGroup {
     return c;
   }
   __device__ __forceinline__ u32 rank_offset(u32 n) {
-    if (threadIdx.x == 0) publish(n);
-    const u32 p = phase & 1;
-    ++phase;
-    barrier();
-    u32 before = 0;
-    const u32 me = rank();
-#pragma unroll 1
-    for (u32 r = 0; r < me; ++r) before += load_cg_u32(reinterpret_cast<const u32 *>(&entry(r)->slot[p]));
-    return before;
+    return before(n, 0u, [](u32 x, u32 y) { return x + y; });
   }
   __device__ __forceinline__ void finish() {}
 };

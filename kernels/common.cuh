@@ -11,6 +11,7 @@
 //   7. the tiled draw (docs/ARCHITECTURE.md "Drawing a token"), shared by every sampler
 //   8. thread-block clusters (sm_90): rank, cluster barrier, distributed shared memory reads
 //   9. row barriers in global memory, for the blocks of a cooperative launch (every GPU)
+//  10. the scalar merges of a row split over several blocks (a cluster's or a grid's)
 //
 // Compiled with nvcc and with NVRTC alike: include no system or CUDA header here.
 #pragma once
@@ -604,6 +605,43 @@ __device__ __forceinline__ void row_barrier(RowBarrier *bar, u32 blocks) {
   }
   __syncthreads();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. The scalar merges of a row split over several blocks, written once for every kind of
+//     group (CRTP): D provides publish(v) (thread 0 puts this block's value in the slot of this
+//     merge's parity, then one barrier of the group; returns a handle to every rank's),
+//     published<P>(handle, rank), size() and rank(). Only thread 0's v is published, so a value
+//     valid in thread 0 alone (a warp-0 reduction) is enough. The folds run in rank order, so
+//     every block gets the same bits.
+// ---------------------------------------------------------------------------------------------
+// A merge value as the 16 bytes a block publishes.
+template <typename P> union Raw16 {
+  P p;
+  uint4 w;
+};
+
+template <typename D> struct RowMerges {
+  // f folded over every block's value in rank order.
+  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {
+    D &d = *static_cast<D *>(this);
+    const auto slot = d.publish(v);
+    P acc = d.template published<P>(slot, 0);
+    const u32 size = d.size();
+#pragma unroll 1  // a few merges per kernel: registers matter more than latency here
+    for (u32 r = 1; r < size; ++r) acc = f(acc, d.template published<P>(slot, r));
+    return acc;
+  }
+  // f folded over the values of the lower ranks, from `zero`.
+  template <typename P, typename F> __device__ __forceinline__ P before(const P &v, P zero, F f) {
+    D &d = *static_cast<D *>(this);
+    const auto slot = d.publish(v);
+    P acc = zero;
+    const u32 rank = d.rank();
+#pragma unroll 1
+    for (u32 r = 0; r < rank; ++r) acc = f(acc, d.template published<P>(slot, r));
+    return acc;
+  }
+};
 
 // ---------------------------------------------------------------------------------------------
 // Dynamic shared memory: `SAMPLEX_DYNAMIC_SHARED(float4, name);` declares the unit's array, sized

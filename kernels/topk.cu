@@ -296,13 +296,8 @@ struct ClusterHead {
   u32 count[2][RADIX_BUCKETS];     // histogram counts
   u64 mass[2][RADIX_BUCKETS];      // top-p's fixed-point masses
 };
-static_assert(sizeof(ClusterHead) == 49184, "EXCHANGE_BYTES in src/gpu/launch.rs");
+static_assert(sizeof(ClusterHead) == 49184, "CLUSTER_HEAD_BYTES in src/gpu/launch.rs");
 static_assert(sizeof(ClusterHead) % 16 == 0, "the staged slice after it is read as float4");
-
-template <typename P> union ClusterRaw {
-  P p;
-  uint4 w;
-};
 
 // A block's contiguous slice [lo, lo + len) of a split row. With `stage`, the first read keeps
 // the slice as f32 in shared memory and the later passes read it there, not L2/HBM.
@@ -368,32 +363,6 @@ struct SliceRow {
   }
 };
 
-// The scalar merges of a split row, written once for both kinds of group (CRTP): D provides
-// publish(v) (this block's value in, one barrier, a handle to every rank's), published(handle,
-// rank), size() and rank().
-template <typename D> struct RowMerges {
-  // f folded over every block's value in rank order (the same bits in every block).
-  template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {
-    D &d = *static_cast<D *>(this);
-    const auto slot = d.publish(v);
-    P acc = d.template published<P>(slot, 0);
-    const u32 size = d.size();
-#pragma unroll 1  // a few merges per kernel: registers matter more than latency here
-    for (u32 r = 1; r < size; ++r) acc = f(acc, d.template published<P>(slot, r));
-    return acc;
-  }
-  // f folded over the values of the lower ranks, from `zero`.
-  template <typename P, typename F> __device__ __forceinline__ P before(const P &v, P zero, F f) {
-    D &d = *static_cast<D *>(this);
-    const auto slot = d.publish(v);
-    P acc = zero;
-    const u32 rank = d.rank();
-#pragma unroll 1
-    for (u32 r = 0; r < rank; ++r) acc = f(acc, d.template published<P>(slot, r));
-    return acc;
-  }
-};
-
 #if SAMPLEX_CLUSTERS
 struct ClusterRow : SliceRow, RowMerges<ClusterRow> {
   static constexpr bool SPLIT = true;
@@ -425,7 +394,7 @@ struct ClusterRow : SliceRow, RowMerges<ClusterRow> {
     static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
     uint4 *slot = &head()->slot[phase & 1];
     if (threadIdx.x == 0) {
-      ClusterRaw<P> x;
+      Raw16<P> x;
       x.w = make_uint4(0, 0, 0, 0);
       x.p = v;
       *slot = x.w;
@@ -435,7 +404,7 @@ struct ClusterRow : SliceRow, RowMerges<ClusterRow> {
     return slot;
   }
   template <typename P> __device__ __forceinline__ P published(const uint4 *slot, u32 rank) {
-    ClusterRaw<P> x;
+    Raw16<P> x;
     x.w = cluster_load_v4(cluster_map(slot, rank));
     return x.p;
   }
@@ -502,7 +471,7 @@ struct GridRow : SliceRow, RowMerges<GridRow> {
     static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
     const u32 p = phase & 1;
     if (threadIdx.x == 0) {
-      ClusterRaw<P> x;
+      Raw16<P> x;
       x.w = make_uint4(0, 0, 0, 0);
       x.p = v;
       ex()[rank()].slot[p] = x.w;
@@ -512,7 +481,7 @@ struct GridRow : SliceRow, RowMerges<GridRow> {
     return &ex()[0].slot[p];
   }
   template <typename P> __device__ __forceinline__ P published(const uint4 *slot, u32 r) {
-    ClusterRaw<P> x;
+    Raw16<P> x;
     x.w = load_cg_v4(reinterpret_cast<const uint4 *>(reinterpret_cast<const char *>(slot) + (u64)r * sizeof(ClusterHead)));
     return x.p;
   }
