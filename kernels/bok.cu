@@ -570,22 +570,14 @@ struct ClusterGroup : RowMerges<ClusterGroup> {
 
   // Thread 0 publishes this block's value (common.cuh §10), then one cluster barrier.
   template <typename P> __device__ __forceinline__ const uint4 *publish(const P &v) {
-    static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
     uint4 *slot = &xs()->slot[phase & 1];
-    if (threadIdx.x == 0) {
-      Raw16<P> x;
-      x.w = make_uint4(0, 0, 0, 0);
-      x.p = v;
-      *slot = x.w;
-    }
+    publish_raw16(slot, v);
     ++phase;
     cluster_sync();
     return slot;
   }
   template <typename P> __device__ __forceinline__ P published(const uint4 *slot, u32 r) {
-    Raw16<P> x;
-    x.w = cluster_load_v4(cluster_map(slot, r));
-    return x.p;
+    return from_raw16<P>(cluster_load_v4(cluster_map(slot, r)));
   }
   // Warp 0 has the block's value after one __syncthreads; the cluster barrier is the block's
   // second (block_msj's broadcast is not needed).
@@ -633,22 +625,14 @@ struct GridGroup : RowMerges<GridGroup> {
 
   // Thread 0 publishes this block's value (common.cuh §10), then the row's barrier.
   template <typename P> __device__ __forceinline__ const uint4 *publish(const P &v) {
-    static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
     const u32 p = phase & 1;
-    if (threadIdx.x == 0) {
-      Raw16<P> x;
-      x.w = make_uint4(0, 0, 0, 0);
-      x.p = v;
-      entry(rank())->slot[p] = x.w;
-    }
+    publish_raw16(&entry(rank())->slot[p], v);
     ++phase;
     barrier();
     return &entry(0)->slot[p];
   }
   template <typename P> __device__ __forceinline__ P published(const uint4 *slot, u32 r) {
-    Raw16<P> x;
-    x.w = load_cg_v4(reinterpret_cast<const uint4 *>(reinterpret_cast<const char *>(slot) + (u64)r * sizeof(ClusterShared)));
-    return x.p;
+    return from_raw16<P>(load_cg_v4(reinterpret_cast<const uint4 *>(reinterpret_cast<const char *>(slot) + (u64)r * sizeof(ClusterShared))));
   }
   template <int THREADS> __device__ __forceinline__ MSJ msj(MSJ v, Reduce<THREADS> &red) {
     return merge(block_msj_warp0<THREADS>(v, red), [](MSJ x, MSJ y) { return msj_merge(x, y); });

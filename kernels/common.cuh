@@ -620,6 +620,22 @@ template <typename P> union Raw16 {
   uint4 w;
 };
 
+// Thread 0 stores v (zero-padded) in a publish slot; a merged value read back from one.
+template <typename P> __device__ __forceinline__ void publish_raw16(uint4 *slot, const P &v) {
+  static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
+  if (threadIdx.x == 0) {
+    Raw16<P> x;
+    x.w = make_uint4(0, 0, 0, 0);
+    x.p = v;
+    *slot = x.w;
+  }
+}
+template <typename P> __device__ __forceinline__ P from_raw16(uint4 w) {
+  Raw16<P> x;
+  x.w = w;
+  return x.p;
+}
+
 template <typename D> struct RowMerges {
   // f folded over every block's value in rank order.
   template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {

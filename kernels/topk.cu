@@ -391,22 +391,14 @@ struct ClusterRow : SliceRow, RowMerges<ClusterRow> {
   // Thread 0 publishes this block's value in the buffer of this merge's parity, then one
   // cluster barrier: the returned slot holds every rank's value (read it with `published`).
   template <typename P> __device__ __forceinline__ const uint4 *publish(const P &v) {
-    static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
     uint4 *slot = &head()->slot[phase & 1];
-    if (threadIdx.x == 0) {
-      Raw16<P> x;
-      x.w = make_uint4(0, 0, 0, 0);
-      x.p = v;
-      *slot = x.w;
-    }
+    publish_raw16(slot, v);
     ++phase;
     cluster_sync();
     return slot;
   }
   template <typename P> __device__ __forceinline__ P published(const uint4 *slot, u32 rank) {
-    Raw16<P> x;
-    x.w = cluster_load_v4(cluster_map(slot, rank));
-    return x.p;
+    return from_raw16<P>(cluster_load_v4(cluster_map(slot, rank)));
   }
   __device__ __forceinline__ void sync() { cluster_sync(); }
   __device__ __forceinline__ bool leader() const { return cluster_rank() == 0; }
@@ -468,22 +460,14 @@ struct GridRow : SliceRow, RowMerges<GridRow> {
   }
   __device__ __forceinline__ void hist_done() { ++phase; }
   template <typename P> __device__ __forceinline__ const uint4 *publish(const P &v) {
-    static_assert(sizeof(P) <= sizeof(uint4), "a merge value is at most 16 bytes");
     const u32 p = phase & 1;
-    if (threadIdx.x == 0) {
-      Raw16<P> x;
-      x.w = make_uint4(0, 0, 0, 0);
-      x.p = v;
-      ex()[rank()].slot[p] = x.w;
-    }
+    publish_raw16(&ex()[rank()].slot[p], v);
     ++phase;
     barrier();
     return &ex()[0].slot[p];
   }
   template <typename P> __device__ __forceinline__ P published(const uint4 *slot, u32 r) {
-    Raw16<P> x;
-    x.w = load_cg_v4(reinterpret_cast<const uint4 *>(reinterpret_cast<const char *>(slot) + (u64)r * sizeof(ClusterHead)));
-    return x.p;
+    return from_raw16<P>(load_cg_v4(reinterpret_cast<const uint4 *>(reinterpret_cast<const char *>(slot) + (u64)r * sizeof(ClusterHead))));
   }
   __device__ __forceinline__ void sync() { barrier(); }
   __device__ __forceinline__ bool leader() const { return rank() == 0; }
