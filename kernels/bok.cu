@@ -570,11 +570,7 @@ struct ClusterGroup : RowMerges<ClusterGroup> {
 
   // Thread 0 publishes this block's value (common.cuh §10), then one cluster barrier.
   template <typename P> __device__ __forceinline__ const uint4 *publish(const P &v) {
-    uint4 *slot = &xs()->slot[phase & 1];
-    publish_raw16(slot, v);
-    ++phase;
-    cluster_sync();
-    return slot;
+    return cluster_publish(xs()->slot, phase, v);
   }
   template <typename P> __device__ __forceinline__ P published(const uint4 *slot, u32 r) {
     return from_raw16<P>(cluster_load_v4(cluster_map(slot, r)));

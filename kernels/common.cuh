@@ -636,6 +636,18 @@ template <typename P> __device__ __forceinline__ P from_raw16(uint4 w) {
   return x.p;
 }
 
+#if SAMPLEX_CLUSTERS
+// A cluster group's publish: `slots` (2, by merge parity) at the head of each block's dynamic
+// shared memory, then one cluster barrier; the slot, for `published` to map to each rank.
+template <typename P> __device__ __forceinline__ const uint4 *cluster_publish(uint4 *slots, u32 &phase, const P &v) {
+  uint4 *slot = &slots[phase & 1];
+  publish_raw16(slot, v);
+  ++phase;
+  cluster_sync();
+  return slot;
+}
+#endif
+
 template <typename D> struct RowMerges {
   // f folded over every block's value in rank order.
   template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F f) {

@@ -391,11 +391,7 @@ struct ClusterRow : SliceRow, RowMerges<ClusterRow> {
   // Thread 0 publishes this block's value in the buffer of this merge's parity, then one
   // cluster barrier: the returned slot holds every rank's value (read it with `published`).
   template <typename P> __device__ __forceinline__ const uint4 *publish(const P &v) {
-    uint4 *slot = &head()->slot[phase & 1];
-    publish_raw16(slot, v);
-    ++phase;
-    cluster_sync();
-    return slot;
+    return cluster_publish(head()->slot, phase, v);
   }
   template <typename P> __device__ __forceinline__ P published(const uint4 *slot, u32 rank) {
     return from_raw16<P>(cluster_load_v4(cluster_map(slot, rank)));
@@ -622,6 +618,26 @@ __device__ __forceinline__ void bitonic_sort_desc(u64 *a, u32 n) {
   }
 }
 
+// The smallest power of two >= n (n >= 1).
+__device__ __forceinline__ u32 pow2_at_least(u32 n) {
+  u32 p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+// Sorts the n pairs in `buf` (shared memory, written before the call) and writes the first
+// k as (value, index) to the output row.
+template <int THREADS>
+__device__ __forceinline__ void sort_pairs_out(u64 *buf, u32 n, u32 k, float *vals, u32 *idxs) {
+  __syncthreads();
+  bitonic_sort_desc<THREADS>(buf, n);
+  for (u32 j = threadIdx.x; j < k; j += THREADS) {
+    const u64 v = buf[j];
+    vals[j] = key_to_float(pair_key(v));
+    idxs[j] = pair_index(v);
+  }
+}
+
 // The slower path's two buffers: the row's u64 scratch, and the output row itself (value,
 // index), whose pairs are a lossless form of (key, index): key_to_float is a bijection on keys.
 struct PairBuffers {
@@ -747,16 +763,9 @@ __device__ __forceinline__ void select_row(G &g, const T *logits, u64 stride, u3
     g.sync();  // every block's slots are written (release/acquire at cluster scope)
     if (g.leader()) {
       u64 *buf = sm.buf.sort;
-      u32 n = 1;
-      while (n < kr) n <<= 1;
+      const u32 n = pow2_at_least(kr);
       for (u32 j = threadIdx.x; j < n; j += THREADS) buf[j] = j < kr ? pack_pair(float_to_key(vals[j]), idxs[j]) : 0;
-      __syncthreads();
-      bitonic_sort_desc<THREADS>(buf, n);
-      for (u32 j = threadIdx.x; j < kr; j += THREADS) {
-        const u64 v = buf[j];
-        vals[j] = key_to_float(pair_key(v));
-        idxs[j] = pair_index(v);
-      }
+      sort_pairs_out<THREADS>(buf, n, kr, vals, idxs);
     }
   } else if (kr <= SORT_MAX) {
     // Step 4 into shared memory, step 5 there.
@@ -764,16 +773,9 @@ __device__ __forceinline__ void select_row(G &g, const T *logits, u64 stride, u3
     u64 *buf = sm.buf.sort;
     auto store = [&](u32 slot, u32 key, u32 index) { buf[slot] = pack_pair(key, index); };
     collect<T, VEC, THREADS>(g, z, cut, kr, 0u, 0u, status, sm.radix.scan, store);
-    u32 n = 1;
-    while (n < kr) n <<= 1;
+    const u32 n = pow2_at_least(kr);
     for (u32 j = kr + threadIdx.x; j < n; j += THREADS) buf[j] = 0;  // sorts last
-    __syncthreads();
-    bitonic_sort_desc<THREADS>(buf, n);
-    for (u32 j = threadIdx.x; j < kr; j += THREADS) {
-      const u64 v = buf[j];
-      vals[j] = key_to_float(pair_key(v));
-      idxs[j] = pair_index(v);
-    }
+    sort_pairs_out<THREADS>(buf, n, kr, vals, idxs);
   } else {
     // The slower path: collect into global scratch, sort chunks, merge runs.
     PairBuffers pb;

@@ -674,60 +674,46 @@ fn filters_split_paths_give_the_one_block_bits() {
     use samplex::gpu::topp::ThresholdPath;
     let mut s = gpu_or_skip!();
     let clusters = common::cluster_launch(&s);
-    // (vocab, batch sizes the rows are cut into)
-    for (vocab, batches) in [
-        (40_000usize, &[4usize, 3, 1][..]),
-        (128_256, &[1, 2, 1, 4][..]),
-        (151_936, &[2, 3, 3][..]),
-        (262_147, &[3, 1, 4][..]),
-    ] {
-        let rows = common::split_rows(vocab, 11);
-        let mut next = 0;
-        for (n, &batch) in batches.iter().enumerate() {
-            let x: Vec<f32> = (0..batch)
-                .flat_map(|j| rows[(next + j) % rows.len()].clone())
-                .collect();
-            next += batch;
-            let path = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
-            if clusters {
-                assert!(
-                    matches!(path, ThresholdPath::Cluster { staged: true, .. }),
-                    "b{batch} v{vocab}: {path:?}"
-                );
-                s.set_filter_split(RowSplit::Grid);
-                let grid = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
-                s.set_filter_split(RowSplit::Any);
-                assert!(
-                    matches!(grid, ThresholdPath::Grid { staged: true, .. }),
-                    "b{batch} v{vocab}: {grid:?}"
+    for (vocab, n, batch, x) in common::split_cases(11) {
+        let path = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
+        if clusters {
+            assert!(
+                matches!(path, ThresholdPath::Cluster { staged: true, .. }),
+                "b{batch} v{vocab}: {path:?}"
+            );
+            s.set_filter_split(RowSplit::Grid);
+            let grid = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
+            s.set_filter_split(RowSplit::Any);
+            assert!(
+                matches!(grid, ThresholdPath::Grid { staged: true, .. }),
+                "b{batch} v{vocab}: {grid:?}"
+            );
+        } else {
+            assert!(
+                matches!(path, ThresholdPath::Grid { .. }),
+                "no cluster launch here: a cooperative grid, b{batch} v{vocab}: {path:?}"
+            );
+        }
+        let hb: Vec<bf16> = convert(&x);
+        for (j, sup) in split_supports(vocab).into_iter().enumerate() {
+            // Half the (batch, support) pairs each dtype, and τ = 1 or 0.6.
+            let t = if j % 3 == 2 { 0.6 } else { 1.0 };
+            let req = Request::new(t, sup);
+            let what = format!("b{batch} v{vocab} τ{t} {sup:?} {path:?}");
+            if (n + j) % 2 == 0 {
+                check_split(
+                    &mut s,
+                    &Case::dense(&x, batch, vocab),
+                    &req,
+                    &format!("f32 {what}"),
                 );
             } else {
-                assert!(
-                    matches!(path, ThresholdPath::Grid { .. }),
-                    "no cluster launch here: a cooperative grid, b{batch} v{vocab}: {path:?}"
+                check_split(
+                    &mut s,
+                    &Case::dense(&hb, batch, vocab),
+                    &req,
+                    &format!("bf16 {what}"),
                 );
-            }
-            let hb: Vec<bf16> = convert(&x);
-            for (j, sup) in split_supports(vocab).into_iter().enumerate() {
-                // Half the (batch, support) pairs each dtype, and τ = 1 or 0.6.
-                let t = if j % 3 == 2 { 0.6 } else { 1.0 };
-                let req = Request::new(t, sup);
-                let what = format!("b{batch} v{vocab} τ{t} {sup:?} {path:?}");
-                if (n + j) % 2 == 0 {
-                    check_split(
-                        &mut s,
-                        &Case::dense(&x, batch, vocab),
-                        &req,
-                        &format!("f32 {what}"),
-                    );
-                } else {
-                    check_split(
-                        &mut s,
-                        &Case::dense(&hb, batch, vocab),
-                        &req,
-                        &format!("bf16 {what}"),
-                    );
-                }
             }
         }
     }

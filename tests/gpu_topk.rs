@@ -146,81 +146,68 @@ fn topk_select_split_paths_give_the_one_block_bits() {
     use samplex::gpu::topk::SelectPath;
     let mut s = gpu_or_skip!();
     let clusters = common::cluster_launch(&s);
-    for (vocab, batches) in [
-        (40_000usize, &[4usize, 3, 1][..]),
-        (128_256, &[1, 2, 1, 4][..]),
-        (151_936, &[2, 3, 3][..]),
-        (262_147, &[3, 1, 4][..]),
-    ] {
-        let rows = common::split_rows(vocab, 31);
-        let mut next = 0;
-        for (n, &batch) in batches.iter().enumerate() {
-            let x: Vec<f32> = (0..batch)
-                .flat_map(|j| rows[(next + j) % rows.len()].clone())
-                .collect();
-            next += batch;
-            let per_row: Vec<u32> = (0..batch as u32)
-                .map(|r| [7, 0, 4096, 300][r as usize % 4])
-                .collect();
-            for (j, (k, rows_k)) in [
-                (1u32, None),
-                (50, None),
-                (4096, None),
-                (4096, Some(&per_row[..])),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let path = s.top_k_select_path::<f32>(batch, vocab, k).unwrap();
-                let mut modes = vec![RowSplit::Any];
-                if clusters {
-                    assert!(
-                        matches!(path, SelectPath::Cluster { .. }),
-                        "b{batch} v{vocab} k{k}: {path:?}"
-                    );
-                    modes.push(RowSplit::Grid);
+    for (vocab, n, batch, x) in common::split_cases(31) {
+        let per_row: Vec<u32> = (0..batch as u32)
+            .map(|r| [7, 0, 4096, 300][r as usize % 4])
+            .collect();
+        for (j, (k, rows_k)) in [
+            (1u32, None),
+            (50, None),
+            (4096, None),
+            (4096, Some(&per_row[..])),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let path = s.top_k_select_path::<f32>(batch, vocab, k).unwrap();
+            let mut modes = vec![RowSplit::Any];
+            if clusters {
+                assert!(
+                    matches!(path, SelectPath::Cluster { .. }),
+                    "b{batch} v{vocab} k{k}: {path:?}"
+                );
+                modes.push(RowSplit::Grid);
+            } else {
+                assert!(
+                    matches!(path, SelectPath::Grid { .. }),
+                    "b{batch} v{vocab} k{k}: {path:?}"
+                );
+            }
+            let what = format!("b{batch} v{vocab} k{k} {rows_k:?} {path:?}");
+            let run = |s: &mut Sampler, split: RowSplit| {
+                s.set_top_k_split(split);
+                if (n + j) % 2 == 0 {
+                    gpu_select(s, &x, 0, batch, vocab, vocab, k, rows_k)
                 } else {
-                    assert!(
-                        matches!(path, SelectPath::Grid { .. }),
-                        "b{batch} v{vocab} k{k}: {path:?}"
-                    );
+                    gpu_select(s, &convert::<bf16>(&x), 0, batch, vocab, vocab, k, rows_k)
                 }
-                let what = format!("b{batch} v{vocab} k{k} {rows_k:?} {path:?}");
-                let run = |s: &mut Sampler, split: RowSplit| {
-                    s.set_top_k_split(split);
-                    if (n + j) % 2 == 0 {
-                        gpu_select(s, &x, 0, batch, vocab, vocab, k, rows_k)
-                    } else {
-                        gpu_select(s, &convert::<bf16>(&x), 0, batch, vocab, vocab, k, rows_k)
-                    }
-                };
-                let whole = run(&mut s, RowSplit::Off);
-                for mode in modes {
-                    let split = run(&mut s, mode);
-                    if mode == RowSplit::Grid {
-                        let grid = s.top_k_select_path::<f32>(batch, vocab, k).unwrap();
-                        assert!(matches!(grid, SelectPath::Grid { .. }), "{what}: {grid:?}");
-                    }
-                    let what = format!("{what} {mode:?}");
-                    assert_eq!(split.status, whole.status, "{what}: status");
-                    let vb = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert!(vb(&split.values) == vb(&whole.values), "{what}: values");
-                    assert!(split.indices == whole.indices, "{what}: indices");
+            };
+            let whole = run(&mut s, RowSplit::Off);
+            for mode in modes {
+                let split = run(&mut s, mode);
+                if mode == RowSplit::Grid {
+                    let grid = s.top_k_select_path::<f32>(batch, vocab, k).unwrap();
+                    assert!(matches!(grid, SelectPath::Grid { .. }), "{what}: {grid:?}");
                 }
-                s.set_top_k_split(RowSplit::Any);
-                if vocab == 40_000 {
-                    check_select(
-                        &mut s,
-                        &x,
-                        0,
-                        batch,
-                        vocab,
-                        vocab,
-                        k,
-                        rows_k,
-                        &format!("cpu {what}"),
-                    );
-                }
+                let what = format!("{what} {mode:?}");
+                assert_eq!(split.status, whole.status, "{what}: status");
+                let vb = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert!(vb(&split.values) == vb(&whole.values), "{what}: values");
+                assert!(split.indices == whole.indices, "{what}: indices");
+            }
+            s.set_top_k_split(RowSplit::Any);
+            if vocab == 40_000 {
+                check_select(
+                    &mut s,
+                    &x,
+                    0,
+                    batch,
+                    vocab,
+                    vocab,
+                    k,
+                    rows_k,
+                    &format!("cpu {what}"),
+                );
             }
         }
     }

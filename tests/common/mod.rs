@@ -182,6 +182,30 @@ pub fn cluster_launch(s: &Sampler) -> bool {
         != 0
 }
 
+/// The split-path comparisons' cases, (vocab, case index within the vocab, batch, logits): rows
+/// of [`split_rows`] (`seed`) cut into batches of 1-4 at vocab 40000, 128256, 151936, 262147
+/// (odd, and above the largest cluster's slices).
+pub fn split_cases(seed: u64) -> Vec<(usize, usize, usize, Vec<f32>)> {
+    let mut cases = Vec::new();
+    for (vocab, batches) in [
+        (40_000usize, &[4usize, 3, 1][..]),
+        (128_256, &[1, 2, 1, 4][..]),
+        (151_936, &[2, 3, 3][..]),
+        (262_147, &[3, 1, 4][..]),
+    ] {
+        let rows = split_rows(vocab, seed);
+        let mut next = 0;
+        for (n, &batch) in batches.iter().enumerate() {
+            let x: Vec<f32> = (0..batch)
+                .flat_map(|j| rows[(next + j) % rows.len()].clone())
+                .collect();
+            next += batch;
+            cases.push((vocab, n, batch, x));
+        }
+    }
+    cases
+}
+
 /// Rows that stress the split of a row over a cluster's blocks (`seed`, `seed + 1`, `seed + 2`
 /// for the random ones): ties across slice boundaries, maxima and lone finite values near them,
 /// non-finite values and signed zeros in several slices.
