@@ -1354,7 +1354,8 @@ fn a_captured_graph_replays_the_split_paths() {
     // SAFETY: all work in this test is on one stream, and nothing is freed while in use.
     unsafe { s.context().disable_event_tracking() };
     let (batch, vocab) = (2usize, 40_000usize);
-    // One kept token per row: a spike of 60 over normals; top-k 50 + top-p 0.5 keep it alone.
+    // One kept token per row: a spike of 60 over normals; top-k 50 + top-p 0.5 keep it alone,
+    // and sparsemax's support is it alone (every other u is more than 1 below it).
     let spiked = |k: usize| -> Vec<f32> {
         let mut v = common::logits(Dist::Normal(1.0), batch, vocab, k as u64);
         for r in 0..batch {
@@ -1375,10 +1376,18 @@ fn a_captured_graph_replays_the_split_paths() {
     }
     for mode in modes {
         s.set_filter_split(mode);
+        s.set_sparsemax_split(mode);
         let path = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
         assert_ne!(path, samplex::gpu::topp::ThresholdPath::Block, "{mode:?}");
+        let sparse_path = s.sparsemax_path::<f32>(batch, vocab).unwrap();
+        assert_eq!(
+            std::mem::discriminant(&sparse_path),
+            std::mem::discriminant(&path),
+            "{mode:?}: {sparse_path:?}"
+        );
         let mut d = upload(&s, &spiked(0));
-        let mut tokens = s.stream().alloc_zeros::<u32>(batch).unwrap();
+        // Filtered tokens, then sparsemax's (one graph: both kernels' barriers in turn).
+        let mut tokens = s.stream().alloc_zeros::<u32>(2 * batch).unwrap();
         // `reserve` and one call outside the capture: the scratch and the functions.
         s.reserve(0, 0).unwrap();
         let run = |s: &mut Sampler, d: &CudaSlice<f32>, tokens: &mut CudaSlice<u32>| {
@@ -1389,21 +1398,32 @@ fn a_captured_graph_replays_the_split_paths() {
                 &sup,
                 &RowParams::default(),
                 &seeds,
-                &mut tokens.as_view_mut(),
+                &mut tokens.slice_mut(..batch),
+                None,
+            )
+            .unwrap();
+            s.sample_sparsemax(
+                &logits,
+                1.0,
+                &RowParams::default(),
+                &seeds,
+                &mut tokens.slice_mut(batch..),
                 None,
             )
             .unwrap();
         };
+        let twice = |k| [want(k), want(k)].concat();
         run(&mut s, &d, &mut tokens);
-        assert_eq!(download(&s, &tokens), want(0), "{path:?} direct");
+        assert_eq!(download(&s, &tokens), twice(0), "{path:?} direct");
         let graph = common::capture(&mut s, |s| run(s, &d, &mut tokens));
         // Replays on new logits, twice on the same ones: every barrier re-armed itself.
         for k in [1, 2, 2, 3] {
             s.stream().memcpy_htod(&spiked(k), &mut d).unwrap();
             s.stream().memset_zeros(&mut tokens).unwrap();
             graph.launch().unwrap();
-            assert_eq!(download(&s, &tokens), want(k), "{path:?} replay {k}");
+            assert_eq!(download(&s, &tokens), twice(k), "{path:?} replay {k}");
         }
     }
     s.set_filter_split(RowSplit::Any);
+    s.set_sparsemax_split(RowSplit::Any);
 }

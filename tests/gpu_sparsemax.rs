@@ -13,7 +13,8 @@ use common::{assert_tokens_agree, chi_square_p, Dist};
 use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 use samplex::cpu::{self, Draw};
-use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
+use samplex::gpu::sparsemax::SparsemaxPath;
+use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, RowSplit, Sampler};
 use samplex::{status, Decoder, Error, Logit, Logits, Rng, Rows};
 
 const TOL: f64 = 1e-6;
@@ -637,4 +638,144 @@ fn sparsemax_refuses_bad_input_before_launching() {
         )
         .unwrap_err();
     assert!(matches!(e, Error::BadLength { name: "tokens", .. }), "{e}");
+}
+
+/// Every output of both ops as bits, on the sampler's current path: q, k*, status of
+/// `sparsemax`; tokens, status of `sample_sparsemax` (per-row seeds).
+fn sparsemax_bits<T: Logit>(
+    s: &mut Sampler,
+    host: &[T],
+    batch: usize,
+    vocab: usize,
+    lead: usize,
+    tau: f32,
+) -> Vec<Vec<u32>> {
+    let o = gpu_sparsemax(s, host, batch, vocab, vocab, lead, tau, None);
+    let seeds: Vec<Rng> = (0..batch).map(|r| Rng::new(40 + r as u64).at(3)).collect();
+    let (tokens, st) = gpu_sample(s, host, batch, vocab, lead, tau, &seeds, false);
+    vec![
+        o.q.iter().map(|x| x.to_bits()).collect(),
+        o.support,
+        o.status,
+        tokens,
+        st,
+    ]
+}
+
+/// Each split path the device has (the default; the cooperative grid too where clusters are
+/// the default) gives the one-block path's bits.
+fn check_split<T: Logit>(
+    s: &mut Sampler,
+    host: &[T],
+    (batch, vocab, lead): (usize, usize, usize),
+    tau: f32,
+    what: &str,
+) {
+    s.set_sparsemax_split(RowSplit::Off);
+    assert_eq!(
+        s.sparsemax_path::<T>(batch, vocab).unwrap(),
+        SparsemaxPath::Block
+    );
+    let whole = sparsemax_bits(s, host, batch, vocab, lead, tau);
+    let mut modes = vec![RowSplit::Any];
+    if common::cluster_launch(s) {
+        modes.push(RowSplit::Grid);
+    }
+    let names = ["q", "support", "status", "tokens", "sample status"];
+    for mode in modes {
+        s.set_sparsemax_split(mode);
+        let path = s.sparsemax_path::<T>(batch, vocab).unwrap();
+        assert_ne!(path, SparsemaxPath::Block, "{what} {mode:?}");
+        let split = sparsemax_bits(s, host, batch, vocab, lead, tau);
+        for ((a, b), name) in split.iter().zip(&whole).zip(names) {
+            if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
+                panic!(
+                    "{what}: {name}[{i}] (row {}): {path:?} {:#x}, one block {:#x}",
+                    i / if a.len() == batch { 1 } else { vocab },
+                    a[i],
+                    b[i]
+                );
+            }
+        }
+    }
+    s.set_sparsemax_split(RowSplit::Any);
+}
+
+#[test]
+fn sparsemax_split_paths_give_the_one_block_bits() {
+    let mut s = gpu_or_skip!();
+    let clusters = common::cluster_launch(&s);
+    for (vocab, n, batch, x) in common::split_cases(21) {
+        let path = s.sparsemax_path::<f32>(batch, vocab).unwrap();
+        if clusters {
+            assert!(
+                matches!(path, SparsemaxPath::Cluster { staged: true, .. }),
+                "b{batch} v{vocab}: {path:?}"
+            );
+            s.set_sparsemax_split(RowSplit::Grid);
+            let grid = s.sparsemax_path::<f32>(batch, vocab).unwrap();
+            s.set_sparsemax_split(RowSplit::Any);
+            assert!(
+                matches!(grid, SparsemaxPath::Grid { staged: true, .. }),
+                "b{batch} v{vocab}: {grid:?}"
+            );
+        } else {
+            assert!(
+                matches!(path, SparsemaxPath::Grid { .. }),
+                "no cluster launch here: a cooperative grid, b{batch} v{vocab}: {path:?}"
+            );
+        }
+        // Both dtypes, τ = 1, 0.5 and (greedy) 0, and the unaligned rows of the _v1 kernels.
+        let tau = [1.0, 0.5, 1.0, 0.0][n % 4];
+        let what = format!("b{batch} v{vocab} τ{tau} {path:?}");
+        if n % 2 == 0 {
+            check_split(&mut s, &x, (batch, vocab, 0), tau, &format!("f32 {what}"));
+        } else {
+            let hb: Vec<bf16> = convert(&x);
+            check_split(&mut s, &hb, (batch, vocab, 0), tau, &format!("bf16 {what}"));
+        }
+        if n == 1 {
+            check_split(
+                &mut s,
+                &x,
+                (batch, vocab, 1),
+                tau,
+                &format!("f32 unaligned {what}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn sparsemax_split_paths_without_staging_give_the_one_block_bits() {
+    let mut s = gpu_or_skip!();
+    // 17 rows: 4 blocks per row, whose 67584-token slices do not fit the shared memory, so
+    // every pass reads the logits again.
+    let (batch, vocab) = (17usize, 262_147usize);
+    let rows = common::split_rows(vocab, 21);
+    let x: Vec<f32> = (0..batch)
+        .flat_map(|j| rows[j % rows.len()].clone())
+        .collect();
+    let path = s.sparsemax_path::<f32>(batch, vocab).unwrap();
+    let want_cluster = SparsemaxPath::Cluster {
+        blocks: 4,
+        shared: 38_944,
+        staged: false,
+    };
+    if common::cluster_launch(&s) {
+        assert_eq!(path, want_cluster);
+    } else {
+        assert!(
+            matches!(
+                path,
+                SparsemaxPath::Grid {
+                    blocks: 4,
+                    staged: false,
+                    ..
+                }
+            ),
+            "{path:?}"
+        );
+    }
+    check_split(&mut s, &x, (batch, vocab, 0), 1.0, &format!("{path:?}"));
 }

@@ -54,6 +54,43 @@ impl RowSplit {
     }
 }
 
+/// How a kernel that may split a row over several blocks, keeping its slice in shared memory
+/// (the top-k/top-p/min-p threshold kernel, sparsemax), runs a call of a given shape.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitPath {
+    /// One block per row.
+    Block,
+    /// A cluster of `blocks` blocks per row, each with `shared` bytes of dynamic shared memory
+    /// (the kernel's head, then the slice when `staged`: each block keeps its slice there).
+    Cluster {
+        blocks: u32,
+        shared: u32,
+        staged: bool,
+    },
+    /// A cooperative grid of `blocks` blocks per row, the same shared memory rule without the
+    /// head (the exchange is in global memory).
+    Grid {
+        blocks: u32,
+        shared: u32,
+        staged: bool,
+    },
+}
+
+/// The kernels [`Sampler::split_path`] chooses between, and their shared memory.
+pub(crate) struct SplitKernels<'a> {
+    /// The cluster entry's name.
+    pub(crate) cluster: &'a str,
+    /// The cooperative-grid entry's name.
+    pub(crate) grid: &'a str,
+    /// Threads per block.
+    pub(crate) threads: u32,
+    /// Bytes at the head of a cluster block's dynamic shared memory.
+    pub(crate) head: usize,
+    /// A block's staged slice in bytes, for `blocks` blocks per row.
+    pub(crate) slice_bytes: &'a dyn Fn(u32) -> usize,
+}
+
 /// The fewest logits per block of a radix cluster (one 1024-thread chunk of f32 vectors).
 const CLUSTER_MIN_SLICE: usize = 4096;
 
@@ -458,6 +495,56 @@ impl Sampler {
                 func.occupancy_max_active_blocks_per_multiprocessor(threads, dynamic, None)?;
             Ok(per_sm as u64 * s.sm_count as u64 >= blocks as u64)
         })
+    }
+
+    /// The path of a kernel that may split a row (`kernels`) for `batch` rows of `vocab`: none
+    /// when `split` is off or no C of `cluster_candidates` applies; else a cluster where the
+    /// device has them (and `split` allows), else a cooperative grid; for each C from the
+    /// largest, staged when the slice fits the shared memory, else re-reading the logits.
+    pub(crate) fn split_path(
+        &mut self,
+        split: RowSplit,
+        kernels: &SplitKernels<'_>,
+        batch: usize,
+        vocab: usize,
+    ) -> Result<SplitPath> {
+        if !split.grid()
+            || cluster_candidates(batch, vocab, self.sm_count)
+                .next()
+                .is_none()
+        {
+            return Ok(SplitPath::Block);
+        }
+        let threads = kernels.threads;
+        if split.clusters() {
+            let func = self.function(kernels.cluster)?;
+            for blocks in cluster_candidates(batch, vocab, self.sm_count) {
+                let staged = kernels.head + (kernels.slice_bytes)(blocks);
+                for (shared, staged) in [(staged, true), (kernels.head, false)] {
+                    if self.cluster_fits(&func, blocks, threads, shared)? {
+                        return Ok(SplitPath::Cluster {
+                            blocks,
+                            shared: shared as u32,
+                            staged,
+                        });
+                    }
+                }
+            }
+        }
+        let func = self.function(kernels.grid)?;
+        for blocks in cluster_candidates(batch, vocab, self.sm_count) {
+            let total = blocks * batch as u32;
+            for (shared, staged) in [((kernels.slice_bytes)(blocks), true), (0, false)] {
+                if self.grid_fits(&func, total, threads, shared)? {
+                    return Ok(SplitPath::Grid {
+                        blocks,
+                        shared: shared as u32,
+                        staged,
+                    });
+                }
+            }
+        }
+        Ok(SplitPath::Block)
     }
 
     /// The cooperative grids' exchange, zeroed (made once, by [`Sampler::new`]): a `RowBarrier`

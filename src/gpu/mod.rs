@@ -216,6 +216,8 @@ pub struct Sampler {
     pub(crate) filter_split: launch::RowSplit,
     /// The same for the top-k selection kernel.
     pub(crate) select_split: launch::RowSplit,
+    /// The same for sparsemax.
+    pub(crate) sparsemax_split: launch::RowSplit,
     /// `cluster_fits`' and `grid_fits`' answers by (function, blocks, threads, dynamic shared
     /// memory, cooperative): the driver queries behind one do not change, and the path is
     /// chosen on every call.
@@ -249,6 +251,7 @@ impl Sampler {
             bok_split: launch::RowSplit::Any,
             filter_split: launch::RowSplit::Any,
             select_split: launch::RowSplit::Any,
+            sparsemax_split: launch::RowSplit::Any,
             cluster_fit: HashMap::new(),
         })
     }

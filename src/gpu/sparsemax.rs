@@ -9,17 +9,79 @@
 //! One block of 1024 threads per row; no scratch, no tickets. The candidates u_i ≥ max u − 1
 //! are sorted on chip when there are at most 4096 of them; flatter rows find θ by a radix
 //! search with fixed-point sums (see the kernel's header).
+//!
+//! When the batch is too small to fill the GPU ([`SparsemaxPath`], the threshold kernel's rule:
+//! the largest C in {8, 4, 2} with batch × C ≤ the SM count and vocab ≥ C × 4096), a row is
+//! split over C blocks, each over whole draw tiles of it: a thread-block cluster per row on
+//! sm_90 (`samplex_sparsemax_project_cluster_<T>`, arguments as above, then stage), else a
+//! cooperative grid (`samplex_sparsemax_project_grid_<T>`: then stage, blocks, barriers,
+//! exchange). Each block keeps its slice in shared memory when it fits (stage = 1); the blocks
+//! merge the maximum, the candidate count, the candidates themselves (every block sorts all of
+//! them), the radix histograms and the draw, in rank order: the same bits as one block.
 
-use cudarc::driver::{CudaViewMut, DeviceSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaViewMut, DeviceSlice, LaunchConfig};
 
-use super::launch::{self, Pointers};
+use super::launch::{self, ArgSink, Pointers, RawArgs, SplitKernels, DRAW_TILE};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::check_temperature;
-use crate::dtype::Logit;
+use crate::dtype::{DType, Logit};
 use crate::error::{Error, Result};
 
 /// Threads per block of `samplex_sparsemax_project` (`THREADS` in kernels/sparsemax.cu).
 const THREADS: u32 = 1024;
+
+/// Bytes of a split block's `SparseHead` (kernels/sparsemax.cu): the head of a cluster block's
+/// dynamic shared memory, and a cooperative grid's exchange entry.
+const SPARSE_HEAD_BYTES: usize = 38_944;
+
+/// Arguments of `samplex_sparsemax_project_cluster` and `_grid`.
+const CLUSTER_ARGS: usize = 14;
+const GRID_ARGS: usize = 17;
+
+/// How sparsemax runs a call of a given shape: `samplex_sparsemax_project` (Block), `_cluster`
+/// or `_grid`.
+pub use super::launch::SplitPath as SparsemaxPath;
+
+/// Tokens per block of a `blocks`-block split row (`SplitRow::place` in kernels/sparsemax.cu):
+/// ceil(vocab / blocks) rounded up to whole draw tiles.
+fn slice_len(vocab: usize, blocks: u32) -> usize {
+    vocab.div_ceil(blocks as usize).div_ceil(DRAW_TILE) * DRAW_TILE
+}
+
+/// The kernels' arguments in C-signature order (the split entries add theirs after).
+struct ProjectArgs {
+    logits: u64,
+    stride: u64,
+    vocab: u32,
+    temperature: f32,
+    temps: u64,
+    seed: u64,
+    offset: u64,
+    seeds: u64,
+    offsets: u64,
+    probs: u64,
+    support: u64,
+    tokens: u64,
+    status: u64,
+}
+
+impl ProjectArgs {
+    fn push<'a, S: ArgSink<'a>>(&'a self, b: &mut S) {
+        b.push(&self.logits);
+        b.push(&self.stride);
+        b.push(&self.vocab);
+        b.push(&self.temperature);
+        b.push(&self.temps);
+        b.push(&self.seed);
+        b.push(&self.offset);
+        b.push(&self.seeds);
+        b.push(&self.offsets);
+        b.push(&self.probs);
+        b.push(&self.support);
+        b.push(&self.tokens);
+        b.push(&self.status);
+    }
+}
 
 /// A buffer's length must be exactly `expected`.
 fn check_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
@@ -127,6 +189,45 @@ impl Sampler {
         )
     }
 
+    /// Which kernel sparsemax runs for `batch` rows of `vocab` logits of type `T` with
+    /// 16-byte-aligned rows (for tests and benchmarks).
+    ///
+    /// # Errors
+    /// [`Error::Driver`] when the driver fails to load a kernel or answer a query.
+    #[doc(hidden)]
+    pub fn sparsemax_path<T: Logit>(
+        &mut self,
+        batch: usize,
+        vocab: usize,
+    ) -> Result<SparsemaxPath> {
+        self.project_path(T::DTYPE, batch, vocab, (16 / T::DTYPE.size()) as u32)
+    }
+
+    /// Which split paths sparsemax may take ([`launch::RowSplit::Any`] by default), so that
+    /// tests can compare them with each other and with the one-block path on one device.
+    #[doc(hidden)]
+    pub fn set_sparsemax_split(&mut self, split: launch::RowSplit) {
+        self.sparsemax_split = split;
+    }
+
+    fn project_path(
+        &mut self,
+        dtype: DType,
+        batch: usize,
+        vocab: usize,
+        vec: u32,
+    ) -> Result<SparsemaxPath> {
+        let slice_bytes = |blocks| slice_len(vocab, blocks) * 4;
+        let kernels = SplitKernels {
+            cluster: &project_name(dtype, "project_cluster", vec),
+            grid: &project_name(dtype, "project_grid", vec),
+            threads: THREADS,
+            head: SPARSE_HEAD_BYTES,
+            slice_bytes: &slice_bytes,
+        };
+        self.split_path(self.sparsemax_split, &kernels, batch, vocab)
+    }
+
     /// The common tail of both wrappers: the remaining checks, the config, the launch.
     #[allow(clippy::too_many_arguments)]
     fn launch_sparsemax<T: Logit>(
@@ -157,26 +258,21 @@ impl Sampler {
             });
         }
 
-        // 2. Config: one block per row; the vector width from the rows' alignment.
+        // 2. Config: one block per row, or a split row (`project_path`); the vector width from
+        // the rows' alignment.
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
         let logits_addr = ptrs.read(&logits.data);
         let vec = launch::vector_width::<T>(logits_addr, logits.stride);
-        let mut name = launch::kernel_name("sparsemax", "project", T::DTYPE);
-        if vec == 1 {
-            name.push_str("_v1");
-        }
-        let func = self.function(&name)?;
-        let cfg = LaunchConfig {
-            grid_dim: (batch as u32, 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
+        let path = self.project_path(T::DTYPE, batch, logits.vocab, vec)?;
+        let op = match path {
+            SparsemaxPath::Block => "project",
+            SparsemaxPath::Cluster { .. } => "project_cluster",
+            SparsemaxPath::Grid { .. } => "project_grid",
         };
+        let func = self.function(&project_name(T::DTYPE, op, vec))?;
 
         // 3. Arguments in C-signature order.
-        let stride = logits.stride as u64;
-        let vocab = logits.vocab as u32;
-        let temps = ptrs.read_opt(rows.temperature.as_ref());
         let (seed, offset, seeds_addr, offsets_addr) = match seeds {
             None => (0u64, 0u64, 0u64, 0u64),
             Some(DeviceSeeds::Shared(rng)) => (rng.seed, rng.offset, 0, 0),
@@ -184,33 +280,121 @@ impl Sampler {
                 (0, 0, ptrs.read(seeds), ptrs.read(offsets))
             }
         };
-        let probs = ptrs.write_opt(probs);
-        let support = ptrs.write_opt(support);
-        let tokens = ptrs.write_opt(tokens);
-        let status = ptrs.write_opt(status);
-        let mut b = stream.launch_builder(&func);
-        b.arg(&logits_addr)
-            .arg(&stride)
-            .arg(&vocab)
-            .arg(&temperature)
-            .arg(&temps)
-            .arg(&seed)
-            .arg(&offset)
-            .arg(&seeds_addr)
-            .arg(&offsets_addr)
-            .arg(&probs)
-            .arg(&support)
-            .arg(&tokens)
-            .arg(&status);
+        let args = ProjectArgs {
+            logits: logits_addr,
+            stride: logits.stride as u64,
+            vocab: logits.vocab as u32,
+            temperature,
+            temps: ptrs.read_opt(rows.temperature.as_ref()),
+            seed,
+            offset,
+            seeds: seeds_addr,
+            offsets: offsets_addr,
+            probs: ptrs.write_opt(probs),
+            support: ptrs.write_opt(support),
+            tokens: ptrs.write_opt(tokens),
+            status: ptrs.write_opt(status),
+        };
 
         // 4. Launch.
-        // SAFETY: the arguments match samplex_sparsemax_project's C signature in order and type
-        // (u64 addresses, u32 vocab, f32 τ). Checked above: the logits view holds
-        // (batch − 1)·stride + vocab elements (DeviceLogits), probs is batch × vocab, support,
-        // tokens, status and every per-row buffer hold batch entries, all on this device;
-        // the grid is one block per row (< 2^31), and the kernel reads no further than those.
-        unsafe { b.launch(cfg) }?;
+        match path {
+            SparsemaxPath::Block => {
+                let cfg = LaunchConfig {
+                    grid_dim: (batch as u32, 1, 1),
+                    block_dim: (THREADS, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                let mut b = stream.launch_builder(&func);
+                args.push(&mut b);
+                // SAFETY: the arguments match samplex_sparsemax_project's C signature in order
+                // and type (u64 addresses, u32 vocab, f32 τ). Checked above: the logits view
+                // holds (batch − 1)·stride + vocab elements (DeviceLogits), probs is batch ×
+                // vocab, support, tokens, status and every per-row buffer hold batch entries,
+                // all on this device; the grid is one block per row (< 2^31), and the kernel
+                // reads no further than those.
+                unsafe { b.launch(cfg) }?;
+            }
+            SparsemaxPath::Cluster {
+                blocks,
+                shared,
+                staged,
+            } => {
+                let stage = u32::from(staged);
+                let mut params = RawArgs::<CLUSTER_ARGS>::new();
+                args.push(&mut params);
+                params.push(&stage);
+                debug_assert_eq!(params.len(), CLUSTER_ARGS);
+                let mut launch = launch::LaunchEx::cluster(
+                    blocks,
+                    batch as u32,
+                    THREADS,
+                    shared,
+                    stream.cu_stream(),
+                );
+                // SAFETY: `params` points at the 14 arguments of
+                // samplex_sparsemax_project_cluster's C signature (samplex_sparsemax_project's,
+                // then stage) in order and type, alive until the launch is queued. `launch` is
+                // a cluster launch on the sampler's stream, whose context is current: one
+                // cluster of `blocks` ≤ 8 blocks of 1024 threads per row, batch × blocks ≤ the
+                // SM count; project_path checked that the device has cluster launch, the kernel
+                // comes from compute_90 or later and such a cluster can be scheduled with
+                // `shared` bytes of dynamic shared memory (the SparseHead, plus the staged
+                // slice of slice_len(vocab, blocks) f32 when `stage` is 1), set as the
+                // function's maximum. The buffers as for the one-block launch.
+                unsafe { launch.queue(self.context(), &func, &mut params) }?;
+            }
+            SparsemaxPath::Grid {
+                blocks,
+                shared,
+                staged,
+            } => {
+                let split = self.grid_split(blocks);
+                let stage = u32::from(staged);
+                let mut params = RawArgs::<GRID_ARGS>::new();
+                args.push(&mut params);
+                params.push(&stage);
+                split.push(&mut params);
+                debug_assert_eq!(params.len(), GRID_ARGS);
+                let mut launch = split.launch(batch, THREADS, shared, stream.cu_stream());
+                // SAFETY: `params` points at the 17 arguments of samplex_sparsemax_project_grid's
+                // C signature (samplex_sparsemax_project's, then stage, blocks, barriers,
+                // exchange) in order and type, alive until the launch is queued. `launch` is a
+                // cooperative launch on the sampler's stream, whose context is current: `blocks`
+                // blocks of 1024 threads per row, batch × blocks ≤ the SM count, so the exchange
+                // holds a barrier per row and an entry per block (grid_split's entries are
+                // larger than a SparseHead; only kernels on this stream use them, one after
+                // another); project_path checked that the device has cooperative launch and
+                // room for every block at once with `shared` bytes of dynamic shared memory
+                // (the staged slice when `stage` is 1), set as the function's maximum. The
+                // buffers as for the one-block launch.
+                unsafe { launch.queue(self.context(), &func, &mut params) }?;
+            }
+        }
         drop(ptrs);
         Ok(())
+    }
+}
+
+/// `samplex_sparsemax_<op>_<dtype>[_v1]`.
+fn project_name(dtype: DType, op: &str, vec: u32) -> String {
+    let mut name = launch::kernel_name("sparsemax", op, dtype);
+    if vec == 1 {
+        name.push_str("_v1");
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_slices_are_whole_draw_tiles() {
+        assert_eq!(slice_len(128_256, 8), 16_384);
+        assert_eq!(slice_len(128_256, 2), 65_536);
+        // 40000 tokens = 20 tiles over 8 blocks: 3 tiles each, the last block empty.
+        assert_eq!(slice_len(40_000, 8), 6144);
+        assert!(7 * slice_len(40_000, 8) >= 40_000);
+        assert_eq!(slice_len(262_147, 4), 67_584);
     }
 }

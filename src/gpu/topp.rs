@@ -31,7 +31,7 @@
 use cudarc::driver::{CudaViewMut, PushKernelArg};
 
 use super::launch::{
-    self, cluster_candidates, slice_len, ArgSink, LaunchEx, Pointers, RawArgs, RowSplit,
+    self, slice_len, ArgSink, LaunchEx, Pointers, RawArgs, RowSplit, SplitKernels,
     CLUSTER_HEAD_BYTES,
 };
 use super::topk::{entry, expect_len, grid, logits_vector_width, RADIX_THREADS};
@@ -52,27 +52,9 @@ const CLUSTER_ARGS: usize = 16;
 /// Arguments of `samplex_topp_thresholds_grid`.
 const GRID_ARGS: usize = 19;
 
-/// How the threshold kernel runs a call of a given shape.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ThresholdPath {
-    /// `samplex_topp_thresholds`: one block per row.
-    Block,
-    /// `samplex_topp_thresholds_cluster`: a cluster of `blocks` blocks per row, each with
-    /// `shared` bytes of dynamic shared memory; `staged`: each block keeps its slice there.
-    Cluster {
-        blocks: u32,
-        shared: u32,
-        staged: bool,
-    },
-    /// `samplex_topp_thresholds_grid`: a cooperative grid of `blocks` blocks per row, the same
-    /// shared memory rule without the ClusterHead (the exchange is in global memory).
-    Grid {
-        blocks: u32,
-        shared: u32,
-        staged: bool,
-    },
-}
+/// How the threshold kernel runs a call of a given shape: `samplex_topp_thresholds` (Block),
+/// `_cluster` or `_grid`.
+pub use super::launch::SplitPath as ThresholdPath;
 
 /// The threshold kernel's arguments in C-signature order (the cluster entry adds `stage`).
 struct ThresholdArgs {
@@ -423,9 +405,8 @@ impl Sampler {
         self.filter_split = split;
     }
 
-    /// The threshold path for this shape and vector width (the rule in the module header):
-    /// a cluster where possible, else a cooperative grid; for each C from the largest, staged
-    /// when the slice fits the shared memory, else re-reading the logits.
+    /// The threshold path for this shape and vector width (the rule in the module header,
+    /// `Sampler::split_path`).
     fn threshold_path(
         &mut self,
         dtype: DType,
@@ -433,44 +414,15 @@ impl Sampler {
         vocab: usize,
         vec: u32,
     ) -> Result<ThresholdPath> {
-        let split = self.filter_split;
-        if !split.grid()
-            || cluster_candidates(batch, vocab, self.sm_count)
-                .next()
-                .is_none()
-        {
-            return Ok(ThresholdPath::Block);
-        }
-        if split.clusters() {
-            let func = self.function(&entry("topp", "thresholds_cluster", dtype, vec))?;
-            for blocks in cluster_candidates(batch, vocab, self.sm_count) {
-                let staged = CLUSTER_HEAD_BYTES + slice_len(vocab, blocks, vec) * 4;
-                for (shared, staged) in [(staged, true), (CLUSTER_HEAD_BYTES, false)] {
-                    if self.cluster_fits(&func, blocks, RADIX_THREADS, shared)? {
-                        return Ok(ThresholdPath::Cluster {
-                            blocks,
-                            shared: shared as u32,
-                            staged,
-                        });
-                    }
-                }
-            }
-        }
-        let func = self.function(&entry("topp", "thresholds_grid", dtype, vec))?;
-        for blocks in cluster_candidates(batch, vocab, self.sm_count) {
-            let total = blocks * batch as u32;
-            let staged = slice_len(vocab, blocks, vec) * 4;
-            for (shared, staged) in [(staged, true), (0, false)] {
-                if self.grid_fits(&func, total, RADIX_THREADS, shared)? {
-                    return Ok(ThresholdPath::Grid {
-                        blocks,
-                        shared: shared as u32,
-                        staged,
-                    });
-                }
-            }
-        }
-        Ok(ThresholdPath::Block)
+        let slice_bytes = |blocks| slice_len(vocab, blocks, vec) * 4;
+        let kernels = SplitKernels {
+            cluster: &entry("topp", "thresholds_cluster", dtype, vec),
+            grid: &entry("topp", "thresholds_grid", dtype, vec),
+            threads: RADIX_THREADS,
+            head: CLUSTER_HEAD_BYTES,
+            slice_bytes: &slice_bytes,
+        };
+        self.split_path(self.filter_split, &kernels, batch, vocab)
     }
 
     /// The threshold kernel (validated by the caller): one block of 1024 threads per row, or
