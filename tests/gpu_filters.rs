@@ -655,16 +655,13 @@ fn check_split<T: Logit>(s: &mut Sampler, c: &Case<T>, req: &Request, what: &str
         s.set_filter_split(mode);
         let path = s.filter_threshold_path::<T>(c.batch, c.vocab).unwrap();
         let split = filter_bits(s, c, req);
-        for ((a, b), name) in split.iter().zip(&whole).zip(names) {
-            if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
-                panic!(
-                    "{what}: {name}[{i}] (row {}): {path:?} {:#x}, one block {:#x}",
-                    i / if a.len() == c.batch { 1 } else { c.vocab },
-                    a[i],
-                    b[i]
-                );
-            }
-        }
+        common::assert_split_bits(
+            &split,
+            &whole,
+            &names,
+            (c.batch, c.vocab),
+            &format!("{what} {path:?}"),
+        );
     }
     s.set_filter_split(RowSplit::Any);
 }

@@ -687,16 +687,13 @@ fn check_split<T: Logit>(
         let path = s.sparsemax_path::<T>(batch, vocab).unwrap();
         assert_ne!(path, SparsemaxPath::Block, "{what} {mode:?}");
         let split = sparsemax_bits(s, host, batch, vocab, lead, tau);
-        for ((a, b), name) in split.iter().zip(&whole).zip(names) {
-            if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
-                panic!(
-                    "{what}: {name}[{i}] (row {}): {path:?} {:#x}, one block {:#x}",
-                    i / if a.len() == batch { 1 } else { vocab },
-                    a[i],
-                    b[i]
-                );
-            }
-        }
+        common::assert_split_bits(
+            &split,
+            &whole,
+            &names,
+            (batch, vocab),
+            &format!("{what} {path:?}"),
+        );
     }
     s.set_sparsemax_split(RowSplit::Any);
 }

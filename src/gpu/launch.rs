@@ -91,6 +91,9 @@ pub(crate) struct SplitKernels<'a> {
     pub(crate) slice_bytes: &'a dyn Fn(u32) -> usize,
 }
 
+/// The most arguments a split entry takes (the threshold kernel's grid entry has 19).
+const SPLIT_ARGS_MAX: usize = 24;
+
 /// The fewest logits per block of a radix cluster (one 1024-thread chunk of f32 vectors).
 const CLUSTER_MIN_SLICE: usize = 4096;
 
@@ -202,6 +205,11 @@ impl<'a> ArgSink<'a> for LaunchArgs<'a> {
     fn push<A: DeviceRepr>(&mut self, arg: &'a A) {
         self.arg(arg);
     }
+}
+
+/// A kernel's leading arguments, pushed in C-signature order (a split entry adds its own after).
+pub(crate) trait KernelArgs {
+    fn push<'a, S: ArgSink<'a>>(&'a self, b: &mut S);
 }
 
 /// The argument pointers of a `cuLaunchKernelEx` launch (at most `N`), in C order; they borrow
@@ -545,6 +553,64 @@ impl Sampler {
             }
         }
         Ok(SplitPath::Block)
+    }
+
+    /// Queues `func`, the split entry of `path` (a cluster or a cooperative grid, from
+    /// [`Sampler::split_path`] for `func`, `rows` rows and `threads` threads), with `args`, then
+    /// `stage` (the path's `staged`), then for a grid the [`GridSplit`] arguments.
+    ///
+    /// # Safety
+    /// `args` are `func`'s leading C arguments in order and type, after which `func` takes
+    /// `u32 stage` (and, for a grid, `u32 blocks, u64 barriers, u64 exchange`); every buffer
+    /// behind them stays alive until the kernel has run, and holds what the kernel reads or
+    /// writes for `rows` rows. `path` was chosen by `split_path` for this function and shape, so
+    /// the launch fits (cluster: the device has clusters, a compute_90+ kernel, `shared` bytes
+    /// of dynamic shared memory set as its maximum and a schedulable cluster; grid: cooperative
+    /// launch and every block resident at once, rows × blocks ≤ the SM count, so the exchange
+    /// holds a barrier per row and an entry per block).
+    pub(crate) unsafe fn queue_split<A: KernelArgs>(
+        &self,
+        func: &CudaFunction,
+        path: SplitPath,
+        args: &A,
+        rows: usize,
+        threads: u32,
+    ) -> Result<()> {
+        let (blocks, shared, staged, cooperative) = match path {
+            SplitPath::Cluster {
+                blocks,
+                shared,
+                staged,
+            } => (blocks, shared, staged, false),
+            SplitPath::Grid {
+                blocks,
+                shared,
+                staged,
+            } => (blocks, shared, staged, true),
+            SplitPath::Block => unreachable!("queue_split takes a split path"),
+        };
+        let stage = u32::from(staged);
+        let split = self.grid_split(blocks);
+        let mut params = RawArgs::<SPLIT_ARGS_MAX>::new();
+        args.push(&mut params);
+        let lead = params.len();
+        params.push(&stage);
+        let mut launch = if cooperative {
+            split.push(&mut params);
+            split.launch(rows, threads, shared, self.stream.cu_stream())
+        } else {
+            LaunchEx::cluster(
+                blocks,
+                rows as u32,
+                threads,
+                shared,
+                self.stream.cu_stream(),
+            )
+        };
+        debug_assert_eq!(params.len(), lead + if cooperative { 4 } else { 1 });
+        // SAFETY: the caller's contract (above); `params` points at `args`, `stage` and `split`,
+        // alive until the launch is queued, and `launch` is on the sampler's stream.
+        unsafe { launch.queue(self.context(), func, &mut params) }
     }
 
     /// The cooperative grids' exchange, zeroed (made once, by [`Sampler::new`]): a `RowBarrier`

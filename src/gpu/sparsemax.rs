@@ -21,7 +21,7 @@
 
 use cudarc::driver::{CudaViewMut, DeviceSlice, LaunchConfig};
 
-use super::launch::{self, ArgSink, Pointers, RawArgs, SplitKernels, DRAW_TILE};
+use super::launch::{self, ArgSink, KernelArgs, Pointers, SplitKernels, DRAW_TILE};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::check_temperature;
 use crate::dtype::{DType, Logit};
@@ -33,10 +33,6 @@ const THREADS: u32 = 1024;
 /// Bytes of a split block's `SparseHead` (kernels/sparsemax.cu): the head of a cluster block's
 /// dynamic shared memory, and a cooperative grid's exchange entry.
 const SPARSE_HEAD_BYTES: usize = 38_944;
-
-/// Arguments of `samplex_sparsemax_project_cluster` and `_grid`.
-const CLUSTER_ARGS: usize = 14;
-const GRID_ARGS: usize = 17;
 
 /// How sparsemax runs a call of a given shape: `samplex_sparsemax_project` (Block), `_cluster`
 /// or `_grid`.
@@ -65,7 +61,7 @@ struct ProjectArgs {
     status: u64,
 }
 
-impl ProjectArgs {
+impl KernelArgs for ProjectArgs {
     fn push<'a, S: ArgSink<'a>>(&'a self, b: &mut S) {
         b.push(&self.logits);
         b.push(&self.stride);
@@ -297,78 +293,27 @@ impl Sampler {
         };
 
         // 4. Launch.
-        match path {
-            SparsemaxPath::Block => {
-                let cfg = LaunchConfig {
-                    grid_dim: (batch as u32, 1, 1),
-                    block_dim: (THREADS, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                let mut b = stream.launch_builder(&func);
-                args.push(&mut b);
-                // SAFETY: the arguments match samplex_sparsemax_project's C signature in order
-                // and type (u64 addresses, u32 vocab, f32 τ). Checked above: the logits view
-                // holds (batch − 1)·stride + vocab elements (DeviceLogits), probs is batch ×
-                // vocab, support, tokens, status and every per-row buffer hold batch entries,
-                // all on this device; the grid is one block per row (< 2^31), and the kernel
-                // reads no further than those.
-                unsafe { b.launch(cfg) }?;
-            }
-            SparsemaxPath::Cluster {
-                blocks,
-                shared,
-                staged,
-            } => {
-                let stage = u32::from(staged);
-                let mut params = RawArgs::<CLUSTER_ARGS>::new();
-                args.push(&mut params);
-                params.push(&stage);
-                debug_assert_eq!(params.len(), CLUSTER_ARGS);
-                let mut launch = launch::LaunchEx::cluster(
-                    blocks,
-                    batch as u32,
-                    THREADS,
-                    shared,
-                    stream.cu_stream(),
-                );
-                // SAFETY: `params` points at the 14 arguments of
-                // samplex_sparsemax_project_cluster's C signature (samplex_sparsemax_project's,
-                // then stage) in order and type, alive until the launch is queued. `launch` is
-                // a cluster launch on the sampler's stream, whose context is current: one
-                // cluster of `blocks` ≤ 8 blocks of 1024 threads per row, batch × blocks ≤ the
-                // SM count; project_path checked that the device has cluster launch, the kernel
-                // comes from compute_90 or later and such a cluster can be scheduled with
-                // `shared` bytes of dynamic shared memory (the SparseHead, plus the staged
-                // slice of slice_len(vocab, blocks) f32 when `stage` is 1), set as the
-                // function's maximum. The buffers as for the one-block launch.
-                unsafe { launch.queue(self.context(), &func, &mut params) }?;
-            }
-            SparsemaxPath::Grid {
-                blocks,
-                shared,
-                staged,
-            } => {
-                let split = self.grid_split(blocks);
-                let stage = u32::from(staged);
-                let mut params = RawArgs::<GRID_ARGS>::new();
-                args.push(&mut params);
-                params.push(&stage);
-                split.push(&mut params);
-                debug_assert_eq!(params.len(), GRID_ARGS);
-                let mut launch = split.launch(batch, THREADS, shared, stream.cu_stream());
-                // SAFETY: `params` points at the 17 arguments of samplex_sparsemax_project_grid's
-                // C signature (samplex_sparsemax_project's, then stage, blocks, barriers,
-                // exchange) in order and type, alive until the launch is queued. `launch` is a
-                // cooperative launch on the sampler's stream, whose context is current: `blocks`
-                // blocks of 1024 threads per row, batch × blocks ≤ the SM count, so the exchange
-                // holds a barrier per row and an entry per block (grid_split's entries are
-                // larger than a SparseHead; only kernels on this stream use them, one after
-                // another); project_path checked that the device has cooperative launch and
-                // room for every block at once with `shared` bytes of dynamic shared memory
-                // (the staged slice when `stage` is 1), set as the function's maximum. The
-                // buffers as for the one-block launch.
-                unsafe { launch.queue(self.context(), &func, &mut params) }?;
-            }
+        if path == SparsemaxPath::Block {
+            let cfg = LaunchConfig {
+                grid_dim: (batch as u32, 1, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut b = stream.launch_builder(&func);
+            args.push(&mut b);
+            // SAFETY: the arguments match samplex_sparsemax_project's C signature in order and
+            // type (u64 addresses, u32 vocab, f32 τ). Checked above: the logits view holds
+            // (batch − 1)·stride + vocab elements (DeviceLogits), probs is batch × vocab,
+            // support, tokens, status and every per-row buffer hold batch entries, all on this
+            // device; the grid is one block per row (< 2^31), and the kernel reads no further
+            // than those.
+            unsafe { b.launch(cfg) }?;
+        } else {
+            // SAFETY: `args` are the leading C arguments of samplex_sparsemax_project_cluster /
+            // _grid (samplex_sparsemax_project's, then stage [, blocks, barriers, exchange]),
+            // with the buffers as for the one-block launch (above); `path` is project_path's for
+            // this function, batch and vocab (the staged slice is slice_len(vocab, blocks) f32).
+            unsafe { self.queue_split(&func, path, &args, batch, THREADS) }?;
         }
         drop(ptrs);
         Ok(())

@@ -31,8 +31,7 @@
 use cudarc::driver::{CudaViewMut, PushKernelArg};
 
 use super::launch::{
-    self, slice_len, ArgSink, LaunchEx, Pointers, RawArgs, RowSplit, SplitKernels,
-    CLUSTER_HEAD_BYTES,
+    self, slice_len, ArgSink, KernelArgs, Pointers, RowSplit, SplitKernels, CLUSTER_HEAD_BYTES,
 };
 use super::topk::{entry, expect_len, grid, logits_vector_width, RADIX_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
@@ -45,12 +44,6 @@ const ROW_INFO_BYTES: usize = 32;
 
 /// Bytes of one block's partial draw (`TileDraw` in kernels/common.cuh).
 const TILE_DRAW_BYTES: usize = 8;
-
-/// Arguments of `samplex_topp_thresholds_cluster`.
-const CLUSTER_ARGS: usize = 16;
-
-/// Arguments of `samplex_topp_thresholds_grid`.
-const GRID_ARGS: usize = 19;
 
 /// How the threshold kernel runs a call of a given shape: `samplex_topp_thresholds` (Block),
 /// `_cluster` or `_grid`.
@@ -75,7 +68,7 @@ struct ThresholdArgs {
     status: u64,
 }
 
-impl ThresholdArgs {
+impl KernelArgs for ThresholdArgs {
     fn push<'a, S: ArgSink<'a>>(&'a self, b: &mut S) {
         b.push(&self.logits);
         b.push(&self.stride);
@@ -463,78 +456,24 @@ impl Sampler {
             row_info: out.row_info,
             status: out.status,
         };
-        match path {
-            ThresholdPath::Grid {
-                blocks,
-                shared,
-                staged,
-            } => {
-                let split = self.grid_split(blocks);
-                let stage = u32::from(staged);
-                let mut params = RawArgs::<GRID_ARGS>::new();
-                args.push(&mut params);
-                params.push(&stage);
-                split.push(&mut params);
-                debug_assert_eq!(params.len(), GRID_ARGS);
-                let mut launch =
-                    split.launch(batch, RADIX_THREADS, shared, self.stream.cu_stream());
-                // SAFETY: `params` points at the 19 arguments of samplex_topp_thresholds_grid's C
-                // signature (samplex_topp_thresholds's, then stage, blocks, barriers, exchange) in
-                // order and type, alive until the launch is queued. `launch` is a cooperative
-                // launch on the sampler's stream, whose context is current: `blocks` blocks of
-                // 1024 threads per row, batch × blocks ≤ the SM count, so the exchange holds a
-                // barrier per row and an entry per block (grid_split; only kernels on this
-                // stream use it, one after another); threshold_path checked that the device has
-                // cooperative launch and room for every block at once with `shared` bytes of
-                // dynamic shared memory (the staged slice of slice_len(vocab, blocks, vec) f32
-                // when `stage` is 1), set as the function's maximum. The rest as for the
-                // one-block launch.
-                unsafe { launch.queue(self.context(), &func, &mut params) }?;
-            }
-            ThresholdPath::Block => {
-                let mut builder = self.stream.launch_builder(&func);
-                args.push(&mut builder);
-                // SAFETY: the arguments match samplex_topp_thresholds's C signature. The caller
-                // ran `check_filter`: τ ≥ 0 and finite, p ∈ (0, 1], min_p ∈ [0, 1], per-row
-                // buffers of `batch` entries on this device; the logits cover `batch` rows of
-                // `stride` ≥ vocab elements; vector width 4/8 only for a 16-byte-aligned base
-                // and stride. `thresholds` (f32), `row_info` (32 bytes) and `status` (u32) are
-                // 0 or addresses of `batch` entries owned by the caller (scratch reserved
-                // before this call, or BoK's buffers).
-                unsafe { builder.launch(cfg) }?;
-            }
-            ThresholdPath::Cluster {
-                blocks,
-                shared,
-                staged,
-            } => {
-                let stage = u32::from(staged);
-                let mut params = RawArgs::<CLUSTER_ARGS>::new();
-                args.push(&mut params);
-                params.push(&stage);
-                debug_assert_eq!(params.len(), CLUSTER_ARGS);
-                let mut launch = LaunchEx::cluster(
-                    blocks,
-                    batch as u32,
-                    RADIX_THREADS,
-                    shared,
-                    self.stream.cu_stream(),
-                );
-                // SAFETY: `params` points at the 16 arguments of samplex_topp_thresholds_cluster's
-                // C signature (samplex_topp_thresholds's, then stage) in order and type, all
-                // alive in `args` and `stage` until the launch is queued. `launch` is a cluster
-                // launch on the sampler's stream, whose context is current: one cluster of
-                // `blocks` ≤ 8 blocks of 1024 threads per row, batch × blocks ≤ the SM count;
-                // threshold_path checked that the device has cluster launch, the kernel comes
-                // from compute_90 or later and such a cluster can be scheduled with `shared`
-                // bytes of dynamic shared memory (the ClusterHead, plus the staged slice of
-                // slice_len(vocab, blocks, vec) f32 when `stage` is 1), set as the function's
-                // maximum. The rest as for the one-block launch: the caller ran `check_filter`;
-                // the logits cover `batch` rows of `stride` ≥ vocab elements; vector width 4/8
-                // only for a 16-byte-aligned base and stride; the outputs are 0 or hold `batch`
-                // entries.
-                unsafe { launch.queue(self.context(), &func, &mut params) }?;
-            }
+        if path == ThresholdPath::Block {
+            let mut builder = self.stream.launch_builder(&func);
+            args.push(&mut builder);
+            // SAFETY: the arguments match samplex_topp_thresholds's C signature. The caller ran
+            // `check_filter`: τ ≥ 0 and finite, p ∈ (0, 1], min_p ∈ [0, 1], per-row buffers of
+            // `batch` entries on this device; the logits cover `batch` rows of `stride` ≥ vocab
+            // elements; vector width 4/8 only for a 16-byte-aligned base and stride.
+            // `thresholds` (f32), `row_info` (32 bytes) and `status` (u32) are 0 or addresses of
+            // `batch` entries owned by the caller (scratch reserved before this call, or BoK's
+            // buffers).
+            unsafe { builder.launch(cfg) }?;
+        } else {
+            // SAFETY: `args` are the leading C arguments of samplex_topp_thresholds_cluster /
+            // _grid (samplex_topp_thresholds's, then stage [, blocks, barriers, exchange]), with
+            // the buffers as for the one-block launch (above); `path` is threshold_path's for
+            // this function, batch and vocab (the staged slice is slice_len(vocab, blocks, vec)
+            // f32).
+            unsafe { self.queue_split(&func, path, &args, batch, RADIX_THREADS) }?;
         }
         drop(ptrs);
         Ok(())

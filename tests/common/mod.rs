@@ -243,3 +243,27 @@ pub fn split_rows(vocab: usize, seed: u64) -> Vec<Vec<f32>> {
     rows.push(logits(Dist::Gumbel(0.1), 1, vocab, seed + 2)); // peaked
     rows
 }
+
+/// A split path's outputs (`split`, as bits, one vector per named output) against the one-block
+/// path's (`whole`): panics at the first differing entry, naming the output, index and row
+/// (an output of `batch` entries has one per row, else `vocab` per row).
+pub fn assert_split_bits(
+    split: &[Vec<u32>],
+    whole: &[Vec<u32>],
+    names: &[&str],
+    (batch, vocab): (usize, usize),
+    what: &str,
+) {
+    assert_eq!(split.len(), whole.len(), "{what}: outputs");
+    for ((a, b), name) in split.iter().zip(whole).zip(names) {
+        assert_eq!(a.len(), b.len(), "{what}: {name} length");
+        if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
+            panic!(
+                "{what}: {name}[{i}] (row {}): split {:#x}, one block {:#x}",
+                i / if a.len() == batch { 1 } else { vocab },
+                a[i],
+                b[i]
+            );
+        }
+    }
+}
