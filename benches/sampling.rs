@@ -47,6 +47,12 @@
 //!   sampling, 10 small samples) for its console report; the result lines hold the median above.
 //!   Criterion's filter argument (`cargo bench -- sample_top_p`) narrows only its report; use
 //!   `SAMPLEX_BENCH_OPS` to choose what runs.
+//! - Row splitting: the ops whose kernels split a small batch's rows over several blocks (the
+//!   filters, the selection, sparsemax, BoK) are timed again at vocab 128256, normal1, batch
+//!   [`SPLIT_BATCHES`], batch-wide parameters, warm L2, with one block per row forced
+//!   (`split=off` at the end of `params`) and with a cooperative grid forced (`split=grid`; the
+//!   default already where there are no clusters), so the report can set each beside the
+//!   default path.
 
 mod common;
 
@@ -57,7 +63,7 @@ use std::time::Duration;
 use criterion::{Criterion, SamplingMode};
 use cudarc::driver::{CudaSlice, CudaStream};
 use half::bf16;
-use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
+use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, RowSplit, Sampler};
 use samplex::{Bok, Error, Logit, Rng, Support};
 
 use common::{copy_roof, gbps, median, Dist, Dtype, Grid, Line, Results, Timer, L2};
@@ -135,7 +141,53 @@ const TOP_P: f32 = 0.9;
 const MIN_P: f32 = 0.1;
 const TEMPERATURE: f32 = 1.0;
 
+/// The batches of the forced split paths' points.
+const SPLIT_BATCHES: [usize; 3] = [1, 8, 32];
+
+/// The row-split path a point forces: none (the default), one block per row, or a cooperative
+/// grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Split {
+    Default,
+    Off,
+    Grid,
+}
+
+impl Split {
+    /// The marker at the end of the point's params, and the sampler's setting.
+    fn marker(self) -> Option<&'static str> {
+        match self {
+            Split::Default => None,
+            Split::Off => Some("split=off"),
+            Split::Grid => Some("split=grid"),
+        }
+    }
+    fn setting(self) -> RowSplit {
+        match self {
+            Split::Default => RowSplit::Any,
+            Split::Off => RowSplit::Off,
+            Split::Grid => RowSplit::Grid,
+        }
+    }
+}
+
 impl Kind {
+    /// Ops whose kernels may split a row over several blocks.
+    fn splits(self) -> bool {
+        !matches!(self, Kind::Softmax | Kind::Sample | Kind::Greedy)
+    }
+
+    /// Sets the sampler's split path for this op's kernels.
+    fn set_split(self, s: &mut Sampler, split: RowSplit) {
+        match self {
+            Kind::Softmax | Kind::Sample | Kind::Greedy => {}
+            Kind::TopK | Kind::TopP | Kind::MinP | Kind::TopKTopP => s.set_filter_split(split),
+            Kind::Select(_) => s.set_top_k_split(split),
+            Kind::Sparsemax | Kind::SampleSparsemax => s.set_sparsemax_split(split),
+            Kind::Bok | Kind::SampleBok => s.set_bok_split(split),
+        }
+    }
+
     /// Sampling ops are also timed with per-row parameters.
     fn is_sampling(self) -> bool {
         matches!(
@@ -328,6 +380,7 @@ struct Point<'a> {
     vocab: usize,
     per_row: bool,
     l2: L2,
+    split: Split,
 }
 
 impl Point<'_> {
@@ -346,15 +399,21 @@ impl Point<'_> {
         if self.l2 == L2::Cold {
             id.push_str("/cold");
         }
+        if let Some(m) = self.split.marker() {
+            id.push('/');
+            id.push_str(&m.replace('=', "_"));
+        }
         id
     }
 
     fn params(&self) -> String {
-        match (self.l2, self.spec.params) {
-            (L2::Hot, p) => p.to_string(),
-            (L2::Cold, "") => "l2=cold".to_string(),
-            (L2::Cold, p) => format!("{p},l2=cold"),
-        }
+        let cold = (self.l2 == L2::Cold).then_some("l2=cold");
+        [Some(self.spec.params), cold, self.split.marker()]
+            .into_iter()
+            .flatten()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -387,6 +446,8 @@ impl Bench {
         };
         let rows = self.per_row.params(p.spec.kind, p.per_row, p.batch);
         let seeds = self.per_row.seeds(p.per_row, p.batch);
+        // Every point sets its op's split path (the default points too), so none is left over.
+        p.spec.kind.set_split(&mut self.sampler, p.split.setting());
         let (sampler, outputs, timer) = (&mut self.sampler, &mut self.outputs, &mut self.timer);
         let mut op = || launch(sampler, p.spec.kind, &x, &rows, &seeds, outputs);
 
@@ -560,6 +621,23 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
                                 vocab,
                                 per_row,
                                 l2: L2::Hot,
+                                split: Split::Default,
+                            });
+                        }
+                    }
+                }
+                if (vocab, dist) == (common::COLD_VOCAB, common::COLD_DIST) && spec.kind.splits() {
+                    for batch in SPLIT_BATCHES {
+                        for split in [Split::Off, Split::Grid] {
+                            points.push(Point {
+                                spec,
+                                dtype,
+                                dist,
+                                batch,
+                                vocab,
+                                per_row: false,
+                                l2: L2::Hot,
+                                split,
                             });
                         }
                     }
@@ -573,6 +651,7 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
                         vocab,
                         per_row: false,
                         l2: L2::Cold,
+                        split: Split::Default,
                     });
                 }
                 for p in points {

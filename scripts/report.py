@@ -11,7 +11,10 @@ to by two invocations), the last line wins.
 Per run and per operation (op + params; top_k_select k=50 and k=1024 apart) the markdown has a
 table: samplex's median time (us), its fraction of the run's copy roof (samplex's GB/s over
 roof_gbps), and for each peer the ratio peer time / samplex time (> 1: samplex is faster).
-Rows whose params end in ``l2=cold`` are the cold-L2 points. The plot shows, for the latest run,
+Rows whose params end in ``l2=cold`` are the cold-L2 points. Rows marked ``split=off`` or
+``split=grid`` (the small-batch points the bench times again with one block per row, or with a
+cooperative grid where clusters are the default) are left out of those tables and of the plot;
+a "Row splitting" table sets each beside the default path's time. The plot shows, for the latest run,
 the fraction of roof against batch: one panel per operation, one line per vocab and dtype
 (normal1 inputs, batch-wide parameters, warm L2). Without matplotlib the markdown is still
 written and says the plot was skipped.
@@ -36,6 +39,7 @@ DIST_ORDER = ["normal1", "normal5", "gumbel0.1", "gumbel1"]
 FIELDS = ["op", "impl", "dtype", "dist", "batch", "vocab", "params", "per_row", "median_us",
           "gbps", "roof_gbps", "device", "git"]
 COLD = "l2=cold"
+SPLIT = "split="  # split=off | split=grid: a forced row-split path (benches/sampling.rs)
 
 
 def load(paths):
@@ -64,16 +68,18 @@ def load(paths):
 
 
 def split_params(params):
-    """(params without the cold marker, cold?)"""
+    """(params without the cold and split markers, cold?, forced split path or "")"""
     parts = [p for p in params.split(",") if p]
     cold = COLD in parts
-    return ",".join(p for p in parts if p != COLD), cold
+    split = next((p[len(SPLIT):] for p in parts if p.startswith(SPLIT)), "")
+    base = ",".join(p for p in parts if p != COLD and not p.startswith(SPLIT))
+    return base, cold, split
 
 
 def point_key(r):
-    base, cold = split_params(r["params"])
+    base, cold, split = split_params(r["params"])
     return (r["op"], base, r["dtype"], r["dist"], int(r["batch"]), int(r["vocab"]),
-            bool(r["per_row"]), cold)
+            bool(r["per_row"]), cold, split)
 
 
 def group_runs(records):
@@ -89,9 +95,9 @@ def _order(seq, x):
 
 
 def row_sort_key(key):
-    op, params, dtype, dist, batch, vocab, per_row, cold = key
+    op, params, dtype, dist, batch, vocab, per_row, cold, split = key
     return (_order(DTYPE_ORDER, dtype), dtype, _order(DIST_ORDER, dist), dist, per_row, cold,
-            vocab, batch)
+            vocab, batch, split)
 
 
 def section_sort_key(section):
@@ -116,8 +122,19 @@ def analyse(records):
     peers = sorted({impl for impl, _ in last if impl != "samplex"})
     roofs = [r["roof_gbps"] for r in samplex.values() if r["roof_gbps"]]
     sections = {}
+    splits = {}  # (op, params) -> rows of forced split paths beside the default's time
     for key in sorted(samplex, key=row_sort_key):
         r = samplex[key]
+        if key[8]:
+            default = samplex.get(key[:8] + ("",))
+            us = float(r["median_us"])
+            base = float(default["median_us"]) if default else None
+            splits.setdefault((key[0], key[1]), []).append({
+                "dtype": key[2], "dist": key[3], "batch": key[4], "vocab": key[5],
+                "split": key[8], "us": us, "default_us": base,
+                "ratio": us / base if base else None,
+            })
+            continue
         us = float(r["median_us"])
         roof = float(r["roof_gbps"])
         row = {
@@ -137,6 +154,7 @@ def analyse(records):
         "roof": statistics_median(roofs),
         "git": sorted({r["git"] for r in records if r["impl"] == "samplex"}),
         "sections": ordered,
+        "splits": OrderedDict((s, splits[s]) for s in sorted(splits, key=section_sort_key)),
         "peer_only_points": len(peer_only),
         "lines": len(records),
     }
@@ -238,6 +256,24 @@ def render(runs, plot_note):
                          fmt_us(r["us"]), fmt_frac(r["fraction"])]
                 cells += [fmt_ratio(r["ratios"][p]) for p in a["peers"]]
                 out.append("| " + " | ".join(cells) + " |")
+            out.append("")
+        if a["splits"]:
+            out += [f"### Row splitting {file}", "",
+                    "Small batches split each row over several blocks by default (a cluster per",
+                    "row on sm_90, else a cooperative grid). *one block* forces one block per row",
+                    "(`split=off`), *grid* a cooperative grid where clusters are the default",
+                    "(`split=grid`); *vs default* is that time over the default path's (above 1:",
+                    "the default is faster).", "",
+                    "| operation | dtype | dist | batch | vocab | forced | µs | default µs | vs default |",
+                    "|---|---|---|---:|---:|---|---:|---:|---:|"]
+            for section, rows in a["splits"].items():
+                for r in rows:
+                    forced = {"off": "one block", "grid": "grid"}.get(r["split"], r["split"])
+                    out.append("| " + " | ".join([
+                        section_title(section), r["dtype"], r["dist"], str(r["batch"]),
+                        str(r["vocab"]), forced, fmt_us(r["us"]),
+                        "—" if r["default_us"] is None else fmt_us(r["default_us"]),
+                        fmt_ratio(r["ratio"])]) + " |")
             out.append("")
     return "\n".join(out)
 

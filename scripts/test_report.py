@@ -139,6 +139,28 @@ class ReportTest(unittest.TestCase):
             self.assertFalse(os.path.exists(png))
             self.assertIn("plot was skipped", md)
 
+    def test_forced_split_points_sit_beside_the_default_path_only(self):
+        f = os.path.join(self.dir, "2026-01-03-gpu-a.jsonl")
+        write(f, [
+            line("samplex", 10.0, batch=1),
+            line("samplex", 25.0, batch=1, params="p=0.9,split=off"),
+            line("samplex", 12.0, batch=1, params="p=0.9,split=grid"),
+            line("samplex", 30.0, batch=8, params="p=0.9,split=off"),  # no default point
+            line("torch", 40.0, batch=1),
+        ])
+        md, _ = self.run_report([f])
+        main = md[md.index("### sample_top_p (p=0.9)"):md.index("### Row splitting")]
+        # The main table has the default point alone, and its peer ratio.
+        self.assertEqual(main.count("| bf16 | normal1 |"), 1)
+        self.assertIn("| 10.00 |", main)
+        self.assertIn("4.00×", main)
+        split = md[md.index("### Row splitting"):]
+        self.assertIn("| sample_top_p (p=0.9) | bf16 | normal1 | 1 | 128256 | one block | 25.00 | 10.00 | 2.50× |", split)
+        self.assertIn("| grid | 12.00 | 10.00 | 1.20× |", split)
+        self.assertIn("| 8 | 128256 | one block | 30.00 | — | — |", split)
+        # The summary counts the default point only.
+        self.assertIn("| 1 |", md[md.index("### Summary"):md.index("### sample_top_p")])
+
     def test_no_files_still_writes_markdown(self):
         md_path = os.path.join(self.dir, "empty", "BENCHMARKS.md")
         empty = os.path.join(self.dir, "empty.jsonl")
