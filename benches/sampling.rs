@@ -604,6 +604,16 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
 
         for &dtype in &grid.dtypes {
             for spec in ops {
+                let point = |batch, per_row, l2, split| Point {
+                    spec,
+                    dtype,
+                    dist,
+                    batch,
+                    vocab,
+                    per_row,
+                    l2,
+                    split,
+                };
                 let mut points = Vec::new();
                 if in_grid(vocab, dist) {
                     for &batch in &grid.batches {
@@ -613,46 +623,19 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
                             &[false]
                         };
                         for &per_row in per_rows {
-                            points.push(Point {
-                                spec,
-                                dtype,
-                                dist,
-                                batch,
-                                vocab,
-                                per_row,
-                                l2: L2::Hot,
-                                split: Split::Default,
-                            });
-                        }
-                    }
-                }
-                if (vocab, dist) == (common::COLD_VOCAB, common::COLD_DIST) && spec.kind.splits() {
-                    for batch in SPLIT_BATCHES {
-                        for split in [Split::Off, Split::Grid] {
-                            points.push(Point {
-                                spec,
-                                dtype,
-                                dist,
-                                batch,
-                                vocab,
-                                per_row: false,
-                                l2: L2::Hot,
-                                split,
-                            });
+                            points.push(point(batch, per_row, L2::Hot, Split::Default));
                         }
                     }
                 }
                 if (vocab, dist) == (common::COLD_VOCAB, common::COLD_DIST) {
-                    points.push(Point {
-                        spec,
-                        dtype,
-                        dist,
-                        batch: common::COLD_BATCH,
-                        vocab,
-                        per_row: false,
-                        l2: L2::Cold,
-                        split: Split::Default,
-                    });
+                    if spec.kind.splits() {
+                        for batch in SPLIT_BATCHES {
+                            for split in [Split::Off, Split::Grid] {
+                                points.push(point(batch, false, L2::Hot, split));
+                            }
+                        }
+                    }
+                    points.push(point(common::COLD_BATCH, false, L2::Cold, Split::Default));
                 }
                 for p in points {
                     match dtype {

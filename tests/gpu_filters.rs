@@ -1353,18 +1353,11 @@ fn a_captured_graph_replays_the_split_paths() {
     let (batch, vocab) = (2usize, 40_000usize);
     // One kept token per row: a spike of 60 over normals; top-k 50 + top-p 0.5 keep it alone,
     // and sparsemax's support is it alone (every other u is more than 1 below it).
-    let spiked = |k: usize| -> Vec<f32> {
-        let mut v = common::logits(Dist::Normal(1.0), batch, vocab, k as u64);
-        for r in 0..batch {
-            v[r * vocab + (k * 7919 + r * 1013) % vocab] = 60.0;
-        }
-        v
+    let spiked = |k: usize| {
+        let base = common::logits(Dist::Normal(1.0), batch, vocab, k as u64);
+        common::spiked(base, batch, vocab, k)
     };
-    let want = |k: usize| -> Vec<u32> {
-        (0..batch)
-            .map(|r| ((k * 7919 + r * 1013) % vocab) as u32)
-            .collect()
-    };
+    let want = |k: usize| common::spike_tokens(batch, vocab, k);
     let sup = support(50, 0.5, 0.0);
     let seeds = DeviceSeeds::Shared(Rng::new(5));
     let mut modes = vec![RowSplit::Grid];

@@ -1243,19 +1243,9 @@ fn a_captured_graph_replays_on_new_logits() {
     unsafe { s.context().disable_event_tracking() };
     let (batch, vocab) = (4, 32000); // split rows: partials and tickets inside the graph
     let seed = Rng::new(99).at(3);
-    // One token per row: a spike of 60 over zeros carries all but e^-60·vocab of the mass.
-    let spiked = |k: usize| -> Vec<f32> {
-        let mut v = vec![0.0f32; batch * vocab];
-        for r in 0..batch {
-            v[r * vocab + (k * 7919 + r * 1013) % vocab] = 60.0;
-        }
-        v
-    };
-    let want = |k: usize| -> Vec<u32> {
-        (0..batch)
-            .map(|r| ((k * 7919 + r * 1013) % vocab) as u32)
-            .collect()
-    };
+    // One token per row: a spike of 60 over zeros.
+    let spiked = |k: usize| common::spiked(vec![0.0f32; batch * vocab], batch, vocab, k);
+    let want = |k: usize| common::spike_tokens(batch, vocab, k);
     let mut d = upload(&s, &spiked(0));
     let mut tokens = s.stream().alloc_zeros::<u32>(batch).unwrap();
     let mut st = s.stream().alloc_zeros::<u32>(batch).unwrap();

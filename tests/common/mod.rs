@@ -267,3 +267,24 @@ pub fn assert_split_bits(
         }
     }
 }
+
+/// Where the capture tests put row r's spike in logits number `k` (a different token per row and
+/// per k).
+pub fn spike_token(k: usize, r: usize, vocab: usize) -> u32 {
+    ((k * 7919 + r * 1013) % vocab) as u32
+}
+
+/// `base` (batch × vocab) with a logit of 60 at each row's [`spike_token`]: the token that row
+/// must draw (60 above the rest carries all but e^-60·vocab of the mass, and is the only
+/// sparsemax candidate where the rest lie more than 1 below it).
+pub fn spiked(mut base: Vec<f32>, batch: usize, vocab: usize, k: usize) -> Vec<f32> {
+    for r in 0..batch {
+        base[r * vocab + spike_token(k, r, vocab) as usize] = 60.0;
+    }
+    base
+}
+
+/// The tokens of [`spiked`]'s rows.
+pub fn spike_tokens(batch: usize, vocab: usize, k: usize) -> Vec<u32> {
+    (0..batch).map(|r| spike_token(k, r, vocab)).collect()
+}
