@@ -48,6 +48,8 @@
 //      with integer atomics, so the histogram does not depend on scheduling; f(L) ≥ 0 is
 //      tested exactly as sum_ge − L·count_ge ≥ 2^30. Every tile is visited in step 6.
 //   5. Probabilities: q_i = max((u_i − M) − θ', 0) for candidates, 0 elsewhere; k* and status.
+//      One block per row after step 3: the row is not read again (zeros over it, then the
+//      candidates above θ' from the sorted list, the same values); otherwise one more read.
 //   6. Draw (common.cuh §7, linear weights w = q, log-scale 0 — cpu::draw_weights): only marked
 //      tiles; per tile W_t = block sum, key_t = tile_key(0, W_t, ua); the candidate is searched
 //      (block_tile_candidate, 2 consecutive tokens per thread) only when key_t beats the best so
@@ -219,6 +221,7 @@ __device__ __forceinline__ u32 block_exclusive_sum_u32(u32 v, u32 &total, Scratc
 //   leader(), finish()              the block that writes the row's outputs; before exiting
 // ---------------------------------------------------------------------------------------------
 struct SoloRow {
+  static constexpr bool SPLIT = false;
   static constexpr int REG_CAND = 4;  // step 2's candidates kept in registers per thread
   static constexpr u32 lo = 0;
   u32 row, len;
@@ -302,6 +305,7 @@ struct GridLink {
 };
 
 template <typename Link> struct SplitRow : RowMerges<SplitRow<Link>> {
+  static constexpr bool SPLIT = true;
   static constexpr int REG_CAND = 4;  // step 2's candidates kept in registers per thread
   u32 row, lo, len;
   bool staged;   // the slice is kept as f32 in shared memory (Link::stage()), else every pass
@@ -807,8 +811,19 @@ __device__ __forceinline__ void project(G &g, const T *logits, u64 stride, u32 v
 
   // Step 5.
   if (q_row != nullptr) {
-    auto write_q = [&](u32 i, float x) { q_row[i] = q_of(x, inv_t, M, cut, theta); };
-    g.template read<T, VEC>(zr, write_q);
+    if (!G::SPLIT && C <= CAP) {
+      // One block per row (large batches: by now the row is in HBM, not L2): q is 0 but at the
+      // sorted candidates, so the row is not read again. (A split row reads its staged slice.)
+      for (u32 i = threadIdx.x; i < vocab; i += THREADS) q_row[i] = 0.0f;
+      __syncthreads();  // the block's zeros land before its values
+      for (u32 j = threadIdx.x; j < C; j += THREADS) {
+        const float v = sh.cand.v[j];
+        if (v > theta) q_row[sh.cand.i[j]] = v - theta;  // q_of's value: v is u − M as q_of has it
+      }
+    } else {
+      auto write_q = [&](u32 i, float x) { q_row[i] = q_of(x, inv_t, M, cut, theta); };
+      g.template read<T, VEC>(zr, write_q);
+    }
   }
   // Step 6.
   DrawPick pick;

@@ -62,7 +62,8 @@ fn gpu_sparsemax<T: Logit>(
         temperature: temps.as_ref().map(|t| t.as_view()),
         ..Default::default()
     };
-    let mut q = s.stream().alloc_zeros::<f32>(batch * vocab).unwrap();
+    // NaN where nothing is written: every entry of q must be.
+    let mut q = upload(s, &vec![f32::NAN; batch * vocab]);
     let mut k = s.stream().alloc_zeros::<u32>(batch).unwrap();
     let mut st = s.stream().alloc_zeros::<u32>(batch).unwrap();
     s.sparsemax(
