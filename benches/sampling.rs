@@ -52,7 +52,7 @@
 //!   [`SPLIT_BATCHES`], batch-wide parameters, warm L2, with one block per row forced
 //!   (`split=off` at the end of `params`) and with a cooperative grid forced (`split=grid`; the
 //!   default already where there are no clusters), so the report can set each beside the
-//!   default path.
+//!   default path (timed at those batches too, in the quick grid as well).
 
 mod common;
 
@@ -630,6 +630,10 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
                 if (vocab, dist) == (common::COLD_VOCAB, common::COLD_DIST) {
                     if spec.kind.splits() {
                         for batch in SPLIT_BATCHES {
+                            // The default path at this batch too, when the grid lacks it (quick).
+                            if !(in_grid(vocab, dist) && grid.batches.contains(&batch)) {
+                                points.push(point(batch, false, L2::Hot, Split::Default));
+                            }
                             for split in [Split::Off, Split::Grid] {
                                 points.push(point(batch, false, L2::Hot, split));
                             }
@@ -666,7 +670,8 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
     })
 }
 
-/// Without `--bench` (`cargo test --benches`): each op once on a small shape, no timing.
+/// Without `--bench` (`cargo test --benches`): each op once on a small shape (whose rows the
+/// split kernels split, and once more with each forced split path), no timing.
 fn smoke(mut sampler: Sampler, ops: &[&OpSpec]) -> samplex::Result<ExitCode> {
     let (batch, vocab) = (2, 32000);
     let stream = sampler.stream().clone();
@@ -679,14 +684,17 @@ fn smoke(mut sampler: Sampler, ops: &[&OpSpec]) -> samplex::Result<ExitCode> {
     let mut failed = 0;
     for spec in ops {
         for dtype in [Dtype::F32, Dtype::Bf16] {
-            let per_rows: &[bool] = if spec.kind.is_sampling() {
-                &[false, true]
-            } else {
-                &[false]
-            };
-            for &pr in per_rows {
+            let mut cases = vec![(false, Split::Default)];
+            if spec.kind.is_sampling() {
+                cases.push((true, Split::Default));
+            }
+            if spec.kind.splits() {
+                cases.extend([(false, Split::Off), (false, Split::Grid)]);
+            }
+            for (pr, split) in cases {
                 let rows = per_row.params(spec.kind, pr, batch);
                 let seeds = per_row.seeds(pr, batch);
+                spec.kind.set_split(&mut sampler, split.setting());
                 let r =
                     match dtype {
                         Dtype::F32 => DeviceLogits::new(f32_logits.as_view(), batch, vocab)
@@ -699,7 +707,12 @@ fn smoke(mut sampler: Sampler, ops: &[&OpSpec]) -> samplex::Result<ExitCode> {
                             }),
                     }
                     .and_then(|()| stream.synchronize().map_err(Error::from));
-                let what = format!("{} {} per_row={pr}", spec.label, dtype.name());
+                let what = format!(
+                    "{} {} per_row={pr}{}",
+                    spec.label,
+                    dtype.name(),
+                    split.marker().map_or(String::new(), |m| format!(" {m}"))
+                );
                 match r {
                     Ok(()) => println!("ok      {what}"),
                     Err(Error::NotImplemented(w)) => {
