@@ -668,29 +668,14 @@ fn check_split<T: Logit>(s: &mut Sampler, c: &Case<T>, req: &Request, what: &str
 
 #[test]
 fn filters_split_paths_give_the_one_block_bits() {
-    use samplex::gpu::topp::ThresholdPath;
     let mut s = gpu_or_skip!();
-    let clusters = common::cluster_launch(&s);
     for (vocab, n, batch, x) in common::split_cases(11) {
-        let path = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
-        if clusters {
-            assert!(
-                matches!(path, ThresholdPath::Cluster { staged: true, .. }),
-                "b{batch} v{vocab}: {path:?}"
-            );
-            s.set_filter_split(RowSplit::Grid);
-            let grid = s.filter_threshold_path::<f32>(batch, vocab).unwrap();
-            s.set_filter_split(RowSplit::Any);
-            assert!(
-                matches!(grid, ThresholdPath::Grid { staged: true, .. }),
-                "b{batch} v{vocab}: {grid:?}"
-            );
-        } else {
-            assert!(
-                matches!(path, ThresholdPath::Grid { .. }),
-                "no cluster launch here: a cooperative grid, b{batch} v{vocab}: {path:?}"
-            );
-        }
+        let path = common::assert_staged_split_paths(
+            &mut s,
+            |s| s.filter_threshold_path::<f32>(batch, vocab).unwrap(),
+            |s, split| s.set_filter_split(split),
+            (batch, vocab),
+        );
         let hb: Vec<bf16> = convert(&x);
         for (j, sup) in split_supports(vocab).into_iter().enumerate() {
             // Half the (batch, support) pairs each dtype, and τ = 1 or 0.6.

@@ -702,27 +702,13 @@ fn check_split<T: Logit>(
 #[test]
 fn sparsemax_split_paths_give_the_one_block_bits() {
     let mut s = gpu_or_skip!();
-    let clusters = common::cluster_launch(&s);
     for (vocab, n, batch, x) in common::split_cases(21) {
-        let path = s.sparsemax_path::<f32>(batch, vocab).unwrap();
-        if clusters {
-            assert!(
-                matches!(path, SparsemaxPath::Cluster { staged: true, .. }),
-                "b{batch} v{vocab}: {path:?}"
-            );
-            s.set_sparsemax_split(RowSplit::Grid);
-            let grid = s.sparsemax_path::<f32>(batch, vocab).unwrap();
-            s.set_sparsemax_split(RowSplit::Any);
-            assert!(
-                matches!(grid, SparsemaxPath::Grid { staged: true, .. }),
-                "b{batch} v{vocab}: {grid:?}"
-            );
-        } else {
-            assert!(
-                matches!(path, SparsemaxPath::Grid { .. }),
-                "no cluster launch here: a cooperative grid, b{batch} v{vocab}: {path:?}"
-            );
-        }
+        let path = common::assert_staged_split_paths(
+            &mut s,
+            |s| s.sparsemax_path::<f32>(batch, vocab).unwrap(),
+            |s, split| s.set_sparsemax_split(split),
+            (batch, vocab),
+        );
         // Both dtypes, τ = 1, 0.5 and (greedy) 0, and the unaligned rows of the _v1 kernels.
         let tau = [1.0, 0.5, 1.0, 0.0][n % 4];
         let what = format!("b{batch} v{vocab} τ{tau} {path:?}");

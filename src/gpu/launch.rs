@@ -590,12 +590,14 @@ impl Sampler {
             SplitPath::Block => unreachable!("queue_split takes a split path"),
         };
         let stage = u32::from(staged);
-        let split = self.grid_split(blocks);
+        // Only a grid takes the exchange (asking for its address is stream work when cudarc
+        // tracks events).
+        let split = cooperative.then(|| self.grid_split(blocks));
         let mut params = RawArgs::<SPLIT_ARGS_MAX>::new();
         args.push(&mut params);
         let lead = params.len();
         params.push(&stage);
-        let mut launch = if cooperative {
+        let mut launch = if let Some(split) = &split {
             split.push(&mut params);
             split.launch(rows, threads, shared, self.stream.cu_stream())
         } else {

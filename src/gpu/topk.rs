@@ -19,7 +19,8 @@
 use cudarc::driver::{CudaViewMut, DevicePtr, LaunchConfig, PushKernelArg};
 
 use super::launch::{
-    self, cluster_candidates, ArgSink, LaunchEx, Pointers, RawArgs, RowSplit, CLUSTER_HEAD_BYTES,
+    self, ArgSink, LaunchEx, Pointers, RawArgs, RowSplit, SplitKernels, SplitPath,
+    CLUSTER_HEAD_BYTES,
 };
 use super::{DeviceLogits, RowParams, Sampler};
 use crate::dtype::{DType, Logit};
@@ -296,6 +297,8 @@ impl Sampler {
         self.select_split = split;
     }
 
+    /// The selection's path: `Sampler::split_path`'s rule, for min(k, vocab) ≤ SORT_MAX (the
+    /// blocks hold no staged slice, so only the cluster head is dynamic shared memory).
     fn select_path(
         &mut self,
         dtype: DType,
@@ -304,29 +307,22 @@ impl Sampler {
         kmax: usize,
         vec: u32,
     ) -> Result<SelectPath> {
-        let split = self.select_split;
-        if !split.grid()
-            || kmax > SORT_MAX
-            || cluster_candidates(batch, vocab, self.sm_count)
-                .next()
-                .is_none()
-        {
+        if kmax > SORT_MAX {
             return Ok(SelectPath::Block);
         }
-        if split.clusters() {
-            let func = self.function(&entry("topk", "select_cluster", dtype, vec))?;
-            for blocks in cluster_candidates(batch, vocab, self.sm_count) {
-                if self.cluster_fits(&func, blocks, RADIX_THREADS, CLUSTER_HEAD_BYTES)? {
-                    return Ok(SelectPath::Cluster { blocks });
-                }
-            }
-        }
-        let func = self.function(&entry("topk", "select_grid", dtype, vec))?;
-        for blocks in cluster_candidates(batch, vocab, self.sm_count) {
-            if self.grid_fits(&func, blocks * batch as u32, RADIX_THREADS, 0)? {
-                return Ok(SelectPath::Grid { blocks });
-            }
-        }
-        Ok(SelectPath::Block)
+        let kernels = SplitKernels {
+            cluster: &entry("topk", "select_cluster", dtype, vec),
+            grid: &entry("topk", "select_grid", dtype, vec),
+            threads: RADIX_THREADS,
+            head: CLUSTER_HEAD_BYTES,
+            slice_bytes: &|_| 0,
+        };
+        Ok(
+            match self.split_path(self.select_split, &kernels, batch, vocab)? {
+                SplitPath::Block => SelectPath::Block,
+                SplitPath::Cluster { blocks, .. } => SelectPath::Cluster { blocks },
+                SplitPath::Grid { blocks, .. } => SelectPath::Grid { blocks },
+            },
+        )
     }
 }

@@ -288,3 +288,36 @@ pub fn spiked(mut base: Vec<f32>, batch: usize, vocab: usize, k: usize) -> Vec<f
 pub fn spike_tokens(batch: usize, vocab: usize, k: usize) -> Vec<u32> {
     (0..batch).map(|r| spike_token(k, r, vocab)).collect()
 }
+
+/// The split paths a staged-split kernel takes for a split case: on a device with clusters a
+/// staged cluster by default and a staged grid when forced (`set(s, RowSplit::Grid)`); elsewhere
+/// a cooperative grid. Returns the default path.
+pub fn assert_staged_split_paths(
+    s: &mut Sampler,
+    path: impl Fn(&mut Sampler) -> samplex::gpu::topp::ThresholdPath,
+    set: impl Fn(&mut Sampler, samplex::gpu::RowSplit),
+    (batch, vocab): (usize, usize),
+) -> samplex::gpu::topp::ThresholdPath {
+    use samplex::gpu::topp::ThresholdPath as P;
+    use samplex::gpu::RowSplit;
+    let default = path(s);
+    if cluster_launch(s) {
+        assert!(
+            matches!(default, P::Cluster { staged: true, .. }),
+            "b{batch} v{vocab}: {default:?}"
+        );
+        set(s, RowSplit::Grid);
+        let grid = path(s);
+        set(s, RowSplit::Any);
+        assert!(
+            matches!(grid, P::Grid { staged: true, .. }),
+            "b{batch} v{vocab}: {grid:?}"
+        );
+    } else {
+        assert!(
+            matches!(default, P::Grid { .. }),
+            "no cluster launch here: a cooperative grid, b{batch} v{vocab}: {default:?}"
+        );
+    }
+    default
+}
