@@ -39,12 +39,10 @@
 //! writes the status first and the BoK kernels OR into it.
 
 use cudarc::driver::sys::CUfunction_attribute_enum;
-use cudarc::driver::{
-    CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchConfig, PushKernelArg,
-};
+use cudarc::driver::{CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchConfig};
 
 use super::launch::{
-    self, ArgSink, LaunchEx, Pointers, RawArgs, RowSplit, CLUSTER_SIZES, DRAW_TILE,
+    self, ArgSink, Args, Kernel, LaunchEx, Pointers, RawArgs, RowSplit, CLUSTER_SIZES, DRAW_TILE,
 };
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::{Bok, BokWeights, Support};
@@ -394,18 +392,18 @@ impl Sampler {
     /// [`Error::Driver`] when the driver fails to load a kernel or answer a query.
     #[doc(hidden)]
     pub fn bok_path<T: Logit>(&mut self, batch: usize, vocab: usize) -> Result<BokPath> {
-        let row = self.function(&launch::kernel_name("bok", "row", T::DTYPE))?;
+        let row = self.function(Kernel::new("bok", "row", T::DTYPE))?;
         if let Some(shared) = self.bok_row_fits(&row, vocab)? {
             return Ok(BokPath::Row { shared });
         }
         if self.bok_split.clusters() {
-            let cluster = self.function(&launch::kernel_name("bok", "cluster", T::DTYPE))?;
+            let cluster = self.function(Kernel::new("bok", "cluster", T::DTYPE))?;
             if let Some((blocks, shared)) = self.bok_cluster_fits(&cluster, vocab)? {
                 return Ok(BokPath::Cluster { blocks, shared });
             }
         }
         if self.bok_split.grid() {
-            let grid = self.function(&launch::kernel_name("bok", "grid", T::DTYPE))?;
+            let grid = self.function(Kernel::new("bok", "grid", T::DTYPE))?;
             if let Some((blocks, shared)) = self.bok_grid_fits(&grid, batch, vocab)? {
                 return Ok(BokPath::Grid { blocks, shared });
             }
@@ -572,7 +570,7 @@ impl Sampler {
 
         // 4. Launch.
         if let BokPath::Row { shared: dynamic } = path {
-            let row_func = self.function(&launch::kernel_name("bok", "row", T::DTYPE))?;
+            let row_func = self.function(Kernel::new("bok", "row", T::DTYPE))?;
             row_func.set_attribute(
                 CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 dynamic as i32,
@@ -582,7 +580,7 @@ impl Sampler {
                 block_dim: (ROW_THREADS, 1, 1),
                 shared_mem_bytes: dynamic,
             };
-            let mut b = stream.launch_builder(&row_func);
+            let mut b = Args::new();
             args.push_common(&mut b);
             args.push_outputs(&mut b);
             // SAFETY: the arguments follow samplex_bok_row's C signature (SAMPLEX_BOK_COMMON_PARAMS
@@ -592,9 +590,9 @@ impl Sampler {
             // device; vocab ≤ 32768 and the dynamic shared memory (tiles × 2048 × 4 bytes, set as
             // the function's maximum) fits the device; the thresholds (batch f32) are at the start
             // of the reserved scratch; one block per row, batch < 2^31.
-            unsafe { b.launch(cfg) }?;
+            unsafe { b.launch(&row_func, &stream, cfg) }?;
         } else if let BokPath::Cluster { blocks, shared } = path {
-            let func = self.function(&launch::kernel_name("bok", "cluster", T::DTYPE))?;
+            let func = self.function(Kernel::new("bok", "cluster", T::DTYPE))?;
             func.set_attribute(
                 CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 shared as i32,
@@ -624,7 +622,7 @@ impl Sampler {
             // the start of the reserved scratch. The kernel checks the rows' alignment itself.
             unsafe { launch.queue(self.context(), &func, &mut params) }?;
         } else if let BokPath::Grid { blocks, shared } = path {
-            let func = self.function(&launch::kernel_name("bok", "grid", T::DTYPE))?;
+            let func = self.function(Kernel::new("bok", "grid", T::DTYPE))?;
             let split = self.grid_split(blocks);
             let mut params = RawArgs::<GRID_ARGS>::new();
             args.push_common(&mut params);
@@ -645,30 +643,23 @@ impl Sampler {
             unsafe { launch.queue(self.context(), &func, &mut params) }?;
         } else {
             let vec = launch::vector_width::<T>(logits_addr, logits.stride);
-            let suffix = if vec == 1 { "_v1" } else { "" };
-            let pass_func = self.function(&format!(
-                "{}{suffix}",
-                launch::kernel_name("bok", "pass", T::DTYPE)
-            ))?;
+            let pass_func = self.function(Kernel::new("bok", "pass", T::DTYPE).at_width(vec))?;
             let at = |off: usize| sc.base + off as u64;
             if let BokWeights::TopM(_) = params.weights {
-                let func = self.function(&format!(
-                    "{}{suffix}",
-                    launch::kernel_name("bok", "topm", T::DTYPE)
-                ))?;
+                let func = self.function(Kernel::new("bok", "topm", T::DTYPE).at_width(vec))?;
                 let topm = at(layout.topm);
                 let cfg = LaunchConfig {
                     grid_dim: (batch as u32, 1, 1),
                     block_dim: (SELECT_THREADS, 1, 1),
                     shared_mem_bytes: 0,
                 };
-                let mut b = stream.launch_builder(&func);
+                let mut b = Args::new();
                 args.push_common(&mut b);
                 b.arg(&topm);
                 // SAFETY: samplex_bok_topm's C signature is SAMPLEX_BOK_COMMON_PARAMS then the
                 // topm address; the buffers are checked as for samplex_bok_pass below, and topm
                 // has 8 bytes per row inside the reserved scratch. One block per row.
-                unsafe { b.launch(cfg) }?;
+                unsafe { b.launch(&func, &stream, cfg) }?;
             }
             let last = params.iterations + 1;
             for pass in 0..=last {
@@ -695,7 +686,7 @@ impl Sampler {
                     block_dim: (PASS_THREADS, 1, 1),
                     shared_mem_bytes: 0,
                 };
-                let mut b = stream.launch_builder(&pass_func);
+                let mut b = Args::new();
                 args.push_common(&mut b);
                 args.push_outputs(&mut b);
                 b.arg(&pa.parts)
@@ -714,7 +705,7 @@ impl Sampler {
                 // thresholds, the state (batch × vocab f32) and the partials (batch × parts × 16
                 // bytes each) laid out by PassScratch, and `batch` tickets, all zero between ops;
                 // the grid is batch × parts < 2^31 blocks, parts ≤ the row's draw tiles.
-                unsafe { b.launch(cfg) }?;
+                unsafe { b.launch(&pass_func, &stream, cfg) }?;
             }
         }
         drop(ptrs);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use cudarc::driver::sys::{self, CUdevice_attribute, CUfunction_attribute_enum};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr,
-    DevicePtrMut, DeviceRepr, LaunchArgs, PushKernelArg, SyncOnDrop,
+    DevicePtrMut, DeviceRepr, LaunchConfig, SyncOnDrop,
 };
 
 use super::Sampler;
@@ -79,10 +79,10 @@ pub enum SplitPath {
 
 /// The kernels [`Sampler::split_path`] chooses between, and their shared memory.
 pub(crate) struct SplitKernels<'a> {
-    /// The cluster entry's name.
-    pub(crate) cluster: &'a str,
-    /// The cooperative-grid entry's name.
-    pub(crate) grid: &'a str,
+    /// The cluster entry.
+    pub(crate) cluster: Kernel,
+    /// The cooperative-grid entry.
+    pub(crate) grid: Kernel,
     /// Threads per block.
     pub(crate) threads: u32,
     /// Bytes at the head of a cluster block's dynamic shared memory.
@@ -91,8 +91,11 @@ pub(crate) struct SplitKernels<'a> {
     pub(crate) slice_bytes: &'a dyn Fn(u32) -> usize,
 }
 
-/// The most arguments a split entry takes (the threshold kernel's grid entry has 19).
-const SPLIT_ARGS_MAX: usize = 24;
+/// The most arguments a kernel takes (BoK's pass kernel has 36).
+pub(crate) const ARGS_MAX: usize = 40;
+
+/// The arguments of a plain launch ([`RawArgs::launch`]).
+pub(crate) type Args<'a> = RawArgs<'a, ARGS_MAX>;
 
 /// The fewest logits per block of a radix cluster (one 1024-thread chunk of f32 vectors).
 const CLUSTER_MIN_SLICE: usize = 4096;
@@ -128,9 +131,59 @@ pub(crate) const BLOCK_THREADS: u32 = 256;
 /// Tokens per draw tile (`SAMPLEX_DRAW_TILE` in kernels/common.cuh).
 pub(crate) const DRAW_TILE: usize = 2048;
 
-/// `samplex_<family>_<op>_<dtype>`: the kernel's name, built from the Rust type.
-pub(crate) fn kernel_name(family: &str, op: &str, dtype: DType) -> String {
-    format!("samplex_{family}_{op}_{}", dtype.name())
+/// One entry of the kernel module, `samplex_<family>_<op>[_<dtype>][_v1]`: the key under which
+/// the sampler keeps its loaded functions, so that a call finds its kernel without formatting a
+/// name (the name is built once, when the function is first loaded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Kernel {
+    family: &'static str,
+    op: &'static str,
+    dtype: Option<DType>,
+    /// The `_v1` twin (scalar loads, for rows that are not 16-byte aligned).
+    scalar: bool,
+}
+
+impl Kernel {
+    /// `samplex_<family>_<op>_<dtype>`.
+    pub(crate) const fn new(family: &'static str, op: &'static str, dtype: DType) -> Self {
+        Kernel {
+            family,
+            op,
+            dtype: Some(dtype),
+            scalar: false,
+        }
+    }
+
+    /// `samplex_<family>_<op>`, an entry with no dtype.
+    pub(crate) const fn untyped(family: &'static str, op: &'static str) -> Self {
+        Kernel {
+            family,
+            op,
+            dtype: None,
+            scalar: false,
+        }
+    }
+
+    /// The twin for vector width `vec`: `_v1` when it is 1.
+    pub(crate) const fn at_width(self, vec: u32) -> Self {
+        Kernel {
+            scalar: vec == 1,
+            ..self
+        }
+    }
+
+    /// The entry's name in the module.
+    pub(crate) fn name(&self) -> String {
+        let mut name = format!("samplex_{}_{}", self.family, self.op);
+        if let Some(dtype) = self.dtype {
+            name.push('_');
+            name.push_str(dtype.name());
+        }
+        if self.scalar {
+            name.push_str("_v1");
+        }
+        name
+    }
 }
 
 /// Elements per vector load: 16 bytes' worth when the buffer's base address and the row
@@ -155,30 +208,49 @@ pub(crate) fn blocks_per_row(batch: usize, vocab: usize, sm_count: u32) -> u32 {
 /// Raw device pointers for kernel arguments. The guards cudarc hands out with each pointer
 /// (which record the read/write for multi-stream safety) are kept until the launch is queued,
 /// then dropped with this value.
+///
+/// The guards live in a fixed array (no wrapper has more buffers), so that a call allocates
+/// nothing on the host; any beyond it would go to a vector.
 pub(crate) struct Pointers<'a> {
     stream: &'a CudaStream,
-    guards: Vec<SyncOnDrop<'a>>,
+    guards: [Option<SyncOnDrop<'a>>; GUARDS],
+    len: usize,
+    more: Vec<SyncOnDrop<'a>>,
 }
+
+/// Buffers one launch's [`Pointers`] hold without allocating (BoK's, the most, has 16).
+const GUARDS: usize = 24;
 
 impl<'a> Pointers<'a> {
     pub(crate) fn new(stream: &'a CudaStream) -> Self {
         Pointers {
             stream,
-            guards: Vec::new(),
+            guards: std::array::from_fn(|_| None),
+            len: 0,
+            more: Vec::new(),
+        }
+    }
+
+    fn keep(&mut self, guard: SyncOnDrop<'a>) {
+        if self.len < GUARDS {
+            self.guards[self.len] = Some(guard);
+            self.len += 1;
+        } else {
+            self.more.push(guard);
         }
     }
 
     /// The address of a read-only view.
     pub(crate) fn read<T>(&mut self, view: &'a CudaView<'_, T>) -> u64 {
         let (ptr, guard) = view.device_ptr(self.stream);
-        self.guards.push(guard);
+        self.keep(guard);
         ptr
     }
 
     /// The address of a written view.
     pub(crate) fn write<T>(&mut self, view: &'a mut CudaViewMut<'_, T>) -> u64 {
         let (ptr, guard) = view.device_ptr_mut(self.stream);
-        self.guards.push(guard);
+        self.keep(guard);
         ptr
     }
 
@@ -196,15 +268,9 @@ impl<'a> Pointers<'a> {
     }
 }
 
-/// Where kernel arguments go: cudarc's launch builder, or the pointer array of a raw launch.
+/// Where kernel arguments go: the pointer array of a launch ([`RawArgs`]).
 pub(crate) trait ArgSink<'a> {
     fn push<A: DeviceRepr>(&mut self, arg: &'a A);
-}
-
-impl<'a> ArgSink<'a> for LaunchArgs<'a> {
-    fn push<A: DeviceRepr>(&mut self, arg: &'a A) {
-        self.arg(arg);
-    }
 }
 
 /// A kernel's leading arguments, pushed in C-signature order (a split entry adds its own after).
@@ -212,9 +278,9 @@ pub(crate) trait KernelArgs {
     fn push<'a, S: ArgSink<'a>>(&'a self, b: &mut S);
 }
 
-/// The argument pointers of a `cuLaunchKernelEx` launch (at most `N`), in C order; they borrow
-/// the values for `'a`.
-pub(crate) struct RawArgs<'a, const N: usize> {
+/// The argument pointers of a launch (at most `N`), in C order; they borrow the values for
+/// `'a`. A fixed array, where cudarc's launch builder grows a vector on every call.
+pub(crate) struct RawArgs<'a, const N: usize = ARGS_MAX> {
     ptrs: [*mut c_void; N],
     len: usize,
     _args: PhantomData<&'a ()>,
@@ -233,9 +299,52 @@ impl<const N: usize> RawArgs<'_, N> {
         self.len
     }
 
-    /// The array `cuLaunchKernelEx` takes as `kernelParams`.
+    /// The array `cuLaunchKernel[Ex]` takes as `kernelParams`.
     pub(crate) fn as_mut_ptr(&mut self) -> *mut *mut c_void {
         self.ptrs.as_mut_ptr()
+    }
+}
+
+impl<'a, const N: usize> RawArgs<'a, N> {
+    /// Appends `arg` (chained, as cudarc's builder does).
+    pub(crate) fn arg<A: DeviceRepr>(&mut self, arg: &'a A) -> &mut Self {
+        self.push(arg);
+        self
+    }
+
+    /// Queues `func` on `stream` in the shape `cfg` with these arguments, with the stream's
+    /// context made current first.
+    ///
+    /// # Safety
+    /// As cudarc's `LaunchArgs::launch`: these are `func`'s C arguments in order and type, the
+    /// shape is one `func` may run with, and every buffer behind the arguments stays alive until
+    /// the kernel has run.
+    pub(crate) unsafe fn launch(
+        &mut self,
+        func: &CudaFunction,
+        stream: &CudaStream,
+        cfg: LaunchConfig,
+    ) -> Result<()> {
+        stream.context().bind_to_thread()?;
+        let (grid, block) = (cfg.grid_dim, cfg.block_dim);
+        // SAFETY: the caller's contract; `self` holds pointers to the arguments, alive for `'a`.
+        unsafe {
+            sys::cuLaunchKernel(
+                func.cu_function(),
+                grid.0,
+                grid.1,
+                grid.2,
+                block.0,
+                block.1,
+                block.2,
+                cfg.shared_mem_bytes,
+                stream.cu_stream(),
+                self.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()?;
+        Ok(())
     }
 }
 
@@ -593,7 +702,7 @@ impl Sampler {
         // Only a grid takes the exchange (asking for its address is stream work when cudarc
         // tracks events).
         let split = cooperative.then(|| self.grid_split(blocks));
-        let mut params = RawArgs::<SPLIT_ARGS_MAX>::new();
+        let mut params = RawArgs::<ARGS_MAX>::new();
         args.push(&mut params);
         let lead = params.len();
         params.push(&stage);
@@ -644,6 +753,18 @@ fn barrier_bytes(rows: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_names_follow_the_module() {
+        let k = Kernel::new("topp", "thresholds_grid", DType::Bf16);
+        assert_eq!(k.name(), "samplex_topp_thresholds_grid_bf16");
+        assert_eq!(k.at_width(1).name(), "samplex_topp_thresholds_grid_bf16_v1");
+        assert_eq!(k.at_width(8), k);
+        assert_eq!(
+            Kernel::untyped("softmax", "philox_words").name(),
+            "samplex_softmax_philox_words"
+        );
+    }
 
     #[test]
     fn vector_width_needs_aligned_base_and_stride() {

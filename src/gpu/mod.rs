@@ -201,7 +201,7 @@ pub struct Sampler {
     pub(crate) stream: Arc<CudaStream>,
     pub(crate) module: Arc<CudaModule>,
     pub(crate) origin: KernelOrigin,
-    pub(crate) functions: HashMap<String, CudaFunction>,
+    pub(crate) functions: HashMap<launch::Kernel, CudaFunction>,
     pub(crate) workspace: Option<CudaSlice<u8>>,
     pub(crate) tickets: Option<CudaSlice<u32>>,
     pub(crate) sm_count: u32,
@@ -331,13 +331,13 @@ impl Sampler {
         })
     }
 
-    /// The kernel `name`, loaded from the module once and cached.
-    pub(crate) fn function(&mut self, name: &str) -> Result<CudaFunction> {
-        if let Some(f) = self.functions.get(name) {
+    /// The function of `kernel`, loaded from the module once and kept.
+    pub(crate) fn function(&mut self, kernel: launch::Kernel) -> Result<CudaFunction> {
+        if let Some(f) = self.functions.get(&kernel) {
             return Ok(f.clone());
         }
-        let f = self.module.load_function(name)?;
-        self.functions.insert(name.to_string(), f.clone());
+        let f = self.module.load_function(&kernel.name())?;
+        self.functions.insert(kernel, f.clone());
         Ok(f)
     }
 

@@ -5,7 +5,7 @@
 //! from the buffer's address and stride, `launch::blocks_per_row` from the batch and the SM
 //! count) → load the function → scratch for split rows → push the arguments in the kernel's
 //! C-signature order → launch on the sampler's stream. Nothing synchronises the host, and
-//! nothing allocates once the workspace is large enough.
+//! nothing allocates (device or host) once the op has run at the shape.
 //!
 //! | kernel                               | C arguments (after the pointer to the rows)                              |
 //! |--------------------------------------|---------------------------------------------------------------------------|
@@ -19,9 +19,9 @@
 //! addresses, 0 when absent; a split row (parts > 1) needs 16 bytes of scratch per (row, part)
 //! and one ticket per row.
 
-use cudarc::driver::{CudaView, CudaViewMut, DeviceSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaView, CudaViewMut, DeviceSlice, LaunchConfig};
 
-use super::launch::{self, Pointers, BLOCK_THREADS};
+use super::launch::{self, Args, Kernel, Pointers, BLOCK_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::batch::check_shape;
 use crate::decoder::check_temperature;
@@ -32,13 +32,8 @@ use crate::error::{Error, Result};
 const PARTIAL_BYTES: usize = 16;
 
 /// The kernel for `op` on `dtype` at vector width `vec` (`_v1` for scalar loads).
-fn entry(op: &str, dtype: DType, vec: u32) -> String {
-    let name = launch::kernel_name("softmax", op, dtype);
-    if vec == 1 {
-        format!("{name}_v1")
-    } else {
-        name
-    }
+fn entry(op: &'static str, dtype: DType, vec: u32) -> Kernel {
+    Kernel::new("softmax", op, dtype).at_width(vec)
 }
 
 /// A device buffer's length must be exactly `expected`.
@@ -177,11 +172,11 @@ impl Sampler {
         let logits_addr = ptrs.read(&logits.data);
         let vec = launch::vector_width::<T>(logits_addr, logits.stride);
         let stats = if parts > 1 {
-            Some(self.function(&entry("stats", T::DTYPE, vec))?)
+            Some(self.function(entry("stats", T::DTYPE, vec))?)
         } else {
             None
         };
-        let func = self.function(&entry("probs", T::DTYPE, vec))?;
+        let func = self.function(entry("probs", T::DTYPE, vec))?;
 
         // 3. Arguments in C-signature order.
         let temps = ptrs.read_opt(rows.temperature.as_ref());
@@ -192,7 +187,7 @@ impl Sampler {
 
         // 4. Launch.
         if let Some(stats) = stats {
-            let mut b = stream.launch_builder(&stats);
+            let mut b = Args::new();
             b.arg(&logits_addr)
                 .arg(&stride)
                 .arg(&vocab)
@@ -206,9 +201,9 @@ impl Sampler {
             // partials (split_scratch); the grid is batch × parts blocks of 256 threads, as the
             // kernel's row/part mapping assumes, and the vector width was chosen from the
             // address and stride (launch::vector_width).
-            unsafe { b.launch(cfg) }?;
+            unsafe { b.launch(&stats, &stream, cfg) }?;
         }
-        let mut b = stream.launch_builder(&func);
+        let mut b = Args::new();
         b.arg(&logits_addr)
             .arg(&stride)
             .arg(&vocab)
@@ -222,7 +217,7 @@ impl Sampler {
         // SAFETY: as for the statistics launch; in addition `probs` and `log_probs` were checked
         // to hold batch × vocab values and `status` batch, and with parts > 1 the statistics
         // kernel queued just before on this stream has written the partials this one reads.
-        unsafe { b.launch(cfg) }?;
+        unsafe { b.launch(&func, &stream, cfg) }?;
         Ok(())
     }
 
@@ -257,13 +252,13 @@ impl Sampler {
         let mut ptrs = Pointers::new(&stream);
         let logits_addr = ptrs.read(&logits.data);
         let vec = launch::vector_width::<T>(logits_addr, logits.stride);
-        let func = self.function(&entry("greedy", T::DTYPE, vec))?;
+        let func = self.function(entry("greedy", T::DTYPE, vec))?;
 
         // 3. Arguments in C-signature order.
         let tokens_addr = ptrs.write(tokens);
         let status_addr = ptrs.write_opt(status);
         let (stride, vocab) = (logits.stride as u64, vocab as u32);
-        let mut b = stream.launch_builder(&func);
+        let mut b = Args::new();
         b.arg(&logits_addr)
             .arg(&stride)
             .arg(&vocab)
@@ -277,7 +272,7 @@ impl Sampler {
         // `status` were checked to have `batch` entries; with parts > 1 the scratch holds
         // batch × parts partials and `batch` tickets, which are zero and left at zero; the grid
         // is batch × parts blocks of 256 threads and the vector width fits the address and stride.
-        unsafe { b.launch(cfg) }?;
+        unsafe { b.launch(&func, &stream, cfg) }?;
         Ok(())
     }
 
@@ -326,7 +321,7 @@ impl Sampler {
         let mut ptrs = Pointers::new(&stream);
         let logits_addr = ptrs.read(&logits.data);
         let vec = launch::vector_width::<T>(logits_addr, logits.stride);
-        let func = self.function(&entry("sample", T::DTYPE, vec))?;
+        let func = self.function(entry("sample", T::DTYPE, vec))?;
 
         // 3. Arguments in C-signature order.
         let temps = ptrs.read_opt(rows.temperature.as_ref());
@@ -334,7 +329,7 @@ impl Sampler {
         let tokens_addr = ptrs.write(tokens);
         let status_addr = ptrs.write_opt(status);
         let (stride, vocab) = (logits.stride as u64, vocab as u32);
-        let mut b = stream.launch_builder(&func);
+        let mut b = Args::new();
         b.arg(&logits_addr)
             .arg(&stride)
             .arg(&vocab)
@@ -355,7 +350,7 @@ impl Sampler {
         // on this device; with parts > 1 the scratch holds batch × parts partials and `batch`
         // zeroed tickets (the kernel leaves them at zero); the grid is batch × parts blocks of
         // 256 threads and the vector width fits the address and stride.
-        unsafe { b.launch(cfg) }?;
+        unsafe { b.launch(&func, &stream, cfg) }?;
         Ok(())
     }
 
@@ -397,14 +392,14 @@ impl Sampler {
         let mut ptrs = Pointers::new(&stream);
         let probs_addr = ptrs.read(probs);
         let vec = launch::vector_width::<f32>(probs_addr, vocab);
-        let func = self.function(&entry("sample_probs", DType::F32, vec))?;
+        let func = self.function(entry("sample_probs", DType::F32, vec))?;
 
         // 3. Arguments in C-signature order.
         let rng = SeedArgs::new(&mut ptrs, seeds);
         let tokens_addr = ptrs.write(tokens);
         let status_addr = ptrs.write_opt(status);
         let (stride, vocab) = (vocab as u64, vocab as u32);
-        let mut b = stream.launch_builder(&func);
+        let mut b = Args::new();
         b.arg(&probs_addr)
             .arg(&stride)
             .arg(&vocab)
@@ -423,7 +418,7 @@ impl Sampler {
         // parts > 1 the scratch holds batch × parts partials and `batch` zeroed tickets (left at
         // zero); the grid is batch × parts blocks of 256 threads and the vector width fits the
         // address and the row length.
-        unsafe { b.launch(cfg) }?;
+        unsafe { b.launch(&func, &stream, cfg) }?;
         Ok(())
     }
 
@@ -462,7 +457,7 @@ impl Sampler {
             block_dim: (BLOCK_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
-        let func = self.function("samplex_softmax_philox_words")?;
+        let func = self.function(Kernel::untyped("softmax", "philox_words"))?;
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
         let args = [
@@ -472,7 +467,7 @@ impl Sampler {
             ptrs.read(tiles),
         ];
         let out_addr = ptrs.write(out);
-        let mut b = stream.launch_builder(&func);
+        let mut b = Args::new();
         b.arg(&args[0])
             .arg(&args[1])
             .arg(&args[2])
@@ -482,7 +477,7 @@ impl Sampler {
         // SAFETY: the arguments match samplex_softmax_philox_words's C signature; the four
         // inputs hold `count` entries and `out` 4 × count, all on this device; threads past
         // `count` return before touching memory.
-        unsafe { b.launch(cfg) }?;
+        unsafe { b.launch(&func, &stream, cfg) }?;
         Ok(())
     }
 }

@@ -21,7 +21,7 @@
 
 use cudarc::driver::{CudaViewMut, DeviceSlice, LaunchConfig};
 
-use super::launch::{self, ArgSink, KernelArgs, Pointers, SplitKernels, DRAW_TILE};
+use super::launch::{self, ArgSink, Args, Kernel, KernelArgs, Pointers, SplitKernels, DRAW_TILE};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::check_temperature;
 use crate::dtype::{DType, Logit};
@@ -215,8 +215,8 @@ impl Sampler {
     ) -> Result<SparsemaxPath> {
         let slice_bytes = |blocks| slice_len(vocab, blocks) * 4;
         let kernels = SplitKernels {
-            cluster: &project_name(dtype, "project_cluster", vec),
-            grid: &project_name(dtype, "project_grid", vec),
+            cluster: project_name(dtype, "project_cluster", vec),
+            grid: project_name(dtype, "project_grid", vec),
             threads: THREADS,
             head: SPARSE_HEAD_BYTES,
             slice_bytes: &slice_bytes,
@@ -266,7 +266,7 @@ impl Sampler {
             SparsemaxPath::Cluster { .. } => "project_cluster",
             SparsemaxPath::Grid { .. } => "project_grid",
         };
-        let func = self.function(&project_name(T::DTYPE, op, vec))?;
+        let func = self.function(project_name(T::DTYPE, op, vec))?;
 
         // 3. Arguments in C-signature order.
         let (seed, offset, seeds_addr, offsets_addr) = match seeds {
@@ -299,7 +299,7 @@ impl Sampler {
                 block_dim: (THREADS, 1, 1),
                 shared_mem_bytes: 0,
             };
-            let mut b = stream.launch_builder(&func);
+            let mut b = Args::new();
             args.push(&mut b);
             // SAFETY: the arguments match samplex_sparsemax_project's C signature in order and
             // type (u64 addresses, u32 vocab, f32 τ). Checked above: the logits view holds
@@ -307,7 +307,7 @@ impl Sampler {
             // support, tokens, status and every per-row buffer hold batch entries, all on this
             // device; the grid is one block per row (< 2^31), and the kernel reads no further
             // than those.
-            unsafe { b.launch(cfg) }?;
+            unsafe { b.launch(&func, &stream, cfg) }?;
         } else {
             // SAFETY: `args` are the leading C arguments of samplex_sparsemax_project_cluster /
             // _grid (samplex_sparsemax_project's, then stage [, blocks, barriers, exchange]),
@@ -321,12 +321,8 @@ impl Sampler {
 }
 
 /// `samplex_sparsemax_<op>_<dtype>[_v1]`.
-fn project_name(dtype: DType, op: &str, vec: u32) -> String {
-    let mut name = launch::kernel_name("sparsemax", op, dtype);
-    if vec == 1 {
-        name.push_str("_v1");
-    }
-    name
+fn project_name(dtype: DType, op: &'static str, vec: u32) -> Kernel {
+    Kernel::new("sparsemax", op, dtype).at_width(vec)
 }
 
 #[cfg(test)]

@@ -16,10 +16,10 @@
 //! The top-k *filter* threshold is computed by the same radix passes inside the filter
 //! kernels of kernels/topp.cu (see `src/gpu/topp.rs`).
 
-use cudarc::driver::{CudaViewMut, DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaViewMut, DevicePtr, LaunchConfig};
 
 use super::launch::{
-    self, ArgSink, LaunchEx, Pointers, RawArgs, RowSplit, SplitKernels, SplitPath,
+    self, ArgSink, Args, Kernel, LaunchEx, Pointers, RawArgs, RowSplit, SplitKernels, SplitPath,
     CLUSTER_HEAD_BYTES,
 };
 use super::{DeviceLogits, RowParams, Sampler};
@@ -33,13 +33,8 @@ pub(crate) const RADIX_THREADS: u32 = 1024;
 const SORT_MAX: usize = 4096;
 
 /// `samplex_<family>_<op>_<dtype>`, with `_v1` for scalar loads.
-pub(crate) fn entry(family: &str, op: &str, dtype: DType, vec: u32) -> String {
-    let name = launch::kernel_name(family, op, dtype);
-    if vec == 1 {
-        format!("{name}_v1")
-    } else {
-        name
-    }
+pub(crate) fn entry(family: &'static str, op: &'static str, dtype: DType, vec: u32) -> Kernel {
+    Kernel::new(family, op, dtype).at_width(vec)
 }
 
 /// A device buffer's length must be exactly `expected`.
@@ -203,7 +198,7 @@ impl Sampler {
             SelectPath::Cluster { .. } => "select_cluster",
             SelectPath::Grid { .. } => "select_grid",
         };
-        let func = self.function(&entry("topk", op, T::DTYPE, vec))?;
+        let func = self.function(entry("topk", op, T::DTYPE, vec))?;
 
         // Arguments in C-signature order.
         let mut ptrs = Pointers::new(&self.stream);
@@ -259,7 +254,7 @@ impl Sampler {
             drop(ptrs);
             return Ok(());
         }
-        let mut builder = self.stream.launch_builder(&func);
+        let mut builder = Args::new();
         args.push(&mut builder);
         builder.arg(&scratch);
         // SAFETY: the argument list matches samplex_topk_select's C signature (pointers as u64
@@ -269,7 +264,7 @@ impl Sampler {
         // base and stride; the scratch holds batch × min(k, vocab) u64 whenever the kernel can
         // take the slower path (min(k, vocab) > 4096). The guards in `ptrs` live until the
         // launch is queued.
-        unsafe { builder.launch(cfg) }?;
+        unsafe { builder.launch(&func, &self.stream, cfg) }?;
         drop(ptrs);
         Ok(())
     }
@@ -311,8 +306,8 @@ impl Sampler {
             return Ok(SelectPath::Block);
         }
         let kernels = SplitKernels {
-            cluster: &entry("topk", "select_cluster", dtype, vec),
-            grid: &entry("topk", "select_grid", dtype, vec),
+            cluster: entry("topk", "select_cluster", dtype, vec),
+            grid: entry("topk", "select_grid", dtype, vec),
             threads: RADIX_THREADS,
             head: CLUSTER_HEAD_BYTES,
             slice_bytes: &|_| 0,

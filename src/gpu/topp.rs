@@ -28,10 +28,11 @@
 //! Scratch: `batch × 32` bytes of `RowInfo`, then (sampling) `batch × blocks_per_row × 8`
 //! bytes of per-block draws; one ticket per row.
 
-use cudarc::driver::{CudaViewMut, PushKernelArg};
+use cudarc::driver::CudaViewMut;
 
 use super::launch::{
-    self, slice_len, ArgSink, KernelArgs, Pointers, RowSplit, SplitKernels, CLUSTER_HEAD_BYTES,
+    self, slice_len, ArgSink, Args, Kernel, KernelArgs, Pointers, RowSplit, SplitKernels,
+    CLUSTER_HEAD_BYTES,
 };
 use super::topk::{entry, expect_len, grid, logits_vector_width, RADIX_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
@@ -162,7 +163,7 @@ impl Sampler {
         self.launch_thresholds(logits, temperature, support, rows, vec, out)?;
 
         // 2. the draw.
-        let func = self.function(&entry("topp", "sample", T::DTYPE, vec))?;
+        let func = self.function(entry("topp", "sample", T::DTYPE, vec))?;
         let mut ptrs = Pointers::new(&self.stream);
         let logits_addr = ptrs.read(&logits.data);
         let stride = logits.stride as u64;
@@ -173,7 +174,7 @@ impl Sampler {
         };
         let tokens_addr = ptrs.write(tokens);
         let status_addr = ptrs.write_opt(status);
-        let mut builder = self.stream.launch_builder(&func);
+        let mut builder = Args::new();
         builder
             .arg(&logits_addr)
             .arg(&stride)
@@ -195,7 +196,7 @@ impl Sampler {
         // RowInfo that the threshold launch, queued before on this stream, writes, then
         // `batch × nb` partial draws; the ticket counters (≥ batch) are zero between launches
         // (the last block of each split row resets its own). Grid: batch × nb blocks of 256.
-        unsafe { builder.launch(cfg) }?;
+        unsafe { builder.launch(&func, &self.stream, cfg) }?;
         drop(ptrs);
         Ok(())
     }
@@ -351,14 +352,14 @@ impl Sampler {
             Dense::Probs => "probs",
             Dense::Logits => "logits",
         };
-        let func = self.function(&launch::kernel_name("topp", op, T::DTYPE))?;
+        let func = self.function(Kernel::new("topp", op, T::DTYPE))?;
         let mut ptrs = Pointers::new(&self.stream);
         let logits_addr = ptrs.read(&logits.data);
         let stride = logits.stride as u64;
         let vocab_u32 = vocab as u32;
         let out_addr = ptrs.write(out);
         let status_addr = ptrs.write_opt(status);
-        let mut builder = self.stream.launch_builder(&func);
+        let mut builder = Args::new();
         builder
             .arg(&logits_addr)
             .arg(&stride)
@@ -372,7 +373,7 @@ impl Sampler {
         // exactly batch × vocab f32 and `status` batch u32, on this device; the scratch holds
         // the `batch` RowInfo that the threshold launch, queued before on this stream, writes;
         // the grid is batch × nb blocks of 256 threads, as the kernel's row/tile split assumes.
-        unsafe { builder.launch(cfg) }?;
+        unsafe { builder.launch(&func, &self.stream, cfg) }?;
         drop(ptrs);
         Ok(())
     }
@@ -409,8 +410,8 @@ impl Sampler {
     ) -> Result<ThresholdPath> {
         let slice_bytes = |blocks| slice_len(vocab, blocks, vec) * 4;
         let kernels = SplitKernels {
-            cluster: &entry("topp", "thresholds_cluster", dtype, vec),
-            grid: &entry("topp", "thresholds_grid", dtype, vec),
+            cluster: entry("topp", "thresholds_cluster", dtype, vec),
+            grid: entry("topp", "thresholds_grid", dtype, vec),
             threads: RADIX_THREADS,
             head: CLUSTER_HEAD_BYTES,
             slice_bytes: &slice_bytes,
@@ -437,7 +438,7 @@ impl Sampler {
             ThresholdPath::Cluster { .. } => "thresholds_cluster",
             ThresholdPath::Grid { .. } => "thresholds_grid",
         };
-        let func = self.function(&entry("topp", op, T::DTYPE, vec))?;
+        let func = self.function(entry("topp", op, T::DTYPE, vec))?;
         let mut ptrs = Pointers::new(&self.stream);
         let args = ThresholdArgs {
             logits: ptrs.read(&logits.data),
@@ -457,7 +458,7 @@ impl Sampler {
             status: out.status,
         };
         if path == ThresholdPath::Block {
-            let mut builder = self.stream.launch_builder(&func);
+            let mut builder = Args::new();
             args.push(&mut builder);
             // SAFETY: the arguments match samplex_topp_thresholds's C signature. The caller ran
             // `check_filter`: τ ≥ 0 and finite, p ∈ (0, 1], min_p ∈ [0, 1], per-row buffers of
@@ -466,7 +467,7 @@ impl Sampler {
             // `thresholds` (f32), `row_info` (32 bytes) and `status` (u32) are 0 or addresses of
             // `batch` entries owned by the caller (scratch reserved before this call, or BoK's
             // buffers).
-            unsafe { builder.launch(cfg) }?;
+            unsafe { builder.launch(&func, &self.stream, cfg) }?;
         } else {
             // SAFETY: `args` are the leading C arguments of samplex_topp_thresholds_cluster /
             // _grid (samplex_topp_thresholds's, then stage [, blocks, barriers, exchange]), with

@@ -1,0 +1,364 @@
+//! The host side of a call, on the GPU: once the sampler has run an operation at a shape (its
+//! kernels loaded, its path queries answered, its workspace grown), calling it again at that
+//! shape allocates nothing on the host — a serving loop that samples every step adds no
+//! allocator traffic. Counted by this binary's global allocator on the calling thread, for every
+//! public operation, on every split path the device has. Skips (and says so) where there is no
+//! GPU.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use cudarc::driver::CudaSlice;
+use half::bf16;
+use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, RowSplit, Sampler};
+use samplex::{Bok, BokWeights, Decoder, Logit, Rng, Support};
+
+/// The system allocator, counting the allocations of each thread.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    // `try_with`: the allocator also runs while a thread's locals are being torn down.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments; counting touches
+// only a const-initialised thread-local (no allocation, no reentry).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// How many allocations `f` makes on this thread.
+fn allocations(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+/// The device buffers of one shape: logits, per-row parameters and seeds, and every output.
+struct Buffers<T: Logit> {
+    batch: usize,
+    vocab: usize,
+    stride: usize,
+    logits: CudaSlice<T>,
+    temperature: CudaSlice<f32>,
+    top_k: CudaSlice<u32>,
+    top_p: CudaSlice<f32>,
+    min_p: CudaSlice<f32>,
+    seeds: CudaSlice<u64>,
+    offsets: CudaSlice<u64>,
+    weights: CudaSlice<f32>,
+    probs: CudaSlice<f32>,
+    dense: CudaSlice<f32>,
+    values: CudaSlice<f32>,
+    indices: CudaSlice<u32>,
+    tokens: CudaSlice<u32>,
+    support: CudaSlice<u32>,
+    status: CudaSlice<u32>,
+}
+
+/// The selection's k.
+const K: u32 = 40;
+
+impl<T: Logit> Buffers<T> {
+    fn new(s: &Sampler, batch: usize, vocab: usize, stride: usize) -> Self {
+        let z = common::logits(common::Dist::Normal(1.0), batch, stride, 3);
+        let st = s.stream();
+        let rows = |v: f32| st.clone_htod(&vec![v; batch]).unwrap();
+        Buffers {
+            batch,
+            vocab,
+            stride,
+            logits: common::upload(s, &common::convert::<T>(&z)),
+            temperature: rows(0.8),
+            top_k: st.clone_htod(&vec![50u32; batch]).unwrap(),
+            top_p: rows(0.9),
+            min_p: rows(0.05),
+            seeds: st.clone_htod(&vec![11u64; batch]).unwrap(),
+            offsets: st.clone_htod(&vec![4u64; batch]).unwrap(),
+            weights: st.clone_htod(&vec![1.0f32; batch * vocab]).unwrap(),
+            probs: st.alloc_zeros(batch * vocab).unwrap(),
+            dense: st.alloc_zeros(batch * vocab).unwrap(),
+            values: st.alloc_zeros(batch * K as usize).unwrap(),
+            indices: st.alloc_zeros(batch * K as usize).unwrap(),
+            tokens: st.alloc_zeros(batch).unwrap(),
+            support: st.alloc_zeros(batch).unwrap(),
+            status: st.alloc_zeros(batch).unwrap(),
+        }
+    }
+}
+
+/// The operations, by name: every public entry point, through `sample` and `distribution` for
+/// each decoder and directly for the rest, with per-row parameters, per-row seeds and a status
+/// buffer where they take them.
+const OPS: [&str; 22] = [
+    "greedy",
+    "softmax",
+    "log_softmax",
+    "sample_softmax",
+    "sample_softmax_each_seed",
+    "sample_from_probs",
+    "top_k_select",
+    "top_k_select_per_row",
+    "sample_top_k",
+    "sample_top_p",
+    "sample_min_p",
+    "sample_combined_per_row",
+    "filtered_probs",
+    "filtered_logits",
+    "sparsemax",
+    "sample_sparsemax",
+    "bok",
+    "sample_bok",
+    "bok_top_m",
+    "bok_custom_weights",
+    "distribution_top_p",
+    "distribution_greedy",
+];
+
+/// Queues operation `op` of [`OPS`] on `b`.
+fn run<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, op: &str) -> samplex::Result<()> {
+    let view = b.logits.as_view();
+    let logits = DeviceLogits::with_stride(view, b.batch, b.vocab, b.stride)?;
+    let none = RowParams::default();
+    let per_row = RowParams {
+        temperature: Some(b.temperature.as_view()),
+        top_k: Some(b.top_k.as_view()),
+        top_p: Some(b.top_p.as_view()),
+        min_p: Some(b.min_p.as_view()),
+        ..RowParams::default()
+    };
+    let shared = DeviceSeeds::Shared(Rng::new(5).at(9));
+    let each = DeviceSeeds::Each {
+        seeds: b.seeds.as_view(),
+        offsets: b.offsets.as_view(),
+    };
+    let support = Support {
+        top_k: 50,
+        top_p: 0.9,
+        min_p: 0.02,
+    };
+    let bok = |weights| {
+        Decoder::bok(Bok {
+            weights,
+            ..Bok::DEFAULT
+        })
+    };
+    let tokens = &mut b.tokens.as_view_mut();
+    let status = Some(&mut b.status.as_view_mut());
+    match op {
+        "greedy" => s.sample(
+            &logits,
+            &Decoder::greedy(),
+            &none,
+            &shared,
+            None,
+            tokens,
+            status,
+        ),
+        "softmax" => s.softmax(
+            &logits,
+            0.7,
+            &none,
+            &mut b.probs.as_view_mut(),
+            None,
+            status,
+        ),
+        "log_softmax" => {
+            let log_probs = Some(&mut b.dense.as_view_mut());
+            s.softmax(
+                &logits,
+                0.7,
+                &none,
+                &mut b.probs.as_view_mut(),
+                log_probs,
+                status,
+            )
+        }
+        "sample_softmax" => s.sample_softmax(&logits, 0.7, &none, &shared, tokens, status),
+        "sample_softmax_each_seed" => {
+            let temps = RowParams {
+                temperature: Some(b.temperature.as_view()),
+                ..RowParams::default()
+            };
+            s.sample_softmax(&logits, 0.7, &temps, &each, tokens, status)
+        }
+        "sample_from_probs" => {
+            let probs = b.probs.as_view();
+            s.sample_from_probs(&probs, b.batch, b.vocab, &each, tokens, status)
+        }
+        "top_k_select" | "top_k_select_per_row" => {
+            let rows = if op == "top_k_select" {
+                &none
+            } else {
+                &per_row
+            };
+            let (values, indices) = (&mut b.values.as_view_mut(), &mut b.indices.as_view_mut());
+            s.top_k_select(&logits, K, rows, values, indices, status)
+        }
+        "sample_top_k" => {
+            let d = Decoder::top_k(50, 0.7);
+            s.sample(&logits, &d, &none, &shared, None, tokens, status)
+        }
+        "sample_top_p" => {
+            let d = Decoder::top_p(0.9, 0.7);
+            s.sample(&logits, &d, &none, &shared, None, tokens, status)
+        }
+        "sample_min_p" => {
+            let d = Decoder::min_p(0.05, 0.7);
+            s.sample(&logits, &d, &none, &shared, None, tokens, status)
+        }
+        "sample_combined_per_row" => {
+            let d = Decoder::softmax(0.7).with_support(support);
+            s.sample(&logits, &d, &per_row, &each, None, tokens, status)
+        }
+        "filtered_probs" => s.filtered_probs(
+            &logits,
+            0.7,
+            &support,
+            &per_row,
+            &mut b.probs.as_view_mut(),
+            status,
+        ),
+        "filtered_logits" => {
+            let masked = &mut b.dense.as_view_mut();
+            s.filtered_logits(&logits, 0.7, &support, &none, masked, status)
+        }
+        "sparsemax" => {
+            let size = Some(&mut b.support.as_view_mut());
+            s.sparsemax(
+                &logits,
+                0.9,
+                &none,
+                &mut b.probs.as_view_mut(),
+                size,
+                status,
+            )
+        }
+        "sample_sparsemax" => {
+            let d = Decoder::sparsemax(0.9);
+            s.sample(&logits, &d, &none, &each, None, tokens, status)
+        }
+        "bok" => s.distribution(
+            &logits,
+            &bok(BokWeights::Prob),
+            &none,
+            None,
+            &mut b.probs.as_view_mut(),
+            status,
+        ),
+        "sample_bok" => {
+            let d = bok(BokWeights::Prob).with_support(support);
+            s.sample(&logits, &d, &per_row, &shared, None, tokens, status)
+        }
+        "bok_top_m" => {
+            let d = bok(BokWeights::TopM(16));
+            s.distribution(&logits, &d, &none, None, &mut b.probs.as_view_mut(), status)
+        }
+        "bok_custom_weights" => {
+            let w = b.weights.as_view();
+            let d = bok(BokWeights::Custom);
+            s.sample(&logits, &d, &none, &each, Some(&w), tokens, status)
+        }
+        "distribution_top_p" => {
+            let d = Decoder::top_p(0.9, 0.7);
+            s.distribution(
+                &logits,
+                &d,
+                &per_row,
+                None,
+                &mut b.probs.as_view_mut(),
+                status,
+            )
+        }
+        "distribution_greedy" => s.distribution(
+            &logits,
+            &Decoder::greedy(),
+            &none,
+            None,
+            &mut b.probs.as_view_mut(),
+            status,
+        ),
+        _ => unreachable!("no operation {op}"),
+    }
+}
+
+/// Every operation on `b`, twice to warm it, then once counted: that call must allocate nothing.
+fn check_warm_calls<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, what: &str) {
+    for op in OPS {
+        for _ in 0..2 {
+            run(s, b, op).unwrap_or_else(|e| panic!("{what} {op}: {e}"));
+        }
+        let mut result = Ok(());
+        let n = allocations(|| result = run(s, b, op));
+        result.unwrap_or_else(|e| panic!("{what} {op}: {e}"));
+        assert_eq!(
+            n, 0,
+            "{what}: a warm {op} call allocated {n} times on the host"
+        );
+    }
+    s.stream().synchronize().unwrap();
+}
+
+/// (batch, vocab, stride): a small batch whose rows split over several blocks (clusters on
+/// sm_90, else a cooperative grid; BoK's rows above 32768 tokens too), a batch of one block per
+/// row, and rows that are not 16-byte aligned (the `_v1` kernels).
+const SHAPES: [(usize, usize, usize); 3] = [(2, 40_000, 40_000), (40, 5000, 5000), (3, 9001, 9003)];
+
+#[test]
+fn a_warm_call_allocates_nothing_on_the_host() {
+    let mut s = gpu_or_skip!();
+    for (batch, vocab, stride) in SHAPES {
+        let mut b = Buffers::<f32>::new(&s, batch, vocab, stride);
+        check_warm_calls(
+            &mut s,
+            &mut b,
+            &format!("f32 {batch} x {vocab} (stride {stride})"),
+        );
+        let mut b = Buffers::<bf16>::new(&s, batch, vocab, stride);
+        check_warm_calls(
+            &mut s,
+            &mut b,
+            &format!("bf16 {batch} x {vocab} (stride {stride})"),
+        );
+    }
+}
+
+#[test]
+fn a_warm_call_allocates_nothing_on_the_host_on_each_split_path() {
+    let mut s = gpu_or_skip!();
+    let mut b = Buffers::<f32>::new(&s, 2, 40_000, 40_000);
+    for split in [RowSplit::Grid, RowSplit::Off] {
+        s.set_filter_split(split);
+        s.set_top_k_split(split);
+        s.set_sparsemax_split(split);
+        s.set_bok_split(split);
+        check_warm_calls(&mut s, &mut b, &format!("split {split:?}"));
+    }
+}
