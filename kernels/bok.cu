@@ -44,12 +44,12 @@
 //   ln q before the pending shift) in registers, indexed only by unrolled constants.
 //   1. Load once: sanitise, mask by the support (−inf outside), store z in shared memory (the
 //      logits are never read again), block max of u, kept count, status.
-//   2. ln Z = M + ln Σ e^{u − M} over the shared z; ln p = u − ln Z.
+//   2. ln S = ln Σ e^{u − M} over the shared z; ln p = (u − M) − ln S.
 //   3. top_m: radix select of the M-th largest key of u (select_top_m, on the shared z).
 //   4. a = ln p; shift = 0. Round it = 0 .. T−1 (and T, J only, when the objective is asked):
 //      ln q = a − shift; J(q^it) terms; a ← ln q + η·g (or a ← ln q once the row's own T is
 //      reached); one block collective gives (max a, Σ e^{a − max}, Σ J) → objective[it],
-//      shift = max + ln Σ.
+//      and the shift (max, ln Σ).
 //   5. ln q^T = a − shift replaces z in shared memory; a loop over the tiles writes q (dense)
 //      and draws (per tile one (max, sum) collective; the candidate search only when the
 //      tile's key beats the best so far — strict >, so the lower tile keeps a tie).
@@ -917,7 +917,9 @@ __device__ __forceinline__ void ascent(const void *logits, u32 dtype, const Args
     for (int e = 0; e < 4; ++e)
       if (zs[e] > SAMPLEX_NEG_INF) s += expf(scale_logit(zs[e], P.inv_t) - M);
   }
-  const float log_z = M + logf(g.merge(block_sum<ROW_THREADS>(s, sh.sc), [](float x, float y) { return x + y; }));
+  // ln p = (u − M) − ln S, in SPEC's order: M + ln S first would round ln S away for a huge M
+  // (+inf logits count as FLT_MAX), and so would max + ln Σ in the shift below.
+  const float log_s = logf(g.merge(block_sum<ROW_THREADS>(s, sh.sc), [](float x, float y) { return x + y; }));
 
   // Step 3: the weights.
   Weights W = row_weights(a, row);
@@ -941,11 +943,11 @@ __device__ __forceinline__ void ascent(const void *logits, u32 dtype, const Args
     const float zs[4] = {q4.x, q4.y, q4.z, q4.w};
 #pragma unroll
     for (int e = 0; e < 4; ++e)
-      av[tl * 4 + e] = zs[e] > SAMPLEX_NEG_INF ? scale_logit(zs[e], P.inv_t) - log_z : SAMPLEX_NEG_INF;
+      av[tl * 4 + e] = zs[e] > SAMPLEX_NEG_INF ? (scale_logit(zs[e], P.inv_t) - M) - log_s : SAMPLEX_NEG_INF;
   }
   // Round it forms ln q^it = a − shift, adds J(q^it) and steps (it < the row's T). With an
   // objective, one more round (it = T, never a step: the row's T ≤ the batch's) gives J(q^T).
-  float shift = 0.0f;
+  float shift_m = 0.0f, shift_l = 0.0f;  // ln q = (a − shift_m) − shift_l
   const u32 rounds = a.iterations + (obj != nullptr ? 1u : 0u);
   for (u32 it = 0; it < rounds; ++it) {
     const bool update = it < P.iters;
@@ -960,10 +962,10 @@ __device__ __forceinline__ void ascent(const void *logits, u32 dtype, const Args
         for (int e = 0; e < 4; ++e) {
           float &x = av[tl * 4 + e];
           if (x > SAMPLEX_NEG_INF) {
-            const float lq = fmaxf(x - shift, -SAMPLEX_FLT_MAX);
+            const float lq = fmaxf((x - shift_m) - shift_l, -SAMPLEX_FLT_MAX);
             x = lq;
             if (work) {
-              const float z = zs[e], u = scale_logit(z, P.inv_t), lp = u - log_z;
+              const float z = zs[e], u = scale_logit(z, P.inv_t), lp = (u - M) - log_s;
               const float w = weight_of(W, lp, u, tl * TILE + t * ROW_PER + e, st);
               const TokenState ts = token_state(lq, P);
               if (obj != nullptr) js += objective_term(z, lp, lq, w, ts, P);
@@ -977,13 +979,14 @@ __device__ __forceinline__ void ascent(const void *logits, u32 dtype, const Args
     mine.j = js;
     const MSJ r = g.msj(mine, sh.red);
     if (obj != nullptr && g.leader() && t == 0) obj[it] = r.j;
-    shift = r.m + logf(r.s);
+    shift_m = r.m;
+    shift_l = logf(r.s);
   }
 
   // Step 5: ln q^T replaces z in shared memory; q and the draw walk it tile by tile.
 #pragma unroll
   for (int i = 0; i < ROW_SLOTS; ++i)
-    if (av[i] > SAMPLEX_NEG_INF) av[i] = fmaxf(av[i] - shift, -SAMPLEX_FLT_MAX);
+    if (av[i] > SAMPLEX_NEG_INF) av[i] = fmaxf((av[i] - shift_m) - shift_l, -SAMPLEX_FLT_MAX);
   __syncthreads();  // every read of z is done
 #pragma unroll
   for (int tl = 0; tl < ROW_TILES; ++tl)
@@ -1194,16 +1197,20 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
   }
 
   const Part U = merge_parts(pu, parts, sh);
-  const float log_z = U.m + logf(U.s);  // −inf when nothing is kept (then no token is touched)
+  // ln p = (u − U.m) − ln S and ln q = (a − max) − ln Σ, in SPEC's order (see the row kernel).
+  const float log_s = logf(U.s);  // −inf when nothing is kept (then no token is touched)
   st |= U.status;
   if (U.m == SAMPLEX_NEG_INF) st |= SAMPLEX_STATUS_NO_FINITE_LOGIT;
   // J's row (batch × (T + 1)): the loop tests want_j, the pointer is formed at the two writes.
   const bool want_j = a.objective != 0;
   auto obj_row = [&] { return reinterpret_cast<float *>(a.objective) + (u64)row * (a.iterations + 1u); };
-  float shift = 0.0f;
+  float shift_m = 0.0f, shift_l = 0.0f;
   if (pass >= 2) {
     const Part A = merge_parts(reinterpret_cast<const Part *>(part_prev) + (u64)row * parts, parts, sh);
-    shift = A.m == SAMPLEX_NEG_INF ? 0.0f : A.m + logf(A.s);
+    if (A.m != SAMPLEX_NEG_INF) {
+      shift_m = A.m;
+      shift_l = logf(A.s);
+    }
     st |= A.status;
     if (want_j && part == 0 && t == 0) obj_row()[pass - 2] = A.j;
   }
@@ -1232,8 +1239,8 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
         x[e] = SAMPLEX_NEG_INF;
         continue;
       }
-      const float u = scale_logit(z, P.inv_t), lp = u - log_z;
-      const float lq = pass == 1u ? lp : fmaxf(sa[i] - shift, -SAMPLEX_FLT_MAX);
+      const float u = scale_logit(z, P.inv_t), lp = (u - U.m) - log_s;
+      const float lq = pass == 1u ? lp : fmaxf((sa[i] - shift_m) - shift_l, -SAMPLEX_FLT_MAX);
       if (last_pass) {
         if (want_j)
           acc.j += objective_term(z, lp, lq, weight_of(W, lp, u, i, st), token_state(lq, P), P);

@@ -159,6 +159,36 @@ fn sparsemax_satisfies_its_kkt_conditions() {
 }
 
 #[test]
+fn sparsemax_beyond_f64_resolution_keeps_the_maxima() {
+    // max u − 1 rounds to max u at |max u| ≥ 2^53: the maxima share the mass, nothing panics.
+    let s = cpu::sparsemax(&[1e20, 3.0, 1e20, f64::NEG_INFINITY]);
+    assert_eq!(s.support, 2);
+    close(&s.q, &[0.5, 0.0, 0.5, 0.0], 0.0);
+    // A +∞ logit is f32::MAX; at τ < 1 its u is beyond f32 but not f64.
+    let z = [1.0f32, f32::INFINITY, f32::NAN, 2.0];
+    let l = Logits::new(&z, 1, 4).unwrap();
+    let q = cpu::distribution(&l, Rows::All(Decoder::sparsemax(0.6)), None).unwrap();
+    close(&q[0], &[0.0, 1.0, 0.0, 0.0], 0.0);
+    let draw = cpu::sample(
+        &l,
+        Rows::All(Decoder::sparsemax(0.6)),
+        Rows::All(Rng::new(3)),
+        None,
+    );
+    assert_eq!(draw.unwrap()[0].token, 1);
+}
+
+#[test]
+fn bok_of_tied_maxima_beyond_f64_resolution_splits_them() {
+    // Two +∞ logits (f32::MAX): a = ln q + η·g is ~1e37 for both, where max a + ln 2 rounds
+    // to max a; SPEC's order (a − max a) − ln Σ keeps q at 1/2 each.
+    let z = [0.0f32, f32::INFINITY, f32::INFINITY];
+    let l = Logits::new(&z, 1, 3).unwrap();
+    let q = cpu::distribution(&l, Rows::All(Decoder::bok(Bok::DEFAULT)), None).unwrap();
+    close(&q[0], &[0.0, 0.5, 0.5], 1e-12);
+}
+
+#[test]
 fn sparsemax_of_the_worked_example_is_one_hot() {
     let s = cpu::sparsemax(&[6.0, 5.0, 4.5, 3.5, 2.0, 0.0]);
     // k = 2 fails the test strictly (1 + 2·5 = 11 is not > 6 + 5), so k* = 1 and θ = 5.

@@ -604,13 +604,30 @@ fn adversarial_rows(vocab: usize) -> Vec<(&'static str, Vec<f32>)> {
     ties[5.min(vocab - 1)] = 4.0;
     ties[9.min(vocab - 1)] = 4.0;
     rows.push(("tied maximum", ties));
+    // Beyond f32's resolution of max + ln Σ: ln q must be (a − max) − ln Σ, or both get q = 1.
+    let mut huge_ties = normal(5);
+    huge_ties[0] = 1e30;
+    huge_ties[vocab - 1] = 1e30;
+    rows.push(("two huge, tied", huge_ties));
+    let mut inf_ties = normal(6);
+    inf_ties[vocab / 3] = f32::INFINITY;
+    inf_ties[vocab - 1] = f32::INFINITY;
+    rows.push(("two +inf", inf_ties));
     rows
 }
 
 #[test]
 fn bok_handles_adversarial_rows() {
     let mut s = gpu_or_skip!();
-    for vocab in [1usize, 2, 5000, 40000] {
+    // The default paths (one block, and a cluster or grid at 40000), then the multi-pass one.
+    for (vocab, split) in [
+        (1usize, RowSplit::Any),
+        (2, RowSplit::Any),
+        (5000, RowSplit::Any),
+        (40000, RowSplit::Any),
+        (40000, RowSplit::Off),
+    ] {
+        s.set_bok_split(split);
         let rows = adversarial_rows(vocab);
         let batch = rows.len();
         let host: Vec<f32> = rows.iter().flat_map(|(_, r)| r.iter().copied()).collect();
@@ -629,7 +646,7 @@ fn bok_handles_adversarial_rows() {
                 &out.q,
                 &call.cpu_q(None),
                 vocab,
-                &format!("adversarial v{vocab} {w:?}"),
+                &format!("adversarial v{vocab} {split:?} {w:?}"),
             );
             assert!(
                 out.objective.iter().all(|j| !j.is_nan()),
@@ -646,7 +663,11 @@ fn bok_handles_adversarial_rows() {
             let logits = Logits::new(&host, batch, vocab).unwrap();
             let d = call.decoders(None);
             let want = cpu::sample(&logits, Rows::Each(&d), Rows::Each(&seeds), None).unwrap();
-            assert_tokens_agree(&tokens, &want, &format!("adversarial draws v{vocab} {w:?}"));
+            assert_tokens_agree(
+                &tokens,
+                &want,
+                &format!("adversarial draws v{vocab} {split:?} {w:?}"),
+            );
             for r in 0..batch {
                 assert_eq!(
                     st[r], want[r].status,

@@ -299,8 +299,8 @@ fn adversarial_rows(vocab: usize) -> Vec<(&'static str, Vec<f32>)> {
 #[test]
 fn logits_beyond_f64_resolution_project_to_their_maxima() {
     // +inf counts as f32::MAX. At |max u| ≥ 2^53, max u − 1 rounds to max u, so the support is
-    // the maxima alone, q = 1/(their count). (The CPU reference cannot be asked here: its
-    // candidate filter u > max u − 1 keeps nothing at that size.)
+    // the maxima alone, q = 1/(their count); the CPU reference, which works on u − max u as the
+    // kernel does, says the same.
     let mut s = gpu_or_skip!();
     for vocab in [5000usize, 40000] {
         let mut inf = common::logits(Dist::Normal(1.0), 1, vocab, 31);
@@ -318,6 +318,9 @@ fn logits_beyond_f64_resolution_project_to_their_maxima() {
             ((0..vocab).collect(), 0),
         ];
         for (r, (at, st)) in want.iter().enumerate() {
+            let (cpu_q, _, _) = cpu_row(&host, vocab, r, 1.0);
+            let cpu_at: Vec<usize> = (0..vocab).filter(|&i| cpu_q.q[i] > 0.0).collect();
+            assert_eq!(&cpu_at, at, "vocab {vocab} row {r}: the CPU's support");
             let q = &out.q[r * vocab..(r + 1) * vocab];
             let each = 1.0 / at.len() as f64;
             for (i, &x) in q.iter().enumerate() {

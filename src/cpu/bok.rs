@@ -94,9 +94,10 @@ pub fn bok(z: &[f64], b: &Bok, custom: Option<&[f64]>) -> BokTrace {
                 }
             })
             .collect();
+        // SPEC's order, a − max a − ln Σ: (max a + ln Σ) first would lose ln Σ for a huge max.
         let m = a.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let lse = m + a.iter().map(|&x| (x - m).exp()).sum::<f64>().ln();
-        log_q = a.iter().map(|&x| x - lse).collect();
+        let ln_sum = a.iter().map(|&x| (x - m).exp()).sum::<f64>().ln();
+        log_q = a.iter().map(|&x| (x - m) - ln_sum).collect();
         objective.push(bok_objective(z, &log_p, &w, &log_q, b));
     }
     BokTrace {

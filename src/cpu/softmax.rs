@@ -27,6 +27,8 @@ pub fn log_softmax_row(z: &[f64], t: f64) -> Vec<f64> {
     if m == f64::NEG_INFINITY {
         return vec![f64::NEG_INFINITY; z.len()];
     }
-    let lse = m + z.iter().map(|&v| (v / t - m).exp()).sum::<f64>().ln();
-    z.iter().map(|&v| v / t - lse).collect()
+    // (u − max u) − ln Σ, in that order: max u + ln Σ would round ln Σ away for a huge max
+    // (a +∞ logit counts as f32::MAX).
+    let ln_sum = z.iter().map(|&v| (v / t - m).exp()).sum::<f64>().ln();
+    z.iter().map(|&v| (v / t - m) - ln_sum).collect()
 }
