@@ -321,3 +321,77 @@ pub fn assert_staged_split_paths(
     }
     default
 }
+
+/// True when the device's f32 arithmetic cannot change this row's kept set.
+///
+/// Top-k compares keys: exact. Top-p: the device's weights e^{d}, d = (z − max z)/τ, carry a
+/// relative error |e| ≤ 2.4e-7 (expf) + 1.2e-7·|d| (two roundings of d); its cumulative mass
+/// fractions then move by at most 2·Σ w|e| / Σ w. The row is safe when every running sum of
+/// the CPU (at the end of each group of equal logits) is farther than that (+1e-7) from
+/// p · mass, and when the CPU's stop group does not share its f64 weight with the next group
+/// (distinct logits whose weights round alike: the CPU keeps both, exact maths keeps one).
+/// Min-p: safe when no token of the top-p set but the max (d = 0 exactly on both sides) has
+/// |d − ln min_p| < 1e-6 · max(1, |ln min_p|) (the device's d is within ~3e-7 of it).
+pub fn boundary_safe(z: &[f64], t: f64, sup: &samplex::Support) -> bool {
+    if t == 0.0 {
+        return true;
+    }
+    let mut order: Vec<usize> = (0..z.len()).filter(|&i| z[i] > f64::NEG_INFINITY).collect();
+    if order.is_empty() {
+        return true;
+    }
+    order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
+    let k = sup.top_k as usize;
+    if k > 0 && k < order.len() {
+        let kth = z[order[k - 1]];
+        order.retain(|&i| z[i] >= kth);
+    }
+    let m = z[order[0]] / t;
+    let d = |i: usize| z[i] / t - m;
+    let w = |i: usize| d(i).exp();
+    let p = f64::from(sup.top_p);
+    if p < 1.0 {
+        let mass: f64 = order.iter().map(|&i| w(i)).sum();
+        let err: f64 = order
+            .iter()
+            .map(|&i| w(i) * (2.4e-7 + 1.2e-7 * d(i).abs()))
+            .sum();
+        let tol = (2.0 * err / mass + 1e-7) * mass;
+        let target = p * mass;
+        let mut run = 0.0;
+        let mut stop: Option<(usize, f64)> = None; // (end of the kept prefix, its weight)
+        let mut j = 0;
+        while j < order.len() {
+            let mut e = j;
+            while e < order.len() && z[order[e]] == z[order[j]] {
+                run += w(order[e]);
+                e += 1;
+            }
+            if (run - target).abs() < tol {
+                return false;
+            }
+            match stop {
+                None if run >= target => stop = Some((e, w(order[j]))),
+                Some((_, ws)) if w(order[j]) == ws => return false,
+                Some(_) => break,
+                None => {}
+            }
+            j = e;
+        }
+        if let Some((end, _)) = stop {
+            order.truncate(end);
+        }
+    }
+    let min_p = f64::from(sup.min_p);
+    if min_p > 0.0 {
+        let lm = min_p.ln();
+        // The max itself has d = 0 exactly on both sides.
+        if order
+            .iter()
+            .any(|&i| d(i) != 0.0 && (d(i) - lm).abs() < 1e-6 * lm.abs().max(1.0))
+        {
+            return false;
+        }
+    }
+    true
+}
