@@ -4,7 +4,9 @@
 //! from a fixed seed, so a failure names a case that reproduces. Each case compares q*
 //! (`Sampler::distribution`) and the tokens and status (`Sampler::sample`) with the tolerances
 //! of the per-family tests; filtered rows whose kept set f32 arithmetic could change are left
-//! out (`common::boundary_safe`) and counted. Skips (and says so) where there is no GPU.
+//! out (`common::boundary_safe`) and counted. Random top-k selections (k up to past the
+//! on-chip sort and past the vocabulary, per-row k with clamping) must give every (value,
+//! index) pair bit for bit. Skips (and says so) where there is no GPU.
 
 mod common;
 
@@ -26,14 +28,59 @@ const CASES: [usize; 2] = [400, 96];
 /// A padded stride's filler: a kernel that read past `vocab` would pick it or see it as the max.
 const PAD: f32 = 1.0e4;
 
-/// Per-row overrides of the decoder's temperature and support (softmax family and sparsemax).
-#[derive(Clone, Debug)]
+/// Per-row overrides of the decoder's parameters, all in range (the per-family tests cover the
+/// clamping). A vector is empty where the decoder takes no such parameter.
+#[derive(Clone, Debug, Default)]
 struct PerRow {
     temperature: Vec<f32>,
-    /// Empty for sparsemax, which takes only a temperature.
+    /// The support (softmax family and BoK; not sparsemax).
     top_k: Vec<u32>,
     top_p: Vec<f32>,
     min_p: Vec<f32>,
+    /// BoK's K, β, λ, η and T (at most the batch's T).
+    bok_k: Vec<u32>,
+    bok_beta: Vec<f32>,
+    bok_lambda: Vec<f32>,
+    bok_eta: Vec<f32>,
+    bok_iterations: Vec<u32>,
+}
+
+/// Which parameters a decoder takes per row.
+#[derive(Clone, Copy, PartialEq)]
+enum Takes {
+    Softmax,
+    Sparsemax,
+    /// BoK, with the batch's T.
+    Bok(u32),
+}
+
+/// `n` values of `f`.
+fn each<V>(rng: &mut StdRng, n: usize, mut f: impl FnMut(&mut StdRng) -> V) -> Vec<V> {
+    (0..n).map(|_| f(rng)).collect()
+}
+
+fn per_row(rng: &mut StdRng, batch: usize, vocab: usize, takes: Takes) -> PerRow {
+    let mut p = PerRow {
+        temperature: if let Takes::Bok(_) = takes {
+            each(rng, batch, |rng| rng.random_range(0.5..1.5))
+        } else {
+            each(rng, batch, temperature)
+        },
+        ..PerRow::default()
+    };
+    if takes != Takes::Sparsemax {
+        p.top_k = each(rng, batch, |rng| support(rng, vocab).top_k);
+        p.top_p = each(rng, batch, |rng| rng.random_range(0.05..=1.0));
+        p.min_p = each(rng, batch, |rng| rng.random_range(0.0..0.3));
+    }
+    if let Takes::Bok(t) = takes {
+        p.bok_beta = each(rng, batch, |rng| rng.random_range(0.3..3.0));
+        p.bok_lambda = each(rng, batch, |rng| rng.random_range(0.0..3.0));
+        p.bok_eta = each(rng, batch, |rng| rng.random_range(0.05..0.3));
+        p.bok_k = each(rng, batch, |rng| rng.random_range(1..=16));
+        p.bok_iterations = each(rng, batch, |rng| rng.random_range(0..=t));
+    }
+    p
 }
 
 #[derive(Clone, Debug)]
@@ -168,39 +215,18 @@ fn case(rng: &mut StdRng, max_logits: usize) -> Case {
     for r in 0..batch {
         logits[r * stride..r * stride + vocab].copy_from_slice(&dense[r * vocab..(r + 1) * vocab]);
     }
-    let (mut per_row, mut weights) = (None, None);
-    let rows = |rng: &mut StdRng, filters: bool| {
-        let b = 0..batch;
-        PerRow {
-            temperature: b.clone().map(|_| temperature(rng)).collect(),
-            top_k: if filters {
-                b.clone().map(|_| support(rng, vocab).top_k).collect()
-            } else {
-                Vec::new()
-            },
-            top_p: if filters {
-                b.clone().map(|_| rng.random_range(0.05..=1.0)).collect()
-            } else {
-                Vec::new()
-            },
-            min_p: if filters {
-                b.map(|_| rng.random_range(0.0..0.3)).collect()
-            } else {
-                Vec::new()
-            },
-        }
-    };
+    let (mut rows, mut weights) = (None, None);
     let decoder = match rng.random_range(0..13) {
         0 => Decoder::greedy(),
         1 | 2 => Decoder::softmax(temperature(rng)),
         3..=6 => Decoder::softmax(temperature(rng)).with_support(support(rng, vocab)),
         7 => {
-            per_row = Some(rows(rng, true));
+            rows = Some(per_row(rng, batch, vocab, Takes::Softmax));
             Decoder::softmax(temperature(rng)).with_support(support(rng, vocab))
         }
         8 | 9 => {
             if rng.random_bool(0.3) {
-                per_row = Some(rows(rng, false));
+                rows = Some(per_row(rng, batch, vocab, Takes::Sparsemax));
             }
             Decoder::sparsemax(temperature(rng))
         }
@@ -229,6 +255,9 @@ fn case(rng: &mut StdRng, max_logits: usize) -> Case {
             } else {
                 Support::default()
             };
+            if rng.random_bool(0.3) {
+                rows = Some(per_row(rng, batch, vocab, Takes::Bok(bok.iterations)));
+            }
             Decoder::bok(bok).with_support(sup)
         }
     };
@@ -243,7 +272,7 @@ fn case(rng: &mut StdRng, max_logits: usize) -> Case {
         input: dist,
         logits,
         decoder,
-        per_row,
+        per_row: rows,
         weights,
         seeds,
         each_seed: rng.random_bool(0.5),
@@ -257,14 +286,27 @@ impl Case {
             return self.decoder;
         };
         let t = p.temperature[r];
-        match self.decoder.regularizer {
-            Regularizer::Euclidean { .. } => Decoder::sparsemax(t),
-            _ => Decoder::softmax(t).with_support(Support {
-                top_k: p.top_k[r],
-                top_p: p.top_p[r],
-                min_p: p.min_p[r],
-            }),
+        if let Regularizer::Euclidean { .. } = self.decoder.regularizer {
+            return Decoder::sparsemax(t);
         }
+        let support = Support {
+            top_k: p.top_k[r],
+            top_p: p.top_p[r],
+            min_p: p.min_p[r],
+        };
+        match self.decoder.regularizer {
+            Regularizer::BestOfK(b) => Decoder::bok(Bok {
+                temperature: t,
+                k: p.bok_k[r],
+                beta: p.bok_beta[r],
+                lambda: p.bok_lambda[r],
+                eta: p.bok_eta[r],
+                iterations: p.bok_iterations[r],
+                ..b
+            }),
+            _ => Decoder::softmax(t),
+        }
+        .with_support(support)
     }
 
     /// Whether row r's q* passes through a kept set that f32 arithmetic could change.
@@ -280,6 +322,10 @@ impl Case {
     }
 }
 
+fn view<V>(b: &Option<CudaSlice<V>>) -> Option<cudarc::driver::CudaView<'_, V>> {
+    b.as_ref().map(|b| b.as_view())
+}
+
 /// `v` on the device, unless it is empty.
 fn nonempty<V: cudarc::driver::DeviceRepr>(s: &Sampler, v: &[V]) -> Option<CudaSlice<V>> {
     (!v.is_empty()).then(|| upload(s, v))
@@ -289,21 +335,31 @@ fn nonempty<V: cudarc::driver::DeviceRepr>(s: &Sampler, v: &[V]) -> Option<CudaS
 fn run_gpu<T: Logit>(s: &mut Sampler, c: &Case) -> (Vec<f32>, Vec<u32>, Vec<u32>) {
     let host: Vec<T> = convert(&c.logits);
     let dev = upload(s, &host);
-    let (temps, top_k, top_p, min_p) = match &c.per_row {
-        Some(p) => (
-            Some(upload(s, &p.temperature)),
-            nonempty(s, &p.top_k),
-            nonempty(s, &p.top_p),
-            nonempty(s, &p.min_p),
-        ),
-        None => (None, None, None, None),
-    };
+    let none = PerRow::default();
+    let p = c.per_row.as_ref().unwrap_or(&none);
+    let (temps, top_k, top_p, min_p) = (
+        nonempty(s, &p.temperature),
+        nonempty(s, &p.top_k),
+        nonempty(s, &p.top_p),
+        nonempty(s, &p.min_p),
+    );
+    let (bok_k, bok_beta, bok_lambda, bok_eta, bok_iterations) = (
+        nonempty(s, &p.bok_k),
+        nonempty(s, &p.bok_beta),
+        nonempty(s, &p.bok_lambda),
+        nonempty(s, &p.bok_eta),
+        nonempty(s, &p.bok_iterations),
+    );
     let rows = RowParams {
-        temperature: temps.as_ref().map(|b| b.as_view()),
-        top_k: top_k.as_ref().map(|b| b.as_view()),
-        top_p: top_p.as_ref().map(|b| b.as_view()),
-        min_p: min_p.as_ref().map(|b| b.as_view()),
-        ..RowParams::default()
+        temperature: view(&temps),
+        top_k: view(&top_k),
+        top_p: view(&top_p),
+        min_p: view(&min_p),
+        bok_k: view(&bok_k),
+        bok_beta: view(&bok_beta),
+        bok_lambda: view(&bok_lambda),
+        bok_eta: view(&bok_eta),
+        bok_iterations: view(&bok_iterations),
     };
     let weights = c.weights.as_ref().map(|w| upload(s, w));
     let weights = weights.as_ref().map(|w| w.as_view());
@@ -402,6 +458,54 @@ fn assert_q_close(gpu: &[f32], cpu: &[f64], z: &[f64], d: &Decoder, what: &str) 
             Regularizer::BestOfK(_) => (g - e).abs() <= 1e-4 && (e > 0.0 || g == 0.0),
         };
         assert!(ok, "{what}: token {i}: gpu q {g:e}, cpu q {e:e}");
+    }
+}
+
+/// A selection's k: small, up to the on-chip sort's 4096, past it (the scratch path), or past
+/// the vocabulary (padded with (−∞, u32::MAX)).
+fn select_k(rng: &mut StdRng, vocab: usize) -> u32 {
+    match rng.random_range(0..6) {
+        0 | 1 => rng.random_range(1..=64),
+        2 | 3 => rng.random_range(65..=4096),
+        4 => rng.random_range(4097..=6000),
+        _ => vocab as u32 + rng.random_range(0..=5),
+    }
+}
+
+#[test]
+fn random_selections_match_the_cpu_reference() {
+    let mut s = gpu_or_skip!();
+    let emu = usize::from(common::emulated(&s));
+    let mut rng = StdRng::seed_from_u64(0x5e1e_c7ed);
+    for n in 0..CASES[emu] / 2 {
+        let c = case(&mut rng, MAX_LOGITS[emu]);
+        let k = select_k(&mut rng, c.vocab);
+        // Per-row k within [0, k + 5]: 0 and past min(k, vocab) are clamped (and flagged).
+        let ks = rng
+            .random_bool(0.3)
+            .then(|| each(&mut rng, c.batch, |rng| rng.random_range(0..=k + 5)));
+        let what = format!(
+            "selection {n}: {:?} {} x {} (stride {}), {}, k {k}, per-row k {}",
+            c.dtype,
+            c.batch,
+            c.vocab,
+            c.stride,
+            c.input,
+            ks.is_some()
+        );
+        let (b, v, st) = (c.batch, c.vocab, c.stride);
+        let ks = ks.as_deref();
+        match c.dtype {
+            DType::F32 => common::check_select(&mut s, &c.logits, 0, b, v, st, k, ks, &what),
+            DType::F16 => {
+                let x = convert::<f16>(&c.logits);
+                common::check_select(&mut s, &x, 0, b, v, st, k, ks, &what)
+            }
+            DType::Bf16 => {
+                let x = convert::<bf16>(&c.logits);
+                common::check_select(&mut s, &x, 0, b, v, st, k, ks, &what)
+            }
+        }
     }
 }
 

@@ -5,109 +5,12 @@
 
 mod common;
 
-use common::{convert, download, upload};
+use common::{convert, upload};
 
-use common::Dist;
+use common::{check_select, gpu_select, Dist};
 use half::{bf16, f16};
 use samplex::gpu::{DeviceLogits, RowParams, RowSplit, Sampler};
-use samplex::{cpu, status, Error, Logit};
-
-/// What one selection returned: `batch × k` values and indices, and the row status.
-struct Selected {
-    values: Vec<f32>,
-    indices: Vec<u32>,
-    status: Vec<u32>,
-}
-
-/// Runs `top_k_select` on rows `stride` apart starting `lead` elements into the buffer (a
-/// non-zero lead misaligns the rows and exercises the `_v1` kernels).
-#[allow(clippy::too_many_arguments)]
-fn gpu_select<T: Logit>(
-    s: &mut Sampler,
-    host: &[T],
-    lead: usize,
-    batch: usize,
-    vocab: usize,
-    stride: usize,
-    k: u32,
-    per_row_k: Option<&[u32]>,
-) -> Selected {
-    let dev = upload(s, host);
-    let view = dev.slice(lead..);
-    let logits = DeviceLogits::with_stride(view, batch, vocab, stride).unwrap();
-    let k_dev = per_row_k.map(|v| upload(s, v));
-    let rows = RowParams {
-        top_k: k_dev.as_ref().map(|d| d.as_view()),
-        ..Default::default()
-    };
-    let mut values = s.stream().alloc_zeros::<f32>(batch * k as usize).unwrap();
-    let mut indices = s.stream().alloc_zeros::<u32>(batch * k as usize).unwrap();
-    let mut st = s.stream().alloc_zeros::<u32>(batch).unwrap();
-    s.top_k_select(
-        &logits,
-        k,
-        &rows,
-        &mut values.as_view_mut(),
-        &mut indices.as_view_mut(),
-        Some(&mut st.as_view_mut()),
-    )
-    .unwrap();
-    Selected {
-        values: download(s, &values),
-        indices: download(s, &indices),
-        status: download(s, &st),
-    }
-}
-
-/// The CPU's answer for row `r`: k_r pairs, then (−∞, u32::MAX) up to k; and its status.
-fn cpu_row<T: Logit>(row: &[T], k: u32, want: Option<u32>) -> (Vec<(f32, u32)>, u32) {
-    let (z, mut st) = cpu::widen_row(row);
-    let kmax = (k as usize).min(row.len()) as u32;
-    let kr = match want {
-        Some(w) => {
-            let c = w.clamp(1, kmax);
-            if c != w {
-                st |= status::PARAM_CLAMPED;
-            }
-            c
-        }
-        None => kmax,
-    };
-    let mut pairs = cpu::top_k_select_row(&z, kr as usize);
-    pairs.resize(k as usize, (f32::NEG_INFINITY, status::NO_TOKEN));
-    (pairs, st)
-}
-
-/// Every pair (value bits and index) and every status equals the CPU's.
-#[allow(clippy::too_many_arguments)]
-fn check_select<T: Logit>(
-    s: &mut Sampler,
-    host: &[T],
-    lead: usize,
-    batch: usize,
-    vocab: usize,
-    stride: usize,
-    k: u32,
-    per_row_k: Option<&[u32]>,
-    what: &str,
-) {
-    let got = gpu_select(s, host, lead, batch, vocab, stride, k, per_row_k);
-    for r in 0..batch {
-        let start = lead + r * stride;
-        let (want, st) = cpu_row(&host[start..start + vocab], k, per_row_k.map(|v| v[r]));
-        assert_eq!(got.status[r], st, "{what}: row {r}: status");
-        for (j, (v, i)) in want.iter().enumerate() {
-            let (gv, gi) = (
-                got.values[r * k as usize + j],
-                got.indices[r * k as usize + j],
-            );
-            assert!(
-                gv.to_bits() == v.to_bits() && gi == *i,
-                "{what}: row {r} slot {j}: gpu ({gv:e}, {gi}), cpu ({v:e}, {i})"
-            );
-        }
-    }
-}
+use samplex::{status, Error, Logit};
 
 fn dense<T: Logit>(s: &mut Sampler, x: &[f32], batch: usize, vocab: usize, k: u32, what: &str) {
     check_select(s, &convert::<T>(x), 0, batch, vocab, vocab, k, None, what);

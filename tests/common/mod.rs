@@ -395,3 +395,104 @@ pub fn boundary_safe(z: &[f64], t: f64, sup: &samplex::Support) -> bool {
     }
     true
 }
+
+// ---------------------------------------------------------------------------------------------
+// The top-k selection (gpu_topk, gpu_properties).
+// ---------------------------------------------------------------------------------------------
+
+/// What one selection returned: `batch × k` values and indices, and the row status.
+pub struct Selected {
+    pub values: Vec<f32>,
+    pub indices: Vec<u32>,
+    pub status: Vec<u32>,
+}
+
+/// Runs `top_k_select` on rows `stride` apart starting `lead` elements into the buffer (a
+/// non-zero lead misaligns the rows and exercises the `_v1` kernels).
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_select<T: Logit>(
+    s: &mut samplex::gpu::Sampler,
+    host: &[T],
+    lead: usize,
+    batch: usize,
+    vocab: usize,
+    stride: usize,
+    k: u32,
+    per_row_k: Option<&[u32]>,
+) -> Selected {
+    let dev = upload(s, host);
+    let view = dev.slice(lead..);
+    let logits = samplex::gpu::DeviceLogits::with_stride(view, batch, vocab, stride).unwrap();
+    let k_dev = per_row_k.map(|v| upload(s, v));
+    let rows = samplex::gpu::RowParams {
+        top_k: k_dev.as_ref().map(|d| d.as_view()),
+        ..Default::default()
+    };
+    let mut values = s.stream().alloc_zeros::<f32>(batch * k as usize).unwrap();
+    let mut indices = s.stream().alloc_zeros::<u32>(batch * k as usize).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(batch).unwrap();
+    s.top_k_select(
+        &logits,
+        k,
+        &rows,
+        &mut values.as_view_mut(),
+        &mut indices.as_view_mut(),
+        Some(&mut st.as_view_mut()),
+    )
+    .unwrap();
+    Selected {
+        values: download(s, &values),
+        indices: download(s, &indices),
+        status: download(s, &st),
+    }
+}
+
+/// The CPU's answer for row `r`: k_r pairs, then (−∞, u32::MAX) up to k; and its status.
+pub fn cpu_selection<T: Logit>(row: &[T], k: u32, want: Option<u32>) -> (Vec<(f32, u32)>, u32) {
+    let (z, mut st) = samplex::cpu::widen_row(row);
+    let kmax = (k as usize).min(row.len()) as u32;
+    let kr = match want {
+        Some(w) => {
+            let c = w.clamp(1, kmax);
+            if c != w {
+                st |= samplex::status::PARAM_CLAMPED;
+            }
+            c
+        }
+        None => kmax,
+    };
+    let mut pairs = samplex::cpu::top_k_select_row(&z, kr as usize);
+    pairs.resize(k as usize, (f32::NEG_INFINITY, samplex::status::NO_TOKEN));
+    (pairs, st)
+}
+
+/// Every pair (value bits and index) and every status equals the CPU's.
+#[allow(clippy::too_many_arguments)]
+pub fn check_select<T: Logit>(
+    s: &mut samplex::gpu::Sampler,
+    host: &[T],
+    lead: usize,
+    batch: usize,
+    vocab: usize,
+    stride: usize,
+    k: u32,
+    per_row_k: Option<&[u32]>,
+    what: &str,
+) {
+    let got = gpu_select(s, host, lead, batch, vocab, stride, k, per_row_k);
+    for r in 0..batch {
+        let start = lead + r * stride;
+        let (want, st) = cpu_selection(&host[start..start + vocab], k, per_row_k.map(|v| v[r]));
+        assert_eq!(got.status[r], st, "{what}: row {r}: status");
+        for (j, (v, i)) in want.iter().enumerate() {
+            let (gv, gi) = (
+                got.values[r * k as usize + j],
+                got.indices[r * k as usize + j],
+            );
+            assert!(
+                gv.to_bits() == v.to_bits() && gi == *i,
+                "{what}: row {r} slot {j}: gpu ({gv:e}, {gi}), cpu ({v:e}, {i})"
+            );
+        }
+    }
+}
