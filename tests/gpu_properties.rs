@@ -1,12 +1,12 @@
 //! Random requests on the GPU against the CPU reference: shapes (batches on both sides of the
 //! split thresholds, vocabularies around the draw-tile and slice sizes, padded strides), dtypes,
-//! inputs with ties, −∞, NaN and +∞, every decoder, per-row parameters and seeds. The cases come
-//! from a fixed seed, so a failure names a case that reproduces. Each case compares q*
-//! (`Sampler::distribution`) and the tokens and status (`Sampler::sample`) with the tolerances
-//! of the per-family tests; filtered rows whose kept set f32 arithmetic could change are left
-//! out (`common::boundary_safe`) and counted. Random top-k selections (k up to past the
-//! on-chip sort and past the vocabulary, per-row k with clamping) must give every (value,
-//! index) pair bit for bit. Skips (and says so) where there is no GPU.
+//! inputs with ties, −∞, NaN, +∞, ±f32::MAX and subnormals, every decoder, per-row parameters
+//! and seeds. The cases come from a fixed seed, so a failure names a case that reproduces. Each
+//! case compares q* (`Sampler::distribution`) and the tokens and status (`Sampler::sample`)
+//! with the tolerances of the per-family tests; filtered rows whose kept set f32 arithmetic
+//! could change are left out (`common::boundary_safe`) and counted. Random top-k selections (k
+//! up to past the on-chip sort and past the vocabulary, per-row k with clamping) must give
+//! every (value, index) pair bit for bit. Skips (and says so) where there is no GPU.
 
 mod common;
 
@@ -159,6 +159,13 @@ fn logits(rng: &mut StdRng, batch: usize, vocab: usize) -> (Vec<f32>, String) {
         let r = rng.random_range(0..batch);
         desc.push_str(&format!(" + row {r} all -inf"));
         z[r * vocab..(r + 1) * vocab].fill(f32::NEG_INFINITY);
+    }
+    if rng.random_bool(0.1) {
+        desc.push_str(" + ±f32::MAX, 3e37 and subnormals");
+        for v in [f32::MAX, -f32::MAX, 3e37, 1e-40, -1e-40] {
+            let i = rng.random_range(0..z.len());
+            z[i] = v;
+        }
     }
     if rng.random_bool(0.1) {
         desc.push_str(" + NaN and +inf");
