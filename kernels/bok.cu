@@ -1323,7 +1323,8 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
 }  // namespace samplex_bok
 
 // ---------------------------------------------------------------------------------------------
-// Entry points: one line per dtype emits the three kernels at the 16-byte vector width and at
+// Entry points: one line per dtype emits the row, cluster and grid kernels (no _v1: they check
+// the alignment themselves) and the pass and topm kernels at the 16-byte vector width and at
 // width 1 (_v1). Optional pointers travel as u64 device addresses (0 = absent). The argument
 // lists are mirrored by src/gpu/bok.rs (BokArgs::push_common / push_outputs).
 // ---------------------------------------------------------------------------------------------

@@ -447,7 +447,8 @@ __device__ __forceinline__ float tile_key(float log_scale, float total, float u_
 //    and can read each other's shared memory (distributed shared memory, DSMEM). Inline PTX:
 //    NVRTC has no cooperative_groups. SAMPLEX_CLUSTERS is 1 where these exist; elsewhere (the
 //    sm_80/86/89 SASS and the compute_80 PTX) a kernel that needs them compiles to a trap, and
-//    the host never launches it there (src/gpu/bok.rs checks the function's PTX version).
+//    the host never launches it there (Sampler::cluster_fits in src/gpu/launch.rs checks the
+//    function's PTX version).
 //      cluster_rank(), cluster_size(): this block's rank in its cluster, and the cluster's blocks
 //      cluster_sync(): every thread of the cluster arrives, then waits for all (release/acquire
 //        at cluster scope: shared-memory writes before it are visible to every block after it).

@@ -14,7 +14,7 @@
 // Grid/block mapping: one block of 1024 threads per row (grid = batch). Passes over the row are
 // strided: thread t reads vectors t, t + 1024, ... (VEC elements each, U vectors in flight), then
 // the ragged tail one element per thread. When the batch is too small to fill the GPU
-// (src/gpu/sparsemax.rs: batch × C ≤ SMs, vocab ≥ C × 4096, C ∈ {8, 4, 2}) a row is split over C
+// (launch::cluster_candidates: batch × C ≤ SMs, vocab ≥ C × 4096, C ∈ {8, 4, 2}) a row is split over C
 // blocks instead (`SplitRow`), block r over whole draw tiles [lo, lo + len), its slice staged as
 // f32 in dynamic shared memory on the first read when it fits: a thread-block cluster per row
 // (DSMEM), or C consecutive blocks of a cooperative launch (global exchange + row barriers,
@@ -57,13 +57,13 @@
 //   G. Greedy (τ = 0): argmax of z, ties to the lower index; q one-hot, k* = 1.
 //   E. No finite logit: q = 0, k* = 0, token u32::MAX, SAMPLEX_STATUS_NO_FINITE_LOGIT.
 //
-// Shared memory (static, ~36 KB): a union of the candidate arrays (4096 × (f32 v, u32 index))
+// Shared memory (static, ~33 KB): a union of the candidate arrays (4096 × (f32 v, u32 index))
 // and the radix histogram (256 × (u32 count, i64 sum)), one BlockScratch<1024>, the tile
 // bitmask (1024 tiles = 2M tokens; longer rows visit every tile) and a few scalars. A split
 // block adds dynamic shared memory: in a cluster its SparseHead (38944 B: merge slots, step 4's
 // histograms, its candidates), read by the others over DSMEM, then the staged slice; in a
 // cooperative grid the staged slice alone (the SparseHead is its exchange entry in global
-// memory). Staged: 4 B per token of the slice (128256 tokens / 8 blocks: 16 tiles, 64 KB).
+// memory). Staged: 4 B per token of the slice (128256 tokens / 8 blocks: 8 tiles, 64 KB).
 //
 // Determinism: block reductions are fixed trees; positions come from scans, not atomics; the
 // sort result depends only on the multiset of values; histogram sums are integers; the tile

@@ -11,8 +11,8 @@
 //   samplex_topp_thresholds_<dtype>[_v1]  one block of 1024 threads per row: the threshold
 //       (and, for the ops below, a RowInfo in scratch).
 //   samplex_topp_thresholds_cluster_<dtype>[_v1]  sm_90, for small batches: the same passes by
-//       one thread-block cluster of C = 2, 4 or 8 such blocks per row (src/gpu/topp.rs picks
-//       C), block r over the slice [r * per, (r + 1) * per) of the row, per = ceil(vocab / C)
+//       one thread-block cluster of C = 2, 4 or 8 such blocks per row (launch::cluster_candidates
+//       picks C), block r over the slice [r * per, (r + 1) * per) of the row, per = ceil(vocab / C)
 //       rounded up to VEC. With `stage`, pass A keeps the slice (as f32) in dynamic shared
 //       memory after the ClusterHead and the later passes read it there. The same body
 //       (thresholds_row over samplex_topk::ClusterRow instead of SoloRow): the histograms are

@@ -23,8 +23,22 @@ use samplex::{Bok, BokWeights, DType, Decoder, Logit, Logits, Regularizer, Rng, 
 /// reference bounds the GPU's (the device bundle's test stage shares its time budget).
 const MAX_LOGITS: [usize; 2] = [1 << 20, 600_000];
 
-/// Cases on a GPU and on the emulator.
+/// Cases on a GPU and on the emulator (`SAMPLEX_PROPERTY_CASES` sets another count, and
+/// `SAMPLEX_PROPERTY_SEED` another seed, for a longer search).
 const CASES: [usize; 2] = [160, 96];
+
+/// The run's case count and random generator: the test's own seed, or the environment's.
+fn cases(s: &Sampler, seed: u64) -> (usize, StdRng) {
+    let env = |name| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v: String| v.parse::<u64>().ok())
+    };
+    let n = env("SAMPLEX_PROPERTY_CASES")
+        .map_or(CASES[usize::from(common::emulated(s))], |n| n as usize);
+    let seed = env("SAMPLEX_PROPERTY_SEED").unwrap_or(seed);
+    (n, StdRng::seed_from_u64(seed))
+}
 
 /// A padded stride's filler: a kernel that read past `vocab` would pick it or see it as the max.
 const PAD: f32 = 1.0e4;
@@ -484,8 +498,8 @@ fn select_k(rng: &mut StdRng, vocab: usize) -> u32 {
 fn random_selections_match_the_cpu_reference() {
     let mut s = gpu_or_skip!();
     let emu = usize::from(common::emulated(&s));
-    let mut rng = StdRng::seed_from_u64(0x5e1e_c7ed);
-    for n in 0..CASES[emu] / 2 {
+    let (cases, mut rng) = cases(&s, 0x5e1e_c7ed);
+    for n in 0..cases.div_ceil(2) {
         let c = case(&mut rng, MAX_LOGITS[emu]);
         let k = select_k(&mut rng, c.vocab);
         // Per-row k within [0, k + 5]: 0 and past min(k, vocab) are clamped (and flagged).
@@ -521,9 +535,9 @@ fn random_selections_match_the_cpu_reference() {
 fn random_requests_match_the_cpu_reference() {
     let mut s = gpu_or_skip!();
     let emu = usize::from(common::emulated(&s));
-    let mut rng = StdRng::seed_from_u64(0x5a3d_1e55);
+    let (cases, mut rng) = cases(&s, 0x5a3d_1e55);
     let (mut rows, mut skipped, mut near) = (0, 0, 0);
-    for n in 0..CASES[emu] {
+    for n in 0..cases {
         let c = case(&mut rng, MAX_LOGITS[emu]);
         let what = format!(
             "case {n}: {:?} {} x {} (stride {}), {}, per-row {}, per-row seeds {}",
@@ -547,7 +561,7 @@ fn random_requests_match_the_cpu_reference() {
     eprintln!(
         "{} cases, {rows} rows: {skipped} left out near a kept-set boundary, {near} tokens \
          differed within the CDF margin",
-        CASES[emu]
+        cases
     );
     assert!(skipped * 10 <= rows, "{skipped} of {rows} rows left out");
     assert!(

@@ -1,6 +1,6 @@
 //! Wrappers for kernels/bok.cu: Best-of-K mirror ascent.
 //!
-//! Three ways through the same arithmetic, picked per call ([`BokPath`]):
+//! Four ways through the same arithmetic, picked per call ([`BokPath`]):
 //!
 //! * **One launch, one block per row** (`samplex_bok_row_<T>`): vocab ≤ 32768 and the row's z
 //!   (4 bytes a token) fits the device's opt-in shared memory. One block of 512 threads per row

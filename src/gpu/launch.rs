@@ -218,7 +218,7 @@ pub(crate) struct Pointers<'a> {
     more: Vec<SyncOnDrop<'a>>,
 }
 
-/// Buffers one launch's [`Pointers`] hold without allocating (BoK's, the most, has 16).
+/// Buffers one launch's [`Pointers`] hold without allocating (BoK's, the most, has 14).
 const GUARDS: usize = 24;
 
 impl<'a> Pointers<'a> {

@@ -9,10 +9,12 @@
 //! | `topp`          | top-p, min-p and the combined filter pipeline                        |
 //! | `sparsemax`     | sparsemax by sort-and-threshold                                      |
 //! | `bok`           | Best-of-K mirror ascent                                              |
+//! | `sample`        | `Sampler::sample` / `Sampler::distribution`: a `Decoder` to its family |
 //!
 //! Every operation is asynchronous on the sampler's stream, allocates nothing once the
-//! workspace is large enough ([`Sampler::reserve`]), and never synchronises the host, so a
-//! serving loop can capture it in a CUDA graph.
+//! workspace is large enough ([`Sampler::reserve`]) and it has run at the shape (on the host
+//! either: tests/gpu_host.rs), and never synchronises the host, so a serving loop can capture
+//! it in a CUDA graph.
 
 use std::collections::HashMap;
 use std::sync::Arc;
