@@ -197,8 +197,10 @@ pub(crate) struct Scratch {
 ///
 /// Build one per stream and keep it: creating it loads the kernels (once per context) and
 /// allocates the fixed exchange (about 48 KB per SM) through which a small batch's rows split
-/// over several blocks below sm_90; the workspace grows only when a larger shape arrives. Call [`Sampler::reserve`] with the largest
-/// shape before capturing a CUDA graph, so no call inside the capture allocates.
+/// over several blocks below sm_90; the workspace grows only when a larger shape arrives.
+/// Before capturing a CUDA graph, run the captured calls once at the largest shape (or size the
+/// workspace with [`Sampler::reserve`]), so that no call inside the capture loads or allocates
+/// (examples/serving_loop.rs).
 pub struct Sampler {
     pub(crate) stream: Arc<CudaStream>,
     pub(crate) module: Arc<CudaModule>,
