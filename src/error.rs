@@ -61,5 +61,5 @@ pub enum Error {
     Driver(#[from] cudarc::driver::DriverError),
 }
 
-/// `Result` with samplex's [`Error`].
+/// `Result` with samplex's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

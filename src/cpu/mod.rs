@@ -7,7 +7,7 @@
 //! | function                 | what it returns per row                                     |
 //! |--------------------------|-------------------------------------------------------------|
 //! | [`argmax`]               | the greedy token (ties: lowest index)                       |
-//! | [`softmax`]              | softmax(z/τ) (τ = 0: one-hot at the argmax)                  |
+//! | [`softmax()`]            | softmax(z/τ) (τ = 0: one-hot at the argmax)                  |
 //! | [`log_softmax`]          | log softmax(z/τ)                                            |
 //! | [`top_k_select`]         | exactly k (value, index), value descending, ties lower index |
 //! | [`kept`]                 | the support after top-k → top-p → min-p                      |

@@ -35,7 +35,7 @@
 //! instead.
 //!
 //! A support rule (or per-row top-k/top-p/min-p) becomes one f32 logit threshold per row from
-//! [`Sampler::support_thresholds`] (kept: z ≥ threshold), at the start of the scratch; it
+//! `Sampler::support_thresholds` (kept: z ≥ threshold), at the start of the scratch; it
 //! writes the status first and the BoK kernels OR into it.
 
 use cudarc::driver::sys::CUfunction_attribute_enum;

@@ -1,7 +1,7 @@
 //! Finding the driver and loading the kernels.
 //!
 //! build.rs embeds two things: `samplex.fatbin` (empty when no nvcc was found) and
-//! `samplex_kernels.cu`, every kernel in one translation unit. [`load`] takes the fatbin when
+//! `samplex_kernels.cu`, every kernel in one translation unit. `load` takes the fatbin when
 //! there is one and otherwise compiles the source with NVRTC for the device's architecture.
 //! Either way the module is loaded once per context and shared by every sampler on it.
 
