@@ -515,20 +515,22 @@ fn random_selections_match_the_cpu_reference() {
             c.input,
             ks.is_some()
         );
-        let (b, v, st) = (c.batch, c.vocab, c.stride);
         let ks = ks.as_deref();
         match c.dtype {
-            DType::F32 => common::check_select(&mut s, &c.logits, 0, b, v, st, k, ks, &what),
-            DType::F16 => {
-                let x = convert::<f16>(&c.logits);
-                common::check_select(&mut s, &x, 0, b, v, st, k, ks, &what)
-            }
-            DType::Bf16 => {
-                let x = convert::<bf16>(&c.logits);
-                common::check_select(&mut s, &x, 0, b, v, st, k, ks, &what)
-            }
+            DType::F32 => check_selection::<f32>(&mut s, &c, k, ks, &what),
+            DType::F16 => check_selection::<f16>(&mut s, &c, k, ks, &what),
+            DType::Bf16 => check_selection::<bf16>(&mut s, &c, k, ks, &what),
         }
     }
+}
+
+/// `c`'s logits as `T`, selected on the device and checked pair by pair.
+fn check_selection<T: Logit>(s: &mut Sampler, c: &Case, k: u32, ks: Option<&[u32]>, what: &str) {
+    let x = convert::<T>(&c.logits);
+    common::Selection::new(&x, c.batch, c.vocab, k)
+        .stride(c.stride)
+        .per_row(ks)
+        .check(s, what);
 }
 
 #[test]

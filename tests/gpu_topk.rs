@@ -7,13 +7,13 @@ mod common;
 
 use common::{convert, upload};
 
-use common::{check_select, gpu_select, Dist};
+use common::{Dist, Selection};
 use half::{bf16, f16};
 use samplex::gpu::{DeviceLogits, RowParams, RowSplit, Sampler};
 use samplex::{status, Error, Logit};
 
 fn dense<T: Logit>(s: &mut Sampler, x: &[f32], batch: usize, vocab: usize, k: u32, what: &str) {
-    check_select(s, &convert::<T>(x), 0, batch, vocab, vocab, k, None, what);
+    Selection::new(&convert::<T>(x), batch, vocab, k).check(s, what);
 }
 
 #[test]
@@ -80,9 +80,11 @@ fn topk_select_split_paths_give_the_one_block_bits() {
             let run = |s: &mut Sampler, split: RowSplit| {
                 s.set_top_k_split(split);
                 if (n + j) % 2 == 0 {
-                    gpu_select(s, &x, 0, batch, vocab, vocab, k, rows_k)
+                    Selection::new(&x, batch, vocab, k).per_row(rows_k).run(s)
                 } else {
-                    gpu_select(s, &convert::<bf16>(&x), 0, batch, vocab, vocab, k, rows_k)
+                    Selection::new(&convert::<bf16>(&x), batch, vocab, k)
+                        .per_row(rows_k)
+                        .run(s)
                 }
             };
             let whole = run(&mut s, RowSplit::Off);
@@ -100,17 +102,9 @@ fn topk_select_split_paths_give_the_one_block_bits() {
             }
             s.set_top_k_split(RowSplit::Any);
             if vocab == 40_000 {
-                check_select(
-                    &mut s,
-                    &x,
-                    0,
-                    batch,
-                    vocab,
-                    vocab,
-                    k,
-                    rows_k,
-                    &format!("cpu {what}"),
-                );
+                Selection::new(&x, batch, vocab, k)
+                    .per_row(rows_k)
+                    .check(&mut s, &format!("cpu {what}"));
             }
         }
     }
@@ -132,7 +126,9 @@ fn topk_select_split_path_unaligned_rows_match_the_cpu() {
         x.extend(rows[first..first + batch].concat());
         for k in [1u32, 64, 4096] {
             let what = format!("unaligned rows {first}.. k{k}");
-            check_select(&mut s, &x, 1, batch, vocab, vocab, k, None, &what);
+            Selection::new(&x, batch, vocab, k)
+                .lead(1)
+                .check(&mut s, &what);
         }
     }
 }
@@ -226,18 +222,12 @@ fn topk_select_per_row_k_is_really_per_row_and_clamped() {
     let x: Vec<f32> = (0..batch).flat_map(|_| one.iter().copied()).collect();
     // 0 and > min(k, vocab) are clamped (and flagged); 4097.. take the slower path.
     let ks = [1u32, 0, 50, 4096, 4097, 5000, 5001, 9999];
-    check_select(
-        &mut s,
-        &x,
-        0,
-        batch,
-        vocab,
-        vocab,
-        5000,
-        Some(&ks),
-        "per-row k",
-    );
-    let got = gpu_select(&mut s, &x, 0, batch, vocab, vocab, 5000, Some(&ks));
+    Selection::new(&x, batch, vocab, 5000)
+        .per_row(Some(&ks))
+        .check(&mut s, "per-row k");
+    let got = Selection::new(&x, batch, vocab, 5000)
+        .per_row(Some(&ks))
+        .run(&mut s);
     assert_eq!(
         got.status[1],
         status::PARAM_CLAMPED,
@@ -261,7 +251,7 @@ fn topk_select_k_above_vocab_pads_and_vocab_one_works() {
     let mut s = gpu_or_skip!();
     let x = common::logits(Dist::Normal(1.0), 3, 10, 4);
     dense::<f32>(&mut s, &x, 3, 10, 16, "k 16 > vocab 10");
-    let got = gpu_select(&mut s, &x, 0, 3, 10, 10, 16, None);
+    let got = Selection::new(&x, 3, 10, 16).run(&mut s);
     assert_eq!(
         got.status,
         vec![0; 3],
@@ -285,41 +275,19 @@ fn topk_select_strided_and_unaligned_rows_use_the_scalar_kernels() {
         12,
     );
     for k in [1u32, 64, 3001] {
-        check_select(
-            &mut s,
-            &x,
-            lead,
-            batch,
-            vocab,
-            stride,
-            k,
-            None,
-            &format!("f32 strided k{k}"),
-        );
+        Selection::new(&x, batch, vocab, k)
+            .lead(lead)
+            .stride(stride)
+            .check(&mut s, &format!("f32 strided k{k}"));
         let h: Vec<f16> = convert(&x);
-        check_select(
-            &mut s,
-            &h,
-            lead,
-            batch,
-            vocab,
-            stride,
-            k,
-            None,
-            &format!("f16 strided k{k}"),
-        );
+        Selection::new(&h, batch, vocab, k)
+            .lead(lead)
+            .stride(stride)
+            .check(&mut s, &format!("f16 strided k{k}"));
         // Aligned base, stride a multiple of 16 bytes: the vector kernels with a stride.
-        check_select(
-            &mut s,
-            &x,
-            0,
-            batch,
-            vocab,
-            3008,
-            k,
-            None,
-            &format!("f32 stride 3008 k{k}"),
-        );
+        Selection::new(&x, batch, vocab, k)
+            .stride(3008)
+            .check(&mut s, &format!("f32 stride 3008 k{k}"));
     }
 }
 
@@ -328,19 +296,10 @@ fn topk_select_is_deterministic_across_runs_and_batch_sizes() {
     let mut s = gpu_or_skip!();
     let vocab = 32000;
     let x = common::logits(Dist::Gumbel(0.1), 64, vocab, 21);
-    let a = gpu_select(&mut s, &x, 0, 64, vocab, vocab, 100, None);
-    let b = gpu_select(&mut s, &x, 0, 64, vocab, vocab, 100, None);
+    let a = Selection::new(&x, 64, vocab, 100).run(&mut s);
+    let b = Selection::new(&x, 64, vocab, 100).run(&mut s);
     assert_eq!(a.indices, b.indices);
-    let one = gpu_select(
-        &mut s,
-        &x[5 * vocab..6 * vocab],
-        0,
-        1,
-        vocab,
-        vocab,
-        100,
-        None,
-    );
+    let one = Selection::new(&x[5 * vocab..6 * vocab], 1, vocab, 100).run(&mut s);
     assert_eq!(
         one.indices[..],
         a.indices[500..600],

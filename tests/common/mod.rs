@@ -407,43 +407,95 @@ pub struct Selected {
     pub status: Vec<u32>,
 }
 
-/// Runs `top_k_select` on rows `stride` apart starting `lead` elements into the buffer (a
-/// non-zero lead misaligns the rows and exercises the `_v1` kernels).
-#[allow(clippy::too_many_arguments)]
-pub fn gpu_select<T: Logit>(
-    s: &mut samplex::gpu::Sampler,
-    host: &[T],
-    lead: usize,
-    batch: usize,
-    vocab: usize,
-    stride: usize,
-    k: u32,
-    per_row_k: Option<&[u32]>,
-) -> Selected {
-    let dev = upload(s, host);
-    let view = dev.slice(lead..);
-    let logits = samplex::gpu::DeviceLogits::with_stride(view, batch, vocab, stride).unwrap();
-    let k_dev = per_row_k.map(|v| upload(s, v));
-    let rows = samplex::gpu::RowParams {
-        top_k: k_dev.as_ref().map(|d| d.as_view()),
-        ..Default::default()
-    };
-    let mut values = s.stream().alloc_zeros::<f32>(batch * k as usize).unwrap();
-    let mut indices = s.stream().alloc_zeros::<u32>(batch * k as usize).unwrap();
-    let mut st = s.stream().alloc_zeros::<u32>(batch).unwrap();
-    s.top_k_select(
-        &logits,
-        k,
-        &rows,
-        &mut values.as_view_mut(),
-        &mut indices.as_view_mut(),
-        Some(&mut st.as_view_mut()),
-    )
-    .unwrap();
-    Selected {
-        values: download(s, &values),
-        indices: download(s, &indices),
-        status: download(s, &st),
+/// One selection: `batch` rows of `vocab` logits, `stride` apart from `lead` elements into
+/// `host` (a non-zero lead misaligns the rows and exercises the `_v1` kernels), k per call or
+/// per row.
+#[derive(Clone, Copy)]
+pub struct Selection<'a, T> {
+    pub host: &'a [T],
+    pub lead: usize,
+    pub batch: usize,
+    pub vocab: usize,
+    pub stride: usize,
+    pub k: u32,
+    pub per_row_k: Option<&'a [u32]>,
+}
+
+impl<'a, T: Logit> Selection<'a, T> {
+    /// Dense rows from the buffer's start, one k.
+    pub fn new(host: &'a [T], batch: usize, vocab: usize, k: u32) -> Self {
+        Selection {
+            host,
+            lead: 0,
+            batch,
+            vocab,
+            stride: vocab,
+            k,
+            per_row_k: None,
+        }
+    }
+
+    pub fn lead(self, lead: usize) -> Self {
+        Selection { lead, ..self }
+    }
+
+    pub fn stride(self, stride: usize) -> Self {
+        Selection { stride, ..self }
+    }
+
+    pub fn per_row(self, per_row_k: Option<&'a [u32]>) -> Self {
+        Selection { per_row_k, ..self }
+    }
+
+    /// `top_k_select` on the device.
+    pub fn run(&self, s: &mut samplex::gpu::Sampler) -> Selected {
+        let dev = upload(s, self.host);
+        let view = dev.slice(self.lead..);
+        let logits =
+            samplex::gpu::DeviceLogits::with_stride(view, self.batch, self.vocab, self.stride)
+                .unwrap();
+        let k_dev = self.per_row_k.map(|v| upload(s, v));
+        let rows = samplex::gpu::RowParams {
+            top_k: k_dev.as_ref().map(|d| d.as_view()),
+            ..Default::default()
+        };
+        let n = self.batch * self.k as usize;
+        let mut values = s.stream().alloc_zeros::<f32>(n).unwrap();
+        let mut indices = s.stream().alloc_zeros::<u32>(n).unwrap();
+        let mut st = s.stream().alloc_zeros::<u32>(self.batch).unwrap();
+        s.top_k_select(
+            &logits,
+            self.k,
+            &rows,
+            &mut values.as_view_mut(),
+            &mut indices.as_view_mut(),
+            Some(&mut st.as_view_mut()),
+        )
+        .unwrap();
+        Selected {
+            values: download(s, &values),
+            indices: download(s, &indices),
+            status: download(s, &st),
+        }
+    }
+
+    /// Every pair (value bits and index) and every status equals the CPU's.
+    pub fn check(&self, s: &mut samplex::gpu::Sampler, what: &str) {
+        let got = self.run(s);
+        let k = self.k as usize;
+        for r in 0..self.batch {
+            let start = self.lead + r * self.stride;
+            let row = &self.host[start..start + self.vocab];
+            let (want, st) = cpu_selection(row, self.k, self.per_row_k.map(|v| v[r]));
+            assert_eq!(got.status[r], st, "{what}: row {r}: status");
+            for (j, (v, i)) in want.iter().enumerate() {
+                let (gv, gi) = (got.values[r * k + j], got.indices[r * k + j]);
+                assert!(
+                    gv.to_bits() == v.to_bits() && gi == *i,
+                    "{what}: row {r} slot {j}: gpu ({gv:e}, {gi}), cpu ({v:e}, {i})"
+                );
+            }
+        }
     }
 }
 
@@ -464,35 +516,4 @@ pub fn cpu_selection<T: Logit>(row: &[T], k: u32, want: Option<u32>) -> (Vec<(f3
     let mut pairs = samplex::cpu::top_k_select_row(&z, kr as usize);
     pairs.resize(k as usize, (f32::NEG_INFINITY, samplex::status::NO_TOKEN));
     (pairs, st)
-}
-
-/// Every pair (value bits and index) and every status equals the CPU's.
-#[allow(clippy::too_many_arguments)]
-pub fn check_select<T: Logit>(
-    s: &mut samplex::gpu::Sampler,
-    host: &[T],
-    lead: usize,
-    batch: usize,
-    vocab: usize,
-    stride: usize,
-    k: u32,
-    per_row_k: Option<&[u32]>,
-    what: &str,
-) {
-    let got = gpu_select(s, host, lead, batch, vocab, stride, k, per_row_k);
-    for r in 0..batch {
-        let start = lead + r * stride;
-        let (want, st) = cpu_selection(&host[start..start + vocab], k, per_row_k.map(|v| v[r]));
-        assert_eq!(got.status[r], st, "{what}: row {r}: status");
-        for (j, (v, i)) in want.iter().enumerate() {
-            let (gv, gi) = (
-                got.values[r * k as usize + j],
-                got.indices[r * k as usize + j],
-            );
-            assert!(
-                gv.to_bits() == v.to_bits() && gi == *i,
-                "{what}: row {r} slot {j}: gpu ({gv:e}, {gi}), cpu ({v:e}, {i})"
-            );
-        }
-    }
 }
