@@ -306,6 +306,14 @@ __device__ __forceinline__ float powu(float b, u32 e) {
 // One kept token at the current iterate: q, and b^(K−1) with b = 1 − q. b is rounded to an
 // absolute 2^-25; where that is a large relative error (q → 1), b^(K−1) is negligible (K ≥ 2)
 // or exactly 1 (K = 1), so the gradient keeps its f32 accuracy.
+// A log-sum-exp normalisation, applied in SPEC's order: ln x' = (x − max) − ln Σ e^{x − max}.
+// max + ln Σ first would round ln Σ away for a huge max (+inf logits count as FLT_MAX). The
+// identity (0, 0) leaves x as it is.
+struct LogShift {
+  float max, ln_sum;
+  __device__ __forceinline__ float of(float x) const { return (x - max) - ln_sum; }
+};
+
 struct TokenState {
   float q, b, pw;
 };
@@ -908,7 +916,7 @@ __device__ __forceinline__ void ascent(const void *logits, u32 dtype, const Args
     return;
   }
 
-  // Step 2: ln Z.
+  // Step 2: ln p = (u − M) − ln S, S = Σ e^{u − M}.
   float s = 0.0f;
   for (u32 tile = 0; tile < tiles; ++tile) {
     const float4 q4 = s_z[tile * ROW_THREADS + t];
@@ -917,9 +925,7 @@ __device__ __forceinline__ void ascent(const void *logits, u32 dtype, const Args
     for (int e = 0; e < 4; ++e)
       if (zs[e] > SAMPLEX_NEG_INF) s += expf(scale_logit(zs[e], P.inv_t) - M);
   }
-  // ln p = (u − M) − ln S, in SPEC's order: M + ln S first would round ln S away for a huge M
-  // (+inf logits count as FLT_MAX), and so would max + ln Σ in the shift below.
-  const float log_s = logf(g.merge(block_sum<ROW_THREADS>(s, sh.sc), [](float x, float y) { return x + y; }));
+  const LogShift log_p{M, logf(g.merge(block_sum<ROW_THREADS>(s, sh.sc), [](float x, float y) { return x + y; }))};
 
   // Step 3: the weights.
   Weights W = row_weights(a, row);
@@ -943,11 +949,11 @@ __device__ __forceinline__ void ascent(const void *logits, u32 dtype, const Args
     const float zs[4] = {q4.x, q4.y, q4.z, q4.w};
 #pragma unroll
     for (int e = 0; e < 4; ++e)
-      av[tl * 4 + e] = zs[e] > SAMPLEX_NEG_INF ? (scale_logit(zs[e], P.inv_t) - M) - log_s : SAMPLEX_NEG_INF;
+      av[tl * 4 + e] = zs[e] > SAMPLEX_NEG_INF ? log_p.of(scale_logit(zs[e], P.inv_t)) : SAMPLEX_NEG_INF;
   }
   // Round it forms ln q^it = a − shift, adds J(q^it) and steps (it < the row's T). With an
   // objective, one more round (it = T, never a step: the row's T ≤ the batch's) gives J(q^T).
-  float shift_m = 0.0f, shift_l = 0.0f;  // ln q = (a − shift_m) − shift_l
+  LogShift shift{0.0f, 0.0f};
   const u32 rounds = a.iterations + (obj != nullptr ? 1u : 0u);
   for (u32 it = 0; it < rounds; ++it) {
     const bool update = it < P.iters;
@@ -962,10 +968,10 @@ __device__ __forceinline__ void ascent(const void *logits, u32 dtype, const Args
         for (int e = 0; e < 4; ++e) {
           float &x = av[tl * 4 + e];
           if (x > SAMPLEX_NEG_INF) {
-            const float lq = fmaxf((x - shift_m) - shift_l, -SAMPLEX_FLT_MAX);
+            const float lq = fmaxf(shift.of(x), -SAMPLEX_FLT_MAX);
             x = lq;
             if (work) {
-              const float z = zs[e], u = scale_logit(z, P.inv_t), lp = (u - M) - log_s;
+              const float z = zs[e], u = scale_logit(z, P.inv_t), lp = log_p.of(u);
               const float w = weight_of(W, lp, u, tl * TILE + t * ROW_PER + e, st);
               const TokenState ts = token_state(lq, P);
               if (obj != nullptr) js += objective_term(z, lp, lq, w, ts, P);
@@ -979,14 +985,13 @@ __device__ __forceinline__ void ascent(const void *logits, u32 dtype, const Args
     mine.j = js;
     const MSJ r = g.msj(mine, sh.red);
     if (obj != nullptr && g.leader() && t == 0) obj[it] = r.j;
-    shift_m = r.m;
-    shift_l = logf(r.s);
+    shift = LogShift{r.m, logf(r.s)};
   }
 
   // Step 5: ln q^T replaces z in shared memory; q and the draw walk it tile by tile.
 #pragma unroll
   for (int i = 0; i < ROW_SLOTS; ++i)
-    if (av[i] > SAMPLEX_NEG_INF) av[i] = fmaxf((av[i] - shift_m) - shift_l, -SAMPLEX_FLT_MAX);
+    if (av[i] > SAMPLEX_NEG_INF) av[i] = fmaxf(shift.of(av[i]), -SAMPLEX_FLT_MAX);
   __syncthreads();  // every read of z is done
 #pragma unroll
   for (int tl = 0; tl < ROW_TILES; ++tl)
@@ -1197,20 +1202,16 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
   }
 
   const Part U = merge_parts(pu, parts, sh);
-  // ln p = (u − U.m) − ln S and ln q = (a − max) − ln Σ, in SPEC's order (see the row kernel).
-  const float log_s = logf(U.s);  // −inf when nothing is kept (then no token is touched)
+  const LogShift log_p{U.m, logf(U.s)};  // −inf when nothing is kept (then no token is touched)
   st |= U.status;
   if (U.m == SAMPLEX_NEG_INF) st |= SAMPLEX_STATUS_NO_FINITE_LOGIT;
   // J's row (batch × (T + 1)): the loop tests want_j, the pointer is formed at the two writes.
   const bool want_j = a.objective != 0;
   auto obj_row = [&] { return reinterpret_cast<float *>(a.objective) + (u64)row * (a.iterations + 1u); };
-  float shift_m = 0.0f, shift_l = 0.0f;
+  LogShift shift{0.0f, 0.0f};
   if (pass >= 2) {
     const Part A = merge_parts(reinterpret_cast<const Part *>(part_prev) + (u64)row * parts, parts, sh);
-    if (A.m != SAMPLEX_NEG_INF) {
-      shift_m = A.m;
-      shift_l = logf(A.s);
-    }
+    if (A.m != SAMPLEX_NEG_INF) shift = LogShift{A.m, logf(A.s)};
     st |= A.status;
     if (want_j && part == 0 && t == 0) obj_row()[pass - 2] = A.j;
   }
@@ -1239,8 +1240,8 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
         x[e] = SAMPLEX_NEG_INF;
         continue;
       }
-      const float u = scale_logit(z, P.inv_t), lp = (u - U.m) - log_s;
-      const float lq = pass == 1u ? lp : fmaxf((sa[i] - shift_m) - shift_l, -SAMPLEX_FLT_MAX);
+      const float u = scale_logit(z, P.inv_t), lp = log_p.of(u);
+      const float lq = pass == 1u ? lp : fmaxf(shift.of(sa[i]), -SAMPLEX_FLT_MAX);
       if (last_pass) {
         if (want_j)
           acc.j += objective_term(z, lp, lq, weight_of(W, lp, u, i, st), token_state(lq, P), P);

@@ -182,24 +182,11 @@ fn run<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, op: &str) -> samplex::Resu
             tokens,
             status,
         ),
-        "softmax" => s.softmax(
-            &logits,
-            0.7,
-            &none,
-            &mut b.probs.as_view_mut(),
-            None,
-            status,
-        ),
-        "log_softmax" => {
-            let log_probs = Some(&mut b.dense.as_view_mut());
-            s.softmax(
-                &logits,
-                0.7,
-                &none,
-                &mut b.probs.as_view_mut(),
-                log_probs,
-                status,
-            )
+        "softmax" | "log_softmax" => {
+            let mut dense = b.dense.as_view_mut();
+            let log_probs = (op == "log_softmax").then_some(&mut dense);
+            let probs = &mut b.probs.as_view_mut();
+            s.softmax(&logits, 0.7, &none, probs, log_probs, status)
         }
         "sample_softmax" => s.sample_softmax(&logits, 0.7, &none, &shared, tokens, status),
         "sample_softmax_each_seed" => {

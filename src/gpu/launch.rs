@@ -702,7 +702,7 @@ impl Sampler {
         // Only a grid takes the exchange (asking for its address is stream work when cudarc
         // tracks events).
         let split = cooperative.then(|| self.grid_split(blocks));
-        let mut params = RawArgs::<ARGS_MAX>::new();
+        let mut params = Args::new();
         args.push(&mut params);
         let lead = params.len();
         params.push(&stage);

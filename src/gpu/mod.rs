@@ -11,10 +11,10 @@
 //! | `bok`           | Best-of-K mirror ascent                                              |
 //! | `sample`        | `Sampler::sample` / `Sampler::distribution`: a `Decoder` to its family |
 //!
-//! Every operation is asynchronous on the sampler's stream, allocates nothing once the
-//! workspace is large enough ([`Sampler::reserve`]) and it has run at the shape (on the host
-//! either: tests/gpu_host.rs), and never synchronises the host, so a serving loop can capture
-//! it in a CUDA graph.
+//! Every operation is asynchronous on the sampler's stream and never synchronises the host;
+//! once it has run at a shape (the workspace grown, [`Sampler::reserve`]) it allocates nothing,
+//! on the device or the host (tests/gpu_host.rs), so a serving loop can capture it in a CUDA
+//! graph.
 
 use std::collections::HashMap;
 use std::sync::Arc;
