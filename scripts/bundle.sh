@@ -6,7 +6,8 @@
 #   bash .device-bundle/run.sh [results-dir]  # on the GPU host (default ./results)
 #
 # With the device tool: carry [".device-bundle"], command `bash .device-bundle/run.sh "$OUT"`
-# (results come back from $OUT; run.sh keeps to 5 files and, by default, to 9 minutes).
+# (results come back from $OUT; run.sh keeps to 5 files and, by default, to 9 minutes: the
+# GPU tests, the whole grid for samplex, then FlashInfer, then PyTorch as far as time allows).
 #
 # 1. Installs the pinned nvcc (scripts/install-cuda.sh) and builds with it, so every binary
 #    embeds the fatbin (no NVRTC needed on the GPU host).
@@ -18,8 +19,11 @@
 #    Packs them, debug info stripped, as bin/tests/<name> and bin/benches/<name> into
 #    bin.tar.xz (bin.tar.gz without xz). Each binary embeds the same fatbin; xz -9's 64 MiB
 #    window packs the copies together, so the bundle stays far below the 64 MiB a run carries.
-# 3. Copies scripts/peers.py, scripts/bok_torch.py, scripts/report.py; writes GIT (the commit,
-#    "-dirty" when the tree differs from it) and run.sh (see its header).
+# 3. Copies scripts/peers.py, scripts/bok_torch.py, scripts/report.py and
+#    scripts/flashinfer_kernels.py, and builds FlashInfer's kernels into
+#    libsamplex_flashinfer.so (scripts/flashinfer/build.sh; SAMPLEX_BUNDLE_FLASHINFER=0 skips
+#    it); writes GIT (the commit, "-dirty" when the tree differs from it) and run.sh (see its
+#    header).
 #
 #   CARGO_TARGET_DIR   honoured by cargo (default target/)
 #   SAMPLEX_CUDA_ARCHS passed through to build.rs (default there: 80,86,89,90)
@@ -87,13 +91,23 @@ copy() { # kind name path dir
 while read -r kind name path; do copy "$kind" "$name" "$path" "$bundle/bin/tests"; done <<<"$tests"
 while read -r kind name path; do copy "$kind" "$name" "$path" "$bundle/bin/benches"; done <<<"$benches"
 
-for s in peers.py report.py bok_torch.py; do
+for s in peers.py report.py bok_torch.py flashinfer_kernels.py; do
   if [ -f "scripts/$s" ]; then
     cp "scripts/$s" "$bundle/$s"
   else
     echo "  (scripts/$s is missing: its part of run.sh will be skipped)"
   fi
 done
+
+# FlashInfer's kernels for the peers (scripts/flashinfer/build.sh; ~45 s of nvcc, and a
+# ~100 MB wheel download the first time), packed with the binaries. Optional: without it the
+# FlashInfer column is empty.
+if [ "${SAMPLEX_BUNDLE_FLASHINFER:-1}" != 0 ]; then
+  if ! bash scripts/flashinfer/build.sh "$bundle/bin/libsamplex_flashinfer.so"; then
+    echo "  (FlashInfer's kernels did not build: the bundle has no FlashInfer column)" >&2
+    rm -f "$bundle/bin/libsamplex_flashinfer.so"
+  fi
+fi
 
 if command -v xz >/dev/null; then
   # -9: a 64 MiB window, wide enough to share the fatbin between binaries.
@@ -116,22 +130,31 @@ cat >"$bundle/run.sh" <<'RUN'
 #   bash run.sh [results-dir]        (default ./results)
 #
 # Stages (SAMPLEX_STAGES, space- or comma-separated; default "tests bench peers report"):
-#   tests      every test binary; PASS/FAIL and libtest's result line into summary.txt
+#   tests      the test binaries named by SAMPLEX_TESTS (globs; default "gpu_* nvrtc": the
+#              CPU-only tests are CI's), within SAMPLEX_TESTS_BUDGET seconds in all (default
+#              240, so that the bench and the peers keep their time); PASS/FAIL and libtest's
+#              result line into summary.txt
 #   sanitizer  (opt-in) compute-sanitizer memcheck and racecheck on the GPU test binaries
 #              (names matching SAMPLEX_SANITIZE_GLOB, default gpu_*), when it exists; slow,
 #              and refused on some hosts ("Device not supported")
 #   bench      bin/benches/sampling --bench → <results>/<YYYY-MM-DD>-<gpu>.jsonl
-#   peers      python3 peers.py --check (each peer op once, checked), then the timed peers
-#              (PyTorch, FlashInfer when importable) → the same file
+#   peers      per peer (FlashInfer, then PyTorch), one process each: python3 peers.py --check
+#              (each op once, checked), then, if it passed, the timed run → the same file.
+#              FlashInfer: its package if importable, else its kernels from
+#              libsamplex_flashinfer.so (flashinfer_kernels.py)
 #   report     python3 report.py → BENCHMARKS.md (+ benchmarks.png with matplotlib)
 #
-# The grid is BENCH.md's quick subset unless SAMPLEX_BENCH_QUICK=0 (the full grid takes far
-# longer than one device command). Passed through: SAMPLEX_BENCH_OPS, SAMPLEX_BENCH_OUT,
-# SAMPLEX_BENCH_CRITERION, SAMPLEX_GIT.
+# The grid is BENCH.md's whole grid unless SAMPLEX_BENCH_QUICK=1 (the small subset), without
+# criterion's own sampling unless SAMPLEX_BENCH_CRITERION=1 (it adds ~0.1 s a point and only
+# feeds a console report; the result lines are the same). Each point's line is written as soon
+# as it is timed, so a stage cut by the budget keeps what it timed. Passed through:
+# SAMPLEX_BENCH_OPS, SAMPLEX_BENCH_OUT, SAMPLEX_GIT.
 # Time: SAMPLEX_BUDGET seconds for the whole run (default 540, to end inside a 10-minute
 # command with the logs packed); each step gets what is left of it, capped by SAMPLEX_TIMEOUT
 # per test binary or sanitizer run (default 300) and SAMPLEX_BENCH_TIMEOUT for the bench and
-# for the peers (default 3000). A step with no time left is skipped and counts as a failure.
+# for each peer's timed run (default 240: the bench cannot leave the peers without time; the
+# full grid's samplex points are mostly fixed costs, about 3400 of them). A step with no time
+# left is skipped and counts as a failure.
 #
 # The results dir ends with at most five files: summary.txt, the .jsonl, logs.tar.gz (every
 # log, each cut to its first and last 2 MiB), BENCHMARKS.md and benchmarks.png.
@@ -146,20 +169,23 @@ tar -xf "$pack" -C "$unpacked" 2>/dev/null ||
   python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$pack" "$unpacked" ||
   { echo "run.sh: cannot unpack $pack" >&2; exit 1; }
 bin="$unpacked/bin"
+# FlashInfer's kernels, for flashinfer_kernels.py (when the bundle was built with them).
+[ -f "$bin/libsamplex_flashinfer.so" ] && export SAMPLEX_FLASHINFER_LIB="$bin/libsamplex_flashinfer.so"
 results="${1:-./results}"
 mkdir -p "$results" && results="$(cd "$results" && pwd)"
 logs="$results/logs"
 mkdir -p "$logs"
 stages=" $(echo "${SAMPLEX_STAGES:-tests bench peers report}" | tr ',' ' ') "
 to="${SAMPLEX_TIMEOUT:-300}"
-bench_to="${SAMPLEX_BENCH_TIMEOUT:-3000}"
+bench_to="${SAMPLEX_BENCH_TIMEOUT:-240}"
 budget="${SAMPLEX_BUDGET:-540}"
 summary="$results/summary.txt"
 failed=0
 
 export SAMPLEX_GIT="${SAMPLEX_GIT:-$(cat "$here/GIT" 2>/dev/null || echo unknown)}"
 export SAMPLEX_REQUIRE_FATBIN=1 # the bundle is built with nvcc: tests check it is embedded
-export SAMPLEX_BENCH_QUICK="${SAMPLEX_BENCH_QUICK-1}"
+export SAMPLEX_BENCH_QUICK="${SAMPLEX_BENCH_QUICK-0}"
+export SAMPLEX_BENCH_CRITERION="${SAMPLEX_BENCH_CRITERION-0}"
 export PYTHONUNBUFFERED=1 # a peer run cut by its timeout keeps its log
 
 say() { echo "$*" | tee -a "$summary"; }
@@ -191,14 +217,28 @@ out="${SAMPLEX_BENCH_OUT:-$results/$(date -u +%F)-${gpu_file:-unknown-gpu}.jsonl
 export SAMPLEX_BENCH_OUT="$out"
 
 say "samplex bundle $SAMPLEX_GIT on ${gpu:-an unknown GPU} ($(hostname)), $(date -u '+%F %T') UTC"
-say "stages:$stages(budget ${budget}s, quick grid: ${SAMPLEX_BENCH_QUICK:-no})"
+say "stages:$stages(budget ${budget}s, $([ "$SAMPLEX_BENCH_QUICK" = 1 ] && echo quick || echo full) grid)"
 { nvidia-smi; echo; nvidia-smi -q; } >"$logs/nvidia-smi.txt" 2>&1 || true
 env | grep -E '^(SAMPLEX|CUDA|LD_LIBRARY)' | sort >"$logs/env.txt" || true
 
 if want tests; then
-  for t in "$bin"/tests/*; do
+  read -r -a globs <<<"${SAMPLEX_TESTS:-gpu_* nvrtc}" # split only: globbed below, in bin/tests
+  shopt -s nullglob
+  test_bins=()
+  for g in "${globs[@]}"; do test_bins+=("$bin"/tests/$g); done
+  shopt -u nullglob
+  [ ${#test_bins[@]} -gt 0 ] || say "tests: no test binary matches ${SAMPLEX_TESTS:-gpu_* nvrtc}"
+  tests_end=$((SECONDS + ${SAMPLEX_TESTS_BUDGET:-240}))
+  for t in "${test_bins[@]}"; do
     name="$(basename "$t")"
-    (cd "$results" && timed "$to" "$t" --nocapture) >"$logs/test-$name.log" 2>&1
+    cap=$((tests_end - SECONDS))
+    [ "$cap" -lt "$to" ] || cap="$to"
+    if [ "$cap" -lt 5 ]; then
+      say "test $name: skipped, the tests' ${SAMPLEX_TESTS_BUDGET:-240}s are spent"
+      failed=1
+      continue
+    fi
+    (cd "$results" && timed "$cap" "$t" --nocapture) >"$logs/test-$name.log" 2>&1
     rc=$?
     [ $rc -ne 125 ] || { spent "test $name"; continue; }
     res="$(grep -E '^test result:' "$logs/test-$name.log" | tail -n 1)"
@@ -258,23 +298,31 @@ if want peers; then
   if [ ! -f "$here/peers.py" ] || ! command -v python3 >/dev/null; then
     say "peers: no python3 or no peers.py; skipped"
   else
-    # The check first: a peer that computes something else must not be timed as a peer.
-    timed "$to" python3 "$here/peers.py" --check >"$logs/peers-check.log" 2>&1
-    rc=$?
-    if [ $rc -eq 125 ]; then
-      spent "peers check"
-    else
-      say "peers check: rc $rc; $(grep -E '^(done:|SKIPPED: no)' "$logs/peers-check.log" | tail -n 1)"
-      [ $rc -eq 0 ] || failed=1
-    fi
-    timed "$bench_to" python3 "$here/peers.py" --out "$out" >"$logs/peers.log" 2>&1
-    rc=$?
-    if [ $rc -eq 125 ]; then
-      spent peers
-    else
-      say "peers: rc $rc; $(grep -E '^(done:|SKIPPED: no)' "$logs/peers.log" | tail -n 1)"
-      [ $rc -eq 0 ] || failed=1
-    fi
+    # One process per peer, FlashInfer first (the comparison that matters most): a peer that
+    # crashes or breaks the CUDA context takes only its own points with it. Its check comes
+    # first: a peer that computes something else must not be timed as a peer.
+    for impl in flashinfer torch; do
+      timed "$to" python3 "$here/peers.py" --check --impls "$impl" >"$logs/peers-check-$impl.log" 2>&1
+      rc=$?
+      if [ $rc -eq 125 ]; then
+        spent "peers check $impl"
+        continue
+      fi
+      say "peers check $impl: rc $rc; $(grep -E '^(done:|SKIPPED)' "$logs/peers-check-$impl.log" | tail -n 1)"
+      if [ $rc -ne 0 ]; then
+        say "peers $impl: not timed (its check failed)"
+        failed=1
+        continue
+      fi
+      timed "$bench_to" python3 "$here/peers.py" --impls "$impl" --out "$out" >"$logs/peers-$impl.log" 2>&1
+      rc=$?
+      if [ $rc -eq 125 ]; then
+        spent "peers $impl"
+      else
+        say "peers $impl: rc $rc; $(grep -E '^(done:|SKIPPED)' "$logs/peers-$impl.log" | tail -n 1)"
+        [ $rc -eq 0 ] || failed=1
+      fi
+    done
   fi
 fi
 

@@ -12,13 +12,16 @@ Runs on a GPU host with PyTorch (no network needed). Peers:
   then softmax + ``torch.multinomial``; ``torch.argmax``; ``torch.topk`` for selection;
   sparsemax by sort + cumsum + threshold; BoK by ``bok_torch`` from scripts/bok_torch.py
   (imported lazily; skipped when missing) followed by ``torch.multinomial`` for sample_bok.
-- ``flashinfer`` (when importable): ``flashinfer.sampling.softmax``, ``sampling_from_logits``,
+- ``flashinfer``: ``flashinfer.sampling.softmax``, ``sampling_from_logits``,
   ``top_k/top_p/min_p_sampling_from_probs`` (after ``flashinfer.sampling.softmax``),
   ``top_k_top_p_sampling_from_logits`` (per row: with ``top_k_max`` = 50 where it exists) and
   ``flashinfer.top_k`` (``sorted=True`` where it exists: samplex's output is sorted). Each call
-  is guarded: an API that moved or changed skips only that op. Where FlashInfer is not
-  installed (its wheel is about 100 MB, too large to carry in a 64 MiB bundle), the report has
-  only the torch column.
+  is guarded: an API that moved or changed skips only that op. Where the package is not
+  importable (its wheel is about 100 MB, too large to carry in a 64 MiB bundle), FlashInfer's
+  own kernels still run through scripts/flashinfer_kernels.py (built by
+  scripts/flashinfer/build.sh) for the first five of these; the others then have no
+  FlashInfer column. Each line's ``impl_version`` says which (a package version, or
+  "<version> kernels via scripts/flashinfer/glue.cu").
 
 Inputs: the same four distributions by the same formulas as benches/common/mod.rs
 (N(0,1), N(0,25), log(-log U)/beta with U uniform in [eps, 1), beta = 0.1 and 1), generated on
@@ -94,6 +97,8 @@ OPS = [
     ("sample_bok", "sample_bok", "T=5,K=8", True, None),
 ]
 OP_NAMES = sorted({o[0] for o in OPS})
+# impl -> the version its result lines carry as "impl_version" (filled in by make_impls).
+VERSIONS = {}
 
 
 def sanitize_gpu(name):
@@ -320,13 +325,26 @@ def torch_ops(torch):
 
 
 def flashinfer_ops(torch):
-    """op -> builder for FlashInfer, or {} when it is not importable."""
+    """(op -> builder, version) for FlashInfer: its package when importable, else its kernels
+    through scripts/flashinfer_kernels.py (the subset that module covers); ({}, None) when
+    neither can run here."""
     try:
         import flashinfer
         import flashinfer.sampling as fs
+        version = getattr(flashinfer, "__version__", "unknown")
+        full = True
     except Exception as e:  # ImportError, or a broken build/JIT environment
-        print(f"SKIPPED flashinfer: not importable ({type(e).__name__}: {e})")
-        return {}
+        try:
+            import flashinfer_kernels  # scripts/flashinfer_kernels.py
+            fs = flashinfer_kernels.load(torch)
+        except ImportError as e2:
+            print(f"SKIPPED flashinfer: not importable ({type(e).__name__}: {e}); "
+                  f"its kernels: {e2}")
+            return {}, None
+        version = f"{fs.version} kernels via scripts/flashinfer/glue.cu"
+        print(f"flashinfer: the package is not importable ({type(e).__name__}); "
+              f"timing FlashInfer {fs.version}'s kernels from {fs.path}")
+        full = False
 
     def scaled(x, prm):
         if not prm.per_row and prm.t == 1.0:
@@ -339,6 +357,19 @@ def flashinfer_ops(torch):
             return fs.softmax(x)
         return fs.softmax(x, temperature=prm.t)
 
+    ops = {
+        "softmax": lambda x, prm, k: (lambda: probs_of(x, prm)),
+        "sample": lambda x, prm, k: (lambda: fs.sampling_from_logits(scaled(x, prm))),
+        "sample_top_k": lambda x, prm, k: (
+            lambda: fs.top_k_sampling_from_probs(probs_of(x, prm), prm.k)),
+        "sample_top_p": lambda x, prm, k: (
+            lambda: fs.top_p_sampling_from_probs(probs_of(x, prm), prm.p)),
+        "sample_min_p": lambda x, prm, k: (
+            lambda: fs.min_p_sampling_from_probs(probs_of(x, prm), prm.min_p)),
+    }
+    if not full:
+        return ops, version
+
     def accepts(fn, name):
         """Whether this FlashInfer version's `fn` takes the keyword `name`."""
         try:
@@ -349,26 +380,15 @@ def flashinfer_ops(torch):
     # Per-row k: pass the host-side bound where FlashInfer takes one, as the torch peer's
     # torch.topk(z, max k) does (a stack knows its largest k).
     kmax = {"top_k_max": TOP_K} if accepts(fs.top_k_top_p_sampling_from_logits, "top_k_max") else {}
-
-    ops = {
-        "softmax": lambda x, prm, k: (lambda: probs_of(x, prm)),
-        "sample": lambda x, prm, k: (lambda: fs.sampling_from_logits(scaled(x, prm))),
-        "sample_top_k": lambda x, prm, k: (
-            lambda: fs.top_k_sampling_from_probs(probs_of(x, prm), prm.k)),
-        "sample_top_p": lambda x, prm, k: (
-            lambda: fs.top_p_sampling_from_probs(probs_of(x, prm), prm.p)),
-        "sample_min_p": lambda x, prm, k: (
-            lambda: fs.min_p_sampling_from_probs(probs_of(x, prm), prm.min_p)),
-        "sample_top_k_top_p": lambda x, prm, k: (
-            lambda: fs.top_k_top_p_sampling_from_logits(
-                scaled(x, prm), prm.k, prm.p, **(kmax if prm.per_row else {}))),
-    }
+    ops["sample_top_k_top_p"] = lambda x, prm, k: (
+        lambda: fs.top_k_top_p_sampling_from_logits(
+            scaled(x, prm), prm.k, prm.p, **(kmax if prm.per_row else {})))
     if hasattr(flashinfer, "top_k"):
         # samplex and torch.topk return the k pairs sorted; ask FlashInfer for the same where
         # its version can (its default, unsorted, does less work).
         kw = {"sorted": True} if accepts(flashinfer.top_k, "sorted") else {}
         ops["top_k_select"] = lambda x, prm, k: (lambda: flashinfer.top_k(x, k, **kw))
-    return ops
+    return ops, version
 
 
 # --- --check: every peer op once, outputs against a float64 reference -----------------------
@@ -529,10 +549,12 @@ def make_impls(torch, names, gpu):
     for name in [n.strip() for n in names.split(",") if n.strip()]:
         if name == "torch":
             impls["torch"] = torch_ops(torch)
+            VERSIONS["torch"] = torch.__version__
         elif name == "flashinfer":
-            table = flashinfer_ops(torch) if gpu else {}
+            table, version = flashinfer_ops(torch) if gpu else ({}, None)
             if table:
                 impls["flashinfer"] = table
+                VERSIONS["flashinfer"] = version
         else:
             raise ValueError(f"unknown impl {name!r}; known: torch,flashinfer")
     return impls
@@ -587,6 +609,9 @@ def main(argv=None):
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
+    if not impls:
+        print(f"SKIPPED: no usable peer among {args.impls!r} here")
+        return 0
     if args.check:
         return run_check(torch, impls, ops)
 
@@ -599,7 +624,7 @@ def main(argv=None):
                                      "dtypes": DTYPES}
     runs = max(50, args.runs)
 
-    print(f"peers on {device}, torch {torch.__version__}, impls {list(impls)}, git {git}, "
+    print(f"peers on {device}, torch {torch.__version__}, impls {VERSIONS}, git {git}, "
           f"{'quick' if args.quick else 'full'} grid, {len(ops)} ops")
     timer = Timer(torch)
     roof = copy_roof(torch, timer)
@@ -659,7 +684,8 @@ def main(argv=None):
                                     "batch": batch, "vocab": vocab, "params": p,
                                     "per_row": per_row, "median_us": round(us, 3),
                                     "gbps": round(gbps, 2), "roof_gbps": round(roof, 2),
-                                    "device": device, "git": git}
+                                    "device": device, "git": git,
+                                    "impl_version": VERSIONS.get(impl, "unknown")}
                             f.write(json.dumps(line) + "\n")
                             f.flush()
                             written += 1

@@ -6,14 +6,18 @@ mode runs too (CPU only).
     python3 -m unittest scripts/test_peers.py
 """
 
+import ctypes
 import importlib.util
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import unittest
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import flashinfer_kernels  # noqa: E402
 import peers  # noqa: E402
 
 REPO = peers.REPO
@@ -125,6 +129,149 @@ class PeersRun(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assertIn("done: check passed", r.stdout)
         self.assertNotIn("FAILED", r.stdout)
+
+
+# glue.cu's C parameter types -> the ctypes type flashinfer_kernels must declare for each.
+C_TO_CTYPES = {"float *": "c_void_p", "int32_t *": "c_void_p", "bool *": "c_void_p",
+               "void *": "c_void_p", "uint32_t": "c_uint32", "uint64_t": "c_uint64",
+               "float": "c_float", "size_t": "c_size_t", "int": "c_int"}
+
+
+def glue_parameters():
+    """{name: [(C type, parameter name)]} for glue.cu's `int sxfi_*(...)` functions."""
+    src = source("scripts/flashinfer/glue.cu")
+    out = {}
+    for name, params in re.findall(r"\nint (sxfi_\w+)\(([^)]*)\)", src):
+        pairs = []
+        for p in params.split(","):
+            p = " ".join(p.split())
+            pname = re.search(r"(\w+)$", p).group(1)
+            ctype = p[:-len(pname)].replace("*", " *").replace("  ", " ").strip()
+            pairs.append((ctype, pname))
+        out[name] = pairs
+    return out
+
+
+def glue_functions():
+    """{name: [ctypes type name per parameter]} for glue.cu's `int sxfi_*(...)` functions."""
+    return {n: [C_TO_CTYPES[t] for t, _ in ps] for n, ps in glue_parameters().items()}
+
+
+class FakeTensor:
+    """What flashinfer_kernels touches of a torch tensor: shape, data_ptr, float(), to()."""
+    count = 0
+
+    def __init__(self, shape, dtype="float32"):
+        FakeTensor.count += 1
+        self.shape, self.dtype, self.ptr = tuple(shape), dtype, 0x1000 * FakeTensor.count
+
+    def data_ptr(self):
+        return self.ptr
+
+    def float(self):
+        return FakeTensor(self.shape, "float32")
+
+    def to(self, dtype):
+        return FakeTensor(self.shape, dtype)
+
+    device = "cuda"
+
+
+class FakeLib:
+    """Records each call of an sxfi_* function as {parameter name: value}."""
+
+    def __init__(self, path):
+        self.calls = []
+        params = glue_parameters()
+        for name in params:
+            def fn(*args, _name=name):
+                self.calls.append((_name, dict(zip([p for _, p in params[_name]], args))))
+                return 0
+            setattr(self, name, mock.Mock(side_effect=fn))
+        self.sxfi_version = mock.Mock(return_value=b"0.0-test")
+        self.sxfi_error_string = mock.Mock(return_value=b"test error")
+
+
+class FlashInferKernels(unittest.TestCase):
+    def test_ctypes_signatures_are_the_glue_ones(self):
+        glue = glue_functions()
+        self.assertGreaterEqual(len(glue), 5)
+        # Compared as ctypes objects: c_uint32 is c_uint here, and its __name__ says so.
+        want = {n: [getattr(ctypes, t) for t in ts] for n, ts in glue.items()}
+        self.assertEqual(flashinfer_kernels._SIGNATURES, want)
+
+    def test_the_library_is_found_through_the_environment_first(self):
+        with tempfile.NamedTemporaryFile(suffix=".so") as f:
+            with mock.patch.dict(os.environ, {"SAMPLEX_FLASHINFER_LIB": f.name}):
+                self.assertEqual(flashinfer_kernels.library_path(), f.name)
+
+    def test_load_says_why_it_cannot_run(self):
+        fake_torch = mock.Mock()
+        fake_torch.cuda.is_available.return_value = False
+        with mock.patch.object(flashinfer_kernels, "library_path", return_value=None):
+            with self.assertRaisesRegex(ImportError, "build.sh"):
+                flashinfer_kernels.load(fake_torch)
+        with mock.patch.object(flashinfer_kernels, "library_path", return_value="/x.so"):
+            with self.assertRaisesRegex(ImportError, "need a GPU"):
+                flashinfer_kernels.load(fake_torch)
+
+    def test_each_function_passes_its_values_in_the_glue_order(self):
+        torch = mock.Mock()
+        torch.float32, torch.int32, torch.bool = "float32", "int32", "bool"
+        torch.cuda.get_device_capability.return_value = (9, 0)
+        torch.cuda.current_stream.return_value.cuda_stream = 777
+        torch.empty = lambda *shape, dtype="float32", device=None: FakeTensor(  # noqa: E731
+            shape if not isinstance(shape[0], tuple) else shape[0], dtype)
+        torch.empty_like = lambda t: FakeTensor(t.shape, t.dtype)  # noqa: E731
+        with mock.patch.object(flashinfer_kernels.ctypes, "CDLL", FakeLib):
+            k = flashinfer_kernels.Kernels(torch, "/fake.so")
+        b, v = 3, 3000
+        x = FakeTensor((b, v), "bfloat16")
+        k.softmax(x)
+        k.softmax(x, temperature=FakeTensor((b,)))
+        k.sampling_from_logits(x)
+        k.top_k_sampling_from_probs(x, 50)
+        k.top_k_sampling_from_probs(x, FakeTensor((b,), "int64"))
+        k.top_p_sampling_from_probs(x, 0.9)
+        k.min_p_sampling_from_probs(x, FakeTensor((b,)))
+        calls = k.lib.calls
+        self.assertEqual([n for n, _ in calls],
+                         ["sxfi_softmax", "sxfi_softmax", "sxfi_sampling_from_logits"]
+                         + ["sxfi_top_k_sampling_from_probs"] * 2
+                         + ["sxfi_top_p_sampling_from_probs", "sxfi_min_p_sampling_from_probs"])
+        for name, a in calls:
+            self.assertEqual((a["batch"], a["vocab"]), (b, v), name)
+            self.assertEqual(a["stream"].value, 777, name)
+        soft, soft_t, logits, top_k, top_k_t, top_p, min_p = (a for _, a in calls)
+        self.assertEqual((soft["temperature_arr"], soft["temperature_val"]), (None, 1.0))
+        self.assertIsNotNone(soft_t["temperature_arr"])
+        self.assertEqual(soft_t["temperature_val"], 0.0)
+        self.assertEqual((soft["workspace_bytes"], soft["enable_pdl"]), (1 << 20, 1))
+        self.assertNotEqual(soft["logits"], x.ptr)  # bf16 is converted first, as FlashInfer does
+        self.assertEqual((top_k["top_k_arr"], top_k["top_k_val"]), (None, 50))
+        self.assertEqual(top_k_t["top_k_val"], 0)
+        self.assertIsNotNone(top_k_t["top_k_arr"])
+        self.assertEqual((top_p["top_p_arr"], top_p["top_p_val"]), (None, 0.9))
+        self.assertIsNotNone(min_p["min_p_arr"])
+        # get_seed_and_offset's steps: b*v for logits, b*32 for top-k/top-p, b for min-p,
+        # each rounded up to a multiple of 4.
+        offsets = [a["offset"] for _, a in calls[2:]]
+        steps = [b * v, b * 32, b * 32, b * 32]
+        want = [0]
+        for s in steps:
+            want.append(want[-1] + (s + 3) // 4 * 4)
+        self.assertEqual(offsets, want)
+
+    def test_a_built_library_exports_the_glue_and_names_the_pinned_version(self):
+        path = os.path.join(REPO, "scripts", "flashinfer", flashinfer_kernels.LIB_NAME)
+        if not os.path.isfile(path):
+            self.skipTest("SKIPPED: scripts/flashinfer/build.sh has not been run here")
+        lib = ctypes.CDLL(path)
+        for name in glue_functions():
+            self.assertTrue(hasattr(lib, name), name)
+        lib.sxfi_version.restype = ctypes.c_char_p
+        pin = re.search(r'flashinfer_version="([^"]+)"', source("scripts/flashinfer/build.sh"))
+        self.assertEqual(lib.sxfi_version().decode(), pin.group(1))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,78 @@
+// samplex — scripts/flashinfer/glue.cu: a C ABI over FlashInfer's own host launchers
+// (include/flashinfer/sampling.cuh), for scripts/peers.py on a GPU host where the flashinfer
+// package cannot be installed (its wheel is ~100 MB and its import pulls in far more than
+// sampling). Built by scripts/flashinfer/build.sh from the headers of the pinned wheel.
+//
+// Each function calls the same sampling:: launcher, with the same template arguments
+// (<float, int32_t>) and the same values, as FlashInfer's tvm-ffi binding
+// (csrc/sampling.cu) does for its Python default: deterministic = true, no `indices`, scalar
+// seed and offset (as its Python wrapper passes after get_seed_and_offset). The kernels, their
+// block sizes and their split-row (cluster) dispatch are FlashInfer's; nothing here launches a
+// kernel of its own. scripts/flashinfer_kernels.py holds the Python side (the .float()
+// conversions and buffers the Python wrapper makes).
+//
+// Every function returns a cudaError_t (0 = success); sxfi_error_string names it.
+#include <flashinfer/sampling.cuh>
+
+#include <cstdint>
+
+using flashinfer::sampling::MinPSamplingFromProb;
+using flashinfer::sampling::OnlineSoftmax;
+using flashinfer::sampling::SamplingFromLogits;
+using flashinfer::sampling::TopKSamplingFromProb;
+using flashinfer::sampling::TopPSamplingFromProb;
+
+extern "C" {
+
+// The FlashInfer version whose headers this was built from (set by build.sh).
+const char *sxfi_version() { return SXFI_VERSION; }
+
+const char *sxfi_error_string(int e) { return cudaGetErrorString(static_cast<cudaError_t>(e)); }
+
+// flashinfer.sampling.softmax on f32 logits: temperature_arr (f32, one per row) or nullptr and
+// temperature_val; the workspace is the Python wrapper's 1 MiB cache buffer.
+int sxfi_softmax(float *logits, float *probs, uint32_t batch, uint32_t vocab,
+                 float *temperature_arr, float temperature_val, void *workspace,
+                 size_t workspace_bytes, int enable_pdl, void *stream) {
+  return OnlineSoftmax<float>(logits, probs, batch, vocab, temperature_arr, temperature_val,
+                              workspace, workspace_bytes, enable_pdl != 0,
+                              static_cast<cudaStream_t>(stream));
+}
+
+// flashinfer.sampling.sampling_from_logits on f32 logits.
+int sxfi_sampling_from_logits(float *logits, int32_t *out, uint32_t batch, uint32_t vocab,
+                              uint64_t seed, uint64_t offset, void *stream) {
+  return SamplingFromLogits<float, int32_t>(logits, out, nullptr, batch, vocab, true, nullptr,
+                                            seed, nullptr, offset,
+                                            static_cast<cudaStream_t>(stream));
+}
+
+// flashinfer.sampling.top_k_sampling_from_probs: top_k_arr (int32, one per row) or nullptr.
+// The binding passes the int32 buffer through the launcher's T* parameter; so does this.
+int sxfi_top_k_sampling_from_probs(float *probs, int32_t *out, bool *valid, int32_t *top_k_arr,
+                                   uint32_t batch, uint32_t top_k_val, uint32_t vocab,
+                                   uint64_t seed, uint64_t offset, void *stream) {
+  return TopKSamplingFromProb<float, int32_t>(
+      probs, out, valid, nullptr, reinterpret_cast<float *>(top_k_arr), batch, top_k_val, vocab,
+      true, nullptr, seed, nullptr, offset, static_cast<cudaStream_t>(stream));
+}
+
+// flashinfer.sampling.top_p_sampling_from_probs: top_p_arr (f32, one per row) or nullptr.
+int sxfi_top_p_sampling_from_probs(float *probs, int32_t *out, bool *valid, float *top_p_arr,
+                                   uint32_t batch, float top_p_val, uint32_t vocab, uint64_t seed,
+                                   uint64_t offset, void *stream) {
+  return TopPSamplingFromProb<float, int32_t>(probs, out, valid, nullptr, top_p_arr, batch,
+                                              top_p_val, vocab, true, nullptr, seed, nullptr,
+                                              offset, static_cast<cudaStream_t>(stream));
+}
+
+// flashinfer.sampling.min_p_sampling_from_probs: min_p_arr (f32, one per row) or nullptr.
+int sxfi_min_p_sampling_from_probs(float *probs, int32_t *out, bool *valid, float *min_p_arr,
+                                   uint32_t batch, float min_p_val, uint32_t vocab, uint64_t seed,
+                                   uint64_t offset, void *stream) {
+  return MinPSamplingFromProb<float, int32_t>(probs, min_p_arr, out, valid, nullptr, batch,
+                                              min_p_val, vocab, true, nullptr, seed, nullptr,
+                                              offset, static_cast<cudaStream_t>(stream));
+}
+
+}  // extern "C"

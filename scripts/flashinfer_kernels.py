@@ -1,0 +1,182 @@
+"""FlashInfer's sampling kernels without the flashinfer package, for scripts/peers.py.
+
+A GPU host here has PyTorch and no network, and FlashInfer's wheel (~100 MB, and an import that
+pulls in attention, GEMM, MoE and CUTLASS-DSL modules) does not travel in a 64 MiB bundle. So
+scripts/flashinfer/build.sh compiles FlashInfer's own host launchers (sampling.cuh, from the
+pinned wheel's headers) behind a small C ABI (scripts/flashinfer/glue.cu) into
+libsamplex_flashinfer.so, and this module calls them the way FlashInfer's Python wrappers do:
+
+- the same kernels, template arguments, block sizes and split-row (cluster) dispatch;
+- the same conversions before the call: logits and probabilities ``.float()`` (a bf16 input
+  costs FlashInfer that conversion too), per-row top-k as int32, top-p / min-p /
+  temperature as f32;
+- the same outputs: int32 tokens, and for the ``*_from_probs`` kernels a bool ``valid`` per row;
+- ``deterministic=True`` (FlashInfer's default), a scalar seed and offset advanced per call as
+  its ``get_seed_and_offset`` does, PDL on where the device supports it (compute capability
+  >= 9, as its ``device_support_pdl``), and softmax's 1 MiB workspace buffer.
+
+Only the functions whose Python wrapper is a plain call of one launcher are here: ``softmax``,
+``sampling_from_logits``, ``top_k_sampling_from_probs``, ``top_p_sampling_from_probs`` and
+``min_p_sampling_from_probs``. ``top_k_top_p_sampling_from_logits`` and ``flashinfer.top_k``
+choose between several backends in Python (radix, CUB and cluster top-k, with heuristics), so a
+copy of that choice would not be FlashInfer's: with this module those two ops have no
+FlashInfer column.
+
+``load(torch)`` returns the module's functions bound to the library, or raises ImportError
+saying why not (no library, or no GPU).
+"""
+
+import ctypes
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LIB_NAME = "libsamplex_flashinfer.so"
+WORKSPACE_BYTES = 1024 * 1024  # flashinfer.sampling.softmax's cached workspace
+
+
+def library_path():
+    """$SAMPLEX_FLASHINFER_LIB, else the library beside this file (the bundle) or in
+    scripts/flashinfer/ (a build in the repo); None when there is none."""
+    env = os.environ.get("SAMPLEX_FLASHINFER_LIB", "")
+    for p in ([env] if env else []) + [os.path.join(HERE, LIB_NAME),
+                                        os.path.join(HERE, "flashinfer", LIB_NAME)]:
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+_SIGNATURES = {
+    # name: argument types after the pointers' ints (c_void_p) — in declaration order
+    "sxfi_softmax": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+                     ctypes.c_void_p, ctypes.c_float, ctypes.c_void_p, ctypes.c_size_t,
+                     ctypes.c_int, ctypes.c_void_p],
+    "sxfi_sampling_from_logits": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32,
+                                  ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint64,
+                                  ctypes.c_void_p],
+    "sxfi_top_k_sampling_from_probs": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                       ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+                                       ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint64,
+                                       ctypes.c_void_p],
+    "sxfi_top_p_sampling_from_probs": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                       ctypes.c_void_p, ctypes.c_uint32, ctypes.c_float,
+                                       ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint64,
+                                       ctypes.c_void_p],
+    "sxfi_min_p_sampling_from_probs": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                       ctypes.c_void_p, ctypes.c_uint32, ctypes.c_float,
+                                       ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint64,
+                                       ctypes.c_void_p],
+}
+
+
+class Kernels:
+    """FlashInfer's sampling functions (the subset above) on the current CUDA stream."""
+
+    def __init__(self, torch, path):
+        self.torch = torch
+        self.lib = ctypes.CDLL(path)
+        for name, args in _SIGNATURES.items():
+            fn = getattr(self.lib, name)
+            fn.argtypes = args
+            fn.restype = ctypes.c_int
+        self.lib.sxfi_version.restype = ctypes.c_char_p
+        self.lib.sxfi_error_string.restype = ctypes.c_char_p
+        self.lib.sxfi_error_string.argtypes = [ctypes.c_int]
+        self.version = self.lib.sxfi_version().decode()
+        self.path = path
+        major, _ = torch.cuda.get_device_capability()
+        self.pdl = 1 if major >= 9 else 0
+        self.workspace = torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device="cuda")
+        self.seed = 0x5A3D
+        self.offset = 0
+
+    # --- what FlashInfer's wrappers do around each launch -----------------------------------
+    def _stream(self):
+        return ctypes.c_void_p(self.torch.cuda.current_stream().cuda_stream)
+
+    def _seed_offset(self, increment):
+        """get_seed_and_offset: the offset moves by the increment rounded up to 4."""
+        seed, offset = self.seed, self.offset
+        self.offset += (increment + 3) // 4 * 4
+        return seed, offset
+
+    def _check(self, name, status):
+        if status != 0:
+            raise RuntimeError(f"FlashInfer {name} failed: "
+                               f"{self.lib.sxfi_error_string(status).decode()} ({status})")
+
+    @staticmethod
+    def _param(v, dtype):
+        """(tensor converted to dtype, 0) for a per-row tensor, (None, v) for a scalar."""
+        if hasattr(v, "data_ptr"):
+            return v.to(dtype), 0
+        return None, v
+
+    @staticmethod
+    def _ptr(t):
+        return None if t is None else t.data_ptr()
+
+    # --- the functions ----------------------------------------------------------------------
+    def softmax(self, logits, temperature=None):
+        torch = self.torch
+        logits = logits.float()
+        probs = torch.empty_like(logits)
+        if temperature is None:
+            arr, val = None, 1.0
+        else:
+            arr, val = self._param(temperature, torch.float32)
+            val = float(val) if arr is None else 0.0
+        b, v = logits.shape
+        self._check("softmax", self.lib.sxfi_softmax(
+            logits.data_ptr(), probs.data_ptr(), b, v, self._ptr(arr), val,
+            self.workspace.data_ptr(), WORKSPACE_BYTES, self.pdl, self._stream()))
+        return probs
+
+    def sampling_from_logits(self, logits):
+        torch = self.torch
+        logits = logits.float()
+        b, v = logits.shape
+        samples = torch.empty(b, dtype=torch.int32, device=logits.device)
+        seed, offset = self._seed_offset(b * v)
+        self._check("sampling_from_logits", self.lib.sxfi_sampling_from_logits(
+            logits.data_ptr(), samples.data_ptr(), b, v, seed, offset, self._stream()))
+        return samples
+
+    def _from_probs(self, name, probs, param, dtype, increment):
+        torch = self.torch
+        probs = probs.float()
+        b, v = probs.shape
+        arr, val = self._param(param, dtype)
+        samples = torch.empty(b, dtype=torch.int32, device=probs.device)
+        valid = torch.empty(b, dtype=torch.bool, device=probs.device)
+        seed, offset = self._seed_offset(increment(b))
+        fn = getattr(self.lib, f"sxfi_{name}")
+        self._check(name, fn(probs.data_ptr(), samples.data_ptr(), valid.data_ptr(),
+                             self._ptr(arr), b, val, v, seed, offset, self._stream()))
+        return samples
+
+    def top_k_sampling_from_probs(self, probs, top_k):
+        return self._from_probs("top_k_sampling_from_probs", probs, top_k, self.torch.int32,
+                                lambda b: b * 32)
+
+    def top_p_sampling_from_probs(self, probs, top_p):
+        return self._from_probs("top_p_sampling_from_probs", probs, top_p, self.torch.float32,
+                                lambda b: b * 32)
+
+    def min_p_sampling_from_probs(self, probs, min_p):
+        return self._from_probs("min_p_sampling_from_probs", probs, min_p, self.torch.float32,
+                                lambda b: b)
+
+
+def load(torch):
+    """Kernels bound to the library; ImportError (saying why) when it cannot be used here."""
+    path = library_path()
+    if path is None:
+        raise ImportError(f"no {LIB_NAME} (scripts/flashinfer/build.sh makes it; "
+                          "or set SAMPLEX_FLASHINFER_LIB)")
+    if not torch.cuda.is_available():
+        raise ImportError("FlashInfer's kernels need a GPU")
+    torch.cuda.init()  # the primary context exists before the library's runtime looks for it
+    try:
+        return Kernels(torch, path)
+    except (OSError, AttributeError) as e:
+        raise ImportError(f"{path}: {e}") from e
