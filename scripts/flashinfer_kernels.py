@@ -15,12 +15,15 @@ libsamplex_flashinfer.so, and this module calls them the way FlashInfer's Python
   its ``get_seed_and_offset`` does, PDL on where the device supports it (compute capability
   >= 9, as its ``device_support_pdl``), and softmax's 1 MiB workspace buffer.
 
-Only the functions whose Python wrapper is a plain call of one launcher are here: ``softmax``,
-``sampling_from_logits``, ``top_k_sampling_from_probs``, ``top_p_sampling_from_probs`` and
-``min_p_sampling_from_probs``. ``top_k_top_p_sampling_from_logits`` and ``flashinfer.top_k``
-choose between several backends in Python (radix, CUB and cluster top-k, with heuristics), so a
-copy of that choice would not be FlashInfer's: with this module those two ops have no
-FlashInfer column.
+Mirrored: ``softmax``, ``sampling_from_logits``, ``top_k_sampling_from_probs``,
+``top_p_sampling_from_probs``, ``min_p_sampling_from_probs``, ``top_k`` (its radix path, the one
+``sorted=True`` takes below compute capability 10: radix top-k, then ``torch.sort`` + gather),
+``top_k_mask_logits`` and ``top_k_top_p_sampling_from_logits`` (its default ``top_k_first``
+order: for k <= 256 and vocab >= 65536 the fast path of a deterministic sorted radix top-k,
+``torch.softmax`` over the k values and top-p sampling among them; else top-k masking,
+``torch.softmax`` and top-p sampling from the probabilities). FlashInfer chooses other routes
+on compute capability 10 (Blackwell softmax and cluster top-k), which are not mirrored: there
+``load`` refuses.
 
 ``load(torch)`` returns the module's functions bound to the library, or raises ImportError
 saying why not (no library, or no GPU).
@@ -32,6 +35,9 @@ import os
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIB_NAME = "libsamplex_flashinfer.so"
 WORKSPACE_BYTES = 1024 * 1024  # flashinfer.sampling.softmax's cached workspace
+ROW_STATES_BYTES = 1024 * 1024  # flashinfer.topk's _ROW_STATES_NBYTES (zeroed once, cached)
+TOP_K_FIRST_MAX_K = 256  # flashinfer.sampling's _TOP_K_FIRST_FAST_PATH_MAX_K
+TOP_K_FIRST_MIN_VOCAB = 65536  # ... _TOP_K_FIRST_FAST_PATH_MIN_VOCAB
 
 
 def library_path():
@@ -66,6 +72,13 @@ _SIGNATURES = {
                                        ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint64,
                                        ctypes.c_void_p],
 }
+_TOP_K = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+          ctypes.c_uint32, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+_MASK = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+         ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p]
+for _dt in ("f32", "bf16"):
+    _SIGNATURES[f"sxfi_top_k_{_dt}"] = _TOP_K
+    _SIGNATURES[f"sxfi_top_k_mask_logits_{_dt}"] = _MASK
 
 
 class Kernels:
@@ -86,6 +99,9 @@ class Kernels:
         major, _ = torch.cuda.get_device_capability()
         self.pdl = 1 if major >= 9 else 0
         self.workspace = torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device="cuda")
+        # One zeroed row-state buffer per FlashInfer cache name (its kernels leave them zeroed).
+        self.row_states = {n: torch.zeros(ROW_STATES_BYTES, dtype=torch.uint8, device="cuda")
+                           for n in ("radix_topk", "top_k_mask_logits")}
         self.seed = 0x5A3D
         self.offset = 0
 
@@ -114,6 +130,13 @@ class Kernels:
     @staticmethod
     def _ptr(t):
         return None if t is None else t.data_ptr()
+
+    def _dtype_suffix(self, x):
+        if x.dtype == self.torch.float32:
+            return "f32"
+        if x.dtype == self.torch.bfloat16:
+            return "bf16"
+        raise NotImplementedError(f"the glue has FlashInfer's top-k for f32 and bf16, not {x.dtype}")
 
     # --- the functions ----------------------------------------------------------------------
     def softmax(self, logits, temperature=None):
@@ -166,6 +189,65 @@ class Kernels:
         return self._from_probs("min_p_sampling_from_probs", probs, min_p, self.torch.float32,
                                 lambda b: b)
 
+    def _radix_top_k(self, x, k, sorted_output, deterministic):
+        """radix_topk: (values in x's dtype, int32 indices), sorted only if asked."""
+        torch = self.torch
+        b, v = x.shape
+        values = torch.empty((b, k), dtype=x.dtype, device=x.device)
+        indices = torch.empty((b, k), dtype=torch.int32, device=x.device)
+        fn = getattr(self.lib, f"sxfi_top_k_{self._dtype_suffix(x)}")
+        self._check("top_k", fn(x.data_ptr(), indices.data_ptr(), values.data_ptr(), b, k, v,
+                                self.row_states["radix_topk"].data_ptr(), int(sorted_output),
+                                int(deterministic), self._stream()))
+        return values, indices
+
+    def top_k(self, x, k, sorted=False, deterministic=False):
+        """flashinfer.top_k below compute capability 10, where sorted=True takes the radix path
+        (its CUB path never sorts; its cluster path is Blackwell's)."""
+        torch = self.torch
+        if not sorted and not deterministic:
+            raise NotImplementedError("unsorted top_k may take FlashInfer's CUB path: not mirrored")
+        sorted_cuda = sorted and deterministic and k <= 2048
+        values, indices = self._radix_top_k(x, k, sorted_cuda, deterministic)
+        indices = indices.long()
+        if sorted and not sorted_cuda:
+            values, order = torch.sort(values, dim=-1, descending=True, stable=deterministic)
+            indices = torch.gather(indices, dim=-1, index=order)
+        return values, indices
+
+    def top_k_mask_logits(self, logits, top_k):
+        torch = self.torch
+        arr, val = self._param(top_k, torch.int32)
+        masked = torch.empty_like(logits)
+        b, v = logits.shape
+        fn = getattr(self.lib, f"sxfi_top_k_mask_logits_{self._dtype_suffix(logits)}")
+        self._check("top_k_mask_logits", fn(
+            logits.data_ptr(), masked.data_ptr(), self._ptr(arr), b, val, v,
+            self.row_states["top_k_mask_logits"].data_ptr(), self._stream()))
+        return masked
+
+    def top_k_top_p_sampling_from_logits(self, logits, top_k, top_p, top_k_max=None):
+        """The default filter_apply_order="top_k_first", deterministic=True."""
+        torch = self.torch
+        b, v = logits.shape
+        per_row_k = hasattr(top_k, "data_ptr")
+        select_k = top_k_max if per_row_k else top_k
+        fast = (select_k is not None and 0 < select_k <= TOP_K_FIRST_MAX_K
+                and v >= TOP_K_FIRST_MIN_VOCAB and select_k < v
+                and (not per_row_k or tuple(top_k.shape) == (b,)))
+        if not fast:
+            probs = torch.softmax(self.top_k_mask_logits(logits, top_k), dim=-1)
+            return self.top_p_sampling_from_probs(probs, top_p)
+        values, gathered = self.top_k(logits, select_k, sorted=True, deterministic=True)
+        values = values.float()
+        if per_row_k:
+            k = top_k.int()
+            row_k = torch.where(k < 0, select_k, k.clamp(min=1)).unsqueeze(-1)
+            cols = torch.arange(select_k, device=logits.device)
+            values = values.masked_fill(cols >= row_k, float("-inf"))
+        local = self.top_p_sampling_from_probs(torch.softmax(values, dim=-1), top_p)
+        return gathered.gather(1, local.view(-1, 1).long()).squeeze(1).to(torch.int32)
+
 
 def load(torch):
     """Kernels bound to the library; ImportError (saying why) when it cannot be used here."""
@@ -175,6 +257,9 @@ def load(torch):
                           "or set SAMPLEX_FLASHINFER_LIB)")
     if not torch.cuda.is_available():
         raise ImportError("FlashInfer's kernels need a GPU")
+    if torch.cuda.get_device_capability()[0] >= 10:
+        raise ImportError("FlashInfer takes other routes on compute capability >= 10 "
+                          "(Blackwell softmax, cluster top-k); the glue mirrors those below 10")
     torch.cuda.init()  # the primary context exists before the library's runtime looks for it
     try:
         return Kernels(torch, path)

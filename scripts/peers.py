@@ -18,10 +18,9 @@ Runs on a GPU host with PyTorch (no network needed). Peers:
   ``flashinfer.top_k`` (``sorted=True`` where it exists: samplex's output is sorted). Each call
   is guarded: an API that moved or changed skips only that op. Where the package is not
   importable (its wheel is about 100 MB, too large to carry in a 64 MiB bundle), FlashInfer's
-  own kernels still run through scripts/flashinfer_kernels.py (built by
-  scripts/flashinfer/build.sh) for the first five of these; the others then have no
-  FlashInfer column. Each line's ``impl_version`` says which (a package version, or
-  "<version> kernels via scripts/flashinfer/glue.cu").
+  own kernels run through scripts/flashinfer_kernels.py (built by scripts/flashinfer/build.sh),
+  which makes the same calls as these functions. Each line's ``impl_version`` says which (a
+  package version, or "<version> kernels via scripts/flashinfer/glue.cu").
 
 Inputs: the same four distributions by the same formulas as benches/common/mod.rs
 (N(0,1), N(0,25), log(-log U)/beta with U uniform in [eps, 1), beta = 0.1 and 1), generated on
@@ -326,17 +325,15 @@ def torch_ops(torch):
 
 def flashinfer_ops(torch):
     """(op -> builder, version) for FlashInfer: its package when importable, else its kernels
-    through scripts/flashinfer_kernels.py (the subset that module covers); ({}, None) when
-    neither can run here."""
+    through scripts/flashinfer_kernels.py; ({}, None) when neither can run here."""
     try:
-        import flashinfer
+        import flashinfer as fi
         import flashinfer.sampling as fs
-        version = getattr(flashinfer, "__version__", "unknown")
-        full = True
+        version = getattr(fi, "__version__", "unknown")
     except Exception as e:  # ImportError, or a broken build/JIT environment
         try:
             import flashinfer_kernels  # scripts/flashinfer_kernels.py
-            fs = flashinfer_kernels.load(torch)
+            fi = fs = flashinfer_kernels.load(torch)
         except ImportError as e2:
             print(f"SKIPPED flashinfer: not importable ({type(e).__name__}: {e}); "
                   f"its kernels: {e2}")
@@ -344,7 +341,6 @@ def flashinfer_ops(torch):
         version = f"{fs.version} kernels via scripts/flashinfer/glue.cu"
         print(f"flashinfer: the package is not importable ({type(e).__name__}); "
               f"timing FlashInfer {fs.version}'s kernels from {fs.path}")
-        full = False
 
     def scaled(x, prm):
         if not prm.per_row and prm.t == 1.0:
@@ -357,19 +353,6 @@ def flashinfer_ops(torch):
             return fs.softmax(x)
         return fs.softmax(x, temperature=prm.t)
 
-    ops = {
-        "softmax": lambda x, prm, k: (lambda: probs_of(x, prm)),
-        "sample": lambda x, prm, k: (lambda: fs.sampling_from_logits(scaled(x, prm))),
-        "sample_top_k": lambda x, prm, k: (
-            lambda: fs.top_k_sampling_from_probs(probs_of(x, prm), prm.k)),
-        "sample_top_p": lambda x, prm, k: (
-            lambda: fs.top_p_sampling_from_probs(probs_of(x, prm), prm.p)),
-        "sample_min_p": lambda x, prm, k: (
-            lambda: fs.min_p_sampling_from_probs(probs_of(x, prm), prm.min_p)),
-    }
-    if not full:
-        return ops, version
-
     def accepts(fn, name):
         """Whether this FlashInfer version's `fn` takes the keyword `name`."""
         try:
@@ -380,19 +363,33 @@ def flashinfer_ops(torch):
     # Per-row k: pass the host-side bound where FlashInfer takes one, as the torch peer's
     # torch.topk(z, max k) does (a stack knows its largest k).
     kmax = {"top_k_max": TOP_K} if accepts(fs.top_k_top_p_sampling_from_logits, "top_k_max") else {}
-    ops["sample_top_k_top_p"] = lambda x, prm, k: (
-        lambda: fs.top_k_top_p_sampling_from_logits(
-            scaled(x, prm), prm.k, prm.p, **(kmax if prm.per_row else {})))
-    if hasattr(flashinfer, "top_k"):
+
+    ops = {
+        "softmax": lambda x, prm, k: (lambda: probs_of(x, prm)),
+        "sample": lambda x, prm, k: (lambda: fs.sampling_from_logits(scaled(x, prm))),
+        "sample_top_k": lambda x, prm, k: (
+            lambda: fs.top_k_sampling_from_probs(probs_of(x, prm), prm.k)),
+        "sample_top_p": lambda x, prm, k: (
+            lambda: fs.top_p_sampling_from_probs(probs_of(x, prm), prm.p)),
+        "sample_min_p": lambda x, prm, k: (
+            lambda: fs.min_p_sampling_from_probs(probs_of(x, prm), prm.min_p)),
+        "sample_top_k_top_p": lambda x, prm, k: (
+            lambda: fs.top_k_top_p_sampling_from_logits(
+                scaled(x, prm), prm.k, prm.p, **(kmax if prm.per_row else {}))),
+    }
+    if hasattr(fi, "top_k"):
         # samplex and torch.topk return the k pairs sorted; ask FlashInfer for the same where
         # its version can (its default, unsorted, does less work).
-        kw = {"sorted": True} if accepts(flashinfer.top_k, "sorted") else {}
-        ops["top_k_select"] = lambda x, prm, k: (lambda: flashinfer.top_k(x, k, **kw))
+        kw = {"sorted": True} if accepts(fi.top_k, "sorted") else {}
+        ops["top_k_select"] = lambda x, prm, k: (lambda: fi.top_k(x, k, **kw))
     return ops, version
 
 
 # --- --check: every peer op once, outputs against a float64 reference -----------------------
 CHECK_BATCH, CHECK_VOCAB = 3, 3000
+# On a GPU the check runs a second vocab too: at 65536 and more, FlashInfer's top-k + top-p
+# takes another route (its top-k-first fast path) than at 3000.
+CHECK_VOCAB_GPU = 65536
 # Draws per row in a sampling check (the rows repeated, one call): a support one token too wide
 # (top-k with k = 51) still puts a draw outside it with probability ~0.98 over 3 x 64 draws.
 CHECK_DRAWS = 64
@@ -472,9 +469,10 @@ def check(torch, impls, ops):
     op's rows repeated CHECK_DRAWS times), its output checked against a float64 reference of
     BENCH.md's definition. Returns the number of failures."""
     bad = check_dists(torch)
+    vocabs = [CHECK_VOCAB] + ([CHECK_VOCAB_GPU] if DEVICE == "cuda" else [])
     for impl, table in impls.items():
-        for dist in DISTS:
-            base = make_logits(torch, dist, CHECK_BATCH, CHECK_VOCAB, seed=5)
+        for dist, vocab in [(d, v) for v in vocabs for d in DISTS]:
+            base = make_logits(torch, dist, CHECK_BATCH, vocab, seed=5)
             for dtype in DTYPES:
                 one = base if dtype == "f32" else base.to(torch.bfloat16)
                 for op, label, _params, sampling, k in ops:
@@ -484,7 +482,7 @@ def check(torch, impls, ops):
                     z = x.double()  # the values the peer saw, widened
                     p = torch.softmax(z, dim=-1)
                     for per_row in ([False, True] if sampling else [False]):
-                        what = f"{impl} {label} {dtype} {dist} per_row={per_row}"
+                        what = f"{impl} {label} {dtype} {dist} v{vocab} per_row={per_row}"
                         try:
                             out = table[op](x, Params(torch, x.shape[0], per_row), k)()
                             problem = _check_output(torch, op, k, z, p, out)
@@ -562,7 +560,8 @@ def make_impls(torch, names, gpu):
 
 def run_check(torch, impls, ops):
     print(f"check on {DEVICE}, torch {torch.__version__}, impls {list(impls)}, "
-          f"batch {CHECK_BATCH}, vocab {CHECK_VOCAB}")
+          f"batch {CHECK_BATCH}, vocab {CHECK_VOCAB}"
+          + (f" and {CHECK_VOCAB_GPU}" if DEVICE == "cuda" else ""))
     bad = check(torch, impls, ops)
     print(f"done: check {'passed' if bad == 0 else f'FAILED ({bad} failures)'}")
     return 1 if bad else 0

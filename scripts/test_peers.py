@@ -174,6 +174,9 @@ class FakeTensor:
     def to(self, dtype):
         return FakeTensor(self.shape, dtype)
 
+    def long(self):
+        return FakeTensor(self.shape, "int64")
+
     device = "cuda"
 
 
@@ -217,12 +220,15 @@ class FlashInferKernels(unittest.TestCase):
 
     def test_each_function_passes_its_values_in_the_glue_order(self):
         torch = mock.Mock()
-        torch.float32, torch.int32, torch.bool = "float32", "int32", "bool"
+        torch.float32, torch.bfloat16, torch.int32 = "float32", "bfloat16", "int32"
+        torch.bool = "bool"
         torch.cuda.get_device_capability.return_value = (9, 0)
         torch.cuda.current_stream.return_value.cuda_stream = 777
         torch.empty = lambda *shape, dtype="float32", device=None: FakeTensor(  # noqa: E731
             shape if not isinstance(shape[0], tuple) else shape[0], dtype)
         torch.empty_like = lambda t: FakeTensor(t.shape, t.dtype)  # noqa: E731
+        torch.zeros = torch.empty
+        torch.softmax = lambda t, dim: FakeTensor(t.shape, t.dtype)  # noqa: E731
         with mock.patch.object(flashinfer_kernels.ctypes, "CDLL", FakeLib):
             k = flashinfer_kernels.Kernels(torch, "/fake.so")
         b, v = 3, 3000
@@ -261,6 +267,61 @@ class FlashInferKernels(unittest.TestCase):
         for s in steps:
             want.append(want[-1] + (s + 3) // 4 * 4)
         self.assertEqual(offsets, want)
+
+    def test_top_k_and_its_use_in_top_k_top_p_follow_flashinfer(self):
+        torch = mock.Mock()
+        torch.float32, torch.bfloat16, torch.int32 = "float32", "bfloat16", "int32"
+        torch.cuda.get_device_capability.return_value = (9, 0)
+        torch.cuda.current_stream.return_value.cuda_stream = 5
+        torch.empty = lambda *shape, dtype="float32", device=None: FakeTensor(  # noqa: E731
+            shape if not isinstance(shape[0], tuple) else shape[0], dtype)
+        torch.empty_like = lambda t: FakeTensor(t.shape, t.dtype)  # noqa: E731
+        torch.zeros = torch.empty
+        torch.softmax = lambda t, dim: FakeTensor(t.shape, t.dtype)  # noqa: E731
+        with mock.patch.object(flashinfer_kernels.ctypes, "CDLL", FakeLib):
+            k = flashinfer_kernels.Kernels(torch, "/fake.so")
+        x = FakeTensor((4, 3000), "bfloat16")
+        values, indices = k.top_k(x, 50, sorted=True, deterministic=True)
+        name, a = k.lib.calls[-1]
+        self.assertEqual(name, "sxfi_top_k_bf16")
+        self.assertEqual((a["rows"], a["k"], a["d"], a["sorted_output"], a["deterministic"]),
+                         (4, 50, 3000, 1, 1))
+        self.assertEqual(a["row_states"], k.row_states["radix_topk"].ptr)
+        self.assertEqual((values.shape, values.dtype, indices.dtype),
+                         ((4, 50), "bfloat16", "int64"))
+        k.top_k(x, 50, sorted=False, deterministic=True)
+        self.assertEqual((k.lib.calls[-1][1]["sorted_output"], k.lib.calls[-1][1]["deterministic"]),
+                         (0, 1))
+        torch.sort.return_value = (FakeTensor((4, 50)), FakeTensor((4, 50), "int64"))
+        k.top_k(x, 50, sorted=True)  # radix unsorted, then torch.sort + gather
+        self.assertEqual((k.lib.calls[-1][1]["sorted_output"], k.lib.calls[-1][1]["deterministic"]),
+                         (0, 0))
+        self.assertEqual(torch.sort.call_args.kwargs, {"dim": -1, "descending": True,
+                                                       "stable": False})
+        torch.gather.assert_called_once()
+        with self.assertRaises(NotImplementedError):  # FlashInfer's CUB route: not mirrored
+            k.top_k(x, 50)
+        # Vocab below 65536: top-k masking, softmax, top-p sampling from the probabilities.
+        del k.lib.calls[:]
+        k.top_k_top_p_sampling_from_logits(FakeTensor((4, 3000)), 50, 0.9)
+        self.assertEqual([n for n, _ in k.lib.calls],
+                         ["sxfi_top_k_mask_logits_f32", "sxfi_top_p_sampling_from_probs"])
+        self.assertEqual(k.lib.calls[0][1]["top_k_val"], 50)
+        # 65536 and more with k <= 256: the fast path (a sorted deterministic top-k first).
+        with mock.patch.object(k, "top_k", side_effect=RuntimeError("fast path")) as top_k:
+            with self.assertRaisesRegex(RuntimeError, "fast path"):
+                k.top_k_top_p_sampling_from_logits(FakeTensor((4, 65536)), 50, 0.9)
+            top_k.assert_called_once()
+            self.assertEqual(top_k.call_args.kwargs, {"sorted": True, "deterministic": True})
+            with self.assertRaisesRegex(RuntimeError, "fast path"):
+                k.top_k_top_p_sampling_from_logits(FakeTensor((4, 65536)), FakeTensor((4,)), 0.9,
+                                                   top_k_max=50)
+        # Blackwell takes other routes: refused there.
+        torch.cuda.is_available.return_value = True
+        torch.cuda.get_device_capability.return_value = (10, 0)
+        with mock.patch.object(flashinfer_kernels, "library_path", return_value="/x.so"):
+            with self.assertRaisesRegex(ImportError, "compute capability"):
+                flashinfer_kernels.load(torch)
 
     def test_a_built_library_exports_the_glue_and_names_the_pinned_version(self):
         path = os.path.join(REPO, "scripts", "flashinfer", flashinfer_kernels.LIB_NAME)

@@ -1,26 +1,56 @@
 // samplex — scripts/flashinfer/glue.cu: a C ABI over FlashInfer's own host launchers
-// (include/flashinfer/sampling.cuh), for scripts/peers.py on a GPU host where the flashinfer
+// (include/flashinfer/sampling.cuh, topk.cuh), for scripts/peers.py on a GPU host where the flashinfer
 // package cannot be installed (its wheel is ~100 MB and its import pulls in far more than
 // sampling). Built by scripts/flashinfer/build.sh from the headers of the pinned wheel.
 //
-// Each function calls the same sampling:: launcher, with the same template arguments
-// (<float, int32_t>) and the same values, as FlashInfer's tvm-ffi binding
-// (csrc/sampling.cu) does for its Python default: deterministic = true, no `indices`, scalar
-// seed and offset (as its Python wrapper passes after get_seed_and_offset). The kernels, their
-// block sizes and their split-row (cluster) dispatch are FlashInfer's; nothing here launches a
-// kernel of its own. scripts/flashinfer_kernels.py holds the Python side (the .float()
-// conversions and buffers the Python wrapper makes).
+// Each function calls the same launcher, with the same template arguments and values, as
+// FlashInfer's tvm-ffi binding (csrc/sampling.cu, csrc/topk.cu, csrc/renorm.cu) does for its
+// Python default: deterministic sampling, no `indices`, scalar seed and offset (as its Python
+// wrapper passes after get_seed_and_offset), no top-k tie-break rule. The kernels, their block
+// sizes and their split-row (cluster, multi-CTA) dispatch are FlashInfer's; nothing here
+// launches a kernel of its own. scripts/flashinfer_kernels.py holds the Python side: the
+// conversions, buffers and torch steps of FlashInfer's Python wrappers.
 //
 // Every function returns a cudaError_t (0 = success); sxfi_error_string names it.
+#include <cuda_bf16.h>
 #include <flashinfer/sampling.cuh>
+#include <flashinfer/topk.cuh>
 
 #include <cstdint>
 
 using flashinfer::sampling::MinPSamplingFromProb;
 using flashinfer::sampling::OnlineSoftmax;
+using flashinfer::sampling::RadixRowState;
+using flashinfer::sampling::RadixTopKMaskLogitsMultiCTA;
 using flashinfer::sampling::SamplingFromLogits;
+using flashinfer::sampling::TopKDispatch;
 using flashinfer::sampling::TopKSamplingFromProb;
+using flashinfer::sampling::TopKTieBreak;
 using flashinfer::sampling::TopPSamplingFromProb;
+
+namespace {
+
+// csrc/topk.cu's radix_topk: TopKDispatch with no tie-break rule and not graph-safe.
+template <typename T>
+int top_k(void *input, int32_t *indices, void *values, uint32_t rows, uint32_t k, uint32_t d,
+          void *row_states, int sorted_output, int deterministic, void *stream) {
+  return TopKDispatch<T, int32_t>(static_cast<T *>(input), indices, static_cast<T *>(values), rows,
+                                  k, d, static_cast<RadixRowState *>(row_states),
+                                  sorted_output != 0, deterministic != 0, TopKTieBreak::None,
+                                  static_cast<cudaStream_t>(stream), false);
+}
+
+// csrc/renorm.cu's top_k_mask_logits.
+template <typename T>
+int top_k_mask_logits(void *logits, void *masked, int32_t *top_k_arr, uint32_t batch,
+                      uint32_t top_k_val, uint32_t vocab, void *row_states, void *stream) {
+  return RadixTopKMaskLogitsMultiCTA<T, int>(static_cast<T *>(logits), static_cast<T *>(masked),
+                                             top_k_arr, batch, top_k_val, vocab,
+                                             static_cast<RadixRowState *>(row_states),
+                                             static_cast<cudaStream_t>(stream));
+}
+
+}  // namespace
 
 extern "C" {
 
@@ -73,6 +103,36 @@ int sxfi_min_p_sampling_from_probs(float *probs, int32_t *out, bool *valid, floa
   return MinPSamplingFromProb<float, int32_t>(probs, min_p_arr, out, valid, nullptr, batch,
                                               min_p_val, vocab, true, nullptr, seed, nullptr,
                                               offset, static_cast<cudaStream_t>(stream));
+}
+
+// flashinfer.top_k's radix path (the one it takes with sorted=True below compute capability 10):
+// k (index, value) pairs per row, sorted by value when sorted_output (FlashInfer asks for that
+// only when deterministic too). row_states: its zeroed 1 MiB cache buffer.
+int sxfi_top_k_f32(void *input, int32_t *indices, void *values, uint32_t rows, uint32_t k,
+                   uint32_t d, void *row_states, int sorted_output, int deterministic,
+                   void *stream) {
+  return top_k<float>(input, indices, values, rows, k, d, row_states, sorted_output, deterministic,
+                      stream);
+}
+int sxfi_top_k_bf16(void *input, int32_t *indices, void *values, uint32_t rows, uint32_t k,
+                    uint32_t d, void *row_states, int sorted_output, int deterministic,
+                    void *stream) {
+  return top_k<nv_bfloat16>(input, indices, values, rows, k, d, row_states, sorted_output,
+                            deterministic, stream);
+}
+
+// flashinfer.sampling.top_k_mask_logits: top_k_arr (int32, one per row) or nullptr.
+int sxfi_top_k_mask_logits_f32(void *logits, void *masked, int32_t *top_k_arr, uint32_t batch,
+                               uint32_t top_k_val, uint32_t vocab, void *row_states,
+                               void *stream) {
+  return top_k_mask_logits<float>(logits, masked, top_k_arr, batch, top_k_val, vocab, row_states,
+                                  stream);
+}
+int sxfi_top_k_mask_logits_bf16(void *logits, void *masked, int32_t *top_k_arr, uint32_t batch,
+                                uint32_t top_k_val, uint32_t vocab, void *row_states,
+                                void *stream) {
+  return top_k_mask_logits<nv_bfloat16>(logits, masked, top_k_arr, batch, top_k_val, vocab,
+                                        row_states, stream);
 }
 
 }  // extern "C"
