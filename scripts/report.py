@@ -149,8 +149,11 @@ def analyse(records):
         sections.setdefault((key[0], key[1]), []).append(row)
     ordered = OrderedDict((s, sections[s]) for s in sorted(sections, key=section_sort_key))
     peer_only = {(impl, k) for (impl, k) in last if impl != "samplex" and k not in samplex}
+    versions = {p: sorted({str(r["impl_version"]) for r in records
+                           if r["impl"] == p and r.get("impl_version")}) for p in peers}
     return {
         "peers": peers,
+        "versions": versions,
         "roof": statistics_median(roofs),
         "git": sorted({r["git"] for r in records if r["impl"] == "samplex"}),
         "sections": ordered,
@@ -198,6 +201,12 @@ def anchor(text):
     return kept.replace(" ", "-")
 
 
+def peer_names(a):
+    """Each peer with the versions its lines name (impl_version), e.g. "torch (2.11.0)"."""
+    return [f"{p} ({'; '.join(a['versions'][p])})" if a["versions"].get(p) else p
+            for p in a["peers"]]
+
+
 def render(runs, plot_note):
     """The markdown for analysed runs [(file, device, analysis)]."""
     out = [
@@ -223,7 +232,7 @@ def render(runs, plot_note):
         roof = f"{a['roof']:.0f} GB/s" if a["roof"] else "unknown"
         out += [f"## {device} — `{file}`", "",
                 f"samplex git {', '.join(a['git']) or 'unknown'}; copy roof {roof}; "
-                f"peers: {', '.join(a['peers']) or 'none'}.", ""]
+                f"peers: {', '.join(peer_names(a)) or 'none'}.", ""]
         if a["peer_only_points"]:
             out += [f"{a['peer_only_points']} peer points have no samplex point "
                     f"(op not implemented or filtered) and are not shown.", ""]

@@ -161,6 +161,15 @@ class ReportTest(unittest.TestCase):
         # The summary counts the default point only.
         self.assertIn("| 1 |", md[md.index("### Summary"):md.index("### sample_top_p")])
 
+    def test_each_peer_is_named_with_the_versions_its_lines_carry(self):
+        path = os.path.join(self.dir, "2026-01-03-gpu-a.jsonl")
+        fi = dict(line("flashinfer", 8.0), impl_version="0.7.4 kernels via scripts/flashinfer/glue.cu")
+        torch = dict(line("torch", 30.0), impl_version="2.11.0")
+        write(path, [line("samplex", 10.0), fi, torch, line("torch", 31.0, batch=1)])
+        md, _ = self.run_report([path])
+        self.assertIn("peers: flashinfer (0.7.4 kernels via scripts/flashinfer/glue.cu), "
+                      "torch (2.11.0).", md)
+
     def test_no_files_still_writes_markdown(self):
         md_path = os.path.join(self.dir, "empty", "BENCHMARKS.md")
         empty = os.path.join(self.dir, "empty.jsonl")
