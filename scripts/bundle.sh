@@ -7,7 +7,8 @@
 #
 # With the device tool: carry [".device-bundle"], command `bash .device-bundle/run.sh "$OUT"`
 # (results come back from $OUT; run.sh keeps to 5 files and, by default, to 9 minutes: the
-# GPU tests, the whole grid for samplex, then FlashInfer, then PyTorch as far as time allows).
+# GPU tests, the whole grid for samplex, compute-sanitizer on every kernel once, FlashInfer,
+# then PyTorch, each as far as time allows).
 #
 # 1. Installs the pinned nvcc (scripts/install-cuda.sh) and builds with it, so every binary
 #    embeds the fatbin (no NVRTC needed on the GPU host).
@@ -129,15 +130,18 @@ cat >"$bundle/run.sh" <<'RUN'
 #
 #   bash run.sh [results-dir]        (default ./results)
 #
-# Stages (SAMPLEX_STAGES, space- or comma-separated; default "tests bench peers report"):
+# Stages, in this order (SAMPLEX_STAGES picks some, space- or comma-separated; default
+# "tests bench sanitizer peers report"):
 #   tests      the test binaries named by SAMPLEX_TESTS (globs; default "gpu_* nvrtc": the
 #              CPU-only tests are CI's), within SAMPLEX_TESTS_BUDGET seconds in all (default
 #              240, so that the bench and the peers keep their time); PASS/FAIL and libtest's
 #              result line into summary.txt
-#   sanitizer  (opt-in) compute-sanitizer memcheck and racecheck on the GPU test binaries
-#              (names matching SAMPLEX_SANITIZE_GLOB, default gpu_*), when it exists; slow,
-#              and refused on some hosts ("Device not supported")
 #   bench      bin/benches/sampling --bench → <results>/<YYYY-MM-DD>-<gpu>.jsonl
+#   sanitizer  compute-sanitizer (when it exists; refused on some hosts: "Device not
+#              supported") with each of SAMPLEX_SANITIZE_TOOLS (default "memcheck racecheck
+#              synccheck") on each of SAMPLEX_SANITIZE (default "smoke": the bench binary's
+#              smoke run, every kernel and split path once; test-binary globs such as "gpu_topk"
+#              reach more shapes, slowly), within SAMPLEX_SANITIZE_BUDGET seconds (default 150)
 #   peers      per peer (FlashInfer, then PyTorch), one process each: python3 peers.py --check
 #              (each op once, checked), then, if it passed, the timed run → the same file.
 #              FlashInfer: its package if importable, else its kernels from
@@ -175,7 +179,7 @@ results="${1:-./results}"
 mkdir -p "$results" && results="$(cd "$results" && pwd)"
 logs="$results/logs"
 mkdir -p "$logs"
-stages=" $(echo "${SAMPLEX_STAGES:-tests bench peers report}" | tr ',' ' ') "
+stages=" $(echo "${SAMPLEX_STAGES:-tests bench sanitizer peers report}" | tr ',' ' ') "
 to="${SAMPLEX_TIMEOUT:-300}"
 bench_to="${SAMPLEX_BENCH_TIMEOUT:-240}"
 budget="${SAMPLEX_BUDGET:-540}"
@@ -252,34 +256,6 @@ if want tests; then
   done
 fi
 
-if want sanitizer; then
-  cs="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1 || true)"
-  if [ -z "$cs" ]; then
-    say "sanitizer: compute-sanitizer not found; skipped"
-  else
-    shopt -s nullglob
-    gpu_tests=("$bin"/tests/${SAMPLEX_SANITIZE_GLOB:-gpu_*})
-    shopt -u nullglob
-    [ ${#gpu_tests[@]} -gt 0 ] || say "sanitizer: no test binary matches ${SAMPLEX_SANITIZE_GLOB:-gpu_*}"
-    for t in "${gpu_tests[@]}"; do
-      name="$(basename "$t")"
-      for tool in memcheck racecheck; do
-        (cd "$results" && timed "$to" "$cs" --tool "$tool" --error-exitcode 86 --print-limit 200 \
-          "$t" --test-threads=1) >"$logs/sanitizer-$tool-$name.log" 2>&1
-        rc=$?
-        [ $rc -ne 125 ] || { spent "sanitizer $tool $name"; continue; }
-        summ="$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$logs/sanitizer-$tool-$name.log" | tail -n 1)"
-        if [ $rc -eq 0 ]; then
-          say "sanitizer $tool $name: PASS  $summ"
-        else
-          say "sanitizer $tool $name: FAIL (rc $rc)  $summ"
-          failed=1
-        fi
-      done
-    done
-  fi
-fi
-
 if want bench; then
   crit="$(mktemp -d)"
   (cd "$results" && export CRITERION_HOME="$crit" && timed "$bench_to" "$bin/benches/sampling" --bench) \
@@ -291,6 +267,52 @@ if want bench; then
   else
     say "bench: rc $rc; $(grep -E '^(done:|SKIPPED: no|ERROR)' "$logs/bench.log" | tail -n 1)"
     [ $rc -eq 0 ] || failed=1
+  fi
+fi
+
+if want sanitizer; then
+  cs="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1 || true)"
+  if [ -z "$cs" ]; then
+    say "sanitizer: compute-sanitizer not found; skipped"
+  else
+    # Targets: "smoke" is the bench binary without --bench, which launches every op once per
+    # dtype and per row-split path (cluster, grid, one block) on a small batch: every kernel
+    # under each tool in about a minute. Test binaries (globs) reach the other shapes, slowly.
+    read -r -a targets <<<"${SAMPLEX_SANITIZE:-smoke}"
+    read -r -a tools <<<"${SAMPLEX_SANITIZE_TOOLS:-memcheck racecheck synccheck}"
+    runs=()
+    shopt -s nullglob
+    for g in "${targets[@]}"; do
+      if [ "$g" = smoke ]; then runs+=("$bin/benches/sampling"); else runs+=("$bin"/tests/$g); fi
+    done
+    shopt -u nullglob
+    [ ${#runs[@]} -gt 0 ] || say "sanitizer: nothing matches ${SAMPLEX_SANITIZE:-smoke}"
+    san_end=$((SECONDS + ${SAMPLEX_SANITIZE_BUDGET:-150}))
+    for t in "${runs[@]}"; do
+      name="$(basename "$t")"
+      args=(--test-threads=1)
+      [ "$name" = sampling ] && { name=smoke; args=(); }
+      for tool in "${tools[@]}"; do
+        cap=$((san_end - SECONDS))
+        [ "$cap" -lt "$to" ] || cap="$to"
+        if [ "$cap" -lt 5 ]; then
+          say "sanitizer $tool $name: skipped, the sanitizer's ${SAMPLEX_SANITIZE_BUDGET:-150}s are spent"
+          failed=1
+          continue
+        fi
+        (cd "$results" && timed "$cap" "$cs" --tool "$tool" --error-exitcode 86 --print-limit 200 \
+          "$t" "${args[@]}") >"$logs/sanitizer-$tool-$name.log" 2>&1
+        rc=$?
+        [ $rc -ne 125 ] || { spent "sanitizer $tool $name"; continue; }
+        summ="$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$logs/sanitizer-$tool-$name.log" | tail -n 1)"
+        if [ $rc -eq 0 ]; then
+          say "sanitizer $tool $name: PASS  $summ"
+        else
+          say "sanitizer $tool $name: FAIL (rc $rc)  $summ"
+          failed=1
+        fi
+      done
+    done
   fi
 fi
 
