@@ -52,7 +52,10 @@
 //!   [`SPLIT_BATCHES`], batch-wide parameters, warm L2, with one block per row forced
 //!   (`split=off` at the end of `params`) and with a cooperative grid forced (`split=grid`; the
 //!   default already where there are no clusters), so the report can set each beside the
-//!   default path (timed at those batches too, in the quick grid as well).
+//!   default path (timed at those batches too, in the quick grid as well). Softmax, whose
+//!   default on sm_90 holds each row of a large batch in a cluster's shared memory (one read),
+//!   is timed the same way at batch [`STAGED_BATCHES`] with its two-read paths forced
+//!   (`split=off`).
 
 mod common;
 
@@ -63,6 +66,7 @@ use std::time::Duration;
 use criterion::{Criterion, SamplingMode};
 use cudarc::driver::{CudaSlice, CudaStream};
 use half::bf16;
+use samplex::gpu::softmax::Staging;
 use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, RowSplit, Sampler};
 use samplex::{Bok, Error, Logit, Rng, Support};
 
@@ -144,29 +148,43 @@ const TEMPERATURE: f32 = 1.0;
 /// The batches of the forced split paths' points.
 const SPLIT_BATCHES: [usize; 3] = [1, 8, 32];
 
-/// The row-split path a point forces: none (the default), one block per row, or a cooperative
-/// grid.
+/// The batches at which softmax's two-read paths are timed beside its default (staged rows).
+const STAGED_BATCHES: [usize; 2] = [128, 512];
+
+/// The path a point forces: none (the default), one block per row (softmax: no staged rows),
+/// a cooperative grid, or (softmax, smoke run only) staged rows wherever they fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Split {
     Default,
     Off,
     Grid,
+    Staged,
 }
 
 impl Split {
-    /// The marker at the end of the point's params, and the sampler's setting.
+    /// The marker at the end of the point's params.
     fn marker(self) -> Option<&'static str> {
         match self {
             Split::Default => None,
             Split::Off => Some("split=off"),
             Split::Grid => Some("split=grid"),
+            Split::Staged => Some("split=staged"),
         }
     }
+    /// The split kernels' setting.
     fn setting(self) -> RowSplit {
         match self {
-            Split::Default => RowSplit::Any,
+            Split::Default | Split::Staged => RowSplit::Any,
             Split::Off => RowSplit::Off,
             Split::Grid => RowSplit::Grid,
+        }
+    }
+    /// Softmax's setting.
+    fn staging(self) -> Staging {
+        match self {
+            Split::Default | Split::Grid => Staging::Auto,
+            Split::Off => Staging::Never,
+            Split::Staged => Staging::Always,
         }
     }
 }
@@ -177,14 +195,29 @@ impl Kind {
         !matches!(self, Kind::Softmax | Kind::Sample | Kind::Greedy)
     }
 
-    /// Sets the sampler's split path for this op's kernels.
-    fn set_split(self, s: &mut Sampler, split: RowSplit) {
+    /// The batches at which this op's forced paths are timed beside its default one, and those
+    /// paths: the split ops at small batches, one block per row and a cooperative grid; softmax
+    /// at large batches, its two-read paths (`split=off`: no rows staged in shared memory).
+    fn forced_paths(self) -> (&'static [usize], &'static [Split]) {
+        if self == Kind::Softmax {
+            (&STAGED_BATCHES, &[Split::Off])
+        } else if self.splits() {
+            (&SPLIT_BATCHES, &[Split::Off, Split::Grid])
+        } else {
+            (&[], &[])
+        }
+    }
+
+    /// Sets the sampler's path for this op's kernels.
+    fn set_split(self, s: &mut Sampler, split: Split) {
+        let rows = split.setting();
         match self {
-            Kind::Softmax | Kind::Sample | Kind::Greedy => {}
-            Kind::TopK | Kind::TopP | Kind::MinP | Kind::TopKTopP => s.set_filter_split(split),
-            Kind::Select(_) => s.set_top_k_split(split),
-            Kind::Sparsemax | Kind::SampleSparsemax => s.set_sparsemax_split(split),
-            Kind::Bok | Kind::SampleBok => s.set_bok_split(split),
+            Kind::Softmax => s.set_softmax_staging(split.staging()),
+            Kind::Sample | Kind::Greedy => {}
+            Kind::TopK | Kind::TopP | Kind::MinP | Kind::TopKTopP => s.set_filter_split(rows),
+            Kind::Select(_) => s.set_top_k_split(rows),
+            Kind::Sparsemax | Kind::SampleSparsemax => s.set_sparsemax_split(rows),
+            Kind::Bok | Kind::SampleBok => s.set_bok_split(rows),
         }
     }
 
@@ -447,7 +480,7 @@ impl Bench {
         let rows = self.per_row.params(p.spec.kind, p.per_row, p.batch);
         let seeds = self.per_row.seeds(p.per_row, p.batch);
         // Every point sets its op's split path (the default points too), so none is left over.
-        p.spec.kind.set_split(&mut self.sampler, p.split.setting());
+        p.spec.kind.set_split(&mut self.sampler, p.split);
         let (sampler, outputs, timer) = (&mut self.sampler, &mut self.outputs, &mut self.timer);
         let mut op = || launch(sampler, p.spec.kind, &x, &rows, &seeds, outputs);
 
@@ -628,15 +661,14 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
                     }
                 }
                 if (vocab, dist) == (common::COLD_VOCAB, common::COLD_DIST) {
-                    if spec.kind.splits() {
-                        for batch in SPLIT_BATCHES {
-                            // The default path at this batch too, when the grid lacks it (quick).
-                            if !(in_grid(vocab, dist) && grid.batches.contains(&batch)) {
-                                points.push(point(batch, false, L2::Hot, Split::Default));
-                            }
-                            for split in [Split::Off, Split::Grid] {
-                                points.push(point(batch, false, L2::Hot, split));
-                            }
+                    let (batches, forced) = spec.kind.forced_paths();
+                    for &batch in batches {
+                        // The default path at this batch too, when the grid lacks it (quick).
+                        if !(in_grid(vocab, dist) && grid.batches.contains(&batch)) {
+                            points.push(point(batch, false, L2::Hot, Split::Default));
+                        }
+                        for &split in forced {
+                            points.push(point(batch, false, L2::Hot, split));
                         }
                     }
                     points.push(point(common::COLD_BATCH, false, L2::Cold, Split::Default));
@@ -688,13 +720,14 @@ fn smoke(mut sampler: Sampler, ops: &[&OpSpec]) -> samplex::Result<ExitCode> {
             if spec.kind.is_sampling() {
                 cases.push((true, Split::Default));
             }
-            if spec.kind.splits() {
-                cases.extend([(false, Split::Off), (false, Split::Grid)]);
+            cases.extend(spec.kind.forced_paths().1.iter().map(|&f| (false, f)));
+            if spec.kind == Kind::Softmax {
+                cases.push((false, Split::Staged)); // the staged kernel, at the smoke's shape
             }
             for (pr, split) in cases {
                 let rows = per_row.params(spec.kind, pr, batch);
                 let seeds = per_row.seeds(pr, batch);
-                spec.kind.set_split(&mut sampler, split.setting());
+                spec.kind.set_split(&mut sampler, split);
                 let r =
                     match dtype {
                         Dtype::F32 => DeviceLogits::new(f32_logits.as_view(), batch, vocab)

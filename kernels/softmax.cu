@@ -8,6 +8,8 @@
 // picks when the base address or the row stride is not 16-byte aligned):
 //   samplex_softmax_stats_<T>         split rows, step 3a only: one block's partial (max, sum)
 //   samplex_softmax_probs_<T>         p = softmax(z/τ) and, optionally, log p
+//   samplex_softmax_probs_staged_<T>  the same with each row held in a cluster's shared memory
+//                                     (sm_90; a cluster of C blocks per row, one read)
 //   samplex_softmax_greedy_<T>        argmax per row
 //   samplex_softmax_sample_<T>        one token per row from softmax(z/τ): one read of the row
 //   samplex_softmax_sample_probs_f32  one token per row from given probabilities
@@ -38,14 +40,18 @@
 //      last block reads every partial after a fence (volatile loads), merges them and writes
 //      the token and status, and resets tickets[row] to 0.
 //   5. Probabilities: with P = 1 the block runs 3a (or 3c) and then reads its tiles a second
-//      time to write p = e^{u - m} / s and log p = u - m - ln s (the second read mostly hits
-//      L2). With P > 1 the host first launches samplex_softmax_stats (3a per part, partials to
-//      scratch), then samplex_softmax_probs, whose blocks each merge all partials of their row
-//      (merge_row_stats) before writing their tiles: no block ever waits for another.
+//      time to write p = e^{u - m} / s and log p = u - m - ln s. With P > 1 the host first
+//      launches samplex_softmax_stats (3a per part, partials to scratch), then
+//      samplex_softmax_probs, whose blocks each merge all partials of their row
+//      (merge_row_stats) before writing their tiles: no block ever waits for another. The
+//      second read hits L2 only while less than about half of it is read in between; beyond
+//      that (large batches of long rows) the host takes samplex_softmax_probs_staged on sm_90:
+//      a cluster per row holds it in shared memory and reads it once (see there).
 //
 // Shared memory: one BlockScratch<256> per block (8 + 8 words and two result words), reused by
 // every collective (each ends with __syncthreads); finish_row and merge_row_stats use it after
-// the last collective. Device scratch: one 16-byte Partial per (row, part).
+// the last collective. Device scratch: one 16-byte Partial per (row, part). The staged kernel
+// adds dynamic shared memory: a 16-byte StagedHead, then 8 KiB per staged tile.
 //
 // Determinism: every reduction is a fixed tree (warp butterflies, then warp 0 over the warps),
 // and every merge of partials either runs in a fixed order (max-sum, lane-strided in part
@@ -499,6 +505,91 @@ __device__ __forceinline__ void stats(const T *logits, u64 stride, u32 vocab, fl
   }
 }
 
+// What step 5 needs to turn a token's sanitised z into (p, log p): the row's statistics and τ.
+struct ProbRow {
+  float m, s, log_sum, inv_t;
+  u32 arg;  // greedy rows: the argmax
+  bool greedy, none;  // none: the row has no finite logit
+};
+
+__device__ __forceinline__ ProbRow prob_row(const RowStats &st, bool greedy, float inv_t) {
+  ProbRow r;
+  r.m = st.m;
+  r.s = st.s;
+  r.arg = st.arg;
+  r.inv_t = inv_t;
+  r.greedy = greedy;
+  r.none = greedy ? st.arg == SAMPLEX_NO_TOKEN : st.m == SAMPLEX_NEG_INF;
+  r.log_sum = (greedy || r.none) ? 0.0f : logf(st.s);  // st.s >= 1: e^0 of the max
+  return r;
+}
+
+// Step 5 for one thread's PER tokens first .. first + PER - 1 of a tile, from their sanitised z.
+__device__ __forceinline__ void tile_probs(const float (&z)[PER], u32 first, const ProbRow &r, float (&p)[PER],
+                                           float (&lp)[PER]) {
+#pragma unroll
+  for (int j = 0; j < PER; ++j) {
+    if (r.greedy) {
+      const bool hit = first + j == r.arg;
+      p[j] = hit ? 1.0f : 0.0f;
+      lp[j] = hit ? 0.0f : SAMPLEX_NEG_INF;
+    } else if (r.none) {
+      p[j] = 0.0f;
+      lp[j] = SAMPLEX_NEG_INF;
+    } else {
+      const float d = scale_logit(z[j], r.inv_t) - r.m;  // <= 0; -inf for excluded tokens
+      p[j] = expf(d) / r.s;
+      lp[j] = d - r.log_sum;
+    }
+  }
+}
+
+// Writes one thread's PER values of a tile to the row's p (and log p when log_out is set):
+// 16-byte stores when the row starts are aligned (`vector_store`) and the tile is whole.
+__device__ __forceinline__ void store_tile(float *out, float *log_out, u32 first, u32 vocab, bool vector_store,
+                                           const float (&p)[PER], const float (&lp)[PER]) {
+  if (vector_store && first + PER <= vocab) {
+#pragma unroll
+    for (int j = 0; j < PER; j += 4) {
+      *reinterpret_cast<float4 *>(out + first + j) = make_float4(p[j], p[j + 1], p[j + 2], p[j + 3]);
+      if (log_out != nullptr) {
+        *reinterpret_cast<float4 *>(log_out + first + j) = make_float4(lp[j], lp[j + 1], lp[j + 2], lp[j + 3]);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      if (first + j < vocab) {
+        out[first + j] = p[j];
+        if (log_out != nullptr) log_out[first + j] = lp[j];
+      }
+    }
+  }
+}
+
+// The row's p and log p outputs, and whether 16-byte stores may be used. Each thread's first
+// token is a multiple of 8, so 16-byte stores need only aligned row starts.
+struct ProbOut {
+  float *p, *lp;
+  bool vector_store;
+};
+__device__ __forceinline__ ProbOut prob_out(float *probs_out, u64 log_probs, u32 row, u32 vocab) {
+  ProbOut o;
+  o.p = probs_out + (u64)row * vocab;
+  o.lp = log_probs != 0 ? reinterpret_cast<float *>(log_probs) + (u64)row * vocab : nullptr;
+  o.vector_store = ((reinterpret_cast<u64>(o.p) | reinterpret_cast<u64>(o.lp)) & 15u) == 0;
+  return o;
+}
+
+// The row's status word (step 5): what the statistics saw, a clamped τ, no finite logit.
+__device__ __forceinline__ void write_prob_status(u64 status_out, u32 row, const RowStats &st, u32 param_status,
+                                                  const ProbRow &r) {
+  if (status_out != 0) {
+    reinterpret_cast<u32 *>(status_out)[row] =
+        st.status | param_status | (r.none ? SAMPLEX_STATUS_NO_FINITE_LOGIT : 0u);
+  }
+}
+
 // samplex_softmax_probs: the row's statistics (own pass, or merged partials), then step 5.
 template <typename T, int VEC>
 __device__ __forceinline__ void probs(const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,
@@ -513,66 +604,176 @@ __device__ __forceinline__ void probs(const T *logits, u64 stride, u32 vocab, fl
   const float inv_t = inverse_temperature(t);
   const RowStats st = parts == 1 ? block_row_stats<T, VEC>(row, vocab, rp, greedy, inv_t, s)
                                  : merge_row_stats(partials, rp, s);
-  const bool none = greedy ? st.arg == SAMPLEX_NO_TOKEN : st.m == SAMPLEX_NEG_INF;
-  if (rp.part == 0 && threadIdx.x == 0 && status_out != 0) {
-    reinterpret_cast<u32 *>(status_out)[rp.row] =
-        st.status | param_status | (none ? SAMPLEX_STATUS_NO_FINITE_LOGIT : 0u);
-  }
+  const ProbRow r = prob_row(st, greedy, inv_t);
+  if (rp.part == 0 && threadIdx.x == 0) write_prob_status(status_out, rp.row, st, param_status, r);
 
-  float *out = probs_out + (u64)rp.row * vocab;
-  float *log_out = log_probs != 0 ? reinterpret_cast<float *>(log_probs) + (u64)rp.row * vocab : nullptr;
-  // Each thread's first token is a multiple of 8, so 16-byte stores need only aligned row starts.
-  const bool vector_store = ((reinterpret_cast<u64>(out) | reinterpret_cast<u64>(log_out)) & 15u) == 0;
-  const float log_sum = (greedy || none) ? 0.0f : logf(st.s);  // st.s >= 1: e^0 of the max
+  const ProbOut o = prob_out(probs_out, log_probs, rp.row, vocab);
   const u32 tiles = row_tiles(vocab);
   for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
-    float x[PER], lp[PER];
+    float x[PER], p[PER], lp[PER];
     const u32 first = thread_first(tile);
     load_tile<T, VEC>(row, vocab, first, x);
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
       u32 seen = 0;  // already counted by the statistics
-      const float z = sanitize(x[j], seen);
-      if (greedy) {
-        const bool hit = first + j == st.arg;
-        x[j] = hit ? 1.0f : 0.0f;
-        lp[j] = hit ? 0.0f : SAMPLEX_NEG_INF;
-      } else if (none) {
-        x[j] = 0.0f;
-        lp[j] = SAMPLEX_NEG_INF;
-      } else {
-        const float d = scale_logit(z, inv_t) - st.m;  // <= 0; -inf for excluded tokens
-        x[j] = expf(d) / st.s;
-        lp[j] = d - log_sum;
-      }
+      x[j] = sanitize(x[j], seen);
     }
-    if (vector_store && first + PER <= vocab) {
+    tile_probs(x, first, r, p, lp);
+    store_tile(o.p, o.lp, first, vocab, o.vector_store, p, lp);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 5 staged (sm_90): a thread-block cluster of C blocks per row holds the row in shared
+// memory, so the row is read once. Block `part` (its cluster rank) stages tiles part, part + C,
+// ... as sanitised z in its dynamic shared memory (after a StagedHead), with their statistics;
+// the C heads are merged through distributed shared memory; each block then writes its tiles'
+// p and log p from shared memory. One read and one write of each token, against two reads on
+// the paths above (whose second read misses L2 once the batch is large).
+// ---------------------------------------------------------------------------------------------
+SAMPLEX_DYNAMIC_SHARED(float4, samplex_softmax_dyn_smem);
+
+// A block's statistics, at the head of its dynamic shared memory (the CPU emulator maps only
+// dynamic shared memory across a cluster): (max u, Σ e^{u - max}) or, for greedy rows, (max z,
+// its token), and the status bits its tiles raised.
+struct StagedHead {
+  float m, s;
+  u32 arg, status;
+};
+static_assert(sizeof(StagedHead) == 16, "STAGED_HEAD_BYTES in src/gpu/softmax.rs");
+
+// Tiles a thread loads before it uses any (phase 1): G x PER values in flight per thread.
+constexpr u32 STAGE_GROUP = 4;
+
+#if SAMPLEX_CLUSTERS
+// Merges the cluster's heads: lane r of warp 0 reads rank r's, then one fixed butterfly, so
+// every block of the cluster gets the same statistics. Every thread of the block must call it,
+// after a cluster_sync that follows the writes of the heads; every thread gets the result.
+__device__ __forceinline__ RowStats merge_staged_heads(const StagedHead *head, u32 parts, bool greedy,
+                                                       Scratch &s) {
+  if (threadIdx.x < 32) {
+    MaxSum q = max_sum_empty();
+    ArgMax a = no_pick();
+    u32 st = 0;
+    if (threadIdx.x < parts) {
+      const uint4 h = cluster_load_v4(cluster_map(head, threadIdx.x));
+      q.m = __uint_as_float(h.x);
+      q.s = __uint_as_float(h.y);
+      a.v = q.m;
+      a.i = h.z;
+      st = h.w;
+    }
+    q = warp_max_sum(q);
+    a = warp_argmax(a);
+    st = warp_or(st);
+    if (threadIdx.x == 0) {
+      s.f[0] = greedy ? a.v : q.m;
+      s.f[1] = greedy ? 0.0f : q.s;
+      s.u[0] = greedy ? a.i : SAMPLEX_NO_TOKEN;
+      s.u[1] = st;
+    }
+  }
+  __syncthreads();
+  RowStats r;
+  r.m = s.f[0];
+  r.s = s.f[1];
+  r.arg = s.u[0];
+  r.status = s.u[1];
+  return r;
+}
+#endif
+
+template <typename T, int VEC>
+__device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,
+                                             float *probs_out, u64 log_probs, u64 status_out) {
+#if SAMPLEX_CLUSTERS
+  __shared__ Scratch s;
+  StagedHead *head = reinterpret_cast<StagedHead *>(static_cast<float4 *>(samplex_softmax_dyn_smem));
+  float4 *stage = static_cast<float4 *>(samplex_softmax_dyn_smem) + 1;  // tile k: 2 x 256 float4 at 512 k
+  const u32 parts = cluster_size();
+  RowPart rp;
+  rp.row = blockIdx.x / parts;
+  rp.part = cluster_rank();
+  rp.parts = parts;
+  const T *row = row_ptr(logits, rp.row, stride);
+  u32 param_status = 0;
+  const float t = row_temperature(temperature, temps, rp.row, param_status);
+  const bool greedy = t == 0.0f;  // cluster-uniform, as every branch on it below
+  const float inv_t = inverse_temperature(t);
+  const u32 tiles = row_tiles(vocab);
+
+  // Phase 1: load the block's tiles, STAGE_GROUP at a time; stage their sanitised z (thread t's
+  // two float4 of tile k at 512 k + t and 512 k + 256 + t: consecutive threads, consecutive
+  // 16 bytes) and gather the thread's statistics.
+  u32 status = 0;
+  MaxSum ms = max_sum_empty();
+  ArgMax a = no_pick();
+  for (u32 tile0 = rp.part, k0 = 0; tile0 < tiles; tile0 += STAGE_GROUP * parts, k0 += STAGE_GROUP) {
+    float x[STAGE_GROUP][PER];
 #pragma unroll
-      for (int j = 0; j < PER; j += 4) {
-        float4 v;
-        v.x = x[j];
-        v.y = x[j + 1];
-        v.z = x[j + 2];
-        v.w = x[j + 3];
-        *reinterpret_cast<float4 *>(out + first + j) = v;
-        if (log_out != nullptr) {
-          v.x = lp[j];
-          v.y = lp[j + 1];
-          v.z = lp[j + 2];
-          v.w = lp[j + 3];
-          *reinterpret_cast<float4 *>(log_out + first + j) = v;
-        }
-      }
-    } else {
+    for (u32 g = 0; g < STAGE_GROUP; ++g) {
+      const u32 tile = tile0 + g * parts;
+      if (tile < tiles) load_tile<T, VEC>(row, vocab, thread_first(tile), x[g]);
+    }
 #pragma unroll
-      for (int j = 0; j < PER; ++j) {
-        if (first + j < vocab) {
-          out[first + j] = x[j];
-          if (log_out != nullptr) log_out[first + j] = lp[j];
+    for (u32 g = 0; g < STAGE_GROUP; ++g) {
+      const u32 tile = tile0 + g * parts;
+      if (tile < tiles) {
+        const u32 first = thread_first(tile);
+        float u[PER];
+#pragma unroll
+        for (int j = 0; j < PER; ++j) {
+          const float z = sanitize(x[g][j], status);
+          x[g][j] = z;
+          if (z > a.v) {  // strict: a thread's tokens rise, so the lower index keeps a tie
+            a.v = z;
+            a.i = first + j;
+          }
+          u[j] = scale_logit(z, inv_t);
         }
+        if (!greedy) ms = max_sum_merge(ms, thread_max_sum(u));
+        float4 *dst = stage + (u64)(k0 + g) * (2 * THREADS);
+        dst[threadIdx.x] = make_float4(x[g][0], x[g][1], x[g][2], x[g][3]);
+        dst[THREADS + threadIdx.x] = make_float4(x[g][4], x[g][5], x[g][6], x[g][7]);
       }
     }
   }
+  StagedHead mine;
+  if (greedy) {
+    const ArgMax b = block_argmax<THREADS>(a, s);
+    mine.m = b.v;
+    mine.s = 0.0f;
+    mine.arg = b.i;
+  } else {
+    const MaxSum b = block_max_sum(ms, s);
+    mine.m = b.m;
+    mine.s = b.s;
+    mine.arg = SAMPLEX_NO_TOKEN;
+  }
+  mine.status = block_or<THREADS>(status, s);
+  if (threadIdx.x == 0) *head = mine;
+  cluster_sync();  // every head written
+  const RowStats st = merge_staged_heads(head, parts, greedy, s);
+  cluster_sync();  // every head read: from here no block reads another's shared memory
+
+  // Phase 2: p and log p of the staged tiles.
+  const ProbRow r = prob_row(st, greedy, inv_t);
+  if (rp.part == 0 && threadIdx.x == 0) write_prob_status(status_out, rp.row, st, param_status, r);
+  const ProbOut o = prob_out(probs_out, log_probs, rp.row, vocab);
+  for (u32 tile = rp.part, k = 0; tile < tiles; tile += parts, ++k) {
+    const float4 *src = stage + (u64)k * (2 * THREADS);
+    const float4 lo = src[threadIdx.x], hi = src[THREADS + threadIdx.x];
+    const float z[PER] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+    float p[PER], lp[PER];
+    const u32 first = thread_first(tile);
+    tile_probs(z, first, r, p, lp);
+    store_tile(o.p, o.lp, first, vocab, o.vector_store, p, lp);
+  }
+#else
+  (void)logits, (void)stride, (void)vocab, (void)temperature, (void)temps, (void)probs_out, (void)log_probs;
+  (void)status_out;
+  asm volatile("trap;");  // never launched: the host checks the function's PTX version first
+#endif
 }
 
 }  // namespace samplex_softmax
@@ -593,6 +794,13 @@ __device__ __forceinline__ void probs(const T *logits, u64 stride, u32 vocab, fl
                                             u64 log_probs, u64 status) {                               \
     samplex_softmax::probs<T, VEC>(logits, stride, vocab, temperature, temps, parts, partials, probs,   \
                                    log_probs, status);                                                  \
+  }                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
+      samplex_softmax_probs_staged_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab,              \
+                                                   float temperature, u64 temps, float *probs,         \
+                                                   u64 log_probs, u64 status) {                        \
+    samplex_softmax::probs_staged<T, VEC>(logits, stride, vocab, temperature, temps, probs, log_probs,  \
+                                          status);                                                      \
   }                                                                                                     \
   extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
       samplex_softmax_greedy_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, u32 parts,         \

@@ -272,12 +272,15 @@ def render(runs, plot_note):
                     "row on sm_90, else a cooperative grid). *one block* forces one block per row",
                     "(`split=off`), *grid* a cooperative grid where clusters are the default",
                     "(`split=grid`); *vs default* is that time over the default path's (above 1:",
-                    "the default is faster).", "",
+                    "the default is faster). For softmax the forced path is the two-read one at",
+                    "large batches (`split=off`: its default on sm_90 holds each row in a",
+                    "cluster's shared memory and reads it once).", "",
                     "| operation | dtype | dist | batch | vocab | forced | µs | default µs | vs default |",
                     "|---|---|---|---:|---:|---|---:|---:|---:|"]
             for section, rows in a["splits"].items():
                 for r in rows:
-                    forced = {"off": "one block", "grid": "grid"}.get(r["split"], r["split"])
+                    forced = {"off": "two reads" if section[0] == "softmax" else "one block",
+                              "grid": "grid"}.get(r["split"], r["split"])
                     out.append("| " + " | ".join([
                         section_title(section), r["dtype"], r["dist"], str(r["batch"]),
                         str(r["vocab"]), forced, fmt_us(r["us"]),

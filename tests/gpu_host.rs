@@ -12,6 +12,7 @@ use std::cell::Cell;
 
 use cudarc::driver::CudaSlice;
 use half::bf16;
+use samplex::gpu::softmax::Staging;
 use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, RowSplit, Sampler};
 use samplex::{Bok, BokWeights, Decoder, Logit, Rng, Support};
 
@@ -348,4 +349,7 @@ fn a_warm_call_allocates_nothing_on_the_host_on_each_split_path() {
         s.set_bok_split(split);
         check_warm_calls(&mut s, &mut b, &format!("split {split:?}"));
     }
+    // The staged softmax (a cluster per row on sm_90; elsewhere the two-read paths again).
+    s.set_softmax_staging(Staging::Always);
+    check_warm_calls(&mut s, &mut b, "staged softmax");
 }

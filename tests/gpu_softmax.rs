@@ -10,6 +10,7 @@ use common::{assert_tokens_agree, chi_square_p, Dist};
 use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 use samplex::cpu::{self, Draw};
+use samplex::gpu::softmax::Staging;
 use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use samplex::{status, Decoder, Error, Logit, Logits, Rng, Rows};
 
@@ -342,6 +343,56 @@ fn u_scale(z: &[f64], tau: f64) -> f64 {
 // Temperature softmax.
 // ---------------------------------------------------------------------------------------------
 
+/// Every row of a GPU `softmax` result against the CPU reference: one-hot at the argmax for
+/// τ = 0 rows, else the probabilities and log-probabilities within the f32 slack; the status.
+fn check_softmax_rows<T: Logit>(
+    b: &Batch<T>,
+    tau: f32,
+    temps: Option<&[f32]>,
+    (probs, logp, st): (&[f32], &[f32], &[u32]),
+    name: &str,
+) {
+    let (batch, vocab) = (b.batch, b.vocab);
+    let cpu_logits = b.cpu();
+    for r in 0..batch {
+        let what = format!(
+            "{name} b{batch} v{vocab} per-row {} row {r}",
+            temps.is_some()
+        );
+        let t = temps.map_or(tau, |t| t[r]);
+        let (z, mut bits) = cpu::widen_row(cpu_logits.row(r));
+        if z.iter().all(|&v| v == f64::NEG_INFINITY) {
+            bits |= status::NO_FINITE_LOGIT;
+        }
+        let range = r * vocab..(r + 1) * vocab;
+        if t == 0.0 {
+            // One-hot at the argmax; log p is 0 there and -inf elsewhere.
+            let at = cpu::argmax_row(&z) as usize;
+            for i in 0..vocab {
+                assert_eq!(
+                    probs[r * vocab + i],
+                    if i == at { 1.0 } else { 0.0 },
+                    "{what}"
+                );
+                let want = if i == at { 0.0 } else { f32::NEG_INFINITY };
+                assert_eq!(logp[r * vocab + i], want, "{what}");
+            }
+        } else {
+            let p = cpu::softmax_row(&z, f64::from(t));
+            let lp = cpu::log_softmax_row(&z, f64::from(t));
+            assert_probs_close(
+                &probs[range.clone()],
+                &logp[range],
+                &p,
+                Some(&lp),
+                u_scale(&z, f64::from(t)),
+                &what,
+            );
+        }
+        assert_eq!(st[r], bits, "{what}: status");
+    }
+}
+
 fn softmax_matches_cpu<T: Logit>(s: &mut Sampler, name: &str) {
     for (k, (batch, vocab)) in shapes().into_iter().enumerate() {
         let dense = common::logits(Dist::Normal(2.0), batch, vocab, 11 + k as u64);
@@ -350,41 +401,7 @@ fn softmax_matches_cpu<T: Logit>(s: &mut Sampler, name: &str) {
         for temps in [None, Some(per_row.as_slice())] {
             let tau = 0.8;
             let (probs, logp, st) = gpu_softmax(s, &b, tau, temps);
-            let cpu_logits = b.cpu();
-            for r in 0..batch {
-                let what = format!(
-                    "{name} b{batch} v{vocab} per-row {} row {r}",
-                    temps.is_some()
-                );
-                let t = temps.map_or(tau, |t| t[r]);
-                let (z, bits) = cpu::widen_row(cpu_logits.row(r));
-                let p = cpu::softmax_row(&z, f64::from(t));
-                let lp = (t > 0.0).then(|| cpu::log_softmax_row(&z, f64::from(t)));
-                let range = r * vocab..(r + 1) * vocab;
-                if t == 0.0 {
-                    // One-hot at the argmax; log p is 0 there and -inf elsewhere.
-                    let at = cpu::argmax_row(&z) as usize;
-                    for i in 0..vocab {
-                        assert_eq!(
-                            probs[r * vocab + i],
-                            if i == at { 1.0 } else { 0.0 },
-                            "{what}"
-                        );
-                        let want = if i == at { 0.0 } else { f32::NEG_INFINITY };
-                        assert_eq!(logp[r * vocab + i], want, "{what}");
-                    }
-                } else {
-                    assert_probs_close(
-                        &probs[range.clone()],
-                        &logp[range],
-                        &p,
-                        lp.as_deref(),
-                        u_scale(&z, f64::from(t)),
-                        &what,
-                    );
-                }
-                assert_eq!(st[r], bits, "{what}: status");
-            }
+            check_softmax_rows(&b, tau, temps, (&probs, &logp, &st), name);
         }
     }
 }
@@ -455,6 +472,103 @@ fn softmax_of_strided_and_unaligned_rows_matches_the_cpu_reference() {
             "bf16 sample, strided",
         );
     }
+}
+
+/// The staged path (sm_90: a cluster per row holds it in shared memory and reads it once)
+/// against the CPU reference: each cluster size, a row whose last block holds fewer tiles or
+/// none, a ragged last tile, per-row τ with greedy rows, f32/f16/bf16, strided and unaligned
+/// rows (the `_v1` kernel), NaN/+inf/all -inf rows, log-probabilities absent; and when it is
+/// (not) taken. Without clusters (below sm_90) every case runs the two-read paths instead.
+#[test]
+fn staged_rows_match_the_cpu_reference() {
+    let mut s = gpu_or_skip!();
+    let clusters = common::cluster_launch(&s);
+    s.set_softmax_staging(Staging::Always);
+    // (batch, vocab, cluster size): 1 tile over 2 blocks (one empty), 20 tiles = 10 + 10,
+    // 35 tiles over 4 blocks (9, 9, 9, 8), 63 over 8 (the last 7), 75 over 8 (10 each but 5).
+    let cases = [
+        (3, 1000, 2),
+        (2, 40000, 2),
+        (2, 70001, 4),
+        (1, 128256, 8),
+        (2, 151936, 8),
+    ];
+    for (k, &(batch, vocab, blocks)) in cases.iter().enumerate() {
+        let want = clusters.then_some(blocks);
+        for got in [
+            s.softmax_staged_blocks::<f32>(batch, vocab).unwrap(),
+            s.softmax_staged_blocks::<bf16>(batch, vocab).unwrap(),
+        ] {
+            assert_eq!(got, want, "b{batch} v{vocab}: staged cluster size");
+        }
+        let dense = common::logits(Dist::Normal(2.0), batch, vocab, 40 + k as u64);
+        let per_row = mixed_temperatures(batch + 3)[3..].to_vec(); // row 0 greedy
+        for temps in [None, Some(per_row.as_slice())] {
+            let b = Batch::<f32>::dense(dense.clone(), batch, vocab);
+            let out = gpu_softmax(&mut s, &b, 0.8, temps);
+            check_softmax_rows(&b, 0.8, temps, (&out.0, &out.1, &out.2), "staged f32");
+            let b = Batch::<bf16>::dense(convert(&dense), batch, vocab);
+            let out = gpu_softmax(&mut s, &b, 0.8, temps);
+            check_softmax_rows(&b, 0.8, temps, (&out.0, &out.1, &out.2), "staged bf16");
+        }
+    }
+    // Strided and unaligned rows; f16; bad values (every kind of bad row twice over).
+    let dense = common::logits(Dist::Normal(1.0), 3, 5000, 9);
+    for (stride, lead) in [(5004, 0), (5003, 0), (5000, 1)] {
+        let b = Batch::<f32>::laid_out(&dense, 3, 5000, stride, lead);
+        let out = gpu_softmax(&mut s, &b, 1.0, None);
+        let what = format!("staged stride {stride} lead {lead}");
+        check_softmax_rows(&b, 1.0, None, (&out.0, &out.1, &out.2), &what);
+        let b = Batch::<f16>::laid_out(&dense, 3, 5000, stride, lead);
+        let out = gpu_softmax(&mut s, &b, 1.0, None);
+        check_softmax_rows(
+            &b,
+            1.0,
+            None,
+            (&out.0, &out.1, &out.2),
+            &format!("{what} f16"),
+        );
+    }
+    let bad: Vec<f32> = bad_rows(5000).repeat(2);
+    let b = Batch::<f32>::dense(bad, 10, 5000);
+    let (probs, logp, st) = gpu_softmax(&mut s, &b, 1.0, None);
+    check_softmax_rows(&b, 1.0, None, (&probs, &logp, &st), "staged bad rows");
+    assert!(
+        probs.iter().all(|p| p.is_finite()),
+        "staged bad rows: non-finite p"
+    );
+    // Without log-probabilities.
+    let b = Batch::<f32>::dense(dense.clone(), 3, 5000);
+    let d = b.upload(&s);
+    let mut probs = s.stream().alloc_zeros::<f32>(3 * 5000).unwrap();
+    s.softmax(
+        &b.device(&d),
+        1.0,
+        &RowParams::default(),
+        &mut probs.as_view_mut(),
+        None,
+        None,
+    )
+    .unwrap();
+    let (full, _, _) = gpu_softmax(&mut s, &b, 1.0, None);
+    assert_eq!(
+        download(&s, &probs),
+        full,
+        "staged, with and without log-probabilities"
+    );
+
+    // When it is taken: never above 8 x 10 tiles, never when told not to; by default only
+    // where the two-read paths' second read would miss L2 (a large batch of long rows).
+    assert_eq!(s.softmax_staged_blocks::<f32>(1, 163_841).unwrap(), None);
+    s.set_softmax_staging(Staging::Never);
+    assert_eq!(s.softmax_staged_blocks::<f32>(512, 32000).unwrap(), None);
+    s.set_softmax_staging(Staging::Auto);
+    assert_eq!(s.softmax_staged_blocks::<f32>(3, 40000).unwrap(), None);
+    assert_eq!(s.softmax_staged_blocks::<f32>(512, 1000).unwrap(), None);
+    assert_eq!(
+        s.softmax_staged_blocks::<f32>(512, 32000).unwrap(),
+        clusters.then_some(2)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

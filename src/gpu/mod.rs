@@ -222,6 +222,10 @@ pub struct Sampler {
     pub(crate) select_split: launch::RowSplit,
     /// The same for sparsemax.
     pub(crate) sparsemax_split: launch::RowSplit,
+    /// When `softmax` holds rows in a cluster's shared memory (`softmax::Staging`).
+    pub(crate) softmax_staging: softmax::Staging,
+    /// The device's L2 cache in bytes (where a second read of the logits would still hit).
+    pub(crate) l2_bytes: usize,
     /// `cluster_fits`' and `grid_fits`' answers by (function, blocks, threads, dynamic shared
     /// memory, cooperative): the driver queries behind one do not change, and the path is
     /// chosen on every call.
@@ -241,6 +245,9 @@ impl Sampler {
         let sm_count = ctx.attribute(
             cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
         )? as u32;
+        let l2_bytes = ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)?
+            as usize;
         let exchange = Self::new_exchange(&stream, sm_count)?;
         Ok(Sampler {
             ordinal: ctx.ordinal(),
@@ -256,6 +263,8 @@ impl Sampler {
             filter_split: launch::RowSplit::Any,
             select_split: launch::RowSplit::Any,
             sparsemax_split: launch::RowSplit::Any,
+            softmax_staging: softmax::Staging::Auto,
+            l2_bytes,
             cluster_fit: HashMap::new(),
         })
     }

@@ -11,6 +11,7 @@
 //! |--------------------------------------|---------------------------------------------------------------------------|
 //! | `samplex_softmax_stats_<T>`          | stride, vocab, τ, τ\[\], parts, partials                                |
 //! | `samplex_softmax_probs_<T>`          | stride, vocab, τ, τ\[\], parts, partials, probs, log_probs, status      |
+//! | `samplex_softmax_probs_staged_<T>`   | stride, vocab, τ, τ\[\], probs, log_probs, status (a cluster per row, sm_90) |
 //! | `samplex_softmax_greedy_<T>`         | stride, vocab, parts, partials, tickets, tokens, status                  |
 //! | `samplex_softmax_sample_<T>`         | stride, vocab, τ, τ\[\], seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
 //! | `samplex_softmax_sample_probs_f32`   | stride, vocab, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
@@ -21,7 +22,7 @@
 
 use cudarc::driver::{CudaView, CudaViewMut, DeviceSlice, LaunchConfig};
 
-use super::launch::{self, Args, Kernel, Pointers, BLOCK_THREADS};
+use super::launch::{self, Args, Kernel, LaunchEx, Pointers, BLOCK_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::batch::check_shape;
 use crate::decoder::check_temperature;
@@ -30,6 +31,31 @@ use crate::error::{Error, Result};
 
 /// Bytes of one (row, part) partial result in the scratch (`Partial` in kernels/softmax.cu).
 const PARTIAL_BYTES: usize = 16;
+
+/// Bytes of a staged block's head (`StagedHead` in kernels/softmax.cu), before its tiles.
+const STAGED_HEAD_BYTES: usize = 16;
+
+/// The cluster sizes the staged probabilities kernel may use, smallest first.
+const STAGED_CLUSTERS: [u32; 3] = [2, 4, 8];
+
+/// The most draw tiles a staged block holds (8 KiB each: 80 KiB, so that two blocks share an
+/// SM and one's loads overlap the other's stores). Rows of up to 8 × 10 tiles (163840 tokens)
+/// can be staged.
+const STAGED_MAX_TILES: usize = 10;
+
+/// Whether `Sampler::softmax` may hold each row in a cluster's shared memory (sm_90), so that
+/// it reads the logits once instead of twice (tests and benchmarks set it).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Staging {
+    /// Where the two-read paths' second read would miss L2: more than half the L2 is read
+    /// between a token's two reads (the default).
+    Auto,
+    /// Whenever the device, the kernel and the row's size allow it.
+    Always,
+    /// Never: the two-read paths.
+    Never,
+}
 
 /// The kernel for `op` on `dtype` at vector width `vec` (`_v1` for scalar loads).
 fn entry(op: &'static str, dtype: DType, vec: u32) -> Kernel {
@@ -114,6 +140,69 @@ impl Sampler {
         Ok((s.base, s.tickets))
     }
 
+    /// Sets when [`Sampler::softmax`] stages rows in shared memory ([`Staging`]).
+    #[doc(hidden)]
+    pub fn set_softmax_staging(&mut self, staging: Staging) {
+        self.softmax_staging = staging;
+    }
+
+    /// The blocks per row of the staged probabilities kernel for a `softmax` call of this
+    /// shape on `T` logits (16-byte vector loads), or `None` for the two-read paths.
+    ///
+    /// # Errors
+    /// [`Error::Driver`] when a driver query fails.
+    #[doc(hidden)]
+    pub fn softmax_staged_blocks<T: Logit>(
+        &mut self,
+        batch: usize,
+        vocab: usize,
+    ) -> Result<Option<u32>> {
+        let vec = launch::vector_width::<T>(0, vocab.next_multiple_of(16));
+        Ok(self
+            .staged_path::<T>(batch, vocab, vec)?
+            .map(|(blocks, _)| blocks))
+    }
+
+    /// (blocks per row, dynamic shared memory per block) of the staged probabilities kernel, or
+    /// `None`: the staging setting allows it, a cluster size holds the row in at most
+    /// `STAGED_MAX_TILES` tiles per block, and such clusters can run here (sm_90, a kernel
+    /// built for it, the shared memory: `cluster_fits`, which also sets the function's
+    /// dynamic shared memory maximum).
+    fn staged_path<T: Logit>(
+        &mut self,
+        batch: usize,
+        vocab: usize,
+        vec: u32,
+    ) -> Result<Option<(u32, usize)>> {
+        // The bytes read between a token's first and second read on the two-read paths: the
+        // whole batch when the statistics are a launch of their own (parts > 1), else the rows
+        // in flight at once (about 8 blocks of 256 threads per SM).
+        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
+        let rows_between = if parts > 1 {
+            batch
+        } else {
+            batch.min(8 * self.sm_count as usize)
+        };
+        let misses_l2 = rows_between.saturating_mul(vocab * T::DTYPE.size()) > self.l2_bytes / 2;
+        let wanted = match self.softmax_staging {
+            Staging::Never => false,
+            Staging::Always => true,
+            Staging::Auto => misses_l2,
+        };
+        let tiles = vocab.div_ceil(launch::DRAW_TILE);
+        let Some(blocks) = STAGED_CLUSTERS
+            .into_iter()
+            .find(|&c| tiles.div_ceil(c as usize) <= STAGED_MAX_TILES)
+            .filter(|_| wanted)
+        else {
+            return Ok(None);
+        };
+        let shared = STAGED_HEAD_BYTES + tiles.div_ceil(blocks as usize) * launch::DRAW_TILE * 4;
+        let func = self.function(entry("probs_staged", T::DTYPE, vec))?;
+        let fits = self.cluster_fits(&func, blocks, BLOCK_THREADS, shared)?;
+        Ok(fits.then_some((blocks, shared)))
+    }
+
     /// An output (or test input) buffer: exactly `len` entries, on this sampler's device.
     fn check_rows<T, S: DeviceSlice<T>>(
         &self,
@@ -133,7 +222,9 @@ impl Sampler {
     /// `status`); a row with no finite logit gets probabilities 0, log-probabilities −∞ and
     /// [`crate::status::NO_FINITE_LOGIT`]. A per-row τ that is negative, NaN or +∞ is clamped
     /// (to 0, 1 and f32::MAX) and flagged with [`crate::status::PARAM_CLAMPED`]. Small batches
-    /// split each row over several blocks (two launches: statistics, then probabilities).
+    /// split each row over several blocks (two launches: statistics, then probabilities). On
+    /// sm_90, a batch whose second read of the logits would miss L2 holds each row of up to
+    /// 163840 tokens in a thread-block cluster's shared memory instead, and reads it once.
     ///
     /// # Errors
     /// [`Error::BadParam`] for τ < 0, NaN or ∞; [`Error::BadLength`] when `probs` or
@@ -163,14 +254,58 @@ impl Sampler {
         }
         rows.check(batch, self)?;
 
-        // 2. Config: split rows of small batches; scratch for their partials.
-        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
-        let cfg = row_config(batch, parts)?;
-        let (partials, _) = self.split_scratch(batch, parts)?;
+        // 2. Config: rows staged in a cluster, or split rows of small batches (scratch for their
+        //    partials), or one block per row.
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
         let logits_addr = ptrs.read(&logits.data);
         let vec = launch::vector_width::<T>(logits_addr, logits.stride);
+        let temps = ptrs.read_opt(rows.temperature.as_ref());
+        let probs_addr = ptrs.write(probs);
+        let log_probs_addr = ptrs.write_opt(log_probs);
+        let status_addr = ptrs.write_opt(status);
+        let stride = logits.stride as u64;
+        if let Some((blocks, shared)) = self.staged_path::<T>(batch, vocab, vec)? {
+            let func = self.function(entry("probs_staged", T::DTYPE, vec))?;
+            let rows_u32 = u32::try_from(batch)
+                .ok()
+                .filter(|&b| b.checked_mul(blocks).is_some_and(|n| n <= i32::MAX as u32))
+                .ok_or(Error::BadParam {
+                    name: "batch",
+                    value: batch as f64,
+                    range: "such that batch x blocks per row < 2^31",
+                })?;
+            let vocab = vocab as u32;
+            let mut b = Args::new();
+            b.arg(&logits_addr)
+                .arg(&stride)
+                .arg(&vocab)
+                .arg(&temperature)
+                .arg(&temps)
+                .arg(&probs_addr)
+                .arg(&log_probs_addr)
+                .arg(&status_addr);
+            let mut launch = LaunchEx::cluster(
+                blocks,
+                rows_u32,
+                BLOCK_THREADS,
+                shared as u32,
+                stream.cu_stream(),
+            );
+            // SAFETY: the arguments match samplex_softmax_probs_staged_<T>'s C signature in
+            // order and type; `logits` was checked to hold `batch` rows of `stride` (≥ vocab)
+            // elements, the per-row τ buffer and `status` `batch` entries, `probs` and
+            // `log_probs` batch × vocab values; the launch is one cluster of `blocks` blocks of
+            // 256 threads per row, each with `shared` bytes of dynamic shared memory: the head
+            // and ceil(tiles / blocks) staged tiles, as staged_path checked with cluster_fits
+            // (which set the function's maximum to it); the vector width fits the address and
+            // stride.
+            unsafe { launch.queue(self.context(), &func, &mut b) }?;
+            return Ok(());
+        }
+        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
+        let cfg = row_config(batch, parts)?;
+        let (partials, _) = self.split_scratch(batch, parts)?;
         let stats = if parts > 1 {
             Some(self.function(entry("stats", T::DTYPE, vec))?)
         } else {
@@ -178,12 +313,8 @@ impl Sampler {
         };
         let func = self.function(entry("probs", T::DTYPE, vec))?;
 
-        // 3. Arguments in C-signature order.
-        let temps = ptrs.read_opt(rows.temperature.as_ref());
-        let probs_addr = ptrs.write(probs);
-        let log_probs_addr = ptrs.write_opt(log_probs);
-        let status_addr = ptrs.write_opt(status);
-        let (stride, vocab) = (logits.stride as u64, vocab as u32);
+        // 3. Arguments in C-signature order (the buffers' addresses are above).
+        let vocab = vocab as u32;
 
         // 4. Launch.
         if let Some(stats) = stats {
