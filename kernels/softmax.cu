@@ -51,7 +51,7 @@
 // Shared memory: one BlockScratch<256> per block (8 + 8 words and two result words), reused by
 // every collective (each ends with __syncthreads); finish_row and merge_row_stats use it after
 // the last collective. Device scratch: one 16-byte Partial per (row, part). The staged kernel
-// adds dynamic shared memory: a 16-byte StagedHead, then 8 KiB per staged tile.
+// adds dynamic shared memory: the block's 16-byte RowStats, then 8 KiB per staged tile.
 //
 // Determinism: every reduction is a fixed tree (warp butterflies, then warp 0 over the warps),
 // and every merge of partials either runs in a fixed order (max-sum, lane-strided in part
@@ -447,25 +447,12 @@ __device__ __forceinline__ RowStats block_row_stats(const T *row, u32 vocab, Row
   return r;
 }
 
-// Step 5 with P > 1: all partials of the row (written by samplex_softmax_stats, the launch
-// before this one), merged by warp 0 in a fixed order. Every thread gets the result.
-__device__ __forceinline__ RowStats merge_row_stats(u64 partials, RowPart rp, Scratch &s) {
+// The last step of merging a row's parts: warp 0's lanes hold what each gathered (empties past
+// the parts), one fixed butterfly merges them, and every thread of the block gets the result.
+// Every thread of the block must call it. Greedy parts carry (max z, 0, argmax), the others
+// (max u, sum, no token): one merge serves both.
+__device__ __forceinline__ RowStats share_merged_stats(MaxSum ms, ArgMax a, u32 st, Scratch &s) {
   if (threadIdx.x < 32) {
-    MaxSum ms = max_sum_empty();
-    ArgMax a = no_pick();
-    u32 st = 0;
-    for (u32 b = threadIdx.x; b < rp.parts; b += 32) {
-      const Partial p = *partial_at(partials, rp, b);
-      MaxSum q;
-      q.m = p.v;
-      q.s = p.s;
-      ms = max_sum_merge(ms, q);
-      ArgMax qa;
-      qa.v = p.v;
-      qa.i = p.i;
-      a = argmax_pick(a, qa);
-      st |= p.status;
-    }
     ms = warp_max_sum(ms);
     a = warp_argmax(a);
     st = warp_or(st);
@@ -484,6 +471,29 @@ __device__ __forceinline__ RowStats merge_row_stats(u64 partials, RowPart rp, Sc
   r.status = s.u[1];
   __syncthreads();
   return r;
+}
+
+// Step 5 with P > 1: all partials of the row (written by samplex_softmax_stats, the launch
+// before this one), gathered lane-strided by warp 0 in part order. Every thread gets the result.
+__device__ __forceinline__ RowStats merge_row_stats(u64 partials, RowPart rp, Scratch &s) {
+  MaxSum ms = max_sum_empty();
+  ArgMax a = no_pick();
+  u32 st = 0;
+  if (threadIdx.x < 32) {
+    for (u32 b = threadIdx.x; b < rp.parts; b += 32) {
+      const Partial p = *partial_at(partials, rp, b);
+      MaxSum q;
+      q.m = p.v;
+      q.s = p.s;
+      ms = max_sum_merge(ms, q);
+      ArgMax qa;
+      qa.v = p.v;
+      qa.i = p.i;
+      a = argmax_pick(a, qa);
+      st |= p.status;
+    }
+  }
+  return share_merged_stats(ms, a, st, s);
 }
 
 // samplex_softmax_stats: steps 1, 2, 3a (3c for τ = 0 rows) for one part; the partial to scratch.
@@ -626,60 +636,38 @@ __device__ __forceinline__ void probs(const T *logits, u64 stride, u32 vocab, fl
 // ---------------------------------------------------------------------------------------------
 // Step 5 staged (sm_90): a thread-block cluster of C blocks per row holds the row in shared
 // memory, so the row is read once. Block `part` (its cluster rank) stages tiles part, part + C,
-// ... as sanitised z in its dynamic shared memory (after a StagedHead), with their statistics;
+// ... as sanitised z in its dynamic shared memory (after its RowStats), with their statistics;
 // the C heads are merged through distributed shared memory; each block then writes its tiles'
 // p and log p from shared memory. One read and one write of each token, against two reads on
 // the paths above (whose second read misses L2 once the batch is large).
 // ---------------------------------------------------------------------------------------------
 SAMPLEX_DYNAMIC_SHARED(float4, samplex_softmax_dyn_smem);
 
-// A block's statistics, at the head of its dynamic shared memory (the CPU emulator maps only
-// dynamic shared memory across a cluster): (max u, Σ e^{u - max}) or, for greedy rows, (max z,
-// its token), and the status bits its tiles raised.
-struct StagedHead {
-  float m, s;
-  u32 arg, status;
-};
-static_assert(sizeof(StagedHead) == 16, "STAGED_HEAD_BYTES in src/gpu/softmax.rs");
+// A block's RowStats (its tiles' (max u, Σ e^{u - max}) or, for greedy rows, (max z, 0, its
+// token), and their status bits) is the head of its dynamic shared memory: the CPU emulator maps
+// only dynamic shared memory across a cluster.
+static_assert(sizeof(RowStats) == 16, "STAGED_HEAD_BYTES in src/gpu/softmax.rs");
 
 // Tiles a thread loads before it uses any (phase 1): G x PER values in flight per thread.
 constexpr u32 STAGE_GROUP = 4;
 
 #if SAMPLEX_CLUSTERS
-// Merges the cluster's heads: lane r of warp 0 reads rank r's, then one fixed butterfly, so
-// every block of the cluster gets the same statistics. Every thread of the block must call it,
-// after a cluster_sync that follows the writes of the heads; every thread gets the result.
-__device__ __forceinline__ RowStats merge_staged_heads(const StagedHead *head, u32 parts, bool greedy,
-                                                       Scratch &s) {
-  if (threadIdx.x < 32) {
-    MaxSum q = max_sum_empty();
-    ArgMax a = no_pick();
-    u32 st = 0;
-    if (threadIdx.x < parts) {
-      const uint4 h = cluster_load_v4(cluster_map(head, threadIdx.x));
-      q.m = __uint_as_float(h.x);
-      q.s = __uint_as_float(h.y);
-      a.v = q.m;
-      a.i = h.z;
-      st = h.w;
-    }
-    q = warp_max_sum(q);
-    a = warp_argmax(a);
-    st = warp_or(st);
-    if (threadIdx.x == 0) {
-      s.f[0] = greedy ? a.v : q.m;
-      s.f[1] = greedy ? 0.0f : q.s;
-      s.u[0] = greedy ? a.i : SAMPLEX_NO_TOKEN;
-      s.u[1] = st;
-    }
+// Merges the cluster's heads: lane r of warp 0 reads rank r's, so every block of the cluster
+// gets the same statistics. Every thread of the block must call it, after a cluster_sync that
+// follows the writes of the heads.
+__device__ __forceinline__ RowStats merge_staged_heads(const RowStats *head, u32 parts, Scratch &s) {
+  MaxSum q = max_sum_empty();
+  ArgMax a = no_pick();
+  u32 st = 0;
+  if (threadIdx.x < parts) {
+    const uint4 h = cluster_load_v4(cluster_map(head, threadIdx.x));
+    q.m = __uint_as_float(h.x);
+    q.s = __uint_as_float(h.y);
+    a.v = q.m;
+    a.i = h.z;
+    st = h.w;
   }
-  __syncthreads();
-  RowStats r;
-  r.m = s.f[0];
-  r.s = s.f[1];
-  r.arg = s.u[0];
-  r.status = s.u[1];
-  return r;
+  return share_merged_stats(q, a, st, s);
 }
 #endif
 
@@ -688,7 +676,7 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
                                              float *probs_out, u64 log_probs, u64 status_out) {
 #if SAMPLEX_CLUSTERS
   __shared__ Scratch s;
-  StagedHead *head = reinterpret_cast<StagedHead *>(static_cast<float4 *>(samplex_softmax_dyn_smem));
+  RowStats *head = reinterpret_cast<RowStats *>(static_cast<float4 *>(samplex_softmax_dyn_smem));
   float4 *stage = static_cast<float4 *>(samplex_softmax_dyn_smem) + 1;  // tile k: 2 x 256 float4 at 512 k
   const u32 parts = cluster_size();
   RowPart rp;
@@ -738,7 +726,7 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
       }
     }
   }
-  StagedHead mine;
+  RowStats mine;
   if (greedy) {
     const ArgMax b = block_argmax<THREADS>(a, s);
     mine.m = b.v;
@@ -753,7 +741,7 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
   mine.status = block_or<THREADS>(status, s);
   if (threadIdx.x == 0) *head = mine;
   cluster_sync();  // every head written
-  const RowStats st = merge_staged_heads(head, parts, greedy, s);
+  const RowStats st = merge_staged_heads(head, parts, s);
   cluster_sync();  // every head read: from here no block reads another's shared memory
 
   // Phase 2: p and log p of the staged tiles.

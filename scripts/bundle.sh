@@ -209,6 +209,18 @@ timed() {
   [ "$t" -ge 5 ] || return 125
   timeout -k 5 "$t" "$@"
 }
+# Sets `cap`, a step's limit inside a stage that must end by second $1 (of SECONDS):
+# SAMPLEX_TIMEOUT or what the stage has left. Under 5 s it says "<what>: skipped, <stage> is
+# spent", counts a failure and returns 1.
+stage_cap() { # end what stage
+  cap=$(($1 - SECONDS))
+  [ "$cap" -lt "$to" ] || cap="$to"
+  if [ "$cap" -lt 5 ]; then
+    say "$2: skipped, $3 is spent"
+    failed=1
+    return 1
+  fi
+}
 # The summary line of a step that found no time left.
 spent() {
   say "$1: skipped, the ${budget}s budget is spent"
@@ -235,13 +247,7 @@ if want tests; then
   tests_end=$((SECONDS + ${SAMPLEX_TESTS_BUDGET:-240}))
   for t in "${test_bins[@]}"; do
     name="$(basename "$t")"
-    cap=$((tests_end - SECONDS))
-    [ "$cap" -lt "$to" ] || cap="$to"
-    if [ "$cap" -lt 5 ]; then
-      say "test $name: skipped, the tests' ${SAMPLEX_TESTS_BUDGET:-240}s are spent"
-      failed=1
-      continue
-    fi
+    stage_cap "$tests_end" "test $name" "the tests' ${SAMPLEX_TESTS_BUDGET:-240}s" || continue
     (cd "$results" && timed "$cap" "$t" --nocapture) >"$logs/test-$name.log" 2>&1
     rc=$?
     [ $rc -ne 125 ] || { spent "test $name"; continue; }
@@ -293,13 +299,7 @@ if want sanitizer; then
       args=(--test-threads=1)
       [ "$name" = sampling ] && { name=smoke; args=(); }
       for tool in "${tools[@]}"; do
-        cap=$((san_end - SECONDS))
-        [ "$cap" -lt "$to" ] || cap="$to"
-        if [ "$cap" -lt 5 ]; then
-          say "sanitizer $tool $name: skipped, the sanitizer's ${SAMPLEX_SANITIZE_BUDGET:-150}s are spent"
-          failed=1
-          continue
-        fi
+        stage_cap "$san_end" "sanitizer $tool $name" "the sanitizer's ${SAMPLEX_SANITIZE_BUDGET:-150}s" || continue
         (cd "$results" && timed "$cap" "$cs" --tool "$tool" --error-exitcode 86 --print-limit 200 \
           "$t" "${args[@]}") >"$logs/sanitizer-$tool-$name.log" 2>&1
         rc=$?

@@ -195,6 +195,22 @@ class FakeLib:
         self.sxfi_error_string = mock.Mock(return_value=b"test error")
 
 
+def fake_kernels(stream):
+    """(a torch stand-in, flashinfer_kernels.Kernels over a FakeLib) on a compute-capability 9
+    device whose current stream is `stream`."""
+    torch = mock.Mock()
+    torch.float32, torch.bfloat16, torch.int32, torch.bool = "float32", "bfloat16", "int32", "bool"
+    torch.cuda.get_device_capability.return_value = (9, 0)
+    torch.cuda.current_stream.return_value.cuda_stream = stream
+    torch.empty = lambda *shape, dtype="float32", device=None: FakeTensor(  # noqa: E731
+        shape if not isinstance(shape[0], tuple) else shape[0], dtype)
+    torch.empty_like = lambda t: FakeTensor(t.shape, t.dtype)  # noqa: E731
+    torch.zeros = torch.empty
+    torch.softmax = lambda t, dim: FakeTensor(t.shape, t.dtype)  # noqa: E731
+    with mock.patch.object(flashinfer_kernels.ctypes, "CDLL", FakeLib):
+        return torch, flashinfer_kernels.Kernels(torch, "/fake.so")
+
+
 class FlashInferKernels(unittest.TestCase):
     def test_ctypes_signatures_are_the_glue_ones(self):
         glue = glue_functions()
@@ -219,18 +235,7 @@ class FlashInferKernels(unittest.TestCase):
                 flashinfer_kernels.load(fake_torch)
 
     def test_each_function_passes_its_values_in_the_glue_order(self):
-        torch = mock.Mock()
-        torch.float32, torch.bfloat16, torch.int32 = "float32", "bfloat16", "int32"
-        torch.bool = "bool"
-        torch.cuda.get_device_capability.return_value = (9, 0)
-        torch.cuda.current_stream.return_value.cuda_stream = 777
-        torch.empty = lambda *shape, dtype="float32", device=None: FakeTensor(  # noqa: E731
-            shape if not isinstance(shape[0], tuple) else shape[0], dtype)
-        torch.empty_like = lambda t: FakeTensor(t.shape, t.dtype)  # noqa: E731
-        torch.zeros = torch.empty
-        torch.softmax = lambda t, dim: FakeTensor(t.shape, t.dtype)  # noqa: E731
-        with mock.patch.object(flashinfer_kernels.ctypes, "CDLL", FakeLib):
-            k = flashinfer_kernels.Kernels(torch, "/fake.so")
+        torch, k = fake_kernels(stream=777)
         b, v = 3, 3000
         x = FakeTensor((b, v), "bfloat16")
         k.softmax(x)
@@ -269,17 +274,7 @@ class FlashInferKernels(unittest.TestCase):
         self.assertEqual(offsets, want)
 
     def test_top_k_and_its_use_in_top_k_top_p_follow_flashinfer(self):
-        torch = mock.Mock()
-        torch.float32, torch.bfloat16, torch.int32 = "float32", "bfloat16", "int32"
-        torch.cuda.get_device_capability.return_value = (9, 0)
-        torch.cuda.current_stream.return_value.cuda_stream = 5
-        torch.empty = lambda *shape, dtype="float32", device=None: FakeTensor(  # noqa: E731
-            shape if not isinstance(shape[0], tuple) else shape[0], dtype)
-        torch.empty_like = lambda t: FakeTensor(t.shape, t.dtype)  # noqa: E731
-        torch.zeros = torch.empty
-        torch.softmax = lambda t, dim: FakeTensor(t.shape, t.dtype)  # noqa: E731
-        with mock.patch.object(flashinfer_kernels.ctypes, "CDLL", FakeLib):
-            k = flashinfer_kernels.Kernels(torch, "/fake.so")
+        torch, k = fake_kernels(stream=5)
         x = FakeTensor((4, 3000), "bfloat16")
         values, indices = k.top_k(x, 50, sorted=True, deterministic=True)
         name, a = k.lib.calls[-1]

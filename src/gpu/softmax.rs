@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 /// Bytes of one (row, part) partial result in the scratch (`Partial` in kernels/softmax.cu).
 const PARTIAL_BYTES: usize = 16;
 
-/// Bytes of a staged block's head (`StagedHead` in kernels/softmax.cu), before its tiles.
+/// Bytes of a staged block's head (its `RowStats` in kernels/softmax.cu), before its tiles.
 const STAGED_HEAD_BYTES: usize = 16;
 
 /// The cluster sizes the staged probabilities kernel may use, smallest first.
@@ -127,6 +127,41 @@ impl SeedArgs {
                 offsets: ptrs.read(offsets),
             },
         }
+    }
+}
+
+/// The arguments every softmax-family statistics/probabilities kernel starts with, in order:
+/// the logits, their row stride, vocab, the scalar τ and the per-row τ buffer (0 = none).
+struct RowArgs {
+    logits: u64,
+    stride: u64,
+    vocab: u32,
+    temperature: f32,
+    temps: u64,
+}
+
+impl RowArgs {
+    fn new<'a, T: Logit>(
+        ptrs: &mut Pointers<'a>,
+        logits: &'a DeviceLogits<'_, T>,
+        temperature: f32,
+        rows: &'a RowParams<'_>,
+    ) -> Self {
+        RowArgs {
+            logits: ptrs.read(&logits.data),
+            stride: logits.stride as u64,
+            vocab: logits.vocab as u32,
+            temperature,
+            temps: ptrs.read_opt(rows.temperature.as_ref()),
+        }
+    }
+
+    fn push<'a>(&'a self, b: &mut Args<'a>) {
+        b.arg(&self.logits)
+            .arg(&self.stride)
+            .arg(&self.vocab)
+            .arg(&self.temperature)
+            .arg(&self.temps);
     }
 }
 
@@ -258,13 +293,11 @@ impl Sampler {
         //    partials), or one block per row.
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
-        let logits_addr = ptrs.read(&logits.data);
-        let vec = launch::vector_width::<T>(logits_addr, logits.stride);
-        let temps = ptrs.read_opt(rows.temperature.as_ref());
+        let lead = RowArgs::new(&mut ptrs, logits, temperature, rows);
+        let vec = launch::vector_width::<T>(lead.logits, logits.stride);
         let probs_addr = ptrs.write(probs);
         let log_probs_addr = ptrs.write_opt(log_probs);
         let status_addr = ptrs.write_opt(status);
-        let stride = logits.stride as u64;
         if let Some((blocks, shared)) = self.staged_path::<T>(batch, vocab, vec)? {
             let func = self.function(entry("probs_staged", T::DTYPE, vec))?;
             let rows_u32 = u32::try_from(batch)
@@ -275,16 +308,9 @@ impl Sampler {
                     value: batch as f64,
                     range: "such that batch x blocks per row < 2^31",
                 })?;
-            let vocab = vocab as u32;
             let mut b = Args::new();
-            b.arg(&logits_addr)
-                .arg(&stride)
-                .arg(&vocab)
-                .arg(&temperature)
-                .arg(&temps)
-                .arg(&probs_addr)
-                .arg(&log_probs_addr)
-                .arg(&status_addr);
+            lead.push(&mut b);
+            b.arg(&probs_addr).arg(&log_probs_addr).arg(&status_addr);
             let mut launch = LaunchEx::cluster(
                 blocks,
                 rows_u32,
@@ -313,19 +339,13 @@ impl Sampler {
         };
         let func = self.function(entry("probs", T::DTYPE, vec))?;
 
-        // 3. Arguments in C-signature order (the buffers' addresses are above).
-        let vocab = vocab as u32;
+        // 3. Arguments in C-signature order: `lead` and the buffers' addresses (above).
 
         // 4. Launch.
         if let Some(stats) = stats {
             let mut b = Args::new();
-            b.arg(&logits_addr)
-                .arg(&stride)
-                .arg(&vocab)
-                .arg(&temperature)
-                .arg(&temps)
-                .arg(&parts)
-                .arg(&partials);
+            lead.push(&mut b);
+            b.arg(&parts).arg(&partials);
             // SAFETY: the arguments match samplex_softmax_stats_<T>'s C signature in order and
             // type; `logits` was checked to hold `batch` rows of `stride` (≥ vocab) elements, the
             // per-row τ buffer to have `batch` entries, and the scratch holds batch × parts
@@ -335,12 +355,8 @@ impl Sampler {
             unsafe { b.launch(&stats, &stream, cfg) }?;
         }
         let mut b = Args::new();
-        b.arg(&logits_addr)
-            .arg(&stride)
-            .arg(&vocab)
-            .arg(&temperature)
-            .arg(&temps)
-            .arg(&parts)
+        lead.push(&mut b);
+        b.arg(&parts)
             .arg(&partials)
             .arg(&probs_addr)
             .arg(&log_probs_addr)
@@ -450,23 +466,17 @@ impl Sampler {
         let (partials, tickets) = self.split_scratch(batch, parts)?;
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
-        let logits_addr = ptrs.read(&logits.data);
-        let vec = launch::vector_width::<T>(logits_addr, logits.stride);
+        let lead = RowArgs::new(&mut ptrs, logits, temperature, rows);
+        let vec = launch::vector_width::<T>(lead.logits, logits.stride);
         let func = self.function(entry("sample", T::DTYPE, vec))?;
 
         // 3. Arguments in C-signature order.
-        let temps = ptrs.read_opt(rows.temperature.as_ref());
         let rng = SeedArgs::new(&mut ptrs, seeds);
         let tokens_addr = ptrs.write(tokens);
         let status_addr = ptrs.write_opt(status);
-        let (stride, vocab) = (logits.stride as u64, vocab as u32);
         let mut b = Args::new();
-        b.arg(&logits_addr)
-            .arg(&stride)
-            .arg(&vocab)
-            .arg(&temperature)
-            .arg(&temps)
-            .arg(&rng.seed)
+        lead.push(&mut b);
+        b.arg(&rng.seed)
             .arg(&rng.offset)
             .arg(&rng.seeds)
             .arg(&rng.offsets)
