@@ -713,7 +713,7 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
         for (int j = 0; j < PER; ++j) {
           const float z = sanitize(x[g][j], status);
           x[g][j] = z;
-          if (z > a.v) {  // strict: a thread's tokens rise, so the lower index keeps a tie
+          if (greedy && z > a.v) {  // strict: a thread's tokens rise, so the lower index keeps a tie
             a.v = z;
             a.i = first + j;
           }

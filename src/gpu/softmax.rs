@@ -20,7 +20,7 @@
 //! addresses, 0 when absent; a split row (parts > 1) needs 16 bytes of scratch per (row, part)
 //! and one ticket per row.
 
-use cudarc::driver::{CudaView, CudaViewMut, DeviceSlice, LaunchConfig};
+use cudarc::driver::{CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchConfig};
 
 use super::launch::{self, Args, Kernel, LaunchEx, Pointers, BLOCK_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
@@ -195,11 +195,11 @@ impl Sampler {
         let vec = launch::vector_width::<T>(0, vocab.next_multiple_of(16));
         Ok(self
             .staged_path::<T>(batch, vocab, vec)?
-            .map(|(blocks, _)| blocks))
+            .map(|(_, blocks, _)| blocks))
     }
 
-    /// (blocks per row, dynamic shared memory per block) of the staged probabilities kernel, or
-    /// `None`: the staging setting allows it, a cluster size holds the row in at most
+    /// (function, blocks per row, dynamic shared memory per block) of the staged probabilities
+    /// kernel, or `None`: the staging setting allows it, a cluster size holds the row in at most
     /// `STAGED_MAX_TILES` tiles per block, and such clusters can run here (sm_90, a kernel
     /// built for it, the shared memory: `cluster_fits`, which also sets the function's
     /// dynamic shared memory maximum).
@@ -208,7 +208,7 @@ impl Sampler {
         batch: usize,
         vocab: usize,
         vec: u32,
-    ) -> Result<Option<(u32, usize)>> {
+    ) -> Result<Option<(CudaFunction, u32, usize)>> {
         // The bytes read between a token's first and second read on the two-read paths: the
         // whole batch when the statistics are a launch of their own (parts > 1), else the rows
         // in flight at once (about 8 blocks of 256 threads per SM).
@@ -235,7 +235,7 @@ impl Sampler {
         let shared = STAGED_HEAD_BYTES + tiles.div_ceil(blocks as usize) * launch::DRAW_TILE * 4;
         let func = self.function(entry("probs_staged", T::DTYPE, vec))?;
         let fits = self.cluster_fits(&func, blocks, BLOCK_THREADS, shared)?;
-        Ok(fits.then_some((blocks, shared)))
+        Ok(fits.then_some((func, blocks, shared)))
     }
 
     /// An output (or test input) buffer: exactly `len` entries, on this sampler's device.
@@ -298,22 +298,14 @@ impl Sampler {
         let probs_addr = ptrs.write(probs);
         let log_probs_addr = ptrs.write_opt(log_probs);
         let status_addr = ptrs.write_opt(status);
-        if let Some((blocks, shared)) = self.staged_path::<T>(batch, vocab, vec)? {
-            let func = self.function(entry("probs_staged", T::DTYPE, vec))?;
-            let rows_u32 = u32::try_from(batch)
-                .ok()
-                .filter(|&b| b.checked_mul(blocks).is_some_and(|n| n <= i32::MAX as u32))
-                .ok_or(Error::BadParam {
-                    name: "batch",
-                    value: batch as f64,
-                    range: "such that batch x blocks per row < 2^31",
-                })?;
+        if let Some((func, blocks, shared)) = self.staged_path::<T>(batch, vocab, vec)? {
+            row_config(batch, blocks)?; // batch × blocks < 2^31, as for a split row
             let mut b = Args::new();
             lead.push(&mut b);
             b.arg(&probs_addr).arg(&log_probs_addr).arg(&status_addr);
             let mut launch = LaunchEx::cluster(
                 blocks,
-                rows_u32,
+                batch as u32,
                 BLOCK_THREADS,
                 shared as u32,
                 stream.cu_stream(),
