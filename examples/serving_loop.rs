@@ -1,9 +1,11 @@
 //! A serving loop's sampling step, the way a decode loop on cudarc would run it: each request's
-//! temperature, top-k, top-p, seed and offset live in device buffers; one call outside any
-//! capture warms the sampler (kernels loaded, path chosen, workspace grown); then the step is
-//! captured once into a CUDA graph and replayed every decode step on the logits the "model"
-//! wrote, with each request's offset advanced in place. Every replayed token is checked against
-//! the CPU reference (same seeds, same method).
+//! temperature, top-k, top-p, seed and offset live in device buffers, and so does the history
+//! of the tokens it generated, which the step's first stage penalises (SPEC's logit edits:
+//! repetition, presence, frequency); one call outside any capture warms the sampler (kernels
+//! loaded, path chosen, workspace grown); then the step is captured once into a CUDA graph and
+//! replayed every decode step on the logits the "model" wrote, with each request's offset
+//! advanced and its history appended in place. Every replayed step is checked against the CPU
+//! reference: the penalised logits, and the tokens (same seeds, same method).
 //!
 //!     cargo run --release --example serving_loop
 //!     scripts/emu/run.sh cargo run --example serving_loop   # without a GPU, on the emulator
@@ -12,8 +14,10 @@
 
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use half::bf16;
-use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
-use samplex::{cpu, Decoder, Error, Logits, Rng, Rows, Support};
+use samplex::gpu::{
+    DeviceHistory, DeviceLogits, DeviceLogitsMut, DeviceSeeds, PenaltyRows, RowParams, Sampler,
+};
+use samplex::{cpu, Decoder, Error, History, Logits, Penalties, Rng, Rows, Support};
 
 /// Requests in the batch, and the model's vocabulary (Llama 3's).
 const BATCH: usize = 6;
@@ -30,6 +34,13 @@ const REQUESTS: [(f32, u32, f32, u64); BATCH] = [
     (0.5, 0, 0.8, 15),
     (1.0, 100, 0.9, 16),
 ];
+
+/// The penalties on each request's own generated tokens.
+const PENALTIES: Penalties = Penalties {
+    repetition: 1.2,
+    presence: 0.5,
+    frequency: 0.25,
+};
 
 /// The "model": step `step`'s logits, a few favourites per row over a flat tail (xorshift).
 fn model_logits(step: u64) -> Vec<bf16> {
@@ -78,14 +89,32 @@ fn main() -> samplex::Result<()> {
     let mut offsets = stream.clone_htod(&[0u64; BATCH])?;
     let mut logits = stream.clone_htod(&model_logits(0))?;
     let mut tokens = stream.alloc_zeros::<u32>(BATCH)?;
+    // Each request's generated tokens, padded with VOCAB (an id the penalties ignore).
+    let mut generated = vec![VOCAB as u32; BATCH * STEPS as usize];
+    let mut history = stream.clone_htod(&generated)?;
     let mut status = stream.alloc_zeros::<u32>(BATCH)?;
 
     // The batch-wide decoder is overridden row by row: softmax over top-k ∩ top-p.
     let decoder = Decoder::softmax(1.0);
     let mut step = |s: &mut Sampler,
-                    logits: &cudarc::driver::CudaSlice<bf16>,
+                    logits: &mut cudarc::driver::CudaSlice<bf16>,
+                    history: &cudarc::driver::CudaSlice<u32>,
                     offsets: &cudarc::driver::CudaSlice<u64>|
      -> samplex::Result<()> {
+        // SPEC's first stage, in place: the penalties on what each request generated so far.
+        let hist = DeviceHistory {
+            tokens: history.as_view(),
+            max_len: STEPS as usize,
+            lengths: None,
+        };
+        let mut edited = DeviceLogitsMut::new(logits.as_view_mut(), BATCH, VOCAB)?;
+        s.apply_penalties(
+            &mut edited,
+            &hist,
+            &PENALTIES,
+            &PenaltyRows::default(),
+            None,
+        )?;
         let rows = RowParams {
             temperature: Some(temps.as_view()),
             top_k: Some(top_k.as_view()),
@@ -102,29 +131,58 @@ fn main() -> samplex::Result<()> {
     };
 
     // 1. Warm up outside the capture: nothing inside the graph may load or allocate.
-    step(&mut sampler, &logits, &offsets)?;
+    step(&mut sampler, &mut logits, &history, &offsets)?;
     stream.synchronize()?;
 
     // 2. Capture the step once.
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?;
-    let captured = step(&mut sampler, &logits, &offsets);
+    let captured = step(&mut sampler, &mut logits, &history, &offsets);
     let graph = stream.end_capture(CUgraphInstantiate_flags(0))?;
     captured?;
     let graph = graph.expect("the capture recorded the sampling kernels");
 
-    // 3. Decode: the model writes new logits, the loop advances each request's offset in
-    //    place, and the graph replays the sampling step on both.
-    let (mut same, mut near) = (0, 0);
+    // 3. Decode: the model writes new logits, the loop advances each request's offset and
+    //    appends its last token to its history in place, and the graph replays the step.
+    let (mut same, mut near, mut edited) = (0, 0, 0);
     for t in 0..STEPS {
         let host = model_logits(t);
         stream.memcpy_htod(&host, &mut logits)?;
         let at: Vec<u64> = (0..BATCH).map(|r| offset(r, t)).collect();
         stream.memcpy_htod(&at, &mut offsets)?;
+        stream.memcpy_htod(&generated, &mut history)?;
         graph.launch()?;
         let got = stream.clone_dtoh(&tokens)?;
+        let penalised = stream.clone_dtoh(&logits)?;
 
-        // The CPU reference on the same inputs, parameters and (seed, offset).
-        let batch = Logits::new(&host, BATCH, VOCAB)?;
+        // The CPU reference: the same penalties on the same history (the device rounds in f32,
+        // the CPU in f64: a value may differ by a unit in bf16's last place) ...
+        let mut want_logits = host.clone();
+        let hist = History {
+            tokens: &generated,
+            max_len: STEPS as usize,
+            lengths: None,
+        };
+        cpu::apply_penalties(
+            &mut want_logits,
+            BATCH,
+            VOCAB,
+            VOCAB,
+            &hist,
+            Rows::All(PENALTIES),
+        )?;
+        for (i, (g, w)) in penalised.iter().zip(&want_logits).enumerate() {
+            let (g, w, before) = (g.to_f32(), w.to_f32(), host[i].to_f32());
+            edited += usize::from(w != before);
+            if (g - w).abs() > w.abs().max(before.abs()) / 128.0 {
+                println!("step {t}: penalised logit {i} is {g} on the GPU, {w} on the CPU");
+                return Err(Error::Unsupported(
+                    "a penalised logit differs from the CPU reference".into(),
+                ));
+            }
+        }
+        // ... and then the same draw on the device's penalised logits, parameters and
+        // (seed, offset).
+        let batch = Logits::new(&penalised, BATCH, VOCAB)?;
         let decoders: Vec<Decoder> = REQUESTS
             .iter()
             .map(|&(t, k, p, _)| {
@@ -152,10 +210,14 @@ fn main() -> samplex::Result<()> {
             }
         }
         println!("step {t}: tokens {got:?}");
+        for (r, &g) in got.iter().enumerate() {
+            generated[r * STEPS as usize + t as usize] = g;
+        }
     }
     println!(
         "serving_loop: {STEPS} graph replays x {BATCH} requests on {:?} ({:?} kernels): \
-         {same} tokens equal the CPU reference's, {near} differ within the CDF margin",
+         {same} tokens equal the CPU reference's, {near} differ within the CDF margin; \
+         {edited} logits penalised as on the CPU",
         sampler.context().name().unwrap_or_default(),
         sampler.kernel_origin(),
     );

@@ -2,7 +2,8 @@
 //
 // Everything the kernel families share, and nothing else:
 //   1. integer types and the status bits (mirrors src/status.rs)
-//   2. f16/bf16 widening by hand (NVRTC has no cuda_fp16.h/cuda_bf16.h) and logit sanitising
+//   2. f16/bf16 widening (and narrowing) by hand (NVRTC has no cuda_fp16.h/cuda_bf16.h) and
+//      logit sanitising
 //   3. 128-bit vector loads that widen to f32
 //   4. Philox4x32-10 and the u32 -> (0,1) conversion (mirrors src/philox.rs bit for bit)
 //   5. warp and block collectives in CUB's shape: the caller owns the shared memory, each
@@ -57,6 +58,25 @@ __device__ __forceinline__ float to_f32(f16_t x) {
 }
 __device__ __forceinline__ float f16_bits_to_f32(u16 b) { f16_t h; h.bits = b; return to_f32(h); }
 __device__ __forceinline__ float bf16_bits_to_f32(u16 b) { bf16_t h; h.bits = b; return to_f32(h); }
+
+// Narrowing for the ops that write logits back (kernels/edits.cu): round to nearest even, as
+// half::f16/bf16::from_f32 on the host. bf16 keeps the top half after rounding the bottom
+// (NaN stays a quiet NaN); f16 is one `cvt.rn.f16.f32`.
+__device__ __forceinline__ void store_logit(float *p, float x) { *p = x; }
+__device__ __forceinline__ void store_logit(bf16_t *p, float x) {
+  const u32 b = __float_as_uint(x);
+  if ((b & 0x7fffffffu) > 0x7f800000u) { p->bits = (u16)((b >> 16) | 0x40u); return; }
+  p->bits = (u16)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+__device__ __forceinline__ void store_logit(f16_t *p, float x) {
+#ifdef SAMPLEX_EMULATED
+  p->bits = samplex_emu::f32_to_f16(x);
+#else
+  u16 h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+  p->bits = h;
+#endif
+}
 
 // SPEC "Bad input": NaN counts as -inf, +inf as the largest finite f32. Sets status bits.
 __device__ __forceinline__ float sanitize(float x, u32 &status) {

@@ -139,9 +139,10 @@ cat >"$bundle/run.sh" <<'RUN'
 #   bench      bin/benches/sampling --bench → <results>/<YYYY-MM-DD>-<gpu>.jsonl
 #   sanitizer  compute-sanitizer (when it exists; refused on some hosts: "Device not
 #              supported") with each of SAMPLEX_SANITIZE_TOOLS (default "memcheck racecheck
-#              synccheck") on each of SAMPLEX_SANITIZE (default "smoke": the bench binary's
-#              smoke run, every kernel and split path once; test-binary globs such as "gpu_topk"
-#              reach more shapes, slowly), within SAMPLEX_SANITIZE_BUDGET seconds (default 150)
+#              synccheck") on each of SAMPLEX_SANITIZE (default "smoke gpu_edits": the bench
+#              binary's smoke run, every sampling kernel and split path once, and the logit
+#              edits' tests, a second or two; test-binary globs such as "gpu_topk" reach more
+#              shapes, slowly), within SAMPLEX_SANITIZE_BUDGET seconds (default 150)
 #   peers      per peer (FlashInfer, then PyTorch), one process each: python3 peers.py --check
 #              (each op once, checked), then, if it passed, the timed run → the same file.
 #              FlashInfer: its package if importable, else its kernels from
@@ -283,8 +284,9 @@ if want sanitizer; then
   else
     # Targets: "smoke" is the bench binary without --bench, which launches every op once per
     # dtype and per row-split path (cluster, grid, one block) on a small batch: every kernel
-    # under each tool in about a minute. Test binaries (globs) reach the other shapes, slowly.
-    read -r -a targets <<<"${SAMPLEX_SANITIZE:-smoke}"
+    # under each tool in about a minute. Test binaries (globs) reach the other shapes, slowly;
+    # the logit edits (kernels/edits.cu) are not a bench op, so their tests stand in for them.
+    read -r -a targets <<<"${SAMPLEX_SANITIZE:-smoke gpu_edits}"
     read -r -a tools <<<"${SAMPLEX_SANITIZE_TOOLS:-memcheck racecheck synccheck}"
     runs=()
     shopt -s nullglob
@@ -292,7 +294,7 @@ if want sanitizer; then
       if [ "$g" = smoke ]; then runs+=("$bin/benches/sampling"); else runs+=("$bin"/tests/$g); fi
     done
     shopt -u nullglob
-    [ ${#runs[@]} -gt 0 ] || say "sanitizer: nothing matches ${SAMPLEX_SANITIZE:-smoke}"
+    [ ${#runs[@]} -gt 0 ] || say "sanitizer: nothing matches ${SAMPLEX_SANITIZE:-smoke gpu_edits}"
     san_end=$((SECONDS + ${SAMPLEX_SANITIZE_BUDGET:-150}))
     for t in "${runs[@]}"; do
       name="$(basename "$t")"

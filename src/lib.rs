@@ -25,6 +25,9 @@
 //! * [`gpu`]: a [`gpu::Sampler`] on a caller's cudarc stream, working on device buffers,
 //!   asynchronous, allocation-free after warm-up, capturable in a CUDA graph.
 //!
+//! Before a decoder sees the logits, SPEC's first stage may edit them in place ([`edits`]):
+//! an allowed-token mask and repetition / presence / frequency penalties.
+//!
 //! Random numbers come from Philox4x32-10 ([`philox`]), the same stream on both paths, so the
 //! GPU and the CPU draw the same token from the same inputs.
 //!
@@ -50,6 +53,7 @@ pub mod batch;
 pub mod cpu;
 pub mod decoder;
 pub mod dtype;
+pub mod edits;
 pub mod error;
 pub mod gpu;
 pub mod philox;
@@ -58,5 +62,6 @@ pub mod status;
 pub use batch::{Logits, Rows};
 pub use decoder::{Bok, BokWeights, Decoder, Regularizer, Support};
 pub use dtype::{DType, Logit};
+pub use edits::{mask_words, History, Penalties};
 pub use error::{Error, Result};
 pub use philox::Rng;

@@ -381,3 +381,92 @@ fn strided_rows_read_only_their_vocab() {
     let l = Logits::with_stride(&z, 2, 2, 3).unwrap();
     assert_eq!(cpu::argmax(&l), vec![1, 0]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Logit edits (SPEC "Order of operations", first stage).
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_mask_sets_minus_infinity_where_a_bit_is_zero_and_ignores_bits_past_vocab() {
+    // Two rows of 35 tokens (two words each), stride 36; the padding must stay.
+    let mut z: Vec<f32> = (0..72).map(|i| i as f32).collect();
+    let allowed = [
+        0b1011,
+        0xffff_fff8, // row 0: tokens 0, 1, 3 and none of 32-34 (bits 0-2 of word 1)
+        u32::MAX,
+        0b010, // row 1: every token of word 0, then token 33 only
+    ];
+    cpu::mask_tokens(&mut z, 2, 35, 36, &allowed).unwrap();
+    let inf = f32::NEG_INFINITY;
+    let kept = |r: usize, i: usize| z[r * 36 + i] != inf;
+    assert!(kept(0, 0) && kept(0, 1) && !kept(0, 2) && kept(0, 3) && !kept(0, 4));
+    assert!((32..35).all(|i| !kept(0, i)));
+    assert_eq!(z[35], 35.0, "padding untouched");
+    assert!((0..32).all(|i| kept(1, i)) && !kept(1, 32) && kept(1, 33) && !kept(1, 34));
+    assert_eq!(z[36 + 33], 69.0);
+    assert!(matches!(
+        cpu::mask_tokens(&mut z, 2, 35, 36, &allowed[..3]),
+        Err(samplex::Error::BadLength {
+            name: "allowed",
+            got: 3,
+            expected: 4
+        })
+    ));
+}
+
+#[test]
+fn penalties_edit_each_distinct_history_token_once_with_its_count() {
+    use samplex::{History, Penalties};
+    let mut z = vec![2.0f32, -2.0, 4.0, 1.0, 0.0];
+    // Token 0 three times, 1 once, 2 twice, 9 (≥ vocab: padding) ignored; 3 and 4 absent.
+    let tokens = [0u32, 2, 0, 1, 9, 0, 2];
+    let hist = History {
+        tokens: &tokens,
+        max_len: 7,
+        lengths: None,
+    };
+    let pen = Penalties {
+        repetition: 2.0,
+        presence: 0.5,
+        frequency: 0.25,
+    };
+    cpu::apply_penalties(&mut z, 1, 5, 5, &hist, Rows::All(pen)).unwrap();
+    // 2/2 − (0.75 + 0.5); −2·2 − (0.25 + 0.5); 4/2 − (0.5 + 0.5); untouched.
+    assert_eq!(z, vec![-0.25, -4.75, 1.0, 1.0, 0.0]);
+
+    // Lengths cut the history: only the first two tokens (0 and 2) count.
+    let mut z = vec![2.0f32, -2.0, 4.0, 1.0, 0.0];
+    let lens = [2u32];
+    let hist = History {
+        tokens: &tokens,
+        max_len: 7,
+        lengths: Some(&lens),
+    };
+    cpu::apply_penalties(&mut z, 1, 5, 5, &hist, Rows::All(pen)).unwrap();
+    assert_eq!(z, vec![0.25, -2.0, 1.25, 1.0, 0.0]);
+
+    let bad = [Penalties {
+        repetition: -1.0,
+        ..Penalties::NONE
+    }];
+    assert!(matches!(
+        cpu::apply_penalties(&mut z, 1, 5, 5, &hist, Rows::Each(&bad)),
+        Err(samplex::Error::BadParam {
+            name: "repetition",
+            ..
+        })
+    ));
+    let long = [8u32];
+    let hist = History {
+        tokens: &tokens,
+        max_len: 7,
+        lengths: Some(&long),
+    };
+    assert!(matches!(
+        cpu::apply_penalties(&mut z, 1, 5, 5, &hist, Rows::All(pen)),
+        Err(samplex::Error::BadParam {
+            name: "history length",
+            ..
+        })
+    ));
+}

@@ -13,8 +13,11 @@ use std::cell::Cell;
 use cudarc::driver::CudaSlice;
 use half::bf16;
 use samplex::gpu::softmax::Staging;
-use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, RowSplit, Sampler};
-use samplex::{Bok, BokWeights, Decoder, Logit, Rng, Support};
+use samplex::gpu::{
+    DeviceHistory, DeviceLogits, DeviceLogitsMut, DeviceSeeds, PenaltyRows, RowParams, RowSplit,
+    Sampler,
+};
+use samplex::{Bok, BokWeights, Decoder, Logit, Penalties, Rng, Support};
 
 /// The system allocator, counting the allocations of each thread.
 struct Counting;
@@ -82,7 +85,13 @@ struct Buffers<T: Logit> {
     tokens: CudaSlice<u32>,
     support: CudaSlice<u32>,
     status: CudaSlice<u32>,
+    /// The logit edits' inputs: an allowed-token bitmask and a padded token history.
+    allowed: CudaSlice<u32>,
+    history: CudaSlice<u32>,
 }
+
+/// The history's padded length per row.
+const HISTORY: usize = 24;
 
 /// The selection's k.
 const K: u32 = 40;
@@ -111,6 +120,17 @@ impl<T: Logit> Buffers<T> {
             tokens: st.alloc_zeros(batch).unwrap(),
             support: st.alloc_zeros(batch).unwrap(),
             status: st.alloc_zeros(batch).unwrap(),
+            // Every other token allowed (a warm call stores as many as the first did).
+            allowed: st
+                .clone_htod(&vec![0x5555_5555u32; batch * samplex::mask_words(vocab)])
+                .unwrap(),
+            history: st
+                .clone_htod(
+                    &(0..batch * HISTORY)
+                        .map(|i| (i * 7 % vocab.min(100)) as u32)
+                        .collect::<Vec<_>>(),
+                )
+                .unwrap(),
         }
     }
 }
@@ -118,7 +138,7 @@ impl<T: Logit> Buffers<T> {
 /// The operations, by name: every public entry point, through `sample` and `distribution` for
 /// each decoder and directly for the rest, with per-row parameters, per-row seeds and a status
 /// buffer where they take them.
-const OPS: [&str; 22] = [
+const OPS: [&str; 24] = [
     "greedy",
     "softmax",
     "log_softmax",
@@ -141,6 +161,9 @@ const OPS: [&str; 22] = [
     "bok_custom_weights",
     "distribution_top_p",
     "distribution_greedy",
+    // Last: they edit the logits the others read.
+    "mask_tokens",
+    "apply_penalties",
 ];
 
 /// Queues operation `op` of [`OPS`] on `b`.
@@ -293,6 +316,26 @@ fn run<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, op: &str) -> samplex::Resu
             &mut b.probs.as_view_mut(),
             status,
         ),
+        "mask_tokens" | "apply_penalties" => {
+            let (batch, vocab, stride) = (b.batch, b.vocab, b.stride);
+            let mut edited =
+                DeviceLogitsMut::with_stride(b.logits.as_view_mut(), batch, vocab, stride)?;
+            if op == "mask_tokens" {
+                s.mask_tokens(&mut edited, &b.allowed.as_view())
+            } else {
+                let history = DeviceHistory {
+                    tokens: b.history.as_view(),
+                    max_len: HISTORY,
+                    lengths: None,
+                };
+                let pen = Penalties {
+                    repetition: 1.1,
+                    presence: 0.1,
+                    frequency: 0.1,
+                };
+                s.apply_penalties(&mut edited, &history, &pen, &PenaltyRows::default(), status)
+            }
+        }
         _ => unreachable!("no operation {op}"),
     }
 }

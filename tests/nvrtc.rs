@@ -1,7 +1,7 @@
 //! The NVRTC fallback compiles every kernel: the embedded sources are what a user without
 //! nvcc runs. Needs libnvrtc (scripts/install-cuda.sh puts it in `<cache>/cu13/lib`), not a GPU.
 
-const FAMILIES: [&str; 5] = ["softmax", "topk", "topp", "sparsemax", "bok"];
+const FAMILIES: [&str; 6] = ["softmax", "topk", "topp", "sparsemax", "bok", "edits"];
 const DTYPES: [&str; 3] = ["f32", "f16", "bf16"];
 
 /// The kernel entry points of a PTX module.

@@ -80,6 +80,8 @@ SAMPLEX_EMU_API void threadfence();
 // One turn of a spin wait on global memory (kernels/common.cuh §9); `spins` so far.
 SAMPLEX_EMU_API void spin_pause(unsigned spins);
 SAMPLEX_EMU_API float f16_to_f32(unsigned short bits);
+// Round to nearest even, as cvt.rn.f16.f32.
+SAMPLEX_EMU_API unsigned short f32_to_f16(float x);
 
 // The running block's dynamic shared memory (the launch's bytes, 16-byte aligned).
 SAMPLEX_EMU_API void *dynamic_shared();

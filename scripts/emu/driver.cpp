@@ -770,6 +770,22 @@ float f16_to_f32(unsigned short h) {
   return f;
 }
 
+unsigned short f32_to_f16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return (unsigned short)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));  // NaN
+  if (ax >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);  // rounds past 65504: inf
+  if (ax < 0x38800000u) {  // below 2^-14: a subnormal half (or the smallest normal, by rounding)
+    float a;
+    std::memcpy(&a, &ax, 4);
+    return (unsigned short)(sign | (uint32_t)std::nearbyint(a * 16777216.0f));  // a * 2^24, exact
+  }
+  uint32_t r = ax - 0x38000000u;  // rebias the exponent (127 - 15 = 112)
+  r += 0xfffu + ((r >> 13) & 1u);
+  return (unsigned short)(sign | (r >> 13));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Launching.
 // ---------------------------------------------------------------------------------------------

@@ -17,16 +17,20 @@
 //! | [`sample_from_probs`]    | a token drawn from given probabilities                       |
 //! | [`sparsemax()`]          | sparsemax's q, support size and θ                            |
 //! | [`bok()`]                | BoK's q and J(q^t) at every step                             |
+//! | [`mask_tokens`]          | logit edits, in place: −∞ where the allowed-token bitmask is 0 |
+//! | [`apply_penalties`]      | logit edits, in place: repetition / presence / frequency     |
 #![forbid(unsafe_code)]
 
 pub mod bok;
 pub mod draw;
+pub mod edits;
 pub mod filters;
 pub mod softmax;
 pub mod sparsemax;
 
 pub use bok::{bok, bok_gradient, bok_objective, BokTrace};
 pub use draw::{draw_log_weights, draw_weights, Draw, DRAW_TILE};
+pub use edits::{apply_penalties, mask_tokens};
 pub use filters::{kept_row, top_k_select_row};
 pub use softmax::{log_softmax_row, softmax_row};
 pub use sparsemax::{sparsemax, Sparsemax};

@@ -9,6 +9,7 @@
 //! | `topp`          | top-p, min-p and the combined filter pipeline                        |
 //! | `sparsemax`     | sparsemax by sort-and-threshold                                      |
 //! | `bok`           | Best-of-K mirror ascent                                              |
+//! | `edits`         | logit edits in place: the allowed-token mask and the history penalties |
 //! | `sample`        | `Sampler::sample` / `Sampler::distribution`: a `Decoder` to its family |
 //!
 //! Every operation is asynchronous on the sampler's stream and never synchronises the host;
@@ -20,7 +21,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, DevicePtr, DeviceSlice,
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr,
+    DeviceSlice,
 };
 
 use crate::batch::check_shape;
@@ -28,8 +30,10 @@ use crate::dtype::Logit;
 use crate::error::{Error, Result};
 
 pub mod bok;
+pub mod edits;
 pub(crate) mod launch;
 
+pub use edits::{DeviceHistory, PenaltyRows};
 pub use launch::RowSplit;
 pub mod module;
 pub mod sample;
@@ -67,6 +71,52 @@ impl<'a, T: Logit> DeviceLogits<'a, T> {
     ) -> Result<Self> {
         check_shape("logits", data.len(), batch, vocab, stride)?;
         Ok(DeviceLogits {
+            data,
+            batch,
+            vocab,
+            stride,
+        })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+}
+
+/// A batch of logits on the device that an operation edits in place (the logit edits of
+/// [`crate::edits`]): `batch` rows of `vocab` values, row `r` at `r * stride`.
+#[derive(Debug)]
+pub struct DeviceLogitsMut<'a, T: Logit> {
+    pub(crate) data: CudaViewMut<'a, T>,
+    pub(crate) batch: usize,
+    pub(crate) vocab: usize,
+    pub(crate) stride: usize,
+}
+
+impl<'a, T: Logit> DeviceLogitsMut<'a, T> {
+    /// Dense rows (stride = vocab).
+    ///
+    /// # Errors
+    /// As [`DeviceLogits::new`].
+    pub fn new(data: CudaViewMut<'a, T>, batch: usize, vocab: usize) -> Result<Self> {
+        Self::with_stride(data, batch, vocab, vocab)
+    }
+
+    /// Rows `stride` elements apart (stride ≥ vocab).
+    pub fn with_stride(
+        data: CudaViewMut<'a, T>,
+        batch: usize,
+        vocab: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        check_shape("logits", data.len(), batch, vocab, stride)?;
+        Ok(DeviceLogitsMut {
             data,
             batch,
             vocab,

@@ -239,7 +239,7 @@ impl Sampler {
     }
 
     /// An output (or test input) buffer: exactly `len` entries, on this sampler's device.
-    fn check_rows<T, S: DeviceSlice<T>>(
+    pub(crate) fn check_rows<T, S: DeviceSlice<T>>(
         &self,
         name: &'static str,
         buffer: &S,

@@ -1,0 +1,130 @@
+// samplex — logit edits, the first stage of SPEC "Order of operations" (before temperature):
+// an allowed-token mask and repetition / presence / frequency penalties, in place on the
+// caller's logits.
+//
+// Kernels:
+//   samplex_edits_mask_<dtype>  z_i = -inf wherever bit i of the row's allowed-token bitmask
+//       is 0 (word i / 32, bit i % 32: the layout of xgrammar's and vLLM's token bitmasks).
+//       A 1-D grid of batch x ceil(vocab / 1024) blocks of 256 threads; block b covers tokens
+//       [1024 c, 1024 c + 1024) of row b / chunks (c = b % chunks), thread t the tokens
+//       1024 c + t + 256 j. A warp's 32 lanes then share one bitmask word (one broadcast load),
+//       and only a masked token costs a store: the logits are never read.
+//   samplex_edits_penalize_<dtype>  one block of 256 threads per row. Every distinct token i
+//       of the row's history (tokens[row * max_len ..][0 .. len), ids >= vocab ignored, so a
+//       padded history needs no lengths) is edited once, with c_i = its number of occurrences:
+//           z_i <- (z_i > 0 ? z_i / r : z_i * r) - (f * c_i + a)
+//       (r = repetition, a = presence, f = frequency; the order of vLLM and of HF's
+//       repetition penalty). NaN stays NaN and infinities stay infinite (for finite a, f).
+//
+// Counting without an order: the row's occurrences go into an open-addressing table of
+// 2^slot_bits >= 2 max_len slots (so at most half full), key = token + 1 by atomicCAS and
+// count by atomicAdd. Integer atomics: the table's content is the same whatever order the
+// threads arrive in, and each distinct token owns exactly one slot. After the block barrier
+// every occupied slot edits its own token and clears itself, so the table is empty again when
+// the kernel ends. It lives in the sampler's ticket area, whose invariant is exactly that
+// (zero at a kernel's start, zero at its end): nothing is cleared per call, and a captured
+// graph replays as it is. Rows own disjoint tables (row r's at r x 2 x 2^slot_bits), so bad
+// lengths cannot make two rows share one.
+//
+// Per-row values only the device sees are clamped (PARAM_CLAMPED): a length > max_len to
+// max_len; r to [smallest normal f32, FLT_MAX] (NaN: 1); a and f to [-FLT_MAX, FLT_MAX] (NaN: 0).
+#include "common.cuh"
+
+namespace samplex_edits {
+
+constexpr int THREADS = 256;
+constexpr u32 MASK_CHUNK = 1024;  // tokens per mask block: 4 per thread
+constexpr float FLT_MIN_NORMAL = 1.17549435e-38f;
+
+template <typename T>
+__device__ __forceinline__ void mask(T *logits, u64 stride, u32 vocab, const u32 *allowed, u32 chunks) {
+  const u32 row = blockIdx.x / chunks;
+  const u32 first = (blockIdx.x % chunks) * MASK_CHUNK;
+  const u32 *bits = allowed + (u64)row * ceil_div(vocab, 32);
+  T *z = logits + (u64)row * stride;
+#pragma unroll
+  for (u32 j = 0; j < MASK_CHUNK / THREADS; ++j) {
+    const u32 i = first + j * THREADS + threadIdx.x;
+    if (i < vocab && !((bits[i >> 5] >> (i & 31)) & 1u)) store_logit(&z[i], SAMPLEX_NEG_INF);
+  }
+}
+
+// The slot of `token` in a table of 2^bits slots (Fibonacci hashing; bits >= 1).
+__device__ __forceinline__ u32 slot_of(u32 token, u32 bits) { return (token * 2654435769u) >> (32 - bits); }
+
+template <typename T>
+__device__ __forceinline__ void penalize(T *logits, u64 stride, u32 vocab, const u32 *tokens, u32 max_len,
+                                         u64 lengths, float repetition, float presence, float frequency,
+                                         u64 repetitions, u64 presences, u64 frequencies, u32 slot_bits,
+                                         u32 *tables, u64 status_out) {
+  const u32 row = blockIdx.x;
+  u32 status = 0;
+  u32 len = max_len;
+  if (lengths) {
+    len = ((const u32 *)lengths)[row];
+    if (len > max_len) { status |= SAMPLEX_STATUS_PARAM_CLAMPED; len = max_len; }
+  }
+  const float r = repetitions ? clamp_param(((const float *)repetitions)[row], FLT_MIN_NORMAL, SAMPLEX_FLT_MAX,
+                                            1.0f, status)
+                              : repetition;
+  const float a = presences ? clamp_param(((const float *)presences)[row], -SAMPLEX_FLT_MAX, SAMPLEX_FLT_MAX,
+                                          0.0f, status)
+                            : presence;
+  const float f = frequencies ? clamp_param(((const float *)frequencies)[row], -SAMPLEX_FLT_MAX,
+                                            SAMPLEX_FLT_MAX, 0.0f, status)
+                              : frequency;
+
+  const u32 slots = 1u << slot_bits;
+  u32 *keys = tables + (u64)row * 2 * slots;
+  u32 *counts = keys + slots;
+  const u32 *history = tokens + (u64)row * max_len;
+
+  // Count: linear probing from the token's slot; the table is at most half full.
+  for (u32 i = threadIdx.x; i < len; i += THREADS) {
+    const u32 token = history[i];
+    if (token >= vocab) continue;
+    for (u32 s = slot_of(token, slot_bits);; s = (s + 1) & (slots - 1)) {
+      const u32 k = atomicCAS(&keys[s], 0u, token + 1);
+      if (k == 0u || k == token + 1) {
+        atomicAdd(&counts[s], 1u);
+        break;
+      }
+    }
+  }
+  __syncthreads();
+
+  // Edit each distinct token once, from its own slot, and leave the slot empty.
+  T *z = logits + (u64)row * stride;
+  for (u32 s = threadIdx.x; s < slots; s += THREADS) {
+    const u32 k = load_cg_u32(&keys[s]);
+    if (k == 0u) continue;
+    const u32 c = load_cg_u32(&counts[s]);
+    keys[s] = 0u;
+    counts[s] = 0u;
+    float x = to_f32(z[k - 1]);
+    if (r != 1.0f) x = x > 0.0f ? x / r : x * r;
+    store_logit(&z[k - 1], x - __fmaf_rn(f, (float)c, a));
+  }
+  if (threadIdx.x == 0 && status_out) ((u32 *)status_out)[row] = status;
+}
+
+}  // namespace samplex_edits
+
+#define SAMPLEX_EDITS_ENTRIES(T, NAME)                                                                  \
+  extern "C" __global__ void __launch_bounds__(samplex_edits::THREADS)                                  \
+      samplex_edits_mask_##NAME(T *logits, u64 stride, u32 vocab, const u32 *allowed, u32 chunks) {     \
+    samplex_edits::mask<T>(logits, stride, vocab, allowed, chunks);                                      \
+  }                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(samplex_edits::THREADS)                                  \
+      samplex_edits_penalize_##NAME(T *logits, u64 stride, u32 vocab, const u32 *tokens, u32 max_len,   \
+                                    u64 lengths, float repetition, float presence, float frequency,     \
+                                    u64 repetitions, u64 presences, u64 frequencies, u32 slot_bits,     \
+                                    u32 *tables, u64 status) {                                          \
+    samplex_edits::penalize<T>(logits, stride, vocab, tokens, max_len, lengths, repetition, presence,   \
+                               frequency, repetitions, presences, frequencies, slot_bits, tables,       \
+                               status);                                                                 \
+  }
+
+SAMPLEX_EDITS_ENTRIES(float, f32)
+SAMPLEX_EDITS_ENTRIES(f16_t, f16)
+SAMPLEX_EDITS_ENTRIES(bf16_t, bf16)

@@ -1,0 +1,207 @@
+//! Wrappers for kernels/edits.cu: the logit edits of SPEC "Order of operations" (before
+//! temperature), in place on the caller's logits — the allowed-token mask and the history
+//! penalties ([`crate::edits`]).
+//!
+//! | kernel                        | C arguments (after the pointer to the rows)                          |
+//! |-------------------------------|-----------------------------------------------------------------------|
+//! | `samplex_edits_mask_<T>`      | stride, vocab, allowed, chunks                                        |
+//! | `samplex_edits_penalize_<T>`  | stride, vocab, tokens, max_len, lengths\[\], r, a, f, r\[\], a\[\], f\[\], slot_bits, tables, status |
+//!
+//! Optional buffers are raw addresses, 0 when absent. The penalties count a row's history in
+//! a hash table of `2^slot_bits ≥ 2 · max_len` slots (two u32 each) in the ticket area, which
+//! the kernel leaves empty as it found it; so nothing is cleared per call and a graph replays.
+
+use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig};
+
+use super::launch::{Args, Kernel, Pointers, BLOCK_THREADS};
+use super::{DeviceLogitsMut, Sampler};
+use crate::dtype::Logit;
+use crate::edits::{check_history, mask_words, Penalties};
+use crate::error::{Error, Result};
+
+/// Tokens per block of the mask kernel (`MASK_CHUNK` in kernels/edits.cu).
+const MASK_CHUNK: usize = 1024;
+
+/// A batch's token histories on the device, padded: row r's tokens are
+/// `tokens[r · max_len ..][.. len_r]`, with `len_r = lengths[r]` (a device value: one above
+/// `max_len` is clamped and flagged) or `max_len` when there are no lengths. Ids ≥ vocab are
+/// ignored, so a history padded with such an id (vLLM pads with `vocab`) needs no lengths.
+#[derive(Debug)]
+pub struct DeviceHistory<'a> {
+    pub tokens: CudaView<'a, u32>,
+    pub max_len: usize,
+    pub lengths: Option<CudaView<'a, u32>>,
+}
+
+/// Per-row device values that override [`Penalties`]' batch-wide ones; `None` takes the batch
+/// value. Out-of-range values are clamped on the device and flagged with
+/// [`crate::status::PARAM_CLAMPED`].
+#[derive(Debug, Default)]
+pub struct PenaltyRows<'a> {
+    pub repetition: Option<CudaView<'a, f32>>,
+    pub presence: Option<CudaView<'a, f32>>,
+    pub frequency: Option<CudaView<'a, f32>>,
+}
+
+/// One block per row, a 1-D grid (its x dimension holds < 2^31 blocks).
+fn grid(blocks: usize) -> Result<LaunchConfig> {
+    let blocks = u32::try_from(blocks)
+        .ok()
+        .filter(|&b| b <= i32::MAX as u32)
+        .ok_or(Error::BadParam {
+            name: "batch",
+            value: blocks as f64,
+            range: "such that the edit's blocks (batch x ceil(vocab / 1024) for the mask) < 2^31",
+        })?;
+    Ok(LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (BLOCK_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+impl Sampler {
+    /// SPEC's logit edits, the mask: z_i = −∞ in place wherever bit i % 32 of word i / 32 of
+    /// the row's bitmask is 0 (`allowed[r · mask_words(vocab) ..]`, the layout of xgrammar's
+    /// and vLLM's token bitmasks). Call it before sampling: a masked token can then never be
+    /// drawn, and every filter measures its mass over the allowed tokens only. Only the
+    /// masked tokens are written; the logits are not read.
+    ///
+    /// # Errors
+    /// [`Error::BadLength`] when `allowed` does not hold `batch × mask_words(vocab)` words;
+    /// [`Error::WrongDevice`]; [`Error::Driver`].
+    pub fn mask_tokens<T: Logit>(
+        &mut self,
+        logits: &mut DeviceLogitsMut<'_, T>,
+        allowed: &CudaView<'_, u32>,
+    ) -> Result<()> {
+        let (batch, vocab) = (logits.batch, logits.vocab);
+        self.check_device("logits", &logits.data)?;
+        self.check_rows("allowed", allowed, batch * mask_words(vocab))?;
+        let chunks = vocab.div_ceil(MASK_CHUNK);
+        let cfg = grid(batch * chunks)?;
+        let func = self.function(Kernel::new("edits", "mask", T::DTYPE))?;
+
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let logits_addr = ptrs.write(&mut logits.data);
+        let allowed_addr = ptrs.read(allowed);
+        let (stride, vocab, chunks) = (logits.stride as u64, vocab as u32, chunks as u32);
+        let mut b = Args::new();
+        b.arg(&logits_addr)
+            .arg(&stride)
+            .arg(&vocab)
+            .arg(&allowed_addr)
+            .arg(&chunks);
+        // SAFETY: the arguments match samplex_edits_mask_<T>'s C signature in order and type;
+        // `logits` holds `batch` rows of `stride` (≥ vocab) elements and `allowed` batch ×
+        // ⌈vocab / 32⌉ words (checked); the grid is batch × chunks blocks of 256 threads, each
+        // within its row's first vocab tokens.
+        unsafe { b.launch(&func, &stream, cfg) }
+    }
+
+    /// SPEC's logit edits, the penalties: every distinct token of row r's history, occurring c
+    /// times, gets `z ← (z > 0 ? z / repetition : z · repetition) − (frequency · c + presence)`
+    /// in place ([`Penalties`]; per-row values in `rows`). Tokens that do not occur are not
+    /// touched. The result does not depend on the order of the history, so it is the same
+    /// run after run. `status` (optional, `batch` entries) gets each row's
+    /// [`crate::status::PARAM_CLAMPED`] bit (a per-row penalty out of range, a length above
+    /// `max_len`).
+    ///
+    /// The workspace holds a table of 16 bytes × the power of two ≥ 2 · max_len per row
+    /// (`Sampler::reserve`'s tickets, 4 bytes each, before a graph capture).
+    ///
+    /// # Errors
+    /// [`Error::BadParam`] for a penalty out of range ([`Penalties::validate`]);
+    /// [`Error::BadLength`] when the history does not hold `batch × max_len` tokens (and
+    /// `batch` lengths), or a per-row buffer or `status` is not `batch` long;
+    /// [`Error::WrongDevice`]; [`Error::Driver`].
+    pub fn apply_penalties<T: Logit>(
+        &mut self,
+        logits: &mut DeviceLogitsMut<'_, T>,
+        history: &DeviceHistory<'_>,
+        penalties: &Penalties,
+        rows: &PenaltyRows<'_>,
+        status: Option<&mut CudaViewMut<'_, u32>>,
+    ) -> Result<()> {
+        // 1. Validate.
+        let (batch, vocab) = (logits.batch, logits.vocab);
+        penalties.validate()?;
+        self.check_device("logits", &logits.data)?;
+        check_history(
+            history.tokens.len(),
+            history.max_len,
+            history.lengths.as_ref().map(|l| l.len()),
+            batch,
+        )?;
+        self.check_device("history tokens", &history.tokens)?;
+        if let Some(l) = &history.lengths {
+            self.check_device("history lengths", l)?;
+        }
+        for (name, v) in [
+            ("repetition", &rows.repetition),
+            ("presence", &rows.presence),
+            ("frequency", &rows.frequency),
+        ] {
+            if let Some(v) = v {
+                self.check_rows(name, v, batch)?;
+            }
+        }
+        if let Some(st) = status.as_deref() {
+            self.check_rows("status", st, batch)?;
+        }
+        let max_len = u32::try_from(history.max_len)
+            .ok()
+            .filter(|&m| m < 1 << 30)
+            .ok_or(Error::BadParam {
+                name: "max_len",
+                value: history.max_len as f64,
+                range: "< 2^30",
+            })?;
+
+        // 2. Config: a table of 2^slot_bits ≥ 2 · max_len slots per row (at least 2).
+        let slot_bits = (2 * max_len).max(2).next_power_of_two().trailing_zeros();
+        let table_words = batch.checked_mul(2 << slot_bits).ok_or(Error::BadParam {
+            name: "max_len",
+            value: history.max_len as f64,
+            range: "such that batch x 4 x max_len table words fit in memory",
+        })?;
+        let cfg = grid(batch)?;
+        let tables = self.scratch(0, table_words)?.tickets;
+        let func = self.function(Kernel::new("edits", "penalize", T::DTYPE))?;
+
+        // 3. Arguments in C-signature order.
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let logits_addr = ptrs.write(&mut logits.data);
+        let tokens_addr = ptrs.read(&history.tokens);
+        let lengths_addr = ptrs.read_opt(history.lengths.as_ref());
+        let reps = ptrs.read_opt(rows.repetition.as_ref());
+        let pres = ptrs.read_opt(rows.presence.as_ref());
+        let freqs = ptrs.read_opt(rows.frequency.as_ref());
+        let status_addr = ptrs.write_opt(status);
+        let (stride, vocab) = (logits.stride as u64, vocab as u32);
+        let mut b = Args::new();
+        b.arg(&logits_addr)
+            .arg(&stride)
+            .arg(&vocab)
+            .arg(&tokens_addr)
+            .arg(&max_len)
+            .arg(&lengths_addr)
+            .arg(&penalties.repetition)
+            .arg(&penalties.presence)
+            .arg(&penalties.frequency)
+            .arg(&reps)
+            .arg(&pres)
+            .arg(&freqs)
+            .arg(&slot_bits)
+            .arg(&tables)
+            .arg(&status_addr);
+        // SAFETY: the arguments match samplex_edits_penalize_<T>'s C signature in order and
+        // type; `logits` holds `batch` rows of `stride` (≥ vocab) elements, the history batch ×
+        // max_len tokens (and `batch` lengths), the per-row buffers and `status` `batch` entries
+        // (checked); the ticket area holds batch × 2 × 2^slot_bits words, zero, and the kernel
+        // leaves them zero; one block of 256 threads per row.
+        unsafe { b.launch(&func, &stream, cfg) }
+    }
+}
