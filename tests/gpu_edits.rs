@@ -5,6 +5,7 @@
 mod common;
 
 use common::{download, upload, Dist};
+use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -145,6 +146,45 @@ fn assert_close<T: Logit>(got: &[T], want: &[T], before: &[T], what: &str) {
     }
 }
 
+/// Per-row penalties on the device: the three columns a [`PenaltyRows`] borrows.
+struct Columns([CudaSlice<f32>; 3]);
+
+impl Columns {
+    fn upload(s: &Sampler, each: &[Penalties]) -> Self {
+        let col = |f: fn(&Penalties) -> f32| upload(s, &each.iter().map(f).collect::<Vec<_>>());
+        Columns([
+            col(|p| p.repetition),
+            col(|p| p.presence),
+            col(|p| p.frequency),
+        ])
+    }
+
+    fn rows(&self) -> PenaltyRows<'_> {
+        PenaltyRows {
+            repetition: Some(self.0[0].as_view()),
+            presence: Some(self.0[1].as_view()),
+            frequency: Some(self.0[2].as_view()),
+        }
+    }
+}
+
+/// `apply_penalties` on `d` in place (`batch` rows of `vocab`, `stride` apart); each row's
+/// status.
+fn penalize_in_place<T: Logit>(
+    s: &mut Sampler,
+    d: &mut CudaSlice<T>,
+    (batch, vocab, stride): (usize, usize, usize),
+    hist: &DeviceHistory<'_>,
+    pen: &Penalties,
+    rows: &PenaltyRows<'_>,
+) -> Vec<u32> {
+    let mut st = upload(s, &vec![u32::MAX; batch]);
+    let mut logits = DeviceLogitsMut::with_stride(d.as_view_mut(), batch, vocab, stride).unwrap();
+    s.apply_penalties(&mut logits, hist, pen, rows, Some(&mut st.as_view_mut()))
+        .unwrap();
+    download(s, &st)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn penalty_case<T: Logit>(
     s: &mut Sampler,
@@ -209,34 +249,18 @@ fn penalty_case<T: Logit>(
     let mut d = upload(s, &host);
     let dt = upload(s, &tokens);
     let dl = upload(s, &lengths);
-    let col = |f: fn(&Penalties) -> f32| each.iter().map(f).collect::<Vec<f32>>();
-    let (dr, dp, df) = (
-        upload(s, &col(|p| p.repetition)),
-        upload(s, &col(|p| p.presence)),
-        upload(s, &col(|p| p.frequency)),
-    );
-    let mut st = upload(s, &vec![u32::MAX; batch]);
-    {
-        let hist = DeviceHistory {
-            tokens: dt.as_view(),
-            max_len,
-            lengths: with_lengths.then(|| dl.as_view()),
-        };
-        let rows = if per_row {
-            PenaltyRows {
-                repetition: Some(dr.as_view()),
-                presence: Some(dp.as_view()),
-                frequency: Some(df.as_view()),
-            }
-        } else {
-            PenaltyRows::default()
-        };
-        let mut logits =
-            DeviceLogitsMut::with_stride(d.as_view_mut(), batch, vocab, stride).unwrap();
-        let mut stv = st.as_view_mut();
-        s.apply_penalties(&mut logits, &hist, &pen, &rows, Some(&mut stv))
-            .unwrap();
-    }
+    let columns = Columns::upload(s, &each);
+    let hist = DeviceHistory {
+        tokens: dt.as_view(),
+        max_len,
+        lengths: with_lengths.then(|| dl.as_view()),
+    };
+    let rows = if per_row {
+        columns.rows()
+    } else {
+        PenaltyRows::default()
+    };
+    let st = penalize_in_place(s, &mut d, (batch, vocab, stride), &hist, &pen, &rows);
     let got = download(s, &d);
     let what = format!(
         "penalties {:?} batch {batch} vocab {vocab} stride {stride} max_len {max_len} \
@@ -260,7 +284,7 @@ fn penalty_case<T: Logit>(
             }
         }
     }
-    assert_eq!(download(s, &st), vec![0; batch], "{what}: status");
+    assert_eq!(st, vec![0; batch], "{what}: status");
 }
 
 #[test]
@@ -298,11 +322,8 @@ fn penalize(s: &mut Sampler, z: &[f32], vocab: usize, tokens: &[u32], max_len: u
         presence: 0.5,
         frequency: 0.125,
     };
-    {
-        let mut logits = DeviceLogitsMut::new(d.as_view_mut(), batch, vocab).unwrap();
-        s.apply_penalties(&mut logits, &hist, &pen, &PenaltyRows::default(), None)
-            .unwrap();
-    }
+    let none = PenaltyRows::default();
+    penalize_in_place(s, &mut d, (batch, vocab, vocab), &hist, &pen, &none);
     bits(&download(s, &d))
 }
 
@@ -337,40 +358,28 @@ fn per_row_values_out_of_range_are_clamped_and_flagged() {
     let (batch, vocab, max_len) = (5, 300, 4);
     let z = common::logits(Dist::Normal(3.0), batch, vocab, 11);
     let tokens: Vec<u32> = (0..batch * max_len).map(|i| (i % 7) as u32 * 3).collect();
+    let pen = |repetition, presence| Penalties {
+        repetition,
+        presence,
+        frequency: 0.1,
+    };
     // Row 0 fine; 1: NaN repetition (→ 1); 2: presence −∞ (→ −f32::MAX); 3: length 9 > max_len
     // (→ max_len); 4: repetition −2 (→ the smallest normal f32).
-    let reps = [1.2f32, f32::NAN, 1.0, 1.0, -2.0];
-    let pres = [0.3f32, 0.3, f32::NEG_INFINITY, 0.3, 0.0];
-    let freq = [0.1f32; 5];
-    let lengths = [4u32, 2, 3, 9, 4];
-    let clamped = [
-        Penalties {
-            repetition: 1.2,
-            presence: 0.3,
-            frequency: 0.1,
-        },
-        Penalties {
-            repetition: 1.0,
-            presence: 0.3,
-            frequency: 0.1,
-        },
-        Penalties {
-            repetition: 1.0,
-            presence: -f32::MAX,
-            frequency: 0.1,
-        },
-        Penalties {
-            repetition: 1.0,
-            presence: 0.3,
-            frequency: 0.1,
-        },
-        Penalties {
-            repetition: f32::MIN_POSITIVE,
-            presence: 0.0,
-            frequency: 0.1,
-        },
+    let given = [
+        pen(1.2, 0.3),
+        pen(f32::NAN, 0.3),
+        pen(1.0, f32::NEG_INFINITY),
+        pen(1.0, 0.3),
+        pen(-2.0, 0.0),
     ];
-    let clamped_lengths = [4u32, 2, 3, 4, 4];
+    let clamped = [
+        pen(1.2, 0.3),
+        pen(1.0, 0.3),
+        pen(1.0, -f32::MAX),
+        pen(1.0, 0.3),
+        pen(f32::MIN_POSITIVE, 0.0),
+    ];
+    let (lengths, clamped_lengths) = ([4u32, 2, 3, 9, 4], [4u32, 2, 3, 4, 4]);
     let mut want = z.clone();
     let hist = History {
         tokens: &tokens,
@@ -381,27 +390,23 @@ fn per_row_values_out_of_range_are_clamped_and_flagged() {
 
     let mut d = upload(&s, &z);
     let (dt, dl) = (upload(&s, &tokens), upload(&s, &lengths));
-    let (dr, dp, df) = (upload(&s, &reps), upload(&s, &pres), upload(&s, &freq));
-    let mut st = upload(&s, &[0u32; 5]);
-    {
-        let hist = DeviceHistory {
-            tokens: dt.as_view(),
-            max_len,
-            lengths: Some(dl.as_view()),
-        };
-        let rows = PenaltyRows {
-            repetition: Some(dr.as_view()),
-            presence: Some(dp.as_view()),
-            frequency: Some(df.as_view()),
-        };
-        let mut logits = DeviceLogitsMut::new(d.as_view_mut(), batch, vocab).unwrap();
-        let mut stv = st.as_view_mut();
-        s.apply_penalties(&mut logits, &hist, &Penalties::NONE, &rows, Some(&mut stv))
-            .unwrap();
-    }
+    let columns = Columns::upload(&s, &given);
+    let hist = DeviceHistory {
+        tokens: dt.as_view(),
+        max_len,
+        lengths: Some(dl.as_view()),
+    };
+    let st = penalize_in_place(
+        &mut s,
+        &mut d,
+        (batch, vocab, vocab),
+        &hist,
+        &Penalties::NONE,
+        &columns.rows(),
+    );
     assert_close(&download(&s, &d), &want, &z, "clamped rows");
     let c = status::PARAM_CLAMPED;
-    assert_eq!(download(&s, &st), vec![0, c, c, c, c]);
+    assert_eq!(st, vec![0, c, c, c, c]);
 }
 
 #[test]

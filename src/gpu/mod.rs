@@ -44,96 +44,71 @@ pub mod topp;
 
 pub use module::{context, driver_present, kernels_source, nvrtc_present, KernelOrigin};
 
-/// A batch of logits on the device: `batch` rows of `vocab` values, row `r` at `r * stride`.
-#[derive(Debug)]
-pub struct DeviceLogits<'a, T: Logit> {
-    pub(crate) data: CudaView<'a, T>,
-    pub(crate) batch: usize,
-    pub(crate) vocab: usize,
-    pub(crate) stride: usize,
+/// The two device batches of logits, read-only and edited in place: one shape, one check.
+macro_rules! device_batch {
+    ($(#[$doc:meta])* $name:ident, $view:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name<'a, T: Logit> {
+            pub(crate) data: $view<'a, T>,
+            pub(crate) batch: usize,
+            pub(crate) vocab: usize,
+            pub(crate) stride: usize,
+        }
+
+        impl<'a, T: Logit> $name<'a, T> {
+            /// Dense rows (stride = vocab).
+            ///
+            /// # Errors
+            /// [`Error::EmptyBatch`], [`Error::BadVocab`], [`Error::BadLength`].
+            pub fn new(data: $view<'a, T>, batch: usize, vocab: usize) -> Result<Self> {
+                Self::with_stride(data, batch, vocab, vocab)
+            }
+
+            /// Rows `stride` elements apart (stride ≥ vocab).
+            ///
+            /// # Errors
+            /// As [`Self::new`], and [`Error::BadStride`] for a stride below vocab.
+            pub fn with_stride(
+                data: $view<'a, T>,
+                batch: usize,
+                vocab: usize,
+                stride: usize,
+            ) -> Result<Self> {
+                check_shape("logits", data.len(), batch, vocab, stride)?;
+                Ok($name {
+                    data,
+                    batch,
+                    vocab,
+                    stride,
+                })
+            }
+
+            pub fn batch(&self) -> usize {
+                self.batch
+            }
+            pub fn vocab(&self) -> usize {
+                self.vocab
+            }
+            pub fn stride(&self) -> usize {
+                self.stride
+            }
+        }
+    };
 }
 
-impl<'a, T: Logit> DeviceLogits<'a, T> {
-    /// Dense rows (stride = vocab).
-    ///
-    /// # Errors
-    /// [`Error::EmptyBatch`], [`Error::BadVocab`], [`Error::BadLength`].
-    pub fn new(data: CudaView<'a, T>, batch: usize, vocab: usize) -> Result<Self> {
-        Self::with_stride(data, batch, vocab, vocab)
-    }
+device_batch!(
+    /// A batch of logits on the device: `batch` rows of `vocab` values, row `r` at `r * stride`.
+    DeviceLogits,
+    CudaView
+);
 
-    /// Rows `stride` elements apart (stride ≥ vocab).
-    pub fn with_stride(
-        data: CudaView<'a, T>,
-        batch: usize,
-        vocab: usize,
-        stride: usize,
-    ) -> Result<Self> {
-        check_shape("logits", data.len(), batch, vocab, stride)?;
-        Ok(DeviceLogits {
-            data,
-            batch,
-            vocab,
-            stride,
-        })
-    }
-
-    pub fn batch(&self) -> usize {
-        self.batch
-    }
-    pub fn vocab(&self) -> usize {
-        self.vocab
-    }
-    pub fn stride(&self) -> usize {
-        self.stride
-    }
-}
-
-/// A batch of logits on the device that an operation edits in place (the logit edits of
-/// [`crate::edits`]): `batch` rows of `vocab` values, row `r` at `r * stride`.
-#[derive(Debug)]
-pub struct DeviceLogitsMut<'a, T: Logit> {
-    pub(crate) data: CudaViewMut<'a, T>,
-    pub(crate) batch: usize,
-    pub(crate) vocab: usize,
-    pub(crate) stride: usize,
-}
-
-impl<'a, T: Logit> DeviceLogitsMut<'a, T> {
-    /// Dense rows (stride = vocab).
-    ///
-    /// # Errors
-    /// As [`DeviceLogits::new`].
-    pub fn new(data: CudaViewMut<'a, T>, batch: usize, vocab: usize) -> Result<Self> {
-        Self::with_stride(data, batch, vocab, vocab)
-    }
-
-    /// Rows `stride` elements apart (stride ≥ vocab).
-    pub fn with_stride(
-        data: CudaViewMut<'a, T>,
-        batch: usize,
-        vocab: usize,
-        stride: usize,
-    ) -> Result<Self> {
-        check_shape("logits", data.len(), batch, vocab, stride)?;
-        Ok(DeviceLogitsMut {
-            data,
-            batch,
-            vocab,
-            stride,
-        })
-    }
-
-    pub fn batch(&self) -> usize {
-        self.batch
-    }
-    pub fn vocab(&self) -> usize {
-        self.vocab
-    }
-    pub fn stride(&self) -> usize {
-        self.stride
-    }
-}
+device_batch!(
+    /// A batch of logits on the device that an operation edits in place (the logit edits of
+    /// [`crate::edits`]): `batch` rows of `vocab` values, row `r` at `r * stride`.
+    DeviceLogitsMut,
+    CudaViewMut
+);
 
 /// One value for the whole batch, or a device buffer with one value per row.
 #[derive(Debug)]
