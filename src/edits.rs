@@ -1,10 +1,12 @@
 //! Logit edits: the first stage of SPEC "Order of operations" (edits → temperature → top-k →
 //! top-p → min-p → renormalise → draw). They change the scores s before any decoder sees
-//! them, in place: an allowed-token mask (structured output, banned tokens) and the
-//! repetition / presence / frequency penalties of a sequence's history.
+//! them, in place: an allowed-token mask (structured output, banned tokens), a per-token bias
+//! (OpenAI's `logit_bias`) and the repetition / presence / frequency penalties of a sequence's
+//! history. Each is its own call, applied in the order the caller queues them.
 //!
-//! [`cpu::mask_tokens`](crate::cpu::mask_tokens) / [`cpu::apply_penalties`](crate::cpu::apply_penalties)
-//! and `gpu::Sampler::mask_tokens` / `gpu::Sampler::apply_penalties` compute the same thing.
+//! [`cpu::mask_tokens`](crate::cpu::mask_tokens), [`cpu::apply_bias`](crate::cpu::apply_bias),
+//! [`cpu::apply_penalties`](crate::cpu::apply_penalties) and `gpu::Sampler::mask_tokens`,
+//! `::apply_bias`, `::apply_penalties` compute the same thing.
 
 use crate::error::{Error, Result};
 
@@ -75,7 +77,7 @@ impl Default for Penalties {
     }
 }
 
-/// A batch's token histories in host memory, padded: row r's tokens are
+/// A batch's token histories (or a bias's tokens) in host memory, padded: row r's tokens are
 /// `tokens[r · max_len ..][.. len_r]`, with `len_r = lengths[r]` or `max_len` when there are no
 /// lengths. Ids ≥ vocab are ignored, so a history padded with such an id (vLLM pads with
 /// `vocab`) needs no lengths.

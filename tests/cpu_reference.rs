@@ -470,3 +470,36 @@ fn penalties_edit_each_distinct_history_token_once_with_its_count() {
         })
     ));
 }
+
+#[test]
+fn the_bias_adds_every_value_listed_for_a_token() {
+    use samplex::History;
+    let mut z = vec![1.0f32, 2.0, 3.0, 4.0];
+    // Token 1 twice (+0.5 − 2), token 3 once, a padding id (≥ vocab) ignored; token 0, 2 untouched.
+    let tokens = [1u32, 3, 7, 1];
+    let values = [0.5f32, -100.0, 9.0, -2.0];
+    let hist = History {
+        tokens: &tokens,
+        max_len: 4,
+        lengths: None,
+    };
+    cpu::apply_bias(&mut z, 1, 4, 4, &hist, &values).unwrap();
+    assert_eq!(z, vec![1.0, 0.5, 3.0, -96.0]);
+    // Values count in units of 2^-24: 2^-26 rounds to 0, 3·2^-25 (1.5 units, a tie) to 2 units.
+    let mut z = vec![1.0f32, 1.0];
+    let tokens = [0u32, 1];
+    let values = [2f32.powi(-26), 3.0 * 2f32.powi(-25)];
+    let hist = History {
+        tokens: &tokens,
+        max_len: 2,
+        lengths: None,
+    };
+    cpu::apply_bias(&mut z, 1, 2, 2, &hist, &values).unwrap();
+    assert_eq!(z, vec![1.0, 1.0 + 2f32.powi(-23)]);
+    for bad in [f32::NAN, 2e6] {
+        assert!(matches!(
+            cpu::apply_bias(&mut z, 1, 2, 2, &hist, &[bad, 0.0]),
+            Err(samplex::Error::BadParam { name: "bias", .. })
+        ));
+    }
+}

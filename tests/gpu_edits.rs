@@ -307,6 +307,148 @@ fn penalties_match_the_cpu_reference() {
     }
 }
 
+fn bias_case<T: Logit>(
+    s: &mut Sampler,
+    batch: usize,
+    vocab: usize,
+    stride: usize,
+    max_len: usize,
+    seed: u64,
+) {
+    let mut z = common::logits(Dist::Normal(5.0), batch, vocab, seed);
+    z[0] = f32::NAN;
+    let host: Vec<T> = strided(&z, batch, vocab, stride);
+    // Repeating ids (a token biased several times), padding, lengths; values of OpenAI's range
+    // and small ones that the fixed point rounds.
+    let (tokens, lengths) = history(batch, vocab, max_len, seed + 1);
+    let mut rng = StdRng::seed_from_u64(seed + 2);
+    let values: Vec<f32> = (0..tokens.len())
+        .map(|i| match i % 3 {
+            0 => rng.random_range(-100.0..100.0),
+            1 => rng.random_range(-1e-6..1e-6),
+            _ => rng.random_range(-3i32..=3) as f32,
+        })
+        .collect();
+    let mut want = host.clone();
+    let hist = History {
+        tokens: &tokens,
+        max_len,
+        lengths: Some(&lengths),
+    };
+    cpu::apply_bias(&mut want, batch, vocab, stride, &hist, &values).unwrap();
+
+    let mut d = upload(s, &host);
+    let (dt, dl, dv) = (upload(s, &tokens), upload(s, &lengths), upload(s, &values));
+    let mut st = upload(s, &vec![u32::MAX; batch]);
+    {
+        let hist = DeviceHistory {
+            tokens: dt.as_view(),
+            max_len,
+            lengths: Some(dl.as_view()),
+        };
+        let mut logits =
+            DeviceLogitsMut::with_stride(d.as_view_mut(), batch, vocab, stride).unwrap();
+        s.apply_bias(
+            &mut logits,
+            &hist,
+            &dv.as_view(),
+            Some(&mut st.as_view_mut()),
+        )
+        .unwrap();
+    }
+    let what = format!(
+        "bias {:?} batch {batch} vocab {vocab} stride {stride} max_len {max_len}",
+        T::DTYPE
+    );
+    // The same f64 sum rounded the same way: the same bits (NaN stays NaN).
+    assert_eq!(bits(&download(s, &d)), bits(&want), "{what}");
+    assert_eq!(download(s, &st), vec![0; batch], "{what}: status");
+}
+
+#[test]
+fn the_bias_matches_the_cpu_reference_bit_for_bit() {
+    let mut s = gpu_or_skip!();
+    for (i, &(batch, vocab, stride)) in SHAPES.iter().enumerate() {
+        for (j, &max_len) in [0usize, 5, 300].iter().enumerate() {
+            let seed = 2000 + 10 * i as u64 + j as u64;
+            bias_case::<f32>(&mut s, batch, vocab, stride, max_len, seed);
+            bias_case::<f16>(&mut s, batch, vocab, stride, max_len, seed);
+            bias_case::<bf16>(&mut s, batch, vocab, stride, max_len, seed);
+        }
+    }
+}
+
+#[test]
+fn bias_values_out_of_range_are_clamped_and_flagged() {
+    let mut s = gpu_or_skip!();
+    let (batch, vocab, max_len) = (4, 50, 3);
+    let z = vec![1.0f32; batch * vocab];
+    // Row 0 fine; 1: a NaN (→ 0); 2: 3e6 (→ 2^20); 3: length 5 > max_len (→ 3).
+    let tokens = [1u32, 2, 1, 4, 5, 6, 7, 7, 8, 9, 10, 11];
+    let values = [
+        1.0f32,
+        2.0,
+        3.0,
+        f32::NAN,
+        1.0,
+        1.0,
+        3e6,
+        -1.0,
+        1.0,
+        0.5,
+        0.5,
+        0.5,
+    ];
+    let lengths = [3u32, 3, 3, 5];
+    let clamped = [
+        1.0f32,
+        2.0,
+        3.0,
+        0.0,
+        1.0,
+        1.0,
+        1_048_576.0,
+        -1.0,
+        1.0,
+        0.5,
+        0.5,
+        0.5,
+    ];
+    let mut want = z.clone();
+    let hist = History {
+        tokens: &tokens,
+        max_len,
+        lengths: Some(&[3, 3, 3, 3]),
+    };
+    cpu::apply_bias(&mut want, batch, vocab, vocab, &hist, &clamped).unwrap();
+
+    let mut d = upload(&s, &z);
+    let (dt, dl, dv) = (
+        upload(&s, &tokens),
+        upload(&s, &lengths),
+        upload(&s, &values),
+    );
+    let mut st = upload(&s, &[u32::MAX; 4]);
+    {
+        let hist = DeviceHistory {
+            tokens: dt.as_view(),
+            max_len,
+            lengths: Some(dl.as_view()),
+        };
+        let mut logits = DeviceLogitsMut::new(d.as_view_mut(), batch, vocab).unwrap();
+        s.apply_bias(
+            &mut logits,
+            &hist,
+            &dv.as_view(),
+            Some(&mut st.as_view_mut()),
+        )
+        .unwrap();
+    }
+    assert_eq!(download(&s, &d), want);
+    let c = status::PARAM_CLAMPED;
+    assert_eq!(download(&s, &st), vec![0, c, c, c]);
+}
+
 /// Runs the penalties on `z` (batch × vocab f32) with `tokens` as every row's full history.
 fn penalize(s: &mut Sampler, z: &[f32], vocab: usize, tokens: &[u32], max_len: usize) -> Vec<u32> {
     let batch = z.len() / vocab;
@@ -470,6 +612,8 @@ fn a_captured_graph_replays_the_edits() {
         presence: 0.2,
         frequency: 0.3,
     };
+    let bias_values: Vec<f32> = (0..batch * max_len).map(|i| (i % 9) as f32 - 4.0).collect();
+    let dv = upload(&s, &bias_values);
     let run = |s: &mut Sampler,
                d: &mut cudarc::driver::CudaSlice<f32>,
                dt: &cudarc::driver::CudaSlice<u32>| {
@@ -480,6 +624,9 @@ fn a_captured_graph_replays_the_edits() {
         };
         let mut logits = DeviceLogitsMut::new(d.as_view_mut(), batch, vocab).unwrap();
         s.apply_penalties(&mut logits, &hist, &pen, &PenaltyRows::default(), None)
+            .unwrap();
+        // The same lists as a bias's tokens.
+        s.apply_bias(&mut logits, &hist, &dv.as_view(), None)
             .unwrap();
         s.mask_tokens(&mut logits, &m.as_view()).unwrap();
     };
@@ -494,6 +641,7 @@ fn a_captured_graph_replays_the_edits() {
             lengths: None,
         };
         cpu::apply_penalties(&mut want, batch, vocab, vocab, &hist, Rows::All(pen)).unwrap();
+        cpu::apply_bias(&mut want, batch, vocab, vocab, &hist, &bias_values).unwrap();
         cpu::mask_tokens(&mut want, batch, vocab, vocab, &allowed).unwrap();
         s.stream().memcpy_htod(&z, &mut d).unwrap();
         s.stream().memcpy_htod(&tokens, &mut dt).unwrap();
@@ -556,6 +704,14 @@ fn bad_input_is_refused_before_any_launch() {
         Err(Error::BadParam {
             name: "frequency",
             ..
+        })
+    ));
+    assert!(matches!(
+        s.apply_bias(&mut logits, &hist(3), &one.as_view(), None),
+        Err(Error::BadLength {
+            name: "bias values",
+            got: 1,
+            expected: 6
         })
     ));
     let rows = PenaltyRows {

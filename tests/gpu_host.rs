@@ -88,6 +88,7 @@ struct Buffers<T: Logit> {
     /// The logit edits' inputs: an allowed-token bitmask and a padded token history.
     allowed: CudaSlice<u32>,
     history: CudaSlice<u32>,
+    bias: CudaSlice<f32>,
 }
 
 /// The history's padded length per row.
@@ -131,6 +132,7 @@ impl<T: Logit> Buffers<T> {
                         .collect::<Vec<_>>(),
                 )
                 .unwrap(),
+            bias: st.clone_htod(&vec![0.5f32; batch * HISTORY]).unwrap(),
         }
     }
 }
@@ -138,7 +140,7 @@ impl<T: Logit> Buffers<T> {
 /// The operations, by name: every public entry point, through `sample` and `distribution` for
 /// each decoder and directly for the rest, with per-row parameters, per-row seeds and a status
 /// buffer where they take them.
-const OPS: [&str; 24] = [
+const OPS: [&str; 25] = [
     "greedy",
     "softmax",
     "log_softmax",
@@ -163,6 +165,7 @@ const OPS: [&str; 24] = [
     "distribution_greedy",
     // Last: they edit the logits the others read.
     "mask_tokens",
+    "apply_bias",
     "apply_penalties",
 ];
 
@@ -316,18 +319,22 @@ fn run<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, op: &str) -> samplex::Resu
             &mut b.probs.as_view_mut(),
             status,
         ),
-        "mask_tokens" | "apply_penalties" => {
+        "mask_tokens" | "apply_bias" | "apply_penalties" => {
             let (batch, vocab, stride) = (b.batch, b.vocab, b.stride);
             let mut edited =
                 DeviceLogitsMut::with_stride(b.logits.as_view_mut(), batch, vocab, stride)?;
+            let history = DeviceHistory {
+                tokens: b.history.as_view(),
+                max_len: HISTORY,
+                lengths: None,
+            };
             if op == "mask_tokens" {
                 s.mask_tokens(&mut edited, &b.allowed.as_view())
+            } else if op == "apply_bias" {
+                // The history's ids as the bias's tokens, each biased by 0.5.
+                let values = b.bias.as_view();
+                s.apply_bias(&mut edited, &history, &values, status)
             } else {
-                let history = DeviceHistory {
-                    tokens: b.history.as_view(),
-                    max_len: HISTORY,
-                    lengths: None,
-                };
                 let pen = Penalties {
                     repetition: 1.1,
                     presence: 0.1,

@@ -67,16 +67,8 @@ pub fn apply_penalties<T: Logit>(
     for r in 0..batch {
         let pen = penalties.get(r);
         pen.validate()?;
-        let len = history.lengths.map_or(history.max_len, |l| l[r] as usize);
-        if len > history.max_len {
-            return Err(Error::BadParam {
-                name: "history length",
-                value: len as f64,
-                range: "<= max_len",
-            });
-        }
         let mut counts = BTreeMap::<usize, u32>::new();
-        for &t in &history.tokens[r * history.max_len..][..len] {
+        for &t in row_list(history, r)? {
             if (t as usize) < vocab {
                 *counts.entry(t as usize).or_default() += 1;
             }
@@ -89,6 +81,77 @@ pub fn apply_penalties<T: Logit>(
             let edited =
                 scaled - (f64::from(pen.frequency) * f64::from(c) + f64::from(pen.presence));
             row[t] = T::from_f32(edited as f32);
+        }
+    }
+    Ok(())
+}
+
+/// Row r's entries of a padded list: the first `lengths[r]` (or `max_len`) of its `max_len`.
+fn row_list<'h>(lists: &History<'h>, r: usize) -> Result<&'h [u32]> {
+    let len = lists.lengths.map_or(lists.max_len, |l| l[r] as usize);
+    if len > lists.max_len {
+        return Err(Error::BadParam {
+            name: "history length",
+            value: len as f64,
+            range: "<= max_len",
+        });
+    }
+    Ok(&lists.tokens[r * lists.max_len..][..len])
+}
+
+/// The largest |bias| (2^20): a value beyond it, or NaN, is refused here and clamped on the device.
+pub const MAX_BIAS: f32 = 1_048_576.0;
+
+/// `z_i ← z_i + Σ b` over row r's entries `(tokens[k], values[k])` for token i (a list laid out as
+/// a [`History`]; ids ≥ vocab are padding). The values count in units of 2^-24 (each rounded to
+/// the nearest, ties to even: exact for |b| ≥ 1/2), the sum is added in f64 and rounded to f32
+/// once, then to the logits' type — so the device's result is the same bits.
+///
+/// # Errors
+/// The shape checks; [`Error::BadLength`] when `values` is not as long as `tokens`;
+/// [`Error::BadParam`] for a value NaN or beyond ±[`MAX_BIAS`], or a length above `max_len`.
+pub fn apply_bias<T: Logit>(
+    data: &mut [T],
+    batch: usize,
+    vocab: usize,
+    stride: usize,
+    tokens: &History<'_>,
+    values: &[f32],
+) -> Result<()> {
+    check_shape("logits", data.len(), batch, vocab, stride)?;
+    check_history(
+        tokens.tokens.len(),
+        tokens.max_len,
+        tokens.lengths.map(<[u32]>::len),
+        batch,
+    )?;
+    if values.len() != tokens.tokens.len() {
+        return Err(Error::BadLength {
+            name: "bias values",
+            got: values.len(),
+            expected: tokens.tokens.len(),
+        });
+    }
+    for r in 0..batch {
+        let list = row_list(tokens, r)?;
+        let mut sums = BTreeMap::<usize, i64>::new();
+        for (&t, &b) in list.iter().zip(&values[r * tokens.max_len..]) {
+            if (t as usize) >= vocab {
+                continue;
+            }
+            if b.is_nan() || b.abs() > MAX_BIAS {
+                return Err(Error::BadParam {
+                    name: "bias",
+                    value: b.into(),
+                    range: "in [-2^20, 2^20]",
+                });
+            }
+            *sums.entry(t as usize).or_default() += (b * 16_777_216.0).round_ties_even() as i64;
+        }
+        let row = &mut data[r * stride..r * stride + vocab];
+        for (t, sum) in sums {
+            let z = f64::from(row[t].to_f32()) + sum as f64 / 16_777_216.0;
+            row[t] = T::from_f32(z as f32);
         }
     }
     Ok(())

@@ -18,6 +18,7 @@
 //! | [`sparsemax()`]          | sparsemax's q, support size and θ                            |
 //! | [`bok()`]                | BoK's q and J(q^t) at every step                             |
 //! | [`mask_tokens`]          | logit edits, in place: −∞ where the allowed-token bitmask is 0 |
+//! | [`apply_bias`]           | logit edits, in place: z_i + the biases listed for token i   |
 //! | [`apply_penalties`]      | logit edits, in place: repetition / presence / frequency     |
 #![forbid(unsafe_code)]
 
@@ -30,7 +31,7 @@ pub mod sparsemax;
 
 pub use bok::{bok, bok_gradient, bok_objective, BokTrace};
 pub use draw::{draw_log_weights, draw_weights, Draw, DRAW_TILE};
-pub use edits::{apply_penalties, mask_tokens};
+pub use edits::{apply_bias, apply_penalties, mask_tokens};
 pub use filters::{kept_row, top_k_select_row};
 pub use softmax::{log_softmax_row, softmax_row};
 pub use sparsemax::{sparsemax, Sparsemax};

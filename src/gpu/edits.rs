@@ -1,14 +1,16 @@
 //! Wrappers for kernels/edits.cu: the logit edits of SPEC "Order of operations" (before
-//! temperature), in place on the caller's logits — the allowed-token mask and the history
-//! penalties ([`crate::edits`]).
+//! temperature), in place on the caller's logits — the allowed-token mask, the bias and the
+//! history penalties ([`crate::edits`]).
 //!
 //! | kernel                        | C arguments (after the pointer to the rows)                          |
 //! |-------------------------------|-----------------------------------------------------------------------|
 //! | `samplex_edits_mask_<T>`      | stride, vocab, allowed, chunks                                        |
+//! | `samplex_edits_bias_<T>`      | stride, vocab, tokens, values, max_len, lengths\[\], slot_bits, tables, status |
 //! | `samplex_edits_penalize_<T>`  | stride, vocab, tokens, max_len, lengths\[\], r, a, f, r\[\], a\[\], f\[\], slot_bits, tables, status |
 //!
-//! Optional buffers are raw addresses, 0 when absent. The penalties count a row's history in
-//! a hash table of `2^slot_bits ≥ 2 · max_len` slots (two u32 each) in the ticket area, which
+//! Optional buffers are raw addresses, 0 when absent. The penalties (and the bias) count a
+//! row's list in a hash table of `2^slot_bits ≥ 2 · max_len` slots (two u32 each; three for the
+//! bias's u64 sums) in the ticket area, which
 //! the kernel leaves empty as it found it; so nothing is cleared per call and a graph replays.
 
 use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig};
@@ -22,7 +24,7 @@ use crate::error::{Error, Result};
 /// Tokens per block of the mask kernel (`MASK_CHUNK` in kernels/edits.cu).
 const MASK_CHUNK: usize = 1024;
 
-/// A batch's token histories on the device, padded: row r's tokens are
+/// A batch's token histories (or a bias's tokens) on the device, padded: row r's tokens are
 /// `tokens[r · max_len ..][.. len_r]`, with `len_r = lengths[r]` (a device value: one above
 /// `max_len` is clamped and flagged) or `max_len` when there are no lengths. Ids ≥ vocab are
 /// ignored, so a history padded with such an id (vLLM pads with `vocab`) needs no lengths.
@@ -128,16 +130,7 @@ impl Sampler {
         let (batch, vocab) = (logits.batch, logits.vocab);
         penalties.validate()?;
         self.check_device("logits", &logits.data)?;
-        check_history(
-            history.tokens.len(),
-            history.max_len,
-            history.lengths.as_ref().map(|l| l.len()),
-            batch,
-        )?;
-        self.check_device("history tokens", &history.tokens)?;
-        if let Some(l) = &history.lengths {
-            self.check_device("history lengths", l)?;
-        }
+        self.check_lists(history, batch)?;
         for (name, v) in [
             ("repetition", &rows.repetition),
             ("presence", &rows.presence),
@@ -150,24 +143,10 @@ impl Sampler {
         if let Some(st) = status.as_deref() {
             self.check_rows("status", st, batch)?;
         }
-        let max_len = u32::try_from(history.max_len)
-            .ok()
-            .filter(|&m| m < 1 << 30)
-            .ok_or(Error::BadParam {
-                name: "max_len",
-                value: history.max_len as f64,
-                range: "< 2^30",
-            })?;
 
-        // 2. Config: a table of 2^slot_bits ≥ 2 · max_len slots per row (at least 2).
-        let slot_bits = (2 * max_len).max(2).next_power_of_two().trailing_zeros();
-        let table_words = batch.checked_mul(2 << slot_bits).ok_or(Error::BadParam {
-            name: "max_len",
-            value: history.max_len as f64,
-            range: "such that batch x 4 x max_len table words fit in memory",
-        })?;
+        // 2. Config: a count per slot.
+        let (max_len, slot_bits, tables) = self.tables(batch, history.max_len, 2)?;
         let cfg = grid(batch)?;
-        let tables = self.scratch(0, table_words)?.tickets;
         let func = self.function(Kernel::new("edits", "penalize", T::DTYPE))?;
 
         // 3. Arguments in C-signature order.
@@ -203,5 +182,101 @@ impl Sampler {
         // (checked); the ticket area holds batch × 2 × 2^slot_bits words, zero, and the kernel
         // leaves them zero; one block of 256 threads per row.
         unsafe { b.launch(&func, &stream, cfg) }
+    }
+
+    /// SPEC's logit edits, the bias: `z_i ← z_i + Σ b` over the row's entries for token i
+    /// (OpenAI's `logit_bias`), in place. Row r's entries are `(tokens[k], values[k])` for k in
+    /// its list (`tokens` laid out as a [`DeviceHistory`]: ids ≥ vocab are padding); a token
+    /// listed twice gets both values. The values are summed in fixed point, in units of 2^-24
+    /// (exact for every |b| ≥ 1/2), so the result does not depend on the list's order, and then
+    /// added in f64 and rounded once to f32 (bit for bit [`crate::cpu::apply_bias`]). A value
+    /// only the device sees that is NaN or beyond ±2^20 is clamped (NaN to 0) and flagged with
+    /// [`crate::status::PARAM_CLAMPED`] in `status`, as is a length above `max_len`.
+    ///
+    /// The workspace holds a table of 24 bytes × the power of two ≥ 2 · max_len per row.
+    ///
+    /// # Errors
+    /// [`Error::BadLength`] when `tokens` does not hold `batch × max_len` ids (and `batch`
+    /// lengths), `values` not as many values as ids, or `status` not `batch` entries;
+    /// [`Error::WrongDevice`]; [`Error::Driver`].
+    pub fn apply_bias<T: Logit>(
+        &mut self,
+        logits: &mut DeviceLogitsMut<'_, T>,
+        tokens: &DeviceHistory<'_>,
+        values: &CudaView<'_, f32>,
+        status: Option<&mut CudaViewMut<'_, u32>>,
+    ) -> Result<()> {
+        let (batch, vocab) = (logits.batch, logits.vocab);
+        self.check_device("logits", &logits.data)?;
+        self.check_lists(tokens, batch)?;
+        self.check_rows("bias values", values, tokens.tokens.len())?;
+        if let Some(st) = status.as_deref() {
+            self.check_rows("status", st, batch)?;
+        }
+        // A key and a u64 sum per slot.
+        let (max_len, slot_bits, tables) = self.tables(batch, tokens.max_len, 3)?;
+        let cfg = grid(batch)?;
+        let func = self.function(Kernel::new("edits", "bias", T::DTYPE))?;
+
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let logits_addr = ptrs.write(&mut logits.data);
+        let tokens_addr = ptrs.read(&tokens.tokens);
+        let values_addr = ptrs.read(values);
+        let lengths_addr = ptrs.read_opt(tokens.lengths.as_ref());
+        let status_addr = ptrs.write_opt(status);
+        let (stride, vocab) = (logits.stride as u64, vocab as u32);
+        let mut b = Args::new();
+        b.arg(&logits_addr)
+            .arg(&stride)
+            .arg(&vocab)
+            .arg(&tokens_addr)
+            .arg(&values_addr)
+            .arg(&max_len)
+            .arg(&lengths_addr)
+            .arg(&slot_bits)
+            .arg(&tables)
+            .arg(&status_addr);
+        // SAFETY: the arguments match samplex_edits_bias_<T>'s C signature in order and type;
+        // `logits` holds `batch` rows of `stride` (≥ vocab) elements, `tokens` and `values` batch
+        // × max_len entries (and `batch` lengths), `status` `batch` (checked); the ticket area
+        // holds batch × 3 × 2^slot_bits words, zero, and the kernel leaves them zero.
+        unsafe { b.launch(&func, &stream, cfg) }
+    }
+
+    /// A padded per-row token list (a history, a bias's tokens): `batch × max_len` ids and
+    /// `batch` lengths, on this device.
+    fn check_lists(&self, lists: &DeviceHistory<'_>, batch: usize) -> Result<()> {
+        check_history(
+            lists.tokens.len(),
+            lists.max_len,
+            lists.lengths.as_ref().map(|l| l.len()),
+            batch,
+        )?;
+        self.check_device("history tokens", &lists.tokens)?;
+        match &lists.lengths {
+            Some(l) => self.check_device("history lengths", l),
+            None => Ok(()),
+        }
+    }
+
+    /// The per-row hash tables of lists of `max_len` tokens, in the ticket area: 2^slot_bits ≥
+    /// 2 · max_len slots (at least 2) of `words` u32 each per row. Returns (max_len, slot_bits,
+    /// the tables' address).
+    fn tables(&mut self, batch: usize, max_len: usize, words: usize) -> Result<(u32, u32, u64)> {
+        let too_long = |range| Error::BadParam {
+            name: "max_len",
+            value: max_len as f64,
+            range,
+        };
+        let len = u32::try_from(max_len)
+            .ok()
+            .filter(|&m| m < 1 << 30)
+            .ok_or(too_long("< 2^30"))?;
+        let slot_bits = (2 * len).max(2).next_power_of_two().trailing_zeros();
+        let table_words = batch
+            .checked_mul(words << slot_bits)
+            .ok_or(too_long("such that the rows' tables fit in memory"))?;
+        Ok((len, slot_bits, self.scratch(0, table_words)?.tickets))
     }
 }

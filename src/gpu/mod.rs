@@ -9,7 +9,7 @@
 //! | `topp`          | top-p, min-p and the combined filter pipeline                        |
 //! | `sparsemax`     | sparsemax by sort-and-threshold                                      |
 //! | `bok`           | Best-of-K mirror ascent                                              |
-//! | `edits`         | logit edits in place: the allowed-token mask and the history penalties |
+//! | `edits`         | logit edits in place: the allowed-token mask, the bias, the history penalties |
 //! | `sample`        | `Sampler::sample` / `Sampler::distribution`: a `Decoder` to its family |
 //!
 //! Every operation is asynchronous on the sampler's stream and never synchronises the host;
