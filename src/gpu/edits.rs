@@ -110,8 +110,8 @@ impl Sampler {
     /// [`crate::status::PARAM_CLAMPED`] bit (a per-row penalty out of range, a length above
     /// `max_len`).
     ///
-    /// The workspace holds a table of 16 bytes × the power of two ≥ 2 · max_len per row
-    /// (`Sampler::reserve`'s tickets, 4 bytes each, before a graph capture).
+    /// The workspace holds a table per row of 2^k ≥ 2 · max_len slots, 8 bytes each (16 to 32
+    /// bytes per history entry; `Sampler::reserve`'s tickets, 4 bytes each, before a capture).
     ///
     /// # Errors
     /// [`Error::BadParam`] for a penalty out of range ([`Penalties::validate`]);
@@ -193,7 +193,7 @@ impl Sampler {
     /// only the device sees that is NaN or beyond ±2^20 is clamped (NaN to 0) and flagged with
     /// [`crate::status::PARAM_CLAMPED`] in `status`, as is a length above `max_len`.
     ///
-    /// The workspace holds a table of 24 bytes × the power of two ≥ 2 · max_len per row.
+    /// The workspace holds a table per row of 2^k ≥ 2 · max_len slots, 12 bytes each.
     ///
     /// # Errors
     /// [`Error::BadLength`] when `tokens` does not hold `batch × max_len` ids (and `batch`
