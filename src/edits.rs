@@ -88,6 +88,18 @@ pub struct History<'a> {
     pub lengths: Option<&'a [u32]>,
 }
 
+impl History<'_> {
+    /// `tokens` holds `batch × max_len` ids and `lengths`, when given, `batch` entries.
+    pub(crate) fn check(&self, batch: usize) -> Result<()> {
+        check_history(
+            self.tokens.len(),
+            self.max_len,
+            self.lengths.map(<[u32]>::len),
+            batch,
+        )
+    }
+}
+
 /// `tokens` holds `batch × max_len` ids and `lengths`, when given, `batch` entries.
 pub(crate) fn check_history(
     tokens: usize,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::batch::{check_shape, Rows};
 use crate::dtype::Logit;
-use crate::edits::{check_history, mask_words, History, Penalties};
+use crate::edits::{mask_words, History, Penalties};
 use crate::error::{Error, Result};
 
 /// z_i = −∞ wherever bit i of row r's bitmask (`allowed[r · mask_words(vocab) ..]`) is 0.
@@ -57,12 +57,7 @@ pub fn apply_penalties<T: Logit>(
     penalties: Rows<'_, Penalties>,
 ) -> Result<()> {
     check_shape("logits", data.len(), batch, vocab, stride)?;
-    check_history(
-        history.tokens.len(),
-        history.max_len,
-        history.lengths.map(<[u32]>::len),
-        batch,
-    )?;
+    history.check(batch)?;
     penalties.check_len("penalties", batch)?;
     for r in 0..batch {
         let pen = penalties.get(r);
@@ -119,12 +114,7 @@ pub fn apply_bias<T: Logit>(
     values: &[f32],
 ) -> Result<()> {
     check_shape("logits", data.len(), batch, vocab, stride)?;
-    check_history(
-        tokens.tokens.len(),
-        tokens.max_len,
-        tokens.lengths.map(<[u32]>::len),
-        batch,
-    )?;
+    tokens.check(batch)?;
     if values.len() != tokens.tokens.len() {
         return Err(Error::BadLength {
             name: "bias values",
