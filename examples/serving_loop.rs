@@ -4,8 +4,10 @@
 //! repetition, presence, frequency); one call outside any capture warms the sampler (kernels
 //! loaded, path chosen, workspace grown); then the step is captured once into a CUDA graph and
 //! replayed every decode step on the logits the "model" wrote, with each request's offset
-//! advanced and its history appended in place. Every replayed step is checked against the CPU
-//! reference: the penalised logits, and the tokens (same seeds, same method).
+//! advanced and its history appended in place. The step ends with each sampled token's
+//! log-probability (what an OpenAI-style `logprobs` answer returns), computed on the device
+//! without writing the distribution. Every replayed step is checked against the CPU reference:
+//! the penalised logits, the tokens (same seeds, same method) and their log-probabilities.
 //!
 //!     cargo run --release --example serving_loop
 //!     scripts/emu/run.sh cargo run --example serving_loop   # without a GPU, on the emulator
@@ -93,6 +95,7 @@ fn main() -> samplex::Result<()> {
     let mut generated = vec![VOCAB as u32; BATCH * STEPS as usize];
     let mut history = stream.clone_htod(&generated)?;
     let mut status = stream.alloc_zeros::<u32>(BATCH)?;
+    let mut log_probs = stream.alloc_zeros::<f32>(BATCH)?;
 
     // The batch-wide decoder is overridden row by row: softmax over top-k ∩ top-p.
     let decoder = Decoder::softmax(1.0);
@@ -126,8 +129,19 @@ fn main() -> samplex::Result<()> {
             offsets: offsets.as_view(),
         };
         let logits = DeviceLogits::new(logits.as_view(), BATCH, VOCAB)?;
-        let (tokens, status) = (&mut tokens.as_view_mut(), &mut status.as_view_mut());
-        s.sample(&logits, &decoder, &rows, &rng, None, tokens, Some(status))
+        let status = &mut status.as_view_mut();
+        s.sample(
+            &logits,
+            &decoder,
+            &rows,
+            &rng,
+            None,
+            &mut tokens.as_view_mut(),
+            Some(status),
+        )?;
+        // The sampled tokens' log-probabilities under the penalised model distribution (τ = 1).
+        let (tokens, out) = (tokens.as_view(), &mut log_probs.as_view_mut());
+        s.token_log_probs(&logits, 1.0, &RowParams::default(), &tokens, out, None)
     };
 
     // 1. Warm up outside the capture: nothing inside the graph may load or allocate.
@@ -143,7 +157,7 @@ fn main() -> samplex::Result<()> {
 
     // 3. Decode: the model writes new logits, the loop advances each request's offset and
     //    appends its last token to its history in place, and the graph replays the step.
-    let (mut same, mut near, mut edited) = (0, 0, 0);
+    let (mut same, mut near, mut edited, mut scored) = (0, 0, 0, 0);
     for t in 0..STEPS {
         let host = model_logits(t);
         stream.memcpy_htod(&host, &mut logits)?;
@@ -152,6 +166,7 @@ fn main() -> samplex::Result<()> {
         stream.memcpy_htod(&generated, &mut history)?;
         graph.launch()?;
         let got = stream.clone_dtoh(&tokens)?;
+        let got_log_probs = stream.clone_dtoh(&log_probs)?;
         let penalised = stream.clone_dtoh(&logits)?;
 
         // The CPU reference: the same penalties on the same history (the device rounds in f32,
@@ -209,7 +224,18 @@ fn main() -> samplex::Result<()> {
                 ));
             }
         }
-        println!("step {t}: tokens {got:?}");
+        // ... and the sampled tokens' log-probabilities (f32 on the device, f64 on the CPU).
+        let want_log_probs = cpu::token_log_probs(&batch, Rows::All(1.0), &got)?;
+        for (r, (&g, &w)) in got_log_probs.iter().zip(&want_log_probs).enumerate() {
+            if (f64::from(g) - w).abs() > 1e-5 * w.abs().max(1.0) {
+                println!("step {t} request {r}: log p {g} on the GPU, {w} on the CPU");
+                return Err(Error::Unsupported(
+                    "a token's log-probability differs from the CPU reference".into(),
+                ));
+            }
+            scored += 1;
+        }
+        println!("step {t}: tokens {got:?}, log p {got_log_probs:.3?}");
         for (r, &g) in got.iter().enumerate() {
             generated[r * STEPS as usize + t as usize] = g;
         }
@@ -217,7 +243,7 @@ fn main() -> samplex::Result<()> {
     println!(
         "serving_loop: {STEPS} graph replays x {BATCH} requests on {:?} ({:?} kernels): \
          {same} tokens equal the CPU reference's, {near} differ within the CDF margin; \
-         {edited} logits penalised as on the CPU",
+         {edited} logits penalised as on the CPU; {scored} log-probabilities as on the CPU",
         sampler.context().name().unwrap_or_default(),
         sampler.kernel_origin(),
     );

@@ -10,6 +10,7 @@
 //   samplex_softmax_probs_<T>         p = softmax(z/τ) and, optionally, log p
 //   samplex_softmax_probs_staged_<T>  the same with each row held in a cluster's shared memory
 //                                     (sm_90; a cluster of C blocks per row, one read)
+//   samplex_softmax_token_log_probs_<T>  log p of given tokens per row, the row not written
 //   samplex_softmax_greedy_<T>        argmax per row
 //   samplex_softmax_sample_<T>        one token per row from softmax(z/τ): one read of the row
 //   samplex_softmax_sample_probs_f32  one token per row from given probabilities
@@ -474,14 +475,17 @@ __device__ __forceinline__ RowStats share_merged_stats(MaxSum ms, ArgMax a, u32 
 }
 
 // Step 5 with P > 1: all partials of the row (written by samplex_softmax_stats, the launch
-// before this one), gathered lane-strided by warp 0 in part order. Every thread gets the result.
+// before this one, or by the row's other parts in samplex_softmax_token_log_probs), gathered
+// lane-strided by warp 0 in part order. Every thread gets the result.
 __device__ __forceinline__ RowStats merge_row_stats(u64 partials, RowPart rp, Scratch &s) {
   MaxSum ms = max_sum_empty();
   ArgMax a = no_pick();
   u32 st = 0;
   if (threadIdx.x < 32) {
     for (u32 b = threadIdx.x; b < rp.parts; b += 32) {
-      const Partial p = *partial_at(partials, rp, b);
+      // Past L1: the parts may have been written by other blocks of this very launch
+      // (samplex_softmax_token_log_probs) as well as by the launch before.
+      const Partial p = from_raw16<Partial>(load_cg_v4(reinterpret_cast<const uint4 *>(partial_at(partials, rp, b))));
       MaxSum q;
       q.m = p.v;
       q.s = p.s;
@@ -534,22 +538,26 @@ __device__ __forceinline__ ProbRow prob_row(const RowStats &st, bool greedy, flo
   return r;
 }
 
+// log p of token i from its sanitised z (step 5): (u - m) - ln s, in that order (m + ln s would
+// round ln s away for a huge m); greedy rows 0 at the argmax, -inf elsewhere.
+__device__ __forceinline__ float log_prob_of(float z, u32 i, const ProbRow &r) {
+  if (r.greedy) return i == r.arg ? 0.0f : SAMPLEX_NEG_INF;
+  if (r.none) return SAMPLEX_NEG_INF;
+  return (scale_logit(z, r.inv_t) - r.m) - r.log_sum;  // -inf for excluded tokens
+}
+
 // Step 5 for one thread's PER tokens first .. first + PER - 1 of a tile, from their sanitised z.
 __device__ __forceinline__ void tile_probs(const float (&z)[PER], u32 first, const ProbRow &r, float (&p)[PER],
                                            float (&lp)[PER]) {
 #pragma unroll
   for (int j = 0; j < PER; ++j) {
+    lp[j] = log_prob_of(z[j], first + j, r);
     if (r.greedy) {
-      const bool hit = first + j == r.arg;
-      p[j] = hit ? 1.0f : 0.0f;
-      lp[j] = hit ? 0.0f : SAMPLEX_NEG_INF;
+      p[j] = first + j == r.arg ? 1.0f : 0.0f;
     } else if (r.none) {
       p[j] = 0.0f;
-      lp[j] = SAMPLEX_NEG_INF;
     } else {
-      const float d = scale_logit(z[j], r.inv_t) - r.m;  // <= 0; -inf for excluded tokens
-      p[j] = expf(d) / r.s;
-      lp[j] = d - r.log_sum;
+      p[j] = expf(scale_logit(z[j], r.inv_t) - r.m) / r.s;  // <= 1; 0 for excluded tokens
     }
   }
 }
@@ -630,6 +638,62 @@ __device__ __forceinline__ void probs(const T *logits, u64 stride, u32 vocab, fl
     }
     tile_probs(x, first, r, p, lp);
     store_tile(o.p, o.lp, first, vocab, o.vector_store, p, lp);
+  }
+}
+
+// samplex_softmax_token_log_probs: log p of n given tokens per row, without writing the row.
+// Steps 1, 2, 3a (3c for τ = 0 rows) for each part; with P > 1 each part writes its partial and
+// takes a ticket on tickets[row] (as finish_row does), and the row's last part merges all of
+// them (merge_row_stats, the same fixed order as samplex_softmax_probs, so the values are those
+// of Sampler::softmax's log_probs bit for bit) and resets the ticket. Then that block gathers the
+// n tokens: one scalar load each. A token >= vocab gets -inf and PARAM_CLAMPED.
+template <typename T, int VEC>
+__device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,
+                                                const u32 *tokens, u32 n, u32 parts, u64 partials, u64 tickets,
+                                                float *out, u64 status_out) {
+  __shared__ Scratch s;
+  const RowPart rp = row_part(parts);
+  const T *row = row_ptr(logits, rp.row, stride);
+  u32 param_status = 0;
+  const float t = row_temperature(temperature, temps, rp.row, param_status);
+  const bool greedy = t == 0.0f;
+  const float inv_t = inverse_temperature(t);
+  RowStats st = block_row_stats<T, VEC>(row, vocab, rp, greedy, inv_t, s);
+  if (parts > 1) {
+    if (threadIdx.x == 0) {
+      Partial *p = partial_at(partials, rp, rp.part);
+      p->v = st.m;
+      p->s = st.s;
+      p->i = st.arg;
+      p->status = st.status;
+      __threadfence();  // the partial is visible device-wide before the ticket is taken
+      const u32 ticket = atomicAdd(reinterpret_cast<u32 *>(tickets) + rp.row, 1u);
+      s.result_u = ticket == parts - 1 ? 1u : 0u;
+    }
+    __syncthreads();
+    if (s.result_u == 0u) return;  // block-uniform: only the row's last part goes on
+    __threadfence();
+    st = merge_row_stats(partials, rp, s);
+    if (threadIdx.x == 0) reinterpret_cast<u32 *>(tickets)[rp.row] = 0u;  // left at zero
+  }
+  const ProbRow r = prob_row(st, greedy, inv_t);
+  const u32 *mine = tokens + (u64)rp.row * n;
+  float *dst = out + (u64)rp.row * n;
+  u32 bad = 0;
+  for (u32 k = threadIdx.x; k < n; k += THREADS) {
+    const u32 i = mine[k];
+    float lp = SAMPLEX_NEG_INF;
+    if (i < vocab) {
+      u32 seen = 0;  // already counted by the statistics
+      lp = log_prob_of(sanitize(to_f32(row[i]), seen), i, r);
+    } else {
+      bad = SAMPLEX_STATUS_PARAM_CLAMPED;
+    }
+    dst[k] = lp;
+  }
+  if (status_out != 0) {  // block-uniform
+    bad = block_or<THREADS>(bad, s);
+    if (threadIdx.x == 0) write_prob_status(status_out, rp.row, st, param_status | bad, r);
   }
 }
 
@@ -789,6 +853,14 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
                                                    u64 log_probs, u64 status) {                        \
     samplex_softmax::probs_staged<T, VEC>(logits, stride, vocab, temperature, temps, probs, log_probs,  \
                                           status);                                                      \
+  }                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
+      samplex_softmax_token_log_probs_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab,           \
+                                                      float temperature, u64 temps, const u32 *tokens, \
+                                                      u32 n, u32 parts, u64 partials, u64 tickets,     \
+                                                      float *out, u64 status) {                        \
+    samplex_softmax::token_log_probs<T, VEC>(logits, stride, vocab, temperature, temps, tokens, n, parts, \
+                                             partials, tickets, out, status);                           \
   }                                                                                                     \
   extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
       samplex_softmax_greedy_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, u32 parts,         \

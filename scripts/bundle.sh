@@ -139,10 +139,12 @@ cat >"$bundle/run.sh" <<'RUN'
 #   bench      bin/benches/sampling --bench → <results>/<YYYY-MM-DD>-<gpu>.jsonl
 #   sanitizer  compute-sanitizer (when it exists; refused on some hosts: "Device not
 #              supported") with each of SAMPLEX_SANITIZE_TOOLS (default "memcheck racecheck
-#              synccheck") on each of SAMPLEX_SANITIZE (default "smoke gpu_edits": the bench
-#              binary's smoke run, every sampling kernel and split path once, and the logit
-#              edits' tests, a second or two; test-binary globs such as "gpu_topk" reach more
-#              shapes, slowly), within SAMPLEX_SANITIZE_BUDGET seconds (default 150)
+#              synccheck") on each of SAMPLEX_SANITIZE (default "smoke gpu_edits
+#              gpu_softmax:token_log_probs": the bench binary's smoke run, every sampling kernel
+#              and split path once, the logit edits' tests and token_log_probs' tests, a second
+#              or two each; test-binary globs such as "gpu_topk" reach more shapes, slowly, and
+#              BINARY:FILTER runs only the tests matching FILTER), within
+#              SAMPLEX_SANITIZE_BUDGET seconds (default 150)
 #   peers      per peer (FlashInfer, then PyTorch), one process each: python3 peers.py --check
 #              (each op once, checked), then, if it passed, the timed run → the same file.
 #              FlashInfer: its package if importable, else its kernels from
@@ -285,20 +287,31 @@ if want sanitizer; then
     # Targets: "smoke" is the bench binary without --bench, which launches every op once per
     # dtype and per row-split path (cluster, grid, one block) on a small batch: every kernel
     # under each tool in about a minute. Test binaries (globs) reach the other shapes, slowly;
-    # the logit edits (kernels/edits.cu) are not a bench op, so their tests stand in for them.
-    read -r -a targets <<<"${SAMPLEX_SANITIZE:-smoke gpu_edits}"
+    # the logit edits (kernels/edits.cu) and token_log_probs are not bench ops, so their tests
+    # stand in for them. BINARY:FILTER runs only the tests whose names contain FILTER.
+    read -r -a targets <<<"${SAMPLEX_SANITIZE:-smoke gpu_edits gpu_softmax:token_log_probs}"
     read -r -a tools <<<"${SAMPLEX_SANITIZE_TOOLS:-memcheck racecheck synccheck}"
     runs=()
     shopt -s nullglob
     for g in "${targets[@]}"; do
-      if [ "$g" = smoke ]; then runs+=("$bin/benches/sampling"); else runs+=("$bin"/tests/$g); fi
+      if [ "$g" = smoke ]; then
+        runs+=("$bin/benches/sampling")
+      else
+        for t in "$bin"/tests/${g%%:*}; do
+          if [ -e "$t" ]; then runs+=("$t${g#"${g%%:*}"}"); fi
+        done
+      fi
     done
     shopt -u nullglob
-    [ ${#runs[@]} -gt 0 ] || say "sanitizer: nothing matches ${SAMPLEX_SANITIZE:-smoke gpu_edits}"
+    [ ${#runs[@]} -gt 0 ] || say "sanitizer: nothing matches ${SAMPLEX_SANITIZE:-smoke gpu_edits gpu_softmax:token_log_probs}"
     san_end=$((SECONDS + ${SAMPLEX_SANITIZE_BUDGET:-150}))
     for t in "${runs[@]}"; do
+      filter="${t#*:}"
+      [ "$filter" != "$t" ] || filter=""
+      t="${t%%:*}"
       name="$(basename "$t")"
       args=(--test-threads=1)
+      [ -z "$filter" ] || { args+=("$filter"); name="$name-$filter"; }
       [ "$name" = sampling ] && { name=smoke; args=(); }
       for tool in "${tools[@]}"; do
         stage_cap "$san_end" "sanitizer $tool $name" "the sanitizer's ${SAMPLEX_SANITIZE_BUDGET:-150}s" || continue

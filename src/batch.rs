@@ -42,6 +42,23 @@ pub fn check_shape(
     Ok(())
 }
 
+/// The tokens per row of a `batch × n` token buffer of `len` entries: n ≥ 1, and n < 2^32.
+pub(crate) fn tokens_per_row(len: usize, batch: usize) -> Result<u32> {
+    let n = len / batch.max(1);
+    if n == 0 || n * batch != len {
+        return Err(Error::BadLength {
+            name: "tokens",
+            got: len,
+            expected: batch * n.max(1),
+        });
+    }
+    u32::try_from(n).map_err(|_| Error::BadLength {
+        name: "tokens",
+        got: len,
+        expected: batch * u32::MAX as usize,
+    })
+}
+
 /// A batch of logits in host memory: `batch` rows of `vocab` values, row `r` starting at
 /// `r * stride`.
 #[derive(Clone, Copy, Debug)]

@@ -26,7 +26,9 @@
 //!   asynchronous, allocation-free after warm-up, capturable in a CUDA graph.
 //!
 //! Before a decoder sees the logits, SPEC's first stage may edit them in place ([`edits`]):
-//! an allowed-token mask and repetition / presence / frequency penalties.
+//! an allowed-token mask, a per-token bias and repetition / presence / frequency penalties.
+//! After the draw, the log-probabilities of the sampled (or any given) tokens come from one
+//! more read of the logits, without writing the distribution (`token_log_probs` on both paths).
 //!
 //! Random numbers come from Philox4x32-10 ([`philox`]), the same stream on both paths, so the
 //! GPU and the CPU draw the same token from the same inputs.

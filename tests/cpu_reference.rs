@@ -37,6 +37,30 @@ fn softmax_matches_the_worked_example_at_three_temperatures() {
 }
 
 #[test]
+fn token_log_probs_are_the_log_softmax_at_the_given_tokens() {
+    // Row 0: z = (0, ln 3) at τ = 1 gives p = (1/4, 3/4). Row 1: the same at τ = 2 from
+    // z = (0, 2 ln 3). Row 2: τ = 0, greedy. Row 3: no finite logit.
+    let l3 = 3.0f32.ln();
+    let z = [0.0, l3, 0.0, 2.0 * l3, 1.0, 2.0, f32::NAN, f32::NAN];
+    let logits = Logits::new(&z, 4, 2).unwrap();
+    let temps = [1.0, 2.0, 0.0, 1.0];
+    // Two tokens per row; 7 and u32::MAX are outside the vocabulary.
+    let tokens = [1, 0, 0, 7, 1, 0, u32::MAX, 1];
+    let lp = cpu::token_log_probs(&logits, Rows::Each(&temps), &tokens).unwrap();
+    let ninf = f64::NEG_INFINITY;
+    let (q, t) = (0.25f64.ln(), 0.75f64.ln());
+    close(&lp[..3], &[t, q, q], 1e-7);
+    assert_eq!(&lp[3..], [ninf, 0.0, ninf, ninf, ninf]);
+    // Three tokens for a batch of four is not a whole number per row; none at all is refused.
+    for bad in [&tokens[..3], &[]] {
+        assert!(matches!(
+            cpu::token_log_probs(&logits, Rows::All(1.0), bad),
+            Err(samplex::Error::BadLength { name: "tokens", .. })
+        ));
+    }
+}
+
+#[test]
 fn each_filter_keeps_the_first_three_of_the_worked_example() {
     for d in [
         Decoder::top_k(3, 1.0),

@@ -140,7 +140,7 @@ impl<T: Logit> Buffers<T> {
 /// The operations, by name: every public entry point, through `sample` and `distribution` for
 /// each decoder and directly for the rest, with per-row parameters, per-row seeds and a status
 /// buffer where they take them.
-const OPS: [&str; 25] = [
+const OPS: [&str; 26] = [
     "greedy",
     "softmax",
     "log_softmax",
@@ -149,6 +149,8 @@ const OPS: [&str; 25] = [
     "sample_from_probs",
     "top_k_select",
     "top_k_select_per_row",
+    // After the selection: the log-probabilities of its indices.
+    "token_log_probs",
     "sample_top_k",
     "sample_top_p",
     "sample_min_p",
@@ -235,6 +237,14 @@ fn run<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, op: &str) -> samplex::Resu
             };
             let (values, indices) = (&mut b.values.as_view_mut(), &mut b.indices.as_view_mut());
             s.top_k_select(&logits, K, rows, values, indices, status)
+        }
+        "token_log_probs" => {
+            let temps = RowParams {
+                temperature: Some(b.temperature.as_view()),
+                ..RowParams::default()
+            };
+            let (indices, out) = (b.indices.as_view(), &mut b.values.as_view_mut());
+            s.token_log_probs(&logits, 0.7, &temps, &indices, out, status)
         }
         "sample_top_k" => {
             let d = Decoder::top_k(50, 0.7);
@@ -402,4 +412,24 @@ fn a_warm_call_allocates_nothing_on_the_host_on_each_split_path() {
     // The staged softmax (a cluster per row on sm_90; elsewhere the two-read paths again).
     s.set_softmax_staging(Staging::Always);
     check_warm_calls(&mut s, &mut b, "staged softmax");
+}
+
+/// Samplers on one context share the module's functions, and so each function's dynamic shared
+/// memory maximum: one sampler's smaller shape must not lower the maximum under another's
+/// larger one (the sizes differ with the row length on every staged and split path).
+#[test]
+fn samplers_sharing_a_context_keep_each_others_launches_valid() {
+    let mut first = gpu_or_skip!();
+    let mut second = Sampler::new(first.stream().clone()).unwrap();
+    let mut large = Buffers::<f32>::new(&first, 2, 40_000, 40_000);
+    let mut small = Buffers::<f32>::new(&first, 2, 9001, 9001);
+    for s in [&mut first, &mut second] {
+        s.set_softmax_staging(Staging::Always);
+    }
+    for op in OPS {
+        run(&mut first, &mut large, op).unwrap_or_else(|e| panic!("first, large {op}: {e}"));
+        run(&mut second, &mut small, op).unwrap_or_else(|e| panic!("second, small {op}: {e}"));
+        run(&mut first, &mut large, op).unwrap_or_else(|e| panic!("first again {op}: {e}"));
+    }
+    first.stream().synchronize().unwrap();
 }

@@ -574,6 +574,248 @@ fn staged_rows_match_the_cpu_reference() {
 // ---------------------------------------------------------------------------------------------
 // Greedy.
 // ---------------------------------------------------------------------------------------------
+// Log-probabilities of given tokens.
+// ---------------------------------------------------------------------------------------------
+
+/// GPU `token_log_probs`: (log-probs, status).
+fn gpu_token_log_probs<T: Logit>(
+    s: &mut Sampler,
+    b: &Batch<T>,
+    tau: f32,
+    temps: Option<&[f32]>,
+    tokens: &[u32],
+) -> (Vec<f32>, Vec<u32>) {
+    let d = b.upload(s);
+    let temps = temps.map(|t| upload(s, t));
+    let rows = RowParams {
+        temperature: temps.as_ref().map(|t| t.as_view()),
+        ..Default::default()
+    };
+    let t = upload(s, tokens);
+    let mut out = s.stream().alloc_zeros::<f32>(tokens.len()).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(b.batch).unwrap();
+    s.token_log_probs(
+        &b.device(&d),
+        tau,
+        &rows,
+        &t.as_view(),
+        &mut out.as_view_mut(),
+        Some(&mut st.as_view_mut()),
+    )
+    .unwrap();
+    (download(s, &out), download(s, &st))
+}
+
+/// `n` tokens per row: the argmax, the last token, pseudo-random ones, and in every 7th row
+/// one past the vocabulary (u32::MAX, the token of a row with no finite logit).
+fn query_tokens(b: &Batch<impl Logit>, n: usize, seed: u64) -> Vec<u32> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(b.batch * n);
+    for r in 0..b.batch {
+        let z = cpu::widen_row(b.cpu().row(r)).0;
+        for k in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.push(match k {
+                0 => cpu::argmax_row(&z),
+                1 if r % 7 == 6 => u32::MAX,
+                1 => b.vocab as u32 - 1,
+                _ => (x % b.vocab as u64) as u32,
+            });
+        }
+    }
+    out
+}
+
+/// token_log_probs against the CPU reference (the f32 slack of the softmax tests), and bit
+/// for bit against the log-probabilities Sampler::softmax writes on the two-read paths, at
+/// split rows (small batches) and whole rows, with scalar and per-row τ (greedy rows too).
+fn token_log_probs_match<T: Logit>(s: &mut Sampler, name: &str) {
+    s.set_softmax_staging(Staging::Never);
+    let cases = [
+        (1, 1, 1),
+        (3, 7, 2),
+        (512, 7, 3),
+        (64, 1000, 300),
+        (1, 32000, 5),
+        (8, 32000, 3),
+        (2, 128256, 4),
+        (1, 262147, 2),
+    ];
+    for (k, (batch, vocab, n)) in cases.into_iter().enumerate() {
+        let dense = common::logits(Dist::Normal(2.0), batch, vocab, 71 + k as u64);
+        let b = Batch::<T>::dense(convert(&dense), batch, vocab);
+        let tokens = query_tokens(&b, n, k as u64);
+        let per_row = mixed_temperatures(batch);
+        for temps in [None, Some(per_row.as_slice())] {
+            let tau = 0.8;
+            let what = format!("{name} b{batch} v{vocab} n{n} per-row {}", temps.is_some());
+            let (got, st) = gpu_token_log_probs(s, &b, tau, temps, &tokens);
+            let cpu_temps = temps.map_or(Rows::All(tau), Rows::Each);
+            let want = cpu::token_log_probs(&b.cpu(), cpu_temps, &tokens).unwrap();
+            let (_, dense_lp, dense_st) = gpu_softmax(s, &b, tau, temps);
+            for r in 0..batch {
+                let t = f64::from(temps.map_or(tau, |t| t[r]));
+                let z = cpu::widen_row(b.cpu().row(r)).0;
+                let mut clamped = 0;
+                for j in r * n..(r + 1) * n {
+                    let (g, c, i) = (got[j], want[j], tokens[j] as usize);
+                    if i >= vocab {
+                        clamped = status::PARAM_CLAMPED;
+                        assert_eq!(g, f32::NEG_INFINITY, "{what} row {r}: token {i}");
+                        continue;
+                    }
+                    assert_eq!(
+                        g.to_bits(),
+                        dense_lp[r * vocab + i].to_bits(),
+                        "{what} row {r}: token {i} vs softmax's log_probs"
+                    );
+                    if c == f64::NEG_INFINITY {
+                        assert_eq!(g, f32::NEG_INFINITY, "{what} row {r}: token {i}");
+                    } else {
+                        let tol = 1e-5 * c.abs().max(1.0) + 3.0e-7 * u_scale(&z, t.max(1e-30));
+                        assert!(
+                            (f64::from(g) - c).abs() <= tol,
+                            "{what} row {r}: token {i}: gpu {g} cpu {c}"
+                        );
+                    }
+                }
+                assert_eq!(st[r], dense_st[r] | clamped, "{what} row {r}: status");
+            }
+        }
+    }
+    s.set_softmax_staging(Staging::Auto);
+}
+
+#[test]
+fn token_log_probs_match_the_cpu_reference_and_softmax_f32() {
+    let mut s = gpu_or_skip!();
+    token_log_probs_match::<f32>(&mut s, "f32");
+}
+
+#[test]
+fn token_log_probs_match_the_cpu_reference_and_softmax_f16_bf16() {
+    let mut s = gpu_or_skip!();
+    token_log_probs_match::<f16>(&mut s, "f16");
+    token_log_probs_match::<bf16>(&mut s, "bf16");
+}
+
+/// Bad rows and bad requests: NaN / +inf / all-NaN rows flagged as by softmax, strided and
+/// unaligned rows (the `_v1` kernel), and the host-side checks.
+#[test]
+fn token_log_probs_handle_bad_rows_and_refuse_bad_requests() {
+    let mut s = gpu_or_skip!();
+    let vocab = 5000;
+    let mut dense = common::logits(Dist::Normal(1.0), 3, vocab, 9);
+    dense[17] = f32::NAN;
+    dense[vocab + 4999] = f32::INFINITY;
+    dense[2 * vocab..].fill(f32::NAN);
+    let b = Batch::<f32>::laid_out(&dense, 3, vocab, 5003, 1);
+    let tokens = [17, 3, vocab as u32 - 1, 0, 4, 4];
+    let (got, st) = gpu_token_log_probs(&mut s, &b, 1.0, None, &tokens);
+    let want = cpu::token_log_probs(&b.cpu(), Rows::All(1.0), &tokens).unwrap();
+    assert_eq!(got[0], f32::NEG_INFINITY, "a NaN logit counts as -inf");
+    assert!(
+        (f64::from(got[1]) - want[1]).abs() < 1e-5,
+        "{} {}",
+        got[1],
+        want[1]
+    );
+    assert_eq!(got[2], 0.0, "+inf is the largest finite f32: probability 1");
+    assert!(got[3] < -1e30 || got[3] == f32::NEG_INFINITY);
+    assert_eq!(&got[4..], [f32::NEG_INFINITY; 2], "no finite logit");
+    assert_eq!(
+        st,
+        [
+            status::NAN_LOGIT,
+            status::POS_INF_LOGIT,
+            status::NAN_LOGIT | status::NO_FINITE_LOGIT
+        ]
+    );
+
+    let d = upload(&s, &vec![0.0f32; 4 * 100]);
+    let logits = DeviceLogits::new(d.as_view(), 4, 100).unwrap();
+    let mut out = s.stream().alloc_zeros::<f32>(8).unwrap();
+    for (len, expected) in [(0, 4), (6, 4), (9, 8)] {
+        let t = s.stream().alloc_zeros::<u32>(len).unwrap();
+        let err = s
+            .token_log_probs(
+                &logits,
+                1.0,
+                &RowParams::default(),
+                &t.as_view(),
+                &mut out.as_view_mut(),
+                None,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::BadLength { name: "tokens", got, expected: e } if got == len && e == expected),
+            "{len} tokens: {err}"
+        );
+    }
+    let t = s.stream().alloc_zeros::<u32>(12).unwrap();
+    let err = s
+        .token_log_probs(
+            &logits,
+            1.0,
+            &RowParams::default(),
+            &t.as_view(),
+            &mut out.as_view_mut(),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BadLength {
+                name: "log_probs",
+                got: 8,
+                expected: 12
+            }
+        ),
+        "{err}"
+    );
+    let t = s.stream().alloc_zeros::<u32>(8).unwrap();
+    let err = s
+        .token_log_probs(
+            &logits,
+            f32::NAN,
+            &RowParams::default(),
+            &t.as_view(),
+            &mut out.as_view_mut(),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BadParam {
+                name: "temperature",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let k = upload(&s, &[1u32; 4]);
+    let rows = RowParams {
+        top_k: Some(k.as_view()),
+        ..Default::default()
+    };
+    let err = s
+        .token_log_probs(
+            &logits,
+            1.0,
+            &rows,
+            &t.as_view(),
+            &mut out.as_view_mut(),
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
 
 fn greedy_matches_cpu<T: Logit>(s: &mut Sampler, name: &str) {
     for (k, (batch, vocab)) in shapes().into_iter().enumerate() {

@@ -9,6 +9,7 @@
 //! | [`argmax`]               | the greedy token (ties: lowest index)                       |
 //! | [`softmax()`]            | softmax(z/τ) (τ = 0: one-hot at the argmax)                  |
 //! | [`log_softmax`]          | log softmax(z/τ)                                            |
+//! | [`token_log_probs`]      | log softmax(z/τ) at n given tokens                          |
 //! | [`top_k_select`]         | exactly k (value, index), value descending, ties lower index |
 //! | [`kept`]                 | the support after top-k → top-p → min-p                      |
 //! | [`masked_logits`]        | z where kept, −∞ elsewhere                                   |
@@ -123,6 +124,41 @@ pub fn log_softmax<T: Logit>(
             Ok(log_softmax_row(&widen_row(logits.row(r)).0, f64::from(t)))
         })
         .collect()
+}
+
+/// log softmax(z/τ) at `n` given tokens per row: `tokens` is `batch × n` (row-major, n ≥ 1),
+/// and so is the result. A τ = 0 row is greedy (0 at the argmax, −∞ elsewhere); a token
+/// ≥ vocab, and every token of a row with no finite logit, gets −∞.
+///
+/// # Errors
+/// [`Error::BadParam`] for τ < 0 or NaN; [`Error::BadLength`] for a per-row τ of wrong
+/// length, or `tokens` not a non-empty multiple of `batch` long.
+pub fn token_log_probs<T: Logit>(
+    logits: &Logits<'_, T>,
+    temperature: Rows<'_, f32>,
+    tokens: &[u32],
+) -> Result<Vec<f64>> {
+    temperature.check_len("temperature", logits.batch())?;
+    let n = crate::batch::tokens_per_row(tokens.len(), logits.batch())? as usize;
+    let mut out = Vec::with_capacity(tokens.len());
+    for (r, want) in tokens.chunks(n).enumerate() {
+        let t = temperature.get(r);
+        crate::decoder::check_temperature(t)?;
+        let z = widen_row(logits.row(r)).0;
+        let lp = if t == 0.0 {
+            let at = argmax_row(&z) as usize;
+            (0..z.len())
+                .map(|i| if i == at { 0.0 } else { f64::NEG_INFINITY })
+                .collect()
+        } else {
+            log_softmax_row(&z, f64::from(t))
+        };
+        out.extend(
+            want.iter()
+                .map(|&i| lp.get(i as usize).copied().unwrap_or(f64::NEG_INFINITY)),
+        );
+    }
+    Ok(out)
 }
 
 /// Exactly k (value, index) pairs per row, sorted by value descending, ties by lower index.

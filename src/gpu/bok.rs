@@ -38,7 +38,6 @@
 //! `Sampler::support_thresholds` (kept: z ≥ threshold), at the start of the scratch; it
 //! writes the status first and the BoK kernels OR into it.
 
-use cudarc::driver::sys::CUfunction_attribute_enum;
 use cudarc::driver::{CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchConfig};
 
 use super::launch::{
@@ -571,10 +570,7 @@ impl Sampler {
         // 4. Launch.
         if let BokPath::Row { shared: dynamic } = path {
             let row_func = self.function(Kernel::new("bok", "row", T::DTYPE))?;
-            row_func.set_attribute(
-                CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                dynamic as i32,
-            )?;
+            launch::allow_dynamic_shared(&row_func, dynamic as usize)?;
             let cfg = LaunchConfig {
                 grid_dim: (batch as u32, 1, 1),
                 block_dim: (ROW_THREADS, 1, 1),
@@ -587,16 +583,13 @@ impl Sampler {
             // then SAMPLEX_BOK_OUTPUT_PARAMS) in order and type. Checked above: the logits view
             // covers (batch − 1)·stride + vocab elements, q and weights are batch × vocab,
             // objective batch × (T + 1), tokens, status and every per-row buffer batch, all on this
-            // device; vocab ≤ 32768 and the dynamic shared memory (tiles × 2048 × 4 bytes, set as
+            // device; vocab ≤ 32768 and the dynamic shared memory (tiles × 2048 × 4 bytes, within
             // the function's maximum) fits the device; the thresholds (batch f32) are at the start
             // of the reserved scratch; one block per row, batch < 2^31.
             unsafe { b.launch(&row_func, &stream, cfg) }?;
         } else if let BokPath::Cluster { blocks, shared } = path {
             let func = self.function(Kernel::new("bok", "cluster", T::DTYPE))?;
-            func.set_attribute(
-                CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                shared as i32,
-            )?;
+            launch::allow_dynamic_shared(&func, shared as usize)?;
             let mut params = RawArgs::<ROW_ARGS>::new();
             args.push_common(&mut params);
             args.push_outputs(&mut params);
@@ -615,8 +608,8 @@ impl Sampler {
             // blocks (bok_cluster_fits: a device with cluster launch, the kernel built from
             // compute_90 or later, a schedulable cluster) of ROW_THREADS threads, one cluster per
             // row, batch · blocks < 2^31 blocks; `shared` (the head plus ceil(tiles / blocks) ≤ 16
-            // tiles of 8 KB, since vocab ≤ blocks · 32768) fits the device and is the function's
-            // maximum, set above. Checked above: the logits view covers (batch − 1)·stride + vocab
+            // tiles of 8 KB, since vocab ≤ blocks · 32768) fits the device and within the function's
+            // maximum, raised above. Checked above: the logits view covers (batch − 1)·stride + vocab
             // elements, q and weights are batch × vocab, objective batch × (T + 1), tokens, status
             // and every per-row buffer batch, all on this device; the thresholds (batch f32) are at
             // the start of the reserved scratch. The kernel checks the rows' alignment itself.
@@ -638,7 +631,7 @@ impl Sampler {
             // row and an entry per block (grid_split's entries are larger than BoK's; only
             // kernels on this stream use it, one after another); bok_grid_fits checked that the
             // device has cooperative launch and room for every block at once with `shared`
-            // bytes of dynamic shared memory (ceil(tiles / blocks) ≤ 16 tiles of 8 KB), set as
+            // bytes of dynamic shared memory (ceil(tiles / blocks) ≤ 16 tiles of 8 KB), within
             // the function's maximum. The rest as for the cluster launch above.
             unsafe { launch.queue(self.context(), &func, &mut params) }?;
         } else {

@@ -4,9 +4,10 @@
 //! one shape: validate → choose the config here → push args in C-signature order → launch on
 //! the stream.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::sys::{self, CUdevice_attribute, CUfunction_attribute_enum};
 use cudarc::driver::{
@@ -490,12 +491,25 @@ impl LaunchEx {
     }
 }
 
-/// Sets `func`'s dynamic shared memory maximum (launches and occupancy queries check against it).
-fn set_dynamic_shared(func: &CudaFunction, bytes: usize) -> Result<()> {
-    func.set_attribute(
-        CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-        bytes as i32,
-    )?;
+/// Raises `func`'s dynamic shared memory maximum (launches and occupancy queries check against
+/// it) to at least `bytes`, and never lowers it: the maximum only permits, the launch's own size
+/// decides the occupancy. The value set is kept per function for the whole process, behind one
+/// lock, because samplers on one context share the module's functions: a sampler that lowered
+/// it could fail another's launch. A call at a size already allowed makes no driver call.
+pub(crate) fn allow_dynamic_shared(func: &CudaFunction, bytes: usize) -> Result<()> {
+    static ALLOWED: OnceLock<Mutex<HashMap<usize, usize>>> = OnceLock::new();
+    let mut allowed = ALLOWED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let key = func.cu_function() as usize;
+    if allowed.get(&key).is_none_or(|&have| have < bytes) {
+        func.set_attribute(
+            CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            bytes as i32,
+        )?;
+        allowed.insert(key, bytes);
+    }
     Ok(())
 }
 
@@ -513,9 +527,9 @@ impl Sampler {
     /// Whether clusters of `blocks` blocks of `threads` threads with `dynamic` bytes of dynamic
     /// shared memory each can run `func` here: a device with cluster launch (sm_90 and up), a
     /// kernel built for it (PTX version ≥ 90: the compute_80 PTX has the trap body), the shared
-    /// memory, and at least one such cluster the device can schedule. Sets `func`'s dynamic
-    /// shared memory maximum to `dynamic` (the occupancy query and the launch check against
-    /// it; another shape may have set another). The answer is kept per shape.
+    /// memory, and at least one such cluster the device can schedule. Raises `func`'s dynamic
+    /// shared memory maximum to at least `dynamic` (the occupancy query and the launch check
+    /// against it; [`allow_dynamic_shared`]). The answer is kept per shape.
     pub(crate) fn cluster_fits(
         &mut self,
         func: &CudaFunction,
@@ -530,7 +544,7 @@ impl Sampler {
 
     /// `query`'s answer for `func` in `shape` (blocks, threads, dynamic shared memory,
     /// cooperative), asked once and kept; when it fits, `func`'s dynamic shared memory maximum
-    /// is set to the shape's (the launch checks against it; another shape may have set another).
+    /// is raised to the shape's if below it (the launch checks against it).
     fn kept_fit(
         &mut self,
         func: &CudaFunction,
@@ -553,7 +567,7 @@ impl Sampler {
             }
         };
         if fits {
-            set_dynamic_shared(func, shape.2)?;
+            allow_dynamic_shared(func, shape.2)?;
         }
         Ok(fits)
     }
@@ -574,7 +588,7 @@ impl Sampler {
         {
             return Ok(false);
         }
-        set_dynamic_shared(func, dynamic)?;
+        allow_dynamic_shared(func, dynamic)?;
         let mut launch =
             LaunchEx::cluster(blocks, 1, threads, dynamic as u32, std::ptr::null_mut());
         let cfg = launch.cfg();
@@ -589,7 +603,7 @@ impl Sampler {
 
     /// Whether a cooperative grid of `blocks` blocks of `threads` threads with `dynamic` bytes of
     /// dynamic shared memory each can run `func` here: a device with cooperative launch, the
-    /// shared memory, and room for every block at once (occupancy × SMs ≥ blocks). Sets `func`'s
+    /// shared memory, and room for every block at once (occupancy × SMs ≥ blocks). Raises `func`'s
     /// dynamic shared memory maximum as [`Sampler::cluster_fits`] does; the answer is kept per
     /// shape.
     pub(crate) fn grid_fits(
@@ -607,7 +621,7 @@ impl Sampler {
             {
                 return Ok(false);
             }
-            set_dynamic_shared(func, dynamic)?;
+            allow_dynamic_shared(func, dynamic)?;
             let per_sm =
                 func.occupancy_max_active_blocks_per_multiprocessor(threads, dynamic, None)?;
             Ok(per_sm as u64 * s.sm_count as u64 >= blocks as u64)
@@ -674,7 +688,7 @@ impl Sampler {
     /// behind them stays alive until the kernel has run, and holds what the kernel reads or
     /// writes for `rows` rows. `path` was chosen by `split_path` for this function and shape, so
     /// the launch fits (cluster: the device has clusters, a compute_90+ kernel, `shared` bytes
-    /// of dynamic shared memory set as its maximum and a schedulable cluster; grid: cooperative
+    /// of dynamic shared memory within its maximum and a schedulable cluster; grid: cooperative
     /// launch and every block resident at once, rows × blocks ≤ the SM count, so the exchange
     /// holds a barrier per row and an entry per block).
     pub(crate) unsafe fn queue_split<A: KernelArgs>(

@@ -12,6 +12,7 @@
 //! | `samplex_softmax_stats_<T>`          | stride, vocab, τ, τ\[\], parts, partials                                |
 //! | `samplex_softmax_probs_<T>`          | stride, vocab, τ, τ\[\], parts, partials, probs, log_probs, status      |
 //! | `samplex_softmax_probs_staged_<T>`   | stride, vocab, τ, τ\[\], probs, log_probs, status (a cluster per row, sm_90) |
+//! | `samplex_softmax_token_log_probs_<T>` | stride, vocab, τ, τ\[\], tokens, n, parts, partials, tickets, log_probs, status |
 //! | `samplex_softmax_greedy_<T>`         | stride, vocab, parts, partials, tickets, tokens, status                  |
 //! | `samplex_softmax_sample_<T>`         | stride, vocab, τ, τ\[\], seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
 //! | `samplex_softmax_sample_probs_f32`   | stride, vocab, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
@@ -24,7 +25,7 @@ use cudarc::driver::{CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchCon
 
 use super::launch::{self, Args, Kernel, LaunchEx, Pointers, BLOCK_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
-use crate::batch::check_shape;
+use crate::batch::{check_shape, tokens_per_row};
 use crate::decoder::check_temperature;
 use crate::dtype::{DType, Logit};
 use crate::error::{Error, Result};
@@ -201,7 +202,7 @@ impl Sampler {
     /// (function, blocks per row, dynamic shared memory per block) of the staged probabilities
     /// kernel, or `None`: the staging setting allows it, a cluster size holds the row in at most
     /// `STAGED_MAX_TILES` tiles per block, and such clusters can run here (sm_90, a kernel
-    /// built for it, the shared memory: `cluster_fits`, which also sets the function's
+    /// built for it, the shared memory: `cluster_fits`, which also raises the function's
     /// dynamic shared memory maximum).
     fn staged_path<T: Logit>(
         &mut self,
@@ -316,7 +317,7 @@ impl Sampler {
             // `log_probs` batch × vocab values; the launch is one cluster of `blocks` blocks of
             // 256 threads per row, each with `shared` bytes of dynamic shared memory: the head
             // and ceil(tiles / blocks) staged tiles, as staged_path checked with cluster_fits
-            // (which set the function's maximum to it); the vector width fits the address and
+            // (which raised the function's maximum to it); the vector width fits the address and
             // stride.
             unsafe { launch.queue(self.context(), &func, &mut b) }?;
             return Ok(());
@@ -483,6 +484,78 @@ impl Sampler {
         // on this device; with parts > 1 the scratch holds batch × parts partials and `batch`
         // zeroed tickets (the kernel leaves them at zero); the grid is batch × parts blocks of
         // 256 threads and the vector width fits the address and stride.
+        unsafe { b.launch(&func, &stream, cfg) }?;
+        Ok(())
+    }
+
+    /// log softmax(z/τ) at `n` given tokens per row, without writing the `batch × vocab`
+    /// distribution: what a server returns as the sampled token's log-probability, or, fed the
+    /// indices of [`Sampler::top_k_select`], the top-n log-probabilities. `tokens` and
+    /// `log_probs` are `batch × n` (row-major, n ≥ 1). The logits are read once and the n
+    /// tokens once more; the values are bit for bit those [`Sampler::softmax`] writes to its
+    /// `log_probs` on the two-read paths.
+    ///
+    /// τ is `temperature`, or `rows.temperature[r]` when given. A τ = 0 row is greedy: 0 at
+    /// its argmax, −∞ elsewhere. A token ≥ vocab (such as [`crate::status::NO_TOKEN`]) gets −∞
+    /// and [`crate::status::PARAM_CLAMPED`]. Other edge cases as [`Sampler::softmax`]: a row
+    /// with no finite logit gets −∞ and [`crate::status::NO_FINITE_LOGIT`].
+    ///
+    /// # Errors
+    /// [`Error::BadParam`] for τ < 0, NaN or ∞; [`Error::BadLength`] when `tokens` is not a
+    /// non-empty multiple of `batch` long, `log_probs` not as long as `tokens`, or `status` /
+    /// `rows.temperature` not `batch`; [`Error::WrongDevice`]; [`Error::Unsupported`] for
+    /// per-row top-k/top-p/min-p in `rows`; [`Error::Driver`] when the launch fails.
+    pub fn token_log_probs<T: Logit>(
+        &mut self,
+        logits: &DeviceLogits<'_, T>,
+        temperature: f32,
+        rows: &RowParams<'_>,
+        tokens: &CudaView<'_, u32>,
+        log_probs: &mut CudaViewMut<'_, f32>,
+        status: Option<&mut CudaViewMut<'_, u32>>,
+    ) -> Result<()> {
+        // 1. Validate.
+        let (batch, vocab) = (logits.batch, logits.vocab);
+        check_temperature(temperature)?;
+        check_no_filters(rows, "token_log_probs")?;
+        self.check_device("logits", &logits.data)?;
+        let per_row = tokens_per_row(tokens.len(), batch)?;
+        self.check_rows("tokens", tokens, tokens.len())?;
+        self.check_rows("log_probs", &*log_probs, tokens.len())?;
+        if let Some(st) = status.as_deref() {
+            self.check_rows("status", st, batch)?;
+        }
+        rows.check(batch, self)?;
+
+        // 2. Config.
+        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
+        let cfg = row_config(batch, parts)?;
+        let (partials, tickets) = self.split_scratch(batch, parts)?;
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let lead = RowArgs::new(&mut ptrs, logits, temperature, rows);
+        let vec = launch::vector_width::<T>(lead.logits, logits.stride);
+        let func = self.function(entry("token_log_probs", T::DTYPE, vec))?;
+
+        // 3. Arguments in C-signature order.
+        let tokens_addr = ptrs.read(tokens);
+        let out_addr = ptrs.write(log_probs);
+        let status_addr = ptrs.write_opt(status);
+        let mut b = Args::new();
+        lead.push(&mut b);
+        b.arg(&tokens_addr)
+            .arg(&per_row)
+            .arg(&parts)
+            .arg(&partials)
+            .arg(&tickets)
+            .arg(&out_addr)
+            .arg(&status_addr);
+        // SAFETY: the arguments match samplex_softmax_token_log_probs_<T>'s C signature in
+        // order and type; `logits` holds `batch` rows of `stride` (≥ vocab) elements; `tokens`
+        // and `log_probs` were checked to hold batch × per_row entries, `status` and the per-row
+        // τ `batch`, all on this device; with parts > 1 the scratch holds batch × parts partials
+        // and `batch` zeroed tickets (the kernel leaves them at zero); the grid is batch × parts
+        // blocks of 256 threads and the vector width fits the address and stride.
         unsafe { b.launch(&func, &stream, cfg) }?;
         Ok(())
     }

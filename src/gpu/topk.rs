@@ -229,7 +229,7 @@ impl Sampler {
             // current: one cluster of `blocks` ≤ 8 blocks of 1024 threads per row, batch ×
             // blocks ≤ the SM count; select_path checked that the device has cluster launch,
             // the kernel comes from compute_90 or later and such a cluster can be scheduled
-            // with the ClusterHead as dynamic shared memory (set as the function's maximum),
+            // with the ClusterHead as dynamic shared memory (within the function's maximum),
             // and that min(k, vocab) ≤ 4096 (the kernel's shared-memory sort; no scratch).
             // The rest as for the one-block launch below.
             unsafe { launch.queue(self.context(), &func, &mut params) }?;
