@@ -145,6 +145,21 @@ __device__ __forceinline__ float inverse_temperature(float t) {
   return t > 0.0f ? fminf(1.0f / t, SAMPLEX_FLT_MAX) : 0.0f;
 }
 
+// The row's τ as the probabilities need it: greedy (τ = 0), 1/τ, and the clamp's status bits.
+struct RowTemperature {
+  float inv_t;
+  bool greedy;
+  u32 status;
+};
+__device__ __forceinline__ RowTemperature row_temperature_of(float scalar, u64 temps, u32 row) {
+  RowTemperature r;
+  r.status = 0;
+  const float t = row_temperature(scalar, temps, row, r.status);
+  r.greedy = t == 0.0f;
+  r.inv_t = inverse_temperature(t);
+  return r;
+}
+
 // u = z · (1/τ) clamped to ±FLT_MAX (step 2); -inf stays -inf. z is sanitised (never NaN).
 __device__ __forceinline__ float scale_logit(float z, float inv_t) {
   if (z == SAMPLEX_NEG_INF) return SAMPLEX_NEG_INF;
@@ -616,10 +631,10 @@ __device__ __forceinline__ void probs(const T *logits, u64 stride, u32 vocab, fl
   __shared__ Scratch s;
   const RowPart rp = row_part(parts);
   const T *row = row_ptr(logits, rp.row, stride);
-  u32 param_status = 0;
-  const float t = row_temperature(temperature, temps, rp.row, param_status);
-  const bool greedy = t == 0.0f;
-  const float inv_t = inverse_temperature(t);
+  const RowTemperature rt = row_temperature_of(temperature, temps, rp.row);
+  const bool greedy = rt.greedy;
+  const float inv_t = rt.inv_t;
+  const u32 param_status = rt.status;
   const RowStats st = parts == 1 ? block_row_stats<T, VEC>(row, vocab, rp, greedy, inv_t, s)
                                  : merge_row_stats(partials, rp, s);
   const ProbRow r = prob_row(st, greedy, inv_t);
@@ -654,11 +669,8 @@ __device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32
   __shared__ Scratch s;
   const RowPart rp = row_part(parts);
   const T *row = row_ptr(logits, rp.row, stride);
-  u32 param_status = 0;
-  const float t = row_temperature(temperature, temps, rp.row, param_status);
-  const bool greedy = t == 0.0f;
-  const float inv_t = inverse_temperature(t);
-  RowStats st = block_row_stats<T, VEC>(row, vocab, rp, greedy, inv_t, s);
+  const RowTemperature rt = row_temperature_of(temperature, temps, rp.row);
+  RowStats st = block_row_stats<T, VEC>(row, vocab, rp, rt.greedy, rt.inv_t, s);
   if (parts > 1) {
     if (threadIdx.x == 0) {
       Partial *p = partial_at(partials, rp, rp.part);
@@ -676,7 +688,7 @@ __device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32
     st = merge_row_stats(partials, rp, s);
     if (threadIdx.x == 0) reinterpret_cast<u32 *>(tickets)[rp.row] = 0u;  // left at zero
   }
-  const ProbRow r = prob_row(st, greedy, inv_t);
+  const ProbRow r = prob_row(st, rt.greedy, rt.inv_t);
   const u32 *mine = tokens + (u64)rp.row * n;
   float *dst = out + (u64)rp.row * n;
   u32 bad = 0;
@@ -693,7 +705,7 @@ __device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32
   }
   if (status_out != 0) {  // block-uniform
     bad = block_or<THREADS>(bad, s);
-    if (threadIdx.x == 0) write_prob_status(status_out, rp.row, st, param_status | bad, r);
+    if (threadIdx.x == 0) write_prob_status(status_out, rp.row, st, rt.status | bad, r);
   }
 }
 

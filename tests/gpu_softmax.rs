@@ -734,59 +734,36 @@ fn token_log_probs_handle_bad_rows_and_refuse_bad_requests() {
         ]
     );
 
+    // Host-side checks: (tokens, τ, per-row k) → the error's parameter and lengths.
     let d = upload(&s, &vec![0.0f32; 4 * 100]);
     let logits = DeviceLogits::new(d.as_view(), 4, 100).unwrap();
-    let mut out = s.stream().alloc_zeros::<f32>(8).unwrap();
+    let k = upload(&s, &[1u32; 4]);
+    let refused = |s: &mut Sampler, tokens: usize, tau: f32, top_k: bool| {
+        let t = s.stream().alloc_zeros::<u32>(tokens).unwrap();
+        let mut out = s.stream().alloc_zeros::<f32>(8).unwrap();
+        let rows = RowParams {
+            top_k: top_k.then(|| k.as_view()),
+            ..Default::default()
+        };
+        let (t, out) = (&t.as_view(), &mut out.as_view_mut());
+        s.token_log_probs(&logits, tau, &rows, t, out, None)
+            .unwrap_err()
+    };
     for (len, expected) in [(0, 4), (6, 4), (9, 8)] {
-        let t = s.stream().alloc_zeros::<u32>(len).unwrap();
-        let err = s
-            .token_log_probs(
-                &logits,
-                1.0,
-                &RowParams::default(),
-                &t.as_view(),
-                &mut out.as_view_mut(),
-                None,
-            )
-            .unwrap_err();
+        let err = refused(&mut s, len, 1.0, false);
         assert!(
             matches!(err, Error::BadLength { name: "tokens", got, expected: e } if got == len && e == expected),
             "{len} tokens: {err}"
         );
     }
-    let t = s.stream().alloc_zeros::<u32>(12).unwrap();
-    let err = s
-        .token_log_probs(
-            &logits,
-            1.0,
-            &RowParams::default(),
-            &t.as_view(),
-            &mut out.as_view_mut(),
-            None,
-        )
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::BadLength {
-                name: "log_probs",
-                got: 8,
-                expected: 12
-            }
-        ),
-        "{err}"
-    );
-    let t = s.stream().alloc_zeros::<u32>(8).unwrap();
-    let err = s
-        .token_log_probs(
-            &logits,
-            f32::NAN,
-            &RowParams::default(),
-            &t.as_view(),
-            &mut out.as_view_mut(),
-            None,
-        )
-        .unwrap_err();
+    let err = refused(&mut s, 12, 1.0, false);
+    let want = Error::BadLength {
+        name: "log_probs",
+        got: 8,
+        expected: 12,
+    };
+    assert_eq!(err.to_string(), want.to_string());
+    let err = refused(&mut s, 8, f32::NAN, false);
     assert!(
         matches!(
             err,
@@ -797,21 +774,7 @@ fn token_log_probs_handle_bad_rows_and_refuse_bad_requests() {
         ),
         "{err}"
     );
-    let k = upload(&s, &[1u32; 4]);
-    let rows = RowParams {
-        top_k: Some(k.as_view()),
-        ..Default::default()
-    };
-    let err = s
-        .token_log_probs(
-            &logits,
-            1.0,
-            &rows,
-            &t.as_view(),
-            &mut out.as_view_mut(),
-            None,
-        )
-        .unwrap_err();
+    let err = refused(&mut s, 8, 1.0, true);
     assert!(matches!(err, Error::Unsupported(_)), "{err}");
 }
 
