@@ -298,6 +298,19 @@ __device__ __forceinline__ ArgMax no_pick() {
   return a;
 }
 
+// Step 4's ticket, once thread 0 has written the block's partial: thread 0 makes it visible
+// device-wide and takes a ticket on tickets[row]; true in every thread of the row's last part.
+// Every thread of the block must call it.
+__device__ __forceinline__ bool last_part_of_row(RowPart rp, u64 tickets, Scratch &s) {
+  if (threadIdx.x == 0) {
+    __threadfence();  // the partial is visible device-wide before the ticket is taken
+    const u32 ticket = atomicAdd(reinterpret_cast<u32 *>(tickets) + rp.row, 1u);
+    s.result_u = ticket == rp.parts - 1 ? 1u : 0u;
+  }
+  __syncthreads();
+  return s.result_u != 0u;
+}
+
 // Step 4. `best` is the block's (key or value, token), `status` its status bits; both must be
 // the same in every thread. Call after the last collective: threads return early here.
 __device__ __forceinline__ void finish_row(ArgMax best, u32 status, RowPart rp, u64 partials, u64 tickets,
@@ -308,12 +321,8 @@ __device__ __forceinline__ void finish_row(ArgMax best, u32 status, RowPart rp, 
       p->v = best.v;
       p->i = best.i;
       p->status = status;
-      __threadfence();  // the partial is visible device-wide before the ticket is taken
-      const u32 ticket = atomicAdd(reinterpret_cast<u32 *>(tickets) + rp.row, 1u);
-      s.result_u = ticket == rp.parts - 1 ? 1u : 0u;
     }
-    __syncthreads();
-    const bool last = s.result_u != 0u;
+    const bool last = last_part_of_row(rp, tickets, s);
     if (!last || threadIdx.x >= 32) return;  // block-uniform, then warp-uniform
     __threadfence();
     // Warp 0 merges: lane l reads parts l, l + 32, ...; the merge is a total order (key, then
@@ -515,6 +524,17 @@ __device__ __forceinline__ RowStats merge_row_stats(u64 partials, RowPart rp, Sc
   return share_merged_stats(ms, a, st, s);
 }
 
+// Thread 0 writes the part's statistics (with `status`) as its partial in scratch.
+__device__ __forceinline__ void write_stats_partial(u64 partials, RowPart rp, const RowStats &r, u32 status) {
+  if (threadIdx.x == 0) {
+    Partial *p = partial_at(partials, rp, rp.part);
+    p->v = r.m;
+    p->s = r.s;
+    p->i = r.arg;
+    p->status = status;
+  }
+}
+
 // samplex_softmax_stats: steps 1, 2, 3a (3c for τ = 0 rows) for one part; the partial to scratch.
 template <typename T, int VEC>
 __device__ __forceinline__ void stats(const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,
@@ -525,13 +545,7 @@ __device__ __forceinline__ void stats(const T *logits, u64 stride, u32 vocab, fl
   const float t = row_temperature(temperature, temps, rp.row, param_status);
   const RowStats r =
       block_row_stats<T, VEC>(row_ptr(logits, rp.row, stride), vocab, rp, t == 0.0f, inverse_temperature(t), s);
-  if (threadIdx.x == 0) {
-    Partial *p = partial_at(partials, rp, rp.part);
-    p->v = r.m;
-    p->s = r.s;
-    p->i = r.arg;
-    p->status = r.status | param_status;
-  }
+  write_stats_partial(partials, rp, r, r.status | param_status);
 }
 
 // What step 5 needs to turn a token's sanitised z into (p, log p): the row's statistics and τ.
@@ -632,13 +646,10 @@ __device__ __forceinline__ void probs(const T *logits, u64 stride, u32 vocab, fl
   const RowPart rp = row_part(parts);
   const T *row = row_ptr(logits, rp.row, stride);
   const RowTemperature rt = row_temperature_of(temperature, temps, rp.row);
-  const bool greedy = rt.greedy;
-  const float inv_t = rt.inv_t;
-  const u32 param_status = rt.status;
-  const RowStats st = parts == 1 ? block_row_stats<T, VEC>(row, vocab, rp, greedy, inv_t, s)
+  const RowStats st = parts == 1 ? block_row_stats<T, VEC>(row, vocab, rp, rt.greedy, rt.inv_t, s)
                                  : merge_row_stats(partials, rp, s);
-  const ProbRow r = prob_row(st, greedy, inv_t);
-  if (rp.part == 0 && threadIdx.x == 0) write_prob_status(status_out, rp.row, st, param_status, r);
+  const ProbRow r = prob_row(st, rt.greedy, rt.inv_t);
+  if (rp.part == 0 && threadIdx.x == 0) write_prob_status(status_out, rp.row, st, rt.status, r);
 
   const ProbOut o = prob_out(probs_out, log_probs, rp.row, vocab);
   const u32 tiles = row_tiles(vocab);
@@ -672,18 +683,8 @@ __device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32
   const RowTemperature rt = row_temperature_of(temperature, temps, rp.row);
   RowStats st = block_row_stats<T, VEC>(row, vocab, rp, rt.greedy, rt.inv_t, s);
   if (parts > 1) {
-    if (threadIdx.x == 0) {
-      Partial *p = partial_at(partials, rp, rp.part);
-      p->v = st.m;
-      p->s = st.s;
-      p->i = st.arg;
-      p->status = st.status;
-      __threadfence();  // the partial is visible device-wide before the ticket is taken
-      const u32 ticket = atomicAdd(reinterpret_cast<u32 *>(tickets) + rp.row, 1u);
-      s.result_u = ticket == parts - 1 ? 1u : 0u;
-    }
-    __syncthreads();
-    if (s.result_u == 0u) return;  // block-uniform: only the row's last part goes on
+    write_stats_partial(partials, rp, st, st.status);
+    if (!last_part_of_row(rp, tickets, s)) return;  // block-uniform: only the row's last part goes on
     __threadfence();
     st = merge_row_stats(partials, rp, s);
     if (threadIdx.x == 0) reinterpret_cast<u32 *>(tickets)[rp.row] = 0u;  // left at zero

@@ -520,7 +520,7 @@ impl Sampler {
         check_no_filters(rows, "token_log_probs")?;
         self.check_device("logits", &logits.data)?;
         let per_row = tokens_per_row(tokens.len(), batch)?;
-        self.check_rows("tokens", tokens, tokens.len())?;
+        self.check_device("tokens", tokens)?;
         self.check_rows("log_probs", &*log_probs, tokens.len())?;
         if let Some(st) = status.as_deref() {
             self.check_rows("status", st, batch)?;
