@@ -197,6 +197,71 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual(self.order({"SAMPLEX_EMU_BLOCK_ORDER": "forward"}), list(range(64)))
         self.assertEqual(self.order({"SAMPLEX_EMU_BLOCK_ORDER": "reverse"}), list(range(63, -1, -1)))
 
+    def racy_broadcast(self, env):
+        rc, err = child(
+            self.libdir,
+            """
+            import struct, sys
+            counter, order, seen = emu.alloc(4, fill=0), emu.alloc(4 * 64), emu.alloc(4 * 64)
+            assert emu.launch("samplex_emu_selftest_racy_broadcast", 1, 64, ("u64", counter),
+                              ("u64", order), ("u64", seen)) == 0
+            for name, p in (("ORDER", order), ("SEEN", seen)):
+                sys.stderr.write(name + " " + " ".join(map(str, struct.unpack("64I", emu.download(p, 256)))) + "\\n")
+            """,
+            env,
+        )
+        self.assertEqual(rc, 0, err)
+        lines = dict(line.split(" ", 1) for line in err.splitlines() if line.startswith(("ORDER", "SEEN")))
+        return [int(x) for x in lines["ORDER"].split()], [int(x) for x in lines["SEEN"].split()]
+
+    def test_threads_resume_in_the_order_asked_so_a_race_inside_a_block_shows(self):
+        # Arrival order (the default): thread 63 completes the barrier and runs on, then 0..62;
+        # the race is hidden from every thread after thread 0.
+        order, seen = self.racy_broadcast({})
+        self.assertEqual(order, [63] + list(range(63)))
+        self.assertEqual(seen, [7] * 63 + [0])
+        # Descending: thread 0 runs last, so every other thread reads the stale value.
+        order, seen = self.racy_broadcast({"SAMPLEX_EMU_THREAD_ORDER": "reverse"})
+        self.assertEqual(order, list(range(63, -1, -1)))
+        self.assertEqual(seen, [7] + [0] * 63)
+        # Shuffled: a permutation, and the threads run before thread 0 read the stale value.
+        order, seen = self.racy_broadcast({"SAMPLEX_EMU_THREAD_ORDER": "shuffle"})
+        self.assertEqual(sorted(order), list(range(64)))
+        self.assertNotIn(order, (list(range(64)), [63] + list(range(63)), list(range(63, -1, -1))))
+        before = set(order[: order.index(0)])
+        self.assertEqual(seen, [7 if t == 0 or t not in before else 0 for t in range(64)])
+
+    def test_a_thread_seed_picks_the_shuffle_and_the_same_seed_repeats_it(self):
+        shuffle = {"SAMPLEX_EMU_THREAD_ORDER": "shuffle"}
+        default, _ = self.racy_broadcast(shuffle)
+        self.assertEqual(self.racy_broadcast({**shuffle, "SAMPLEX_EMU_THREAD_SEED": "0"})[0], default)
+        seeded, _ = self.racy_broadcast({**shuffle, "SAMPLEX_EMU_THREAD_SEED": "12345"})
+        self.assertEqual(sorted(seeded), list(range(64)))
+        self.assertNotEqual(seeded, default)
+        self.assertEqual(self.racy_broadcast({**shuffle, "SAMPLEX_EMU_THREAD_SEED": "12345"})[0], seeded)
+        rc, err = child(
+            self.libdir,
+            """
+            counter, order, seen = emu.alloc(4, fill=0), emu.alloc(4 * 64), emu.alloc(4 * 64)
+            emu.launch("samplex_emu_selftest_racy_broadcast", 1, 64, ("u64", counter), ("u64", order), ("u64", seen))
+            """,
+            {**shuffle, "SAMPLEX_EMU_THREAD_SEED": "-3"},
+        )
+        self.assertNotEqual(rc, 0)
+        self.assertIn("SAMPLEX_EMU_THREAD_SEED=-3", err)
+
+    def test_an_unknown_thread_order_is_refused(self):
+        rc, err = child(
+            self.libdir,
+            """
+            counter, order, seen = emu.alloc(4, fill=0), emu.alloc(4 * 64), emu.alloc(4 * 64)
+            emu.launch("samplex_emu_selftest_racy_broadcast", 1, 64, ("u64", counter), ("u64", order), ("u64", seen))
+            """,
+            {"SAMPLEX_EMU_THREAD_ORDER": "sideways"},
+        )
+        self.assertNotEqual(rc, 0)
+        self.assertIn("SAMPLEX_EMU_THREAD_ORDER=sideways", err)
+
     def row_barrier_args(self, blocks, per_row, rounds):
         slots = self.emu.alloc(4 * blocks)
         bars = self.emu.alloc(8 * (blocks // per_row), fill=0)

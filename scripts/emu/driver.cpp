@@ -26,9 +26,15 @@
 //     kernels/common.cuh §9) in a launch that is not cooperative fails (its blocks need not run
 //     at the same time), and so does one still waiting after a minute, or after another block
 //     of its launch failed;
-//   - inside a stream capture, a host synchronisation or an allocation fails as it does in CUDA.
-// What it does not model: timing, occupancy, races inside a block (fibers switch only at
-// barriers), the memory model, and f32 rounding of the GPU's math functions.
+//   - inside a stream capture, a host synchronisation or an allocation fails as it does in CUDA;
+//   - the threads of a block resume after each barrier and warp collective in the order of
+//     SAMPLEX_EMU_THREAD_ORDER=arrival|reverse|shuffle (SAMPLEX_EMU_THREAD_SEED picks the
+//     shuffle), so a shared-memory race inside a block (a read with no barrier after the write
+//     it needs, or a write before the barrier that ends the reads it clobbers) changes a result.
+// What it does not model: timing, occupancy, races between the instructions of two threads
+// inside one barrier interval (each thread runs such an interval alone, so a non-atomic
+// read-modify-write by several threads still sees every update), the memory model, and f32
+// rounding of the GPU's math functions.
 //
 // Execution: a launch runs its blocks one after another on the calling OS thread. A block's
 // threads are fibers with their own stacks (a small hand-written x86-64 context switch: the
@@ -54,6 +60,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cctype>
 #include <csignal>
 #include <cstdarg>
 #include <cstdint>
@@ -483,6 +490,24 @@ class Worker {
   std::thread thread_;  // last: starts once the members above exist
 };
 
+// The first state of each OS thread's thread-order shuffle: SAMPLEX_EMU_THREAD_SEED (an
+// unsigned integer, default 0) mixed into a fixed nonzero constant, so that several seeds run
+// several orders and one seed the same order, run after run.
+static uint64_t thread_seed() {
+  static const uint64_t seed = [] {
+    const char *text = std::getenv("SAMPLEX_EMU_THREAD_SEED");
+    char *end = nullptr;
+    const unsigned long long v = text && *text ? std::strtoull(text, &end, 10) : 0;
+    if (text && *text && (*end || !std::isdigit((unsigned char)*text))) {  // strtoull takes '-3'
+      std::fprintf(stderr, "samplex emulator: SAMPLEX_EMU_THREAD_SEED=%s is not an unsigned integer\n", text);
+      std::abort();
+    }
+    const uint64_t s = 0x2545f4914f6cdd1dull ^ (v * 0x9e3779b97f4a7c15ull);
+    return s ? s : 0x2545f4914f6cdd1dull;  // xorshift never leaves 0
+  }();
+  return seed;
+}
+
 // Each OS thread keeps its fibers (and their stacks), its block's dynamic shared memory and, for
 // cluster launches, its helper threads, for the next launch.
 struct ThreadState {
@@ -493,6 +518,8 @@ struct ThreadState {
   const char *kernel_name = nullptr;
   Block run;                  // the block this thread runs (reused)
   SharedBuffer smem;          // that block's dynamic shared memory
+  std::vector<unsigned> start_order;         // the block's first run order of its threads
+  uint64_t shuffle = thread_seed();  // xorshift state of SAMPLEX_EMU_THREAD_ORDER=shuffle
   std::vector<std::unique_ptr<Worker>> workers;
   ~ThreadState() {
     workers.clear();  // joins them
@@ -581,6 +608,7 @@ static void run_next(Block &b, Fiber *me, const char *what) {
   }
   std::vector<Fiber> &fs = *b.fibers;
   Fiber &next = fs[b.pop()];
+  if (&next == me) return;  // a releasing thread that queued itself came up first
   if (b.count > 0) __builtin_prefetch(fs[b.ring[b.head]].sp);  // the one after: warm its stack
   ThreadState &ts = t_state;
   set_running(ts, &next);
@@ -597,7 +625,48 @@ static void wait_at(Waiters &w, const char *what) {
   run_next(b, me, what);
 }
 
+// The order in which released threads resume (SAMPLEX_EMU_THREAD_ORDER). Fibers switch only
+// at barriers and warp collectives, so between two of them each thread runs alone, in this
+// order: a write by one thread read by another with no barrier between (or a read overwritten
+// before the barrier) gives a result that depends on it. `arrival` (the default) resumes them
+// as they arrived and lets the releasing thread run on; `reverse` resumes them by descending
+// thread index and `shuffle` in a random order per release, the releasing thread among them,
+// so running the tests under each order stands in for a race check inside a block.
+enum class ThreadOrder { arrival, reverse, shuffle };
+
+static ThreadOrder thread_order() {
+  static const ThreadOrder order = [] {
+    const char *mode = std::getenv("SAMPLEX_EMU_THREAD_ORDER");
+    if (!mode || !*mode || !std::strcmp(mode, "arrival")) return ThreadOrder::arrival;
+    if (!std::strcmp(mode, "reverse")) return ThreadOrder::reverse;
+    if (!std::strcmp(mode, "shuffle")) return ThreadOrder::shuffle;
+    std::fprintf(stderr, "samplex emulator: SAMPLEX_EMU_THREAD_ORDER=%s is not arrival, reverse or shuffle\n", mode);
+    std::abort();
+  }();
+  return order;
+}
+
+static void order_threads(std::vector<unsigned> &ids) {
+  switch (thread_order()) {
+    case ThreadOrder::arrival:
+      return;
+    case ThreadOrder::reverse:
+      std::sort(ids.begin(), ids.end(), std::greater<unsigned>());
+      return;
+    case ThreadOrder::shuffle:
+      for (size_t i = ids.size(); i > 1; --i) {
+        uint64_t &s = t_state.shuffle;  // per OS thread: reproducible for its order of launches
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        std::swap(ids[i - 1], ids[(s * 0x2545f4914f6cdd1dull) % i]);
+      }
+      return;
+  }
+}
+
 static void release(Block &b, Waiters &w) {
+  order_threads(w.ids);
   for (unsigned id : w.ids) b.push(id);
   w.ids.clear();
 }
@@ -654,10 +723,16 @@ static void pass_cluster_barrier(Block &b) {
   __builtin_unreachable();
 }
 
+// In `arrival` order the thread that completes a barrier or collective runs on; otherwise it
+// resumes in the order the others do.
+static bool releaser_queues() { return thread_order() != ThreadOrder::arrival; }
+
 void syncthreads() {
   Block &b = *t_state.block;
   if (b.at_barrier.ids.size() + 1 == b.live) {
+    if (releaser_queues()) b.at_barrier.ids.push_back(t_state.fiber->linear);
     release_block_barrier(b);
+    if (releaser_queues()) run_next(b, t_state.fiber, "__syncthreads");
     return;
   }
   wait_at(b.at_barrier, "__syncthreads");
@@ -681,7 +756,9 @@ const uint64_t *warp_exchange(unsigned mask, uint64_t value) {
   w.slots[g & 1][f.coords.thread_idx.x & 31] = value;
   if (w.waiting.ids.size() == 31) {
     w.gen++;
+    if (releaser_queues()) w.waiting.ids.push_back(f.linear);
     release(b, w.waiting);
+    if (releaser_queues()) run_next(b, &f, "a warp collective");
   } else {
     wait_at(w.waiting, "a warp collective");
   }
@@ -698,7 +775,9 @@ unsigned cluster_size() { return t_state.block->cluster->size; }
 void cluster_sync() {
   Block &b = *t_state.block;
   if (b.at_cluster.ids.size() + 1 == b.live) {
+    if (releaser_queues()) b.at_cluster.ids.push_back(t_state.fiber->linear);
     pass_cluster_barrier(b);
+    if (releaser_queues()) run_next(b, t_state.fiber, "the cluster barrier");
     return;
   }
   wait_at(b.at_cluster, "the cluster barrier");
@@ -840,7 +919,12 @@ static void run_block(const Launch &l, uint3 bidx, ClusterRun &c, unsigned rank,
   b.live = threads;
   b.ring.assign(threads, 0);
   b.head = b.count = 0;
-  for (unsigned t = 1; t < threads; ++t) b.push(t);  // fiber 0 runs first
+  // The first fiber to run is not queued (the launcher switches to it).
+  std::vector<unsigned> &start = ts.start_order;
+  start.resize(threads);
+  for (unsigned t = 0; t < threads; ++t) start[t] = t;
+  order_threads(start);
+  for (unsigned t = 1; t < threads; ++t) b.push(start[t]);
   b.at_barrier.ids.clear();
   b.at_barrier.ids.reserve(threads);
   b.bar_accum = b.bar_result = 0;
@@ -877,8 +961,8 @@ static void run_block(const Launch &l, uint3 bidx, ClusterRun &c, unsigned rank,
   c.block_idx[rank] = bidx;
   c.start(rank, b.smem);
   ts.block = &b;
-  set_running(ts, &ts.fibers[0]);
-  samplex_emu_switch(&b.launcher_sp, ts.fibers[0].sp);
+  set_running(ts, &ts.fibers[start[0]]);
+  samplex_emu_switch(&b.launcher_sp, ts.fibers[start[0]].sp);
   for (unsigned t = 0; t < threads && !b.failed; ++t) {
     const Fiber &f = ts.fibers[t];
     if (!f.guarded && std::memcmp(f.stack_lo, &kStackCanary, sizeof kStackCanary) != 0) {

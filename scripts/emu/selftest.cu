@@ -59,3 +59,15 @@ extern "C" __global__ void samplex_emu_selftest_row_barrier(u32 *slots, RowBarri
   bad = block_sum_u32<64>(bad, s);
   if (threadIdx.x == 0) errors[blockIdx.x] = bad;
 }
+
+// A deliberate race: after a barrier, thread 0 publishes a value that every thread reads with no
+// barrier between. seen[t] is what thread t read; order[i] the i-th thread to run after the
+// barrier. One block of up to 256 threads.
+extern "C" __global__ void samplex_emu_selftest_racy_broadcast(u32 *counter, u32 *order, u32 *seen) {
+  __shared__ u32 value;
+  if (threadIdx.x == 0) value = 0;
+  __syncthreads();
+  order[atomicAdd(counter, 1u)] = threadIdx.x;
+  if (threadIdx.x == 0) value = 7;
+  seen[threadIdx.x] = value;  // the missing __syncthreads: only a thread after thread 0 sees 7
+}
