@@ -490,6 +490,15 @@ class Worker {
   std::thread thread_;  // last: starts once the members above exist
 };
 
+// One xorshift64 step, then a multiplier that spreads its bits: the emulator's shuffles of
+// blocks and of threads draw from it.
+static inline uint64_t xorshift_next(uint64_t &s) {
+  s ^= s >> 12;
+  s ^= s << 25;
+  s ^= s >> 27;
+  return s * 0x2545f4914f6cdd1dull;
+}
+
 // The first state of each OS thread's thread-order shuffle: SAMPLEX_EMU_THREAD_SEED (an
 // unsigned integer, default 0) mixed into a fixed nonzero constant, so that several seeds run
 // several orders and one seed the same order, run after run.
@@ -654,13 +663,8 @@ static void order_threads(std::vector<unsigned> &ids) {
       std::sort(ids.begin(), ids.end(), std::greater<unsigned>());
       return;
     case ThreadOrder::shuffle:
-      for (size_t i = ids.size(); i > 1; --i) {
-        uint64_t &s = t_state.shuffle;  // per OS thread: reproducible for its order of launches
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        std::swap(ids[i - 1], ids[(s * 0x2545f4914f6cdd1dull) % i]);
-      }
+      // t_state.shuffle is per OS thread: reproducible for its order of launches.
+      for (size_t i = ids.size(); i > 1; --i) std::swap(ids[i - 1], ids[xorshift_next(t_state.shuffle) % i]);
       return;
   }
 }
@@ -723,16 +727,21 @@ static void pass_cluster_barrier(Block &b) {
   __builtin_unreachable();
 }
 
-// In `arrival` order the thread that completes a barrier or collective runs on; otherwise it
-// resumes in the order the others do.
-static bool releaser_queues() { return thread_order() != ThreadOrder::arrival; }
+// The running thread completes `w` (a barrier or collective); `release_all` moves its waiters
+// to the run queue. In `arrival` order the completing thread runs on; otherwise it is queued
+// with them and resumes in the order they do.
+template <typename Release>
+static void complete(Block &b, Waiters &w, Release release_all, const char *what) {
+  const bool queued = thread_order() != ThreadOrder::arrival;
+  if (queued) w.ids.push_back(t_state.fiber->linear);
+  release_all();
+  if (queued) run_next(b, t_state.fiber, what);
+}
 
 void syncthreads() {
   Block &b = *t_state.block;
   if (b.at_barrier.ids.size() + 1 == b.live) {
-    if (releaser_queues()) b.at_barrier.ids.push_back(t_state.fiber->linear);
-    release_block_barrier(b);
-    if (releaser_queues()) run_next(b, t_state.fiber, "__syncthreads");
+    complete(b, b.at_barrier, [&] { release_block_barrier(b); }, "__syncthreads");
     return;
   }
   wait_at(b.at_barrier, "__syncthreads");
@@ -756,9 +765,7 @@ const uint64_t *warp_exchange(unsigned mask, uint64_t value) {
   w.slots[g & 1][f.coords.thread_idx.x & 31] = value;
   if (w.waiting.ids.size() == 31) {
     w.gen++;
-    if (releaser_queues()) w.waiting.ids.push_back(f.linear);
-    release(b, w.waiting);
-    if (releaser_queues()) run_next(b, &f, "a warp collective");
+    complete(b, w.waiting, [&] { release(b, w.waiting); }, "a warp collective");
   } else {
     wait_at(w.waiting, "a warp collective");
   }
@@ -775,9 +782,7 @@ unsigned cluster_size() { return t_state.block->cluster->size; }
 void cluster_sync() {
   Block &b = *t_state.block;
   if (b.at_cluster.ids.size() + 1 == b.live) {
-    if (releaser_queues()) b.at_cluster.ids.push_back(t_state.fiber->linear);
-    pass_cluster_barrier(b);
-    if (releaser_queues()) run_next(b, t_state.fiber, "the cluster barrier");
+    complete(b, b.at_cluster, [&] { pass_cluster_barrier(b); }, "the cluster barrier");
     return;
   }
   wait_at(b.at_cluster, "the cluster barrier");
@@ -887,13 +892,7 @@ static void block_order(std::vector<uint64_t> &order, uint64_t n) {
   }
   // A different shuffle per launch, reproducible run to run (the launches' order is).
   uint64_t s = 0x9e3779b97f4a7c15ull * (1 + __atomic_fetch_add(&g_launch_counter, 1, __ATOMIC_RELAXED));
-  for (uint64_t i = n; i > 1; --i) {
-    s ^= s >> 12;
-    s ^= s << 25;
-    s ^= s >> 27;
-    uint64_t j = (s * 0x2545f4914f6cdd1dull) % i;
-    std::swap(order[i - 1], order[j]);
-  }
+  for (uint64_t i = n; i > 1; --i) std::swap(order[i - 1], order[xorshift_next(s) % i]);
 }
 
 // What one launch runs: the kernel, its arguments and its shape.
