@@ -20,15 +20,26 @@ CUDA_ERROR_LAUNCH_FAILED = 719
 CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE = 720
 
 
-def build_emulator():
-    """Builds (or reuses) the emulator; returns the folder holding libcuda.so.1."""
+def build_emulator(tsan=False):
+    """Builds (or reuses) the emulator, with the kernels under ThreadSanitizer when asked; returns
+    the folder holding libcuda.so.1."""
     out = subprocess.run(
         ["bash", str(ROOT / "scripts/emu/build.sh")],
         check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, "SAMPLEX_EMU_TSAN": "1" if tsan else "0"},
     )
     return Path(out.stdout.strip().splitlines()[-1])
+
+
+def libtsan():
+    """The compiler's ThreadSanitizer runtime, or None."""
+    cxx = shutil.which(os.environ.get("CXX", "g++"))
+    if not cxx:
+        return None
+    path = subprocess.run([cxx, "-print-file-name=libtsan.so"], capture_output=True, text=True).stdout.strip()
+    return os.path.realpath(path) if os.path.isabs(path) and os.path.exists(path) else None
 
 
 # A small driver-API client; the same text runs in-process and in child processes (for the
@@ -305,6 +316,87 @@ class EmulatorTest(unittest.TestCase):
         )
         self.assertEqual(rc, CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE % 256)
         self.assertIn("cooperative launch of 9 blocks", err)
+
+
+@unittest.skipUnless(libtsan(), "no C++ compiler with a ThreadSanitizer runtime")
+class TsanTest(unittest.TestCase):
+    """The race check of scripts/emu/run.sh with SAMPLEX_EMU_TSAN=1: the kernels under
+    ThreadSanitizer, each CUDA thread a TSan fiber, ordered only by what orders it on a GPU."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.libdir = build_emulator(tsan=True)
+        cls.env = {"LD_PRELOAD": libtsan(), "TSAN_OPTIONS": "ignore_noninstrumented_modules=1 exitcode=66"}
+
+    def run_child(self, body, env=None):
+        return child(self.libdir, body, {**self.env, **(env or {})})
+
+    def assert_no_race(self, rc, err):
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("ThreadSanitizer", err)
+
+    def assert_race_in(self, kernel, rc, err):
+        self.assertEqual(rc, 66, err)
+        self.assertIn("WARNING: ThreadSanitizer: data race", err)
+        self.assertIn(kernel, err)
+
+    def test_a_read_without_the_barrier_after_the_write_is_a_race(self):
+        rc, err = self.run_child(
+            """
+            counter, order, seen = emu.alloc(4, fill=0), emu.alloc(4 * 64), emu.alloc(4 * 64)
+            assert emu.launch("samplex_emu_selftest_racy_broadcast", 1, 64, ("u64", counter),
+                              ("u64", order), ("u64", seen)) == 0
+            """
+        )
+        self.assert_race_in("samplex_emu_selftest_racy_broadcast", rc, err)
+
+    def test_barriers_shuffles_and_blocks_that_reuse_shared_memory_are_not_races(self):
+        # Four blocks, one after another on one OS thread, through the block reduction's
+        # shuffles and barriers on the same __shared__ scratch.
+        rc, err = self.run_child(
+            """
+            import struct
+            n, blocks = 1000, 4
+            src, out, sums = emu.alloc(4 * n), emu.alloc(4 * n), emu.alloc(4 * blocks)
+            emu.upload(src, struct.pack(f"{n}f", *[float(i % 7) for i in range(n)]))
+            assert emu.launch("samplex_emu_selftest_double", blocks, 256, ("u64", src), ("u64", out),
+                              ("u64", sums), ("u32", n)) == 0
+            sums = struct.unpack(f"{blocks}f", emu.download(sums, 4 * blocks))
+            assert sum(sums) == sum(float(i % 7) for i in range(n)), sums
+            """
+        )
+        self.assert_no_race(rc, err)
+
+    def test_syncwarp_orders_shared_memory_and_a_shuffle_does_not(self):
+        body = """
+            import struct
+            out = emu.alloc(4 * 128)
+            assert emu.launch("samplex_emu_selftest_warp_publish", 1, 128, ("u64", out), ("u32", {})) == 0
+            assert struct.unpack("128I", emu.download(out, 512)) == tuple(100 + t // 32 for t in range(128))
+            """
+        per_thread = {"SAMPLEX_EMU_TSAN_GRAIN": "thread"}
+        self.assert_no_race(*self.run_child(body.format(1), per_thread))
+        self.assert_race_in("samplex_emu_selftest_warp_publish", *self.run_child(body.format(0), per_thread))
+        # Per warp (the default) a warp's lanes are one TSan thread: their race does not show.
+        self.assert_no_race(*self.run_child(body.format(0)))
+        rc, err = self.run_child(body.format(1), {"SAMPLEX_EMU_TSAN_GRAIN": "lane"})
+        self.assertNotEqual(rc, 0)
+        self.assertIn("SAMPLEX_EMU_TSAN_GRAIN=lane", err)
+
+    def test_blocks_of_a_cooperative_launch_are_ordered_by_their_atomics(self):
+        # Twelve blocks at once, on twelve OS threads, that publish plain stores to each other
+        # through the row barrier's release and acquire.
+        rc, err = self.run_child(
+            """
+            import struct
+            blocks, per_row, rounds = 12, 4, 5
+            slots, bars, errors = emu.alloc(4 * blocks), emu.alloc(8 * 3, fill=0), emu.alloc(4 * blocks)
+            assert emu.launch_cooperative("samplex_emu_selftest_row_barrier", blocks, 64, ("u64", slots),
+                                          ("u64", bars), ("u64", errors), ("u32", per_row), ("u32", rounds)) == 0
+            assert struct.unpack(f"{blocks}I", emu.download(errors, 4 * blocks)) == (0,) * blocks
+            """
+        )
+        self.assert_no_race(rc, err)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,14 @@
 # when a kernel or an emulator source changed.
 #
 #   CXX                the compiler (default g++)
+#   SAMPLEX_EMU_TSAN=1 the kernels with -fsanitize=thread (a race check: see driver.cpp's TSan
+#                      hooks and run.sh), into target/emu-tsan by default
 #   SAMPLEX_EMU_OUT    the output folder (default target/emu)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-out="${SAMPLEX_EMU_OUT:-$root/target/emu}"
+tsan="${SAMPLEX_EMU_TSAN:-0}"
+[ "$tsan" = 0 ] || [ "$tsan" = 1 ] || { echo "emu/build.sh: SAMPLEX_EMU_TSAN=$tsan is not 0 or 1" >&2; exit 1; }
+if [ "$tsan" = 1 ]; then out="${SAMPLEX_EMU_OUT:-$root/target/emu-tsan}"; else out="${SAMPLEX_EMU_OUT:-$root/target/emu}"; fi
 cxx="${CXX:-g++}"
 mkdir -p "$out"
 lib="$out/libcuda.so.1"
@@ -44,7 +48,10 @@ names="$("$cxx" "${flags[@]}" -E -P -x c++ "$unit.body" | grep -oE 'extern "C"[[
 } >"$unit"
 rm -f "$unit.body"
 
-"$cxx" "${flags[@]}" -c -o "$out/kernels_emu.o" -x c++ "$unit" & kernels=$!
+# Under TSan only the kernels are instrumented: the driver's own bookkeeping is not what is checked.
+kflags=()
+[ "$tsan" = 0 ] || kflags=(-fsanitize=thread)
+"$cxx" "${flags[@]}" "${kflags[@]}" -c -o "$out/kernels_emu.o" -x c++ "$unit" & kernels=$!
 "$cxx" "${flags[@]}" -fvisibility=hidden -c -o "$out/driver.o" "$root/scripts/emu/driver.cpp" & driver=$!
 wait "$kernels" || { echo "emu/build.sh: compiling the kernels failed" >&2; exit 1; }
 wait "$driver" || { echo "emu/build.sh: compiling the driver failed" >&2; exit 1; }
@@ -52,6 +59,6 @@ wait "$driver" || { echo "emu/build.sh: compiling the driver failed" >&2; exit 1
 # memory), which the driver loads from its own folder.
 "$cxx" -shared -Wl,-soname,libcuda.so.1 -o "$lib.tmp" "$out/driver.o" -lpthread -ldl
 mv "$lib.tmp" "$lib"
-"$cxx" -shared -o "$out/libsamplex_emu_kernels.so" "$out/kernels_emu.o" -L"$out" -l:libcuda.so.1 -Wl,-rpath,'$ORIGIN'
+"$cxx" -shared "${kflags[@]}" -o "$out/libsamplex_emu_kernels.so" "$out/kernels_emu.o" -L"$out" -l:libcuda.so.1 -Wl,-rpath,'$ORIGIN'
 ln -sfn libcuda.so.1 "$out/libcuda.so"
 echo "$out"

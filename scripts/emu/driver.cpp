@@ -30,11 +30,13 @@
 //   - the threads of a block resume after each barrier and warp collective in the order of
 //     SAMPLEX_EMU_THREAD_ORDER=arrival|reverse|shuffle (SAMPLEX_EMU_THREAD_SEED picks the
 //     shuffle), so a shared-memory race inside a block (a read with no barrier after the write
-//     it needs, or a write before the barrier that ends the reads it clobbers) changes a result.
-// What it does not model: timing, occupancy, races between the instructions of two threads
-// inside one barrier interval (each thread runs such an interval alone, so a non-atomic
-// read-modify-write by several threads still sees every update), the memory model, and f32
-// rounding of the GPU's math functions.
+//     it needs, or a write before the barrier that ends the reads it clobbers) changes a result;
+//   - with the kernels built under ThreadSanitizer (SAMPLEX_EMU_TSAN=1; see "ThreadSanitizer"
+//     below), two threads that touch the same memory with nothing ordering them are reported,
+//     even when each runs its barrier interval alone and the values come out right.
+// What it does not model: timing, occupancy, the memory model beyond that happens-before order
+// (without TSan, each thread runs a barrier interval alone, so a non-atomic read-modify-write by
+// several threads still sees every update), and f32 rounding of the GPU's math functions.
 //
 // Execution: a launch runs its blocks one after another on the calling OS thread. A block's
 // threads are fibers with their own stacks (a small hand-written x86-64 context switch: the
@@ -255,6 +257,62 @@ samplex_emu_fiber_start:
   .size samplex_emu_fiber_start, .-samplex_emu_fiber_start
 )");
 
+// ThreadSanitizer: when its runtime is loaded (scripts/emu/run.sh with SAMPLEX_EMU_TSAN=1, which
+// builds the kernels with -fsanitize=thread and preloads libtsan): each CUDA thread is a TSan
+// fiber, the switches between fibers carry no ordering, and only what orders threads on a GPU
+// is told to TSan as a release (arriving) and an acquire (leaving): __syncthreads, __syncwarp
+// (warp shuffles and votes exchange values but order no memory, as in CUDA), the cluster barrier
+// and a block's start after its launcher's work. Atomics are the kernels' own __atomic builtins.
+// TSan then reports two threads that touch the same shared or global memory between two such
+// points, one of them writing, not both atomically: compute-sanitizer's racecheck, on the CPU.
+// Blocks run one after another on an OS thread are ordered (so their reuse of shared memory is
+// not a race); blocks that run at once (a cluster, a cooperative launch) are not. This file is
+// not instrumented itself; without the runtime the hooks below are null and do nothing.
+extern "C" {
+void *__tsan_get_current_fiber(void) __attribute__((weak));
+void *__tsan_create_fiber(unsigned flags) __attribute__((weak));
+void __tsan_destroy_fiber(void *fiber) __attribute__((weak));
+void __tsan_switch_to_fiber(void *fiber, unsigned flags) __attribute__((weak));
+void __tsan_set_fiber_name(void *fiber, const char *name) __attribute__((weak));
+void __tsan_acquire(void *addr) __attribute__((weak));
+void __tsan_release(void *addr) __attribute__((weak));
+}
+namespace tsan {
+static inline bool on() { return __tsan_switch_to_fiber != nullptr; }
+static inline void acquire(const void *sync) {
+  if (on()) __tsan_acquire(const_cast<void *>(sync));
+}
+static inline void release(const void *sync) {
+  if (on()) __tsan_release(const_cast<void *>(sync));
+}
+// The TSan fiber running on this OS thread.
+static __thread void *t_now __attribute__((tls_model("initial-exec"))) = nullptr;
+// Before a context switch to `fiber`: no synchronisation (__tsan_switch_to_fiber_no_sync).
+static inline void switch_to(void *fiber) {
+  if (on() && fiber && fiber != t_now) {
+    __tsan_switch_to_fiber(fiber, 1);
+    t_now = fiber;
+  }
+}
+// One TSan fiber per warp (SAMPLEX_EMU_TSAN_GRAIN=warp, the default) or per thread (`thread`).
+// Each acquire or release costs in proportion to the fibers TSan knows, so a barrier of n fibers
+// costs n^2: per thread is about 4x slower on a block of 1024, and TSan keeps at most 8128 alive.
+// Per warp, races between warps and between blocks show, races between the lanes of one warp do
+// not; per thread, they do, except in a launch whose blocks that run at once hold more than
+// kThreadGrainMax threads (a cluster, a cooperative grid), which goes per warp.
+static const uint64_t kThreadGrainMax = 2048;
+static bool thread_grain() {
+  static const bool thread = [] {
+    const char *g = std::getenv("SAMPLEX_EMU_TSAN_GRAIN");
+    if (!g || !*g || !std::strcmp(g, "warp")) return false;
+    if (!std::strcmp(g, "thread")) return true;
+    std::fprintf(stderr, "samplex emulator: SAMPLEX_EMU_TSAN_GRAIN=%s is not warp or thread\n", g);
+    std::abort();
+  }();
+  return thread;
+}
+}  // namespace tsan
+
 struct Block;
 struct ClusterRun;
 
@@ -268,6 +326,7 @@ struct Fiber {
   unsigned warp = 0;
   bool done = false;
   Block *block = nullptr;
+  void *tsan = nullptr;  // its ThreadSanitizer fiber, its own or its warp's (TSan runs only)
 };
 
 // Fibers blocked at one barrier, in arrival order.
@@ -281,6 +340,7 @@ struct Warp {
   unsigned gen = 0;
   Waiters waiting;
   uint64_t slots[2][32];  // double-buffered by generation parity: one barrier per exchange
+  char syncwarp[2];       // TSan sync objects of __syncwarp, by generation parity
 };
 
 // One block's run. Scheduling: a FIFO of runnable fibers; a fiber that must wait joins its
@@ -300,6 +360,7 @@ struct Block {
   Waiters at_barrier;
   int bar_accum = 0;
   int bar_result = 0;
+  unsigned bar_gen = 0;  // __syncthreads completed
   std::vector<Warp> warps;
   // The cluster (of one block, for a launch without cluster dimensions), this block's rank in it,
   // the cluster barriers it has passed, and its fibers waiting at the next one.
@@ -311,6 +372,11 @@ struct Block {
   char *smem = nullptr;  // dynamic shared memory: `smem_bytes` (rounded up to 16), then a guard page
   size_t smem_bytes = 0;
   void *launcher_sp = nullptr;
+  void *launcher_tsan = nullptr;  // the launcher's TSan fiber (TSan runs only)
+  // TSan sync objects: the block's start (after the launcher's work), its end, and, by
+  // generation parity (a fast thread may reach the next barrier before a slow one has left this
+  // one), __syncthreads and the cluster barrier.
+  char start_sync, end_sync, bar_sync[2], cluster_sync[2];
   bool failed = false;
   std::string error;
 
@@ -348,6 +414,7 @@ struct ClusterRun {
   unsigned exit_gen[kMaxCluster] = {};  // barriers a block had passed when it returned
   // 1 + the most barriers a reader had passed when it read block r's shared memory (0: never).
   std::atomic<unsigned> last_read[kMaxCluster];
+  char sync[2];  // TSan: the cluster barrier across the blocks, by parity
 
   void reset(unsigned n, size_t bytes) {
     size = n;
@@ -530,10 +597,17 @@ struct ThreadState {
   std::vector<unsigned> start_order;         // the block's first run order of its threads
   uint64_t shuffle = thread_seed();  // xorshift state of SAMPLEX_EMU_THREAD_ORDER=shuffle
   std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<void *> tsan_fibers;  // TSan runs: one per thread or per warp of the running block
+  unsigned tsan_grain = 0;          // threads per TSan fiber in tsan_fibers (1 or 32)
+  // Unguarded fiber stacks, carved from slabs of kSlabStacks (one mapping each).
+  std::vector<std::pair<char *, size_t>> slabs;
+  char *slab_next = nullptr;
+  unsigned slab_left = 0;
   ~ThreadState() {
     workers.clear();  // joins them
     for (Fiber &f : fibers)
-      if (f.stack_lo) munmap(f.stack_lo - (f.guarded ? kPage : 0), f.stack_len + (f.guarded ? kPage : 0));
+      if (f.guarded) munmap(f.stack_lo - kPage, f.stack_len + kPage);
+    for (auto &slab : slabs) munmap(slab.first, slab.second);
   }
 };
 // Plain pointers with initial-exec TLS (no __tls_get_addr, no init guard on every access); the
@@ -564,26 +638,47 @@ static inline void set_running(ThreadState &ts, Fiber *f) {
 
 // Fiber stacks with a guard page below cost two memory mappings each, and the kernel allows
 // about 65530 per process (vm.max_map_count): a cooperative launch of 68 blocks of 1024 threads
-// would exceed it. So only the first kGuardedStacks stacks get a guard page; the others are
-// plain mappings (which the kernel merges) with a canary at the bottom, checked when their block
-// ends.
+// would exceed it. So only the first kGuardedStacks stacks get a guard page; the others come
+// from slabs of kSlabStacks stacks, one mapping each, with a canary at the bottom of each stack,
+// checked when their block ends.
 static const size_t kGuardedStacks = 12 * 1024;
 static std::atomic<size_t> g_guarded_stacks{0};
 static const uint64_t kStackCanary = 0x5a3c96e1f00dfaceull;
 
+static char *map_stack(size_t bytes) {
+  void *m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+                 -1, 0);
+  if (m == MAP_FAILED) {
+    report("cannot map a fiber stack");
+    std::abort();
+  }
+  return static_cast<char *>(m);
+}
+
+// Unguarded stacks per slab (TSan gives every mapping shadow mappings of its own: one mapping a
+// stack would exceed vm.max_map_count with a cluster of large blocks).
+static const unsigned kSlabStacks = 64;
+
 static void prepare_fiber(Fiber &f, unsigned index) {
   if (!f.stack_lo) {
     const size_t len = stack_bytes();
-    f.guarded = g_guarded_stacks.fetch_add(1) < kGuardedStacks;
-    const size_t guard = f.guarded ? kPage : 0;
-    void *m = mmap(nullptr, len + guard, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (m == MAP_FAILED) {
-      report("cannot map a fiber stack");
-      std::abort();
+    // Under TSan each fiber also maps a trace: no guard pages then (the canary still checks).
+    f.guarded = !tsan::on() && g_guarded_stacks.fetch_add(1) < kGuardedStacks;
+    if (f.guarded) {
+      char *m = map_stack(len + kPage);
+      mprotect(m, kPage, PROT_NONE);  // overflow faults instead of corrupting a neighbour
+      f.stack_lo = m + kPage;
+    } else {
+      ThreadState &ts = t_state;
+      if (ts.slab_left == 0) {
+        ts.slab_next = map_stack(len * kSlabStacks);
+        ts.slabs.emplace_back(ts.slab_next, len * kSlabStacks);
+        ts.slab_left = kSlabStacks;
+      }
+      f.stack_lo = ts.slab_next;
+      ts.slab_next += len;
+      ts.slab_left--;
     }
-    if (f.guarded) mprotect(m, kPage, PROT_NONE);  // overflow faults instead of corrupting a neighbour
-    f.stack_lo = static_cast<char *>(m) + guard;
     f.stack_len = len;
   }
   if (!f.guarded) std::memcpy(f.stack_lo, &kStackCanary, sizeof kStackCanary);
@@ -621,6 +716,7 @@ static void run_next(Block &b, Fiber *me, const char *what) {
   if (b.count > 0) __builtin_prefetch(fs[b.ring[b.head]].sp);  // the one after: warm its stack
   ThreadState &ts = t_state;
   set_running(ts, &next);
+  tsan::switch_to(next.tsan);
   void *dummy;
   samplex_emu_switch(me ? &me->sp : &dummy, next.sp);
   set_running(ts, me);  // resumed (only reached when `me` is non-null)
@@ -680,6 +776,8 @@ static void release(Block &b, Waiters &w) {
   Block &b = *t_state.block;
   void *dummy;
   set_running(t_state, nullptr);
+  tsan::release(&b.end_sync);
+  tsan::switch_to(b.launcher_tsan);
   samplex_emu_switch(&dummy, b.launcher_sp);
   __builtin_unreachable();
 }
@@ -697,6 +795,7 @@ static void release(Block &b, Waiters &w) {
 }
 
 static void release_block_barrier(Block &b) {
+  b.bar_gen++;
   b.bar_result = b.bar_accum;
   b.bar_accum = 0;
   release(b, b.at_barrier);
@@ -705,7 +804,14 @@ static void release_block_barrier(Block &b) {
 // Every live fiber of the block is at the cluster barrier: the block arrives (this OS thread
 // waits for the cluster's others), then its fibers go on.
 static void pass_cluster_barrier(Block &b) {
+  // For TSan: the block's threads released into cluster_sync, the cluster's blocks meet at
+  // ClusterRun::sync, then the threads acquire cluster_sync again (cluster_sync()).
+  const unsigned p = b.passed & 1;
+  tsan::acquire(&b.cluster_sync[p]);
+  tsan::release(&b.cluster->sync[p]);
   if (!b.cluster->arrive()) fail("the cluster was aborted (another of its blocks failed) at a cluster barrier");
+  tsan::acquire(&b.cluster->sync[p]);
+  tsan::release(&b.cluster_sync[p]);
   b.passed++;
   release(b, b.at_cluster);
 }
@@ -713,8 +819,13 @@ static void pass_cluster_barrier(Block &b) {
 [[noreturn]] static void fiber_main(Fiber *f) {
   set_running(t_state, f);
   Block &b = *f->block;
+  tsan::acquire(&b.start_sync);
   b.kernel->call(b.kernel->fn, b.params);
-  // The thread returned: it no longer takes part in barriers (as on the hardware).
+  // The thread returned: it no longer takes part in barriers (as on the hardware), so it counts
+  // as arrived at the pending ones.
+  tsan::release(&b.end_sync);
+  tsan::release(&b.bar_sync[b.bar_gen & 1]);
+  tsan::release(&b.cluster_sync[b.passed & 1]);
   f->done = true;
   b.live--;
   Warp &w = b.warps[f->warp];
@@ -740,11 +851,13 @@ static void complete(Block &b, Waiters &w, Release release_all, const char *what
 
 void syncthreads() {
   Block &b = *t_state.block;
-  if (b.at_barrier.ids.size() + 1 == b.live) {
+  const unsigned g = b.bar_gen & 1;
+  tsan::release(&b.bar_sync[g]);
+  if (b.at_barrier.ids.size() + 1 == b.live)
     complete(b, b.at_barrier, [&] { release_block_barrier(b); }, "__syncthreads");
-    return;
-  }
-  wait_at(b.at_barrier, "__syncthreads");
+  else
+    wait_at(b.at_barrier, "__syncthreads");
+  tsan::acquire(&b.bar_sync[g]);
 }
 
 int syncthreads_count(int predicate) {
@@ -772,7 +885,14 @@ const uint64_t *warp_exchange(unsigned mask, uint64_t value) {
   return w.slots[g & 1];
 }
 
-void syncwarp(unsigned mask) { (void)warp_exchange(mask, 0); }
+// The one warp collective that orders memory (TSan runs): shuffles and votes do not, in CUDA.
+void syncwarp(unsigned mask) {
+  Warp &w = t_state.block->warps[t_state.fiber->warp];
+  const unsigned g = w.gen & 1;
+  tsan::release(&w.syncwarp[g]);
+  (void)warp_exchange(mask, 0);
+  tsan::acquire(&w.syncwarp[g]);
+}
 
 void *dynamic_shared() { return t_state.block->smem; }
 
@@ -781,11 +901,13 @@ unsigned cluster_size() { return t_state.block->cluster->size; }
 
 void cluster_sync() {
   Block &b = *t_state.block;
-  if (b.at_cluster.ids.size() + 1 == b.live) {
+  const unsigned p = b.passed & 1;
+  tsan::release(&b.cluster_sync[p]);
+  if (b.at_cluster.ids.size() + 1 == b.live)
     complete(b, b.at_cluster, [&] { pass_cluster_barrier(b); }, "the cluster barrier");
-    return;
-  }
-  wait_at(b.at_cluster, "the cluster barrier");
+  else
+    wait_at(b.at_cluster, "the cluster barrier");
+  tsan::acquire(&b.cluster_sync[p]);
 }
 
 const void *cluster_map(const void *p, unsigned rank) {
@@ -901,6 +1023,7 @@ struct Launch {
   void **params;
   dim3 grid, block, cluster;
   unsigned shared;
+  uint64_t concurrent = 1;  // blocks that run at once: the cluster's, or a cooperative grid's
 };
 
 // Runs block `bidx` (rank `rank` of cluster `c`) on this OS thread. On failure, aborts the
@@ -957,11 +1080,37 @@ static void run_block(const Launch &l, uint3 bidx, ClusterRun &c, unsigned rank,
     f.coords.block_dim = l.block;
     f.coords.grid_dim = l.grid;
   }
+  if (tsan::on()) {
+    b.launcher_tsan = tsan::t_now = __tsan_get_current_fiber();
+    const unsigned grain =
+        tsan::thread_grain() && threads * l.concurrent <= tsan::kThreadGrainMax ? 1 : 32;
+    const size_t need = (threads + grain - 1) / grain;
+    std::vector<void *> &pool = ts.tsan_fibers;
+    while (pool.size() > need) {  // only what runs now stays alive (TSan's thread limit)
+      __tsan_destroy_fiber(pool.back());
+      pool.pop_back();
+    }
+    if (grain != ts.tsan_grain) {  // the names say what a fiber stands for
+      for (void *f : pool) __tsan_destroy_fiber(f);
+      pool.clear();
+      ts.tsan_grain = grain;
+    }
+    while (pool.size() < need) {
+      pool.push_back(__tsan_create_fiber(0));
+      const std::string name = (grain == 1 ? "CUDA thread " : "CUDA warp ") + std::to_string(pool.size() - 1) +
+                               (grain == 1 ? " (linear index)" : " (all its lanes)");
+      __tsan_set_fiber_name(pool.back(), name.c_str());
+    }
+    for (unsigned t = 0; t < threads; ++t) ts.fibers[t].tsan = pool[t / grain];
+    tsan::release(&b.start_sync);  // everything this OS thread did before: the block comes after
+  }
   c.block_idx[rank] = bidx;
   c.start(rank, b.smem);
   ts.block = &b;
   set_running(ts, &ts.fibers[start[0]]);
+  tsan::switch_to(ts.fibers[start[0]].tsan);
   samplex_emu_switch(&b.launcher_sp, ts.fibers[start[0]].sp);
+  tsan::acquire(&b.end_sync);  // the next block on this OS thread comes after this one
   for (unsigned t = 0; t < threads && !b.failed; ++t) {
     const Fiber &f = ts.fibers[t];
     if (!f.guarded && std::memcmp(f.stack_lo, &kStackCanary, sizeof kStackCanary) != 0) {
@@ -1078,7 +1227,8 @@ static CUresult run_kernel(Function *fn, unsigned gx, unsigned gy, unsigned gz, 
     report("%s: launched from inside a kernel", k->name);
     return CUDA_ERROR_NOT_SUPPORTED;
   }
-  const Launch l{k, params, dim3{gx, gy, gz}, dim3{bx, by, bz}, cd, shared};
+  const Launch l{k, params, dim3{gx, gy, gz}, dim3{bx, by, bz}, cd, shared,
+                 cooperative ? (uint64_t)gx * gy * gz : (uint64_t)cd.x * cd.y * cd.z};
   if (cooperative) {
     if (csize > 1) {
       report("%s: a cooperative launch with a cluster dimension is not emulated", k->name);

@@ -71,3 +71,18 @@ extern "C" __global__ void samplex_emu_selftest_racy_broadcast(u32 *counter, u32
   if (threadIdx.x == 0) value = 7;
   seen[threadIdx.x] = value;  // the missing __syncthreads: only a thread after thread 0 sees 7
 }
+
+// Lane 0 of each warp publishes a value in shared memory that its other lanes then read, ordered
+// by __syncwarp (ordered = 1) or only by a shuffle (ordered = 0), which exchanges a register but
+// orders no memory in CUDA: the emulator gives the same values either way, and its TSan build
+// (SAMPLEX_EMU_TSAN=1) reports the second as a race. Up to 1024 threads, one block.
+extern "C" __global__ void samplex_emu_selftest_warp_publish(u32 *out, u32 ordered) {
+  __shared__ u32 value[32];
+  const u32 warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (lane == 0) value[warp] = 100 + warp;
+  if (ordered)
+    __syncwarp();
+  else
+    (void)__shfl_sync(SAMPLEX_FULL_MASK, lane, 0);
+  out[threadIdx.x] = value[warp];
+}
