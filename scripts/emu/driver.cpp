@@ -258,11 +258,11 @@ samplex_emu_fiber_start:
 )");
 
 // ThreadSanitizer: when its runtime is loaded (scripts/emu/run.sh with SAMPLEX_EMU_TSAN=1, which
-// builds the kernels with -fsanitize=thread and preloads libtsan): each CUDA thread is a TSan
-// fiber, the switches between fibers carry no ordering, and only what orders threads on a GPU
-// is told to TSan as a release (arriving) and an acquire (leaving): __syncthreads, __syncwarp
-// (warp shuffles and votes exchange values but order no memory, as in CUDA), the cluster barrier
-// and a block's start after its launcher's work. Atomics are the kernels' own __atomic builtins.
+// builds the kernels with -fsanitize=thread and preloads libtsan): each warp, or each CUDA
+// thread (SAMPLEX_EMU_TSAN_GRAIN below), is a TSan fiber, the switches between fibers carry no
+// ordering, and only what orders threads on a GPU is told to TSan, as a release (arriving) and
+// an acquire (leaving): __syncthreads, __syncwarp (warp shuffles and votes exchange values but
+// order no memory, as in CUDA), the cluster barrier and a block's start after its launcher's work. Atomics are the kernels' own __atomic builtins.
 // TSan then reports two threads that touch the same shared or global memory between two such
 // points, one of them writing, not both atomically: compute-sanitizer's racecheck, on the CPU.
 // Blocks run one after another on an OS thread are ordered (so their reuse of shared memory is
