@@ -321,7 +321,8 @@ class EmulatorTest(unittest.TestCase):
 @unittest.skipUnless(libtsan(), "no C++ compiler with a ThreadSanitizer runtime")
 class TsanTest(unittest.TestCase):
     """The race check of scripts/emu/run.sh with SAMPLEX_EMU_TSAN=1: the kernels under
-    ThreadSanitizer, each CUDA thread a TSan fiber, ordered only by what orders it on a GPU."""
+    ThreadSanitizer, each warp (or, with SAMPLEX_EMU_TSAN_GRAIN=thread, each thread) a TSan
+    fiber, ordered only by what orders it on a GPU."""
 
     @classmethod
     def setUpClass(cls):

@@ -1086,14 +1086,14 @@ static void run_block(const Launch &l, uint3 bidx, ClusterRun &c, unsigned rank,
         tsan::thread_grain() && threads * l.concurrent <= tsan::kThreadGrainMax ? 1 : 32;
     const size_t need = (threads + grain - 1) / grain;
     std::vector<void *> &pool = ts.tsan_fibers;
-    while (pool.size() > need) {  // only what runs now stays alive (TSan's thread limit)
-      __tsan_destroy_fiber(pool.back());
-      pool.pop_back();
-    }
-    if (grain != ts.tsan_grain) {  // the names say what a fiber stands for
+    if (grain != ts.tsan_grain) {  // the names say what a fiber stands for: new ones
       for (void *f : pool) __tsan_destroy_fiber(f);
       pool.clear();
       ts.tsan_grain = grain;
+    }
+    while (pool.size() > need) {  // only what runs now stays alive (TSan's thread limit)
+      __tsan_destroy_fiber(pool.back());
+      pool.pop_back();
     }
     while (pool.size() < need) {
       pool.push_back(__tsan_create_fiber(0));
