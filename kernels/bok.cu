@@ -99,7 +99,7 @@
 //   pass T + 1:    ln q^T, q (dense), the draw over the part's tiles, Σ J → part_f; a ticket on
 //                  tickets[row]; the last block merges the parts in part order (strict > on the
 //                  key keeps the lower part = the lower tiles), writes the token, J(q^T) and the
-//                  status, and resets the ticket to 0.
+//                  status; its ticket (atomicInc, wrapping) left the count at 0.
 //   That is T + 2 launches (T + 3 with top_m), each reading the row from L2/HBM: the path for
 //   vocab > 8 × 32768, and for GPUs without clusters.
 //
@@ -1294,7 +1294,9 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
     out.status = st;
     reinterpret_cast<FinalPart *>(part_next)[blockIdx.x] = out;  // pf[part]
     __threadfence();  // the partial is visible device-wide before the ticket is taken
-    const u32 ticket = atomicAdd(reinterpret_cast<u32 *>(tickets) + row, 1u);
+    // The last ticket wraps the count to 0 for the next launch (no plain store after the
+    // other parts' atomics).
+    const u32 ticket = atomicInc(reinterpret_cast<u32 *>(tickets) + row, parts - 1u);
     sh.last = ticket == parts - 1u ? 1u : 0u;
   }
   __syncthreads();
@@ -1312,7 +1314,6 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
     j += q->j;
     status |= q->status;
   }
-  reinterpret_cast<u32 *>(tickets)[row] = 0u;  // tickets are always left at zero
   if (want_j) obj_row()[a.iterations] = j;
   if (a.tokens != 0) {
     reinterpret_cast<u32 *>(a.tokens)[row] = token;

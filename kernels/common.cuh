@@ -577,7 +577,7 @@ struct RowBarrier {
 };
 
 #if defined(SAMPLEX_EMULATED)
-__device__ __forceinline__ u32 load_acquire_u32(const u32 *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+__device__ __forceinline__ u32 load_acquire_u32(const u32 *p) { return samplex_emu::load_acquire(p); }
 __device__ __forceinline__ void spin_pause(u32 spins) { samplex_emu::spin_pause(spins); }
 __device__ __forceinline__ u32 load_cg_u32(const u32 *p) { return *p; }
 __device__ __forceinline__ u64 load_cg_u64(const u64 *p) { return *p; }

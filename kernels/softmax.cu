@@ -37,9 +37,9 @@
 //       so most tiles cost one reduction. Strict > keeps the lower tile on a tie.
 //   3c. Greedy: each thread keeps its first largest (z, index), then block_argmax.
 //   4. Finish (finish_row). P = 1: thread 0 writes the token and status. P > 1: each block
-//      writes its partial to scratch, __threadfence(), takes a ticket on tickets[row]; the
-//      last block reads every partial after a fence (volatile loads), merges them and writes
-//      the token and status, and resets tickets[row] to 0.
+//      writes its partial to scratch, __threadfence(), takes a ticket on tickets[row] (an
+//      atomicInc that wraps, so the last ticket leaves it at 0); the last block fences again,
+//      reads every partial (volatile loads), merges them and writes the token and status.
 //   5. Probabilities: with P = 1 the block runs 3a (or 3c) and then reads its tiles a second
 //      time to write p = e^{u - m} / s and log p = u - m - ln s. With P > 1 the host first
 //      launches samplex_softmax_stats (3a per part, partials to scratch), then
@@ -299,13 +299,19 @@ __device__ __forceinline__ ArgMax no_pick() {
 }
 
 // Step 4's ticket, once thread 0 has written the block's partial: thread 0 makes it visible
-// device-wide and takes a ticket on tickets[row]; true in every thread of the row's last part.
-// Every thread of the block must call it.
+// device-wide and takes a ticket on tickets[row]; true in every thread of the row's last part,
+// which may then read every part's partial. Every thread of the block must call it.
 __device__ __forceinline__ bool last_part_of_row(RowPart rp, u64 tickets, Scratch &s) {
   if (threadIdx.x == 0) {
     __threadfence();  // the partial is visible device-wide before the ticket is taken
-    const u32 ticket = atomicAdd(reinterpret_cast<u32 *>(tickets) + rp.row, 1u);
-    s.result_u = ticket == rp.parts - 1 ? 1u : 0u;
+    // The last ticket wraps the count to 0, ready for the next launch: no plain store that
+    // would follow the other parts' atomics with nothing ordering it after them.
+    const u32 ticket = atomicInc(reinterpret_cast<u32 *>(tickets) + rp.row, rp.parts - 1);
+    const bool last = ticket == rp.parts - 1;
+    // The acquire that goes with the other parts' fences, in the thread that read their
+    // tickets; the barrier passes it to the block's other threads.
+    if (last) __threadfence();
+    s.result_u = last ? 1u : 0u;
   }
   __syncthreads();
   return s.result_u != 0u;
@@ -324,7 +330,6 @@ __device__ __forceinline__ void finish_row(ArgMax best, u32 status, RowPart rp, 
     }
     const bool last = last_part_of_row(rp, tickets, s);
     if (!last || threadIdx.x >= 32) return;  // block-uniform, then warp-uniform
-    __threadfence();
     // Warp 0 merges: lane l reads parts l, l + 32, ...; the merge is a total order (key, then
     // the lower token), so its order does not matter.
     ArgMax m = no_pick();
@@ -340,7 +345,6 @@ __device__ __forceinline__ void finish_row(ArgMax best, u32 status, RowPart rp, 
     best = warp_argmax(m);
     status = warp_or(st);
     if (threadIdx.x != 0) return;
-    reinterpret_cast<u32 *>(tickets)[rp.row] = 0u;  // tickets are always left at zero
   } else if (threadIdx.x != 0) {
     return;
   }
@@ -671,7 +675,7 @@ __device__ __forceinline__ void probs(const T *logits, u64 stride, u32 vocab, fl
 // Steps 1, 2, 3a (3c for τ = 0 rows) for each part; with P > 1 each part writes its partial and
 // takes a ticket on tickets[row] (as finish_row does), and the row's last part merges all of
 // them (merge_row_stats, the same fixed order as samplex_softmax_probs, so the values are those
-// of Sampler::softmax's log_probs bit for bit) and resets the ticket. Then that block gathers the
+// of Sampler::softmax's log_probs bit for bit); its ticket left the count at 0. Then that block gathers the
 // n tokens: one scalar load each. A token >= vocab gets -inf and PARAM_CLAMPED.
 template <typename T, int VEC>
 __device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,
@@ -685,9 +689,7 @@ __device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32
   if (parts > 1) {
     write_stats_partial(partials, rp, st, st.status);
     if (!last_part_of_row(rp, tickets, s)) return;  // block-uniform: only the row's last part goes on
-    __threadfence();
     st = merge_row_stats(partials, rp, s);
-    if (threadIdx.x == 0) reinterpret_cast<u32 *>(tickets)[rp.row] = 0u;  // left at zero
   }
   const ProbRow r = prob_row(st, rt.greedy, rt.inv_t);
   const u32 *mine = tokens + (u64)rp.row * n;

@@ -492,7 +492,9 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
       TileDraw *part = reinterpret_cast<TileDraw *>(partials) + (u64)tr.row * blocks_per_row;
       part[tr.block] = best;
       __threadfence();
-      const u32 ticket = atomicAdd(reinterpret_cast<u32 *>(tickets) + tr.row, 1u);
+      // The last ticket wraps the count to 0 for the next launch (no plain store after the
+      // other blocks' atomics).
+      const u32 ticket = atomicInc(reinterpret_cast<u32 *>(tickets) + tr.row, blocks_per_row - 1);
       is_last = ticket == blocks_per_row - 1;
     }
     __syncthreads();
@@ -509,7 +511,6 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
         next.token = part[b].token;
         result = tile_draw_pick(result, next);
       }
-      reinterpret_cast<u32 *>(tickets)[tr.row] = 0;
     }
   }
   if (threadIdx.x == 0) {

@@ -352,8 +352,8 @@ class TsanTest(unittest.TestCase):
         self.assert_race_in("samplex_emu_selftest_racy_broadcast", rc, err)
 
     def test_barriers_shuffles_and_blocks_that_reuse_shared_memory_are_not_races(self):
-        # Four blocks, one after another on one OS thread, through the block reduction's
-        # shuffles and barriers on the same __shared__ scratch.
+        # Four blocks, one after another on four helper threads (unordered to TSan), through
+        # the block reduction's shuffles and barriers on their __shared__ scratch.
         rc, err = self.run_child(
             """
             import struct
@@ -384,9 +384,25 @@ class TsanTest(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn("SAMPLEX_EMU_TSAN_GRAIN=lane", err)
 
-    def test_blocks_of_a_cooperative_launch_are_ordered_by_their_atomics(self):
+    def test_a_last_block_merge_needs_both_fences(self):
+        # Blocks of an ordinary launch run one after another, yet TSan does not order those on
+        # different helper threads: a ticket (a relaxed atomic, as in CUDA) orders their parts
+        # only with the writers' __threadfence before it and the last block's after it.
+        body = """
+            import struct
+            blocks = 6
+            parts, ticket, out = emu.alloc(4 * blocks), emu.alloc(4, fill=0), emu.alloc(4, fill=0)
+            assert emu.launch("samplex_emu_selftest_ticket", blocks, 64, ("u64", parts), ("u64", ticket),
+                              ("u64", out), ("u32", {})) == 0
+            assert struct.unpack("I", emu.download(out, 4))[0] == sum(10 + b for b in range(blocks))
+            """
+        self.assert_no_race(*self.run_child(body.format(3)))
+        self.assert_race_in("samplex_emu_selftest_ticket", *self.run_child(body.format(2)))  # no writer fence
+        self.assert_race_in("samplex_emu_selftest_ticket", *self.run_child(body.format(1)))  # no reader fence
+
+    def test_blocks_of_a_cooperative_launch_are_ordered_by_their_fences(self):
         # Twelve blocks at once, on twelve OS threads, that publish plain stores to each other
-        # through the row barrier's release and acquire.
+        # through the row barrier's fences around its (relaxed) atomics and acquire loads.
         rc, err = self.run_child(
             """
             import struct

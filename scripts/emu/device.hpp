@@ -184,43 +184,104 @@ inline unsigned __activemask() { return 0xffffffffu; }
 // ---------------------------------------------------------------------------------------------
 // Atomics (a block runs on one OS thread, but other launches run on other threads: use real
 // atomics so nothing in the emulator is itself a race).
+//
+// Under ThreadSanitizer (SAMPLEX_EMU_TSAN=1) they are relaxed, as CUDA's are: an atomic orders
+// no other memory by itself. What orders memory across blocks is a fence: a thread's
+// __threadfence before its atomic write, and the reading thread's __threadfence after its
+// atomic read of that write (or an ld.acquire, load_acquire). The driver keeps that account
+// (atomic_will_write, atomic_did_read and acquire_fences_of below), so a ticket or barrier that
+// lacks either fence leaves its plain loads and stores unordered: a reported race.
 // ---------------------------------------------------------------------------------------------
-template <typename T> inline T atomicAdd(T *p, T v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+namespace samplex_emu {
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kTsan = true;
+constexpr int kAtomicOrder = __ATOMIC_RELAXED, kAcquireOrder = __ATOMIC_RELAXED;
+#else
+constexpr bool kTsan = false;
+constexpr int kAtomicOrder = __ATOMIC_SEQ_CST, kAcquireOrder = __ATOMIC_ACQUIRE;
+#endif
+// Called under TSan only.
+SAMPLEX_EMU_API void atomic_will_write(const void *p);  // before the write: the thread's last fence
+SAMPLEX_EMU_API void atomic_did_read(const void *p);    // after the read: for the thread's next fence
+SAMPLEX_EMU_API void acquire_fences_of(const void *p);  // an acquire load: the fences before its writes
+// A read-modify-write: `op()` does it and returns the old value.
+template <typename T, typename Op> inline T rmw(T *p, Op op) {
+  if (kTsan) atomic_will_write(p);
+  const T old = op();
+  if (kTsan) atomic_did_read(p);
+  return old;
+}
+template <typename T> inline T min_max(T *p, T v, bool min) {
+  T old = __atomic_load_n(p, kAtomicOrder);
+  while ((min ? v < old : v > old) && !__atomic_compare_exchange_n(p, &old, v, false, kAtomicOrder, kAtomicOrder)) {
+  }
+  return old;
+}
+// ld.acquire.gpu (kernels/common.cuh load_acquire_u32).
+inline uint32_t load_acquire(const uint32_t *p) {
+  const uint32_t v = __atomic_load_n(p, kAcquireOrder);
+  if (kTsan) acquire_fences_of(p);
+  return v;
+}
+}  // namespace samplex_emu
+
+template <typename T> inline T atomicAdd(T *p, T v) {
+  return samplex_emu::rmw(p, [&] { return __atomic_fetch_add(p, v, samplex_emu::kAtomicOrder); });
+}
 inline float atomicAdd(float *p, float v) {
   uint32_t *bits = reinterpret_cast<uint32_t *>(p);
-  uint32_t old = __atomic_load_n(bits, __ATOMIC_SEQ_CST);
-  for (;;) {
-    float sum;
-    std::memcpy(&sum, &old, 4);
-    sum += v;
-    uint32_t want;
-    std::memcpy(&want, &sum, 4);
-    if (__atomic_compare_exchange_n(bits, &old, want, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) break;
-  }
+  const uint32_t old = samplex_emu::rmw(bits, [&] {
+    constexpr int order = samplex_emu::kAtomicOrder;
+    uint32_t seen = __atomic_load_n(bits, order);
+    for (;;) {
+      float sum;
+      std::memcpy(&sum, &seen, 4);
+      sum += v;
+      uint32_t want;
+      std::memcpy(&want, &sum, 4);
+      if (__atomic_compare_exchange_n(bits, &seen, want, false, order, order)) return seen;
+    }
+  });
   float f;
   std::memcpy(&f, &old, 4);
   return f;
 }
-template <typename T> inline T atomicSub(T *p, T v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
-template <typename T> inline T atomicOr(T *p, T v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
-template <typename T> inline T atomicAnd(T *p, T v) { return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST); }
-template <typename T> inline T atomicXor(T *p, T v) { return __atomic_fetch_xor(p, v, __ATOMIC_SEQ_CST); }
-template <typename T> inline T atomicExch(T *p, T v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+template <typename T> inline T atomicSub(T *p, T v) {
+  return samplex_emu::rmw(p, [&] { return __atomic_fetch_sub(p, v, samplex_emu::kAtomicOrder); });
+}
+template <typename T> inline T atomicOr(T *p, T v) {
+  return samplex_emu::rmw(p, [&] { return __atomic_fetch_or(p, v, samplex_emu::kAtomicOrder); });
+}
+template <typename T> inline T atomicAnd(T *p, T v) {
+  return samplex_emu::rmw(p, [&] { return __atomic_fetch_and(p, v, samplex_emu::kAtomicOrder); });
+}
+template <typename T> inline T atomicXor(T *p, T v) {
+  return samplex_emu::rmw(p, [&] { return __atomic_fetch_xor(p, v, samplex_emu::kAtomicOrder); });
+}
+template <typename T> inline T atomicExch(T *p, T v) {
+  return samplex_emu::rmw(p, [&] { return __atomic_exchange_n(p, v, samplex_emu::kAtomicOrder); });
+}
 template <typename T> inline T atomicMin(T *p, T v) {
-  T old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
-  while (v < old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-  }
-  return old;
+  return samplex_emu::rmw(p, [&] { return samplex_emu::min_max(p, v, true); });
 }
 template <typename T> inline T atomicMax(T *p, T v) {
-  T old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
-  while (v > old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-  }
-  return old;
+  return samplex_emu::rmw(p, [&] { return samplex_emu::min_max(p, v, false); });
+}
+// ((old >= limit) ? 0 : old + 1), as CUDA's.
+inline unsigned atomicInc(unsigned *p, unsigned limit) {
+  return samplex_emu::rmw(p, [&] {
+    unsigned old = __atomic_load_n(p, samplex_emu::kAtomicOrder);
+    while (!__atomic_compare_exchange_n(p, &old, old >= limit ? 0u : old + 1u, false, samplex_emu::kAtomicOrder,
+                                        samplex_emu::kAtomicOrder)) {
+    }
+    return old;
+  });
 }
 template <typename T> inline T atomicCAS(T *p, T expected, T desired) {
-  __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-  return expected;
+  return samplex_emu::rmw(p, [&] {
+    __atomic_compare_exchange_n(p, &expected, desired, false, samplex_emu::kAtomicOrder, samplex_emu::kAtomicOrder);
+    return expected;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

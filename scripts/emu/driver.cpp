@@ -33,12 +33,14 @@
 //     it needs, or a write before the barrier that ends the reads it clobbers) changes a result;
 //   - with the kernels built under ThreadSanitizer (SAMPLEX_EMU_TSAN=1; see "ThreadSanitizer"
 //     below), two threads that touch the same memory with nothing ordering them are reported,
-//     even when each runs its barrier interval alone and the values come out right.
+//     even when each runs its barrier interval alone and the values come out right, and even
+//     when they belong to two blocks that ran one after the other.
 // What it does not model: timing, occupancy, the memory model beyond that happens-before order
 // (without TSan, each thread runs a barrier interval alone, so a non-atomic read-modify-write by
 // several threads still sees every update), and f32 rounding of the GPU's math functions.
 //
-// Execution: a launch runs its blocks one after another on the calling OS thread. A block's
+// Execution: a launch runs its blocks one after another on the calling OS thread (under TSan,
+// on helper threads, still one after another: run_apart). A block's
 // threads are fibers with their own stacks (a small hand-written x86-64 context switch: the
 // switches at every barrier and shuffle dominate the run time, so ucontext is too slow); they run
 // until they must wait at a barrier or warp collective, and are resumed (from a run queue) only
@@ -55,7 +57,9 @@
 // shared memory and no clusters, so that the paths for older GPUs run too.
 #include <dlfcn.h>
 #include <pthread.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -75,6 +79,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "device.hpp"
@@ -262,12 +267,14 @@ samplex_emu_fiber_start:
 // thread (SAMPLEX_EMU_TSAN_GRAIN below), is a TSan fiber, the switches between fibers carry no
 // ordering, and only what orders threads on a GPU is told to TSan, as a release (arriving) and
 // an acquire (leaving): __syncthreads, __syncwarp (warp shuffles and votes exchange values but
-// order no memory, as in CUDA), the cluster barrier and a block's start after its launcher's work. Atomics are the kernels' own __atomic builtins.
-// TSan then reports two threads that touch the same shared or global memory between two such
-// points, one of them writing, not both atomically: compute-sanitizer's racecheck, on the CPU.
-// Blocks run one after another on an OS thread are ordered (so their reuse of shared memory is
-// not a race); blocks that run at once (a cluster, a cooperative launch) are not. This file is
-// not instrumented itself; without the runtime the hooks below are null and do nothing.
+// order no memory, as in CUDA), the cluster barrier, a block's start after its launcher's work,
+// and __threadfence with the atomics that follow and precede it (device.hpp's atomics are
+// relaxed then; FenceLedger). TSan then reports two threads that touch the same shared or global
+// memory with nothing of that ordering them, one of them writing, not both atomically:
+// compute-sanitizer's racecheck, on the CPU. The blocks of an ordinary or cluster launch run on
+// four helper threads in turn (run_apart), so that blocks are not all ordered by running one
+// after another, while a helper's reuse of its shared memory (thread_local) is ordered. This
+// file is not instrumented itself; without the runtime the hooks below are null and do nothing.
 extern "C" {
 void *__tsan_get_current_fiber(void) __attribute__((weak));
 void *__tsan_create_fiber(unsigned flags) __attribute__((weak));
@@ -327,6 +334,37 @@ struct Fiber {
   bool done = false;
   Block *block = nullptr;
   void *tsan = nullptr;  // its ThreadSanitizer fiber, its own or its warp's (TSan runs only)
+  // TSan runs (FenceLedger): this thread's last __threadfence, and its atomic reads since then
+  // (address, how many of the fences before its writes the read could have seen).
+  const char *fence = nullptr;
+  std::unordered_map<uintptr_t, size_t> seen;
+};
+
+// TSan runs: the CUDA memory model of atomics and fences across the threads of one launch
+// (device.hpp's atomics are relaxed then). A __threadfence acquires the fences that came before
+// the atomic writes its thread has read since its previous fence, then releases into a new sync
+// object, which its thread's later atomic writes carry: a fence, an atomic write, an atomic read
+// of it and a fence order what came before the first fence before what comes after the last,
+// and nothing less does. An ld.acquire (load_acquire) acquires at once.
+struct FenceLedger {
+  std::atomic_flag busy = ATOMIC_FLAG_INIT;  // spins: a lock TSan does not see
+  std::unordered_map<uintptr_t, std::vector<const char *>> before;  // address: fences before its writes
+  std::vector<std::unique_ptr<char[]>> chunks;  // the fences' sync objects (freed with the launch)
+  size_t used = 0;                              // of the last chunk
+  static const size_t kChunk = 4096;
+
+  void lock() {
+    while (busy.test_and_set(std::memory_order_acquire)) std::this_thread::yield();
+  }
+  void unlock() { busy.clear(std::memory_order_release); }
+  // A new sync object (under the lock).
+  const char *new_fence() {
+    if (chunks.empty() || used == kChunk) {
+      chunks.emplace_back(new char[kChunk]);
+      used = 0;
+    }
+    return &chunks.back()[used++];
+  }
 };
 
 // Fibers blocked at one barrier, in arrival order.
@@ -366,6 +404,7 @@ struct Block {
   // the cluster barriers it has passed, and its fibers waiting at the next one.
   ClusterRun *cluster = nullptr;
   struct GridRun *grid = nullptr;  // the cooperative launch this block belongs to, or null
+  FenceLedger *fences = nullptr;   // its launch's (TSan runs only)
   unsigned rank = 0;
   unsigned passed = 0;
   Waiters at_cluster;
@@ -557,6 +596,56 @@ class Worker {
   std::thread thread_;  // last: starts once the members above exist
 };
 
+// Waits while `word` holds `value`, or wakes its waiters: the QuietWorker handover.
+static void futex_wait(std::atomic<int> &word, int value) {
+  syscall(SYS_futex, reinterpret_cast<int *>(&word), FUTEX_WAIT_PRIVATE, value, nullptr, nullptr, 0);
+}
+static void futex_wake(std::atomic<int> &word) {
+  syscall(SYS_futex, reinterpret_cast<int *>(&word), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+// TSan runs: a helper OS thread like Worker, but handed its jobs through a futex, which TSan does
+// not see, so that its jobs (blocks) are ordered only by what run_apart tells TSan: Worker's
+// mutex would order every job after everything the launcher had acquired before.
+class QuietWorker {
+ public:
+  QuietWorker() : thread_([this] { loop(); }) {}
+  ~QuietWorker() {
+    wait();
+    state_.store(kQuit);
+    futex_wake(state_);
+    thread_.join();
+  }
+  void start(std::function<void()> job) {
+    job_ = std::move(job);
+    state_.store(kBusy);
+    futex_wake(state_);
+  }
+  void wait() {
+    for (int s; (s = state_.load()) == kBusy;) futex_wait(state_, s);
+  }
+
+ private:
+  static const int kIdle = 0, kBusy = 1, kQuit = 2;
+  void loop() {
+    for (;;) {
+      int s;
+      while ((s = state_.load()) == kIdle) futex_wait(state_, s);
+      if (s == kQuit) return;
+      job_();
+      job_ = nullptr;
+      state_.store(kIdle);
+      futex_wake(state_);
+    }
+  }
+  std::function<void()> job_;
+  std::atomic<int> state_{kIdle};
+  std::thread thread_;  // last: starts once the members above exist
+};
+// Helpers of run_apart (ordinary launches: a launch whose blocks all run on one helper orders
+// them, as before; a cluster takes as many as it has blocks).
+static const unsigned kApartHelpers = 4;
+
 // One xorshift64 step, then a multiplier that spreads its bits: the emulator's shuffles of
 // blocks and of threads draw from it.
 static inline uint64_t xorshift_next(uint64_t &s) {
@@ -597,6 +686,7 @@ struct ThreadState {
   std::vector<unsigned> start_order;         // the block's first run order of its threads
   uint64_t shuffle = thread_seed();  // xorshift state of SAMPLEX_EMU_THREAD_ORDER=shuffle
   std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::unique_ptr<QuietWorker>> quiet;  // run_apart's (TSan runs)
   std::vector<void *> tsan_fibers;  // TSan runs: one per thread or per warp of the running block
   unsigned tsan_grain = 0;          // threads per TSan fiber in tsan_fibers (1 or 32)
   // Unguarded fiber stacks, carved from slabs of kSlabStacks (one mapping each).
@@ -605,6 +695,7 @@ struct ThreadState {
   unsigned slab_left = 0;
   ~ThreadState() {
     workers.clear();  // joins them
+    quiet.clear();
     for (Fiber &f : fibers)
       if (f.guarded) munmap(f.stack_lo - kPage, f.stack_len + kPage);
     for (auto &slab : slabs) munmap(slab.first, slab.second);
@@ -940,7 +1031,59 @@ void cluster_read(void *dst, const void *src, size_t n) {
   std::memcpy(dst, src, n);
 }
 
-void threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+// The running thread's launch's FenceLedger, or null (not a TSan run, or not in a kernel).
+static FenceLedger *ledger(const ThreadState &ts) { return ts.fiber ? ts.block->fences : nullptr; }
+
+void threadfence() {
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  ThreadState &ts = t_state;
+  FenceLedger *l = ledger(ts);
+  if (!l) return;
+  Fiber &f = *ts.fiber;
+  l->lock();
+  for (const auto &read : f.seen) {
+    const std::vector<const char *> &fences = l->before[read.first];
+    for (size_t i = 0; i < read.second; ++i) tsan::acquire(fences[i]);
+  }
+  f.seen.clear();
+  f.fence = l->new_fence();
+  l->unlock();
+  tsan::release(f.fence);
+}
+
+// The TSan runs' account of atomics (FenceLedger; device.hpp's kernels call these only then).
+void atomic_will_write(const void *p) {
+  ThreadState &ts = t_state;
+  FenceLedger *l = ledger(ts);
+  if (!l || !ts.fiber->fence) return;
+  l->lock();
+  std::vector<const char *> &fences = l->before[(uintptr_t)p];
+  if (std::find(fences.begin(), fences.end(), ts.fiber->fence) == fences.end()) fences.push_back(ts.fiber->fence);
+  l->unlock();
+}
+
+void atomic_did_read(const void *p) {
+  ThreadState &ts = t_state;
+  FenceLedger *l = ledger(ts);
+  if (!l) return;
+  l->lock();
+  const auto it = l->before.find((uintptr_t)p);
+  const size_t n = it == l->before.end() ? 0 : it->second.size();
+  l->unlock();
+  if (n == 0) return;
+  size_t &seen = ts.fiber->seen[(uintptr_t)p];
+  seen = std::max(seen, n);
+}
+
+void acquire_fences_of(const void *p) {
+  FenceLedger *l = ledger(t_state);
+  if (!l) return;
+  l->lock();
+  const auto it = l->before.find((uintptr_t)p);
+  if (it != l->before.end())
+    for (const char *fence : it->second) tsan::acquire(fence);
+  l->unlock();
+}
 
 // One turn of a spin wait on global memory (common.cuh §9): sleeps this OS thread, so that the
 // block being waited for (another OS thread of a cooperative launch) runs.
@@ -1024,6 +1167,7 @@ struct Launch {
   dim3 grid, block, cluster;
   unsigned shared;
   uint64_t concurrent = 1;  // blocks that run at once: the cluster's, or a cooperative grid's
+  FenceLedger *fences = nullptr;  // TSan runs only
 };
 
 // Runs block `bidx` (rank `rank` of cluster `c`) on this OS thread. On failure, aborts the
@@ -1060,6 +1204,7 @@ static void run_block(const Launch &l, uint3 bidx, ClusterRun &c, unsigned rank,
   }
   b.cluster = &c;
   b.grid = grid;
+  b.fences = l.fences;
   b.rank = rank;
   b.passed = 0;
   b.at_cluster.ids.clear();
@@ -1079,6 +1224,8 @@ static void run_block(const Launch &l, uint3 bidx, ClusterRun &c, unsigned rank,
     f.coords.block_idx = bidx;
     f.coords.block_dim = l.block;
     f.coords.grid_dim = l.grid;
+    f.fence = nullptr;
+    f.seen.clear();
   }
   if (tsan::on()) {
     b.launcher_tsan = tsan::t_now = __tsan_get_current_fiber();
@@ -1194,6 +1341,61 @@ static CUresult run_cooperative(const Launch &l) {
   return CUDA_SUCCESS;
 }
 
+// TSan runs: a launch's clusters (of one block, without cluster dimensions) one after another,
+// as run_kernel does, but on kApartHelpers helper threads (QuietWorker): a block is ordered after
+// the launcher's work before the launch and before the launcher's work after it, and after the
+// blocks that ran before it on its helper, not after the others (on a GPU they may run at the
+// same time: a block that reads what another wrote needs the fences and atomics that say so).
+// Block i runs on helper i mod kApartHelpers, so a row split over consecutive blocks spreads over
+// all of them; a cluster's blocks each on a helper of their own, at once. The __shared__ memory
+// (thread_local) of blocks on different helpers is different memory.
+static CUresult run_apart(const Launch &l, const std::vector<uint64_t> &order) {
+  ThreadState &ts = t_state;
+  const dim3 g = l.grid, cd = l.cluster;
+  const unsigned csize = cd.x * cd.y * cd.z, nx = g.x / cd.x, ny = g.y / cd.y;
+  const unsigned helpers = std::max(kApartHelpers, csize);
+  while (ts.quiet.size() < helpers) ts.quiet.emplace_back(new QuietWorker());
+  // The launcher's work before the launch, for every block; every block's end, for the launcher
+  // after it (new sync objects: nothing else has been released into them).
+  std::unique_ptr<char> start(new char), ends(new char);
+  tsan::release(start.get());
+  CUresult result = CUDA_SUCCESS;
+  for (uint64_t cl : order) {
+    const uint3 base{(unsigned)(cl % nx) * cd.x, (unsigned)((cl / nx) % ny) * cd.y,
+                     (unsigned)(cl / ((uint64_t)nx * ny)) * cd.z};
+    std::unique_ptr<ClusterRun> c(new ClusterRun());  // a new one: its lock would order the clusters
+    c->reset(csize, l.shared);
+    std::vector<QuietWorker *> busy;
+    for (unsigned r = 0; r < csize; ++r) {
+      const uint3 b{base.x + r % cd.x, base.y + (r / cd.x) % cd.y, base.z + r / (cd.x * cd.y)};
+      // A cluster's ranks go to helpers 0.., at once; single blocks by their index, so that the
+      // consecutive blocks that split a row run on different helpers.
+      const uint64_t linear = b.x + (uint64_t)g.x * (b.y + (uint64_t)g.y * b.z);
+      QuietWorker *w = ts.quiet[csize > 1 ? r : linear % helpers].get();
+      w->start([&l, b, r, &c, &start, &ends] {
+        tsan::acquire(start.get());
+        run_block(l, b, *c, r);
+        tsan::release(ends.get());
+      });
+      busy.push_back(w);
+    }
+    for (QuietWorker *w : busy) w->wait();
+    if (c->aborted) {
+      report("%s", c->error.c_str());
+      result = CUDA_ERROR_LAUNCH_FAILED;
+      break;
+    }
+    const std::string late = late_reads(*c);
+    if (!late.empty()) {
+      report("%s (kernel %s)", late.c_str(), l.kernel->name);
+      result = CUDA_ERROR_LAUNCH_FAILED;
+      break;
+    }
+  }
+  tsan::acquire(ends.get());
+  return result;
+}
+
 static CUresult run_kernel(Function *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                            unsigned bz, unsigned shared, void **params, const unsigned *cluster_dim = nullptr,
                            bool cooperative = false) {
@@ -1227,8 +1429,15 @@ static CUresult run_kernel(Function *fn, unsigned gx, unsigned gy, unsigned gz, 
     report("%s: launched from inside a kernel", k->name);
     return CUDA_ERROR_NOT_SUPPORTED;
   }
-  const Launch l{k, params, dim3{gx, gy, gz}, dim3{bx, by, bz}, cd, shared,
-                 cooperative ? (uint64_t)gx * gy * gz : (uint64_t)cd.x * cd.y * cd.z};
+  std::unique_ptr<FenceLedger> fences(tsan::on() ? new FenceLedger() : nullptr);
+  const Launch l{k,
+                 params,
+                 dim3{gx, gy, gz},
+                 dim3{bx, by, bz},
+                 cd,
+                 shared,
+                 cooperative ? (uint64_t)gx * gy * gz : (uint64_t)cd.x * cd.y * cd.z,
+                 fences.get()};
   if (cooperative) {
     if (csize > 1) {
       report("%s: a cooperative launch with a cluster dimension is not emulated", k->name);
@@ -1236,11 +1445,12 @@ static CUresult run_kernel(Function *fn, unsigned gx, unsigned gy, unsigned gz, 
     }
     return run_cooperative(l);
   }
-  while (ts.workers.size() + 1 < csize) ts.workers.emplace_back(new Worker());
-
   const unsigned nx = gx / cd.x, ny = gy / cd.y;
   std::vector<uint64_t> order;
   block_order(order, (uint64_t)nx * ny * (gz / cd.z));
+  if (tsan::on()) return run_apart(l, order);
+  while (ts.workers.size() + 1 < csize) ts.workers.emplace_back(new Worker());
+
   ClusterRun c;
   for (uint64_t cl : order) {
     const uint3 base{(unsigned)(cl % nx) * cd.x, (unsigned)((cl / nx) % ny) * cd.y,

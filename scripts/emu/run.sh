@@ -11,8 +11,9 @@
 # SAMPLEX_EMU_TSAN=1 adds a race check: the kernels are built with ThreadSanitizer, and cargo's
 # test binaries (and `cargo run`) start with its runtime preloaded (a cargo target runner; a
 # binary run by hand needs LD_PRELOAD="$(g++ -print-file-name=libtsan.so)" itself). Two CUDA
-# threads that touch the same memory with nothing ordering them (a barrier, __syncwarp, an
-# atomic) are reported, and the process exits with 66. One TSan thread per warp by default;
+# threads that touch the same memory with nothing ordering them (a barrier, __syncwarp, fences
+# around an atomic, as in the CUDA memory model; threads of different blocks too) are reported,
+# and the process exits with 66. One TSan thread per warp by default;
 # SAMPLEX_EMU_TSAN_GRAIN=thread sees races between the lanes of a warp too, more slowly.
 set -euo pipefail
 dir="$(bash "$(dirname "$0")/build.sh")"

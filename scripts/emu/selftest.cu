@@ -86,3 +86,24 @@ extern "C" __global__ void samplex_emu_selftest_warp_publish(u32 *out, u32 order
     (void)__shfl_sync(SAMPLEX_FULL_MASK, lane, 0);
   out[threadIdx.x] = value[warp];
 }
+
+// The last-block merge of a row split over blocks (kernels/softmax.cu finish_row's pattern):
+// thread 0 of each block writes its part, then takes a ticket; the block with the last ticket
+// adds every part into *out. fences: bit 0 is the writers' __threadfence before the ticket, bit
+// 1 the last block's after it. Without either, the parts' stores and loads are unordered: on a
+// GPU the blocks may run at once, and the emulator's TSan build reports it, though it runs them
+// one after another and the sum comes out right. Launch with *ticket = *out = 0.
+extern "C" __global__ void samplex_emu_selftest_ticket(u32 *parts, u32 *ticket, u32 *out, u32 fences) {
+  __shared__ u32 last;
+  if (threadIdx.x == 0) {
+    parts[blockIdx.x] = 10 + blockIdx.x;
+    if (fences & 1u) __threadfence();
+    last = atomicAdd(ticket, 1u) == gridDim.x - 1 ? 1u : 0u;
+    if (last && (fences & 2u)) __threadfence();
+  }
+  __syncthreads();  // thread 0's acquire, for every thread of the block
+  if (!last) return;
+  u32 sum = 0;
+  for (u32 b = threadIdx.x; b < gridDim.x; b += blockDim.x) sum += parts[b];
+  atomicAdd(out, sum);
+}

@@ -355,8 +355,8 @@ impl Sampler {
     /// the scratch to another wrapper: reserve the total first, since growing reallocates.
     ///
     /// Ticket counters are zero when a kernel starts and every kernel that uses them leaves
-    /// them at zero (the last block of a row resets its ticket), so they need no memset per
-    /// call. Nothing but tickets may be stored there.
+    /// them at zero (the last ticket of a row is an `atomicInc` that wraps), so they need no
+    /// memset per call. Nothing but tickets may be stored there.
     pub(crate) fn scratch(&mut self, scratch_bytes: usize, tickets: usize) -> Result<Scratch> {
         self.reserve(scratch_bytes.max(1), tickets.max(1))?;
         let ws = self.workspace.as_ref().expect("reserved above");
