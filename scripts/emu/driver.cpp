@@ -1341,10 +1341,39 @@ static CUresult run_cooperative(const Launch &l) {
   return CUDA_SUCCESS;
 }
 
-// TSan runs: a launch's clusters (of one block, without cluster dimensions) one after another,
-// as run_kernel does, but on kApartHelpers helper threads (QuietWorker): a block is ordered after
-// the launcher's work before the launch and before the launcher's work after it, and after the
-// blocks that ran before it on its helper, not after the others (on a GPU they may run at the
+// Runs a launch's clusters (of one block, without cluster dimensions) one after another, in
+// `order`: run_cluster(c, block_of) runs the blocks of ClusterRun c (rank r is block block_of(r))
+// and returns when they have ended. Stops at the first that fails.
+template <typename RunCluster>
+static CUresult run_clusters(const Launch &l, const std::vector<uint64_t> &order, RunCluster run_cluster) {
+  const dim3 g = l.grid, cd = l.cluster;
+  const unsigned csize = cd.x * cd.y * cd.z, nx = g.x / cd.x, ny = g.y / cd.y;
+  for (uint64_t cl : order) {
+    const uint3 base{(unsigned)(cl % nx) * cd.x, (unsigned)((cl / nx) % ny) * cd.y,
+                     (unsigned)(cl / ((uint64_t)nx * ny)) * cd.z};
+    auto block_of = [&](unsigned r) {
+      return uint3{base.x + r % cd.x, base.y + (r / cd.x) % cd.y, base.z + r / (cd.x * cd.y)};
+    };
+    // A new one per cluster: under TSan, its lock would order the clusters.
+    std::unique_ptr<ClusterRun> c(new ClusterRun());
+    c->reset(csize, l.shared);
+    run_cluster(*c, block_of);
+    if (c->aborted) {
+      report("%s", c->error.c_str());
+      return CUDA_ERROR_LAUNCH_FAILED;
+    }
+    const std::string late = late_reads(*c);
+    if (!late.empty()) {
+      report("%s (kernel %s)", late.c_str(), l.kernel->name);
+      return CUDA_ERROR_LAUNCH_FAILED;
+    }
+  }
+  return CUDA_SUCCESS;
+}
+
+// TSan runs: run_clusters, but on kApartHelpers helper threads (QuietWorker): a block is ordered
+// after the launcher's work before the launch and before the launcher's work after it, and after
+// the blocks that ran before it on its helper, not after the others (on a GPU they may run at the
 // same time: a block that reads what another wrote needs the fences and atomics that say so).
 // Block i runs on helper i mod kApartHelpers, so a row split over consecutive blocks spreads over
 // all of them; a cluster's blocks each on a helper of their own, at once. The __shared__ memory
@@ -1352,46 +1381,30 @@ static CUresult run_cooperative(const Launch &l) {
 static CUresult run_apart(const Launch &l, const std::vector<uint64_t> &order) {
   ThreadState &ts = t_state;
   const dim3 g = l.grid, cd = l.cluster;
-  const unsigned csize = cd.x * cd.y * cd.z, nx = g.x / cd.x, ny = g.y / cd.y;
+  const unsigned csize = cd.x * cd.y * cd.z;
   const unsigned helpers = std::max(kApartHelpers, csize);
   while (ts.quiet.size() < helpers) ts.quiet.emplace_back(new QuietWorker());
   // The launcher's work before the launch, for every block; every block's end, for the launcher
   // after it (new sync objects: nothing else has been released into them).
   std::unique_ptr<char> start(new char), ends(new char);
   tsan::release(start.get());
-  CUresult result = CUDA_SUCCESS;
-  for (uint64_t cl : order) {
-    const uint3 base{(unsigned)(cl % nx) * cd.x, (unsigned)((cl / nx) % ny) * cd.y,
-                     (unsigned)(cl / ((uint64_t)nx * ny)) * cd.z};
-    std::unique_ptr<ClusterRun> c(new ClusterRun());  // a new one: its lock would order the clusters
-    c->reset(csize, l.shared);
+  const CUresult result = run_clusters(l, order, [&](ClusterRun &c, const auto &block_of) {
     std::vector<QuietWorker *> busy;
     for (unsigned r = 0; r < csize; ++r) {
-      const uint3 b{base.x + r % cd.x, base.y + (r / cd.x) % cd.y, base.z + r / (cd.x * cd.y)};
+      const uint3 b = block_of(r);
       // A cluster's ranks go to helpers 0.., at once; single blocks by their index, so that the
       // consecutive blocks that split a row run on different helpers.
       const uint64_t linear = b.x + (uint64_t)g.x * (b.y + (uint64_t)g.y * b.z);
       QuietWorker *w = ts.quiet[csize > 1 ? r : linear % helpers].get();
       w->start([&l, b, r, &c, &start, &ends] {
         tsan::acquire(start.get());
-        run_block(l, b, *c, r);
+        run_block(l, b, c, r);
         tsan::release(ends.get());
       });
       busy.push_back(w);
     }
     for (QuietWorker *w : busy) w->wait();
-    if (c->aborted) {
-      report("%s", c->error.c_str());
-      result = CUDA_ERROR_LAUNCH_FAILED;
-      break;
-    }
-    const std::string late = late_reads(*c);
-    if (!late.empty()) {
-      report("%s (kernel %s)", late.c_str(), l.kernel->name);
-      result = CUDA_ERROR_LAUNCH_FAILED;
-      break;
-    }
-  }
+  });
   tsan::acquire(ends.get());
   return result;
 }
@@ -1450,29 +1463,11 @@ static CUresult run_kernel(Function *fn, unsigned gx, unsigned gy, unsigned gz, 
   block_order(order, (uint64_t)nx * ny * (gz / cd.z));
   if (tsan::on()) return run_apart(l, order);
   while (ts.workers.size() + 1 < csize) ts.workers.emplace_back(new Worker());
-
-  ClusterRun c;
-  for (uint64_t cl : order) {
-    const uint3 base{(unsigned)(cl % nx) * cd.x, (unsigned)((cl / nx) % ny) * cd.y,
-                     (unsigned)(cl / ((uint64_t)nx * ny)) * cd.z};
-    auto block_of = [&](unsigned r) {
-      return uint3{base.x + r % cd.x, base.y + (r / cd.x) % cd.y, base.z + r / (cd.x * cd.y)};
-    };
-    c.reset(csize, shared);
+  return run_clusters(l, order, [&](ClusterRun &c, const auto &block_of) {
     for (unsigned r = 1; r < csize; ++r) ts.workers[r - 1]->start([&, r] { run_block(l, block_of(r), c, r); });
     run_block(l, block_of(0), c, 0);
     for (unsigned r = 1; r < csize; ++r) ts.workers[r - 1]->wait();
-    if (c.aborted) {
-      report("%s", c.error.c_str());
-      return CUDA_ERROR_LAUNCH_FAILED;
-    }
-    const std::string late = late_reads(c);
-    if (!late.empty()) {
-      report("%s (kernel %s)", late.c_str(), k->name);
-      return CUDA_ERROR_LAUNCH_FAILED;
-    }
-  }
-  return CUDA_SUCCESS;
+  });
 }
 
 // A fault inside a guard page of a device buffer or a fiber stack: say where, then stop.
