@@ -163,6 +163,24 @@ class EmulatorTest(unittest.TestCase):
         self.assertIn("samplex_emu_selftest_overrun", err)
         self.assertIn("byte 400 of a 400-byte device buffer", err)
 
+    def test_a_misaligned_vector_load_is_reported(self):
+        body = """
+            import struct, sys
+            src, out = emu.alloc(4 * 12), emu.alloc(4)
+            emu.upload(src, struct.pack("12f", *range(12)))
+            rc = emu.launch("samplex_emu_selftest_vector_load", 1, 32, ("u64", src), ("u64", out), ("u32", OFFSET))
+            sys.stderr.write("SUM %g" % struct.unpack("f", emu.download(out, 4))[0])
+            sys.exit(rc)
+            """
+        rc, err = child(self.libdir, body.replace("OFFSET", "4"))
+        self.assertEqual(rc, 0, err)
+        self.assertIn("SUM 22", err)  # 4 + 5 + 6 + 7
+        rc, err = child(self.libdir, body.replace("OFFSET", "1"))
+        self.assertNotEqual(rc, 0)
+        self.assertIn("misaligned address", err)
+        self.assertIn("16 byte alignment", err)
+        self.assertNotIn("SUM", err)
+
     def test_a_collective_that_some_threads_never_reach_fails_the_launch(self):
         rc, err = child(
             self.libdir,

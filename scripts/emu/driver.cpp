@@ -13,6 +13,9 @@
 //     arrived at a barrier, as on the hardware;
 //   - a warp collective with exited lanes, or in a partial warp, is reported (the full mask is
 //     undefined there on the hardware);
+//   - a kernel's load or store at an address not aligned to its type (a float4 off a 16-byte
+//     boundary) stops the process with UBSan's "misaligned address" and the source line: a GPU
+//     faults there, x86 would not (build.sh compiles the kernels with -fsanitize=alignment);
 //   - new allocations are filled with 0xff bytes (NaN as f32), so nothing relies on zeroed memory;
 //   - blocks run in a shuffled order (SAMPLEX_EMU_BLOCK_ORDER=forward|reverse|shuffle), so a
 //     result that depends on block scheduling shows up as a difference between runs;

@@ -107,3 +107,13 @@ extern "C" __global__ void samplex_emu_selftest_ticket(u32 *parts, u32 *ticket, 
   for (u32 b = threadIdx.x; b < gridDim.x; b += blockDim.x) sum += parts[b];
   atomicAdd(out, sum);
 }
+
+// One 128-bit load (common.cuh's VecLoad) of four floats from in + offset, summed into *out.
+// With offset not a multiple of 4 the address is not 16-byte aligned: a GPU faults (misaligned
+// address), and the emulator's alignment check (build.sh) stops the process.
+extern "C" __global__ void samplex_emu_selftest_vector_load(const float *in, float *out, u32 offset) {
+  if (threadIdx.x != 0) return;
+  float v[4];
+  VecLoad<float, 4>::load(in + offset, v);
+  *out = v[0] + v[1] + v[2] + v[3];
+}
