@@ -56,6 +56,11 @@
 //!   default on sm_90 holds each row of a large batch in a cluster's shared memory (one read),
 //!   is timed the same way at batch [`STAGED_BATCHES`] with its two-read paths forced
 //!   (`split=off`).
+//! - Unaligned rows: every op is also timed at vocab 128255 (the same normal1 buffer read as
+//!   contiguous rows of one token fewer), batch [`ODD_VOCAB_BATCHES`], warm L2, batch-wide
+//!   parameters. Its rows start off 16-byte boundaries, so the wrappers take the unaligned
+//!   twins (`_v1`: scalar loads; softmax's `_any`: shifted 16-byte loads): set beside vocab
+//!   128256, this is what an odd vocab (50257, 32001) costs.
 
 mod common;
 
@@ -147,6 +152,9 @@ const TEMPERATURE: f32 = 1.0;
 
 /// The batches of the forced split paths' points.
 const SPLIT_BATCHES: [usize; 3] = [1, 8, 32];
+
+/// The batches of the unaligned-rows points (vocab `COLD_VOCAB - 1`).
+const ODD_VOCAB_BATCHES: [usize; 2] = [32, 128];
 
 /// The batches at which softmax's two-read paths are timed beside its default (staged rows).
 const STAGED_BATCHES: [usize; 2] = [128, 512];
@@ -473,7 +481,15 @@ impl Bench {
         if self.not_implemented.contains(&key) {
             return;
         }
-        let x = match DeviceLogits::new(logits.slice(0..p.batch * p.vocab), p.batch, p.vocab) {
+        let Some(rows) = logits.try_slice(0..p.batch * p.vocab) else {
+            let e = Error::BadLength {
+                name: "bench logits",
+                got: logits.len(),
+                expected: p.batch * p.vocab,
+            };
+            return self.fail(&p, &e);
+        };
+        let x = match DeviceLogits::new(rows, p.batch, p.vocab) {
             Ok(x) => x,
             Err(e) => return self.fail(&p, &e),
         };
@@ -568,7 +584,13 @@ impl Bench {
 fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<ExitCode> {
     let device = sampler.context().name()?;
     let stream = sampler.stream().clone();
-    let max_batch = grid.max_batch();
+    // The largest batch of any point: the grid's and the cold point's (`Grid::max_batch`), and
+    // the forced paths' and unaligned rows', which the quick grid's batches do not cover.
+    let max_batch = SPLIT_BATCHES
+        .into_iter()
+        .chain(STAGED_BATCHES)
+        .chain(ODD_VOCAB_BATCHES)
+        .fold(grid.max_batch(), usize::max);
     println!(
         "samplex bench on {device} ({:?} kernels), git {}, {} grid, {} ops",
         sampler.kernel_origin(),
@@ -672,6 +694,12 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
                         }
                     }
                     points.push(point(common::COLD_BATCH, false, L2::Cold, Split::Default));
+                    for &batch in &ODD_VOCAB_BATCHES {
+                        points.push(Point {
+                            vocab: vocab - 1,
+                            ..point(batch, false, L2::Hot, Split::Default)
+                        });
+                    }
                 }
                 for p in points {
                     match dtype {
@@ -703,7 +731,8 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
 }
 
 /// Without `--bench` (`cargo test --benches`): each op once on a small shape (whose rows the
-/// split kernels split, and once more with each forced split path), no timing.
+/// split kernels split, and once more with each forced split path, and once on rows of one
+/// token fewer, which are not 16-byte aligned), no timing.
 fn smoke(mut sampler: Sampler, ops: &[&OpSpec]) -> samplex::Result<ExitCode> {
     let (batch, vocab) = (2, 32000);
     let stream = sampler.stream().clone();
@@ -716,32 +745,38 @@ fn smoke(mut sampler: Sampler, ops: &[&OpSpec]) -> samplex::Result<ExitCode> {
     let mut failed = 0;
     for spec in ops {
         for dtype in [Dtype::F32, Dtype::Bf16] {
-            let mut cases = vec![(false, Split::Default)];
+            let mut cases = vec![(false, Split::Default, vocab)];
             if spec.kind.is_sampling() {
-                cases.push((true, Split::Default));
+                cases.push((true, Split::Default, vocab));
             }
-            cases.extend(spec.kind.forced_paths().1.iter().map(|&f| (false, f)));
+            cases.extend(
+                spec.kind
+                    .forced_paths()
+                    .1
+                    .iter()
+                    .map(|&f| (false, f, vocab)),
+            );
             if spec.kind == Kind::Softmax {
-                cases.push((false, Split::Staged)); // the staged kernel, at the smoke's shape
+                cases.push((false, Split::Staged, vocab)); // the staged kernel, at the smoke's shape
             }
-            for (pr, split) in cases {
+            cases.push((false, Split::Default, vocab - 1)); // the unaligned twins
+            for (pr, split, v) in cases {
                 let rows = per_row.params(spec.kind, pr, batch);
                 let seeds = per_row.seeds(pr, batch);
                 spec.kind.set_split(&mut sampler, split);
-                let r =
-                    match dtype {
-                        Dtype::F32 => DeviceLogits::new(f32_logits.as_view(), batch, vocab)
-                            .and_then(|x| {
-                                launch(&mut sampler, spec.kind, &x, &rows, &seeds, &mut outputs)
-                            }),
-                        Dtype::Bf16 => DeviceLogits::new(bf16_logits.as_view(), batch, vocab)
-                            .and_then(|x| {
-                                launch(&mut sampler, spec.kind, &x, &rows, &seeds, &mut outputs)
-                            }),
-                    }
-                    .and_then(|()| stream.synchronize().map_err(Error::from));
+                let r = match dtype {
+                    Dtype::F32 => DeviceLogits::new(f32_logits.slice(0..batch * v), batch, v)
+                        .and_then(|x| {
+                            launch(&mut sampler, spec.kind, &x, &rows, &seeds, &mut outputs)
+                        }),
+                    Dtype::Bf16 => DeviceLogits::new(bf16_logits.slice(0..batch * v), batch, v)
+                        .and_then(|x| {
+                            launch(&mut sampler, spec.kind, &x, &rows, &seeds, &mut outputs)
+                        }),
+                }
+                .and_then(|()| stream.synchronize().map_err(Error::from));
                 let what = format!(
-                    "{} {} per_row={pr}{}",
+                    "{} {} v{v} per_row={pr}{}",
                     spec.label,
                     dtype.name(),
                     split.marker().map_or(String::new(), |m| format!(" {m}"))

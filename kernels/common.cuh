@@ -126,6 +126,36 @@ template <typename T16> struct VecLoad16x8 {
 template <> struct VecLoad<f16_t, 8> : VecLoad16x8<f16_t> {};
 template <> struct VecLoad<bf16_t, 8> : VecLoad16x8<bf16_t> {};
 
+// How many elements p sits past the 16-byte boundary below it (0 .. 16 / sizeof(T) - 1). A row
+// of a contiguous batch whose vocab is not a multiple of 16 bytes starts at a different one of
+// these offsets each row.
+template <typename T> __device__ __forceinline__ u32 elements_past_16_bytes(const T *p) {
+  return (u32)(reinterpret_cast<u64>(p) & 15u) / (u32)sizeof(T);
+}
+
+// Loads the N elements p[0 .. N) with aligned vector loads although p may not be aligned: the
+// N + VEC elements from the boundary h elements below p (h = elements_past_16_bytes(p), passed
+// in because it is uniform over a row) are loaded, then shifted down by h with a barrel shifter
+// over the bits of h. Every index is a constant, so the array stays in registers. The caller
+// guarantees that p - h .. p - h + N + VEC may be read. One more load than an aligned run,
+// and no more DRAM traffic: neighbouring threads read the same sectors.
+template <typename T, int VEC, int N>
+__device__ __forceinline__ void load_shifted(const T *p, u32 h, float (&out)[N]) {
+  static_assert(N % VEC == 0, "whole vectors");
+  float a[N + VEC];
+  const T *aligned = p - h;
+#pragma unroll
+  for (int j = 0; j < N + VEC; j += VEC) VecLoad<T, VEC>::load(aligned + j, a + j);
+#pragma unroll
+  for (int b = 1; b < VEC; b <<= 1) {
+    const bool take = (h & (u32)b) != 0u;
+#pragma unroll
+    for (int j = 0; j + b < N + VEC; ++j) a[j] = take ? a[j + b] : a[j];
+  }
+#pragma unroll
+  for (int j = 0; j < N; ++j) out[j] = a[j];
+}
+
 // Loads n <= VEC elements starting at p (the ragged end of a row) one by one; the rest get fill.
 template <typename T, int VEC>
 __device__ __forceinline__ void load_partial(const T *p, int n, float fill, float *out) {

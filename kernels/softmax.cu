@@ -4,8 +4,9 @@
 // SPEC.md "Definitions" (Temperature softmax, Greedy), "Drawing a token", "Bad input";
 // docs/ARCHITECTURE.md "Kernel conventions", "Random numbers", "Drawing a token".
 //
-// Kernels (<T> = f32 | f16 | bf16; each also as <T>_v1, the scalar-load instantiation the host
-// picks when the base address or the row stride is not 16-byte aligned):
+// Kernels (<T> = f32 | f16 | bf16; each also as <T>_any, the instantiation the host picks when
+// the base address or the row stride is not 16-byte aligned: the same 16-byte loads, from the
+// boundary below each row's start, shifted in registers; load_tile):
 //   samplex_softmax_stats_<T>         split rows, step 3a only: one block's partial (max, sum)
 //   samplex_softmax_probs_<T>         p = softmax(z/τ) and, optionally, log p
 //   samplex_softmax_probs_staged_<T>  the same with each row held in a cluster's shared memory
@@ -21,7 +22,8 @@
 // tiles p, p + P, p + 2P, ... (P = launch::blocks_per_row: 1 for large batches, up to the tile
 // count for small ones, so every part has at least one tile). In a tile, thread t holds the 8
 // consecutive tokens 8t .. 8t+7 (thread order = token order): two float4 loads for f32, one
-// 16-byte load for f16/bf16, eight scalar loads in _v1. Past the row's end a thread reads -inf.
+// 16-byte load for f16/bf16; in _any one more, and a shift. Past the row's end a thread reads
+// -inf.
 //
 // Steps
 //   1. Load and sanitise (load_tile, sanitize): NaN -> -inf, +inf -> FLT_MAX, status bits.
@@ -108,9 +110,26 @@ __device__ __forceinline__ Partial *partial_at(u64 partials, RowPart rp, u32 par
 // ---------------------------------------------------------------------------------------------
 
 // The PER values this thread holds in a tile (step 1), widened to f32; -inf past the row's end.
+// VEC = 0 (the _any twin): the row may start h elements past a 16-byte boundary (odd vocab
+// sizes, offset views) and is still read with 16-byte loads (load_shifted), except by its first
+// thread and at its end, where the aligned span would leave the row: those load one by one, so
+// nothing outside the row is read. A twin of its own, because the shift costs registers (up to
+// 10 per thread) that the aligned kernels need not give up.
 template <typename T, int VEC>
 __device__ __forceinline__ void load_tile(const T *row, u32 vocab, u32 first, float (&x)[PER]) {
-  if (first + PER <= vocab) {
+  if constexpr (VEC == 0) {
+    constexpr int W = 16 / (int)sizeof(T);
+    const u32 h = elements_past_16_bytes(row);  // uniform over the row
+    if (h == 0u && first + PER <= vocab) {
+#pragma unroll
+      for (int j = 0; j < PER; j += W) VecLoad<T, W>::load(row + first + j, x + j);
+    } else if (h != 0u && first >= h && first + PER + W - h <= vocab) {
+      load_shifted<T, W, PER>(row + first, h, x);
+    } else {
+      const int n = first < vocab ? (int)(vocab - first) : 0;
+      load_partial<T, PER>(row + first, n, SAMPLEX_NEG_INF, x);
+    }
+  } else if (first + PER <= vocab) {
 #pragma unroll
     for (int j = 0; j < PER; j += VEC) VecLoad<T, VEC>::load(row + first + j, x + j);
   } else {
@@ -847,7 +866,8 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
 
 // ---------------------------------------------------------------------------------------------
 // Entry points: one line per dtype below emits every kernel of the family for that dtype, at
-// its 16-byte vector width and at width 1 (_v1). Optional pointers travel as u64 (0 = absent).
+// its 16-byte vector width and as the _any twin (VEC = 0). Optional pointers travel as u64
+// (0 = absent).
 // ---------------------------------------------------------------------------------------------
 #define SAMPLEX_SOFTMAX_ENTRIES(T, NAME, VEC, SUFFIX)                                                    \
   extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
@@ -893,7 +913,7 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
 
 #define SAMPLEX_SOFTMAX_DTYPE(T, NAME, VEC)       \
   SAMPLEX_SOFTMAX_ENTRIES(T, NAME, VEC, )         \
-  SAMPLEX_SOFTMAX_ENTRIES(T, NAME, 1, _v1)
+  SAMPLEX_SOFTMAX_ENTRIES(T, NAME, 0, _any)
 
 SAMPLEX_SOFTMAX_DTYPE(float, f32, 4)
 SAMPLEX_SOFTMAX_DTYPE(f16_t, f16, 8)
@@ -910,7 +930,7 @@ SAMPLEX_SOFTMAX_DTYPE(bf16_t, bf16, 8)
   }
 
 SAMPLEX_SOFTMAX_SAMPLE_PROBS(4, )
-SAMPLEX_SOFTMAX_SAMPLE_PROBS(1, _v1)
+SAMPLEX_SOFTMAX_SAMPLE_PROBS(0, _any)
 
 // Test hook: out[4i .. 4i+4) = row_random(seeds[i], offsets[i], streams[i], tiles[i]), so a test
 // can check the device's Philox stream against src/philox.rs bit for bit.

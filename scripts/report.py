@@ -14,7 +14,9 @@ roof_gbps), and for each peer the ratio peer time / samplex time (> 1: samplex i
 Rows whose params end in ``l2=cold`` are the cold-L2 points. Rows marked ``split=off`` or
 ``split=grid`` (the small-batch points the bench times again with one block per row, or with a
 cooperative grid where clusters are the default) are left out of those tables and of the plot;
-a "Row splitting" table sets each beside the default path's time. The plot shows, for the latest run,
+a "Row splitting" table sets each beside the default path's time. Likewise a point whose vocab
+is one less than another point's (the bench's unaligned rows: vocab 128255, rows off 16-byte
+boundaries) goes to an "Unaligned rows" table beside that point's time. The plot shows, for the latest run,
 the fraction of roof against batch: one panel per operation, one line per vocab and dtype
 (normal1 inputs, batch-wide parameters, warm L2). Without matplotlib the markdown is still
 written and says the plot was skipped.
@@ -123,8 +125,18 @@ def analyse(records):
     roofs = [r["roof_gbps"] for r in samplex.values() if r["roof_gbps"]]
     sections = {}
     splits = {}  # (op, params) -> rows of forced split paths beside the default's time
+    unaligned = {}  # (op, params) -> rows of vocab V - 1 beside the same point at vocab V
     for key in sorted(samplex, key=row_sort_key):
         r = samplex[key]
+        aligned = samplex.get(key[:5] + (key[5] + 1,) + key[6:])
+        if aligned is not None:
+            us, base = float(r["median_us"]), float(aligned["median_us"])
+            unaligned.setdefault((key[0], key[1]), []).append({
+                "dtype": key[2], "dist": key[3], "batch": key[4], "vocab": key[5],
+                "split": key[8], "us": us, "aligned_us": base,
+                "ratio": us / base if base > 0 else None,
+            })
+            continue
         if key[8]:
             default = samplex.get(key[:8] + ("",))
             us = float(r["median_us"])
@@ -158,6 +170,8 @@ def analyse(records):
         "git": sorted({r["git"] for r in records if r["impl"] == "samplex"}),
         "sections": ordered,
         "splits": OrderedDict((s, splits[s]) for s in sorted(splits, key=section_sort_key)),
+        "unaligned": OrderedDict((s, unaligned[s])
+                                 for s in sorted(unaligned, key=section_sort_key)),
         "peer_only_points": len(peer_only),
         "lines": len(records),
     }
@@ -267,27 +281,52 @@ def render(runs, plot_note):
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
         if a["splits"]:
-            out += [f"### Row splitting {file}", "",
-                    "Small batches split each row over several blocks by default (a cluster per",
-                    "row on sm_90, else a cooperative grid). *one block* forces one block per row",
-                    "(`split=off`), *grid* a cooperative grid where clusters are the default",
-                    "(`split=grid`); *vs default* is that time over the default path's (above 1:",
-                    "the default is faster). For softmax the forced path is the two-read one at",
-                    "large batches (`split=off`: its default on sm_90 holds each row in a",
-                    "cluster's shared memory and reads it once).", "",
-                    "| operation | dtype | dist | batch | vocab | forced | µs | default µs | vs default |",
-                    "|---|---|---|---:|---:|---|---:|---:|---:|"]
-            for section, rows in a["splits"].items():
-                for r in rows:
-                    forced = {"off": "two reads" if section[0] == "softmax" else "one block",
-                              "grid": "grid"}.get(r["split"], r["split"])
-                    out.append("| " + " | ".join([
-                        section_title(section), r["dtype"], r["dist"], str(r["batch"]),
-                        str(r["vocab"]), forced, fmt_us(r["us"]),
+            def forced_cells(section, r):
+                forced = {"off": "two reads" if section[0] == "softmax" else "one block",
+                          "grid": "grid"}.get(r["split"], r["split"])
+                return [r["dtype"], r["dist"], str(r["batch"]), str(r["vocab"]), forced,
+                        fmt_us(r["us"]),
                         "—" if r["default_us"] is None else fmt_us(r["default_us"]),
-                        fmt_ratio(r["ratio"])]) + " |")
-            out.append("")
+                        fmt_ratio(r["ratio"])]
+            out += beside_table(
+                f"Row splitting {file}",
+                ["Small batches split each row over several blocks by default (a cluster per",
+                 "row on sm_90, else a cooperative grid). *one block* forces one block per row",
+                 "(`split=off`), *grid* a cooperative grid where clusters are the default",
+                 "(`split=grid`); *vs default* is that time over the default path's (above 1:",
+                 "the default is faster). For softmax the forced path is the two-read one at",
+                 "large batches (`split=off`: its default on sm_90 holds each row in a",
+                 "cluster's shared memory and reads it once)."],
+                ["forced", "µs", "default µs", "vs default"], "---", a["splits"], forced_cells)
+        if a["unaligned"]:
+            out += beside_table(
+                f"Unaligned rows {file}",
+                ["The same logits read as contiguous rows of one token fewer, so that the rows",
+                 "start off 16-byte boundaries (as with an odd vocab such as 50257): the",
+                 "kernels' unaligned twins (scalar loads; softmax's shifted 16-byte loads).",
+                 "*vs aligned* is that time over the aligned point's (above 1: the odd vocab",
+                 "costs that much)."],
+                ["µs", "aligned µs", "vs aligned"], None, a["unaligned"],
+                lambda section, r: [r["dtype"], r["dist"], str(r["batch"]), str(r["vocab"]),
+                                    fmt_us(r["us"]), fmt_us(r["aligned_us"]),
+                                    fmt_ratio(r["ratio"])])
     return "\n".join(out)
+
+
+def beside_table(title, intro, head, label_align, groups, cells):
+    """A table of points each set beside another point's time: the heading, the intro lines,
+    and one row per point of `groups` ({section: [row, ...]}), whose columns after the
+    operation, dtype, dist, batch and vocab are `head` (the first a label column when
+    `label_align` is "---", the rest numbers) with the cells `cells(section, row)` gives."""
+    columns = ["operation", "dtype", "dist", "batch", "vocab"] + head
+    aligns = ["---"] * 3 + ["---:"] * 2 + ([label_align] if label_align else []) + \
+        ["---:"] * (len(head) - (1 if label_align else 0))
+    out = [f"### {title}", ""] + intro + ["", "| " + " | ".join(columns) + " |",
+                                         "|" + "|".join(aligns) + "|"]
+    for section, rows in groups.items():
+        for r in rows:
+            out.append("| " + " | ".join([section_title(section)] + cells(section, r)) + " |")
+    return out + [""]
 
 
 def plot(run, path):

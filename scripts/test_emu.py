@@ -146,6 +146,34 @@ class EmulatorTest(unittest.TestCase):
         for g, w in zip(got_sums, want):
             self.assertAlmostEqual(g, w, places=3)
 
+    def test_nvrtc_compiles_beside_the_emulated_driver(self):
+        # Built without nvcc, the crate compiles its kernels with NVRTC at first use; NVRTC opens
+        # libcuda.so.1 itself, and the emulator's must not crash it (it did, lacking
+        # cuGetExportTable). In a child process: LD_LIBRARY_PATH is read when it starts.
+        cache = Path.home() / ".cache/samplex/cuda-13.0/cu13/lib"
+        path = os.pathsep.join(p for p in [str(self.libdir), os.environ.get("LD_LIBRARY_PATH", ""),
+                                           str(cache)] if p)
+        probe = textwrap.dedent(
+            """
+            import ctypes, sys
+            try:
+                nvrtc = ctypes.CDLL("libnvrtc.so.13")
+            except OSError:
+                sys.exit(77)
+            prog = ctypes.c_void_p()
+            src = b'extern "C" __global__ void k(float *x) { x[threadIdx.x] *= 2.0f; }'
+            assert nvrtc.nvrtcCreateProgram(ctypes.byref(prog), src, b"k.cu", 0, None, None) == 0
+            opts = (ctypes.c_char_p * 1)(b"--gpu-architecture=compute_90")
+            print("nvrtc", nvrtc.nvrtcCompileProgram(prog, 1, opts))
+            """
+        )
+        run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             env={**os.environ, "LD_LIBRARY_PATH": path})
+        if run.returncode == 77:
+            self.skipTest("no libnvrtc.so.13 (scripts/install-cuda.sh installs it)")
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(run.stdout.strip(), "nvrtc 0")
+
     def test_new_memory_is_not_zero(self):
         p = self.emu.alloc(64)
         self.assertEqual(self.emu.download(p, 64), b"\xff" * 64)

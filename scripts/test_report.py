@@ -161,6 +161,26 @@ class ReportTest(unittest.TestCase):
         # The summary counts the default point only.
         self.assertIn("| 1 |", md[md.index("### Summary"):md.index("### sample_top_p")])
 
+    def test_unaligned_points_sit_beside_the_aligned_vocab_only(self):
+        f = os.path.join(self.dir, "2026-01-04-gpu-a.jsonl")
+        write(f, [
+            line("samplex", 10.0, batch=32),
+            line("samplex", 13.0, batch=32, vocab=128255),
+            line("samplex", 20.0, batch=32, vocab=128255, dtype="f32"),  # no aligned point
+            line("torch", 40.0, batch=32),
+        ])
+        md, _ = self.run_report([f])
+        main = md[md.index("### sample_top_p (p=0.9)"):md.index("### Unaligned rows")]
+        # The aligned point keeps its row and its peer ratio; an odd vocab with nothing to
+        # compare against stays in the main table.
+        self.assertIn("| bf16 | normal1 | 32 | 128256 |", main)
+        self.assertIn("4.00×", main)
+        self.assertIn("| f32 | normal1 | 32 | 128255 |", main)
+        self.assertNotIn("| bf16 | normal1 | 32 | 128255 |", main)
+        odd = md[md.index("### Unaligned rows"):]
+        self.assertIn("| sample_top_p (p=0.9) | bf16 | normal1 | 32 | 128255 | 13.00 | 10.00 | 1.30× |", odd)
+        self.assertNotIn("| f32 |", odd)
+
     def test_each_peer_is_named_with_the_versions_its_lines_carry(self):
         path = os.path.join(self.dir, "2026-01-03-gpu-a.jsonl")
         fi = dict(line("flashinfer", 8.0), impl_version="0.7.4 kernels via scripts/flashinfer/glue.cu")

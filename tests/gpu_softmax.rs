@@ -111,7 +111,8 @@ impl SeedBuffers {
 }
 
 /// A host batch and how it sits on the device: `stride` apart, starting `lead` elements
-/// into the buffer (lead = 1 misaligns the base, which selects the `_v1` kernels).
+/// into the buffer (lead = 1 misaligns the base: the rows start off 16-byte boundaries, which
+/// the kernels read with shifted vector loads).
 struct Batch<T> {
     host: Vec<T>,
     batch: usize,
@@ -428,12 +429,15 @@ fn softmax_probabilities_match_the_cpu_reference_bf16() {
 fn softmax_of_strided_and_unaligned_rows_matches_the_cpu_reference() {
     let mut s = gpu_or_skip!();
     // (batch, vocab, stride, lead): aligned stride > vocab, a stride that breaks 16-byte
-    // alignment, and a base one element in (both select the `_v1` kernels).
+    // alignment, and a base one element in (rows off 16-byte boundaries: shifted vector loads);
+    // 8 contiguous rows of an odd vocab start at every element offset there is, for f32 (4)
+    // and for bf16 (8).
     for (batch, vocab, stride, lead) in [
         (3, 5000, 5004, 0),
         (3, 5000, 5003, 0),
         (4, 1001, 1001, 1),
         (2, 70000, 70016, 1),
+        (8, 4099, 4099, 0),
     ] {
         let dense = common::logits(Dist::Normal(1.0), batch, vocab, 5);
         let b = Batch::<f32>::laid_out(&dense, batch, vocab, stride, lead);
@@ -477,7 +481,7 @@ fn softmax_of_strided_and_unaligned_rows_matches_the_cpu_reference() {
 /// The staged path (sm_90: a cluster per row holds it in shared memory and reads it once)
 /// against the CPU reference: each cluster size, a row whose last block holds fewer tiles or
 /// none, a ragged last tile, per-row τ with greedy rows, f32/f16/bf16, strided and unaligned
-/// rows (the `_v1` kernel), NaN/+inf/all -inf rows, log-probabilities absent; and when it is
+/// rows (shifted vector loads), NaN/+inf/all -inf rows, log-probabilities absent; and when it is
 /// (not) taken. Without clusters (below sm_90) every case runs the two-read paths instead.
 #[test]
 fn staged_rows_match_the_cpu_reference() {
@@ -702,7 +706,7 @@ fn token_log_probs_match_the_cpu_reference_and_softmax_f16_bf16() {
 }
 
 /// Bad rows and bad requests: NaN / +inf / all-NaN rows flagged as by softmax, strided and
-/// unaligned rows (the `_v1` kernel), and the host-side checks.
+/// unaligned rows (shifted vector loads), and the host-side checks.
 #[test]
 fn token_log_probs_handle_bad_rows_and_refuse_bad_requests() {
     let mut s = gpu_or_skip!();

@@ -1617,6 +1617,13 @@ API CUresult cuInit(unsigned) {
   install_segv_handler();
   return load_kernels() ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
 }
+// NVRTC (built without nvcc, the crate compiles its kernels with it) opens libcuda.so.1 too and
+// asks it for internal export tables; with none to give it, it must hear "not supported" rather
+// than find no symbol, which makes it crash.
+API CUresult cuGetExportTable(const void **table, const void *) {
+  *table = nullptr;
+  return CUDA_ERROR_NOT_SUPPORTED;
+}
 API CUresult cuDriverGetVersion(int *v) {
   *v = 13000;
   return CUDA_SUCCESS;

@@ -132,7 +132,7 @@ pub(crate) const BLOCK_THREADS: u32 = 256;
 /// Tokens per draw tile (`SAMPLEX_DRAW_TILE` in kernels/common.cuh).
 pub(crate) const DRAW_TILE: usize = 2048;
 
-/// One entry of the kernel module, `samplex_<family>_<op>[_<dtype>][_v1]`: the key under which
+/// One entry of the kernel module, `samplex_<family>_<op>[_<dtype>][_v1|_any]`: the key under which
 /// the sampler keeps its loaded functions, so that a call finds its kernel without formatting a
 /// name (the name is built once, when the function is first loaded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -140,8 +140,9 @@ pub(crate) struct Kernel {
     family: &'static str,
     op: &'static str,
     dtype: Option<DType>,
-    /// The `_v1` twin (scalar loads, for rows that are not 16-byte aligned).
-    scalar: bool,
+    /// "" for the 16-byte kernel, else its twin for rows that are not 16-byte aligned: `_v1`
+    /// (scalar loads) or `_any` (16-byte loads from the boundary below, shifted; softmax.cu).
+    twin: &'static str,
 }
 
 impl Kernel {
@@ -151,7 +152,7 @@ impl Kernel {
             family,
             op,
             dtype: Some(dtype),
-            scalar: false,
+            twin: "",
         }
     }
 
@@ -161,14 +162,23 @@ impl Kernel {
             family,
             op,
             dtype: None,
-            scalar: false,
+            twin: "",
         }
     }
 
     /// The twin for vector width `vec`: `_v1` when it is 1.
     pub(crate) const fn at_width(self, vec: u32) -> Self {
         Kernel {
-            scalar: vec == 1,
+            twin: if vec == 1 { "_v1" } else { "" },
+            ..self
+        }
+    }
+
+    /// The twin for vector width `vec` of a family whose rows load 16 bytes at a time at any
+    /// alignment: `_any` when `vec` is 1.
+    pub(crate) const fn any_alignment_at_width(self, vec: u32) -> Self {
+        Kernel {
+            twin: if vec == 1 { "_any" } else { "" },
             ..self
         }
     }
@@ -180,9 +190,7 @@ impl Kernel {
             name.push('_');
             name.push_str(dtype.name());
         }
-        if self.scalar {
-            name.push_str("_v1");
-        }
+        name.push_str(self.twin);
         name
     }
 }
@@ -774,6 +782,12 @@ mod tests {
         assert_eq!(k.name(), "samplex_topp_thresholds_grid_bf16");
         assert_eq!(k.at_width(1).name(), "samplex_topp_thresholds_grid_bf16_v1");
         assert_eq!(k.at_width(8), k);
+        let s = Kernel::new("softmax", "sample", DType::F32);
+        assert_eq!(
+            s.any_alignment_at_width(1).name(),
+            "samplex_softmax_sample_f32_any"
+        );
+        assert_eq!(s.any_alignment_at_width(4), s);
         assert_eq!(
             Kernel::untyped("softmax", "philox_words").name(),
             "samplex_softmax_philox_words"

@@ -17,7 +17,8 @@
 //! | `samplex_softmax_sample_<T>`         | stride, vocab, τ, τ\[\], seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
 //! | `samplex_softmax_sample_probs_f32`   | stride, vocab, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
 //!
-//! Each has a `_v1` twin for rows that are not 16-byte aligned. Optional buffers are raw
+//! Each has an `_any` twin for rows that are not 16-byte aligned: the same 16-byte loads from
+//! the boundary below each row's start, shifted in registers. Optional buffers are raw
 //! addresses, 0 when absent; a split row (parts > 1) needs 16 bytes of scratch per (row, part)
 //! and one ticket per row.
 
@@ -58,9 +59,10 @@ pub enum Staging {
     Never,
 }
 
-/// The kernel for `op` on `dtype` at vector width `vec` (`_v1` for scalar loads).
+/// The kernel for `op` on `dtype` at vector width `vec`: 1 (rows not 16-byte aligned) gives
+/// the `_any` twin, which still loads 16 bytes at a time.
 fn entry(op: &'static str, dtype: DType, vec: u32) -> Kernel {
-    Kernel::new("softmax", op, dtype).at_width(vec)
+    Kernel::new("softmax", op, dtype).any_alignment_at_width(vec)
 }
 
 /// A device buffer's length must be exactly `expected`.
