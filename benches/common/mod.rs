@@ -173,7 +173,8 @@ impl Grid {
         }
     }
 
-    /// The largest batch any point uses (the cold point included).
+    /// The largest batch of the grid and the cold point (the bench adds its forced-path and
+    /// unaligned-rows batches to it).
     pub fn max_batch(&self) -> usize {
         self.batches
             .iter()
