@@ -163,6 +163,35 @@ __device__ __forceinline__ void load_partial(const T *p, int n, float fill, floa
   for (int i = 0; i < VEC; ++i) out[i] = i < n ? to_f32(p[i]) : fill;
 }
 
+// The elements per vector of an instantiation: VEC, or for an _any twin (VEC = 0, rows at any
+// alignment; load_span) one 16-byte vector's worth.
+template <typename T, int VEC> struct Lanes {
+  static constexpr int N = VEC != 0 ? VEC : 16 / (int)sizeof(T);
+};
+
+// The N elements row[first .. first + N) widened to f32, -inf from index `len` on.
+// VEC = 4 (f32) / 8 (f16, bf16): the row is 16-byte aligned (and first a multiple of VEC).
+// VEC = 1 (a _v1 twin): scalar loads. VEC = 0 (an _any twin): the row may start h elements
+// past a 16-byte boundary (odd vocab sizes, offset views) and is still read with 16-byte loads
+// (load_shifted), except at its two ends, where the aligned span would leave [0, len): those
+// load one by one, so nothing outside the row is read. A twin of its own, because the shift
+// costs registers (up to 16 per thread) that the aligned kernels need not give up.
+template <typename T, int VEC, int N>
+__device__ __forceinline__ void load_span(const T *row, u32 len, u32 first, float (&x)[N]) {
+  if constexpr (VEC == 0) {
+    constexpr int W = 16 / (int)sizeof(T);
+    const u32 h = elements_past_16_bytes(row);  // uniform over the row
+    if (h == 0u) return load_span<T, W, N>(row, len, first, x);
+    if (first >= h && first + N + W - h <= len) return load_shifted<T, W, N>(row + first, h, x);
+  } else if (first + N <= len) {
+#pragma unroll
+    for (int j = 0; j < N; j += VEC) VecLoad<T, VEC>::load(row + first + j, x + j);
+    return;
+  }
+  const int n = first < len ? (int)(len - first) : 0;
+  load_partial<T, N>(row + first, n, SAMPLEX_NEG_INF, x);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Philox4x32-10 (Salmon et al., SC'11). counter = 4 x u32, key = 2 x u32.
 // ---------------------------------------------------------------------------------------------

@@ -110,25 +110,11 @@ __device__ __forceinline__ Partial *partial_at(u64 partials, RowPart rp, u32 par
 // ---------------------------------------------------------------------------------------------
 
 // The PER values this thread holds in a tile (step 1), widened to f32; -inf past the row's end.
-// VEC = 0 (the _any twin): the row may start h elements past a 16-byte boundary (odd vocab
-// sizes, offset views) and is still read with 16-byte loads (load_shifted), except by its first
-// thread and at its end, where the aligned span would leave the row: those load one by one, so
-// nothing outside the row is read. A twin of its own, because the shift costs registers (up to
-// 16 per thread) that the aligned kernels need not give up.
+// VEC = 0 (the _any twin): the row at any alignment, still with 16-byte loads (common.cuh
+// load_span).
 template <typename T, int VEC>
 __device__ __forceinline__ void load_tile(const T *row, u32 vocab, u32 first, float (&x)[PER]) {
-  if constexpr (VEC == 0) {
-    constexpr int W = 16 / (int)sizeof(T);
-    const u32 h = elements_past_16_bytes(row);  // uniform over the row
-    if (h == 0u) return load_tile<T, W>(row, vocab, first, x);
-    if (first >= h && first + PER + W - h <= vocab) return load_shifted<T, W, PER>(row + first, h, x);
-  } else if (first + PER <= vocab) {
-#pragma unroll
-    for (int j = 0; j < PER; j += VEC) VecLoad<T, VEC>::load(row + first + j, x + j);
-    return;
-  }
-  const int n = first < vocab ? (int)(vocab - first) : 0;
-  load_partial<T, PER>(row + first, n, SAMPLEX_NEG_INF, x);
+  load_span<T, VEC, PER>(row, vocab, first, x);
 }
 
 // A probability as a draw weight (step 1): NaN and negatives -> 0, +inf -> FLT_MAX.

@@ -5,10 +5,13 @@
 // z_i >= z_(k) (ties kept); its threshold is found by the same radix passes (`radix_select`,
 // used by kernels/topp.cu, which build.rs amalgamates after this file).
 //
-// Grid and block (samplex_topk_select_<T>[_v1]): one block of SELECT_THREADS (1024) threads per
+// <T>_any: the twin the host picks when the base address or the row stride is not 16-byte
+// aligned; its chunks start at the 16-byte boundary below each row, so it keeps the 16-byte
+// loads (for_each_chunk).
+// Grid and block (samplex_topk_select_<T>[_any]): one block of SELECT_THREADS (1024) threads per
 // row, blockIdx.x = row. Every pass stays inside that block, so there is no host round trip and
 // no cross-block merge.
-// samplex_topk_select_cluster_<T>[_v1] (sm_90, min(k, vocab) <= SORT_MAX; src/gpu/topk.rs
+// samplex_topk_select_cluster_<T>[_any] (sm_90, min(k, vocab) <= SORT_MAX; src/gpu/topk.rs
 // picks it for small batches): one thread-block cluster of C = 2, 4 or 8 such blocks per row,
 // block r over a contiguous slice (`cluster_row`). The same code over a row group (SoloRow /
 // ClusterRow below): step 1's histograms are the sums of the blocks' bins, read through
@@ -18,7 +21,7 @@
 // cluster barrier the leader (rank 0) sorts them in its shared memory (step 5). The output is
 // sorted by a strict total order, so it is the one-block kernel's, bit for bit. Below sm_90
 // the body is a trap (common.cuh §8).
-// samplex_topk_select_grid_<T>[_v1] (every GPU; src/gpu/topk.rs picks it for small batches
+// samplex_topk_select_grid_<T>[_any] (every GPU; src/gpu/topk.rs picks it for small batches
 // where there are no clusters): the same split over C consecutive blocks of a cooperative
 // launch (`grid_row`), which exchange histograms and merge values through global memory and
 // wait at a barrier per row (common.cuh §9). The same bits.
@@ -150,23 +153,61 @@ __device__ __forceinline__ u32 block_min_u32(u32 v, ScanSmem<THREADS, u32> &s) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reading a row (every pass): calls f(first, n, z) once per chunk of THREADS * VEC elements.
-// This thread's VEC consecutive elements start at index `first`; the first n (0..VEC) are in
-// the row, the rest read as -inf. Every thread runs every iteration (block collectives inside
-// f are allowed); f returns false to stop, and must return the same value in every thread.
+// Reading a row (every pass): calls f(c, z) once per chunk of THREADS * L elements, L =
+// Lanes<T, VEC>::N (VEC, or 16 bytes' worth for the _any twins, VEC = 0): this thread's L
+// consecutive values z[0 .. L), of which z[i] for c.has(i) is the row's element c.first + i
+// (the rest read as -inf and are not the row's). Thread order is index order. Every thread
+// runs every iteration (block collectives inside f are allowed); f returns false to stop,
+// and must return the same value in every thread.
 // ---------------------------------------------------------------------------------------------
+struct Chunk {
+  u32 first;  // the row index of z[0] (an _any row's first chunk: below 0, wrapped)
+  u32 valid;  // bit i: z[i] is the row's
+  __device__ __forceinline__ bool has(int i) const { return (valid >> i) & 1u; }
+};
+
 template <typename T, int VEC, int THREADS, typename F>
 __device__ __forceinline__ void for_each_chunk(const T *row, u32 vocab, F &f) {
-  for (u32 base = 0; base < vocab; base += THREADS * VEC) {
-    const u32 first = base + threadIdx.x * VEC;
-    const u32 n = first < vocab ? umin32(vocab - first, (u32)VEC) : 0u;
-    float z[VEC];
-    if (n == (u32)VEC) VecLoad<T, VEC>::load(row + first, z);
-    else load_partial<T, VEC>(row + first, (int)n, SAMPLEX_NEG_INF, z);
-    if (!f(first, n, z)) break;
+  constexpr int L = Lanes<T, VEC>::N;
+  constexpr u32 ALL = (1u << L) - 1u;
+  if constexpr (VEC == 0) {
+    // The row starts h elements past a 16-byte boundary: its chunks start at that boundary
+    // (b = -h), so each thread's L elements are one aligned 16-byte vector (no shift, no extra
+    // load) and the first thread's first h are not the row's. The vectors that hold the row's
+    // first or last element load one by one, so nothing outside the row is read.
+    for (int b = -(int)elements_past_16_bytes(row); b < (int)vocab; b += THREADS * L) {
+      const int first = b + (int)threadIdx.x * L;
+      Chunk c;
+      c.first = (u32)first;
+      float z[L];
+      const T *p = row + first;
+      const int lo = first < 0 ? -first : 0;
+      const int hi = first + L <= (int)vocab ? L : (int)vocab - first;  // <= 0 past the end
+      if (lo == 0 && hi == L) {
+        c.valid = ALL;
+        VecLoad<T, L>::load(p, z);
+      } else {
+        c.valid = hi <= lo ? 0u : (ALL >> (L - hi)) & ~((1u << lo) - 1u);
+#pragma unroll
+        for (int i = 0; i < L; ++i) z[i] = c.has(i) ? to_f32(p[i]) : SAMPLEX_NEG_INF;
+      }
+      if (!f(c, z)) break;
+    }
+  } else {
+    for (u32 base = 0; base < vocab; base += THREADS * L) {
+      Chunk c;
+      c.first = base + threadIdx.x * L;
+      const u32 n = c.first < vocab ? umin32(vocab - c.first, (u32)L) : 0u;
+      c.valid = n == (u32)L ? ALL : (1u << n) - 1u;
+      float z[L];
+      if (n == (u32)L) VecLoad<T, VEC>::load(row + c.first, z);
+      else load_partial<T, L>(row + c.first, (int)n, SAMPLEX_NEG_INF, z);
+      if (!f(c, z)) break;
+    }
   }
 }
 
+// ---------------------------------------------------------------------------------------------
 // Step 1: one count into a shared histogram, aggregated over the lanes of a warp that hit the
 // same bucket (rows of equal logits would otherwise serialise on one address). Every lane of
 // the warp must call it; `in` = false lanes add nothing.
@@ -307,35 +348,43 @@ struct SliceRow {
 
   template <typename T, int VEC, int THREADS, typename F>
   __device__ __forceinline__ void first_read(const T *z, F &f) {
+    constexpr int L = Lanes<T, VEC>::N;
     float *st = stage;
     const u32 base = lo;
-    auto g = [&](u32 first, u32 n, const float *v) -> bool {
+    auto g = [&](const Chunk &c, const float *v) -> bool {
       if (st) {
 #pragma unroll
-        for (int i = 0; i < VEC; ++i)
-          if ((u32)i < n) st[first + i] = v[i];
+        for (int i = 0; i < L; ++i)
+          if (c.has(i)) st[c.first + i] = v[i];
       }
-      return f(base + first, n, v);
+      Chunk r = c;
+      r.first += base;
+      return f(r, v);
     };
     for_each_chunk<T, VEC, THREADS>(z + lo, len, g);
   }
   template <typename T, int VEC, int THREADS, typename F> __device__ __forceinline__ void read(const T *z, F &f) {
+    constexpr int L = Lanes<T, VEC>::N;
     const u32 base = lo;
     if (stage == nullptr) {
-      auto g = [&](u32 first, u32 n, const float *v) -> bool { return f(base + first, n, v); };
+      auto g = [&](const Chunk &c, const float *v) -> bool {
+        Chunk r = c;
+        r.first += base;
+        return f(r, v);
+      };
       for_each_chunk<T, VEC, THREADS>(z + lo, len, g);
       return;
     }
-    for (u32 b = 0; b < len; b += THREADS * VEC) {
-      const u32 first = b + threadIdx.x * VEC;
-      const u32 n = first < len ? umin32(len - first, (u32)VEC) : 0u;
-      float v[VEC];
+    for (u32 b = 0; b < len; b += THREADS * L) {
+      const u32 first = b + threadIdx.x * L;
+      const u32 n = first < len ? umin32(len - first, (u32)L) : 0u;
+      float v[L];
       bool whole = false;
-      if constexpr (VEC % 4 == 0) {
-        whole = n == (u32)VEC;  // `first` is a multiple of VEC, so 16-byte aligned
+      if constexpr (L % 4 == 0) {
+        whole = n == (u32)L;  // `first` is a multiple of L, so 16-byte aligned
         if (whole) {
 #pragma unroll
-          for (int j = 0; j < VEC; j += 4) {
+          for (int j = 0; j < L; j += 4) {
             const float4 q = *reinterpret_cast<const float4 *>(stage + first + j);
             v[j] = q.x;
             v[j + 1] = q.y;
@@ -346,16 +395,19 @@ struct SliceRow {
       }
       if (!whole) {
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) v[i] = (u32)i < n ? stage[first + i] : SAMPLEX_NEG_INF;
+        for (int i = 0; i < L; ++i) v[i] = (u32)i < n ? stage[first + i] : SAMPLEX_NEG_INF;
       }
-      if (!f(base + first, n, v)) break;
+      Chunk c;
+      c.first = base + first;
+      c.valid = (1u << n) - 1u;
+      if (!f(c, v)) break;
     }
   }
   // Row `row` of `size`-block rows, as block `rank`: the slice [rank * per, (rank + 1) * per),
-  // per = ceil(vocab / size) rounded up to VEC (aligned vector loads; src/gpu/launch.rs:
-  // slice_len).
-  template <int VEC> __device__ __forceinline__ void place(u32 vocab, u32 size, u32 rank, float *staged) {
-    const u32 per = ceil_div(ceil_div(vocab, size), (u32)VEC) * (u32)VEC;
+  // per = ceil(vocab / size) rounded up to L, the elements per 16 bytes (every slice starts at
+  // the row's alignment; src/gpu/launch.rs: slice_len).
+  template <int L> __device__ __forceinline__ void place(u32 vocab, u32 size, u32 rank, float *staged) {
+    const u32 per = ceil_div(ceil_div(vocab, size), (u32)L) * (u32)L;
     row = blockIdx.x / size;
     lo = umin32(rank * per, vocab);
     len = umin32(lo + per, vocab) - lo;
@@ -402,9 +454,9 @@ struct ClusterRow : SliceRow, RowMerges<ClusterRow> {
 };
 
 // This block's row and slice in a cluster of cluster_size() blocks per row.
-template <int VEC> __device__ __forceinline__ ClusterRow cluster_row(u32 vocab, float *stage) {
+template <int L> __device__ __forceinline__ ClusterRow cluster_row(u32 vocab, float *stage) {
   ClusterRow g;
-  g.template place<VEC>(vocab, cluster_size(), cluster_rank(), stage);
+  g.template place<L>(vocab, cluster_size(), cluster_rank(), stage);
   g.phase = 0;
   return g;
 }
@@ -472,10 +524,10 @@ struct GridRow : SliceRow, RowMerges<GridRow> {
 
 // This block's row and slice when `blocks` consecutive blocks share a row: `barriers` holds a
 // RowBarrier per row, `exchange` a ClusterHead per block (src/gpu/launch.rs: GridExchange).
-template <int VEC>
+template <int L>
 __device__ __forceinline__ GridRow grid_row(u32 vocab, u32 blocks, u64 barriers, u64 exchange, float *stage) {
   GridRow g;
-  g.template place<VEC>(vocab, blocks, blockIdx.x % blocks, stage);
+  g.template place<L>(vocab, blocks, blockIdx.x % blocks, stage);
   g.blocks = blocks;
   g.phase = 0;
   g.barriers = barriers;
@@ -509,6 +561,7 @@ template <int THREADS> struct RadixSmem {
 template <typename T, int VEC, int THREADS, typename G, typename KeyOf, typename FirstPass>
 __device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, RadixSmem<THREADS> &s,
                                  KeyOf &key_of, FirstPass &first_pass) {
+  constexpr int L = Lanes<T, VEC>::N;
   RadixCut cut;
   cut.prefix = 0;
   cut.mask = 0;
@@ -520,12 +573,12 @@ __device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, Radix
     u32 *hist = g.count(own_hist);
     for (u32 i = threadIdx.x; i < RADIX_BUCKETS; i += THREADS) hist[i] = 0;
     __syncthreads();
-    auto sweep = [&](u32, u32 n, const float *z) -> bool {
+    auto sweep = [&](const Chunk &c, const float *z) -> bool {
 #pragma unroll
-      for (int i = 0; i < VEC; ++i) {
+      for (int i = 0; i < L; ++i) {
         u32 key = 0;
         bool in = false;
-        if ((u32)i < n) {
+        if (c.has(i)) {
           if (pass == 0) first_pass(z[i]);
           in = key_of(z[i], key) && (key & cut.mask) == cut.prefix;
         }
@@ -557,34 +610,35 @@ __device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, Radix
 template <typename T, int VEC, int THREADS, typename G, typename Store>
 __device__ __forceinline__ void collect(G &g, const T *row, RadixCut cut, u32 k, u32 gt_before, u32 eq_before,
                                         u32 &status, ScanSmem<THREADS, u32> &s, Store &store) {
-  static_assert(THREADS * VEC < 65536, "per-chunk counts are packed in 16 bits");
+  constexpr int L = Lanes<T, VEC>::N;
+  static_assert(THREADS * L < 65536, "per-chunk counts are packed in 16 bits");
   const u32 above_total = k - cut.need;  // elements with (key & mask) > prefix
   u32 gt_run = gt_before, eq_run = eq_before;  // counts over the elements before this chunk
-  auto f = [&](u32 first, u32 n, const float *z) -> bool {
-    u32 key[VEC];
-    u32 gt = 0, eq = 0, cls = 0;  // cls: bit i = above, bit VEC + i = tie class
+  auto f = [&](const Chunk &c, const float *z) -> bool {
+    u32 key[L];
+    u32 gt = 0, eq = 0, cls = 0;  // cls: bit i = above, bit L + i = tie class
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) {
+    for (int i = 0; i < L; ++i) {
       key[i] = float_to_key(sanitize(z[i], status));
       const u32 m = key[i] & cut.mask;
-      if ((u32)i < n && m > cut.prefix) {
+      if (c.has(i) && m > cut.prefix) {
         ++gt;
         cls |= 1u << i;
-      } else if ((u32)i < n && m == cut.prefix) {
+      } else if (c.has(i) && m == cut.prefix) {
         ++eq;
-        cls |= 1u << (VEC + i);
+        cls |= 1u << (L + i);
       }
     }
     u32 total;
     const u32 before = block_exclusive_scan<THREADS, u32>((gt << 16) | eq, total, s);
     u32 g = gt_run + (before >> 16), e = eq_run + (before & 0xffffu);
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) {
+    for (int i = 0; i < L; ++i) {
       if (cls & (1u << i)) {
-        store(g + umin32(e, cut.need), key[i], first + i);
+        store(g + umin32(e, cut.need), key[i], c.first + i);
         ++g;
-      } else if (cls & (1u << (VEC + i))) {
-        if (e < cut.need) store(g + e, key[i], first + i);
+      } else if (cls & (1u << (L + i))) {
+        if (e < cut.need) store(g + e, key[i], c.first + i);
         ++e;
       }
     }
@@ -704,6 +758,7 @@ template <typename T, int VEC, typename G>
 __device__ __forceinline__ void select_row(G &g, const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows,
                                            float *values, u32 *indices, u64 status_out, u64 scratch) {
   constexpr int THREADS = SELECT_THREADS;
+  constexpr int L = Lanes<T, VEC>::N;
   __shared__ SelectSmem sm;
   const u32 row = g.row;
   const T *z = row_ptr(logits, row, stride);
@@ -741,12 +796,12 @@ __device__ __forceinline__ void select_row(G &g, const T *logits, u64 stride, u3
     // Step 4 into the output row at this block's slots, then step 5 by the leader.
     u32 ignored = 0;
     u32 gt = 0, eq = 0;
-    auto count = [&](u32, u32 n, const float *v) -> bool {
+    auto count = [&](const Chunk &c, const float *v) -> bool {
 #pragma unroll
-      for (int i = 0; i < VEC; ++i) {
+      for (int i = 0; i < L; ++i) {
         const u32 m = float_to_key(sanitize(v[i], status)) & cut.mask;
-        if ((u32)i < n && m > cut.prefix) ++gt;
-        else if ((u32)i < n && m == cut.prefix) ++eq;
+        if (c.has(i) && m > cut.prefix) ++gt;
+        else if (c.has(i) && m == cut.prefix) ++eq;
       }
       return true;
     };
@@ -832,7 +887,7 @@ template <typename T, int VEC>
 __device__ __forceinline__ void select_cluster(const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows,
                                                float *values, u32 *indices, u64 status_out, u64 scratch) {
 #if SAMPLEX_CLUSTERS
-  ClusterRow g = cluster_row<VEC>(vocab, nullptr);
+  ClusterRow g = cluster_row<Lanes<T, VEC>::N>(vocab, nullptr);
   select_row<T, VEC>(g, logits, stride, vocab, k, k_rows, values, indices, status_out, scratch);
 #else
   (void)logits, (void)stride, (void)vocab, (void)k, (void)k_rows, (void)values, (void)indices;
@@ -845,7 +900,7 @@ template <typename T, int VEC>
 __device__ __forceinline__ void select_grid(const T *logits, u64 stride, u32 vocab, u32 k, u64 k_rows,
                                             float *values, u32 *indices, u64 status_out, u32 blocks,
                                             u64 barriers, u64 exchange) {
-  GridRow g = grid_row<VEC>(vocab, blocks, barriers, exchange, nullptr);
+  GridRow g = grid_row<Lanes<T, VEC>::N>(vocab, blocks, barriers, exchange, nullptr);
   select_row<T, VEC>(g, logits, stride, vocab, k, k_rows, values, indices, status_out, 0);
 }
 
@@ -882,13 +937,13 @@ __device__ __forceinline__ void select_grid(const T *logits, u64 stride, u32 voc
 
 SAMPLEX_TOPK_SELECT(float, 4, samplex_topk_select_f32, samplex_topk_select_cluster_f32,
                     samplex_topk_select_grid_f32)
-SAMPLEX_TOPK_SELECT(float, 1, samplex_topk_select_f32_v1, samplex_topk_select_cluster_f32_v1,
-                    samplex_topk_select_grid_f32_v1)
+SAMPLEX_TOPK_SELECT(float, 0, samplex_topk_select_f32_any, samplex_topk_select_cluster_f32_any,
+                    samplex_topk_select_grid_f32_any)
 SAMPLEX_TOPK_SELECT(f16_t, 8, samplex_topk_select_f16, samplex_topk_select_cluster_f16,
                     samplex_topk_select_grid_f16)
-SAMPLEX_TOPK_SELECT(f16_t, 1, samplex_topk_select_f16_v1, samplex_topk_select_cluster_f16_v1,
-                    samplex_topk_select_grid_f16_v1)
+SAMPLEX_TOPK_SELECT(f16_t, 0, samplex_topk_select_f16_any, samplex_topk_select_cluster_f16_any,
+                    samplex_topk_select_grid_f16_any)
 SAMPLEX_TOPK_SELECT(bf16_t, 8, samplex_topk_select_bf16, samplex_topk_select_cluster_bf16,
                     samplex_topk_select_grid_bf16)
-SAMPLEX_TOPK_SELECT(bf16_t, 1, samplex_topk_select_bf16_v1, samplex_topk_select_cluster_bf16_v1,
-                    samplex_topk_select_grid_bf16_v1)
+SAMPLEX_TOPK_SELECT(bf16_t, 0, samplex_topk_select_bf16_any, samplex_topk_select_cluster_bf16_any,
+                    samplex_topk_select_grid_bf16_any)

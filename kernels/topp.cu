@@ -7,24 +7,30 @@
 // Uses the radix machinery of kernels/topk.cu (namespace samplex_topk), which build.rs
 // amalgamates before this file.
 //
-// Kernels:
-//   samplex_topp_thresholds_<dtype>[_v1]  one block of 1024 threads per row: the threshold
+// Kernels (each reading kernel but the grid one also as <dtype>_any, the twin the host picks
+// when the base address or the row stride is not 16-byte aligned; it keeps the 16-byte
+// loads: the threshold passes' chunks start at the boundary below the row
+// (samplex_topk::for_each_chunk), the draw shifts each thread's tokens into place in
+// registers (common.cuh load_span)):
+//   samplex_topp_thresholds_<dtype>[_any]  one block of 1024 threads per row: the threshold
 //       (and, for the ops below, a RowInfo in scratch).
-//   samplex_topp_thresholds_cluster_<dtype>[_v1]  sm_90, for small batches: the same passes by
-//       one thread-block cluster of C = 2, 4 or 8 such blocks per row (launch::cluster_candidates
-//       picks C), block r over the slice [r * per, (r + 1) * per) of the row, per = ceil(vocab / C)
-//       rounded up to VEC. With `stage`, pass A keeps the slice (as f32) in dynamic shared
-//       memory after the ClusterHead and the later passes read it there. The same body
-//       (thresholds_row over samplex_topk::ClusterRow instead of SoloRow): the histograms are
-//       the sums of the blocks' bins, read through DSMEM; pass A's (max, argmax, count,
-//       status), the min-p key and the kept mass are merged in rank order, one cluster
-//       barrier each; every merged value is an integer or an order-free max, so the results
-//       are the one-block kernel's bits. Below sm_90 the body is a trap (common.cuh §8).
+//   samplex_topp_thresholds_cluster_<dtype>[_any]  sm_90, for small batches: the same passes
+//       by one thread-block cluster of C = 2, 4 or 8 such blocks per row
+//       (launch::cluster_candidates picks C), block r over the slice [r * per, (r + 1) * per)
+//       of the row, per = ceil(vocab / C) rounded up to 16 bytes' worth. With `stage`, pass A
+//       keeps the slice (as f32) in dynamic shared memory after the ClusterHead and the later
+//       passes read it there. The same body (thresholds_row over samplex_topk::ClusterRow
+//       instead of SoloRow): the histograms are the sums of the blocks' bins, read through
+//       DSMEM; pass A's (max, argmax, count, status), the min-p key and the kept mass are
+//       merged in rank order, one cluster barrier each; every merged value is an integer or
+//       an order-free max, so the results are the one-block kernel's bits. Below sm_90 the
+//       body is a trap (common.cuh §8).
 //   samplex_topp_thresholds_grid_<dtype>[_v1]  every GPU (the host takes it where clusters do
-//       not exist or fit): the same body over samplex_topk::GridRow, C consecutive blocks of a
-//       cooperative launch per row, the histograms and merge values exchanged through global
-//       memory with a barrier per row (common.cuh §9); the slice staged in dynamic shared
-//       memory (nothing precedes it there). The same bits.
+//       not exist or fit; its unaligned twin loads one by one, see the entries): the same
+//       body over samplex_topk::GridRow, C consecutive blocks of a cooperative launch per
+//       row, the histograms and merge values exchanged through global memory with a barrier
+//       per row (common.cuh §9); the slice staged in dynamic shared memory (nothing precedes
+//       it there). The same bits.
 //   Passes over the row:
 //         A. max z (ties: lowest index) and the count of finite logits; status bits.
 //            No finite logit: thr = +inf. tau = 0: greedy, thr = max z (see RowInfo).
@@ -41,7 +47,7 @@
 //            first pass of B or C (a pass of its own when both are off).
 //         E. (probabilities only) the kept mass, in C's fixed point (an integer sum).
 //       thr = key_to_float(max(Tk, Tp, Tm)).
-//   samplex_topp_sample_<dtype>[_v1]  the tiled draw (common.cuh §7) with weights
+//   samplex_topp_sample_<dtype>[_any]  the tiled draw (common.cuh §7) with weights
 //       exp(u_i - m_t) on kept tokens, 0 elsewhere, and tile keys from m_t - max u;
 //       256 threads x 8 contiguous tokens per 2048-token tile; a row's tiles are split over
 //       `blocks_per_row` blocks, merged by the last block in block order (tickets).
@@ -66,6 +72,7 @@ namespace samplex_topp {
 using samplex_topk::BucketPick;
 using samplex_topk::BucketScan;
 using samplex_topk::canonical_key;
+using samplex_topk::Chunk;
 using samplex_topk::digit_mask;
 using samplex_topk::digit_shift;
 using samplex_topk::PickSmem;
@@ -148,6 +155,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
                                                float min_p_all, u64 min_p_rows, u32 want_mass,
                                                u64 thresholds_out, u64 row_info_out, u64 status_out) {
   constexpr int THREADS = THRESH_THREADS;
+  constexpr int L = Lanes<T, VEC>::N;  // elements per thread per chunk (samplex_topk::for_each_chunk)
   __shared__ ThreshSmem<G::OWN_HIST> sm;
   const u32 row = g.row;
   const T *z = row_ptr(logits, row, stride);
@@ -170,16 +178,16 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
   best.v = SAMPLEX_NEG_INF;
   best.i = SAMPLEX_NO_TOKEN;
   u32 finite = 0;
-  auto pass_a = [&](u32 first, u32 n, const float *v) -> bool {
+  auto pass_a = [&](const Chunk &c, const float *v) -> bool {
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) {
-      if ((u32)i < n) {
+    for (int i = 0; i < L; ++i) {
+      if (c.has(i)) {
         const float x = sanitize(v[i], status);
         if (x > SAMPLEX_NEG_INF) {
           ++finite;
           if (x > best.v) {  // this thread's indices increase: the first max is kept
             best.v = x;
-            best.i = first + i;
+            best.i = c.first + i;
           }
         }
       }
@@ -262,11 +270,11 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
           mass_h[i] = 0;
         }
         __syncthreads();
-        auto sweep = [&](u32 first, u32 n, const float *v) -> bool {
+        auto sweep = [&](const Chunk &c, const float *v) -> bool {
 #pragma unroll
-          for (int i = 0; i < VEC; ++i) {
+          for (int i = 0; i < L; ++i) {
             float x = SAMPLEX_NEG_INF;
-            if ((u32)i < n) {
+            if (c.has(i)) {
               if (pass == 0) track_min_p(v[i]);
               x = sanitize(v[i], ignored);
             }
@@ -311,10 +319,10 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
 
     // D on its own when neither B nor C read the row.
     if (min_p_pending) {
-      auto sweep = [&](u32, u32 n, const float *v) -> bool {
+      auto sweep = [&](const Chunk &c, const float *v) -> bool {
 #pragma unroll
-        for (int i = 0; i < VEC; ++i)
-          if ((u32)i < n) track_min_p(v[i]);
+        for (int i = 0; i < L; ++i)
+          if (c.has(i)) track_min_p(v[i]);
         return true;
       };
       g.template read<T, VEC, THREADS>(z, sweep);
@@ -333,11 +341,11 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
     if (want_mass) {
       const float scale = fixed_scale(finite);
       u64 acc = 0;
-      auto sweep = [&](u32, u32 n, const float *v) -> bool {
+      auto sweep = [&](const Chunk &c, const float *v) -> bool {
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) {
+        for (int i = 0; i < L; ++i) {
           const float x = sanitize(v[i], ignored);
-          if ((u32)i < n && kept_at(x, thr)) acc += __float2ull_rn(expf(u_minus_max(x, zmax, tau)) * scale);
+          if (c.has(i) && kept_at(x, thr)) acc += __float2ull_rn(expf(u_minus_max(x, zmax, tau)) * scale);
         }
         return true;
       };
@@ -359,8 +367,8 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
 }
 
 // The entries' bodies: one row per block, or (sm_90) one per cluster of `cluster_size()`
-// blocks, each over a slice of ceil(vocab / C) elements rounded up to a multiple of VEC (so
-// that vector loads stay aligned); stage != 0: each block keeps its slice, as f32, in dynamic
+// blocks, each over a slice of ceil(vocab / C) elements rounded up to the elements per 16 bytes
+// (so that every slice starts at the row's alignment); stage != 0: each block keeps its slice, as f32, in dynamic
 // shared memory after the ClusterHead, and the passes after A read it there.
 template <typename T, int VEC>
 __device__ __forceinline__ void thresholds_block(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows,
@@ -380,7 +388,7 @@ __device__ __forceinline__ void thresholds_cluster(const T *logits, u64 stride, 
                                                    float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds,
                                                    u64 row_info, u64 status, u32 stage) {
 #if SAMPLEX_CLUSTERS
-  samplex_topk::ClusterRow g = samplex_topk::cluster_row<VEC>(
+  samplex_topk::ClusterRow g = samplex_topk::cluster_row<Lanes<T, VEC>::N>(
       vocab, stage ? reinterpret_cast<float *>(samplex_topk::ClusterRow::head() + 1) : nullptr);
   thresholds_row<T, VEC>(g, logits, stride, tau, tau_rows, k, k_rows, p, p_rows, min_p, min_p_rows,
                          want_mass, thresholds, row_info, status);
@@ -397,7 +405,7 @@ __device__ __forceinline__ void thresholds_grid(const T *logits, u64 stride, u32
                                                 u32 k, u64 k_rows, float p, u64 p_rows, float min_p,
                                                 u64 min_p_rows, u32 want_mass, u64 thresholds, u64 row_info,
                                                 u64 status, u32 stage, u32 blocks, u64 barriers, u64 exchange) {
-  samplex_topk::GridRow g = samplex_topk::grid_row<VEC>(
+  samplex_topk::GridRow g = samplex_topk::grid_row<Lanes<T, VEC>::N>(
       vocab, blocks, barriers, exchange,
       stage ? reinterpret_cast<float *>(static_cast<float4 *>(samplex_radix_dyn_smem)) : nullptr);
   thresholds_row<T, VEC>(g, logits, stride, tau, tau_rows, k, k_rows, p, p_rows, min_p, min_p_rows,
@@ -419,17 +427,6 @@ __device__ __forceinline__ TileRange tile_range(u32 vocab, u32 blocks_per_row) {
   r.first = (u32)((u64)r.block * tiles / blocks_per_row);
   r.last = (u32)((u64)(r.block + 1) * tiles / blocks_per_row);
   return r;
-}
-
-// Eight consecutive tokens from p; n < 8 of them are in the row (the rest read as -inf).
-template <typename T, int VEC>
-__device__ __forceinline__ void load8(const T *p, u32 n, float *out) {
-  if (n >= 8) {
-#pragma unroll
-    for (int j = 0; j < 8; j += VEC) VecLoad<T, VEC>::load(p + j, out + j);
-  } else {
-    load_partial<T, 8>(p, (int)n, SAMPLEX_NEG_INF, out);
-  }
 }
 
 // The filtered draw. seeds/offsets: 0 (one stream for the batch: seed, offset, stream = row)
@@ -461,9 +458,8 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
   best.token = SAMPLEX_NO_TOKEN;
   for (u32 t = tr.first; t < tr.last; ++t) {
     const u32 first = t * SAMPLEX_DRAW_TILE + threadIdx.x * DRAW_PER;
-    const u32 n = first < vocab ? umin32(vocab - first, (u32)DRAW_PER) : 0u;
     float x[DRAW_PER];
-    load8<T, VEC>(z + first, n, x);
+    load_span<T, VEC, DRAW_PER>(z, vocab, first, x);
     float top = SAMPLEX_NEG_INF;
 #pragma unroll
     for (int j = 0; j < DRAW_PER; ++j) {
@@ -555,14 +551,17 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
 // thresholds: 0 or f32[batch]; row_info: 0 or RowInfo[batch] (32 bytes each); status: 0 or
 // u32[batch]. tau/k/p/min_p: the batch-wide values (host-checked); *_rows: 0 or device
 // arrays of per-row values that override them. want_mass: also compute RowInfo.mass.
-// (min blocks 1: without it ptxas aims at two blocks per SM and spills the _v1 variants.)
+// (min blocks 1: without it ptxas aims at two blocks per SM and spills the unaligned twins.)
 // The _cluster twin (sm_90; grid = batch x C blocks, cluster dimension (C, 1, 1) set at launch,
 // dynamic shared memory = ClusterHead + (stage ? slice x 4 bytes : 0)) takes one more
 // argument, stage, and gives the same bits.
 // The _grid twin (every GPU; a cooperative launch of batch x blocks blocks, `blocks` per row,
 // dynamic shared memory = stage ? the slice x 4 bytes : 0) takes stage, blocks, barriers (a
-// RowBarrier per row) and exchange (a ClusterHead per block), and gives the same bits.
-#define SAMPLEX_TOPP_THRESHOLDS(T, VEC, NAME, CLUSTER_NAME, GRID_NAME)                                     \
+// RowBarrier per row) and exchange (a ClusterHead per block), and gives the same bits. Its
+// unaligned twin is _v1 (GRID_VEC = 1, scalar loads), not _any: the chunk loop's head mask
+// pushes the f16/bf16 grid kernel, already at 63 of its 64 registers, into spills. (Its
+// slice is staged in shared memory whenever it fits, so only pass A reads the logits.)
+#define SAMPLEX_TOPP_THRESHOLDS(T, VEC, GRID_VEC, NAME, CLUSTER_NAME, GRID_NAME)                                     \
   extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                                  \
       NAME(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows, u32 k, u64 k_rows, float p,    \
            u64 p_rows, float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds, u64 row_info,           \
@@ -582,7 +581,7 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
       GRID_NAME(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows, u32 k, u64 k_rows,        \
                 float p, u64 p_rows, float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds,           \
                 u64 row_info, u64 status, u32 stage, u32 blocks, u64 barriers, u64 exchange) {             \
-    samplex_topp::thresholds_grid<T, VEC>(logits, stride, vocab, tau, tau_rows, k, k_rows, p, p_rows,      \
+    samplex_topp::thresholds_grid<T, GRID_VEC>(logits, stride, vocab, tau, tau_rows, k, k_rows, p, p_rows,      \
                                           min_p, min_p_rows, want_mass, thresholds, row_info, status,      \
                                           stage, blocks, barriers, exchange);                              \
   }
@@ -603,25 +602,25 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
     samplex_topp::write_row<T, MODE>(logits, stride, vocab, row_info, out, status, blocks_per_row);        \
   }
 
-SAMPLEX_TOPP_THRESHOLDS(float, 4, samplex_topp_thresholds_f32, samplex_topp_thresholds_cluster_f32,
+SAMPLEX_TOPP_THRESHOLDS(float, 4, 4, samplex_topp_thresholds_f32, samplex_topp_thresholds_cluster_f32,
                         samplex_topp_thresholds_grid_f32)
-SAMPLEX_TOPP_THRESHOLDS(float, 1, samplex_topp_thresholds_f32_v1, samplex_topp_thresholds_cluster_f32_v1,
+SAMPLEX_TOPP_THRESHOLDS(float, 0, 1, samplex_topp_thresholds_f32_any, samplex_topp_thresholds_cluster_f32_any,
                         samplex_topp_thresholds_grid_f32_v1)
-SAMPLEX_TOPP_THRESHOLDS(f16_t, 8, samplex_topp_thresholds_f16, samplex_topp_thresholds_cluster_f16,
+SAMPLEX_TOPP_THRESHOLDS(f16_t, 8, 8, samplex_topp_thresholds_f16, samplex_topp_thresholds_cluster_f16,
                         samplex_topp_thresholds_grid_f16)
-SAMPLEX_TOPP_THRESHOLDS(f16_t, 1, samplex_topp_thresholds_f16_v1, samplex_topp_thresholds_cluster_f16_v1,
+SAMPLEX_TOPP_THRESHOLDS(f16_t, 0, 1, samplex_topp_thresholds_f16_any, samplex_topp_thresholds_cluster_f16_any,
                         samplex_topp_thresholds_grid_f16_v1)
-SAMPLEX_TOPP_THRESHOLDS(bf16_t, 8, samplex_topp_thresholds_bf16, samplex_topp_thresholds_cluster_bf16,
+SAMPLEX_TOPP_THRESHOLDS(bf16_t, 8, 8, samplex_topp_thresholds_bf16, samplex_topp_thresholds_cluster_bf16,
                         samplex_topp_thresholds_grid_bf16)
-SAMPLEX_TOPP_THRESHOLDS(bf16_t, 1, samplex_topp_thresholds_bf16_v1, samplex_topp_thresholds_cluster_bf16_v1,
+SAMPLEX_TOPP_THRESHOLDS(bf16_t, 0, 1, samplex_topp_thresholds_bf16_any, samplex_topp_thresholds_cluster_bf16_any,
                         samplex_topp_thresholds_grid_bf16_v1)
 
 SAMPLEX_TOPP_SAMPLE(float, 4, samplex_topp_sample_f32)
-SAMPLEX_TOPP_SAMPLE(float, 1, samplex_topp_sample_f32_v1)
+SAMPLEX_TOPP_SAMPLE(float, 0, samplex_topp_sample_f32_any)
 SAMPLEX_TOPP_SAMPLE(f16_t, 8, samplex_topp_sample_f16)
-SAMPLEX_TOPP_SAMPLE(f16_t, 1, samplex_topp_sample_f16_v1)
+SAMPLEX_TOPP_SAMPLE(f16_t, 0, samplex_topp_sample_f16_any)
 SAMPLEX_TOPP_SAMPLE(bf16_t, 8, samplex_topp_sample_bf16)
-SAMPLEX_TOPP_SAMPLE(bf16_t, 1, samplex_topp_sample_bf16_v1)
+SAMPLEX_TOPP_SAMPLE(bf16_t, 0, samplex_topp_sample_bf16_any)
 
 SAMPLEX_TOPP_WRITE(float, 0, samplex_topp_probs_f32)
 SAMPLEX_TOPP_WRITE(f16_t, 0, samplex_topp_probs_f16)

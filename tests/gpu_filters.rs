@@ -124,7 +124,7 @@ impl Request {
 // ---------------------------------------------------------------------------------------------
 
 /// Rows `stride` elements apart, starting `lead` elements into `host` (a lead that is not a
-/// multiple of 16 bytes runs the `_v1` kernels).
+/// multiple of 16 bytes runs the `_any` kernels: shifted 16-byte loads).
 struct Case<'a, T> {
     host: &'a [T],
     lead: usize,
@@ -678,7 +678,7 @@ fn filters_split_paths_without_staging_give_the_one_block_bits() {
 #[test]
 fn filters_split_path_keeps_the_cpu_sets() {
     let mut s = gpu_or_skip!();
-    // Odd vocab and unaligned rows: the slices' ragged ends and the _v1 entries.
+    // Odd vocab and unaligned rows: the slices' ragged ends and the _any entries.
     let vocab = 40_001;
     let rows = common::split_rows(vocab, 11);
     let batch = 4;
@@ -892,6 +892,15 @@ fn filters_strided_and_unaligned_rows() {
         &req,
         &HostSeeds::Shared(Rng::new(4)),
         "f32 strided, unaligned",
+    );
+    // bf16 rows start 1, 6, 3, 0 elements past a 16-byte boundary: every shift the draw's
+    // 16-byte loads take, and the aligned row beside them.
+    check_sampling(
+        &mut s,
+        &c16,
+        &req,
+        &HostSeeds::each(batch),
+        "bf16 strided, unaligned",
     );
     let c = Case {
         host: &x[..],

@@ -124,11 +124,16 @@ fn topk_select_split_path_unaligned_rows_match_the_cpu() {
     for first in [0, 4] {
         let mut x = vec![0.0f32];
         x.extend(rows[first..first + batch].concat());
+        // bf16 rows start 1, 2, 3, 4 elements past a 16-byte boundary; f32 rows 1, 2, 3, 0.
+        let h: Vec<bf16> = convert(&x);
         for k in [1u32, 64, 4096] {
             let what = format!("unaligned rows {first}.. k{k}");
             Selection::new(&x, batch, vocab, k)
                 .lead(1)
                 .check(&mut s, &what);
+            Selection::new(&h, batch, vocab, k)
+                .lead(1)
+                .check(&mut s, &format!("bf16 {what}"));
         }
     }
 }
@@ -264,7 +269,7 @@ fn topk_select_k_above_vocab_pads_and_vocab_one_works() {
 }
 
 #[test]
-fn topk_select_strided_and_unaligned_rows_use_the_scalar_kernels() {
+fn topk_select_strided_and_unaligned_rows_use_the_shifted_kernels() {
     let mut s = gpu_or_skip!();
     let (batch, vocab, stride) = (5, 3001, 3011);
     let lead = 3;

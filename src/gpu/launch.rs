@@ -101,10 +101,12 @@ pub(crate) type Args<'a> = RawArgs<'a, ARGS_MAX>;
 /// The fewest logits per block of a radix cluster (one 1024-thread chunk of f32 vectors).
 const CLUSTER_MIN_SLICE: usize = 4096;
 
-/// Logits per block of a `blocks`-block radix cluster (`cluster_row` in kernels/topk.cu):
-/// ceil(vocab / blocks), rounded up to the vector width so that every slice starts aligned.
-pub(crate) fn slice_len(vocab: usize, blocks: u32, vec: u32) -> usize {
-    vocab.div_ceil(blocks as usize).div_ceil(vec as usize) * vec as usize
+/// Logits per block of a `blocks`-block radix cluster (`SliceRow::place` in kernels/topk.cu):
+/// ceil(vocab / blocks), rounded up to 16 bytes' worth of `dtype` so that every slice starts
+/// at the row's alignment (both twins: the `_any` one loads 16 bytes at a time too).
+pub(crate) fn slice_len(vocab: usize, blocks: u32, dtype: DType) -> usize {
+    let lanes = 16 / dtype.size();
+    vocab.div_ceil(blocks as usize).div_ceil(lanes) * lanes
 }
 
 /// The blocks per row worth trying for a radix kernel split over a cluster or a cooperative
@@ -780,8 +782,14 @@ mod tests {
     fn kernel_names_follow_the_module() {
         let k = Kernel::new("topp", "thresholds_grid", DType::Bf16);
         assert_eq!(k.name(), "samplex_topp_thresholds_grid_bf16");
-        assert_eq!(k.at_width(1).name(), "samplex_topp_thresholds_grid_bf16_v1");
-        assert_eq!(k.at_width(8), k);
+        assert_eq!(
+            k.any_alignment_at_width(1).name(),
+            "samplex_topp_thresholds_grid_bf16_any"
+        );
+        assert_eq!(k.any_alignment_at_width(8), k);
+        let b = Kernel::new("bok", "pass", DType::F16);
+        assert_eq!(b.at_width(1).name(), "samplex_bok_pass_f16_v1");
+        assert_eq!(b.at_width(8), b);
         let s = Kernel::new("softmax", "sample", DType::F32);
         assert_eq!(
             s.any_alignment_at_width(1).name(),
@@ -811,8 +819,9 @@ mod tests {
         assert_eq!(sizes(67, 262_147), Vec::<u32>::new());
         assert_eq!(sizes(1, 20_000), [4, 2]);
         assert_eq!(sizes(1, 8191), Vec::<u32>::new());
-        assert_eq!(slice_len(128_256, 8, 8), 16_032);
-        assert_eq!(slice_len(40_001, 8, 4), 5004);
+        assert_eq!(slice_len(128_256, 8, DType::Bf16), 16_032);
+        assert_eq!(slice_len(40_001, 8, DType::F32), 5004);
+        assert_eq!(slice_len(40_001, 8, DType::F16), 5008);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Wrappers for kernels/topk.cu: radix top-k selection.
 //!
-//! | kernel                          | C arguments                                                         |
-//! |---------------------------------|---------------------------------------------------------------------|
-//! | `samplex_topk_select_<T>[_v1]`  | logits, stride, vocab, k, k\[\], values, indices, status, scratch    |
-//! | `samplex_topk_select_cluster_<T>[_v1]` | the same                                                     |
-//! | `samplex_topk_select_grid_<T>[_v1]` | the same, but blocks, barriers, exchange for scratch             |
+//! | kernel                                  | C arguments                                                       |
+//! |-----------------------------------------|-------------------------------------------------------------------|
+//! | `samplex_topk_select_<T>[_any]`         | logits, stride, vocab, k, k\[\], values, indices, status, scratch |
+//! | `samplex_topk_select_cluster_<T>[_any]` | the same                                                          |
+//! | `samplex_topk_select_grid_<T>[_any]`    | the same, but blocks, barriers, exchange for scratch              |
 //!
 //! One block of 1024 threads per row does every pass (radix histograms, collect, sort), so a
 //! row needs no host round trip. For min(k, vocab) ≤ 4096 and small batches ([`SelectPath`],
@@ -32,9 +32,10 @@ pub(crate) const RADIX_THREADS: u32 = 1024;
 /// The largest k a row sorts in shared memory (`SORT_MAX` in kernels/topk.cu).
 const SORT_MAX: usize = 4096;
 
-/// `samplex_<family>_<op>_<dtype>`, with `_v1` for scalar loads.
+/// `samplex_<family>_<op>_<dtype>`, with `_any` for rows that are not 16-byte aligned (the
+/// radix kernels read them with shifted 16-byte loads: `for_each_chunk` in kernels/topk.cu).
 pub(crate) fn entry(family: &'static str, op: &'static str, dtype: DType, vec: u32) -> Kernel {
-    Kernel::new(family, op, dtype).at_width(vec)
+    Kernel::new(family, op, dtype).any_alignment_at_width(vec)
 }
 
 /// A device buffer's length must be exactly `expected`.

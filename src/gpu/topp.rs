@@ -16,14 +16,14 @@
 //! memory, stages it there on the first read, so that the later passes do not read L2/HBM
 //! again. The results are the same bits on every path.
 //!
-//! | kernel                              | C arguments                                                        |
-//! |-------------------------------------|--------------------------------------------------------------------|
-//! | `samplex_topp_thresholds_<T>[_v1]`  | logits, stride, vocab, τ, τ\[\], k, k\[\], p, p\[\], min_p, min_p\[\], want_mass, thresholds, row_info, status |
-//! | `samplex_topp_thresholds_cluster_<T>[_v1]` | the same, then stage                                        |
-//! | `samplex_topp_thresholds_grid_<T>[_v1]` | the same, then stage, blocks, barriers, exchange               |
-//! | `samplex_topp_sample_<T>[_v1]`      | logits, stride, vocab, row_info, seed, offset, seeds\[\], offsets\[\], tokens, status, blocks_per_row, partials, tickets |
-//! | `samplex_topp_probs_<T>`            | logits, stride, vocab, row_info, probs, status, blocks_per_row      |
-//! | `samplex_topp_logits_<T>`           | logits, stride, vocab, row_info, masked, status, blocks_per_row     |
+//! | kernel                                      | C arguments                                                            |
+//! |---------------------------------------------|------------------------------------------------------------------------|
+//! | `samplex_topp_thresholds_<T>[_any]`         | logits, stride, vocab, τ, τ\[\], k, k\[\], p, p\[\], min_p, min_p\[\], want_mass, thresholds, row_info, status |
+//! | `samplex_topp_thresholds_cluster_<T>[_any]` | the same, then stage                                                   |
+//! | `samplex_topp_thresholds_grid_<T>[_v1]`     | the same, then stage, blocks, barriers, exchange                       |
+//! | `samplex_topp_sample_<T>[_any]`             | logits, stride, vocab, row_info, seed, offset, seeds\[\], offsets\[\], tokens, status, blocks_per_row, partials, tickets |
+//! | `samplex_topp_probs_<T>`                    | logits, stride, vocab, row_info, probs, status, blocks_per_row         |
+//! | `samplex_topp_logits_<T>`                   | logits, stride, vocab, row_info, masked, status, blocks_per_row        |
 //!
 //! Scratch: `batch × 32` bytes of `RowInfo`, then (sampling) `batch × blocks_per_row × 8`
 //! bytes of per-block draws; one ticket per row.
@@ -45,6 +45,17 @@ const ROW_INFO_BYTES: usize = 32;
 
 /// Bytes of one block's partial draw (`TileDraw` in kernels/common.cuh).
 const TILE_DRAW_BYTES: usize = 8;
+
+/// A threshold kernel's entry: `_any` for rows that are not 16-byte aligned, but `_v1` (scalar
+/// loads) for the cooperative-grid one, which has no registers left for `_any`'s head mask
+/// (kernels/topp.cu, `SAMPLEX_TOPP_THRESHOLDS`).
+fn threshold_entry(op: &'static str, dtype: DType, vec: u32) -> Kernel {
+    if op == "thresholds_grid" {
+        Kernel::new("topp", op, dtype).at_width(vec)
+    } else {
+        entry("topp", op, dtype, vec)
+    }
+}
 
 /// How the threshold kernel runs a call of a given shape: `samplex_topp_thresholds` (Block),
 /// `_cluster` or `_grid`.
@@ -408,10 +419,10 @@ impl Sampler {
         vocab: usize,
         vec: u32,
     ) -> Result<ThresholdPath> {
-        let slice_bytes = |blocks| slice_len(vocab, blocks, vec) * 4;
+        let slice_bytes = |blocks| slice_len(vocab, blocks, dtype) * 4;
         let kernels = SplitKernels {
-            cluster: entry("topp", "thresholds_cluster", dtype, vec),
-            grid: entry("topp", "thresholds_grid", dtype, vec),
+            cluster: threshold_entry("thresholds_cluster", dtype, vec),
+            grid: threshold_entry("thresholds_grid", dtype, vec),
             threads: RADIX_THREADS,
             head: CLUSTER_HEAD_BYTES,
             slice_bytes: &slice_bytes,
@@ -438,7 +449,7 @@ impl Sampler {
             ThresholdPath::Cluster { .. } => "thresholds_cluster",
             ThresholdPath::Grid { .. } => "thresholds_grid",
         };
-        let func = self.function(entry("topp", op, T::DTYPE, vec))?;
+        let func = self.function(threshold_entry(op, T::DTYPE, vec))?;
         let mut ptrs = Pointers::new(&self.stream);
         let args = ThresholdArgs {
             logits: ptrs.read(&logits.data),
@@ -472,8 +483,8 @@ impl Sampler {
             // SAFETY: `args` are the leading C arguments of samplex_topp_thresholds_cluster /
             // _grid (samplex_topp_thresholds's, then stage [, blocks, barriers, exchange]), with
             // the buffers as for the one-block launch (above); `path` is threshold_path's for
-            // this function, batch and vocab (the staged slice is slice_len(vocab, blocks, vec)
-            // f32).
+            // this function, batch and vocab (the staged slice is slice_len(vocab, blocks, dtype)
+            // f32, or fewer for the grid's `_v1` twin, whose slices are not rounded up).
             unsafe { self.queue_split(&func, path, &args, batch, RADIX_THREADS) }?;
         }
         drop(ptrs);

@@ -408,7 +408,7 @@ pub struct Selected {
 }
 
 /// One selection: `batch` rows of `vocab` logits, `stride` apart from `lead` elements into
-/// `host` (a non-zero lead misaligns the rows and exercises the `_v1` kernels), k per call or
+/// `host` (a non-zero lead misaligns the rows and exercises the `_any` kernels), k per call or
 /// per row.
 #[derive(Clone, Copy)]
 pub struct Selection<'a, T> {
