@@ -367,9 +367,10 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
 }
 
 // The entries' bodies: one row per block, or (sm_90) one per cluster of `cluster_size()`
-// blocks, each over a slice of ceil(vocab / C) elements rounded up to the elements per 16 bytes
-// (so that every slice starts at the row's alignment); stage != 0: each block keeps its slice, as f32, in dynamic
-// shared memory after the ClusterHead, and the passes after A read it there.
+// blocks, each over a slice of ceil(vocab / C) elements rounded up to the elements per 16
+// bytes (so that every slice starts at the row's alignment); stage != 0: each block keeps its
+// slice, as f32, in dynamic shared memory after the ClusterHead, and the passes after A read
+// it there.
 template <typename T, int VEC>
 __device__ __forceinline__ void thresholds_block(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows,
                                                  u32 k, u64 k_rows, float p, u64 p_rows, float min_p,
@@ -561,15 +562,15 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
 // unaligned twin is _v1 (GRID_VEC = 1, scalar loads), not _any: the chunk loop's head mask
 // pushes the f16/bf16 grid kernel, already at 63 of its 64 registers, into spills. (Its
 // slice is staged in shared memory whenever it fits, so only pass A reads the logits.)
-#define SAMPLEX_TOPP_THRESHOLDS(T, VEC, GRID_VEC, NAME, CLUSTER_NAME, GRID_NAME)                                     \
-  extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                                  \
+#define SAMPLEX_TOPP_THRESHOLDS(T, VEC, GRID_VEC, NAME, CLUSTER_NAME, GRID_NAME)                           \
+  extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                                   \
       NAME(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows, u32 k, u64 k_rows, float p,    \
            u64 p_rows, float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds, u64 row_info,           \
            u64 status) {                                                                                   \
     samplex_topp::thresholds_block<T, VEC>(logits, stride, vocab, tau, tau_rows, k, k_rows, p, p_rows,     \
                                            min_p, min_p_rows, want_mass, thresholds, row_info, status);    \
   }                                                                                                        \
-  extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                                  \
+  extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                                   \
       CLUSTER_NAME(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows, u32 k, u64 k_rows,     \
                    float p, u64 p_rows, float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds,        \
                    u64 row_info, u64 status, u32 stage) {                                                  \
@@ -577,13 +578,13 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
                                              min_p, min_p_rows, want_mass, thresholds, row_info, status,   \
                                              stage);                                                       \
   }                                                                                                        \
-  extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                                  \
+  extern "C" __global__ void __launch_bounds__(SAMPLEX_RADIX_THREADS, 1)                                   \
       GRID_NAME(const T *logits, u64 stride, u32 vocab, float tau, u64 tau_rows, u32 k, u64 k_rows,        \
                 float p, u64 p_rows, float min_p, u64 min_p_rows, u32 want_mass, u64 thresholds,           \
                 u64 row_info, u64 status, u32 stage, u32 blocks, u64 barriers, u64 exchange) {             \
-    samplex_topp::thresholds_grid<T, GRID_VEC>(logits, stride, vocab, tau, tau_rows, k, k_rows, p, p_rows,      \
-                                          min_p, min_p_rows, want_mass, thresholds, row_info, status,      \
-                                          stage, blocks, barriers, exchange);                              \
+    samplex_topp::thresholds_grid<T, GRID_VEC>(logits, stride, vocab, tau, tau_rows, k, k_rows, p, p_rows, \
+                                               min_p, min_p_rows, want_mass, thresholds, row_info, status, \
+                                               stage, blocks, barriers, exchange);                         \
   }
 
 // Grid: blocks_per_row * batch blocks of 256 threads (row-major: block / blocks_per_row = row).

@@ -124,7 +124,7 @@ impl Request {
 // ---------------------------------------------------------------------------------------------
 
 /// Rows `stride` elements apart, starting `lead` elements into `host` (a lead that is not a
-/// multiple of 16 bytes runs the `_any` kernels: shifted 16-byte loads).
+/// multiple of 16 bytes runs the unaligned twins: `_any`, the cooperative grid's `_v1`).
 struct Case<'a, T> {
     host: &'a [T],
     lead: usize,
@@ -893,8 +893,8 @@ fn filters_strided_and_unaligned_rows() {
         &HostSeeds::Shared(Rng::new(4)),
         "f32 strided, unaligned",
     );
-    // bf16 rows start 1, 6, 3, 0 elements past a 16-byte boundary: every shift the draw's
-    // 16-byte loads take, and the aligned row beside them.
+    // bf16 rows start 1, 6, 3, 0 elements past a 16-byte boundary: three of the shifts the
+    // draw's 16-byte loads take (odd and even), and an aligned row beside them.
     check_sampling(
         &mut s,
         &c16,

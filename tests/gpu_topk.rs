@@ -269,7 +269,7 @@ fn topk_select_k_above_vocab_pads_and_vocab_one_works() {
 }
 
 #[test]
-fn topk_select_strided_and_unaligned_rows_use_the_shifted_kernels() {
+fn topk_select_strided_and_unaligned_rows_use_the_unaligned_twins() {
     let mut s = gpu_or_skip!();
     let (batch, vocab, stride) = (5, 3001, 3011);
     let lead = 3;

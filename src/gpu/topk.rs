@@ -33,7 +33,8 @@ pub(crate) const RADIX_THREADS: u32 = 1024;
 const SORT_MAX: usize = 4096;
 
 /// `samplex_<family>_<op>_<dtype>`, with `_any` for rows that are not 16-byte aligned (the
-/// radix kernels read them with shifted 16-byte loads: `for_each_chunk` in kernels/topk.cu).
+/// radix kernels read them with 16-byte loads from the boundary below: `for_each_chunk` in
+/// kernels/topk.cu).
 pub(crate) fn entry(family: &'static str, op: &'static str, dtype: DType, vec: u32) -> Kernel {
     Kernel::new(family, op, dtype).any_alignment_at_width(vec)
 }
