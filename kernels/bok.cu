@@ -239,53 +239,13 @@ __device__ __forceinline__ void write_status(const Args &a, u32 row, u32 st) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Loads: N consecutive tokens from `first` (N a multiple of 4), −inf past the row's end.
-// VEC > 1: the host has checked 16-byte alignment of the rows, so quads (16 bytes of f32,
-// 8 bytes of f16/bf16) are aligned.
+// Loads: N consecutive tokens from `first` (N a multiple of 4), −inf past the row's end
+// (common.cuh load_span). VEC > 1: the host has checked 16-byte alignment of the rows; a run
+// shorter than the vector (N = 4 of a 16-bit row) loads 8 bytes.
 // ---------------------------------------------------------------------------------------------
-template <typename T> struct Quad;
-template <> struct Quad<float> {
-  __device__ __forceinline__ static void load(const float *p, float *o) {
-    const float4 v = *reinterpret_cast<const float4 *>(p);
-    o[0] = v.x;
-    o[1] = v.y;
-    o[2] = v.z;
-    o[3] = v.w;
-  }
-};
-template <> struct Quad<f16_t> {
-  __device__ __forceinline__ static void load(const f16_t *p, float *o) {
-    const uint2 v = *reinterpret_cast<const uint2 *>(p);
-    o[0] = f16_bits_to_f32((u16)(v.x & 0xffffu));
-    o[1] = f16_bits_to_f32((u16)(v.x >> 16));
-    o[2] = f16_bits_to_f32((u16)(v.y & 0xffffu));
-    o[3] = f16_bits_to_f32((u16)(v.y >> 16));
-  }
-};
-template <> struct Quad<bf16_t> {
-  __device__ __forceinline__ static void load(const bf16_t *p, float *o) {
-    const uint2 v = *reinterpret_cast<const uint2 *>(p);
-    o[0] = bf16_bits_to_f32((u16)(v.x & 0xffffu));
-    o[1] = bf16_bits_to_f32((u16)(v.x >> 16));
-    o[2] = bf16_bits_to_f32((u16)(v.y & 0xffffu));
-    o[3] = bf16_bits_to_f32((u16)(v.y >> 16));
-  }
-};
-
 template <typename T, int VEC, int N>
 __device__ __forceinline__ void load_run(const T *row, u32 vocab, u32 first, float (&x)[N]) {
-  if (first + N <= vocab) {
-    if (VEC > 1) {
-#pragma unroll
-      for (int j = 0; j < N; j += 4) Quad<T>::load(row + first + j, x + j);
-    } else {
-#pragma unroll
-      for (int j = 0; j < N; ++j) x[j] = to_f32(row[first + j]);
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < N; ++j) x[j] = first + j < vocab ? to_f32(row[first + j]) : SAMPLEX_NEG_INF;
-  }
+  load_span<T, (VEC < N ? VEC : N), N>(row, vocab, first, x);
 }
 
 // ---------------------------------------------------------------------------------------------

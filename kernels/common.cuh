@@ -96,7 +96,8 @@ __device__ __forceinline__ float clamp_param(float x, float lo, float hi, float 
 // ---------------------------------------------------------------------------------------------
 // 3. Vector loads: VEC elements of T per load, widened to f32. The host picks VEC so that
 //    VEC * sizeof(T) is 16 bytes when the row base and stride allow it, else VEC = 1
-//    (src/gpu/launch.rs: vector_width).
+//    (src/gpu/launch.rs: vector_width); 16-bit rows also load 4 at a time (8 bytes) for runs
+//    of 4.
 // ---------------------------------------------------------------------------------------------
 template <typename T, int VEC> struct VecLoad;
 
@@ -109,22 +110,37 @@ template <> struct VecLoad<float, 4> {
     out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
   }
 };
+// The 16-bit values packed in W 32-bit words (low half first), widened to 2W floats.
+template <typename T16, int W>
+__device__ __forceinline__ void widen_pairs(const u32 (&w)[W], float *out) {
+#pragma unroll
+  for (int i = 0; i < W; ++i) {
+    T16 lo, hi;
+    lo.bits = (u16)(w[i] & 0xffffu);
+    hi.bits = (u16)(w[i] >> 16);
+    out[2 * i] = to_f32(lo);
+    out[2 * i + 1] = to_f32(hi);
+  }
+}
 template <typename T16> struct VecLoad16x8 {
   __device__ __forceinline__ static void load(const T16 *p, float *out) {
-    uint4 v = *reinterpret_cast<const uint4 *>(p);
-    u32 w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      T16 lo, hi;
-      lo.bits = (u16)(w[i] & 0xffffu);
-      hi.bits = (u16)(w[i] >> 16);
-      out[2 * i] = to_f32(lo);
-      out[2 * i + 1] = to_f32(hi);
-    }
+    const uint4 v = *reinterpret_cast<const uint4 *>(p);
+    const u32 w[4] = {v.x, v.y, v.z, v.w};
+    widen_pairs<T16>(w, out);
+  }
+};
+// Half a vector (8 bytes): runs of 4 16-bit values (BoK's row and top-M tiles).
+template <typename T16> struct VecLoad16x4 {
+  __device__ __forceinline__ static void load(const T16 *p, float *out) {
+    const uint2 v = *reinterpret_cast<const uint2 *>(p);
+    const u32 w[2] = {v.x, v.y};
+    widen_pairs<T16>(w, out);
   }
 };
 template <> struct VecLoad<f16_t, 8> : VecLoad16x8<f16_t> {};
 template <> struct VecLoad<bf16_t, 8> : VecLoad16x8<bf16_t> {};
+template <> struct VecLoad<f16_t, 4> : VecLoad16x4<f16_t> {};
+template <> struct VecLoad<bf16_t, 4> : VecLoad16x4<bf16_t> {};
 
 // How many elements p sits past the 16-byte boundary below it (0 .. 16 / sizeof(T) - 1). A row
 // of a contiguous batch whose vocab is not a multiple of 16 bytes starts at a different one of
@@ -170,7 +186,8 @@ template <typename T, int VEC> struct Lanes {
 };
 
 // The N elements row[first .. first + N) widened to f32, -inf from index `len` on.
-// VEC = 4 (f32) / 8 (f16, bf16): the row is 16-byte aligned (and first a multiple of VEC).
+// VEC = 4 (f32) / 8 (f16, bf16; 4 for runs of 4): the row is 16-byte aligned (and first a
+// multiple of VEC).
 // VEC = 1 (a _v1 twin): scalar loads. VEC = 0 (an _any twin): the row may start h elements
 // past a 16-byte boundary (odd vocab sizes, offset views) and is still read with 16-byte loads
 // (load_shifted), except at its two ends, where the aligned span would leave [0, len): those

@@ -5,7 +5,8 @@
 // θ ≥ max u − 1, so only the candidates u_i > max u − 1 can be in the support. τ = 0 is greedy.
 // Also SPEC "Drawing a token", "Bad input"; docs/ARCHITECTURE.md "Kernel conventions".
 //
-// Kernels (<T> = f32 | f16 | bf16, each also <T>_v1 with scalar loads for unaligned rows):
+// Kernels (<T> = f32 | f16 | bf16, each also <T>_any for rows that are not 16-byte aligned, the
+// grid's <T>_v1, scalar; see the entry points):
 //   samplex_sparsemax_project_<T>          per row: q (dense, optional), k* (optional), one
 //                                          token drawn from q (optional), status (optional)
 //   samplex_sparsemax_project_cluster_<T>  the same, a row split over a cluster (sm_90)
@@ -137,11 +138,11 @@ __device__ __forceinline__ float scale_logit(float z, float inv_t) {
   return fminf(fmaxf(z * inv_t, -SAMPLEX_FLT_MAX), SAMPLEX_FLT_MAX);
 }
 
-// Strided pass over a row: f(index, raw value widened to f32) for every token, each exactly
-// once. Thread t takes vectors t, t + THREADS, ... with U vectors in flight, then the ragged
-// tail (< VEC tokens) one per thread. Indices rise along a thread's calls.
+// Strided pass over a row: f(base + index, raw value widened to f32) for every token, each
+// exactly once. Thread t takes vectors t, t + THREADS, ... with U vectors in flight, then the
+// ragged tail (< VEC tokens) one per thread. Indices rise along a thread's calls.
 template <typename T, int VEC, typename F>
-__device__ __forceinline__ void for_each_token(const T *row, u32 vocab, F &f) {
+__device__ __forceinline__ void strided_pass(const T *row, u32 vocab, u32 base, F &f) {
   constexpr int U = VEC >= 8 ? 2 : (VEC >= 4 ? 4 : 8);
   const u32 nvec = vocab / VEC;
   u32 v = threadIdx.x;
@@ -152,17 +153,36 @@ __device__ __forceinline__ void for_each_token(const T *row, u32 vocab, F &f) {
 #pragma unroll
     for (int k = 0; k < U; ++k)
 #pragma unroll
-      for (int e = 0; e < VEC; ++e) f((v + k * THREADS) * VEC + e, x[k][e]);
+      for (int e = 0; e < VEC; ++e) f(base + (v + k * THREADS) * VEC + e, x[k][e]);
   }
   for (; v < nvec; v += THREADS) {
     float x[VEC];
     VecLoad<T, VEC>::load(row + (u64)v * VEC, x);
 #pragma unroll
-    for (int e = 0; e < VEC; ++e) f(v * VEC + e, x[e]);
+    for (int e = 0; e < VEC; ++e) f(base + v * VEC + e, x[e]);
   }
   if (VEC > 1) {
     const u32 tail = nvec * VEC + threadIdx.x;
-    if (tail < vocab) f(tail, to_f32(row[tail]));
+    if (tail < vocab) f(base + tail, to_f32(row[tail]));
+  }
+}
+
+// Every pass's read of a row (its tokens base, base + 1, ...): strided_pass at width VEC.
+// VEC = 0 (the _any twin, for a row h elements past a 16-byte boundary): the first
+// 16 / sizeof(T) − h tokens one per thread, then the rest, which starts at that boundary, at
+// the 16-byte width. That only moves tokens between threads, and no result depends on which
+// thread holds a token ("Determinism"). The offset travels as `base`, not in a wrapper of f:
+// the split kernels sit at 64 registers and an extra captured value spilled.
+template <typename T, int VEC, typename F>
+__device__ __forceinline__ void for_each_token(const T *row, u32 vocab, u32 base, F &f) {
+  if constexpr (VEC == 0) {
+    constexpr u32 W = Lanes<T, 0>::N;
+    const u32 h = elements_past_16_bytes(row);
+    const u32 head = min((W - h) & (W - 1u), vocab);
+    if (threadIdx.x < head) f(base + threadIdx.x, to_f32(row[threadIdx.x]));
+    strided_pass<T, (int)W>(row + head, vocab - head, base + head, f);
+  } else {
+    strided_pass<T, VEC>(row, vocab, base, f);
   }
 }
 
@@ -226,10 +246,10 @@ struct SoloRow {
   static constexpr u32 lo = 0;
   u32 row, len;
   template <typename T, int VEC, typename F> __device__ __forceinline__ void first_read(const T *zr, F &f) {
-    for_each_token<T, VEC>(zr, len, f);
+    for_each_token<T, VEC>(zr, len, 0u, f);
   }
   template <typename T, int VEC, typename F> __device__ __forceinline__ void read(const T *zr, F &f) {
-    for_each_token<T, VEC>(zr, len, f);
+    for_each_token<T, VEC>(zr, len, 0u, f);
   }
   template <typename T> __device__ __forceinline__ float value(const T *zr, u32 i) const { return to_f32(zr[i]); }
   template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F) { return v; }
@@ -321,16 +341,14 @@ template <typename Link> struct SplitRow : RowMerges<SplitRow<Link>> {
     const bool keep = staged;
     const u32 base = lo;
     auto g = [&](u32 i, float x) {
-      if (keep) st[i] = x;
-      f(base + i, x);
+      if (keep) st[i - base] = x;
+      f(i, x);
     };
-    for_each_token<T, VEC>(zr + lo, len, g);
+    for_each_token<T, VEC>(zr + lo, len, lo, g);
   }
   template <typename T, int VEC, typename F> __device__ __forceinline__ void read(const T *zr, F &f) {
-    const u32 base = lo;
-    auto g = [&](u32 i, float x) { f(base + i, x); };
-    if (staged) for_each_token<float, 4>(Link::stage(), len, g);  // 16-byte aligned
-    else for_each_token<T, VEC>(zr + lo, len, g);
+    if (staged) for_each_token<float, 4>(Link::stage(), len, lo, f);  // 16-byte aligned
+    else for_each_token<T, VEC>(zr + lo, len, lo, f);
   }
   template <typename T> __device__ __forceinline__ float value(const T *zr, u32 i) const {
     return staged ? Link::stage()[i - lo] : to_f32(zr[i]);
@@ -888,14 +906,17 @@ __device__ __forceinline__ void project_grid(const T *logits, u64 stride, u32 vo
 }  // namespace samplex_sparsemax
 
 // ---------------------------------------------------------------------------------------------
-// Entry points: one line per dtype emits the kernels at its 16-byte vector width and at width 1
-// (_v1). Optional outputs travel as u64 device addresses (0 = absent).
+// Entry points: one line per dtype emits the kernels at its 16-byte vector width and their
+// twins for rows that are not 16-byte aligned: _any (16-byte loads after a scalar head,
+// for_each_token), except the cooperative grid's, which is _v1 (scalar loads): the head pushed
+// the grid kernels, at 64 registers already, into spills on sm_90. Optional outputs travel as
+// u64 device addresses (0 = absent).
 // _cluster (sm_90; clusters of C blocks, dynamic shared memory = the SparseHead, plus the slice
 // × 4 bytes when stage != 0) takes stage; _grid (a cooperative launch of batch × C blocks, C per
 // row; dynamic shared memory = stage ? the slice × 4 bytes : 0) takes stage, blocks, barriers (a
 // RowBarrier per row) and exchange (a SparseHead per block). Both give the one-block bits.
 // ---------------------------------------------------------------------------------------------
-#define SAMPLEX_SPARSEMAX_ENTRY(T, NAME, VEC, SUFFIX)                                                     \
+#define SAMPLEX_SPARSEMAX_ENTRY(T, NAME, VEC, SUFFIX, GRID_VEC, GRID_SUFFIX)                               \
   extern "C" __global__ void __launch_bounds__(samplex_sparsemax::THREADS)                               \
       samplex_sparsemax_project_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, float temperature, \
                                                 u64 temps, u64 seed, u64 offset, u64 seeds, u64 offsets,  \
@@ -911,18 +932,18 @@ __device__ __forceinline__ void project_grid(const T *logits, u64 stride, u32 vo
                                                seeds, offsets, probs, support, tokens, status, stage);    \
   }                                                                                                       \
   extern "C" __global__ void __launch_bounds__(samplex_sparsemax::THREADS)                               \
-      samplex_sparsemax_project_grid_##NAME##SUFFIX(                                                      \
+      samplex_sparsemax_project_grid_##NAME##GRID_SUFFIX(                                                 \
           const T *logits, u64 stride, u32 vocab, float temperature, u64 temps, u64 seed, u64 offset,     \
           u64 seeds, u64 offsets, u64 probs, u64 support, u64 tokens, u64 status, u32 stage, u32 blocks,  \
           u64 barriers, u64 exchange) {                                                                   \
-    samplex_sparsemax::project_grid<T, VEC>(logits, stride, vocab, temperature, temps, seed, offset,      \
-                                            seeds, offsets, probs, support, tokens, status, stage, blocks, \
-                                            barriers, exchange);                                          \
+    samplex_sparsemax::project_grid<T, GRID_VEC>(logits, stride, vocab, temperature, temps, seed, offset, \
+                                                 seeds, offsets, probs, support, tokens, status, stage,   \
+                                                 blocks, barriers, exchange);                             \
   }
 
-#define SAMPLEX_SPARSEMAX_DTYPE(T, NAME, VEC) \
-  SAMPLEX_SPARSEMAX_ENTRY(T, NAME, VEC, )     \
-  SAMPLEX_SPARSEMAX_ENTRY(T, NAME, 1, _v1)
+#define SAMPLEX_SPARSEMAX_DTYPE(T, NAME, VEC)  \
+  SAMPLEX_SPARSEMAX_ENTRY(T, NAME, VEC, , VEC, ) \
+  SAMPLEX_SPARSEMAX_ENTRY(T, NAME, 0, _any, 1, _v1)
 
 SAMPLEX_SPARSEMAX_DTYPE(float, f32, 4)
 SAMPLEX_SPARSEMAX_DTYPE(f16_t, f16, 8)

@@ -198,7 +198,7 @@ __device__ __forceinline__ void for_each_chunk(const T *row, u32 vocab, F &f) {
       Chunk c;
       c.first = base + threadIdx.x * L;
       const u32 n = c.first < vocab ? umin32(vocab - c.first, (u32)L) : 0u;
-      c.valid = n == (u32)L ? ALL : (1u << n) - 1u;
+      c.valid = (1u << n) - 1u;  // ALL when n = L (L ≤ 8)
       float z[L];
       if (n == (u32)L) VecLoad<T, VEC>::load(row + c.first, z);
       else load_partial<T, L>(row + c.first, (int)n, SAMPLEX_NEG_INF, z);

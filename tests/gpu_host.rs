@@ -376,7 +376,7 @@ fn check_warm_calls<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, what: &str) {
 
 /// (batch, vocab, stride): a small batch whose rows split over several blocks (clusters on
 /// sm_90, else a cooperative grid; BoK's rows above 32768 tokens too), a batch of one block per
-/// row, and rows that are not 16-byte aligned (the `_any` kernels; sparsemax's and BoK's `_v1`).
+/// row, and rows that are not 16-byte aligned (the `_any` kernels; BoK's `_v1`).
 const SHAPES: [(usize, usize, usize); 3] = [(2, 40_000, 40_000), (40, 5000, 5000), (3, 9001, 9003)];
 
 #[test]

@@ -20,7 +20,7 @@ use samplex::{status, Decoder, Error, Logit, Logits, Rng, Rows};
 const TOL: f64 = 1e-6;
 
 /// A dense host batch placed on the device `stride` apart, `lead` elements into the buffer
-/// (lead = 1 misaligns the rows: the `_v1` kernel).
+/// (lead = 1 misaligns the rows: the `_any` kernels, the cooperative grid's `_v1`).
 fn place<T: Logit>(
     s: &Sampler,
     host: &[T],
@@ -712,7 +712,7 @@ fn sparsemax_split_paths_give_the_one_block_bits() {
             |s, split| s.set_sparsemax_split(split),
             (batch, vocab),
         );
-        // Both dtypes, τ = 1, 0.5 and (greedy) 0, and the unaligned rows of the _v1 kernels.
+        // Both dtypes, τ = 1, 0.5 and (greedy) 0, and unaligned rows (_any; the grid's _v1).
         let tau = [1.0, 0.5, 1.0, 0.0][n % 4];
         let what = format!("b{batch} v{vocab} τ{tau} {path:?}");
         if n % 2 == 0 {

@@ -197,6 +197,42 @@ impl Kernel {
     }
 }
 
+/// The entries of a kernel whose rows may split over blocks, one per [`SplitPath`]:
+/// `samplex_<family>_<block>`, `_<cluster>` and `_<grid>` (the threshold kernel of topp.cu,
+/// sparsemax's projection). Their twins for rows that are not 16-byte aligned are `_any`,
+/// except the cooperative grid's, which is `_v1` (scalar loads): the `_any` head pushed those
+/// grid kernels, at 63–64 registers already, into spills.
+#[derive(Clone, Copy)]
+pub(crate) struct SplitEntries {
+    pub(crate) family: &'static str,
+    pub(crate) block: &'static str,
+    pub(crate) cluster: &'static str,
+    pub(crate) grid: &'static str,
+}
+
+impl SplitEntries {
+    /// The cluster entry at vector width `vec`.
+    pub(crate) const fn cluster(self, dtype: DType, vec: u32) -> Kernel {
+        Kernel::new(self.family, self.cluster, dtype).any_alignment_at_width(vec)
+    }
+
+    /// The cooperative-grid entry at vector width `vec`.
+    pub(crate) const fn grid(self, dtype: DType, vec: u32) -> Kernel {
+        Kernel::new(self.family, self.grid, dtype).at_width(vec)
+    }
+
+    /// The entry that runs `path` at vector width `vec`.
+    pub(crate) const fn on(self, path: &SplitPath, dtype: DType, vec: u32) -> Kernel {
+        match path {
+            SplitPath::Block => {
+                Kernel::new(self.family, self.block, dtype).any_alignment_at_width(vec)
+            }
+            SplitPath::Cluster { .. } => self.cluster(dtype, vec),
+            SplitPath::Grid { .. } => self.grid(dtype, vec),
+        }
+    }
+}
+
 /// Elements per vector load: 16 bytes' worth when the buffer's base address and the row
 /// stride (in bytes) are multiples of 16, else 1. The kernels are instantiated for both.
 pub(crate) fn vector_width<T: Logit>(base_addr: u64, stride: usize) -> u32 {
@@ -777,6 +813,49 @@ fn barrier_bytes(rows: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_entries_take_any_except_on_the_cooperative_grid() {
+        let e = SplitEntries {
+            family: "sparsemax",
+            block: "project",
+            cluster: "project_cluster",
+            grid: "project_grid",
+        };
+        let (blocks, shared, staged) = (4, 0, true);
+        let paths = [
+            SplitPath::Block,
+            SplitPath::Cluster {
+                blocks,
+                shared,
+                staged,
+            },
+            SplitPath::Grid {
+                blocks,
+                shared,
+                staged,
+            },
+        ];
+        let names = |vec| paths.map(|p| e.on(&p, DType::Bf16, vec).name());
+        assert_eq!(
+            names(1),
+            [
+                "samplex_sparsemax_project_bf16_any",
+                "samplex_sparsemax_project_cluster_bf16_any",
+                "samplex_sparsemax_project_grid_bf16_v1",
+            ]
+        );
+        assert_eq!(
+            names(8),
+            [
+                "samplex_sparsemax_project_bf16",
+                "samplex_sparsemax_project_cluster_bf16",
+                "samplex_sparsemax_project_grid_bf16",
+            ]
+        );
+        assert_eq!(e.cluster(DType::F32, 1), e.on(&paths[1], DType::F32, 1));
+        assert_eq!(e.grid(DType::F32, 1), e.on(&paths[2], DType::F32, 1));
+    }
 
     #[test]
     fn kernel_names_follow_the_module() {

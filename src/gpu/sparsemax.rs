@@ -1,6 +1,6 @@
 //! Wrappers for kernels/sparsemax.cu: sparsemax by sort-and-threshold.
 //!
-//! One kernel, `samplex_sparsemax_project_<T>` (and its `_v1` twin for rows that are not
+//! One kernel, `samplex_sparsemax_project_<T>` (and its `_any` twin for rows that are not
 //! 16-byte aligned), computes per row θ, then whichever outputs it is given: q (dense), the
 //! support size k*, a token drawn from q, the status. C arguments after the rows:
 //! stride, vocab, τ, τ\[\], seed, offset, seeds\[\], offsets\[\], probs, support, tokens, status
@@ -21,7 +21,9 @@
 
 use cudarc::driver::{CudaViewMut, DeviceSlice, LaunchConfig};
 
-use super::launch::{self, ArgSink, Args, Kernel, KernelArgs, Pointers, SplitKernels, DRAW_TILE};
+use super::launch::{
+    self, ArgSink, Args, KernelArgs, Pointers, SplitEntries, SplitKernels, DRAW_TILE,
+};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::check_temperature;
 use crate::dtype::{DType, Logit};
@@ -215,8 +217,8 @@ impl Sampler {
     ) -> Result<SparsemaxPath> {
         let slice_bytes = |blocks| slice_len(vocab, blocks) * 4;
         let kernels = SplitKernels {
-            cluster: project_name(dtype, "project_cluster", vec),
-            grid: project_name(dtype, "project_grid", vec),
+            cluster: PROJECT.cluster(dtype, vec),
+            grid: PROJECT.grid(dtype, vec),
             threads: THREADS,
             head: SPARSE_HEAD_BYTES,
             slice_bytes: &slice_bytes,
@@ -261,12 +263,7 @@ impl Sampler {
         let logits_addr = ptrs.read(&logits.data);
         let vec = launch::vector_width::<T>(logits_addr, logits.stride);
         let path = self.project_path(T::DTYPE, batch, logits.vocab, vec)?;
-        let op = match path {
-            SparsemaxPath::Block => "project",
-            SparsemaxPath::Cluster { .. } => "project_cluster",
-            SparsemaxPath::Grid { .. } => "project_grid",
-        };
-        let func = self.function(project_name(T::DTYPE, op, vec))?;
+        let func = self.function(PROJECT.on(&path, T::DTYPE, vec))?;
 
         // 3. Arguments in C-signature order.
         let (seed, offset, seeds_addr, offsets_addr) = match seeds {
@@ -320,10 +317,13 @@ impl Sampler {
     }
 }
 
-/// `samplex_sparsemax_<op>_<dtype>[_v1]`.
-fn project_name(dtype: DType, op: &'static str, vec: u32) -> Kernel {
-    Kernel::new("sparsemax", op, dtype).at_width(vec)
-}
+/// The projection's kernels: `samplex_sparsemax_project`, `_cluster`, `_grid`.
+const PROJECT: SplitEntries = SplitEntries {
+    family: "sparsemax",
+    block: "project",
+    cluster: "project_cluster",
+    grid: "project_grid",
+};
 
 #[cfg(test)]
 mod tests {

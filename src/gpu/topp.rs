@@ -31,8 +31,8 @@
 use cudarc::driver::CudaViewMut;
 
 use super::launch::{
-    self, slice_len, ArgSink, Args, Kernel, KernelArgs, Pointers, RowSplit, SplitKernels,
-    CLUSTER_HEAD_BYTES,
+    self, slice_len, ArgSink, Args, Kernel, KernelArgs, Pointers, RowSplit, SplitEntries,
+    SplitKernels, CLUSTER_HEAD_BYTES,
 };
 use super::topk::{entry, expect_len, grid, logits_vector_width, RADIX_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
@@ -46,16 +46,13 @@ const ROW_INFO_BYTES: usize = 32;
 /// Bytes of one block's partial draw (`TileDraw` in kernels/common.cuh).
 const TILE_DRAW_BYTES: usize = 8;
 
-/// A threshold kernel's entry: `_any` for rows that are not 16-byte aligned, but `_v1` (scalar
-/// loads) for the cooperative-grid one, which has no registers left for `_any`'s head mask
-/// (kernels/topp.cu, `SAMPLEX_TOPP_THRESHOLDS`).
-fn threshold_entry(op: &'static str, dtype: DType, vec: u32) -> Kernel {
-    if op == "thresholds_grid" {
-        Kernel::new("topp", op, dtype).at_width(vec)
-    } else {
-        entry("topp", op, dtype, vec)
-    }
-}
+/// The threshold kernels: `samplex_topp_thresholds`, `_cluster`, `_grid`.
+const THRESHOLDS: SplitEntries = SplitEntries {
+    family: "topp",
+    block: "thresholds",
+    cluster: "thresholds_cluster",
+    grid: "thresholds_grid",
+};
 
 /// How the threshold kernel runs a call of a given shape: `samplex_topp_thresholds` (Block),
 /// `_cluster` or `_grid`.
@@ -421,8 +418,8 @@ impl Sampler {
     ) -> Result<ThresholdPath> {
         let slice_bytes = |blocks| slice_len(vocab, blocks, dtype) * 4;
         let kernels = SplitKernels {
-            cluster: threshold_entry("thresholds_cluster", dtype, vec),
-            grid: threshold_entry("thresholds_grid", dtype, vec),
+            cluster: THRESHOLDS.cluster(dtype, vec),
+            grid: THRESHOLDS.grid(dtype, vec),
             threads: RADIX_THREADS,
             head: CLUSTER_HEAD_BYTES,
             slice_bytes: &slice_bytes,
@@ -444,12 +441,7 @@ impl Sampler {
         let batch = logits.batch;
         let cfg = grid(Some(batch), RADIX_THREADS, batch)?;
         let path = self.threshold_path(T::DTYPE, batch, logits.vocab, vec)?;
-        let op = match path {
-            ThresholdPath::Block => "thresholds",
-            ThresholdPath::Cluster { .. } => "thresholds_cluster",
-            ThresholdPath::Grid { .. } => "thresholds_grid",
-        };
-        let func = self.function(threshold_entry(op, T::DTYPE, vec))?;
+        let func = self.function(THRESHOLDS.on(&path, T::DTYPE, vec))?;
         let mut ptrs = Pointers::new(&self.stream);
         let args = ThresholdArgs {
             logits: ptrs.read(&logits.data),
