@@ -59,9 +59,10 @@
 //! - Unaligned rows: every op is also timed at vocab 128255 (the same normal1 buffer read as
 //!   contiguous rows of one token fewer), batch [`ODD_VOCAB_BATCHES`], warm L2, batch-wide
 //!   parameters. Its rows start off 16-byte boundaries, so the wrappers take the unaligned
-//!   twins (`_any`: 16-byte loads from the boundary below; BoK's and the cooperative grid
-//!   kernels of the filters and sparsemax are `_v1`: scalar loads): set beside vocab 128256, this is what
-//!   an odd vocab (50257, 32001) costs.
+//!   twins (`_any`: 16-byte loads from the boundary below; BoK's pass and top-M kernels and
+//!   the cooperative grid kernels of the filters and sparsemax are `_v1`: scalar loads; BoK's
+//!   on-chip kernels test the alignment themselves): set beside vocab 128256, this is what an
+//!   odd vocab (50257, 32001) costs.
 
 mod common;
 

@@ -7,11 +7,11 @@
 // Uses the radix machinery of kernels/topk.cu (namespace samplex_topk), which build.rs
 // amalgamates before this file.
 //
-// Kernels (each reading kernel but the grid one also as <dtype>_any, the twin the host picks
-// when the base address or the row stride is not 16-byte aligned; it keeps the 16-byte
-// loads: the threshold passes' chunks start at the boundary below the row
+// Kernels (the threshold and draw kernels but the grid one also as <dtype>_any, the twin the
+// host picks when the base address or the row stride is not 16-byte aligned; it keeps the
+// 16-byte loads: the threshold passes' chunks start at the boundary below the row
 // (samplex_topk::for_each_chunk), the draw shifts each thread's tokens into place in
-// registers (common.cuh load_span)):
+// registers (common.cuh load_span); the dense writers read one token per thread per step):
 //   samplex_topp_thresholds_<dtype>[_any]  one block of 1024 threads per row: the threshold
 //       (and, for the ops below, a RowInfo in scratch).
 //   samplex_topp_thresholds_cluster_<dtype>[_any]  sm_90, for small batches: the same passes

@@ -143,7 +143,8 @@ pub(crate) struct Kernel {
     op: &'static str,
     dtype: Option<DType>,
     /// "" for the 16-byte kernel, else its twin for rows that are not 16-byte aligned: `_v1`
-    /// (scalar loads) or `_any` (16-byte loads from the boundary below, shifted; softmax.cu).
+    /// (scalar loads) or `_any` (16-byte loads from the boundary below; softmax, top-k, the
+    /// filters and sparsemax).
     twin: &'static str,
 }
 
