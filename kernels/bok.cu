@@ -89,8 +89,9 @@
 //
 // samplex_bok_pass (grid = batch × P, 256 threads, 8 consecutive tokens per thread per tile;
 // part p of a row owns the contiguous tiles [p·ceil(tiles/P), ...)): state a lives in a global
-// scratch buffer (batch × vocab f32), and each launch is one pass — the launch boundary is the
-// grid-wide barrier, so no block ever waits for another. The host launches, in order:
+// scratch buffer (batch × state_row(vocab) f32: a thread's 8 slots are two aligned 16-byte
+// vectors), and each launch is one pass — the launch boundary is the grid-wide barrier, so no
+// block ever waits for another. The host launches, in order:
 //   pass 0:        per part (max u, Σ e^{u − max}, status) → part_u
 //   [topm]:        samplex_bok_topm writes (key, tie index) per row
 //   pass 1 .. T:   every block merges part_u (and the previous pass's partials, in part order)
@@ -134,6 +135,10 @@ constexpr int SELECT_PER = TILE / SELECT_THREADS; // 4
 constexpr int BINS = 256;
 constexpr float FLT_MIN_NORMAL = 1.17549435e-38f;
 static_assert(ROW_PER == 4 && SELECT_PER == 4 && PASS_PER == 8, "loads are whole quads");
+
+// Floats per row of samplex_bok_pass's state: vocab rounded up to PASS_PER, so that a thread's
+// slots are two aligned 16-byte vectors, read and written whole (src/gpu/bok.rs: state_row).
+__device__ __forceinline__ u32 state_row(u32 vocab) { return (vocab + (PASS_PER - 1)) / PASS_PER * PASS_PER; }
 
 // ---------------------------------------------------------------------------------------------
 // Arguments and per-row parameters.
@@ -804,6 +809,26 @@ __device__ __forceinline__ void load_any(const unsigned char *row, u32 dtype, bo
   }
 }
 
+// Step 5's q = e^{ln q} (0 outside the support) of a thread's N consecutive tokens from
+// `first`: 16-byte stores when they lie whole in the row at a 16-byte aligned address (every
+// row of q is when vocab is a multiple of 4), else one by one (each warp-wide store then
+// touches 4 bytes in every 4N).
+template <int N>
+__device__ __forceinline__ void write_q(float *qr, u32 vocab, u32 first, const float (&lq)[N]) {
+  float q[N];
+#pragma unroll
+  for (int e = 0; e < N; ++e) q[e] = lq[e] > SAMPLEX_NEG_INF ? expf(lq[e]) : 0.0f;
+  if (first + N <= vocab && (reinterpret_cast<u64>(qr + first) & 15u) == 0u) {
+#pragma unroll
+    for (int v = 0; v < N; v += 4)
+      reinterpret_cast<float4 *>(qr + first)[v / 4] = make_float4(q[v], q[v + 1], q[v + 2], q[v + 3]);
+  } else {
+#pragma unroll
+    for (int e = 0; e < N; ++e)
+      if (first + e < vocab) qr[first + e] = q[e];
+  }
+}
+
 // The row values merged at the end of steps 1 and 5.
 struct MaxCount {
   float m;
@@ -966,11 +991,7 @@ __device__ __forceinline__ void ascent(const void *logits, u32 dtype, const Args
     const float4 q4 = s_z[tile * ROW_THREADS + t];
     const float lq[ROW_PER] = {q4.x, q4.y, q4.z, q4.w};
     const u32 first = (tile0 + tile) * TILE + t * ROW_PER;
-    if (qr != nullptr) {
-#pragma unroll
-      for (int e = 0; e < ROW_PER; ++e)
-        if (first + e < vocab) qr[first + e] = lq[e] > SAMPLEX_NEG_INF ? expf(lq[e]) : 0.0f;
-    }
+    if (qr != nullptr) write_q(qr, vocab, first, lq);
     if (a.tokens != 0)
       draw_tile<ROW_THREADS, ROW_PER>(lq, first, tile0 + tile, rng, end.key, end.token, sh.sc, sh.red);
   }
@@ -1183,7 +1204,7 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
   }
   const bool last_pass = pass == a.iterations + 1u;
   const bool update = pass - 1u < P.iters;
-  float *sa = reinterpret_cast<float *>(state) + (u64)row * vocab;
+  float *sa = reinterpret_cast<float *>(state) + (u64)row * state_row(vocab);
   float *qr = a.q_out != 0 ? reinterpret_cast<float *>(a.q_out) + (u64)row * vocab : nullptr;
   MSJ acc = msj(SAMPLEX_NEG_INF, 0.0f, 0.0f);
   float best_key = SAMPLEX_NEG_INF;
@@ -1192,6 +1213,14 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
     const u32 first = tile * TILE + t * PASS_PER;
     float x[PASS_PER];
     load_run<T, VEC, PASS_PER>(zr, vocab, first, x);
+    // The thread's state: two aligned 16-byte vectors (state_row), read and written whole;
+    // slots of tokens outside the support are never used.
+    const bool in_row = first < vocab;
+    float sv[PASS_PER];
+    if (pass >= 2u && in_row) {
+      VecLoad<float, 4>::load(sa + first, sv);
+      VecLoad<float, 4>::load(sa + first + 4, sv + 4);
+    }
 #pragma unroll
     for (int e = 0; e < PASS_PER; ++e) {
       const u32 i = first + e;
@@ -1201,7 +1230,7 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
         continue;
       }
       const float u = scale_logit(z, P.inv_t), lp = log_p.of(u);
-      const float lq = pass == 1u ? lp : fmaxf(shift.of(sa[i]), -SAMPLEX_FLT_MAX);
+      const float lq = pass == 1u ? lp : fmaxf(shift.of(sv[e]), -SAMPLEX_FLT_MAX);
       if (last_pass) {
         if (want_j)
           acc.j += objective_term(z, lp, lq, weight_of(W, lp, u, i, st), token_state(lq, P), P);
@@ -1214,18 +1243,17 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
           if (want_j) acc.j += objective_term(z, lp, lq, w, ts, P);
           if (update) next = ascent_step(z, lp, lq, w, ts, P);
         }
-        sa[i] = next;
         x[e] = next;
       }
     }
     if (!last_pass) {
+      if (in_row) {
+        reinterpret_cast<float4 *>(sa + first)[0] = make_float4(x[0], x[1], x[2], x[3]);
+        reinterpret_cast<float4 *>(sa + first)[1] = make_float4(x[4], x[5], x[6], x[7]);
+      }
       acc = msj_merge(acc, thread_max_sum(x));  // keeps acc.j (the merged j is 0)
     } else {
-      if (qr != nullptr) {
-#pragma unroll
-        for (int e = 0; e < PASS_PER; ++e)
-          if (first + e < vocab) qr[first + e] = x[e] > SAMPLEX_NEG_INF ? expf(x[e]) : 0.0f;
-      }
+      if (qr != nullptr) write_q(qr, vocab, first, x);
       if (a.tokens != 0)  // the row's seed and offset are read per drawn tile
         draw_tile_with<PASS_THREADS, PASS_PER>(x, first, tile, [&] { return row_rng(a, row); }, best_key, best,
                                                sh.sc, sh.red);

@@ -149,27 +149,54 @@ template <typename T> __device__ __forceinline__ u32 elements_past_16_bytes(cons
   return (u32)(reinterpret_cast<u64>(p) & 15u) / (u32)sizeof(T);
 }
 
-// Loads the N elements p[0 .. N) with aligned vector loads although p may not be aligned: the
-// N + VEC elements from the boundary h elements below p (h = elements_past_16_bytes(p), passed
-// in because it is uniform over a row) are loaded, then shifted down by h with a barrel shifter
-// over the bits of h. Every index is a constant, so the array stays in registers. The caller
-// guarantees that p - h .. p - h + N + VEC may be read. One more load than an aligned run,
-// and no more DRAM traffic: neighbouring threads read the same sectors.
-template <typename T, int VEC, int N>
+// One stage of load_shifted's barrel shifter: a[j] = a[j + B] for every j when `take`. Each
+// stage is an instantiation of its own: written as the iterations of a loop over B, nvcc
+// unrolled the inner loop first, indexed the array at run time and put it in local memory
+// (a stack frame of 48-64 bytes in every kernel that shifts).
+template <int B, typename E, int M>
+__device__ __forceinline__ void shift_down_if(bool take, E (&a)[M]) {
+#pragma unroll
+  for (int j = 0; j + B < M; ++j) a[j] = take ? a[j + B] : a[j];
+}
+
+// Loads the N elements p[0 .. N) with 16-byte loads although p may not be aligned: the N + W
+// elements (W = one vector's worth) from the boundary h elements below p are loaded
+// (h = elements_past_16_bytes(p), passed in because it is uniform over a row), then shifted
+// down by h with a barrel shifter over the bits of h; every index is a constant, so nothing
+// leaves the registers. 16-bit elements are shifted while still packed in pairs: whole words
+// by h / 2, then an odd h takes each word's high half and its neighbour's low half (half the
+// registers and selects of shifting widened floats). The caller guarantees that
+// p - h .. p - h + N + W may be read. One more load than an aligned run, and no more DRAM
+// traffic: neighbouring threads read the same sectors.
+template <typename T, int N>
 __device__ __forceinline__ void load_shifted(const T *p, u32 h, float (&out)[N]) {
-  static_assert(N % VEC == 0, "whole vectors");
-  float a[N + VEC];
+  constexpr int W = 16 / (int)sizeof(T);
+  static_assert(N % W == 0, "whole vectors");
   const T *aligned = p - h;
+  if constexpr (W == 4) {
+    float a[N + W];
 #pragma unroll
-  for (int j = 0; j < N + VEC; j += VEC) VecLoad<T, VEC>::load(aligned + j, a + j);
+    for (int j = 0; j < N + W; j += W) VecLoad<T, W>::load(aligned + j, a + j);
+    shift_down_if<1>((h & 1u) != 0u, a);
+    shift_down_if<2>((h & 2u) != 0u, a);
 #pragma unroll
-  for (int b = 1; b < VEC; b <<= 1) {
-    const bool take = (h & (u32)b) != 0u;
+    for (int j = 0; j < N; ++j) out[j] = a[j];
+  } else {
+    constexpr int WORDS = (N + W) / 2;
+    u32 w[WORDS];
 #pragma unroll
-    for (int j = 0; j + b < N + VEC; ++j) a[j] = take ? a[j + b] : a[j];
+    for (int v = 0; v < WORDS / 4; ++v) {
+      const uint4 q = reinterpret_cast<const uint4 *>(aligned)[v];
+      w[4 * v] = q.x; w[4 * v + 1] = q.y; w[4 * v + 2] = q.z; w[4 * v + 3] = q.w;
+    }
+    shift_down_if<1>((h & 2u) != 0u, w);
+    shift_down_if<2>((h & 4u) != 0u, w);
+    const u32 s = (h & 1u) * 16u;  // 0 or 16: the pair (w[j + 1]:w[j]) shifted right by s
+    u32 o[N / 2];
+#pragma unroll
+    for (int j = 0; j < N / 2; ++j) o[j] = (u32)(((((u64)w[j + 1]) << 32) | w[j]) >> s);
+    widen_pairs<T>(o, out);
   }
-#pragma unroll
-  for (int j = 0; j < N; ++j) out[j] = a[j];
 }
 
 // Loads n <= VEC elements starting at p (the ragged end of a row) one by one; the rest get fill.
@@ -199,7 +226,7 @@ __device__ __forceinline__ void load_span(const T *row, u32 len, u32 first, floa
     constexpr int W = 16 / (int)sizeof(T);
     const u32 h = elements_past_16_bytes(row);  // uniform over the row
     if (h == 0u) return load_span<T, W, N>(row, len, first, x);
-    if (first >= h && first + N + W - h <= len) return load_shifted<T, W, N>(row + first, h, x);
+    if (first >= h && first + N + W - h <= len) return load_shifted<T, N>(row + first, h, x);
   } else if (first + N <= len) {
 #pragma unroll
     for (int j = 0; j < N; j += VEC) VecLoad<T, VEC>::load(row + first + j, x + j);

@@ -725,8 +725,13 @@ SAMPLEX_DYNAMIC_SHARED(float4, samplex_softmax_dyn_smem);
 // only dynamic shared memory across a cluster.
 static_assert(sizeof(RowStats) == 16, "STAGED_HEAD_BYTES in src/gpu/softmax.rs");
 
-// Tiles a thread loads before it uses any (phase 1): G x PER values in flight per thread.
-constexpr u32 STAGE_GROUP = 4;
+// Tiles a thread loads before it uses any (phase 1): four, so that four 16-byte loads (eight
+// for f32) are in flight per thread. The _any twin of a 16-bit row loads two vectors a tile
+// (to shift its 8 tokens into place) and groups two tiles: the same four loads; with four tiles,
+// the raw words held before the shifts pushed it past 64 registers into spills.
+template <typename T, int VEC> struct StageGroup {
+  static constexpr u32 TILES = VEC == 0 && sizeof(T) == 2 ? 2u : 4u;
+};
 
 #if SAMPLEX_CLUSTERS
 // Merges the cluster's heads: lane r of warp 0 reads rank r's, so every block of the cluster
@@ -767,21 +772,22 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
   const float inv_t = inverse_temperature(t);
   const u32 tiles = row_tiles(vocab);
 
-  // Phase 1: load the block's tiles, STAGE_GROUP at a time; stage their sanitised z (thread t's
+  // Phase 1: load the block's tiles, GROUP at a time; stage their sanitised z (thread t's
   // two float4 of tile k at 512 k + t and 512 k + 256 + t: consecutive threads, consecutive
   // 16 bytes) and gather the thread's statistics.
+  constexpr u32 GROUP = StageGroup<T, VEC>::TILES;
   u32 status = 0;
   MaxSum ms = max_sum_empty();
   ArgMax a = no_pick();
-  for (u32 tile0 = rp.part, k0 = 0; tile0 < tiles; tile0 += STAGE_GROUP * parts, k0 += STAGE_GROUP) {
-    float x[STAGE_GROUP][PER];
+  for (u32 tile0 = rp.part, k0 = 0; tile0 < tiles; tile0 += GROUP * parts, k0 += GROUP) {
+    float x[GROUP][PER];
 #pragma unroll
-    for (u32 g = 0; g < STAGE_GROUP; ++g) {
+    for (u32 g = 0; g < GROUP; ++g) {
       const u32 tile = tile0 + g * parts;
       if (tile < tiles) load_tile<T, VEC>(row, vocab, thread_first(tile), x[g]);
     }
 #pragma unroll
-    for (u32 g = 0; g < STAGE_GROUP; ++g) {
+    for (u32 g = 0; g < GROUP; ++g) {
       const u32 tile = tile0 + g * parts;
       if (tile < tiles) {
         const u32 first = thread_first(tile);

@@ -619,17 +619,23 @@ fn adversarial_rows(vocab: usize) -> Vec<(&'static str, Vec<f32>)> {
 #[test]
 fn bok_handles_adversarial_rows() {
     let mut s = gpu_or_skip!();
-    // The default paths (one block, and a cluster or grid at 40000), then the multi-pass one.
+    // The default paths (one block, and a cluster or grid at 40000), then the multi-pass one,
+    // also at a vocab that is no multiple of 8 (its state rows are padded to one).
     for (vocab, split) in [
         (1usize, RowSplit::Any),
         (2, RowSplit::Any),
         (5000, RowSplit::Any),
         (40000, RowSplit::Any),
         (40000, RowSplit::Off),
+        (40001, RowSplit::Off),
     ] {
         s.set_bok_split(split);
         let rows = adversarial_rows(vocab);
         let batch = rows.len();
+        if split == RowSplit::Off {
+            let path = s.bok_path::<f32>(batch, vocab).unwrap();
+            assert!(matches!(path, BokPath::Passes { .. }), "v{vocab}: {path:?}");
+        }
         let host: Vec<f32> = rows.iter().flat_map(|(_, r)| r.iter().copied()).collect();
         for w in [BokWeights::Prob, BokWeights::TopM(2)] {
             let call = Call::new(

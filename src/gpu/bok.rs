@@ -93,6 +93,13 @@ fn align(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
 
+/// Floats per row of the fallback's state: vocab rounded up to `samplex_bok_pass`'s 8 tokens a
+/// thread, so that each thread's slots are two aligned 16-byte vectors (kernels/bok.cu:
+/// state_row).
+fn state_row(vocab: usize) -> usize {
+    vocab.next_multiple_of(8)
+}
+
 fn check_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
     if got == expected {
         Ok(())
@@ -213,7 +220,7 @@ impl PassScratch {
     fn new(start: usize, batch: usize, vocab: usize, parts: u32) -> Self {
         let parts_bytes = align(batch * parts as usize * PART_BYTES);
         let state = start;
-        let part_u = state + align(batch * vocab * 4);
+        let part_u = state + align(batch * state_row(vocab) * 4);
         let part_a = [part_u + parts_bytes, part_u + 2 * parts_bytes];
         let part_f = part_u + 3 * parts_bytes;
         let topm = part_f + parts_bytes;
@@ -695,9 +702,10 @@ impl Sampler {
                 // scratch addresses) in order and type. Checked above: every buffer has the
                 // length its shape needs and lives on this device; the rows are 16-byte aligned
                 // when the vector kernel is picked (launch::vector_width); the scratch holds the
-                // thresholds, the state (batch × vocab f32) and the partials (batch × parts × 16
-                // bytes each) laid out by PassScratch, and `batch` tickets, all zero between ops;
-                // the grid is batch × parts < 2^31 blocks, parts ≤ the row's draw tiles.
+                // thresholds, the state (batch × state_row(vocab) f32, 256-byte aligned) and the
+                // partials (batch × parts × 16 bytes each) laid out by PassScratch, and `batch`
+                // tickets, all zero between ops; the grid is batch × parts < 2^31 blocks, parts ≤
+                // the row's draw tiles.
                 unsafe { b.launch(&pass_func, &stream, cfg) }?;
             }
         }
