@@ -51,10 +51,20 @@ __device__ __forceinline__ void mask(T *logits, u64 stride, u32 vocab, const u32
   const u32 first = (blockIdx.x % chunks) * MASK_CHUNK;
   const u32 *bits = allowed + (u64)row * ceil_div(vocab, 32);
   T *z = logits + (u64)row * stride;
+  // The four words are loaded before the first store: the compiler may not move a load of
+  // `allowed` above a store to the logits (they could alias), so one loop would wait out four
+  // load latencies in a row.
+  constexpr u32 PER = MASK_CHUNK / THREADS;
+  u32 word[PER];
 #pragma unroll
-  for (u32 j = 0; j < MASK_CHUNK / THREADS; ++j) {
+  for (u32 j = 0; j < PER; ++j) {
     const u32 i = first + j * THREADS + threadIdx.x;
-    if (i < vocab && !((bits[i >> 5] >> (i & 31)) & 1u)) store_logit(&z[i], SAMPLEX_NEG_INF);
+    word[j] = i < vocab ? bits[i >> 5] : ~0u;
+  }
+#pragma unroll
+  for (u32 j = 0; j < PER; ++j) {
+    const u32 i = first + j * THREADS + threadIdx.x;
+    if (!((word[j] >> (i & 31)) & 1u)) store_logit(&z[i], SAMPLEX_NEG_INF);
   }
 }
 

@@ -11,7 +11,8 @@
 // host picks when the base address or the row stride is not 16-byte aligned; it keeps the
 // 16-byte loads: the threshold passes' chunks start at the boundary below the row
 // (samplex_topk::for_each_chunk), the draw shifts each thread's tokens into place in
-// registers (common.cuh load_span); the dense writers read one token per thread per step):
+// registers (common.cuh load_span); the dense writers read one token per thread per step,
+// a tile's eight loads before its stores):
 //   samplex_topp_thresholds_<dtype>[_any]  one block of 1024 threads per row: the threshold
 //       (and, for the ops below, a RowInfo in scratch).
 //   samplex_topp_thresholds_cluster_<dtype>[_any]  sm_90, for small batches: the same passes
@@ -521,7 +522,11 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
 }
 
 // Dense outputs (probabilities or masked logits): thread t of a block writes tokens
-// t, t + 256, ... of each tile, so that stores coalesce. MODE 0: probabilities, 1: logits.
+// t, t + 256, ... of each tile, so that loads and stores coalesce (any alignment, no twin).
+// MODE 0: probabilities, 1: logits. A tile's eight loads are all issued before its first
+// store: as far as the compiler knows `out` may alias the logits, so it hoists no load above a
+// store, and the loop written load-store-load kept one load in flight per thread (SASS: LDG,
+// STG, LDG, ...), a fraction of what it takes to keep HBM busy.
 template <typename T, int MODE>
 __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab, u64 row_info, float *out,
                                           u64 status_out, u32 blocks_per_row) {
@@ -530,13 +535,21 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
   const T *z = row_ptr(logits, tr.row, stride);
   float *o = out + (u64)tr.row * vocab;
   const bool greedy = (info.flags & SAMPLEX_TOPP_GREEDY) != 0;
+  const bool read = MODE != 0 || !greedy;  // a greedy row's probabilities are one-hot (uniform)
   u32 ignored = 0;
   for (u32 t = tr.first; t < tr.last; ++t) {
+    const u32 base = t * SAMPLEX_DRAW_TILE + threadIdx.x;
+    float raw[DRAW_PER];
 #pragma unroll
     for (int j = 0; j < DRAW_PER; ++j) {
-      const u32 i = t * SAMPLEX_DRAW_TILE + j * DRAW_THREADS + threadIdx.x;
+      const u32 i = base + j * DRAW_THREADS;
+      raw[j] = read && i < vocab ? to_f32(z[i]) : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < DRAW_PER; ++j) {
+      const u32 i = base + j * DRAW_THREADS;
       if (i >= vocab) break;
-      const float x = sanitize(to_f32(z[i]), ignored);
+      const float x = sanitize(raw[j], ignored);
       const bool keep = greedy ? i == info.argmax : kept_at(x, info.thr);
       float v;
       if (MODE == 0) v = !keep ? 0.0f : (greedy ? 1.0f : expf(u_minus_max(x, info.zmax, info.tau)) / info.mass);
