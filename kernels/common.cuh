@@ -236,6 +236,51 @@ __device__ __forceinline__ void load_span(const T *row, u32 len, u32 first, floa
   load_partial<T, N>(row + first, n, SAMPLEX_NEG_INF, x);
 }
 
+// A span's loads issued ahead of its use. The tile loops reduce each tile across the block, or
+// store it, before they load the next (a load is not moved above a store that might alias it),
+// so a thread had one 16-byte load in flight and a block waited out a memory latency per tile.
+// A loop that issue()s tile t + 1 as soon as it has take()n tile t keeps two in flight, and the
+// latency overlaps the reductions. Only the aligned instantiations prefetch (VEC = one 16-byte
+// vector's worth), and as raw words, so that the widening waits for the data where the span is
+// used. Elsewhere (the _any and _v1 twins, a span that crosses the row's end) take() loads then
+// (load_span), as before.
+template <typename T, int VEC, int N> struct SpanPrefetch {
+  static constexpr bool ON = VEC * (int)sizeof(T) == 16;
+  static constexpr int V = ON ? N * (int)sizeof(T) / 16 : 1;
+  static_assert(!ON || N % VEC == 0, "whole vectors");
+  uint4 raw[V];
+  bool ready;
+  __device__ __forceinline__ void issue(const T *row, u32 len, u32 first) {
+    ready = false;
+    if constexpr (ON) {
+      if (first + N <= len) {
+        const uint4 *p = reinterpret_cast<const uint4 *>(row + first);
+#pragma unroll
+        for (int v = 0; v < V; ++v) raw[v] = p[v];
+        ready = true;
+      }
+    }
+  }
+  __device__ __forceinline__ void take(const T *row, u32 len, u32 first, float (&x)[N]) {
+    if constexpr (ON) {
+      if (ready) {
+#pragma unroll
+        for (int v = 0; v < V; ++v) {
+          const u32 w[4] = {raw[v].x, raw[v].y, raw[v].z, raw[v].w};
+          if constexpr (sizeof(T) == 4) {
+#pragma unroll
+            for (int k = 0; k < 4; ++k) x[4 * v + k] = __uint_as_float(w[k]);
+          } else {
+            widen_pairs<T>(w, x + 8 * v);
+          }
+        }
+        return;
+      }
+    }
+    load_span<T, VEC, N>(row, len, first, x);
+  }
+};
+
 // ---------------------------------------------------------------------------------------------
 // 4. Philox4x32-10 (Salmon et al., SC'11). counter = 4 x u32, key = 2 x u32.
 // ---------------------------------------------------------------------------------------------

@@ -117,6 +117,9 @@ __device__ __forceinline__ void load_tile(const T *row, u32 vocab, u32 first, fl
   load_span<T, VEC, PER>(row, vocab, first, x);
 }
 
+// A thread's next tile, requested before the current one is used (common.cuh SpanPrefetch).
+template <typename T, int VEC> using TilePrefetch = SpanPrefetch<T, VEC, PER>;
+
 // A probability as a draw weight (step 1): NaN and negatives -> 0, +inf -> FLT_MAX.
 __device__ __forceinline__ float sanitize_weight(float p, u32 &status) {
   if (p != p) {
@@ -249,9 +252,12 @@ __device__ __forceinline__ MaxSum block_row_max_sum(const T *row, u32 vocab, Row
                                                     u32 &status, Scratch &s) {
   MaxSum ms = max_sum_empty();
   const u32 tiles = row_tiles(vocab);
+  TilePrefetch<T, VEC> next;
+  next.issue(row, vocab, thread_first(rp.part));
   for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
     float x[PER];
-    load_tile<T, VEC>(row, vocab, thread_first(tile), x);
+    next.take(row, vocab, thread_first(tile), x);
+    next.issue(row, vocab, thread_first(tile + rp.parts));
 #pragma unroll
     for (int j = 0; j < PER; ++j) x[j] = scale_logit(sanitize(x[j], status), inv_t);
     ms = max_sum_merge(ms, thread_max_sum(x));
@@ -268,10 +274,13 @@ __device__ __forceinline__ ArgMax block_row_argmax(const T *row, u32 vocab, RowP
   a.v = SAMPLEX_NEG_INF;
   a.i = SAMPLEX_NO_TOKEN;
   const u32 tiles = row_tiles(vocab);
+  TilePrefetch<T, VEC> next;
+  next.issue(row, vocab, thread_first(rp.part));
   for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
     float x[PER];
     const u32 first = thread_first(tile);
-    load_tile<T, VEC>(row, vocab, first, x);
+    next.take(row, vocab, first, x);
+    next.issue(row, vocab, thread_first(tile + rp.parts));
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
       const float z = sanitize(x[j], status);
@@ -385,13 +394,16 @@ __device__ __forceinline__ void sample(const T *logits, u64 stride, u32 vocab, f
     const RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
     best = no_pick();
     const u32 tiles = row_tiles(vocab);
+    TilePrefetch<T, VEC> next;
+    next.issue(row, vocab, thread_first(rp.part));
     for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
-      // The tile's two uniforms first: fewer registers live than with the tile loaded.
+      // The tile's two uniforms first: fewer registers live than with the tile widened.
       const Philox4 r = row_random(rng.seed, rng.offset, rng.stream, tile);
       const float ua = uniform_open(r.x), ub = uniform_open(r.y);
       float x[PER];
       const u32 first = thread_first(tile);
-      load_tile<T, VEC>(row, vocab, first, x);
+      next.take(row, vocab, first, x);
+      next.issue(row, vocab, thread_first(tile + rp.parts));
 #pragma unroll
       for (int j = 0; j < PER; ++j) x[j] = scale_logit(sanitize(x[j], status), inv_t);
       const MaxSum mt = block_max_sum(thread_max_sum(x), s);
@@ -422,12 +434,15 @@ __device__ __forceinline__ void sample_probs(const float *probs, u64 stride, u32
   u32 status = 0;
   ArgMax best = no_pick();
   const u32 tiles = row_tiles(vocab);
+  TilePrefetch<float, VEC> next;
+  next.issue(row, vocab, thread_first(rp.part));
   for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
     const Philox4 r = row_random(rng.seed, rng.offset, rng.stream, tile);
     const float ua = uniform_open(r.x), ub = uniform_open(r.y);
     float w[PER];
     const u32 first = thread_first(tile);
-    load_tile<float, VEC>(row, vocab, first, w);
+    next.take(row, vocab, first, w);
+    next.issue(row, vocab, thread_first(tile + rp.parts));
     float mine = 0.0f;
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
@@ -655,10 +670,13 @@ __device__ __forceinline__ void probs(const T *logits, u64 stride, u32 vocab, fl
 
   const ProbOut o = prob_out(probs_out, log_probs, rp.row, vocab);
   const u32 tiles = row_tiles(vocab);
+  TilePrefetch<T, VEC> next;
+  next.issue(row, vocab, thread_first(rp.part));
   for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
     float x[PER], p[PER], lp[PER];
     const u32 first = thread_first(tile);
-    load_tile<T, VEC>(row, vocab, first, x);
+    next.take(row, vocab, first, x);
+    next.issue(row, vocab, thread_first(tile + rp.parts));
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
       u32 seen = 0;  // already counted by the statistics
@@ -854,6 +872,16 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
 // its 16-byte vector width and as the _any twin (VEC = 0). Optional pointers travel as u64
 // (0 = absent).
 // ---------------------------------------------------------------------------------------------
+// The draws (sample, sample_probs) hold the next tile's vectors (SpanPrefetch) through the
+// tile's reductions: ptxas for sm_90 then took 72-78 registers (3 blocks of 256 per SM), so
+// there it is held to 64 (4 blocks, no spill). Elsewhere it stays under 64 by itself (40-55),
+// and the hint would only make it use all 64.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define SAMPLEX_SOFTMAX_DRAW_BOUNDS __launch_bounds__(samplex_softmax::THREADS, 4)
+#else
+#define SAMPLEX_SOFTMAX_DRAW_BOUNDS __launch_bounds__(samplex_softmax::THREADS)
+#endif
+
 #define SAMPLEX_SOFTMAX_ENTRIES(T, NAME, VEC, SUFFIX)                                                    \
   extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
       samplex_softmax_stats_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, float temperature,  \
@@ -887,7 +915,7 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
                                              u64 partials, u64 tickets, u32 *tokens, u64 status) {     \
     samplex_softmax::greedy<T, VEC>(logits, stride, vocab, parts, partials, tickets, tokens, status);   \
   }                                                                                                     \
-  extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
+  extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS                                                \
       samplex_softmax_sample_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, float temperature, \
                                              u64 temps, u64 seed, u64 offset, u64 seeds, u64 offsets,  \
                                              u32 parts, u64 partials, u64 tickets, u32 *tokens,        \
@@ -906,7 +934,7 @@ SAMPLEX_SOFTMAX_DTYPE(bf16_t, bf16, 8)
 
 // Drawing from given probabilities (f32 only).
 #define SAMPLEX_SOFTMAX_SAMPLE_PROBS(VEC, SUFFIX)                                                          \
-  extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                  \
+  extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS                                                  \
       samplex_softmax_sample_probs_f32##SUFFIX(const float *probs, u64 stride, u32 vocab, u64 seed,       \
                                                 u64 offset, u64 seeds, u64 offsets, u32 parts,            \
                                                 u64 partials, u64 tickets, u32 *tokens, u64 status) {     \

@@ -458,10 +458,14 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
   TileDraw best;
   best.key = SAMPLEX_NEG_INF;
   best.token = SAMPLEX_NO_TOKEN;
+  // The next tile is requested before this one is reduced (common.cuh SpanPrefetch).
+  SpanPrefetch<T, VEC, DRAW_PER> next;
+  next.issue(z, vocab, tr.first * SAMPLEX_DRAW_TILE + threadIdx.x * DRAW_PER);
   for (u32 t = tr.first; t < tr.last; ++t) {
     const u32 first = t * SAMPLEX_DRAW_TILE + threadIdx.x * DRAW_PER;
     float x[DRAW_PER];
-    load_span<T, VEC, DRAW_PER>(z, vocab, first, x);
+    next.take(z, vocab, first, x);
+    if (t + 1 < tr.last) next.issue(z, vocab, first + SAMPLEX_DRAW_TILE);
     float top = SAMPLEX_NEG_INF;
 #pragma unroll
     for (int j = 0; j < DRAW_PER; ++j) {
