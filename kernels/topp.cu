@@ -497,23 +497,47 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
       // The last ticket wraps the count to 0 for the next launch (no plain store after the
       // other blocks' atomics).
       const u32 ticket = atomicInc(reinterpret_cast<u32 *>(tickets) + tr.row, blocks_per_row - 1);
-      is_last = ticket == blocks_per_row - 1;
+      const bool last = ticket == blocks_per_row - 1;
+      // The acquire that goes with the other blocks' fences, in the thread that read their
+      // tickets; the barrier passes it to the warp that merges.
+      if (last) __threadfence();
+      is_last = last ? 1u : 0u;
     }
     __syncthreads();
-    if (!is_last) return;
-    if (threadIdx.x == 0) {
-      __threadfence();
-      const volatile TileDraw *part =
-          reinterpret_cast<const volatile TileDraw *>(partials) + (u64)tr.row * blocks_per_row;
-      result.key = part[0].key;
-      result.token = part[0].token;
-      for (u32 b = 1; b < blocks_per_row; ++b) {  // block order = tile order: ties keep the lower
-        TileDraw next;
-        next.key = part[b].key;
-        next.token = part[b].token;
-        result = tile_draw_pick(result, next);
+    if (!is_last || threadIdx.x >= 32) return;  // block-uniform, then warp-uniform
+    // Warp 0 merges: lane l reads parts l, l + 32, ... (a loop over the parts in thread 0 waited
+    // out an L2 latency per few parts, and a row of 128K tokens has 63). (key, block) ordered as
+    // an argmax, ties to the lower block, whose tiles are the lower ones: a total order, so the
+    // order of the merges does not matter; the token travels with its pair.
+    const volatile TileDraw *part =
+        reinterpret_cast<const volatile TileDraw *>(partials) + (u64)tr.row * blocks_per_row;
+    ArgMax m;
+    m.v = SAMPLEX_NEG_INF;
+    m.i = SAMPLEX_NO_TOKEN;
+    u32 token = SAMPLEX_NO_TOKEN;
+    for (u32 b = threadIdx.x; b < blocks_per_row; b += 32) {
+      ArgMax q;
+      q.v = part[b].key;
+      q.i = b;
+      const u32 t = part[b].token;
+      if (argmax_better(q, m)) {
+        m = q;
+        token = t;
       }
     }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      ArgMax q;
+      q.v = __shfl_xor_sync(SAMPLEX_FULL_MASK, m.v, o);
+      q.i = __shfl_xor_sync(SAMPLEX_FULL_MASK, m.i, o);
+      const u32 t = __shfl_xor_sync(SAMPLEX_FULL_MASK, token, o);
+      if (argmax_better(q, m)) {
+        m = q;
+        token = t;
+      }
+    }
+    result.key = m.v;
+    result.token = token;
   }
   if (threadIdx.x == 0) {
     tokens[tr.row] = result.token;
