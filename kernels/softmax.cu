@@ -872,15 +872,16 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
 // its 16-byte vector width and as the _any twin (VEC = 0). Optional pointers travel as u64
 // (0 = absent).
 // ---------------------------------------------------------------------------------------------
-// The draws (sample, sample_probs) hold the next tile's vectors (SpanPrefetch) through the
-// tile's reductions: ptxas for sm_90 then took 72-78 registers (3 blocks of 256 per SM), so
-// there it is held to 64 (4 blocks, no spill). Elsewhere it stays under 64 by itself (40-55),
-// and the hint would only make it use all 64.
+// The aligned draws (sample, sample_probs) hold the next tile's vectors (SpanPrefetch) through
+// the tile's reductions: ptxas for sm_90 then took 72-78 registers (3 blocks of 256 per SM), so
+// there they are held to 64 (4 blocks, no spill). Elsewhere, and in the _any twins (which do
+// not prefetch), they stay under 64 by themselves, and the hint would only make ptxas use all 64.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define SAMPLEX_SOFTMAX_DRAW_BOUNDS __launch_bounds__(samplex_softmax::THREADS, 4)
 #else
 #define SAMPLEX_SOFTMAX_DRAW_BOUNDS __launch_bounds__(samplex_softmax::THREADS)
 #endif
+#define SAMPLEX_SOFTMAX_DRAW_BOUNDS_any __launch_bounds__(samplex_softmax::THREADS)
 
 #define SAMPLEX_SOFTMAX_ENTRIES(T, NAME, VEC, SUFFIX)                                                    \
   extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
@@ -915,7 +916,7 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
                                              u64 partials, u64 tickets, u32 *tokens, u64 status) {     \
     samplex_softmax::greedy<T, VEC>(logits, stride, vocab, parts, partials, tickets, tokens, status);   \
   }                                                                                                     \
-  extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS                                                \
+  extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS##SUFFIX                                        \
       samplex_softmax_sample_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, float temperature, \
                                              u64 temps, u64 seed, u64 offset, u64 seeds, u64 offsets,  \
                                              u32 parts, u64 partials, u64 tickets, u32 *tokens,        \
@@ -934,7 +935,7 @@ SAMPLEX_SOFTMAX_DTYPE(bf16_t, bf16, 8)
 
 // Drawing from given probabilities (f32 only).
 #define SAMPLEX_SOFTMAX_SAMPLE_PROBS(VEC, SUFFIX)                                                          \
-  extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS                                                  \
+  extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS##SUFFIX                                          \
       samplex_softmax_sample_probs_f32##SUFFIX(const float *probs, u64 stride, u32 vocab, u64 seed,       \
                                                 u64 offset, u64 seeds, u64 offsets, u32 parts,            \
                                                 u64 partials, u64 tickets, u32 *tokens, u64 status) {     \

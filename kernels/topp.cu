@@ -51,7 +51,7 @@
 //   samplex_topp_sample_<dtype>[_any]  the tiled draw (common.cuh §7) with weights
 //       exp(u_i - m_t) on kept tokens, 0 elsewhere, and tile keys from m_t - max u;
 //       256 threads x 8 contiguous tokens per 2048-token tile; a row's tiles are split over
-//       `blocks_per_row` blocks, merged by the last block in block order (tickets).
+//       `blocks_per_row` blocks, merged by the last block's warp 0 in block order (tickets).
 //   samplex_topp_probs_<dtype>  p_i = exp(d_i) / kept mass on kept tokens, 0 elsewhere.
 //   samplex_topp_logits_<dtype> z_i on kept tokens, -inf elsewhere.
 //
