@@ -508,7 +508,8 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
     // Warp 0 merges: lane l reads parts l, l + 32, ... (a loop over the parts in thread 0 waited
     // out an L2 latency per few parts, and a row of 128K tokens has 63). (key, block) ordered as
     // an argmax, ties to the lower block, whose tiles are the lower ones: a total order, so the
-    // order of the merges does not matter; the token travels with its pair.
+    // order of the merges does not matter. The winning block's token is held by the lane that
+    // read it (block mod 32: its own best is the row's).
     const volatile TileDraw *part =
         reinterpret_cast<const volatile TileDraw *>(partials) + (u64)tr.row * blocks_per_row;
     ArgMax m;
@@ -525,17 +526,8 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
         token = t;
       }
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      ArgMax q;
-      q.v = __shfl_xor_sync(SAMPLEX_FULL_MASK, m.v, o);
-      q.i = __shfl_xor_sync(SAMPLEX_FULL_MASK, m.i, o);
-      const u32 t = __shfl_xor_sync(SAMPLEX_FULL_MASK, token, o);
-      if (argmax_better(q, m)) {
-        m = q;
-        token = t;
-      }
-    }
+    m = warp_argmax(m);  // m.i is a block: lane 0 read part 0, which beats the empty pair
+    token = __shfl_sync(SAMPLEX_FULL_MASK, token, m.i & 31u);
     result.key = m.v;
     result.token = token;
   }
