@@ -138,11 +138,12 @@ __device__ __forceinline__ float scale_logit(float z, float inv_t) {
   return fminf(fmaxf(z * inv_t, -SAMPLEX_FLT_MAX), SAMPLEX_FLT_MAX);
 }
 
-// Strided pass over a row: f(base + index, raw value widened to f32) for every token, each
-// exactly once. Thread t takes vectors t, t + THREADS, ... with U vectors in flight, then the
-// ragged tail (< VEC tokens) one per thread. Indices rise along a thread's calls.
-template <typename T, int VEC, typename F>
-__device__ __forceinline__ void strided_pass(const T *row, u32 vocab, u32 base, F &f) {
+// Strided pass over a row, a vector at a time: fv(base + index, x, n) with x[0 .. n) the raw
+// values of tokens index .. index + n − 1 widened to f32, every token exactly once. Thread t
+// takes vectors t, t + THREADS, ... (n = VEC) with U vectors in flight, then the ragged tail
+// (< VEC tokens) one per thread (n = 1). Indices rise along a thread's calls.
+template <typename T, int VEC, typename FV>
+__device__ __forceinline__ void strided_vectors(const T *row, u32 vocab, u32 base, FV &fv) {
   constexpr int U = VEC >= 8 ? 2 : (VEC >= 4 ? 4 : 8);
   const u32 nvec = vocab / VEC;
   u32 v = threadIdx.x;
@@ -151,39 +152,56 @@ __device__ __forceinline__ void strided_pass(const T *row, u32 vocab, u32 base, 
 #pragma unroll
     for (int k = 0; k < U; ++k) VecLoad<T, VEC>::load(row + (u64)(v + k * THREADS) * VEC, x[k]);
 #pragma unroll
-    for (int k = 0; k < U; ++k)
-#pragma unroll
-      for (int e = 0; e < VEC; ++e) f(base + (v + k * THREADS) * VEC + e, x[k][e]);
+    for (int k = 0; k < U; ++k) fv(base + (v + k * THREADS) * VEC, x[k], (u32)VEC);
   }
   for (; v < nvec; v += THREADS) {
     float x[VEC];
     VecLoad<T, VEC>::load(row + (u64)v * VEC, x);
-#pragma unroll
-    for (int e = 0; e < VEC; ++e) f(base + v * VEC + e, x[e]);
+    fv(base + v * VEC, x, (u32)VEC);
   }
   if (VEC > 1) {
     const u32 tail = nvec * VEC + threadIdx.x;
-    if (tail < vocab) f(base + tail, to_f32(row[tail]));
+    if (tail < vocab) {
+      float x[VEC] = {};
+      x[0] = to_f32(row[tail]);
+      fv(base + tail, x, 1u);
+    }
   }
 }
 
-// Every pass's read of a row (its tokens base, base + 1, ...): strided_pass at width VEC.
+// Every pass's read of a row (its tokens base, base + 1, ...), by vectors of
+// Lanes<T, VEC>::N tokens: strided_vectors at width VEC.
 // VEC = 0 (the _any twin, for a row h elements past a 16-byte boundary): the first
 // 16 / sizeof(T) − h tokens one per thread, then the rest, which starts at that boundary, at
 // the 16-byte width. That only moves tokens between threads, and no result depends on which
-// thread holds a token ("Determinism"). The offset travels as `base`, not in a wrapper of f:
+// thread holds a token ("Determinism"). The offset travels as `base`, not in a wrapper of fv:
 // the split kernels sit at 64 registers and an extra captured value spilled.
-template <typename T, int VEC, typename F>
-__device__ __forceinline__ void for_each_token(const T *row, u32 vocab, u32 base, F &f) {
+template <typename T, int VEC, typename FV>
+__device__ __forceinline__ void for_each_vector(const T *row, u32 vocab, u32 base, FV &fv) {
   if constexpr (VEC == 0) {
     constexpr u32 W = Lanes<T, 0>::N;
     const u32 h = elements_past_16_bytes(row);
     const u32 head = min((W - h) & (W - 1u), vocab);
-    if (threadIdx.x < head) f(base + threadIdx.x, to_f32(row[threadIdx.x]));
-    strided_pass<T, (int)W>(row + head, vocab - head, base + head, f);
+    if (threadIdx.x < head) {
+      float x[W] = {};
+      x[0] = to_f32(row[threadIdx.x]);
+      fv(base + threadIdx.x, x, 1u);
+    }
+    strided_vectors<T, (int)W>(row + head, vocab - head, base + head, fv);
   } else {
-    strided_pass<T, VEC>(row, vocab, base, f);
+    strided_vectors<T, VEC>(row, vocab, base, fv);
   }
+}
+
+// for_each_vector one token at a time: f(base + index, raw value widened to f32).
+template <typename T, int VEC, typename F>
+__device__ __forceinline__ void for_each_token(const T *row, u32 vocab, u32 base, F &f) {
+  auto fv = [&](u32 i, const float (&x)[Lanes<T, VEC>::N], u32 n) {
+#pragma unroll
+    for (u32 e = 0; e < (u32)Lanes<T, VEC>::N; ++e)
+      if (e < n) f(i + e, x[e]);
+  };
+  for_each_vector<T, VEC>(row, vocab, base, fv);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,6 +268,9 @@ struct SoloRow {
   }
   template <typename T, int VEC, typename F> __device__ __forceinline__ void read(const T *zr, F &f) {
     for_each_token<T, VEC>(zr, len, 0u, f);
+  }
+  template <typename T, int VEC, typename FV> __device__ __forceinline__ void read_vectors(const T *zr, FV &fv) {
+    for_each_vector<T, VEC>(zr, len, 0u, fv);
   }
   template <typename T> __device__ __forceinline__ float value(const T *zr, u32 i) const { return to_f32(zr[i]); }
   template <typename P, typename F> __device__ __forceinline__ P merge(const P &v, F) { return v; }
@@ -349,6 +370,10 @@ template <typename Link> struct SplitRow : RowMerges<SplitRow<Link>> {
   template <typename T, int VEC, typename F> __device__ __forceinline__ void read(const T *zr, F &f) {
     if (staged) for_each_token<float, 4>(Link::stage(), len, lo, f);  // 16-byte aligned
     else for_each_token<T, VEC>(zr + lo, len, lo, f);
+  }
+  template <typename T, int VEC, typename FV> __device__ __forceinline__ void read_vectors(const T *zr, FV &fv) {
+    if (staged) for_each_vector<float, 4>(Link::stage(), len, lo, fv);
+    else for_each_vector<T, VEC>(zr + lo, len, lo, fv);
   }
   template <typename T> __device__ __forceinline__ float value(const T *zr, u32 i) const {
     return staged ? Link::stage()[i - lo] : to_f32(zr[i]);
@@ -612,6 +637,30 @@ __device__ __forceinline__ float q_of(float x, float inv_t, float M, float cut, 
   return u >= cut ? fmaxf((u - M) - theta, 0.0f) : 0.0f;
 }
 
+// Step 5's dense write of q, a read's vector at a time: 16-byte stores where the vector holds
+// a multiple of 4 tokens and starts 16-byte aligned in q, else one float at a time. When q's
+// row is aligned that is every whole vector of a staged slice or of aligned logits (they start
+// at multiples of the width from the slice's start, a multiple of SAMPLEX_DRAW_TILE). One float
+// per token, at a 16- or 32-byte stride across the warp, took 4-8 times the store requests.
+struct QWriter {
+  float *q;
+  float inv_t, M, cut, theta;
+  template <int N> __device__ __forceinline__ void operator()(u32 i, const float (&x)[N], u32 n) const {
+    float y[N];
+#pragma unroll
+    for (int e = 0; e < N; ++e) y[e] = q_of(x[e], inv_t, M, cut, theta);
+    if (N % 4 == 0 && n == (u32)N && (reinterpret_cast<u64>(q + i) & 15u) == 0) {
+#pragma unroll
+      for (int e = 0; e < N; e += 4)
+        *reinterpret_cast<float4 *>(q + i + e) = make_float4(y[e], y[e + 1], y[e + 2], y[e + 3]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < N; ++e)
+        if ((u32)e < n) q[i + e] = y[e];
+    }
+  }
+};
+
 // The best tile's key and its drawn token (a split row's blocks fold theirs in rank order, the
 // later winning only on a strictly larger key: tile order, as one block's loop).
 struct DrawPick {
@@ -839,8 +888,8 @@ __device__ __forceinline__ void project(G &g, const T *logits, u64 stride, u32 v
         if (v > theta) q_row[sh.cand.i[j]] = v - theta;  // q_of's value: v is u − M as q_of has it
       }
     } else {
-      auto write_q = [&](u32 i, float x) { q_row[i] = q_of(x, inv_t, M, cut, theta); };
-      g.template read<T, VEC>(zr, write_q);
+      QWriter write_q{q_row, inv_t, M, cut, theta};
+      g.template read_vectors<T, VEC>(zr, write_q);
     }
   }
   // Step 6.
