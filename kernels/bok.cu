@@ -98,9 +98,10 @@
 //                  to ln Z and the shift, forms ln q^{pass−1}, writes a to the state and
 //                  (max a, Σ e^{a−max}, Σ J, status) → part_next; part 0 writes J(q^{pass−2})
 //   pass T + 1:    ln q^T, q (dense), the draw over the part's tiles, Σ J → part_f; a ticket on
-//                  tickets[row]; the last block merges the parts in part order (strict > on the
-//                  key keeps the lower part = the lower tiles), writes the token, J(q^T) and the
-//                  status; its ticket (atomicInc, wrapping) left the count at 0.
+//                  tickets[row]; the last block's warp 0 merges the parts as merge_parts does
+//                  ((key, part) as an argmax keeps the lower part = the lower tiles on a tie),
+//                  writes the token, J(q^T) and the status; its ticket (atomicInc, wrapping)
+//                  left the count at 0.
 //   That is T + 2 launches (T + 3 with top_m), each reading the row from L2/HBM: the path for
 //   vocab > 8 × 32768, and for GPUs without clusters.
 //
@@ -1272,7 +1273,7 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
     }
     return;
   }
-  // The last pass: one ticket per row; the last block merges the parts in part order.
+  // The last pass: one ticket per row; the last block merges the parts.
   FinalPart *pf = reinterpret_cast<FinalPart *>(part_next) + (u64)row * parts;  // the host's part_f
   if (t == 0) {
     FinalPart out;
@@ -1285,23 +1286,43 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
     // The last ticket wraps the count to 0 for the next launch (no plain store after the
     // other parts' atomics).
     const u32 ticket = atomicInc(reinterpret_cast<u32 *>(tickets) + row, parts - 1u);
-    sh.last = ticket == parts - 1u ? 1u : 0u;
+    const bool last = ticket == parts - 1u;
+    // The acquire that goes with the other parts' fences, in the thread that read their
+    // tickets; the barrier passes it to the warp that merges.
+    if (last) __threadfence();
+    sh.last = last ? 1u : 0u;
   }
   __syncthreads();
-  if (sh.last == 0u || t != 0) return;
-  __threadfence();
-  float key = SAMPLEX_NEG_INF, j = 0.0f;
+  if (sh.last == 0u || t >= 32) return;  // block-uniform, then warp-uniform
+  // Warp 0 merges (a loop in thread 0 waited out an L2 latency per few parts, and a row past
+  // 262144 tokens at batch 1 has 2 × SMs): lane l reads parts l, l + 32, ... The draw: (key,
+  // part) as an argmax, ties to the lower part (lower tiles), a part with no draw (key −inf)
+  // never winning; the winning part's token is held by the lane that read it (part mod 32).
+  // J: each lane's parts in order, then the warp's sum (the order merge_parts gives J's
+  // earlier terms).
+  const volatile FinalPart *fp = pf;
+  ArgMax m;
+  m.v = SAMPLEX_NEG_INF;
+  m.i = SAMPLEX_NO_TOKEN;
   u32 token = SAMPLEX_NO_TOKEN, status = 0;
-  for (u32 p = 0; p < parts; ++p) {
-    const volatile FinalPart *q = pf + p;
-    const float k = q->key;
-    if (k > key) {  // strict: the lower part (lower tiles) keeps a tie
-      key = k;
-      token = q->token;
+  float j = 0.0f;
+  for (u32 p = t; p < parts; p += 32) {
+    ArgMax q;
+    q.v = fp[p].key;
+    q.i = p;
+    const u32 tok = fp[p].token;
+    if (q.v > SAMPLEX_NEG_INF && argmax_better(q, m)) {
+      m = q;
+      token = tok;
     }
-    j += q->j;
-    status |= q->status;
+    j += fp[p].j;
+    status |= fp[p].status;
   }
+  m = warp_argmax(m);
+  token = __shfl_sync(SAMPLEX_FULL_MASK, token, m.i & 31u);  // NO_TOKEN when no part drew
+  j = warp_sum(j);
+  status = warp_or(status);
+  if (t != 0) return;
   if (want_j) obj_row()[a.iterations] = j;
   if (a.tokens != 0) {
     reinterpret_cast<u32 *>(a.tokens)[row] = token;
