@@ -448,36 +448,6 @@ __device__ __forceinline__ MSJ thread_max_sum(const float (&x)[N]) {
   return msj(m, s, 0.0f);
 }
 
-// Exclusive block scan of u32 in thread order (the top_m tie walk).
-template <int THREADS>
-__device__ __forceinline__ u32 block_exclusive_sum_u32(u32 v, u32 &total, BlockScratch<THREADS> &s) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  u32 inc = v;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const u32 n = __shfl_up_sync(SAMPLEX_FULL_MASK, inc, o);
-    if (lane >= o) inc += n;
-  }
-  if (lane == 31) s.u[warp] = inc;
-  __syncthreads();
-  if (warp == 0) {
-    const u32 w = lane < BlockScratch<THREADS>::WARPS ? s.u[lane] : 0u;
-    u32 wi = w;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const u32 n = __shfl_up_sync(SAMPLEX_FULL_MASK, wi, o);
-      if (lane >= o) wi += n;
-    }
-    if (lane < BlockScratch<THREADS>::WARPS) s.u[lane] = wi - w;
-    if (lane == 31) s.result_u = wi;
-  }
-  __syncthreads();
-  const u32 r = s.u[warp] + inc - v;
-  total = s.result_u;
-  __syncthreads();
-  return r;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Where a row's tiles live (the "group"): all in one block (samplex_bok_row, samplex_bok_topm),
 // or spread over the blocks of a cluster (samplex_bok_cluster). top_m's select, the ascent and

@@ -527,6 +527,54 @@ __device__ __forceinline__ float block_exclusive_sum(float v, float &total, Bloc
   return r;
 }
 
+// Exclusive block scan of an unsigned integer (u32 or u64) per thread, in thread order, CUB's
+// shape: every thread gets its prefix and the total. Integer: exact, order-free. The scratch is
+// the caller's: THREADS / 32 warp slots and a total slot, in a ScanSmem or a BlockScratch's
+// u32 slots.
+template <int THREADS, typename U> struct ScanSmem {
+  static constexpr int WARPS = THREADS / 32;
+  U warp[WARPS];
+  U total;
+};
+
+template <int THREADS, typename U>
+__device__ __forceinline__ U block_exclusive_scan(U v, U &total, U (&warp_slots)[THREADS / 32], U &total_slot) {
+  constexpr int WARPS = THREADS / 32;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  U inc = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const U n = __shfl_up_sync(SAMPLEX_FULL_MASK, inc, o);
+    if (lane >= o) inc += n;
+  }
+  if (lane == 31) warp_slots[warp] = inc;
+  __syncthreads();
+  if (warp == 0) {
+    const U w = lane < WARPS ? warp_slots[lane] : (U)0;
+    U wi = w;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const U n = __shfl_up_sync(SAMPLEX_FULL_MASK, wi, o);
+      if (lane >= o) wi += n;
+    }
+    if (lane < WARPS) warp_slots[lane] = wi - w;  // exclusive warp offsets
+    if (lane == 31) total_slot = wi;
+  }
+  __syncthreads();
+  const U r = warp_slots[warp] + inc - v;
+  total = total_slot;
+  __syncthreads();  // the scratch may be reused at once
+  return r;
+}
+template <int THREADS, typename U>
+__device__ __forceinline__ U block_exclusive_scan(U v, U &total, ScanSmem<THREADS, U> &s) {
+  return block_exclusive_scan<THREADS, U>(v, total, s.warp, s.total);
+}
+template <int THREADS>
+__device__ __forceinline__ u32 block_exclusive_sum_u32(u32 v, u32 &total, BlockScratch<THREADS> &s) {
+  return block_exclusive_scan<THREADS, u32>(v, total, s.u, s.result_u);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Order-preserving keys: a < b (as floats, -0 == +0 aside) <=> key(a) < key(b) as u32.
 //    -inf maps to the smallest key of any non-NaN value; NaN never reaches here (sanitize).

@@ -205,39 +205,6 @@ __device__ __forceinline__ void for_each_token(const T *row, u32 vocab, u32 base
 }
 
 // ---------------------------------------------------------------------------------------------
-// Collectives this file needs beyond common.cuh (CUB shape: every thread calls, ends synced).
-// ---------------------------------------------------------------------------------------------
-
-// Exclusive block scan of u32 in thread order; every thread gets its prefix and the total.
-__device__ __forceinline__ u32 block_exclusive_sum_u32(u32 v, u32 &total, Scratch &s) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  u32 inc = v;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const u32 n = __shfl_up_sync(SAMPLEX_FULL_MASK, inc, o);
-    if (lane >= o) inc += n;
-  }
-  if (lane == 31) s.u[warp] = inc;
-  __syncthreads();
-  if (warp == 0) {
-    const u32 w = lane < WARPS ? s.u[lane] : 0u;
-    u32 wi = w;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const u32 n = __shfl_up_sync(SAMPLEX_FULL_MASK, wi, o);
-      if (lane >= o) wi += n;
-    }
-    if (lane < WARPS) s.u[lane] = wi - w;
-    if (lane == 31) s.result_u = wi;
-  }
-  __syncthreads();
-  const u32 r = s.u[warp] + inc - v;
-  total = s.result_u;
-  __syncthreads();
-  return r;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Where a row lives (the "row group"): all in one block (SoloRow, blockIdx.x = row), or split
 // over C blocks (SplitRow), block r over a contiguous slice [lo, lo + len) of whole draw tiles
 // (lo a multiple of SAMPLEX_DRAW_TILE, so that every tile's draw is the one-block kernel's),

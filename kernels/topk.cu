@@ -92,46 +92,6 @@ __device__ __forceinline__ u64 pack_pair(u32 key, u32 index) { return ((u64)key 
 __device__ __forceinline__ u32 pair_key(u64 v) { return (u32)(v >> 32); }
 __device__ __forceinline__ u32 pair_index(u64 v) { return ~(u32)v; }
 
-// ---------------------------------------------------------------------------------------------
-// Block scan of unsigned integers (u32 or u64), CUB's shape: caller-owned shared memory, every
-// thread must call, every thread gets its exclusive prefix (thread order) and the total. Ends
-// with a __syncthreads(), so the scratch can be reused at once. Integer: exact, order-free.
-// ---------------------------------------------------------------------------------------------
-template <int THREADS, typename U> struct ScanSmem {
-  static constexpr int WARPS = THREADS / 32;
-  U warp[WARPS];
-  U total;
-};
-
-template <int THREADS, typename U>
-__device__ __forceinline__ U block_exclusive_scan(U v, U &total, ScanSmem<THREADS, U> &s) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  U inc = v;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    U n = __shfl_up_sync(SAMPLEX_FULL_MASK, inc, o);
-    if (lane >= o) inc += n;
-  }
-  if (lane == 31) s.warp[warp] = inc;
-  __syncthreads();
-  if (warp == 0) {
-    U w = lane < ScanSmem<THREADS, U>::WARPS ? s.warp[lane] : (U)0;
-    U wi = w;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      U n = __shfl_up_sync(SAMPLEX_FULL_MASK, wi, o);
-      if (lane >= o) wi += n;
-    }
-    if (lane < ScanSmem<THREADS, U>::WARPS) s.warp[lane] = wi - w;
-    if (lane == 31) s.total = wi;
-  }
-  __syncthreads();
-  U r = s.warp[warp] + inc - v;
-  total = s.total;
-  __syncthreads();
-  return r;
-}
-
 // Block minimum of a u32: every thread gets it. Order-free.
 template <int THREADS>
 __device__ __forceinline__ u32 block_min_u32(u32 v, ScanSmem<THREADS, u32> &s) {

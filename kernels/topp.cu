@@ -81,7 +81,6 @@ using samplex_topk::RADIX_BUCKETS;
 using samplex_topk::RADIX_PASSES;
 using samplex_topk::RadixCut;
 using samplex_topk::RadixSmem;
-using samplex_topk::ScanSmem;
 using samplex_topk::SoloRow;
 using samplex_topk::umax32;
 using samplex_topk::umin32;
@@ -352,7 +351,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
       };
       g.template read<T, VEC, THREADS>(z, sweep);
       u64 total = 0;
-      samplex_topk::block_exclusive_scan<THREADS, u64>(acc, total, sm.scan64);
+      block_exclusive_scan<THREADS, u64>(acc, total, sm.scan64);
       total = g.merge(total, [](u64 a, u64 b) { return a + b; });
       info.mass = (float)total / scale;  // scale is a power of two: exact
     }
