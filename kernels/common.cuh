@@ -414,75 +414,39 @@ template <int THREADS> struct BlockScratch {
   u32 result_u;
 };
 
-// Block max: every thread gets the result. Deterministic (max is order-free).
-template <int THREADS>
-__device__ __forceinline__ float block_max(float v, BlockScratch<THREADS> &s) {
+// Block reduction of one value per thread with a warp reduction `warp_op` (its identity
+// `empty`), on caller-owned slots (THREADS / 32 warp slots and a result slot): every thread
+// gets the result. Ends with a __syncthreads(), so the scratch can be reused at once. The
+// tree (warp butterflies, then warp 0 over the warps) is fixed by THREADS, so a float sum is
+// the same run after run.
+template <int THREADS, typename U, typename WarpOp>
+__device__ __forceinline__ U block_reduce(U v, U empty, U (&warp_slots)[THREADS / 32], U &result, WarpOp warp_op) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_max(v);
-  if (lane == 0) s.f[warp] = v;
+  v = warp_op(v);
+  if (lane == 0) warp_slots[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    float w = lane < BlockScratch<THREADS>::WARPS ? s.f[lane] : SAMPLEX_NEG_INF;
-    w = warp_max(w);
-    if (lane == 0) s.result_f = w;
+    U w = lane < THREADS / 32 ? warp_slots[lane] : empty;
+    w = warp_op(w);
+    if (lane == 0) result = w;
   }
   __syncthreads();
-  float r = s.result_f;
+  const U r = result;
   __syncthreads();
   return r;
 }
 
-// Block sum: every thread gets the result. The summation tree is fixed by THREADS, so the
-// result is the same run after run.
-template <int THREADS>
-__device__ __forceinline__ float block_sum(float v, BlockScratch<THREADS> &s) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_sum(v);
-  if (lane == 0) s.f[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float w = lane < BlockScratch<THREADS>::WARPS ? s.f[lane] : 0.0f;
-    w = warp_sum(w);
-    if (lane == 0) s.result_f = w;
-  }
-  __syncthreads();
-  float r = s.result_f;
-  __syncthreads();
-  return r;
+template <int THREADS> __device__ __forceinline__ float block_max(float v, BlockScratch<THREADS> &s) {
+  return block_reduce<THREADS, float>(v, SAMPLEX_NEG_INF, s.f, s.result_f, warp_max);
 }
-
-template <int THREADS>
-__device__ __forceinline__ u32 block_sum_u32(u32 v, BlockScratch<THREADS> &s) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_sum_u32(v);
-  if (lane == 0) s.u[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    u32 w = lane < BlockScratch<THREADS>::WARPS ? s.u[lane] : 0u;
-    w = warp_sum_u32(w);
-    if (lane == 0) s.result_u = w;
-  }
-  __syncthreads();
-  u32 r = s.result_u;
-  __syncthreads();
-  return r;
+template <int THREADS> __device__ __forceinline__ float block_sum(float v, BlockScratch<THREADS> &s) {
+  return block_reduce<THREADS, float>(v, 0.0f, s.f, s.result_f, warp_sum);
 }
-
-template <int THREADS>
-__device__ __forceinline__ u32 block_or(u32 v, BlockScratch<THREADS> &s) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_or(v);
-  if (lane == 0) s.u[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    u32 w = lane < BlockScratch<THREADS>::WARPS ? s.u[lane] : 0u;
-    w = warp_or(w);
-    if (lane == 0) s.result_u = w;
-  }
-  __syncthreads();
-  u32 r = s.result_u;
-  __syncthreads();
-  return r;
+template <int THREADS> __device__ __forceinline__ u32 block_sum_u32(u32 v, BlockScratch<THREADS> &s) {
+  return block_reduce<THREADS, u32>(v, 0u, s.u, s.result_u, warp_sum_u32);
+}
+template <int THREADS> __device__ __forceinline__ u32 block_or(u32 v, BlockScratch<THREADS> &s) {
+  return block_reduce<THREADS, u32>(v, 0u, s.u, s.result_u, warp_or);
 }
 
 template <int THREADS>
