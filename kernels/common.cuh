@@ -159,36 +159,28 @@ __device__ __forceinline__ void shift_down_if(bool take, E (&a)[M]) {
   for (int j = 0; j + B < M; ++j) a[j] = take ? a[j + B] : a[j];
 }
 
-// Loads the N elements p[0 .. N) with 16-byte loads although p may not be aligned: the N + W
-// elements (W = one vector's worth) from the boundary h elements below p are loaded
-// (h = elements_past_16_bytes(p), passed in because it is uniform over a row), then shifted
-// down by h with a barrel shifter over the bits of h; every index is a constant, so nothing
-// leaves the registers. 16-bit elements are shifted while still packed in pairs: whole words
-// by h / 2, then an odd h takes each word's high half and its neighbour's low half (half the
-// registers and selects of shifting widened floats). The caller guarantees that
-// p - h .. p - h + N + W may be read. One more load than an aligned run, and no more DRAM
-// traffic: neighbouring threads read the same sectors.
+// The N elements that start h elements into the raw 16-byte vectors raw[0 .. N / W + 1)
+// (W = one vector's worth), widened: a barrel shifter over the bits of h moves them down; every
+// index is a constant, so nothing leaves the registers. 16-bit elements are shifted while still
+// packed in pairs: whole words by h / 2, then an odd h takes each word's high half and its
+// neighbour's low half (half the registers and selects of shifting widened floats). h = 0
+// reads only raw[0 .. N / W).
 template <typename T, int N>
-__device__ __forceinline__ void load_shifted(const T *p, u32 h, float (&out)[N]) {
+__device__ __forceinline__ void shift_widen(const uint4 (&raw)[N * sizeof(T) / 16 + 1], u32 h, float (&out)[N]) {
   constexpr int W = 16 / (int)sizeof(T);
   static_assert(N % W == 0, "whole vectors");
-  const T *aligned = p - h;
+  constexpr int WORDS = (N + W) * (int)sizeof(T) / 4;
+  u32 w[WORDS];
+#pragma unroll
+  for (int v = 0; v < WORDS / 4; ++v) {
+    w[4 * v] = raw[v].x; w[4 * v + 1] = raw[v].y; w[4 * v + 2] = raw[v].z; w[4 * v + 3] = raw[v].w;
+  }
   if constexpr (W == 4) {
-    float a[N + W];
+    shift_down_if<1>((h & 1u) != 0u, w);
+    shift_down_if<2>((h & 2u) != 0u, w);
 #pragma unroll
-    for (int j = 0; j < N + W; j += W) VecLoad<T, W>::load(aligned + j, a + j);
-    shift_down_if<1>((h & 1u) != 0u, a);
-    shift_down_if<2>((h & 2u) != 0u, a);
-#pragma unroll
-    for (int j = 0; j < N; ++j) out[j] = a[j];
+    for (int j = 0; j < N; ++j) out[j] = __uint_as_float(w[j]);
   } else {
-    constexpr int WORDS = (N + W) / 2;
-    u32 w[WORDS];
-#pragma unroll
-    for (int v = 0; v < WORDS / 4; ++v) {
-      const uint4 q = reinterpret_cast<const uint4 *>(aligned)[v];
-      w[4 * v] = q.x; w[4 * v + 1] = q.y; w[4 * v + 2] = q.z; w[4 * v + 3] = q.w;
-    }
     shift_down_if<1>((h & 2u) != 0u, w);
     shift_down_if<2>((h & 4u) != 0u, w);
     const u32 s = (h & 1u) * 16u;  // 0 or 16: the pair (w[j + 1]:w[j]) shifted right by s
@@ -197,6 +189,21 @@ __device__ __forceinline__ void load_shifted(const T *p, u32 h, float (&out)[N])
     for (int j = 0; j < N / 2; ++j) o[j] = (u32)(((((u64)w[j + 1]) << 32) | w[j]) >> s);
     widen_pairs<T>(o, out);
   }
+}
+
+// Loads the N elements p[0 .. N) with 16-byte loads although p may not be aligned: the N + W
+// elements from the boundary h elements below p (h = elements_past_16_bytes(p), passed in
+// because it is uniform over a row), then shift_widen. The caller guarantees that
+// p - h .. p - h + N + W may be read. One more load than an aligned run, and no more DRAM
+// traffic: neighbouring threads read the same sectors.
+template <typename T, int N>
+__device__ __forceinline__ void load_shifted(const T *p, u32 h, float (&out)[N]) {
+  constexpr int R = N * (int)sizeof(T) / 16 + 1;
+  const uint4 *aligned = reinterpret_cast<const uint4 *>(p - h);
+  uint4 raw[R];
+#pragma unroll
+  for (int v = 0; v < R; ++v) raw[v] = aligned[v];
+  shift_widen<T, N>(raw, h, out);
 }
 
 // Loads n <= VEC elements starting at p (the ragged end of a row) one by one; the rest get fill.
@@ -240,29 +247,51 @@ __device__ __forceinline__ void load_span(const T *row, u32 len, u32 first, floa
 // store it, before they load the next (a load is not moved above a store that might alias it),
 // so a thread had one 16-byte load in flight and a block waited out a memory latency per tile.
 // A loop that issue()s tile t + 1 as soon as it has take()n tile t keeps two in flight, and the
-// latency overlaps the reductions. Only the aligned instantiations prefetch (VEC = one 16-byte
-// vector's worth), and as raw words, so that the widening waits for the data where the span is
-// used. Elsewhere (the _any and _v1 twins, a span that crosses the row's end) take() loads then
+// latency overlaps the reductions. The aligned instantiations (VEC = one 16-byte vector's
+// worth) and the _any twins (VEC = 0: the vectors from the boundary h elements below the span,
+// one more, shifted where taken, as load_span's load_shifted) prefetch, as raw words, so that
+// the widening waits for the data where the span is used; SHIFTED_TOO = false leaves the _any
+// twins out (one vector and a shift more to hold). Elsewhere (the _v1 twins, a span that the
+// vectors would leave the row from: at its end, or an _any row's first) take() loads then
 // (load_span), as before.
-template <typename T, int VEC, int N> struct SpanPrefetch {
-  static constexpr bool ON = VEC * (int)sizeof(T) == 16;
-  static constexpr int V = ON ? N * (int)sizeof(T) / 16 : 1;
-  static_assert(!ON || N % VEC == 0, "whole vectors");
-  uint4 raw[V];
+template <typename T, int VEC, int N, bool SHIFTED_TOO = sizeof(T) == 2> struct SpanPrefetch {
+  static constexpr bool ALIGNED = VEC * (int)sizeof(T) == 16;
+  static constexpr bool SHIFTED = VEC == 0 && SHIFTED_TOO;
+  static constexpr int V = ALIGNED || SHIFTED ? N * (int)sizeof(T) / 16 : 1;  // the span's vectors
+  static constexpr int R = SHIFTED ? V + 1 : V;                               // held
+  static_assert(!(ALIGNED || SHIFTED) || N * (int)sizeof(T) % 16 == 0, "whole vectors");
+  uint4 raw[R];
+  u32 h;  // SHIFTED: the row's elements past a 16-byte boundary
   bool ready;
   __device__ __forceinline__ void issue(const T *row, u32 len, u32 first) {
     ready = false;
-    if constexpr (ON) {
+    if constexpr (ALIGNED) {
       if (first + N <= len) {
         const uint4 *p = reinterpret_cast<const uint4 *>(row + first);
 #pragma unroll
         for (int v = 0; v < V; ++v) raw[v] = p[v];
         ready = true;
       }
+    } else if constexpr (SHIFTED) {
+      constexpr u32 W = 16 / (u32)sizeof(T);
+      h = elements_past_16_bytes(row);  // uniform over the row
+      if (h == 0u ? first + N <= len : first >= h && first + N + W - h <= len) {
+        const uint4 *p = reinterpret_cast<const uint4 *>(row + first - h);
+#pragma unroll
+        for (int v = 0; v < V; ++v) raw[v] = p[v];
+        // The extra vector only when shifted (at h = 0 it may lie past the row; unused).
+        raw[V] = h != 0u ? p[V] : make_uint4(0u, 0u, 0u, 0u);
+        ready = true;
+      }
     }
   }
   __device__ __forceinline__ void take(const T *row, u32 len, u32 first, float (&x)[N]) {
-    if constexpr (ON) {
+    if constexpr (SHIFTED) {
+      if (ready) {
+        shift_widen<T, N>(raw, h, x);
+        return;
+      }
+    } else if constexpr (ALIGNED) {
       if (ready) {
 #pragma unroll
         for (int v = 0; v < V; ++v) {

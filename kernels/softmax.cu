@@ -118,7 +118,11 @@ __device__ __forceinline__ void load_tile(const T *row, u32 vocab, u32 first, fl
 }
 
 // A thread's next tile, requested before the current one is used (common.cuh SpanPrefetch).
+// ScanPrefetch: the statistics' and argmax's loops, which hold no barrier per tile and run 5-8
+// blocks per SM, prefetch in the aligned kernels only: in the _any twins the shifted prefetch
+// took them past 32 registers (on sm_80 ptxas spilled 8 bytes to stay at 32).
 template <typename T, int VEC> using TilePrefetch = SpanPrefetch<T, VEC, PER>;
+template <typename T, int VEC> using ScanPrefetch = SpanPrefetch<T, VEC, PER, false>;
 
 // A probability as a draw weight (step 1): NaN and negatives -> 0, +inf -> FLT_MAX.
 __device__ __forceinline__ float sanitize_weight(float p, u32 &status) {
@@ -252,7 +256,7 @@ __device__ __forceinline__ MaxSum block_row_max_sum(const T *row, u32 vocab, Row
                                                     u32 &status, Scratch &s) {
   MaxSum ms = max_sum_empty();
   const u32 tiles = row_tiles(vocab);
-  TilePrefetch<T, VEC> next;
+  ScanPrefetch<T, VEC> next;
   next.issue(row, vocab, thread_first(rp.part));
   for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
     float x[PER];
@@ -274,7 +278,7 @@ __device__ __forceinline__ ArgMax block_row_argmax(const T *row, u32 vocab, RowP
   a.v = SAMPLEX_NEG_INF;
   a.i = SAMPLEX_NO_TOKEN;
   const u32 tiles = row_tiles(vocab);
-  TilePrefetch<T, VEC> next;
+  ScanPrefetch<T, VEC> next;
   next.issue(row, vocab, thread_first(rp.part));
   for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
     float x[PER];
@@ -872,16 +876,22 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
 // its 16-byte vector width and as the _any twin (VEC = 0). Optional pointers travel as u64
 // (0 = absent).
 // ---------------------------------------------------------------------------------------------
-// The aligned draws (sample, sample_probs) hold the next tile's vectors (SpanPrefetch) through
-// the tile's reductions: ptxas for sm_90 then took 72-78 registers (3 blocks of 256 per SM), so
-// there they are held to 64 (4 blocks, no spill). Elsewhere, and in the _any twins (which do
-// not prefetch), they stay under 64 by themselves, and the hint would only make ptxas use all 64.
+// The draws (sample, sample_probs) that prefetch (SpanPrefetch: the aligned kernels and the
+// 16-bit _any twins) hold the next tile's vectors through the tile's reductions: ptxas for sm_90
+// then took 72-78 registers (3 blocks of 256 per SM), so there they are held to 64 (4 blocks,
+// no spill). Elsewhere, and in the f32 _any twin (no prefetch), they stay under 64 by
+// themselves, and the hint would only make ptxas use all 64. One name per instantiation.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define SAMPLEX_SOFTMAX_DRAW_BOUNDS __launch_bounds__(samplex_softmax::THREADS, 4)
+#define SAMPLEX_SOFTMAX_PREFETCH_BOUNDS __launch_bounds__(samplex_softmax::THREADS, 4)
 #else
-#define SAMPLEX_SOFTMAX_DRAW_BOUNDS __launch_bounds__(samplex_softmax::THREADS)
+#define SAMPLEX_SOFTMAX_PREFETCH_BOUNDS __launch_bounds__(samplex_softmax::THREADS)
 #endif
-#define SAMPLEX_SOFTMAX_DRAW_BOUNDS_any __launch_bounds__(samplex_softmax::THREADS)
+#define SAMPLEX_SOFTMAX_DRAW_BOUNDS_f32 SAMPLEX_SOFTMAX_PREFETCH_BOUNDS
+#define SAMPLEX_SOFTMAX_DRAW_BOUNDS_f16 SAMPLEX_SOFTMAX_PREFETCH_BOUNDS
+#define SAMPLEX_SOFTMAX_DRAW_BOUNDS_bf16 SAMPLEX_SOFTMAX_PREFETCH_BOUNDS
+#define SAMPLEX_SOFTMAX_DRAW_BOUNDS_f32_any __launch_bounds__(samplex_softmax::THREADS)
+#define SAMPLEX_SOFTMAX_DRAW_BOUNDS_f16_any SAMPLEX_SOFTMAX_PREFETCH_BOUNDS
+#define SAMPLEX_SOFTMAX_DRAW_BOUNDS_bf16_any SAMPLEX_SOFTMAX_PREFETCH_BOUNDS
 
 #define SAMPLEX_SOFTMAX_ENTRIES(T, NAME, VEC, SUFFIX)                                                    \
   extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
@@ -916,7 +926,7 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
                                              u64 partials, u64 tickets, u32 *tokens, u64 status) {     \
     samplex_softmax::greedy<T, VEC>(logits, stride, vocab, parts, partials, tickets, tokens, status);   \
   }                                                                                                     \
-  extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS##SUFFIX                                        \
+  extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS_##NAME##SUFFIX                                \
       samplex_softmax_sample_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, float temperature, \
                                              u64 temps, u64 seed, u64 offset, u64 seeds, u64 offsets,  \
                                              u32 parts, u64 partials, u64 tickets, u32 *tokens,        \
@@ -935,7 +945,7 @@ SAMPLEX_SOFTMAX_DTYPE(bf16_t, bf16, 8)
 
 // Drawing from given probabilities (f32 only).
 #define SAMPLEX_SOFTMAX_SAMPLE_PROBS(VEC, SUFFIX)                                                          \
-  extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS##SUFFIX                                          \
+  extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS_f32##SUFFIX                                      \
       samplex_softmax_sample_probs_f32##SUFFIX(const float *probs, u64 stride, u32 vocab, u64 seed,       \
                                                 u64 offset, u64 seeds, u64 offsets, u32 parts,            \
                                                 u64 partials, u64 tickets, u32 *tokens, u64 status) {     \

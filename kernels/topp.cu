@@ -620,8 +620,16 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
   }
 
 // Grid: blocks_per_row * batch blocks of 256 threads (row-major: block / blocks_per_row = row).
-#define SAMPLEX_TOPP_SAMPLE(T, VEC, NAME)                                                                  \
-  extern "C" __global__ void __launch_bounds__(SAMPLEX_DRAW_TILE / 8)                                     \
+// The 16-bit _any twins prefetch a shifted span (common.cuh SpanPrefetch): ptxas for sm_90 then
+// took 73 registers (3 blocks per SM), so there they are held to 64 (4 blocks, as before).
+#define SAMPLEX_TOPP_DRAW_BOUNDS __launch_bounds__(SAMPLEX_DRAW_TILE / 8)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define SAMPLEX_TOPP_SHIFTED_DRAW_BOUNDS __launch_bounds__(SAMPLEX_DRAW_TILE / 8, 4)
+#else
+#define SAMPLEX_TOPP_SHIFTED_DRAW_BOUNDS SAMPLEX_TOPP_DRAW_BOUNDS
+#endif
+#define SAMPLEX_TOPP_SAMPLE(T, VEC, NAME, BOUNDS)                                                          \
+  extern "C" __global__ void BOUNDS                                                                        \
       NAME(const T *logits, u64 stride, u32 vocab, u64 row_info, u64 seed, u64 offset, u64 seeds,          \
            u64 offsets, u32 *tokens, u64 status, u32 blocks_per_row, u64 partials, u64 tickets) {          \
     samplex_topp::sample_row<T, VEC>(logits, stride, vocab, row_info, seed, offset, seeds, offsets, tokens, \
@@ -648,12 +656,12 @@ SAMPLEX_TOPP_THRESHOLDS(bf16_t, 8, 8, samplex_topp_thresholds_bf16, samplex_topp
 SAMPLEX_TOPP_THRESHOLDS(bf16_t, 0, 1, samplex_topp_thresholds_bf16_any, samplex_topp_thresholds_cluster_bf16_any,
                         samplex_topp_thresholds_grid_bf16_v1)
 
-SAMPLEX_TOPP_SAMPLE(float, 4, samplex_topp_sample_f32)
-SAMPLEX_TOPP_SAMPLE(float, 0, samplex_topp_sample_f32_any)
-SAMPLEX_TOPP_SAMPLE(f16_t, 8, samplex_topp_sample_f16)
-SAMPLEX_TOPP_SAMPLE(f16_t, 0, samplex_topp_sample_f16_any)
-SAMPLEX_TOPP_SAMPLE(bf16_t, 8, samplex_topp_sample_bf16)
-SAMPLEX_TOPP_SAMPLE(bf16_t, 0, samplex_topp_sample_bf16_any)
+SAMPLEX_TOPP_SAMPLE(float, 4, samplex_topp_sample_f32, SAMPLEX_TOPP_DRAW_BOUNDS)
+SAMPLEX_TOPP_SAMPLE(float, 0, samplex_topp_sample_f32_any, SAMPLEX_TOPP_DRAW_BOUNDS)
+SAMPLEX_TOPP_SAMPLE(f16_t, 8, samplex_topp_sample_f16, SAMPLEX_TOPP_DRAW_BOUNDS)
+SAMPLEX_TOPP_SAMPLE(f16_t, 0, samplex_topp_sample_f16_any, SAMPLEX_TOPP_SHIFTED_DRAW_BOUNDS)
+SAMPLEX_TOPP_SAMPLE(bf16_t, 8, samplex_topp_sample_bf16, SAMPLEX_TOPP_DRAW_BOUNDS)
+SAMPLEX_TOPP_SAMPLE(bf16_t, 0, samplex_topp_sample_bf16_any, SAMPLEX_TOPP_SHIFTED_DRAW_BOUNDS)
 
 SAMPLEX_TOPP_WRITE(float, 0, samplex_topp_probs_f32)
 SAMPLEX_TOPP_WRITE(f16_t, 0, samplex_topp_probs_f16)

@@ -911,6 +911,24 @@ fn filters_strided_and_unaligned_rows() {
     };
     check_filters(&mut s, &c, &req, "f32 stride 5008 (vector loads)");
     check_sampling(&mut s, &c, &req, &HostSeeds::each(batch), "f32 stride 5008");
+    // 96 contiguous bf16 rows of an odd vocab (every shift there is), split 3 ways: 3-4 tiles a
+    // block, so the draw carries a shifted prefetch from tile to tile.
+    let (batch, vocab) = (96, 20001);
+    let x: Vec<bf16> = convert(&common::logits(Dist::Normal(1.0), batch, vocab, 32));
+    let c = Case {
+        host: &x[..],
+        lead: 0,
+        batch,
+        vocab,
+        stride: vocab,
+    };
+    check_sampling(
+        &mut s,
+        &c,
+        &req,
+        &HostSeeds::each(batch),
+        "bf16 contiguous, odd vocab",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

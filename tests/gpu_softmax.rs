@@ -431,13 +431,15 @@ fn softmax_of_strided_and_unaligned_rows_matches_the_cpu_reference() {
     // (batch, vocab, stride, lead): aligned stride > vocab, a stride that breaks 16-byte
     // alignment, and a base one element in (rows off 16-byte boundaries: shifted vector loads);
     // 8 contiguous rows of an odd vocab start at every element offset there is, for f32 (4)
-    // and for bf16 (8).
+    // and for bf16 (8); 96 of them split 3 ways hold 3-4 tiles a block, so the bf16 draw and
+    // probabilities carry a shifted prefetch from tile to tile.
     for (batch, vocab, stride, lead) in [
         (3, 5000, 5004, 0),
         (3, 5000, 5003, 0),
         (4, 1001, 1001, 1),
         (2, 70000, 70016, 1),
         (8, 4099, 4099, 0),
+        (96, 20001, 20001, 0),
     ] {
         let dense = common::logits(Dist::Normal(1.0), batch, vocab, 5);
         let b = Batch::<f32>::laid_out(&dense, batch, vocab, stride, lead);
@@ -462,6 +464,10 @@ fn softmax_of_strided_and_unaligned_rows_matches_the_cpu_reference() {
             "status: the padding (NaN) must never be read"
         );
         let bh = Batch::<bf16>::laid_out(&dense, batch, vocab, stride, lead);
+        s.set_softmax_staging(Staging::Never); // the two-read path (staged_rows_… has the other)
+        let out = gpu_softmax(&mut s, &bh, 1.0, None);
+        s.set_softmax_staging(Staging::Auto);
+        check_softmax_rows(&bh, 1.0, None, (&out.0, &out.1, &out.2), "bf16, strided");
         let (tokens, _) = gpu_greedy(&mut s, &bh);
         assert_eq!(
             tokens,
