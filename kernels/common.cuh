@@ -423,17 +423,6 @@ __device__ __forceinline__ ArgMax warp_argmax(ArgMax a) {
   return a;
 }
 
-// Inclusive warp scan of floats in lane order.
-__device__ __forceinline__ float warp_inclusive_sum(float v) {
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    float n = __shfl_up_sync(SAMPLEX_FULL_MASK, v, o);
-    if (lane >= o) v += n;
-  }
-  return v;
-}
-
 template <int THREADS> struct BlockScratch {
   static_assert(THREADS % 32 == 0 && THREADS <= 1024, "block must be whole warps");
   static constexpr int WARPS = THREADS / 32;
@@ -499,31 +488,10 @@ __device__ __forceinline__ ArgMax block_argmax(ArgMax a, BlockScratch<THREADS> &
   return r;
 }
 
-// Exclusive block scan of one float per thread, in thread order; `total` gets the block sum.
-// Every thread gets its own prefix and the total.
-template <int THREADS>
-__device__ __forceinline__ float block_exclusive_sum(float v, float &total, BlockScratch<THREADS> &s) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  float inc = warp_inclusive_sum(v);
-  if (lane == 31) s.f[warp] = inc;
-  __syncthreads();
-  if (warp == 0) {
-    float w = lane < BlockScratch<THREADS>::WARPS ? s.f[lane] : 0.0f;
-    float wi = warp_inclusive_sum(w);
-    if (lane < BlockScratch<THREADS>::WARPS) s.f[lane] = wi - w;  // exclusive warp offsets
-    if (lane == 31) s.result_f = wi;
-  }
-  __syncthreads();
-  float r = s.f[warp] + inc - v;
-  total = s.result_f;
-  __syncthreads();
-  return r;
-}
-
-// Exclusive block scan of an unsigned integer (u32 or u64) per thread, in thread order, CUB's
-// shape: every thread gets its prefix and the total. Integer: exact, order-free. The scratch is
-// the caller's: THREADS / 32 warp slots and a total slot, in a ScanSmem or a BlockScratch's
-// u32 slots.
+// Exclusive block scan of one value per thread (u32, u64 or float), in thread order, CUB's
+// shape: every thread gets its prefix and the total. Integers: exact, order-free; floats: the
+// summation tree is fixed by THREADS, so the result is the same run after run. The scratch is
+// the caller's: THREADS / 32 warp slots and a total slot, in a ScanSmem or a BlockScratch.
 template <int THREADS, typename U> struct ScanSmem {
   static constexpr int WARPS = THREADS / 32;
   U warp[WARPS];
@@ -566,6 +534,10 @@ __device__ __forceinline__ U block_exclusive_scan(U v, U &total, ScanSmem<THREAD
 template <int THREADS>
 __device__ __forceinline__ u32 block_exclusive_sum_u32(u32 v, u32 &total, BlockScratch<THREADS> &s) {
   return block_exclusive_scan<THREADS, u32>(v, total, s.u, s.result_u);
+}
+template <int THREADS>
+__device__ __forceinline__ float block_exclusive_sum(float v, float &total, BlockScratch<THREADS> &s) {
+  return block_exclusive_scan<THREADS, float>(v, total, s.f, s.result_f);
 }
 
 // ---------------------------------------------------------------------------------------------
