@@ -250,10 +250,11 @@ __device__ __forceinline__ void load_span(const T *row, u32 len, u32 first, floa
 // latency overlaps the reductions. The aligned instantiations (VEC = one 16-byte vector's
 // worth) and the _any twins (VEC = 0: the vectors from the boundary h elements below the span,
 // one more, shifted where taken, as load_span's load_shifted) prefetch, as raw words, so that
-// the widening waits for the data where the span is used; SHIFTED_TOO = false leaves the _any
-// twins out (one vector and a shift more to hold). Elsewhere (the _v1 twins, a span that the
-// vectors would leave the row from: at its end, or an _any row's first) take() loads then
-// (load_span), as before.
+// the widening waits for the data where the span is used. SHIFTED_TOO says whether an _any
+// twin does: by default the 16-bit ones only (an f32 span of 8 holds a third vector, and sm_90's
+// f32 draw spilled at its 64-register cap); false leaves them all out. Elsewhere (the _v1
+// twins, a span that the vectors would leave the row from: at its end, or an _any row's first)
+// take() loads then (load_span), as before.
 template <typename T, int VEC, int N, bool SHIFTED_TOO = sizeof(T) == 2> struct SpanPrefetch {
   static constexpr bool ALIGNED = VEC * (int)sizeof(T) == 16;
   static constexpr bool SHIFTED = VEC == 0 && SHIFTED_TOO;
