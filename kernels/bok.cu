@@ -1252,44 +1252,23 @@ __device__ __forceinline__ void pass_body(const T *logits, const Args &a, u32 pa
     out.j = r.j;
     out.status = st;
     reinterpret_cast<FinalPart *>(part_next)[blockIdx.x] = out;  // pf[part]
-    __threadfence();  // the partial is visible device-wide before the ticket is taken
-    // The last ticket wraps the count to 0 for the next launch (no plain store after the
-    // other parts' atomics).
-    const u32 ticket = atomicInc(reinterpret_cast<u32 *>(tickets) + row, parts - 1u);
-    const bool last = ticket == parts - 1u;
-    // The acquire that goes with the other parts' fences, in the thread that read their
-    // tickets; the barrier passes it to the warp that merges.
-    if (last) __threadfence();
-    sh.last = last ? 1u : 0u;
   }
-  __syncthreads();
-  if (sh.last == 0u || t >= 32) return;  // block-uniform, then warp-uniform
+  if (!last_block_of_row(tickets, row, parts, sh.last) || t >= 32) return;
   // Warp 0 merges (a loop in thread 0 waited out an L2 latency per few parts, and a row past
-  // 262144 tokens at batch 1 has 2 × SMs): lane l reads parts l, l + 32, ... The draw: (key,
-  // part) as an argmax, ties to the lower part (lower tiles), a part with no draw (key −inf)
-  // never winning; the winning part's token is held by the lane that read it (part mod 32).
-  // J: each lane's parts in order, then the warp's sum (the order merge_parts gives J's
-  // earlier terms).
+  // 262144 tokens at batch 1 has 2 × SMs): the draw as common.cuh's BlocksDraw (a part that drew
+  // nothing has key −inf and no token); J: each lane's parts in order, then the warp's sum (the
+  // order merge_parts gives J's earlier terms).
   const volatile FinalPart *fp = pf;
-  ArgMax m;
-  m.v = SAMPLEX_NEG_INF;
-  m.i = SAMPLEX_NO_TOKEN;
-  u32 token = SAMPLEX_NO_TOKEN, status = 0;
+  BlocksDraw d;
+  u32 status = 0;
   float j = 0.0f;
   for (u32 p = t; p < parts; p += 32) {
-    ArgMax q;
-    q.v = fp[p].key;
-    q.i = p;
-    const u32 tok = fp[p].token;
-    if (q.v > SAMPLEX_NEG_INF && argmax_better(q, m)) {
-      m = q;
-      token = tok;
-    }
+    d.offer(fp[p].key, p, fp[p].token);
     j += fp[p].j;
     status |= fp[p].status;
   }
-  m = warp_argmax(m);
-  token = __shfl_sync(SAMPLEX_FULL_MASK, token, m.i & 31u);  // NO_TOKEN when no part drew
+  d.finish();
+  const u32 token = d.token;
   j = warp_sum(j);
   status = warp_or(status);
   if (t != 0) return;

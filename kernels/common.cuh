@@ -790,6 +790,57 @@ __device__ __forceinline__ void row_barrier(RowBarrier *bar, u32 blocks) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 9b. A row's last block (every GPU): the blocks of a row split over several (no cluster, no
+//     cooperative launch) each write a partial, then take a ticket; the last one merges.
+// ---------------------------------------------------------------------------------------------
+// Once thread 0 has written the block's partial: thread 0 makes it visible device-wide and takes
+// a ticket on tickets[row] (atomicInc wraps the count to 0 at the last ticket, ready for the next
+// launch: a plain store resetting it would follow the other blocks' atomics with nothing
+// ordering it after them); the taker of the last ticket fences again (the acquire that goes with
+// the other blocks' fences), and the barrier passes it on. True in every thread of the row's last
+// block, which may then read every partial. `flag`: a shared word of the caller's. Every thread
+// of the block must call it.
+__device__ __forceinline__ bool last_block_of_row(u64 tickets, u32 row, u32 blocks, u32 &flag) {
+  if (threadIdx.x == 0) {
+    __threadfence();
+    const u32 ticket = atomicInc(reinterpret_cast<u32 *>(tickets) + row, blocks - 1u);
+    const bool last = ticket == blocks - 1u;
+    if (last) __threadfence();
+    flag = last ? 1u : 0u;
+  }
+  __syncthreads();
+  return flag != 0u;
+}
+
+// A split row's draw merged in the last block's warp 0: each lane offers the blocks' (key,
+// token) it reads, blocks l, l + 32, ...; (key, block) ordered as an argmax, ties to the lower
+// block, whose tiles are the lower ones: a total order, so the order of the offers does not
+// matter. finish() gives every lane the row's key, and its token from the lane that read the
+// winning block (block mod 32: its own best is the row's). A block with no draw has key −inf and
+// no token: if no block drew, block 0 wins and the token is SAMPLEX_NO_TOKEN.
+struct BlocksDraw {
+  ArgMax m;  // m.i: a block
+  u32 token;
+  __device__ __forceinline__ BlocksDraw() : token(SAMPLEX_NO_TOKEN) {
+    m.v = SAMPLEX_NEG_INF;
+    m.i = SAMPLEX_NO_TOKEN;
+  }
+  __device__ __forceinline__ void offer(float key, u32 block, u32 tok) {
+    ArgMax q;
+    q.v = key;
+    q.i = block;
+    if (argmax_better(q, m)) {
+      m = q;
+      token = tok;
+    }
+  }
+  __device__ __forceinline__ void finish() {
+    m = warp_argmax(m);
+    token = __shfl_sync(SAMPLEX_FULL_MASK, token, m.i & 31u);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
 // 10. The scalar merges of a row split over several blocks, written once for every kind of
 //     group (CRTP): D provides publish(v) (thread 0 puts this block's value in the slot of this
 //     merge's parity, then one barrier of the group; returns a handle to every rank's),

@@ -309,25 +309,6 @@ __device__ __forceinline__ ArgMax no_pick() {
   return a;
 }
 
-// Step 4's ticket, once thread 0 has written the block's partial: thread 0 makes it visible
-// device-wide and takes a ticket on tickets[row]; true in every thread of the row's last part,
-// which may then read every part's partial. Every thread of the block must call it.
-__device__ __forceinline__ bool last_part_of_row(RowPart rp, u64 tickets, Scratch &s) {
-  if (threadIdx.x == 0) {
-    __threadfence();  // the partial is visible device-wide before the ticket is taken
-    // The last ticket wraps the count to 0, ready for the next launch: no plain store that
-    // would follow the other parts' atomics with nothing ordering it after them.
-    const u32 ticket = atomicInc(reinterpret_cast<u32 *>(tickets) + rp.row, rp.parts - 1);
-    const bool last = ticket == rp.parts - 1;
-    // The acquire that goes with the other parts' fences, in the thread that read their
-    // tickets; the barrier passes it to the block's other threads.
-    if (last) __threadfence();
-    s.result_u = last ? 1u : 0u;
-  }
-  __syncthreads();
-  return s.result_u != 0u;
-}
-
 // Step 4. `best` is the block's (key or value, token), `status` its status bits; both must be
 // the same in every thread. Call after the last collective: threads return early here.
 __device__ __forceinline__ void finish_row(ArgMax best, u32 status, RowPart rp, u64 partials, u64 tickets,
@@ -339,7 +320,7 @@ __device__ __forceinline__ void finish_row(ArgMax best, u32 status, RowPart rp, 
       p->i = best.i;
       p->status = status;
     }
-    const bool last = last_part_of_row(rp, tickets, s);
+    const bool last = last_block_of_row(tickets, rp.row, rp.parts, s.result_u);
     if (!last || threadIdx.x >= 32) return;  // block-uniform, then warp-uniform
     // Warp 0 merges: lane l reads parts l, l + 32, ...; the merge is a total order (key, then
     // the lower token), so its order does not matter.
@@ -708,7 +689,8 @@ __device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32
   RowStats st = block_row_stats<T, VEC>(row, vocab, rp, rt.greedy, rt.inv_t, s);
   if (parts > 1) {
     write_stats_partial(partials, rp, st, st.status);
-    if (!last_part_of_row(rp, tickets, s)) return;  // block-uniform: only the row's last part goes on
+    // Block-uniform: only the row's last part goes on.
+    if (!last_block_of_row(tickets, rp.row, rp.parts, s.result_u)) return;
     st = merge_row_stats(partials, rp, s);
   }
   const ProbRow r = prob_row(st, rt.greedy, rt.inv_t);

@@ -492,43 +492,17 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
     if (threadIdx.x == 0) {
       TileDraw *part = reinterpret_cast<TileDraw *>(partials) + (u64)tr.row * blocks_per_row;
       part[tr.block] = best;
-      __threadfence();
-      // The last ticket wraps the count to 0 for the next launch (no plain store after the
-      // other blocks' atomics).
-      const u32 ticket = atomicInc(reinterpret_cast<u32 *>(tickets) + tr.row, blocks_per_row - 1);
-      const bool last = ticket == blocks_per_row - 1;
-      // The acquire that goes with the other blocks' fences, in the thread that read their
-      // tickets; the barrier passes it to the warp that merges.
-      if (last) __threadfence();
-      is_last = last ? 1u : 0u;
     }
-    __syncthreads();
-    if (!is_last || threadIdx.x >= 32) return;  // block-uniform, then warp-uniform
-    // Warp 0 merges: lane l reads parts l, l + 32, ... (a loop over the parts in thread 0 waited
-    // out an L2 latency per few parts, and a row of 128K tokens has 63). (key, block) ordered as
-    // an argmax, ties to the lower block, whose tiles are the lower ones: a total order, so the
-    // order of the merges does not matter. The winning block's token is held by the lane that
-    // read it (block mod 32: its own best is the row's).
+    if (!last_block_of_row(tickets, tr.row, blocks_per_row, is_last) || threadIdx.x >= 32) return;
+    // Warp 0 merges (common.cuh BlocksDraw): a loop over the parts in thread 0 waited out an L2
+    // latency per few parts, and a row of 128K tokens has 63.
     const volatile TileDraw *part =
         reinterpret_cast<const volatile TileDraw *>(partials) + (u64)tr.row * blocks_per_row;
-    ArgMax m;
-    m.v = SAMPLEX_NEG_INF;
-    m.i = SAMPLEX_NO_TOKEN;
-    u32 token = SAMPLEX_NO_TOKEN;
-    for (u32 b = threadIdx.x; b < blocks_per_row; b += 32) {
-      ArgMax q;
-      q.v = part[b].key;
-      q.i = b;
-      const u32 t = part[b].token;
-      if (argmax_better(q, m)) {
-        m = q;
-        token = t;
-      }
-    }
-    m = warp_argmax(m);  // m.i is a block: lane 0 read part 0, which beats the empty pair
-    token = __shfl_sync(SAMPLEX_FULL_MASK, token, m.i & 31u);
-    result.key = m.v;
-    result.token = token;
+    BlocksDraw d;
+    for (u32 b = threadIdx.x; b < blocks_per_row; b += 32) d.offer(part[b].key, b, part[b].token);
+    d.finish();
+    result.key = d.m.v;
+    result.token = d.token;
   }
   if (threadIdx.x == 0) {
     tokens[tr.row] = result.token;
