@@ -38,10 +38,11 @@
 //! `Sampler::support_thresholds` (kept: z ≥ threshold), at the start of the scratch; it
 //! writes the status first and the BoK kernels OR into it.
 
-use cudarc::driver::{CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchConfig};
+use cudarc::driver::{CudaFunction, CudaView, CudaViewMut, LaunchConfig};
 
 use super::launch::{
-    self, ArgSink, Args, Kernel, LaunchEx, Pointers, RawArgs, RowSplit, CLUSTER_SIZES, DRAW_TILE,
+    self, ArgSink, Args, Kernel, KernelArgs, LaunchEx, Pointers, RawArgs, RowSplit, SeedArgs,
+    CLUSTER_SIZES, DRAW_TILE,
 };
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::{Bok, BokWeights, Support};
@@ -100,29 +101,6 @@ fn state_row(vocab: usize) -> usize {
     vocab.next_multiple_of(8)
 }
 
-fn check_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(Error::BadLength {
-            name,
-            got,
-            expected,
-        })
-    }
-}
-
-/// A device buffer: exactly `len` entries, on the sampler's device.
-fn check_out<T, S: DeviceSlice<T>>(
-    s: &Sampler,
-    name: &'static str,
-    buffer: &S,
-    len: usize,
-) -> Result<()> {
-    check_len(name, buffer.len(), len)?;
-    s.check_device(name, buffer)
-}
-
 /// The scalar and address arguments of the BoK kernels (kept alive while the launch builder
 /// holds references to them).
 struct BokArgs {
@@ -145,10 +123,7 @@ struct BokArgs {
     top_m: u32,
     weights: u64,
     thresholds: u64,
-    seed: u64,
-    offset: u64,
-    seeds: u64,
-    offsets: u64,
+    rng: SeedArgs,
     q: u64,
     objective: u64,
     tokens: u64,
@@ -182,10 +157,7 @@ impl BokArgs {
 
     /// `SAMPLEX_BOK_OUTPUT_PARAMS` in C-signature order.
     fn push_outputs<'a, S: ArgSink<'a>>(&'a self, b: &mut S) {
-        b.push(&self.seed);
-        b.push(&self.offset);
-        b.push(&self.seeds);
-        b.push(&self.offsets);
+        self.rng.push(b);
         b.push(&self.q);
         b.push(&self.objective);
         b.push(&self.tokens);
@@ -269,15 +241,12 @@ impl Sampler {
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
         let (batch, vocab) = (logits.batch, logits.vocab);
-        check_out(self, "q", &*q, batch * vocab)?;
-        if let Some(o) = objective.as_deref() {
-            check_out(
-                self,
-                "objective",
-                o,
-                batch * (params.iterations as usize + 1),
-            )?;
-        }
+        self.check_buffer("q", &*q, batch * vocab)?;
+        self.check_opt_buffer(
+            "objective",
+            objective.as_deref(),
+            batch * (params.iterations as usize + 1),
+        )?;
         self.run_bok(
             logits,
             params,
@@ -311,7 +280,7 @@ impl Sampler {
         tokens: &mut CudaViewMut<'_, u32>,
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
-        check_out(self, "tokens", &*tokens, logits.batch)?;
+        self.check_buffer("tokens", &*tokens, logits.batch)?;
         seeds.check(logits.batch, self)?;
         self.run_bok(
             logits,
@@ -456,7 +425,7 @@ impl Sampler {
         self.check_device("logits", &logits.data)?;
         rows.check(batch, self)?;
         match (weights, params.weights) {
-            (Some(w), _) => check_out(self, "weights", w, batch * vocab)?,
+            (Some(w), _) => self.check_buffer("weights", w, batch * vocab)?,
             (None, BokWeights::Custom) => {
                 return Err(Error::BadLength {
                     name: "weights",
@@ -466,9 +435,7 @@ impl Sampler {
             }
             (None, _) => {}
         }
-        if let Some(s) = status.as_deref() {
-            check_out(self, "status", s, batch)?;
-        }
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
 
         // 2. Config: one block per row on chip, one cluster or cooperative grid per row on chip,
         //    or the multi-pass fallback.
@@ -491,14 +458,8 @@ impl Sampler {
             BokPath::Passes { .. } => (layout.end, batch),
             _ => (thr_bytes, 0),
         };
-        let blocks = batch
-            .checked_mul(parts as usize)
-            .filter(|&b| b <= i32::MAX as usize)
-            .ok_or(Error::BadParam {
-                name: "batch",
-                value: batch as f64,
-                range: "such that batch x blocks per row < 2^31",
-            })?;
+        // batch × parts < 2^31 blocks, checked here for every path (the passes' grid).
+        let pass_cfg = launch::row_grid(batch, parts, PASS_THREADS)?;
         let sc = self.scratch(scratch_bytes, tickets)?;
         let status_addr = ptrs.write_opt(status);
         if filtered {
@@ -551,37 +512,21 @@ impl Sampler {
                 _ => 0,
             },
             thresholds: if filtered { sc.base } else { 0 },
-            seed: 0,
-            offset: 0,
-            seeds: 0,
-            offsets: 0,
+            rng: SeedArgs::new(&mut ptrs, seeds),
             q: ptrs.write_opt(q),
             objective: ptrs.write_opt(objective),
             tokens: ptrs.write_opt(tokens),
             status: status_addr,
             status_or: u32::from(filtered),
         };
-        let mut args = args;
-        match seeds {
-            None => {}
-            Some(DeviceSeeds::Shared(rng)) => {
-                args.seed = rng.seed;
-                args.offset = rng.offset;
-            }
-            Some(DeviceSeeds::Each { seeds, offsets }) => {
-                args.seeds = ptrs.read(seeds);
-                args.offsets = ptrs.read(offsets);
-            }
-        }
 
         // 4. Launch.
         if let BokPath::Row { shared: dynamic } = path {
             let row_func = self.function(Kernel::new("bok", "row", T::DTYPE))?;
             launch::allow_dynamic_shared(&row_func, dynamic as usize)?;
             let cfg = LaunchConfig {
-                grid_dim: (batch as u32, 1, 1),
-                block_dim: (ROW_THREADS, 1, 1),
                 shared_mem_bytes: dynamic,
+                ..launch::row_grid(batch, 1, ROW_THREADS)?
             };
             let mut b = Args::new();
             args.push_common(&mut b);
@@ -648,11 +593,7 @@ impl Sampler {
             if let BokWeights::TopM(_) = params.weights {
                 let func = self.function(Kernel::new("bok", "topm", T::DTYPE).at_width(vec))?;
                 let topm = at(layout.topm);
-                let cfg = LaunchConfig {
-                    grid_dim: (batch as u32, 1, 1),
-                    block_dim: (SELECT_THREADS, 1, 1),
-                    shared_mem_bytes: 0,
-                };
+                let cfg = launch::row_grid(batch, 1, SELECT_THREADS)?;
                 let mut b = Args::new();
                 args.push_common(&mut b);
                 b.arg(&topm);
@@ -681,11 +622,6 @@ impl Sampler {
                     topm: at(layout.topm),
                     tickets: sc.tickets,
                 };
-                let cfg = LaunchConfig {
-                    grid_dim: (blocks as u32, 1, 1),
-                    block_dim: (PASS_THREADS, 1, 1),
-                    shared_mem_bytes: 0,
-                };
                 let mut b = Args::new();
                 args.push_common(&mut b);
                 args.push_outputs(&mut b);
@@ -706,7 +642,7 @@ impl Sampler {
                 // partials (batch × parts × 16 bytes each) laid out by PassScratch, and `batch`
                 // tickets, all zero between ops; the grid is batch × parts < 2^31 blocks, parts ≤
                 // the row's draw tiles.
-                unsafe { b.launch(&pass_func, &stream, cfg) }?;
+                unsafe { b.launch(&pass_func, &stream, pass_cfg) }?;
             }
         }
         drop(ptrs);

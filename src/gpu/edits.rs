@@ -13,9 +13,9 @@
 //! bias's u64 sums) in the ticket area, which
 //! the kernel leaves empty as it found it; so nothing is cleared per call and a graph replays.
 
-use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig};
+use cudarc::driver::{CudaView, CudaViewMut};
 
-use super::launch::{Args, Kernel, Pointers, BLOCK_THREADS};
+use super::launch::{self, Args, Kernel, Pointers, BLOCK_THREADS};
 use super::{DeviceLogitsMut, Sampler};
 use crate::dtype::Logit;
 use crate::edits::{check_history, mask_words, Penalties};
@@ -45,23 +45,6 @@ pub struct PenaltyRows<'a> {
     pub frequency: Option<CudaView<'a, f32>>,
 }
 
-/// One block per row, a 1-D grid (its x dimension holds < 2^31 blocks).
-fn grid(blocks: usize) -> Result<LaunchConfig> {
-    let blocks = u32::try_from(blocks)
-        .ok()
-        .filter(|&b| b <= i32::MAX as u32)
-        .ok_or(Error::BadParam {
-            name: "batch",
-            value: blocks as f64,
-            range: "such that the edit's blocks (batch x ceil(vocab / 1024) for the mask) < 2^31",
-        })?;
-    Ok(LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (BLOCK_THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    })
-}
-
 impl Sampler {
     /// SPEC's logit edits, the mask: z_i = −∞ in place wherever bit i % 32 of word i / 32 of
     /// the row's bitmask is 0 (`allowed[r · mask_words(vocab) ..]`, the layout of xgrammar's
@@ -79,9 +62,9 @@ impl Sampler {
     ) -> Result<()> {
         let (batch, vocab) = (logits.batch, logits.vocab);
         self.check_device("logits", &logits.data)?;
-        self.check_rows("allowed", allowed, batch * mask_words(vocab))?;
+        self.check_buffer("allowed", allowed, batch * mask_words(vocab))?;
         let chunks = vocab.div_ceil(MASK_CHUNK);
-        let cfg = grid(batch * chunks)?;
+        let cfg = launch::row_grid(batch, chunks as u32, BLOCK_THREADS)?;
         let func = self.function(Kernel::new("edits", "mask", T::DTYPE))?;
 
         let stream = self.stream.clone();
@@ -131,22 +114,14 @@ impl Sampler {
         penalties.validate()?;
         self.check_device("logits", &logits.data)?;
         self.check_lists(history, batch)?;
-        for (name, v) in [
-            ("repetition", &rows.repetition),
-            ("presence", &rows.presence),
-            ("frequency", &rows.frequency),
-        ] {
-            if let Some(v) = v {
-                self.check_rows(name, v, batch)?;
-            }
-        }
-        if let Some(st) = status.as_deref() {
-            self.check_rows("status", st, batch)?;
-        }
+        self.check_opt_buffer("repetition", rows.repetition.as_ref(), batch)?;
+        self.check_opt_buffer("presence", rows.presence.as_ref(), batch)?;
+        self.check_opt_buffer("frequency", rows.frequency.as_ref(), batch)?;
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
 
         // 2. Config: a count per slot.
         let (max_len, slot_bits, tables) = self.tables(batch, history.max_len, 2)?;
-        let cfg = grid(batch)?;
+        let cfg = launch::row_grid(batch, 1, BLOCK_THREADS)?;
         let func = self.function(Kernel::new("edits", "penalize", T::DTYPE))?;
 
         // 3. Arguments in C-signature order.
@@ -209,13 +184,11 @@ impl Sampler {
         let (batch, vocab) = (logits.batch, logits.vocab);
         self.check_device("logits", &logits.data)?;
         self.check_lists(tokens, batch)?;
-        self.check_rows("bias values", values, tokens.tokens.len())?;
-        if let Some(st) = status.as_deref() {
-            self.check_rows("status", st, batch)?;
-        }
+        self.check_buffer("bias values", values, tokens.tokens.len())?;
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
         // A key and a u64 sum per slot.
         let (max_len, slot_bits, tables) = self.tables(batch, tokens.max_len, 3)?;
-        let cfg = grid(batch)?;
+        let cfg = launch::row_grid(batch, 1, BLOCK_THREADS)?;
         let func = self.function(Kernel::new("edits", "bias", T::DTYPE))?;
 
         let stream = self.stream.clone();

@@ -15,9 +15,9 @@ use cudarc::driver::{
     DevicePtrMut, DeviceRepr, LaunchConfig, SyncOnDrop,
 };
 
-use super::Sampler;
+use super::{DeviceSeeds, Sampler};
 use crate::dtype::{DType, Logit};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Blocks per cluster of the cluster kernels: the portable cluster sizes (above 8 needs
 /// CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED and is not used).
@@ -198,6 +198,36 @@ impl Kernel {
     }
 }
 
+/// `samplex_<family>_<op>_<dtype>` for a family whose rows load 16 bytes at a time at any
+/// alignment: its `_any` twin at vector width 1 (rows not 16-byte aligned).
+pub(crate) const fn entry(
+    family: &'static str,
+    op: &'static str,
+    dtype: DType,
+    vec: u32,
+) -> Kernel {
+    Kernel::new(family, op, dtype).any_alignment_at_width(vec)
+}
+
+/// A 1-D grid of `blocks_per_row` blocks of `threads` for each of `batch` rows, no dynamic
+/// shared memory; [`Error::BadParam`] for `batch` when there would be 2^31 blocks or more
+/// (the x dimension's limit).
+pub(crate) fn row_grid(batch: usize, blocks_per_row: u32, threads: u32) -> Result<LaunchConfig> {
+    let blocks = batch
+        .checked_mul(blocks_per_row as usize)
+        .filter(|&b| b <= i32::MAX as usize)
+        .ok_or(Error::BadParam {
+            name: "batch",
+            value: batch as f64,
+            range: "such that batch x blocks per row < 2^31",
+        })?;
+    Ok(LaunchConfig {
+        grid_dim: (blocks as u32, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
 /// The entries of a kernel whose rows may split over blocks, one per [`SplitPath`]:
 /// `samplex_<family>_<block>`, `_<cluster>` and `_<grid>` (the threshold kernel of topp.cu,
 /// sparsemax's projection). Their twins for rows that are not 16-byte aligned are `_any`,
@@ -214,7 +244,7 @@ pub(crate) struct SplitEntries {
 impl SplitEntries {
     /// The cluster entry at vector width `vec`.
     pub(crate) const fn cluster(self, dtype: DType, vec: u32) -> Kernel {
-        Kernel::new(self.family, self.cluster, dtype).any_alignment_at_width(vec)
+        entry(self.family, self.cluster, dtype, vec)
     }
 
     /// The cooperative-grid entry at vector width `vec`.
@@ -225,9 +255,7 @@ impl SplitEntries {
     /// The entry that runs `path` at vector width `vec`.
     pub(crate) const fn on(self, path: &SplitPath, dtype: DType, vec: u32) -> Kernel {
         match path {
-            SplitPath::Block => {
-                Kernel::new(self.family, self.block, dtype).any_alignment_at_width(vec)
-            }
+            SplitPath::Block => entry(self.family, self.block, dtype, vec),
             SplitPath::Cluster { .. } => self.cluster(dtype, vec),
             SplitPath::Grid { .. } => self.grid(dtype, vec),
         }
@@ -313,6 +341,44 @@ impl<'a> Pointers<'a> {
             Some(v) => self.write(v),
             None => 0,
         }
+    }
+}
+
+/// The random streams as kernel arguments, in the kernels' order (seed, offset, seeds[],
+/// offsets[]): the shared (seed, offset) and null row buffers, or zeros and the per-row
+/// buffers' addresses.
+pub(crate) struct SeedArgs {
+    pub(crate) seed: u64,
+    pub(crate) offset: u64,
+    pub(crate) seeds: u64,
+    pub(crate) offsets: u64,
+}
+
+impl SeedArgs {
+    /// The arguments of `seeds`; all zero for an op that draws nothing (`None`).
+    pub(crate) fn new<'a>(ptrs: &mut Pointers<'a>, seeds: Option<&'a DeviceSeeds<'_>>) -> Self {
+        let (seed, offset, seeds, offsets) = match seeds {
+            None => (0, 0, 0, 0),
+            Some(DeviceSeeds::Shared(rng)) => (rng.seed, rng.offset, 0, 0),
+            Some(DeviceSeeds::Each { seeds, offsets }) => {
+                (0, 0, ptrs.read(seeds), ptrs.read(offsets))
+            }
+        };
+        SeedArgs {
+            seed,
+            offset,
+            seeds,
+            offsets,
+        }
+    }
+}
+
+impl KernelArgs for SeedArgs {
+    fn push<'a, S: ArgSink<'a>>(&'a self, b: &mut S) {
+        b.push(&self.seed);
+        b.push(&self.offset);
+        b.push(&self.seeds);
+        b.push(&self.offsets);
     }
 }
 

@@ -148,33 +148,29 @@ pub struct RowParams<'a> {
 }
 
 impl RowParams<'_> {
+    /// [`Error::Unsupported`] when a per-row top_k, top_p or min_p is given to `op`, which
+    /// takes no support rule (`why`): refused rather than ignored.
+    pub(crate) fn refuse_filters(&self, op: &str, why: &str) -> Result<()> {
+        if self.top_k.is_some() || self.top_p.is_some() || self.min_p.is_some() {
+            return Err(Error::Unsupported(format!(
+                "{op} takes no per-row top_k/top_p/min_p: {why}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Every per-row buffer given has `batch` entries and lives on the sampler's device.
     pub(crate) fn check(&self, batch: usize, sampler: &Sampler) -> Result<()> {
-        fn one<T>(
-            name: &'static str,
-            v: &Option<CudaView<'_, T>>,
-            batch: usize,
-            s: &Sampler,
-        ) -> Result<()> {
-            match v {
-                Some(v) if v.len() != batch => Err(Error::BadLength {
-                    name,
-                    got: v.len(),
-                    expected: batch,
-                }),
-                Some(v) => s.check_device(name, v),
-                None => Ok(()),
-            }
-        }
-        one("temperature", &self.temperature, batch, sampler)?;
-        one("top_k", &self.top_k, batch, sampler)?;
-        one("top_p", &self.top_p, batch, sampler)?;
-        one("min_p", &self.min_p, batch, sampler)?;
-        one("bok_k", &self.bok_k, batch, sampler)?;
-        one("bok_beta", &self.bok_beta, batch, sampler)?;
-        one("bok_lambda", &self.bok_lambda, batch, sampler)?;
-        one("bok_eta", &self.bok_eta, batch, sampler)?;
-        one("bok_iterations", &self.bok_iterations, batch, sampler)
+        let s = sampler;
+        s.check_opt_buffer("temperature", self.temperature.as_ref(), batch)?;
+        s.check_opt_buffer("top_k", self.top_k.as_ref(), batch)?;
+        s.check_opt_buffer("top_p", self.top_p.as_ref(), batch)?;
+        s.check_opt_buffer("min_p", self.min_p.as_ref(), batch)?;
+        s.check_opt_buffer("bok_k", self.bok_k.as_ref(), batch)?;
+        s.check_opt_buffer("bok_beta", self.bok_beta.as_ref(), batch)?;
+        s.check_opt_buffer("bok_lambda", self.bok_lambda.as_ref(), batch)?;
+        s.check_opt_buffer("bok_eta", self.bok_eta.as_ref(), batch)?;
+        s.check_opt_buffer("bok_iterations", self.bok_iterations.as_ref(), batch)
     }
 }
 
@@ -194,16 +190,8 @@ impl DeviceSeeds<'_> {
     /// Per-row seeds and offsets have `batch` entries and live on the sampler's device.
     pub(crate) fn check(&self, batch: usize, sampler: &Sampler) -> Result<()> {
         if let DeviceSeeds::Each { seeds, offsets } = self {
-            for (name, v) in [("seeds", seeds), ("offsets", offsets)] {
-                if v.len() != batch {
-                    return Err(Error::BadLength {
-                        name,
-                        got: v.len(),
-                        expected: batch,
-                    });
-                }
-                sampler.check_device(name, v)?;
-            }
+            sampler.check_buffer("seeds", seeds, batch)?;
+            sampler.check_buffer("offsets", offsets, batch)?;
         }
         Ok(())
     }
@@ -377,6 +365,35 @@ impl Sampler {
         let f = self.module.load_function(&kernel.name())?;
         self.functions.insert(kernel, f.clone());
         Ok(f)
+    }
+
+    /// A device buffer (an output, a per-row parameter, a test input): exactly `len` entries
+    /// ([`Error::BadLength`]), on this sampler's device ([`Error::WrongDevice`]).
+    pub(crate) fn check_buffer<T, S: DeviceSlice<T>>(
+        &self,
+        name: &'static str,
+        buffer: &S,
+        len: usize,
+    ) -> Result<()> {
+        if buffer.len() != len {
+            return Err(Error::BadLength {
+                name,
+                got: buffer.len(),
+                expected: len,
+            });
+        }
+        self.check_device(name, buffer)
+    }
+
+    /// An optional buffer (a status, a per-row parameter): when given, as
+    /// [`Sampler::check_buffer`].
+    pub(crate) fn check_opt_buffer<T, S: DeviceSlice<T>>(
+        &self,
+        name: &'static str,
+        buffer: Option<&S>,
+        len: usize,
+    ) -> Result<()> {
+        buffer.map_or(Ok(()), |b| self.check_buffer(name, b, len))
     }
 
     /// SPEC "Bad input": a device buffer must live on this sampler's device.

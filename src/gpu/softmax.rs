@@ -22,14 +22,17 @@
 //! addresses, 0 when absent; a split row (parts > 1) needs 16 bytes of scratch per (row, part)
 //! and one ticket per row.
 
-use cudarc::driver::{CudaFunction, CudaView, CudaViewMut, DeviceSlice, LaunchConfig};
+use cudarc::driver::{CudaFunction, CudaView, CudaViewMut, LaunchConfig};
 
-use super::launch::{self, Args, Kernel, LaunchEx, Pointers, BLOCK_THREADS};
+use super::launch::{self, Args, Kernel, KernelArgs, LaunchEx, Pointers, SeedArgs, BLOCK_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::batch::{check_shape, tokens_per_row};
 use crate::decoder::check_temperature;
 use crate::dtype::{DType, Logit};
 use crate::error::{Error, Result};
+
+/// Why the softmax ops refuse per-row top-k/top-p/min-p (`RowParams::refuse_filters`).
+const NO_FILTERS: &str = "they need a filtered decoder (Sampler::sample / Sampler::distribution)";
 
 /// Bytes of one (row, part) partial result in the scratch (`Partial` in kernels/softmax.cu).
 const PARTIAL_BYTES: usize = 16;
@@ -57,80 +60,6 @@ pub enum Staging {
     Always,
     /// Never: the two-read paths.
     Never,
-}
-
-/// The kernel for `op` on `dtype` at vector width `vec`: 1 (rows not 16-byte aligned) gives
-/// the `_any` twin, which still loads 16 bytes at a time.
-fn entry(op: &'static str, dtype: DType, vec: u32) -> Kernel {
-    Kernel::new("softmax", op, dtype).any_alignment_at_width(vec)
-}
-
-/// A device buffer's length must be exactly `expected`.
-fn check_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(Error::BadLength {
-            name,
-            got,
-            expected,
-        })
-    }
-}
-
-/// The temperature softmax takes no support rule: refuse per-row filters instead of ignoring them.
-fn check_no_filters(rows: &RowParams<'_>, op: &str) -> Result<()> {
-    if rows.top_k.is_some() || rows.top_p.is_some() || rows.min_p.is_some() {
-        return Err(Error::Unsupported(format!(
-            "{op} takes only a per-row temperature; per-row top_k/top_p/min_p need a filtered \
-             decoder (Sampler::sample / Sampler::distribution)"
-        )));
-    }
-    Ok(())
-}
-
-/// One block per (row, part), 256 threads, a 1-D grid (its x dimension holds < 2^31 blocks).
-fn row_config(batch: usize, parts: u32) -> Result<LaunchConfig> {
-    let blocks = batch
-        .checked_mul(parts as usize)
-        .filter(|&b| b <= i32::MAX as usize)
-        .ok_or(Error::BadParam {
-            name: "batch",
-            value: batch as f64,
-            range: "such that batch x blocks per row < 2^31",
-        })?;
-    Ok(LaunchConfig {
-        grid_dim: (blocks as u32, 1, 1),
-        block_dim: (BLOCK_THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    })
-}
-
-/// The random stream as kernel arguments: scalar (seed, offset) and per-row addresses (0 = none).
-struct SeedArgs {
-    seed: u64,
-    offset: u64,
-    seeds: u64,
-    offsets: u64,
-}
-
-impl SeedArgs {
-    fn new<'a>(ptrs: &mut Pointers<'a>, seeds: &'a DeviceSeeds<'_>) -> Self {
-        match seeds {
-            DeviceSeeds::Shared(rng) => SeedArgs {
-                seed: rng.seed,
-                offset: rng.offset,
-                seeds: 0,
-                offsets: 0,
-            },
-            DeviceSeeds::Each { seeds, offsets } => SeedArgs {
-                seed: 0,
-                offset: 0,
-                seeds: ptrs.read(seeds),
-                offsets: ptrs.read(offsets),
-            },
-        }
-    }
 }
 
 /// The arguments every softmax-family statistics/probabilities kernel starts with, in order:
@@ -168,14 +97,40 @@ impl RowArgs {
     }
 }
 
+/// Rows split over `parts` blocks each (`launch::blocks_per_row`): the grid of batch × parts
+/// blocks of 256 threads, and where a row's blocks meet: a 16-byte partial per (row, part) and
+/// a ticket per row in the scratch (0 and 0 when parts is 1).
+struct SplitRows {
+    parts: u32,
+    cfg: LaunchConfig,
+    partials: u64,
+    tickets: u64,
+}
+
+impl SplitRows {
+    /// parts, partials, tickets: in this order in every kernel that takes the three.
+    fn push<'a>(&'a self, b: &mut Args<'a>) {
+        b.arg(&self.parts).arg(&self.partials).arg(&self.tickets);
+    }
+}
+
 impl Sampler {
-    /// Partials and tickets for rows split over `parts` blocks, or (0, 0) when `parts` is 1.
-    fn split_scratch(&mut self, batch: usize, parts: u32) -> Result<(u64, u64)> {
-        if parts <= 1 {
-            return Ok((0, 0));
-        }
-        let s = self.scratch(batch * parts as usize * PARTIAL_BYTES, batch)?;
-        Ok((s.base, s.tickets))
+    /// The split of `batch` rows of `vocab` tokens, with its scratch.
+    fn split_rows(&mut self, batch: usize, vocab: usize) -> Result<SplitRows> {
+        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
+        let cfg = launch::row_grid(batch, parts, BLOCK_THREADS)?;
+        let (partials, tickets) = if parts > 1 {
+            let s = self.scratch(batch * parts as usize * PARTIAL_BYTES, batch)?;
+            (s.base, s.tickets)
+        } else {
+            (0, 0)
+        };
+        Ok(SplitRows {
+            parts,
+            cfg,
+            partials,
+            tickets,
+        })
     }
 
     /// Sets when [`Sampler::softmax`] stages rows in shared memory ([`Staging`]).
@@ -236,20 +191,9 @@ impl Sampler {
             return Ok(None);
         };
         let shared = STAGED_HEAD_BYTES + tiles.div_ceil(blocks as usize) * launch::DRAW_TILE * 4;
-        let func = self.function(entry("probs_staged", T::DTYPE, vec))?;
+        let func = self.function(launch::entry("softmax", "probs_staged", T::DTYPE, vec))?;
         let fits = self.cluster_fits(&func, blocks, BLOCK_THREADS, shared)?;
         Ok(fits.then_some((func, blocks, shared)))
-    }
-
-    /// An output (or test input) buffer: exactly `len` entries, on this sampler's device.
-    pub(crate) fn check_rows<T, S: DeviceSlice<T>>(
-        &self,
-        name: &'static str,
-        buffer: &S,
-        len: usize,
-    ) -> Result<()> {
-        check_len(name, buffer.len(), len)?;
-        self.check_device(name, buffer)
     }
 
     /// probs = softmax(z/τ) per row (dense `batch × vocab`), and log-probabilities when asked.
@@ -281,15 +225,11 @@ impl Sampler {
         // 1. Validate.
         let (batch, vocab) = (logits.batch, logits.vocab);
         check_temperature(temperature)?;
-        check_no_filters(rows, "softmax")?;
+        rows.refuse_filters("softmax", NO_FILTERS)?;
         self.check_device("logits", &logits.data)?;
-        self.check_rows("probs", &*probs, batch * vocab)?;
-        if let Some(lp) = log_probs.as_deref() {
-            self.check_rows("log_probs", lp, batch * vocab)?;
-        }
-        if let Some(st) = status.as_deref() {
-            self.check_rows("status", st, batch)?;
-        }
+        self.check_buffer("probs", &*probs, batch * vocab)?;
+        self.check_opt_buffer("log_probs", log_probs.as_deref(), batch * vocab)?;
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
         rows.check(batch, self)?;
 
         // 2. Config: rows staged in a cluster, or split rows of small batches (scratch for their
@@ -302,7 +242,7 @@ impl Sampler {
         let log_probs_addr = ptrs.write_opt(log_probs);
         let status_addr = ptrs.write_opt(status);
         if let Some((func, blocks, shared)) = self.staged_path::<T>(batch, vocab, vec)? {
-            row_config(batch, blocks)?; // batch × blocks < 2^31, as for a split row
+            launch::row_grid(batch, blocks, BLOCK_THREADS)?; // batch × blocks < 2^31, as for a split row
             let mut b = Args::new();
             lead.push(&mut b);
             b.arg(&probs_addr).arg(&log_probs_addr).arg(&status_addr);
@@ -324,15 +264,13 @@ impl Sampler {
             unsafe { launch.queue(self.context(), &func, &mut b) }?;
             return Ok(());
         }
-        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
-        let cfg = row_config(batch, parts)?;
-        let (partials, _) = self.split_scratch(batch, parts)?;
-        let stats = if parts > 1 {
-            Some(self.function(entry("stats", T::DTYPE, vec))?)
+        let split = self.split_rows(batch, vocab)?;
+        let stats = if split.parts > 1 {
+            Some(self.function(launch::entry("softmax", "stats", T::DTYPE, vec))?)
         } else {
             None
         };
-        let func = self.function(entry("probs", T::DTYPE, vec))?;
+        let func = self.function(launch::entry("softmax", "probs", T::DTYPE, vec))?;
 
         // 3. Arguments in C-signature order: `lead` and the buffers' addresses (above).
 
@@ -340,26 +278,26 @@ impl Sampler {
         if let Some(stats) = stats {
             let mut b = Args::new();
             lead.push(&mut b);
-            b.arg(&parts).arg(&partials);
+            b.arg(&split.parts).arg(&split.partials);
             // SAFETY: the arguments match samplex_softmax_stats_<T>'s C signature in order and
             // type; `logits` was checked to hold `batch` rows of `stride` (≥ vocab) elements, the
             // per-row τ buffer to have `batch` entries, and the scratch holds batch × parts
-            // partials (split_scratch); the grid is batch × parts blocks of 256 threads, as the
+            // partials (split_rows); the grid is batch × parts blocks of 256 threads, as the
             // kernel's row/part mapping assumes, and the vector width was chosen from the
             // address and stride (launch::vector_width).
-            unsafe { b.launch(&stats, &stream, cfg) }?;
+            unsafe { b.launch(&stats, &stream, split.cfg) }?;
         }
         let mut b = Args::new();
         lead.push(&mut b);
-        b.arg(&parts)
-            .arg(&partials)
+        b.arg(&split.parts)
+            .arg(&split.partials)
             .arg(&probs_addr)
             .arg(&log_probs_addr)
             .arg(&status_addr);
         // SAFETY: as for the statistics launch; in addition `probs` and `log_probs` were checked
         // to hold batch × vocab values and `status` batch, and with parts > 1 the statistics
         // kernel queued just before on this stream has written the partials this one reads.
-        unsafe { b.launch(&func, &stream, cfg) }?;
+        unsafe { b.launch(&func, &stream, split.cfg) }?;
         Ok(())
     }
 
@@ -381,40 +319,31 @@ impl Sampler {
         // 1. Validate.
         let (batch, vocab) = (logits.batch, logits.vocab);
         self.check_device("logits", &logits.data)?;
-        self.check_rows("tokens", &*tokens, batch)?;
-        if let Some(st) = status.as_deref() {
-            self.check_rows("status", st, batch)?;
-        }
+        self.check_buffer("tokens", &*tokens, batch)?;
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
 
         // 2. Config.
-        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
-        let cfg = row_config(batch, parts)?;
-        let (partials, tickets) = self.split_scratch(batch, parts)?;
+        let split = self.split_rows(batch, vocab)?;
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
         let logits_addr = ptrs.read(&logits.data);
         let vec = launch::vector_width::<T>(logits_addr, logits.stride);
-        let func = self.function(entry("greedy", T::DTYPE, vec))?;
+        let func = self.function(launch::entry("softmax", "greedy", T::DTYPE, vec))?;
 
         // 3. Arguments in C-signature order.
         let tokens_addr = ptrs.write(tokens);
         let status_addr = ptrs.write_opt(status);
         let (stride, vocab) = (logits.stride as u64, vocab as u32);
         let mut b = Args::new();
-        b.arg(&logits_addr)
-            .arg(&stride)
-            .arg(&vocab)
-            .arg(&parts)
-            .arg(&partials)
-            .arg(&tickets)
-            .arg(&tokens_addr)
-            .arg(&status_addr);
+        b.arg(&logits_addr).arg(&stride).arg(&vocab);
+        split.push(&mut b);
+        b.arg(&tokens_addr).arg(&status_addr);
         // SAFETY: the arguments match samplex_softmax_greedy_<T>'s C signature in order and
         // type; `logits` holds `batch` rows of `stride` (≥ vocab) elements, `tokens` and
         // `status` were checked to have `batch` entries; with parts > 1 the scratch holds
         // batch × parts partials and `batch` tickets, which are zero and left at zero; the grid
         // is batch × parts blocks of 256 threads and the vector width fits the address and stride.
-        unsafe { b.launch(&func, &stream, cfg) }?;
+        unsafe { b.launch(&func, &stream, split.cfg) }?;
         Ok(())
     }
 
@@ -446,47 +375,37 @@ impl Sampler {
         // 1. Validate.
         let (batch, vocab) = (logits.batch, logits.vocab);
         check_temperature(temperature)?;
-        check_no_filters(rows, "sample_softmax")?;
+        rows.refuse_filters("sample_softmax", NO_FILTERS)?;
         self.check_device("logits", &logits.data)?;
         rows.check(batch, self)?;
         seeds.check(batch, self)?;
-        self.check_rows("tokens", &*tokens, batch)?;
-        if let Some(st) = status.as_deref() {
-            self.check_rows("status", st, batch)?;
-        }
+        self.check_buffer("tokens", &*tokens, batch)?;
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
 
         // 2. Config.
-        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
-        let cfg = row_config(batch, parts)?;
-        let (partials, tickets) = self.split_scratch(batch, parts)?;
+        let split = self.split_rows(batch, vocab)?;
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
         let lead = RowArgs::new(&mut ptrs, logits, temperature, rows);
         let vec = launch::vector_width::<T>(lead.logits, logits.stride);
-        let func = self.function(entry("sample", T::DTYPE, vec))?;
+        let func = self.function(launch::entry("softmax", "sample", T::DTYPE, vec))?;
 
         // 3. Arguments in C-signature order.
-        let rng = SeedArgs::new(&mut ptrs, seeds);
+        let rng = SeedArgs::new(&mut ptrs, Some(seeds));
         let tokens_addr = ptrs.write(tokens);
         let status_addr = ptrs.write_opt(status);
         let mut b = Args::new();
         lead.push(&mut b);
-        b.arg(&rng.seed)
-            .arg(&rng.offset)
-            .arg(&rng.seeds)
-            .arg(&rng.offsets)
-            .arg(&parts)
-            .arg(&partials)
-            .arg(&tickets)
-            .arg(&tokens_addr)
-            .arg(&status_addr);
+        rng.push(&mut b);
+        split.push(&mut b);
+        b.arg(&tokens_addr).arg(&status_addr);
         // SAFETY: the arguments match samplex_softmax_sample_<T>'s C signature in order and
         // type; `logits` holds `batch` rows of `stride` (≥ vocab) elements; `tokens`, `status`,
         // the per-row τ and the per-row seeds and offsets were checked to have `batch` entries
         // on this device; with parts > 1 the scratch holds batch × parts partials and `batch`
         // zeroed tickets (the kernel leaves them at zero); the grid is batch × parts blocks of
         // 256 threads and the vector width fits the address and stride.
-        unsafe { b.launch(&func, &stream, cfg) }?;
+        unsafe { b.launch(&func, &stream, split.cfg) }?;
         Ok(())
     }
 
@@ -519,25 +438,21 @@ impl Sampler {
         // 1. Validate.
         let (batch, vocab) = (logits.batch, logits.vocab);
         check_temperature(temperature)?;
-        check_no_filters(rows, "token_log_probs")?;
+        rows.refuse_filters("token_log_probs", NO_FILTERS)?;
         self.check_device("logits", &logits.data)?;
         let per_row = tokens_per_row(tokens.len(), batch)?;
         self.check_device("tokens", tokens)?;
-        self.check_rows("log_probs", &*log_probs, tokens.len())?;
-        if let Some(st) = status.as_deref() {
-            self.check_rows("status", st, batch)?;
-        }
+        self.check_buffer("log_probs", &*log_probs, tokens.len())?;
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
         rows.check(batch, self)?;
 
         // 2. Config.
-        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
-        let cfg = row_config(batch, parts)?;
-        let (partials, tickets) = self.split_scratch(batch, parts)?;
+        let split = self.split_rows(batch, vocab)?;
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
         let lead = RowArgs::new(&mut ptrs, logits, temperature, rows);
         let vec = launch::vector_width::<T>(lead.logits, logits.stride);
-        let func = self.function(entry("token_log_probs", T::DTYPE, vec))?;
+        let func = self.function(launch::entry("softmax", "token_log_probs", T::DTYPE, vec))?;
 
         // 3. Arguments in C-signature order.
         let tokens_addr = ptrs.read(tokens);
@@ -545,20 +460,16 @@ impl Sampler {
         let status_addr = ptrs.write_opt(status);
         let mut b = Args::new();
         lead.push(&mut b);
-        b.arg(&tokens_addr)
-            .arg(&per_row)
-            .arg(&parts)
-            .arg(&partials)
-            .arg(&tickets)
-            .arg(&out_addr)
-            .arg(&status_addr);
+        b.arg(&tokens_addr).arg(&per_row);
+        split.push(&mut b);
+        b.arg(&out_addr).arg(&status_addr);
         // SAFETY: the arguments match samplex_softmax_token_log_probs_<T>'s C signature in
         // order and type; `logits` holds `batch` rows of `stride` (≥ vocab) elements; `tokens`
         // and `log_probs` were checked to hold batch × per_row entries, `status` and the per-row
         // τ `batch`, all on this device; with parts > 1 the scratch holds batch × parts partials
         // and `batch` zeroed tickets (the kernel leaves them at zero); the grid is batch × parts
         // blocks of 256 threads and the vector width fits the address and stride.
-        unsafe { b.launch(&func, &stream, cfg) }?;
+        unsafe { b.launch(&func, &stream, split.cfg) }?;
         Ok(())
     }
 
@@ -587,46 +498,34 @@ impl Sampler {
         check_shape("probs", probs.len(), batch, vocab, vocab)?;
         self.check_device("probs", probs)?;
         seeds.check(batch, self)?;
-        self.check_rows("tokens", &*tokens, batch)?;
-        if let Some(st) = status.as_deref() {
-            self.check_rows("status", st, batch)?;
-        }
+        self.check_buffer("tokens", &*tokens, batch)?;
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
 
         // 2. Config.
-        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
-        let cfg = row_config(batch, parts)?;
-        let (partials, tickets) = self.split_scratch(batch, parts)?;
+        let split = self.split_rows(batch, vocab)?;
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
         let probs_addr = ptrs.read(probs);
         let vec = launch::vector_width::<f32>(probs_addr, vocab);
-        let func = self.function(entry("sample_probs", DType::F32, vec))?;
+        let func = self.function(launch::entry("softmax", "sample_probs", DType::F32, vec))?;
 
         // 3. Arguments in C-signature order.
-        let rng = SeedArgs::new(&mut ptrs, seeds);
+        let rng = SeedArgs::new(&mut ptrs, Some(seeds));
         let tokens_addr = ptrs.write(tokens);
         let status_addr = ptrs.write_opt(status);
         let (stride, vocab) = (vocab as u64, vocab as u32);
         let mut b = Args::new();
-        b.arg(&probs_addr)
-            .arg(&stride)
-            .arg(&vocab)
-            .arg(&rng.seed)
-            .arg(&rng.offset)
-            .arg(&rng.seeds)
-            .arg(&rng.offsets)
-            .arg(&parts)
-            .arg(&partials)
-            .arg(&tickets)
-            .arg(&tokens_addr)
-            .arg(&status_addr);
+        b.arg(&probs_addr).arg(&stride).arg(&vocab);
+        rng.push(&mut b);
+        split.push(&mut b);
+        b.arg(&tokens_addr).arg(&status_addr);
         // SAFETY: the arguments match samplex_softmax_sample_probs_f32's C signature in order
         // and type; `probs` was checked to hold `batch` dense rows of `vocab` values; `tokens`,
         // `status` and the per-row seeds and offsets have `batch` entries on this device; with
         // parts > 1 the scratch holds batch × parts partials and `batch` zeroed tickets (left at
         // zero); the grid is batch × parts blocks of 256 threads and the vector width fits the
         // address and the row length.
-        unsafe { b.launch(&func, &stream, cfg) }?;
+        unsafe { b.launch(&func, &stream, split.cfg) }?;
         Ok(())
     }
 
@@ -647,11 +546,11 @@ impl Sampler {
         out: &mut CudaViewMut<'_, u32>,
     ) -> Result<()> {
         let n = seeds.len();
-        self.check_rows("seeds", seeds, n)?;
-        self.check_rows("offsets", offsets, n)?;
-        self.check_rows("streams", streams, n)?;
-        self.check_rows("tiles", tiles, n)?;
-        self.check_rows("out", &*out, 4 * n)?;
+        self.check_buffer("seeds", seeds, n)?;
+        self.check_buffer("offsets", offsets, n)?;
+        self.check_buffer("streams", streams, n)?;
+        self.check_buffer("tiles", tiles, n)?;
+        self.check_buffer("out", &*out, 4 * n)?;
         if n == 0 {
             return Ok(());
         }

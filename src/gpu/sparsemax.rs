@@ -19,10 +19,10 @@
 //! merge the maximum, the candidate count, the candidates themselves (every block sorts all of
 //! them), the radix histograms and the draw, in rank order: the same bits as one block.
 
-use cudarc::driver::{CudaViewMut, DeviceSlice, LaunchConfig};
+use cudarc::driver::CudaViewMut;
 
 use super::launch::{
-    self, ArgSink, Args, KernelArgs, Pointers, SplitEntries, SplitKernels, DRAW_TILE,
+    self, ArgSink, Args, KernelArgs, Pointers, SeedArgs, SplitEntries, SplitKernels, DRAW_TILE,
 };
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::check_temperature;
@@ -53,10 +53,7 @@ struct ProjectArgs {
     vocab: u32,
     temperature: f32,
     temps: u64,
-    seed: u64,
-    offset: u64,
-    seeds: u64,
-    offsets: u64,
+    rng: SeedArgs,
     probs: u64,
     support: u64,
     tokens: u64,
@@ -70,51 +67,12 @@ impl KernelArgs for ProjectArgs {
         b.push(&self.vocab);
         b.push(&self.temperature);
         b.push(&self.temps);
-        b.push(&self.seed);
-        b.push(&self.offset);
-        b.push(&self.seeds);
-        b.push(&self.offsets);
+        self.rng.push(b);
         b.push(&self.probs);
         b.push(&self.support);
         b.push(&self.tokens);
         b.push(&self.status);
     }
-}
-
-/// A buffer's length must be exactly `expected`.
-fn check_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(Error::BadLength {
-            name,
-            got,
-            expected,
-        })
-    }
-}
-
-/// Sparsemax takes no support rule (SPEC: its support comes from θ).
-fn check_no_filters(rows: &RowParams<'_>) -> Result<()> {
-    if rows.top_k.is_some() || rows.top_p.is_some() || rows.min_p.is_some() {
-        return Err(Error::Unsupported(
-            "sparsemax takes no support rule (its support comes from θ): per-row top_k/top_p/min_p \
-             are not allowed"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
-/// A device buffer: exactly `len` entries, on the sampler's device.
-fn check_out<T, S: DeviceSlice<T>>(
-    s: &Sampler,
-    name: &'static str,
-    buffer: &S,
-    len: usize,
-) -> Result<()> {
-    check_len(name, buffer.len(), len)?;
-    s.check_device(name, buffer)
 }
 
 impl Sampler {
@@ -141,10 +99,8 @@ impl Sampler {
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
         let (batch, vocab) = (logits.batch, logits.vocab);
-        check_out(self, "probs", &*probs, batch * vocab)?;
-        if let Some(s) = support_size.as_deref() {
-            check_out(self, "support_size", s, batch)?;
-        }
+        self.check_buffer("probs", &*probs, batch * vocab)?;
+        self.check_opt_buffer("support_size", support_size.as_deref(), batch)?;
         self.launch_sparsemax(
             logits,
             temperature,
@@ -173,7 +129,7 @@ impl Sampler {
         tokens: &mut CudaViewMut<'_, u32>,
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
-        check_out(self, "tokens", &*tokens, logits.batch)?;
+        self.check_buffer("tokens", &*tokens, logits.batch)?;
         seeds.check(logits.batch, self)?;
         self.launch_sparsemax(
             logits,
@@ -242,12 +198,10 @@ impl Sampler {
         // 1. Validate (SPEC "Bad input").
         let batch = logits.batch;
         check_temperature(temperature)?;
-        check_no_filters(rows)?;
+        rows.refuse_filters("sparsemax", "its support comes from θ (SPEC)")?;
         self.check_device("logits", &logits.data)?;
         rows.check(batch, self)?;
-        if let Some(s) = status.as_deref() {
-            check_out(self, "status", s, batch)?;
-        }
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
         if batch > i32::MAX as usize {
             return Err(Error::BadParam {
                 name: "batch",
@@ -266,23 +220,13 @@ impl Sampler {
         let func = self.function(PROJECT.on(&path, T::DTYPE, vec))?;
 
         // 3. Arguments in C-signature order.
-        let (seed, offset, seeds_addr, offsets_addr) = match seeds {
-            None => (0u64, 0u64, 0u64, 0u64),
-            Some(DeviceSeeds::Shared(rng)) => (rng.seed, rng.offset, 0, 0),
-            Some(DeviceSeeds::Each { seeds, offsets }) => {
-                (0, 0, ptrs.read(seeds), ptrs.read(offsets))
-            }
-        };
         let args = ProjectArgs {
             logits: logits_addr,
             stride: logits.stride as u64,
             vocab: logits.vocab as u32,
             temperature,
             temps: ptrs.read_opt(rows.temperature.as_ref()),
-            seed,
-            offset,
-            seeds: seeds_addr,
-            offsets: offsets_addr,
+            rng: SeedArgs::new(&mut ptrs, seeds),
             probs: ptrs.write_opt(probs),
             support: ptrs.write_opt(support),
             tokens: ptrs.write_opt(tokens),
@@ -291,11 +235,7 @@ impl Sampler {
 
         // 4. Launch.
         if path == SparsemaxPath::Block {
-            let cfg = LaunchConfig {
-                grid_dim: (batch as u32, 1, 1),
-                block_dim: (THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            };
+            let cfg = launch::row_grid(batch, 1, THREADS)?;
             let mut b = Args::new();
             args.push(&mut b);
             // SAFETY: the arguments match samplex_sparsemax_project's C signature in order and

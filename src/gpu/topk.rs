@@ -16,10 +16,10 @@
 //! The top-k *filter* threshold is computed by the same radix passes inside the filter
 //! kernels of kernels/topp.cu (see `src/gpu/topp.rs`).
 
-use cudarc::driver::{CudaViewMut, DevicePtr, LaunchConfig};
+use cudarc::driver::{CudaViewMut, DevicePtr};
 
 use super::launch::{
-    self, ArgSink, Args, Kernel, LaunchEx, Pointers, RawArgs, RowSplit, SplitKernels, SplitPath,
+    self, ArgSink, Args, LaunchEx, Pointers, RawArgs, RowSplit, SplitKernels, SplitPath,
     CLUSTER_HEAD_BYTES,
 };
 use super::{DeviceLogits, RowParams, Sampler};
@@ -31,42 +31,6 @@ pub(crate) const RADIX_THREADS: u32 = 1024;
 
 /// The largest k a row sorts in shared memory (`SORT_MAX` in kernels/topk.cu).
 const SORT_MAX: usize = 4096;
-
-/// `samplex_<family>_<op>_<dtype>`, with `_any` for rows that are not 16-byte aligned (the
-/// radix kernels read them with 16-byte loads from the boundary below: `for_each_chunk` in
-/// kernels/topk.cu).
-pub(crate) fn entry(family: &'static str, op: &'static str, dtype: DType, vec: u32) -> Kernel {
-    Kernel::new(family, op, dtype).any_alignment_at_width(vec)
-}
-
-/// A device buffer's length must be exactly `expected`.
-pub(crate) fn expect_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(Error::BadLength {
-            name,
-            got,
-            expected,
-        })
-    }
-}
-
-/// A 1-D grid of `blocks` blocks of `threads` (the x dimension holds fewer than 2^31).
-pub(crate) fn grid(blocks: Option<usize>, threads: u32, batch: usize) -> Result<LaunchConfig> {
-    let blocks = blocks
-        .filter(|&b| b <= i32::MAX as usize)
-        .ok_or(Error::BadParam {
-            name: "batch",
-            value: batch as f64,
-            range: "such that batch x blocks per row < 2^31",
-        })?;
-    Ok(LaunchConfig {
-        grid_dim: (blocks as u32, 1, 1),
-        block_dim: (threads, 1, 1),
-        shared_mem_bytes: 0,
-    })
-}
 
 /// The vector width the logits allow (`launch::vector_width` of their address and stride).
 pub(crate) fn logits_vector_width<T: Logit>(
@@ -167,19 +131,14 @@ impl Sampler {
             expected: usize::MAX,
         })?;
         self.check_device("logits", &logits.data)?;
-        expect_len("values", values.len(), width)?;
-        self.check_device("values", values)?;
-        expect_len("indices", indices.len(), width)?;
-        self.check_device("indices", indices)?;
-        if let Some(st) = status.as_deref() {
-            expect_len("status", st.len(), batch)?;
-            self.check_device("status", st)?;
-        }
+        self.check_buffer("values", &*values, width)?;
+        self.check_buffer("indices", &*indices, width)?;
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
         rows.check(batch, self)?;
 
         // Config: vector width, one block per row, scratch for the slower sort.
         let vec = logits_vector_width(self, logits);
-        let cfg = grid(Some(batch), RADIX_THREADS, batch)?;
+        let cfg = launch::row_grid(batch, 1, RADIX_THREADS)?;
         let kmax = (k as usize).min(vocab);
         let scratch = if kmax > SORT_MAX {
             let bytes = batch
@@ -200,7 +159,7 @@ impl Sampler {
             SelectPath::Cluster { .. } => "select_cluster",
             SelectPath::Grid { .. } => "select_grid",
         };
-        let func = self.function(entry("topk", op, T::DTYPE, vec))?;
+        let func = self.function(launch::entry("topk", op, T::DTYPE, vec))?;
 
         // Arguments in C-signature order.
         let mut ptrs = Pointers::new(&self.stream);
@@ -308,8 +267,8 @@ impl Sampler {
             return Ok(SelectPath::Block);
         }
         let kernels = SplitKernels {
-            cluster: entry("topk", "select_cluster", dtype, vec),
-            grid: entry("topk", "select_grid", dtype, vec),
+            cluster: launch::entry("topk", "select_cluster", dtype, vec),
+            grid: launch::entry("topk", "select_grid", dtype, vec),
             threads: RADIX_THREADS,
             head: CLUSTER_HEAD_BYTES,
             slice_bytes: &|_| 0,

@@ -31,10 +31,10 @@
 use cudarc::driver::CudaViewMut;
 
 use super::launch::{
-    self, slice_len, ArgSink, Args, Kernel, KernelArgs, Pointers, RowSplit, SplitEntries,
+    self, slice_len, ArgSink, Args, Kernel, KernelArgs, Pointers, RowSplit, SeedArgs, SplitEntries,
     SplitKernels, CLUSTER_HEAD_BYTES,
 };
-use super::topk::{entry, expect_len, grid, logits_vector_width, RADIX_THREADS};
+use super::topk::{logits_vector_width, RADIX_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::decoder::{check_temperature, Support};
 use crate::dtype::{DType, Logit};
@@ -145,18 +145,13 @@ impl Sampler {
         let batch = logits.batch;
         self.check_filter(logits, temperature, support, rows)?;
         seeds.check(batch, self)?;
-        expect_len("tokens", tokens.len(), batch)?;
-        self.check_device("tokens", tokens)?;
-        if let Some(st) = status.as_deref() {
-            expect_len("status", st.len(), batch)?;
-            self.check_device("status", st)?;
-        }
+        self.check_buffer("tokens", &*tokens, batch)?;
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
 
         // Config.
         let vec = logits_vector_width(self, logits);
         let nb = launch::blocks_per_row(batch, logits.vocab, self.sm_count);
-        let blocks = batch.checked_mul(nb as usize);
-        let cfg = grid(blocks, launch::BLOCK_THREADS, batch)?;
+        let cfg = launch::row_grid(batch, nb, launch::BLOCK_THREADS)?;
         let info_bytes = batch * ROW_INFO_BYTES;
         let scratch = self.scratch(info_bytes + batch * nb as usize * TILE_DRAW_BYTES, batch)?;
         let (row_info, partials) = (scratch.base, scratch.base + info_bytes as u64);
@@ -171,15 +166,12 @@ impl Sampler {
         self.launch_thresholds(logits, temperature, support, rows, vec, out)?;
 
         // 2. the draw.
-        let func = self.function(entry("topp", "sample", T::DTYPE, vec))?;
+        let func = self.function(launch::entry("topp", "sample", T::DTYPE, vec))?;
         let mut ptrs = Pointers::new(&self.stream);
         let logits_addr = ptrs.read(&logits.data);
         let stride = logits.stride as u64;
         let vocab = logits.vocab as u32;
-        let (seed, offset, seeds_addr, offsets_addr) = match seeds {
-            DeviceSeeds::Shared(rng) => (rng.seed, rng.offset, 0, 0),
-            DeviceSeeds::Each { seeds, offsets } => (0, 0, ptrs.read(seeds), ptrs.read(offsets)),
-        };
+        let rng = SeedArgs::new(&mut ptrs, Some(seeds));
         let tokens_addr = ptrs.write(tokens);
         let status_addr = ptrs.write_opt(status);
         let mut builder = Args::new();
@@ -187,11 +179,9 @@ impl Sampler {
             .arg(&logits_addr)
             .arg(&stride)
             .arg(&vocab)
-            .arg(&row_info)
-            .arg(&seed)
-            .arg(&offset)
-            .arg(&seeds_addr)
-            .arg(&offsets_addr)
+            .arg(&row_info);
+        rng.push(&mut builder);
+        builder
             .arg(&tokens_addr)
             .arg(&status_addr)
             .arg(&nb)
@@ -333,17 +323,13 @@ impl Sampler {
             Dense::Logits => "masked",
         };
         let len = batch.saturating_mul(vocab);
-        expect_len(name, out.len(), len)?;
-        self.check_device(name, out)?;
-        if let Some(st) = status.as_deref() {
-            expect_len("status", st.len(), batch)?;
-            self.check_device("status", st)?;
-        }
+        self.check_buffer(name, &*out, len)?;
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
 
         // Config.
         let vec = logits_vector_width(self, logits);
         let nb = launch::blocks_per_row(batch, vocab, self.sm_count);
-        let cfg = grid(batch.checked_mul(nb as usize), launch::BLOCK_THREADS, batch)?;
+        let cfg = launch::row_grid(batch, nb, launch::BLOCK_THREADS)?;
         let row_info = self.scratch(batch * ROW_INFO_BYTES, 0)?.base;
 
         // 1. thresholds (and the kept mass, for probabilities) → RowInfo.
@@ -439,7 +425,7 @@ impl Sampler {
         out: ThresholdOut,
     ) -> Result<()> {
         let batch = logits.batch;
-        let cfg = grid(Some(batch), RADIX_THREADS, batch)?;
+        let cfg = launch::row_grid(batch, 1, RADIX_THREADS)?;
         let path = self.threshold_path(T::DTYPE, batch, logits.vocab, vec)?;
         let func = self.function(THRESHOLDS.on(&path, T::DTYPE, vec))?;
         let mut ptrs = Pointers::new(&self.stream);
