@@ -151,6 +151,23 @@ fn assert_row_matches(gpu_q: &[f32], gpu_k: u32, want: &cpu::Sparsemax, u: &[f64
     );
 }
 
+impl Out {
+    /// Row r of a dense `vocab`-wide batch against the CPU at τ: q and k* as
+    /// [`assert_row_matches`], the status bit for bit (the sanitising bits, and NO_FINITE_LOGIT
+    /// for a row with an empty support).
+    fn check_row<T: Logit>(&self, host: &[T], vocab: usize, r: usize, tau: f32, label: &str) {
+        let (want, u, st) = cpu_row(host, vocab, r, tau);
+        let q = &self.q[r * vocab..(r + 1) * vocab];
+        assert_row_matches(q, self.support[r], &want, &u, label);
+        let no_finite = if want.support == 0 {
+            status::NO_FINITE_LOGIT
+        } else {
+            0
+        };
+        assert_eq!(self.status[r], st | no_finite, "{label}: status");
+    }
+}
+
 fn check_batch<T: Logit>(
     s: &mut Sampler,
     host: &[T],
@@ -163,21 +180,13 @@ fn check_batch<T: Logit>(
     let stride = if lead > 0 { vocab + 3 } else { vocab };
     let out = gpu_sparsemax(s, host, batch, vocab, stride, lead, tau, None);
     for r in 0..batch {
-        let (want, u, st) = cpu_row(host, vocab, r, tau);
-        let label = format!("{what} row {r} (τ {tau}, vocab {vocab})");
-        assert_row_matches(
-            &out.q[r * vocab..(r + 1) * vocab],
-            out.support[r],
-            &want,
-            &u,
-            &label,
+        out.check_row(
+            host,
+            vocab,
+            r,
+            tau,
+            &format!("{what} row {r} (τ {tau}, vocab {vocab})"),
         );
-        let no_finite = if want.support == 0 {
-            status::NO_FINITE_LOGIT
-        } else {
-            0
-        };
-        assert_eq!(out.status[r], st | no_finite, "{label}: status");
     }
 }
 
@@ -355,21 +364,13 @@ fn sparsemax_handles_adversarial_rows() {
         for lead in [0, 1] {
             let out = gpu_sparsemax(&mut s, &host, batch, vocab, vocab, lead, 1.0, None);
             for (r, (name, _)) in rows.iter().enumerate() {
-                let (want, u, st) = cpu_row(&host, vocab, r, 1.0);
-                let label = format!("{name} (vocab {vocab}, lead {lead})");
-                assert_row_matches(
-                    &out.q[r * vocab..(r + 1) * vocab],
-                    out.support[r],
-                    &want,
-                    &u,
-                    &label,
+                out.check_row(
+                    &host,
+                    vocab,
+                    r,
+                    1.0,
+                    &format!("{name} (vocab {vocab}, lead {lead})"),
                 );
-                let no_finite = if want.support == 0 {
-                    status::NO_FINITE_LOGIT
-                } else {
-                    0
-                };
-                assert_eq!(out.status[r], st | no_finite, "{label}: status");
             }
         }
     }
@@ -391,15 +392,8 @@ fn flat_rows_with_more_candidates_than_fit_on_chip_find_theta_exactly() {
     for tau in [1.0f32, 0.5] {
         let out = gpu_sparsemax(&mut s, &host, batch, vocab, vocab, 0, tau, None);
         for r in 0..batch {
-            let (want, u, _) = cpu_row(&host, vocab, r, tau);
             let label = format!("flat row {r} (τ {tau})");
-            assert_row_matches(
-                &out.q[r * vocab..(r + 1) * vocab],
-                out.support[r],
-                &want,
-                &u,
-                &label,
-            );
+            out.check_row(&host, vocab, r, tau, &label);
             let sum: f64 = out.q[r * vocab..(r + 1) * vocab]
                 .iter()
                 .map(|&x| f64::from(x))
