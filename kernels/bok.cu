@@ -178,21 +178,15 @@ struct Params {
   u32 iters; // this row's T ≤ the batch's T
 };
 
-__device__ __forceinline__ float per_row_f32(u64 p, u32 row, float scalar, float lo, float hi, u32 &st) {
-  if (p == 0) return scalar;
-  return clamp_param(reinterpret_cast<const float *>(p)[row], lo, hi, scalar, st);
-}
-
 __device__ __forceinline__ Params row_params(const Args &a, u32 row, u32 &st) {
   Params p;
   // τ: NaN → 1 as in softmax.cu and topp.cu (the support's thresholds see the same τ).
-  const float tau = a.temps == 0 ? a.temperature
-                                 : clamp_param(reinterpret_cast<const float *>(a.temps)[row], FLT_MIN_NORMAL,
-                                               SAMPLEX_FLT_MAX, 1.0f, st);
+  // The other parameters: NaN → the batch's value.
+  const float tau = row_param(a.temps, row, a.temperature, FLT_MIN_NORMAL, SAMPLEX_FLT_MAX, 1.0f, st);
   p.inv_t = fminf(1.0f / fmaxf(tau, FLT_MIN_NORMAL), SAMPLEX_FLT_MAX);
-  p.beta = per_row_f32(a.betas, row, a.beta, FLT_MIN_NORMAL, SAMPLEX_FLT_MAX, st);
-  p.lambda = per_row_f32(a.lambdas, row, a.lambda, 0.0f, SAMPLEX_FLT_MAX, st);
-  p.eta = per_row_f32(a.etas, row, a.eta, FLT_MIN_NORMAL, SAMPLEX_FLT_MAX, st);
+  p.beta = row_param(a.betas, row, a.beta, FLT_MIN_NORMAL, SAMPLEX_FLT_MAX, a.beta, st);
+  p.lambda = row_param(a.lambdas, row, a.lambda, 0.0f, SAMPLEX_FLT_MAX, a.lambda, st);
+  p.eta = row_param(a.etas, row, a.eta, FLT_MIN_NORMAL, SAMPLEX_FLT_MAX, a.eta, st);
   p.k = a.k;
   if (a.ks != 0) {
     p.k = reinterpret_cast<const u32 *>(a.ks)[row];

@@ -93,6 +93,25 @@ __device__ __forceinline__ float clamp_param(float x, float lo, float hi, float 
   return x;
 }
 
+// A per-row f32 parameter: entry `row` of the device array at `rows` clamped as clamp_param, or,
+// where there is no array (rows = 0), the batch's scalar, which the host has validated.
+__device__ __forceinline__ float row_param(u64 rows, u32 row, float scalar, float lo, float hi, float if_nan,
+                                           u32 &status) {
+  if (rows == 0) return scalar;
+  return clamp_param(reinterpret_cast<const float *>(rows)[row], lo, hi, if_nan, status);
+}
+
+// The row's τ (SPEC step 2) for softmax, the filters and sparsemax: clamped to [0, FLT_MAX],
+// NaN → 1. (BoK's τ is > 0: kernels/bok.cu clamps it from FLT_MIN_NORMAL.)
+__device__ __forceinline__ float row_temperature(float scalar, u64 temps, u32 row, u32 &status) {
+  return row_param(temps, row, scalar, 0.0f, SAMPLEX_FLT_MAX, 1.0f, status);
+}
+
+// 1/τ, capped at FLT_MAX so that a subnormal τ cannot give inf (and 0 · inf = NaN); 0 for τ = 0.
+__device__ __forceinline__ float inverse_temperature(float t) {
+  return t > 0.0f ? fminf(1.0f / t, SAMPLEX_FLT_MAX) : 0.0f;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Vector loads: VEC elements of T per load, widened to f32. The host picks VEC so that
 //    VEC * sizeof(T) is 16 bytes when the row base and stride allow it, else VEC = 1

@@ -129,15 +129,9 @@ __device__ __forceinline__ void penalize(T *logits, u64 stride, u32 vocab, const
   const u32 row = blockIdx.x;
   u32 status = 0;
   const u32 len = row_length(lengths, row, max_len, status);
-  const float r = repetitions ? clamp_param(((const float *)repetitions)[row], FLT_MIN_NORMAL, SAMPLEX_FLT_MAX,
-                                            1.0f, status)
-                              : repetition;
-  const float a = presences ? clamp_param(((const float *)presences)[row], -SAMPLEX_FLT_MAX, SAMPLEX_FLT_MAX,
-                                          0.0f, status)
-                            : presence;
-  const float f = frequencies ? clamp_param(((const float *)frequencies)[row], -SAMPLEX_FLT_MAX,
-                                            SAMPLEX_FLT_MAX, 0.0f, status)
-                              : frequency;
+  const float r = row_param(repetitions, row, repetition, FLT_MIN_NORMAL, SAMPLEX_FLT_MAX, 1.0f, status);
+  const float a = row_param(presences, row, presence, -SAMPLEX_FLT_MAX, SAMPLEX_FLT_MAX, 0.0f, status);
+  const float f = row_param(frequencies, row, frequency, -SAMPLEX_FLT_MAX, SAMPLEX_FLT_MAX, 0.0f, status);
 
   const u32 slots = 1u << slot_bits;
   u32 *keys = tables + (u64)row * 2 * slots;

@@ -137,19 +137,6 @@ __device__ __forceinline__ float sanitize_weight(float p, u32 &status) {
   return p > 0.0f ? p : 0.0f;
 }
 
-// The row's τ (step 2): the per-row value, clamped to [0, FLT_MAX] (NaN -> 1) and flagged, or
-// the scalar the host has validated.
-__device__ __forceinline__ float row_temperature(float scalar, u64 temps, u32 row, u32 &status) {
-  if (temps == 0) return scalar;
-  const float t = reinterpret_cast<const float *>(temps)[row];
-  return clamp_param(t, 0.0f, SAMPLEX_FLT_MAX, 1.0f, status);
-}
-
-// 1/τ, capped at FLT_MAX so that a subnormal τ cannot give inf (and 0 · inf = NaN).
-__device__ __forceinline__ float inverse_temperature(float t) {
-  return t > 0.0f ? fminf(1.0f / t, SAMPLEX_FLT_MAX) : 0.0f;
-}
-
 // The row's τ as the probabilities need it: greedy (τ = 0), 1/τ, and the clamp's status bits.
 struct RowTemperature {
   float inv_t;

@@ -114,18 +114,6 @@ struct Shared {
 // Step 1: parameters, sanitising and scaling (the same conventions as softmax.cu).
 // ---------------------------------------------------------------------------------------------
 
-// The row's τ: the per-row value clamped to [0, FLT_MAX] (NaN → 1) and flagged, or the scalar.
-__device__ __forceinline__ float row_temperature(float scalar, u64 temps, u32 row, u32 &status) {
-  if (temps == 0) return scalar;
-  const float t = reinterpret_cast<const float *>(temps)[row];
-  return clamp_param(t, 0.0f, SAMPLEX_FLT_MAX, 1.0f, status);
-}
-
-// 1/τ, capped so that a subnormal τ cannot give inf.
-__device__ __forceinline__ float inverse_temperature(float t) {
-  return t > 0.0f ? fminf(1.0f / t, SAMPLEX_FLT_MAX) : 0.0f;
-}
-
 // sanitize() without the status bits (passes after the first).
 __device__ __forceinline__ float sanitize_quiet(float x) {
   if (x != x) return SAMPLEX_NEG_INF;

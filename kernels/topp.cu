@@ -162,16 +162,10 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
   u32 status = 0;
   u32 ignored = 0;  // status of re-reads (pass A saw every value already)
 
-  const float tau = tau_rows ? clamp_param(reinterpret_cast<const float *>(tau_rows)[row], 0.0f,
-                                           SAMPLEX_FLT_MAX, 1.0f, status)
-                             : tau_all;
+  const float tau = row_temperature(tau_all, tau_rows, row, status);
   const u32 k = k_rows ? reinterpret_cast<const u32 *>(k_rows)[row] : k_all;
-  const float p = p_rows ? clamp_param(reinterpret_cast<const float *>(p_rows)[row], __int_as_float(1),
-                                       1.0f, 1.0f, status)
-                         : p_all;
-  const float min_p = min_p_rows ? clamp_param(reinterpret_cast<const float *>(min_p_rows)[row], 0.0f,
-                                               1.0f, 0.0f, status)
-                                 : min_p_all;
+  const float p = row_param(p_rows, row, p_all, __int_as_float(1), 1.0f, 1.0f, status);
+  const float min_p = row_param(min_p_rows, row, min_p_all, 0.0f, 1.0f, 0.0f, status);
 
   // A. max, argmax, finite count, status.
   ArgMax best;
