@@ -160,8 +160,7 @@ impl RowParams<'_> {
     }
 
     /// Every per-row buffer given has `batch` entries and lives on the sampler's device.
-    pub(crate) fn check(&self, batch: usize, sampler: &Sampler) -> Result<()> {
-        let s = sampler;
+    pub(crate) fn check(&self, batch: usize, s: &Sampler) -> Result<()> {
         s.check_opt_buffer("temperature", self.temperature.as_ref(), batch)?;
         s.check_opt_buffer("top_k", self.top_k.as_ref(), batch)?;
         s.check_opt_buffer("top_p", self.top_p.as_ref(), batch)?;
