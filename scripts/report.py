@@ -383,7 +383,8 @@ def plot(run, path):
     fig.suptitle(f"samplex on {device} ({file}): normal1 logits, warm L2", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.96))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    # "tight": a figure of one or two panels is narrower than its title and legend.
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True, f"Plotted from `{file}` ({device})."
 
