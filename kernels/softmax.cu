@@ -15,6 +15,7 @@
 //   samplex_softmax_greedy_<T>        argmax per row
 //   samplex_softmax_sample_<T>        one token per row from softmax(z/τ): one read of the row
 //   samplex_softmax_sample_probs_f32  one token per row from given probabilities
+//   samplex_softmax_sample_probs_n_f32  n tokens per row from given probabilities, one read
 //   samplex_softmax_philox_words      test hook: row_random words for given inputs
 //
 // Grid/block mapping (every row kernel): 256 threads per block, a 1-D grid of batch × P blocks,
@@ -431,6 +432,106 @@ __device__ __forceinline__ void sample_probs(const float *probs, u64 stride, u32
   }
   status = block_or<THREADS>(status, s);
   finish_row(best, status, rp, partials, tickets, tokens, status_out, s);
+}
+
+// samplex_softmax_sample_probs_n: `draws` (<= MAX_DRAWS) tokens per row from one read of it.
+// Draw j is sample_probs at offset + first_draw + j (the same tiles, totals, keys and
+// candidates), written to tokens[row * per_row + first_draw + j]. Thread j owns draw j: it
+// computes the draw's key per tile and keeps its best (key, token) in registers. The draws whose
+// key a tile beats are marked in a bit mask (one ballot word per warp), and the block searches
+// the tile once for each of them (block_tile_candidate, as in sample_probs), so most tiles cost
+// one reduction plus `draws` Philox calls spread over the threads.
+constexpr u32 MAX_DRAWS = THREADS;
+
+template <int VEC>
+__device__ __forceinline__ void sample_probs_n(const float *probs, u64 stride, u32 vocab, u64 seed, u64 offset,
+                                               u64 seeds, u64 offsets, u32 first_draw, u32 draws, u32 per_row,
+                                               u32 parts, u64 partials, u64 tickets, u32 *tokens,
+                                               u64 status_out) {
+  __shared__ Scratch s;
+  __shared__ float draw_ub[MAX_DRAWS];           // u_b of each draw the tile improves
+  __shared__ u32 improved[MAX_DRAWS / 32];       // which draws the tile improves
+  const RowPart rp = row_part(parts);
+  const float *row = row_ptr(probs, rp.row, stride);
+  const RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
+  const u32 j = threadIdx.x;
+  const bool drawer = j < draws;
+  const u64 draw_offset = rng.offset + first_draw + j;  // wraps like the caller's offset + j
+  u32 status = 0;
+  ArgMax best = no_pick();  // draw j's, in thread j
+  const u32 tiles = row_tiles(vocab);
+  TilePrefetch<float, VEC> next;
+  next.issue(row, vocab, thread_first(rp.part));
+  for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
+    float w[PER];
+    const u32 first = thread_first(tile);
+    next.take(row, vocab, first, w);
+    next.issue(row, vocab, thread_first(tile + rp.parts));
+    float mine = 0.0f;
+#pragma unroll
+    for (int k = 0; k < PER; ++k) {
+      w[k] = sanitize_weight(w[k], status);
+      mine += w[k];
+    }
+    const float total = block_sum<THREADS>(mine, s);
+    bool better = false;
+    if (drawer) {
+      const Philox4 r = row_random(rng.seed, draw_offset, rng.stream, tile);
+      const float key = tile_key(0.0f, total, uniform_open(r.x));
+      better = key > best.v;  // strict: the lower tile keeps a tie, as in sample_probs
+      if (better) {
+        best.v = key;
+        draw_ub[j] = uniform_open(r.y);
+      }
+    }
+    const u32 ballot = __ballot_sync(SAMPLEX_FULL_MASK, better);
+    if ((threadIdx.x & 31u) == 0) improved[threadIdx.x >> 5] = ballot;
+    __syncthreads();
+    // The mask and the u_b are block-uniform reads; they are rewritten only after the next
+    // tile's block_sum, which no thread reaches before it has left this loop.
+    for (u32 word = 0; word < MAX_DRAWS / 32; ++word) {
+      for (u32 bits = improved[word]; bits != 0u; bits &= bits - 1u) {
+        const u32 d = word * 32u + (u32)(__ffs(bits) - 1);
+        float scanned;
+        const u32 token = block_tile_candidate<THREADS, PER>(w, first, draw_ub[d], scanned, s);
+        if (j == d) best.i = token;
+      }
+    }
+  }
+  status = block_or<THREADS>(status, s);
+  if (rp.parts > 1) {
+    // Partials: (row, part, draw), `draws` per (row, part).
+    Partial *part = reinterpret_cast<Partial *>(partials) + ((u64)rp.row * rp.parts + rp.part) * draws;
+    if (drawer) {
+      part[j].v = best.v;
+      part[j].i = best.i;
+      part[j].status = status;
+    }
+    __syncthreads();  // every draw's partial is written before thread 0's fence and ticket
+    const bool last = last_block_of_row(tickets, rp.row, rp.parts, s.result_u);
+    if (!last) return;  // block-uniform
+    if (drawer) {
+      // A total order (key, then the lower token): the order of the parts does not matter.
+      const volatile Partial *all = reinterpret_cast<const volatile Partial *>(partials) +
+                                    (u64)rp.row * rp.parts * draws + j;
+      best = no_pick();
+      status = 0;
+      for (u32 b = 0; b < rp.parts; ++b) {
+        ArgMax q;
+        q.v = all[(u64)b * draws].v;
+        q.i = all[(u64)b * draws].i;
+        status |= all[(u64)b * draws].status;
+        best = argmax_pick(best, q);
+      }
+    }
+  }
+  if (!drawer) return;
+  tokens[(u64)rp.row * per_row + first_draw + j] = best.i;
+  // A row's draws all find no token or all find one (the same weights): draw 0 says which.
+  if (j == 0 && status_out != 0) {
+    if (best.i == SAMPLEX_NO_TOKEN) status |= SAMPLEX_STATUS_NO_FINITE_LOGIT;
+    reinterpret_cast<u32 *>(status_out)[rp.row] = status;
+  }
 }
 
 // The statistics of a row as its probabilities need them (step 5).
@@ -924,6 +1025,20 @@ SAMPLEX_SOFTMAX_DTYPE(bf16_t, bf16, 8)
 
 SAMPLEX_SOFTMAX_SAMPLE_PROBS(4, )
 SAMPLEX_SOFTMAX_SAMPLE_PROBS(0, _any)
+
+// Several tokens per row from given probabilities (f32 only).
+#define SAMPLEX_SOFTMAX_SAMPLE_PROBS_N(VEC, SUFFIX)                                                        \
+  extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS_f32##SUFFIX                                      \
+      samplex_softmax_sample_probs_n_f32##SUFFIX(const float *probs, u64 stride, u32 vocab, u64 seed,     \
+                                                  u64 offset, u64 seeds, u64 offsets, u32 first_draw,     \
+                                                  u32 draws, u32 per_row, u32 parts, u64 partials,        \
+                                                  u64 tickets, u32 *tokens, u64 status) {                 \
+    samplex_softmax::sample_probs_n<VEC>(probs, stride, vocab, seed, offset, seeds, offsets, first_draw,  \
+                                         draws, per_row, parts, partials, tickets, tokens, status);       \
+  }
+
+SAMPLEX_SOFTMAX_SAMPLE_PROBS_N(4, )
+SAMPLEX_SOFTMAX_SAMPLE_PROBS_N(0, _any)
 
 // Test hook: out[4i .. 4i+4) = row_random(seeds[i], offsets[i], streams[i], tiles[i]), so a test
 // can check the device's Philox stream against src/philox.rs bit for bit.

@@ -78,6 +78,37 @@ fn sampling_from_probabilities_passes_chi_square() {
 }
 
 #[test]
+fn n_draws_from_probabilities_are_single_draws_at_successive_offsets() {
+    let (batch, vocab, n) = (3, 5000, 6);
+    let probs: Vec<f32> = (0..batch * vocab)
+        .map(|i| ((i * 7919) % 13) as f32 * 0.1)
+        .collect();
+    let each = [Rng::new(1).at(4), Rng::new(2).at(u64::MAX - 2), Rng::new(3)];
+    for seeds in [Rows::All(Rng::new(8).at(10)), Rows::Each(&each)] {
+        let many = cpu::sample_from_probs_n(&probs, batch, vocab, n, seeds).unwrap();
+        assert_eq!(many.len(), batch * n);
+        for j in 0..n as u64 {
+            let shifted: Vec<Rng> = (0..batch)
+                .map(|r| {
+                    let rng = seeds.get(r);
+                    rng.at(rng.offset.wrapping_add(j))
+                })
+                .collect();
+            let one = match seeds {
+                Rows::All(_) => Rows::All(shifted[0]),
+                Rows::Each(_) => Rows::Each(&shifted),
+            };
+            let single = cpu::sample_from_probs(&probs, batch, vocab, one).unwrap();
+            for r in 0..batch {
+                assert_eq!(many[r * n + j as usize], single[r], "row {r} draw {j}");
+            }
+        }
+        // The draws of a row are not all one token (13 weights per cycle, most of them > 0).
+        assert!(many[..n].iter().any(|d| d.token != many[0].token));
+    }
+}
+
+#[test]
 fn same_seed_and_offset_give_the_same_tokens_and_others_differ() {
     let z = common::logits(Dist::Normal(1.0), 16, 3000, 1);
     let l = Logits::new(&z, 16, 3000).unwrap();

@@ -140,7 +140,7 @@ impl<T: Logit> Buffers<T> {
 /// The operations, by name: every public entry point, through `sample` and `distribution` for
 /// each decoder and directly for the rest, with per-row parameters, per-row seeds and a status
 /// buffer where they take them.
-const OPS: [&str; 26] = [
+const OPS: [&str; 27] = [
     "greedy",
     "softmax",
     "log_softmax",
@@ -151,6 +151,8 @@ const OPS: [&str; 26] = [
     "top_k_select_per_row",
     // After the selection: the log-probabilities of its indices.
     "token_log_probs",
+    // After the log-probabilities: K draws per row into the selection's indices.
+    "sample_from_probs_n",
     "sample_top_k",
     "sample_top_p",
     "sample_min_p",
@@ -228,6 +230,10 @@ fn run<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, op: &str) -> samplex::Resu
         "sample_from_probs" => {
             let probs = b.probs.as_view();
             s.sample_from_probs(&probs, b.batch, b.vocab, &each, tokens, status)
+        }
+        "sample_from_probs_n" => {
+            let (probs, drawn) = (b.probs.as_view(), &mut b.indices.as_view_mut());
+            s.sample_from_probs_n(&probs, b.batch, b.vocab, &shared, drawn, status)
         }
         "top_k_select" | "top_k_select_per_row" => {
             let rows = if op == "top_k_select" {

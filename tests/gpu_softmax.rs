@@ -83,6 +83,17 @@ impl HostSeeds {
     }
 }
 
+impl HostSeeds {
+    /// The same seeds with every offset advanced by `j` (wrapping).
+    fn shifted(&self, j: u64) -> Self {
+        let at = |r: &Rng| r.at(r.offset.wrapping_add(j));
+        match self {
+            HostSeeds::Shared(r) => HostSeeds::Shared(at(r)),
+            HostSeeds::Each(v) => HostSeeds::Each(v.iter().map(at).collect()),
+        }
+    }
+}
+
 /// The device buffers behind [`HostSeeds::Each`].
 struct SeedBuffers(Option<(CudaSlice<u64>, CudaSlice<u64>)>);
 
@@ -266,6 +277,29 @@ fn gpu_sample_probs(
     let mut tokens = s.stream().alloc_zeros::<u32>(batch).unwrap();
     let mut st = s.stream().alloc_zeros::<u32>(batch).unwrap();
     s.sample_from_probs(
+        &d.as_view(),
+        batch,
+        vocab,
+        &seed_bufs.device(seeds),
+        &mut tokens.as_view_mut(),
+        Some(&mut st.as_view_mut()),
+    )
+    .unwrap();
+    (download(s, &tokens), download(s, &st))
+}
+
+/// GPU `sample_from_probs_n`: (tokens, `batch × n`; status).
+fn gpu_sample_probs_n(
+    s: &mut Sampler,
+    probs: &[f32],
+    (batch, vocab, n): (usize, usize, usize),
+    seeds: &HostSeeds,
+) -> (Vec<u32>, Vec<u32>) {
+    let d = upload(s, probs);
+    let seed_bufs = SeedBuffers::new(s, seeds);
+    let mut tokens = s.stream().alloc_zeros::<u32>(batch * n).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(batch).unwrap();
+    s.sample_from_probs_n(
         &d.as_view(),
         batch,
         vocab,
@@ -904,22 +938,8 @@ fn tokens_drawn_from_probabilities_agree_with_the_cpu_draw() {
     let mut s = gpu_or_skip!();
     let mut near = 0;
     for (k, (batch, vocab)) in shapes().into_iter().enumerate() {
-        let dense = common::logits(Dist::Gumbel(1.0), batch, vocab, 90 + k as u64);
-        let mut probs = Vec::with_capacity(batch * vocab);
-        for r in 0..batch {
-            let (z, _) = cpu::widen_row(&dense[r * vocab..(r + 1) * vocab]);
-            probs.extend(cpu::softmax_row(&z, 1.0).iter().map(|&p| p as f32));
-        }
         // Unnormalised weights, zeros, and bad entries that must weigh 0.
-        for (i, p) in probs.iter_mut().enumerate() {
-            match i % 11 {
-                0 => *p *= 3.0,
-                5 => *p = 0.0,
-                7 if i % 3 == 0 => *p = -p.abs(),
-                9 if i % 7 == 0 => *p = f32::NAN,
-                _ => {}
-            }
-        }
+        let probs = awkward_probs(batch, vocab, 90 + k as u64);
         for seeds in [
             HostSeeds::Shared(Rng::new(5).at(k as u64)),
             HostSeeds::each(batch),
@@ -943,6 +963,114 @@ fn tokens_drawn_from_probabilities_agree_with_the_cpu_draw() {
         }
     }
     eprintln!("sample_from_probs: {near} near-boundary disagreements");
+}
+
+/// Probabilities from Gumbel logits, made awkward: unnormalised, zeros, negatives and NaNs.
+fn awkward_probs(batch: usize, vocab: usize, seed: u64) -> Vec<f32> {
+    let dense = common::logits(Dist::Gumbel(1.0), batch, vocab, seed);
+    let mut probs = Vec::with_capacity(batch * vocab);
+    for r in 0..batch {
+        let (z, _) = cpu::widen_row(&dense[r * vocab..(r + 1) * vocab]);
+        probs.extend(cpu::softmax_row(&z, 1.0).iter().map(|&p| p as f32));
+    }
+    for (i, p) in probs.iter_mut().enumerate() {
+        match i % 11 {
+            0 => *p *= 3.0,
+            5 => *p = 0.0,
+            7 if i % 3 == 0 => *p = -p.abs(),
+            9 if i % 7 == 0 => *p = f32::NAN,
+            _ => {}
+        }
+    }
+    probs
+}
+
+#[test]
+fn several_draws_per_row_are_the_single_draws_at_successive_offsets() {
+    let mut s = gpu_or_skip!();
+    let mut near = 0;
+    // (batch, vocab, n): split rows (small batches of long rows), more draws than one launch
+    // takes (256), a row with nothing to draw (vocab 1), unaligned shapes.
+    let cases = [
+        (1, 1, 3),
+        (3, 7, 5),
+        (64, 1000, 3),
+        (1, 32000, 300),
+        (8, 32000, 2),
+        (2, 128256, 40),
+        (1, 262147, 7),
+        (40, 5000, 1),
+    ];
+    for (k, &(batch, vocab, n)) in cases.iter().enumerate() {
+        let probs = awkward_probs(batch, vocab, 300 + k as u64);
+        let mut each = HostSeeds::each(batch);
+        if let HostSeeds::Each(v) = &mut each {
+            v[0] = v[0].at(u64::MAX - 1); // offsets wrap past u64::MAX
+        }
+        for seeds in [HostSeeds::Shared(Rng::new(11).at(k as u64)), each] {
+            let what = format!("b{batch} v{vocab} n{n} {}", seeds.label());
+            let (tokens, st) = gpu_sample_probs_n(&mut s, &probs, (batch, vocab, n), &seeds);
+            let cpu_draws =
+                cpu::sample_from_probs_n(&probs, batch, vocab, n, seeds.rows()).unwrap();
+            near += assert_tokens_agree(&tokens, &cpu_draws, &what);
+            // The single draws at offset + j: the same tokens (and the same row status), but
+            // for draws whose f32 arithmetic could fall either side of a boundary.
+            let single: Vec<Vec<u32>> = (0..n.min(4))
+                .map(|j| gpu_sample_probs(&mut s, &probs, batch, vocab, &seeds.shifted(j as u64)).0)
+                .collect();
+            let (_, st0) = gpu_sample_probs(&mut s, &probs, batch, vocab, &seeds);
+            assert_eq!(st, st0, "{what}: status");
+            for r in 0..batch {
+                for (j, one) in single.iter().enumerate() {
+                    let (got, want) = (tokens[r * n + j], one[r]);
+                    let margin = cpu_draws[r * n + j].margin;
+                    assert!(
+                        got == want || margin < 1e-5,
+                        "{what}: row {r} draw {j}: {got} where one draw gives {want}"
+                    );
+                }
+            }
+        }
+    }
+    eprintln!("sample_from_probs_n: {near} near-boundary disagreements");
+}
+
+#[test]
+fn several_draws_per_row_follow_the_probabilities() {
+    let mut s = gpu_or_skip!();
+    // Few rows, many draws each: the draws within a row must be independent samples of it.
+    let (batch, vocab) = (2usize, 2500usize);
+    let n = common::scaled(&s, 1 << 19).div_ceil(batch);
+    let row: Vec<f32> = (0..vocab)
+        .map(|i| {
+            if i % 10 == 0 {
+                0.0
+            } else {
+                1.0 + (i % 7) as f32
+            }
+        })
+        .collect();
+    let host: Vec<f32> = row.iter().copied().cycle().take(batch * vocab).collect();
+    let seeds = HostSeeds::Shared(Rng::new(78));
+    let (tokens, _) = gpu_sample_probs_n(&mut s, &host, (batch, vocab, n), &seeds);
+    let total: f64 = row.iter().map(|&x| f64::from(x)).sum();
+    let q: Vec<f64> = row.iter().map(|&x| f64::from(x) / total).collect();
+    for r in 0..batch {
+        let mut counts = vec![0u64; vocab];
+        for &t in &tokens[r * n..(r + 1) * n] {
+            counts[t as usize] += 1;
+        }
+        let p = chi_square_p(&counts, &q);
+        eprintln!("{n} draws of row {r} (v2500): chi-square p = {p:.4}");
+        assert!(p > 1e-4, "row {r}: chi-square p = {p}");
+    }
+    // Successive draws of a row are not copies of each other.
+    let repeats = tokens[..n].windows(2).filter(|w| w[0] == w[1]).count();
+    let expected = q.iter().map(|x| x * x).sum::<f64>() * (n - 1) as f64;
+    assert!(
+        (repeats as f64) < 2.0 * expected + 20.0,
+        "{repeats} repeats in a row, about {expected:.0} expected"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1567,6 +1695,47 @@ fn host_side_checks_refuse_bad_requests_before_launching() {
         None,
     );
     assert!(matches!(r, Err(Error::EmptyBatch)), "{r:?}");
+    // n draws per row: `tokens` must be a non-empty multiple of the batch (6 = 4 + 2 is not).
+    let mut six = s.stream().alloc_zeros::<u32>(6).unwrap();
+    for out in [&mut short, &mut six] {
+        let r = s.sample_from_probs_n(
+            &d.as_view(),
+            batch,
+            vocab,
+            &shared,
+            &mut out.as_view_mut(),
+            None,
+        );
+        assert!(
+            matches!(r, Err(Error::BadLength { name: "tokens", .. })),
+            "{r:?}"
+        );
+    }
+    let mut eight = s.stream().alloc_zeros::<u32>(2 * batch).unwrap();
+    let r = s.sample_from_probs_n(
+        &d.as_view(),
+        batch,
+        vocab,
+        &shared,
+        &mut eight.as_view_mut(),
+        Some(&mut short.as_view_mut()),
+    );
+    assert!(
+        matches!(r, Err(Error::BadLength { name: "status", .. })),
+        "{r:?}"
+    );
+    let r = s.sample_from_probs_n(
+        &d.as_view(),
+        batch,
+        vocab + 1,
+        &shared,
+        &mut eight.as_view_mut(),
+        None,
+    );
+    assert!(
+        matches!(r, Err(Error::BadLength { name: "probs", .. })),
+        "{r:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

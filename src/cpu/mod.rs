@@ -16,6 +16,7 @@
 //! | [`distribution`]         | q* of any decoder                                            |
 //! | [`sample`]               | a token drawn from q* with the Philox stream                 |
 //! | [`sample_from_probs`]    | a token drawn from given probabilities                       |
+//! | [`sample_from_probs_n`]  | n tokens drawn from given probabilities (offsets o .. o + n − 1) |
 //! | [`sparsemax()`]          | sparsemax's q, support size and θ                            |
 //! | [`bok()`]                | BoK's q and J(q^t) at every step                             |
 //! | [`mask_tokens`]          | logit edits, in place: −∞ where the allowed-token bitmask is 0 |
@@ -292,14 +293,45 @@ pub fn sample_from_probs(
     seeds.check_len("seeds", batch)?;
     Ok((0..batch)
         .map(|r| {
-            let w: Vec<f64> = probs[r * vocab..(r + 1) * vocab]
-                .iter()
-                .map(|&p| if p.is_nan() { 0.0 } else { f64::from(p) })
-                .collect();
-            let d = draw_weights(&w, seeds.get(r), stream_of(&seeds, r));
-            with_no_token_status(d)
+            let row = &probs[r * vocab..(r + 1) * vocab];
+            probs_row_draw(row, seeds.get(r), stream_of(&seeds, r))
         })
         .collect())
+}
+
+/// Draws `n` tokens per row from given probabilities: `batch × n` draws, row-major, draw j
+/// of a row the one [`sample_from_probs`] makes at the row's offset + j (wrapping).
+pub fn sample_from_probs_n(
+    probs: &[f32],
+    batch: usize,
+    vocab: usize,
+    n: usize,
+    seeds: Rows<'_, Rng>,
+) -> Result<Vec<Draw>> {
+    check_shape("probs", probs.len(), batch, vocab, vocab)?;
+    seeds.check_len("seeds", batch)?;
+    let mut out = Vec::with_capacity(batch * n);
+    for r in 0..batch {
+        let rng = seeds.get(r);
+        for j in 0..n as u64 {
+            let at = rng.at(rng.offset.wrapping_add(j));
+            out.push(probs_row_draw(
+                &probs[r * vocab..(r + 1) * vocab],
+                at,
+                stream_of(&seeds, r),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// One draw from a row of probabilities: NaN and negative entries weigh 0.
+fn probs_row_draw(row: &[f32], rng: Rng, stream: u32) -> Draw {
+    let w: Vec<f64> = row
+        .iter()
+        .map(|&p| if p.is_nan() { 0.0 } else { f64::from(p) })
+        .collect();
+    with_no_token_status(draw_weights(&w, rng, stream))
 }
 
 fn with_no_token_status(mut d: Draw) -> Draw {

@@ -16,6 +16,7 @@
 //! | `samplex_softmax_greedy_<T>`         | stride, vocab, parts, partials, tickets, tokens, status                  |
 //! | `samplex_softmax_sample_<T>`         | stride, vocab, τ, τ\[\], seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
 //! | `samplex_softmax_sample_probs_f32`   | stride, vocab, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
+//! | `samplex_softmax_sample_probs_n_f32` | stride, vocab, seed, offset, seeds\[\], offsets\[\], first_draw, draws, per_row, parts, partials, tickets, tokens, status |
 //!
 //! Each has an `_any` twin for rows that are not 16-byte aligned: the same 16-byte loads from
 //! the boundary below each row's start, shifted in registers. Optional buffers are raw
@@ -36,6 +37,10 @@ const NO_FILTERS: &str = "they need a filtered decoder (Sampler::sample / Sample
 
 /// Bytes of one (row, part) partial result in the scratch (`Partial` in kernels/softmax.cu).
 const PARTIAL_BYTES: usize = 16;
+
+/// Draws per row in one launch of `samplex_softmax_sample_probs_n` (`MAX_DRAWS` there: one per
+/// thread of a block).
+const MAX_DRAWS: u32 = 256;
 
 /// Bytes of a staged block's head (its `RowStats` in kernels/softmax.cu), before its tiles.
 const STAGED_HEAD_BYTES: usize = 16;
@@ -526,6 +531,78 @@ impl Sampler {
         // zero); the grid is batch × parts blocks of 256 threads and the vector width fits the
         // address and the row length.
         unsafe { b.launch(&func, &stream, split.cfg) }?;
+        Ok(())
+    }
+
+    /// n tokens per row from given probabilities, the row read once: `tokens` is `batch × n`
+    /// (row-major, n ≥ 1, n = `tokens.len() / batch`). Token j of row r is the one
+    /// [`Sampler::sample_from_probs`] draws for that row at offset + j (wrapping), so the draws
+    /// are independent, and a serving loop that draws n per step advances its offsets by n.
+    /// What BoK's pipelines want: q from [`Sampler::bok`] (or any distribution), then K draws
+    /// for the price of one read. Edge cases and `status` as [`Sampler::sample_from_probs`].
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`], [`Error::BadVocab`], [`Error::BadLength`] for the shape, for
+    /// `tokens` when it is not a non-empty multiple of `batch` long, for `status` or the per-row
+    /// seeds; [`Error::WrongDevice`]; [`Error::Driver`] when a launch fails.
+    pub fn sample_from_probs_n(
+        &mut self,
+        probs: &CudaView<'_, f32>,
+        batch: usize,
+        vocab: usize,
+        seeds: &DeviceSeeds<'_>,
+        tokens: &mut CudaViewMut<'_, u32>,
+        status: Option<&mut CudaViewMut<'_, u32>>,
+    ) -> Result<()> {
+        // 1. Validate.
+        check_shape("probs", probs.len(), batch, vocab, vocab)?;
+        self.check_device("probs", probs)?;
+        seeds.check(batch, self)?;
+        let per_row = tokens_per_row(tokens.len(), batch)?;
+        self.check_device("tokens", &*tokens)?;
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
+
+        // 2. Config: the draws go in launches of at most MAX_DRAWS (one per thread of a block),
+        // each with (row, part, draw) partials when rows are split.
+        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
+        let cfg = launch::row_grid(batch, parts, BLOCK_THREADS)?;
+        let chunk = per_row.min(MAX_DRAWS);
+        let (partials, tickets) = if parts > 1 {
+            let bytes = batch * parts as usize * chunk as usize * PARTIAL_BYTES;
+            let s = self.scratch(bytes, batch)?;
+            (s.base, s.tickets)
+        } else {
+            (0, 0)
+        };
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let probs_addr = ptrs.read(probs);
+        let vec = launch::vector_width::<f32>(probs_addr, vocab);
+        let func = self.function(launch::entry("softmax", "sample_probs_n", DType::F32, vec))?;
+
+        // 3. Arguments in C-signature order, one launch per chunk of draws.
+        let rng = SeedArgs::new(&mut ptrs, Some(seeds));
+        let tokens_addr = ptrs.write(tokens);
+        let status_addr = ptrs.write_opt(status);
+        let (stride, vocab) = (vocab as u64, vocab as u32);
+        for first in (0..per_row).step_by(MAX_DRAWS as usize) {
+            let draws = chunk.min(per_row - first);
+            let mut b = Args::new();
+            b.arg(&probs_addr).arg(&stride).arg(&vocab);
+            rng.push(&mut b);
+            b.arg(&first).arg(&draws).arg(&per_row);
+            b.arg(&parts).arg(&partials).arg(&tickets);
+            b.arg(&tokens_addr).arg(&status_addr);
+            // SAFETY: the arguments match samplex_softmax_sample_probs_n_f32's C signature in
+            // order and type; `probs` was checked to hold `batch` dense rows of `vocab` values;
+            // `tokens` holds batch × per_row entries and first + draws ≤ per_row; `status` and
+            // the per-row seeds and offsets have `batch` entries on this device; with parts > 1
+            // the scratch holds batch × parts × chunk ≥ draws partials and `batch` zeroed
+            // tickets (each launch leaves them at zero, and the launches are ordered on the
+            // stream); the grid is batch × parts blocks of 256 threads, draws ≤ 256, and the
+            // vector width fits the address and the row length.
+            unsafe { b.launch(&func, &stream, cfg) }?;
+        }
         Ok(())
     }
 
