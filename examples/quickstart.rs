@@ -84,6 +84,19 @@ fn run_cpu(z: &[f32], rng: Rng) {
         let tokens: Vec<u32> = draws.iter().map(|d| d.token).collect();
         println!("  {name:<22} tokens {tokens:?}  support sizes {support:?}");
     }
+    // A Best-of-K pipeline draws K samples per prompt from BoK's q.
+    let q = cpu::distribution(&logits, Rows::All(Decoder::bok(Bok::DEFAULT)), None)
+        .expect("valid request");
+    let q: Vec<f32> = q.iter().flatten().map(|&p| p as f32).collect();
+    let k = Bok::DEFAULT.k as usize;
+    let draws = cpu::sample_from_probs_n(&q, BATCH, VOCAB, k, Rows::All(rng)).expect("shape");
+    let tokens: Vec<u32> = draws.iter().map(|d| d.token).collect();
+    println!("  {:<22} tokens {tokens:?}", k_draws_name());
+}
+
+/// The name of the K-draws line.
+fn k_draws_name() -> String {
+    format!("BoK q, {} draws/row", Bok::DEFAULT.k)
 }
 
 fn run_gpu(mut s: Sampler, z: &[f32], rng: Rng) -> samplex::Result<()> {
@@ -118,5 +131,33 @@ fn run_gpu(mut s: Sampler, z: &[f32], rng: Rng) -> samplex::Result<()> {
             Err(e) => println!("  {name:<22} {e}"),
         }
     }
+    // A Best-of-K pipeline draws K samples per prompt from BoK's q: one read of q for all K.
+    let logits = DeviceLogits::new(dev.as_view(), BATCH, VOCAB)?;
+    let mut q = stream.alloc_zeros::<f32>(BATCH * VOCAB)?;
+    let bok = Decoder::bok(Bok::DEFAULT);
+    let none = RowParams::default();
+    s.distribution(&logits, &bok, &none, None, &mut q.as_view_mut(), None)?;
+    let k = Bok::DEFAULT.k as usize;
+    let mut drawn = stream.alloc_zeros::<u32>(BATCH * k)?;
+    let seeds = DeviceSeeds::Shared(rng);
+    s.sample_from_probs_n(
+        &q.as_view(),
+        BATCH,
+        VOCAB,
+        &seeds,
+        &mut drawn.as_view_mut(),
+        None,
+    )?;
+    let t = stream.clone_dtoh(&drawn)?;
+    // The reference draws from the GPU's own q, so the two see the same weights.
+    let q_host = stream.clone_dtoh(&q)?;
+    let cpu_tokens: Vec<u32> = cpu::sample_from_probs_n(&q_host, BATCH, VOCAB, k, Rows::All(rng))?
+        .iter()
+        .map(|d| d.token)
+        .collect();
+    println!(
+        "  {:<22} gpu tokens {t:?} (cpu reference {cpu_tokens:?})",
+        k_draws_name()
+    );
     Ok(())
 }

@@ -438,10 +438,51 @@ __device__ __forceinline__ void sample_probs(const float *probs, u64 stride, u32
 // Draw j is sample_probs at offset + first_draw + j (the same tiles, totals, keys and
 // candidates), written to tokens[row * per_row + first_draw + j]. Thread j owns draw j: it
 // computes the draw's key per tile and keeps its best (key, token) in registers. The draws whose
-// key a tile beats are marked in a bit mask (one ballot word per warp), and the block searches
-// the tile once for each of them (block_tile_candidate, as in sample_probs), so most tiles cost
-// one reduction plus `draws` Philox calls spread over the threads.
+// key a tile beats are marked in a bit mask (one ballot word per warp), and one scan of the
+// tile serves all of them (tile_candidates: block_tile_candidate's result for each), so a tile
+// costs one reduction plus a Philox call per draw spread over the threads, and a tile that
+// improves some draw one scan and one argmax more, however many it improves.
 constexpr u32 MAX_DRAWS = THREADS;
+
+// block_tile_candidate for every draw a tile improves, with one scan: the thread whose
+// [before, before + mine) holds a draw's target walks its weights and offers the token by an
+// atomicMin on found[d] (tokens grow with thread order, so the lowest holder wins, as the block
+// argmax of block_tile_candidate picks it; the minimum does not depend on the order of the
+// offers). Returns the tile's last kept token, which a draw that no thread holds (rounding)
+// takes. `mine` is the thread's sum of w in token order (the same bits block_tile_candidate
+// sums). After the final barrier, found[] is complete for every improved draw.
+__device__ __forceinline__ u32 tile_candidates(const float (&w)[PER], float mine, u32 first,
+                                               const u32 *improved, const float *draw_ub, u32 *found,
+                                               Scratch &s) {
+  u32 last_kept = SAMPLEX_NO_TOKEN;
+#pragma unroll
+  for (int k = 0; k < PER; ++k)
+    if (w[k] > 0.0f) last_kept = first + k;
+  float total;
+  const float before = block_exclusive_sum<THREADS>(mine, total, s);
+  if (mine > 0.0f) {
+    for (u32 word = 0; word < MAX_DRAWS / 32; ++word) {
+      for (u32 bits = improved[word]; bits != 0u; bits &= bits - 1u) {
+        const u32 d = word * 32u + (u32)(__ffs(bits) - 1);
+        const float target = draw_ub[d] * total;
+        if (!(target >= before && target < before + mine)) continue;
+        u32 token = SAMPLEX_NO_TOKEN;
+        float acc = before;
+#pragma unroll
+        for (int k = 0; k < PER; ++k) {
+          acc += w[k];
+          if (token == SAMPLEX_NO_TOKEN && w[k] > 0.0f && acc > target) token = first + k;
+        }
+        atomicMin(&found[d], token != SAMPLEX_NO_TOKEN ? token : last_kept);
+      }
+    }
+  }
+  // The highest last kept token of the block: the lowest ~token, as block_tile_candidate does.
+  ArgMax pick;
+  pick.v = last_kept != SAMPLEX_NO_TOKEN ? 0.0f : SAMPLEX_NEG_INF;
+  pick.i = ~last_kept;
+  return ~block_argmax<THREADS>(pick, s).i;  // its barriers also publish found[]
+}
 
 template <int VEC>
 __device__ __forceinline__ void sample_probs_n(const float *probs, u64 stride, u32 vocab, u64 seed, u64 offset,
@@ -451,6 +492,7 @@ __device__ __forceinline__ void sample_probs_n(const float *probs, u64 stride, u
   __shared__ Scratch s;
   __shared__ float draw_ub[MAX_DRAWS];           // u_b of each draw the tile improves
   __shared__ u32 improved[MAX_DRAWS / 32];       // which draws the tile improves
+  __shared__ u32 found[MAX_DRAWS];               // their tokens, as tile_candidates finds them
   const RowPart rp = row_part(parts);
   const float *row = row_ptr(probs, rp.row, stride);
   const RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
@@ -486,16 +528,10 @@ __device__ __forceinline__ void sample_probs_n(const float *probs, u64 stride, u
     }
     const u32 ballot = __ballot_sync(SAMPLEX_FULL_MASK, better);
     if ((threadIdx.x & 31u) == 0) improved[threadIdx.x >> 5] = ballot;
-    __syncthreads();
-    // The mask and the u_b are block-uniform reads; they are rewritten only after the next
-    // tile's block_sum, which no thread reaches before it has left this loop.
-    for (u32 word = 0; word < MAX_DRAWS / 32; ++word) {
-      for (u32 bits = improved[word]; bits != 0u; bits &= bits - 1u) {
-        const u32 d = word * 32u + (u32)(__ffs(bits) - 1);
-        float scanned;
-        const u32 token = block_tile_candidate<THREADS, PER>(w, first, draw_ub[d], scanned, s);
-        if (j == d) best.i = token;
-      }
+    if (better) found[j] = SAMPLEX_NO_TOKEN;
+    if (__syncthreads_or(better)) {  // block-uniform
+      const u32 token_after = tile_candidates(w, mine, first, improved, draw_ub, found, s);
+      if (better) best.i = found[j] != SAMPLEX_NO_TOKEN ? found[j] : token_after;
     }
   }
   status = block_or<THREADS>(status, s);
