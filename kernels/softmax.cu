@@ -395,6 +395,22 @@ __device__ __forceinline__ void sample(const T *logits, u64 stride, u32 vocab, f
   finish_row(best, status, rp, partials, tickets, tokens, status_out, s);
 }
 
+// Step 1 for probabilities: this thread's weights of the tile at `first` (sanitised), the load
+// of tile `next_tile` issued, and their sum in token order (what block_tile_candidate sums).
+template <int VEC>
+__device__ __forceinline__ float take_weights(TilePrefetch<float, VEC> &next, const float *row, u32 vocab,
+                                              u32 first, u32 next_tile, float (&w)[PER], u32 &status) {
+  next.take(row, vocab, first, w);
+  next.issue(row, vocab, thread_first(next_tile));
+  float mine = 0.0f;
+#pragma unroll
+  for (int j = 0; j < PER; ++j) {
+    w[j] = sanitize_weight(w[j], status);
+    mine += w[j];
+  }
+  return mine;
+}
+
 // samplex_softmax_sample_probs: steps 1 (weights), 3b with m_t = 0, 4.
 template <int VEC>
 __device__ __forceinline__ void sample_probs(const float *probs, u64 stride, u32 vocab, u64 seed, u64 offset,
@@ -414,15 +430,7 @@ __device__ __forceinline__ void sample_probs(const float *probs, u64 stride, u32
     const float ua = uniform_open(r.x), ub = uniform_open(r.y);
     float w[PER];
     const u32 first = thread_first(tile);
-    next.take(row, vocab, first, w);
-    next.issue(row, vocab, thread_first(tile + rp.parts));
-    float mine = 0.0f;
-#pragma unroll
-    for (int j = 0; j < PER; ++j) {
-      w[j] = sanitize_weight(w[j], status);
-      mine += w[j];
-    }
-    const float total = block_sum<THREADS>(mine, s);
+    const float total = block_sum<THREADS>(take_weights(next, row, vocab, first, tile + rp.parts, w, status), s);
     const float key = tile_key(0.0f, total, ua);
     if (key > best.v) {  // block-uniform, as in sample()
       float scanned;
@@ -507,14 +515,7 @@ __device__ __forceinline__ void sample_probs_n(const float *probs, u64 stride, u
   for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
     float w[PER];
     const u32 first = thread_first(tile);
-    next.take(row, vocab, first, w);
-    next.issue(row, vocab, thread_first(tile + rp.parts));
-    float mine = 0.0f;
-#pragma unroll
-    for (int k = 0; k < PER; ++k) {
-      w[k] = sanitize_weight(w[k], status);
-      mine += w[k];
-    }
+    const float mine = take_weights(next, row, vocab, first, tile + rp.parts, w, status);
     const float total = block_sum<THREADS>(mine, s);
     bool better = false;
     if (drawer) {

@@ -138,6 +138,20 @@ impl Sampler {
         })
     }
 
+    /// The draws from probabilities: `batch` dense rows of `vocab` on this device, seeds for
+    /// `batch` rows.
+    fn check_probs(
+        &self,
+        probs: &CudaView<'_, f32>,
+        batch: usize,
+        vocab: usize,
+        seeds: &DeviceSeeds<'_>,
+    ) -> Result<()> {
+        check_shape("probs", probs.len(), batch, vocab, vocab)?;
+        self.check_device("probs", probs)?;
+        seeds.check(batch, self)
+    }
+
     /// Sets when [`Sampler::softmax`] stages rows in shared memory ([`Staging`]).
     #[doc(hidden)]
     pub fn set_softmax_staging(&mut self, staging: Staging) {
@@ -500,9 +514,7 @@ impl Sampler {
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
         // 1. Validate.
-        check_shape("probs", probs.len(), batch, vocab, vocab)?;
-        self.check_device("probs", probs)?;
-        seeds.check(batch, self)?;
+        self.check_probs(probs, batch, vocab, seeds)?;
         self.check_buffer("tokens", &*tokens, batch)?;
         self.check_opt_buffer("status", status.as_deref(), batch)?;
 
@@ -555,9 +567,7 @@ impl Sampler {
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
         // 1. Validate.
-        check_shape("probs", probs.len(), batch, vocab, vocab)?;
-        self.check_device("probs", probs)?;
-        seeds.check(batch, self)?;
+        self.check_probs(probs, batch, vocab, seeds)?;
         let per_row = tokens_per_row(tokens.len(), batch)?;
         self.check_device("tokens", &*tokens)?;
         self.check_opt_buffer("status", status.as_deref(), batch)?;
