@@ -987,10 +987,13 @@ fn awkward_probs(batch: usize, vocab: usize, seed: u64) -> Vec<f32> {
 fn several_draws_per_row_are_the_single_draws_at_successive_offsets() {
     let mut s = gpu_or_skip!();
     let mut near = 0;
-    // (batch, vocab, n): split rows (small batches of long rows), more draws than one launch
-    // takes (256), a row with nothing to draw (vocab 1), unaligned shapes.
+    // (batch, vocab, n): split rows (small batches of long rows: one tile per block), whole
+    // rows of several tiles (a batch of 300 fills the GPU: one block walks all 5 tiles of its
+    // row), more draws than one launch takes (256), a row with nothing to draw (vocab 1),
+    // unaligned shapes.
     let cases = [
         (1, 1, 3),
+        (300, 9000, 4),
         (3, 7, 5),
         (64, 1000, 3),
         (1, 32000, 300),
