@@ -293,8 +293,8 @@ pub fn sample_from_probs(
     seeds.check_len("seeds", batch)?;
     Ok((0..batch)
         .map(|r| {
-            let row = &probs[r * vocab..(r + 1) * vocab];
-            probs_row_draw(row, seeds.get(r), stream_of(&seeds, r))
+            let w = probs_row_weights(&probs[r * vocab..(r + 1) * vocab]);
+            with_no_token_status(draw_weights(&w, seeds.get(r), stream_of(&seeds, r)))
         })
         .collect())
 }
@@ -312,26 +312,21 @@ pub fn sample_from_probs_n(
     seeds.check_len("seeds", batch)?;
     let mut out = Vec::with_capacity(batch * n);
     for r in 0..batch {
-        let rng = seeds.get(r);
+        let (rng, stream) = (seeds.get(r), stream_of(&seeds, r));
+        let w = probs_row_weights(&probs[r * vocab..(r + 1) * vocab]);
         for j in 0..n as u64 {
             let at = rng.at(rng.offset.wrapping_add(j));
-            out.push(probs_row_draw(
-                &probs[r * vocab..(r + 1) * vocab],
-                at,
-                stream_of(&seeds, r),
-            ));
+            out.push(with_no_token_status(draw_weights(&w, at, stream)));
         }
     }
     Ok(out)
 }
 
-/// One draw from a row of probabilities: NaN and negative entries weigh 0.
-fn probs_row_draw(row: &[f32], rng: Rng, stream: u32) -> Draw {
-    let w: Vec<f64> = row
-        .iter()
+/// A row of probabilities as draw weights: NaN weighs 0 (`draw_weights` zeroes negatives).
+fn probs_row_weights(row: &[f32]) -> Vec<f64> {
+    row.iter()
         .map(|&p| if p.is_nan() { 0.0 } else { f64::from(p) })
-        .collect();
-    with_no_token_status(draw_weights(&w, rng, stream))
+        .collect()
 }
 
 fn with_no_token_status(mut d: Draw) -> Draw {

@@ -122,10 +122,20 @@ impl SplitRows {
 impl Sampler {
     /// The split of `batch` rows of `vocab` tokens, with its scratch.
     fn split_rows(&mut self, batch: usize, vocab: usize) -> Result<SplitRows> {
+        self.split_rows_with(batch, vocab, 1)
+    }
+
+    /// [`Sampler::split_rows`] with `per_part` partials per (row, part).
+    fn split_rows_with(
+        &mut self,
+        batch: usize,
+        vocab: usize,
+        per_part: usize,
+    ) -> Result<SplitRows> {
         let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
         let cfg = launch::row_grid(batch, parts, BLOCK_THREADS)?;
         let (partials, tickets) = if parts > 1 {
-            let s = self.scratch(batch * parts as usize * PARTIAL_BYTES, batch)?;
+            let s = self.scratch(batch * parts as usize * per_part * PARTIAL_BYTES, batch)?;
             (s.base, s.tickets)
         } else {
             (0, 0)
@@ -574,16 +584,8 @@ impl Sampler {
 
         // 2. Config: the draws go in launches of at most MAX_DRAWS (one per thread of a block),
         // each with (row, part, draw) partials when rows are split.
-        let parts = launch::blocks_per_row(batch, vocab, self.sm_count);
-        let cfg = launch::row_grid(batch, parts, BLOCK_THREADS)?;
         let chunk = per_row.min(MAX_DRAWS);
-        let (partials, tickets) = if parts > 1 {
-            let bytes = batch * parts as usize * chunk as usize * PARTIAL_BYTES;
-            let s = self.scratch(bytes, batch)?;
-            (s.base, s.tickets)
-        } else {
-            (0, 0)
-        };
+        let split = self.split_rows_with(batch, vocab, chunk as usize)?;
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
         let probs_addr = ptrs.read(probs);
@@ -601,7 +603,7 @@ impl Sampler {
             b.arg(&probs_addr).arg(&stride).arg(&vocab);
             rng.push(&mut b);
             b.arg(&first).arg(&draws).arg(&per_row);
-            b.arg(&parts).arg(&partials).arg(&tickets);
+            split.push(&mut b);
             b.arg(&tokens_addr).arg(&status_addr);
             // SAFETY: the arguments match samplex_softmax_sample_probs_n_f32's C signature in
             // order and type; `probs` was checked to hold `batch` dense rows of `vocab` values;
@@ -611,7 +613,7 @@ impl Sampler {
             // tickets (each launch leaves them at zero, and the launches are ordered on the
             // stream); the grid is batch × parts blocks of 256 threads, draws ≤ 256, and the
             // vector width fits the address and the row length.
-            unsafe { b.launch(&func, &stream, cfg) }?;
+            unsafe { b.launch(&func, &stream, split.cfg) }?;
         }
         Ok(())
     }
