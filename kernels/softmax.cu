@@ -16,6 +16,8 @@
 //   samplex_softmax_sample_<T>        one token per row from softmax(z/τ): one read of the row
 //   samplex_softmax_sample_probs_f32  one token per row from given probabilities
 //   samplex_softmax_sample_probs_n_f32  n tokens per row from given probabilities, one read
+//   samplex_softmax_verify_draft_f32  speculative decoding's verification: the accepted prefix of
+//                                     a draft and one token drawn from the residual or the target
 //   samplex_softmax_philox_words      test hook: row_random words for given inputs
 //
 // Grid/block mapping (every row kernel): 256 threads per block, a 1-D grid of batch × P blocks,
@@ -297,33 +299,45 @@ __device__ __forceinline__ ArgMax no_pick() {
   return a;
 }
 
+// Step 4, split rows: thread 0 writes the block's (key, token) and status as its partial and
+// takes the row's ticket; true in the row's last block, whose partials are then all visible.
+__device__ __forceinline__ bool offer_part(ArgMax best, u32 status, RowPart rp, u64 partials, u64 tickets,
+                                           Scratch &s) {
+  if (threadIdx.x == 0) {
+    Partial *p = partial_at(partials, rp, rp.part);
+    p->v = best.v;
+    p->i = best.i;
+    p->status = status;
+  }
+  return last_block_of_row(tickets, rp.row, rp.parts, s.result_u);
+}
+
+// The row's draw merged from its partials, in warp 0 of the last block (every lane gets it):
+// lane l reads parts l, l + 32, ...; the merge is a total order (key, then the lower token), so
+// its order does not matter.
+__device__ __forceinline__ void merge_parts(RowPart rp, u64 partials, ArgMax &best, u32 &status) {
+  ArgMax m = no_pick();
+  u32 st = 0;
+  for (u32 b = threadIdx.x; b < rp.parts; b += 32) {
+    const volatile Partial *p = partial_at(partials, rp, b);
+    ArgMax q;
+    q.v = p->v;
+    q.i = p->i;
+    st |= p->status;
+    m = argmax_pick(m, q);
+  }
+  best = warp_argmax(m);
+  status = warp_or(st);
+}
+
 // Step 4. `best` is the block's (key or value, token), `status` its status bits; both must be
 // the same in every thread. Call after the last collective: threads return early here.
 __device__ __forceinline__ void finish_row(ArgMax best, u32 status, RowPart rp, u64 partials, u64 tickets,
                                            u32 *tokens, u64 status_out, Scratch &s) {
   if (rp.parts > 1) {
-    if (threadIdx.x == 0) {
-      Partial *p = partial_at(partials, rp, rp.part);
-      p->v = best.v;
-      p->i = best.i;
-      p->status = status;
-    }
-    const bool last = last_block_of_row(tickets, rp.row, rp.parts, s.result_u);
+    const bool last = offer_part(best, status, rp, partials, tickets, s);
     if (!last || threadIdx.x >= 32) return;  // block-uniform, then warp-uniform
-    // Warp 0 merges: lane l reads parts l, l + 32, ...; the merge is a total order (key, then
-    // the lower token), so its order does not matter.
-    ArgMax m = no_pick();
-    u32 st = 0;
-    for (u32 b = threadIdx.x; b < rp.parts; b += 32) {
-      const volatile Partial *p = partial_at(partials, rp, b);
-      ArgMax q;
-      q.v = p->v;
-      q.i = p->i;
-      st |= p->status;
-      m = argmax_pick(m, q);
-    }
-    best = warp_argmax(m);
-    status = warp_or(st);
+    merge_parts(rp, partials, best, status);
     if (threadIdx.x != 0) return;
   } else if (threadIdx.x != 0) {
     return;
@@ -411,26 +425,57 @@ __device__ __forceinline__ float take_weights(TilePrefetch<float, VEC> &next, co
   return mine;
 }
 
-// samplex_softmax_sample_probs: steps 1 (weights), 3b with m_t = 0, 4.
-template <int VEC>
-__device__ __forceinline__ void sample_probs(const float *probs, u64 stride, u32 vocab, u64 seed, u64 offset,
-                                             u64 seeds, u64 offsets, u32 parts, u64 partials, u64 tickets,
-                                             u32 *tokens, u64 status_out) {
-  __shared__ Scratch s;
-  const RowPart rp = row_part(parts);
-  const float *row = row_ptr(probs, rp.row, stride);
-  const RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
-  u32 status = 0;
+// The draw weights of a row of probabilities (step 1), as draw_tiles takes them: start() issues
+// the first tile's load, take() returns a tile's weights and their sum and issues the next.
+template <int VEC> struct ProbWeights {
+  const float *row;
+  TilePrefetch<float, VEC> next;
+  __device__ __forceinline__ void start(u32 vocab, u32 tile) { next.issue(row, vocab, thread_first(tile)); }
+  __device__ __forceinline__ float take(u32 vocab, u32 first, u32 next_tile, float (&w)[PER], u32 &status) {
+    return take_weights(next, row, vocab, first, next_tile, w, status);
+  }
+};
+
+// The residual max(p - q, 0) of a target row p and a draft row q, each sanitised as a weight
+// (verify_draft's draw after a rejection). p - q is exact where q/2 ≤ p ≤ 2q (Sterbenz), so the
+// cancellation near p = q loses nothing.
+template <int VEC> struct ResidualWeights {
+  const float *target, *draft;
+  TilePrefetch<float, VEC> next_p, next_q;
+  __device__ __forceinline__ void start(u32 vocab, u32 tile) {
+    next_p.issue(target, vocab, thread_first(tile));
+    next_q.issue(draft, vocab, thread_first(tile));
+  }
+  __device__ __forceinline__ float take(u32 vocab, u32 first, u32 next_tile, float (&w)[PER], u32 &status) {
+    float q[PER];
+    next_p.take(target, vocab, first, w);
+    next_q.take(draft, vocab, first, q);
+    next_p.issue(target, vocab, thread_first(next_tile));
+    next_q.issue(draft, vocab, thread_first(next_tile));
+    float mine = 0.0f;
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      w[j] = fmaxf(sanitize_weight(w[j], status) - sanitize_weight(q[j], status), 0.0f);
+      mine += w[j];
+    }
+    return mine;
+  }
+};
+
+// Step 3b with m_t = 0 over tiles part, part + parts, ... of a row of `weights`: the block's
+// (key, token), the same in every thread.
+template <class Weights>
+__device__ __forceinline__ ArgMax draw_tiles(Weights &weights, u32 vocab, const RowRng &rng, u32 part, u32 parts,
+                                             u32 &status, Scratch &s) {
   ArgMax best = no_pick();
   const u32 tiles = row_tiles(vocab);
-  TilePrefetch<float, VEC> next;
-  next.issue(row, vocab, thread_first(rp.part));
-  for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
+  weights.start(vocab, part);
+  for (u32 tile = part; tile < tiles; tile += parts) {
     const Philox4 r = row_random(rng.seed, rng.offset, rng.stream, tile);
     const float ua = uniform_open(r.x), ub = uniform_open(r.y);
     float w[PER];
     const u32 first = thread_first(tile);
-    const float total = block_sum<THREADS>(take_weights(next, row, vocab, first, tile + rp.parts, w, status), s);
+    const float total = block_sum<THREADS>(weights.take(vocab, first, tile + parts, w, status), s);
     const float key = tile_key(0.0f, total, ua);
     if (key > best.v) {  // block-uniform, as in sample()
       float scanned;
@@ -438,6 +483,21 @@ __device__ __forceinline__ void sample_probs(const float *probs, u64 stride, u32
       best.v = key;
     }
   }
+  return best;
+}
+
+// samplex_softmax_sample_probs: steps 1 (weights), 3b with m_t = 0, 4.
+template <int VEC>
+__device__ __forceinline__ void sample_probs(const float *probs, u64 stride, u32 vocab, u64 seed, u64 offset,
+                                             u64 seeds, u64 offsets, u32 parts, u64 partials, u64 tickets,
+                                             u32 *tokens, u64 status_out) {
+  __shared__ Scratch s;
+  const RowPart rp = row_part(parts);
+  const RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
+  u32 status = 0;
+  ProbWeights<VEC> weights;
+  weights.row = row_ptr(probs, rp.row, stride);
+  ArgMax best = draw_tiles(weights, vocab, rng, rp.part, rp.parts, status, s);
   status = block_or<THREADS>(status, s);
   finish_row(best, status, rp, partials, tickets, tokens, status_out, s);
 }
@@ -568,6 +628,107 @@ __device__ __forceinline__ void sample_probs_n(const float *probs, u64 stride, u
   if (j == 0 && status_out != 0) {
     if (best.i == SAMPLEX_NO_TOKEN) status |= SAMPLEX_STATUS_NO_FINITE_LOGIT;
     reinterpret_cast<u32 *>(status_out)[rp.row] = status;
+  }
+}
+
+// samplex_softmax_verify_draft: speculative decoding's verification (src/cpu/speculative.rs is
+// the method). Row r holds `drafts` draft tokens, their distributions q (batch × drafts rows of
+// `vocab`) and the target's p (batch × (drafts + 1) rows). Every block of a row first finds the
+// row's first rejected draft e (first_rejected: the same in all of them, from the same reads and
+// random words), then draws over its tiles of the residual max(p_e - q_e, 0), or of p_drafts when
+// nothing was rejected: the draw sample_probs makes at offset + e. The row's last block merges
+// the parts; when a residual has no mass it draws from p_e alone (all tiles; rare: p_e = q_e up
+// to rounding). It writes the row's drafts + 1 tokens (the accepted prefix, token e, then
+// SAMPLEX_NO_TOKEN), e to accepted[row], and the status.
+
+// The row's first rejected draft, or `drafts` (<= THREADS, MAX_DRAFTS in src/gpu/softmax.rs) when every draft is accepted:
+// thread i tests draft i, x = draft_tokens[row][i]: accepted when p(x) > 0 and q(x) <= p(x) or
+// u q(x) < p(x), u = uniform_open(word z of Philox (tile 0, offset + i)), a word no draw
+// reads. An x >= vocab is rejected (PARAM_CLAMPED). The minimum of the rejected i is found by
+// atomicMin in `slot`, which does not depend on the order. The status bits of the tests up to e
+// are added to `status`.
+__device__ __forceinline__ u32 first_rejected(const float *draft_probs, const u32 *draft_tokens,
+                                              const float *target_probs, u32 vocab, u32 drafts, u32 row,
+                                              const RowRng &rng, u32 &status, u32 &slot) {
+  const u32 i = threadIdx.x;
+  if (i == 0) slot = drafts;
+  __syncthreads();
+  u32 st = 0;
+  if (i < drafts) {
+    const u64 at = (u64)row * drafts + i;  // draft (row, i); the target's row (row, i) is at + row
+    const u32 x = draft_tokens[at];
+    bool accepted = false;
+    if (x < vocab) {
+      const float q = sanitize_weight(draft_probs[at * vocab + x], st);
+      const float p = sanitize_weight(target_probs[(at + row) * vocab + x], st);
+      const float u = uniform_open(row_random(rng.seed, rng.offset + i, rng.stream, 0).z);
+      accepted = p > 0.0f && (q <= p || u * q < p);
+    } else {
+      st = SAMPLEX_STATUS_PARAM_CLAMPED;
+    }
+    if (!accepted) atomicMin(&slot, i);
+  }
+  __syncthreads();
+  const u32 e = slot;
+  if (i <= e) status |= st;
+  return e;
+}
+
+template <int VEC>
+__device__ __forceinline__ void verify_draft(const float *draft_probs, const u32 *draft_tokens,
+                                             const float *target_probs, u32 vocab, u32 drafts, u64 seed,
+                                             u64 offset, u64 seeds, u64 offsets, u32 parts, u64 partials,
+                                             u64 tickets, u32 *tokens, u32 *accepted, u64 status_out) {
+  __shared__ Scratch s;
+  __shared__ u32 rejected;
+  const RowPart rp = row_part(parts);
+  RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
+  u32 status = 0;
+  const u32 e = first_rejected(draft_probs, draft_tokens, target_probs, vocab, drafts, rp.row, rng, status,
+                               rejected);
+  rng.offset += e;  // token e is the draw at offset + e (wrapping, as the caller's offset + e)
+  const float *target = target_probs + ((u64)rp.row * (drafts + 1) + e) * vocab;
+  ArgMax best;
+  if (e < drafts) {  // block-uniform
+    ResidualWeights<VEC> residual;
+    residual.target = target;
+    residual.draft = draft_probs + ((u64)rp.row * drafts + e) * vocab;
+    best = draw_tiles(residual, vocab, rng, rp.part, rp.parts, status, s);
+  } else {
+    ProbWeights<VEC> bonus;
+    bonus.row = target;
+    best = draw_tiles(bonus, vocab, rng, rp.part, rp.parts, status, s);
+  }
+  status = block_or<THREADS>(status, s);
+  if (rp.parts > 1) {
+    if (!offer_part(best, status, rp, partials, tickets, s)) return;  // block-uniform
+    if (threadIdx.x < 32) {
+      merge_parts(rp, partials, best, status);
+      if (threadIdx.x == 0) {
+        s.result_f = best.v;
+        s.u[0] = best.i;
+        s.u[1] = status;
+      }
+    }
+    __syncthreads();
+    best.v = s.result_f;
+    best.i = s.u[0];
+    status = s.u[1];
+    __syncthreads();  // the scratch is free for the fallback's collectives
+  }
+  if (best.i == SAMPLEX_NO_TOKEN && e < drafts) {  // block-uniform
+    ProbWeights<VEC> fallback;
+    fallback.row = target;
+    best = draw_tiles(fallback, vocab, rng, 0, 1, status, s);
+    status = block_or<THREADS>(status, s);
+  }
+  if (best.i == SAMPLEX_NO_TOKEN) status |= SAMPLEX_STATUS_NO_FINITE_LOGIT;
+  const u64 out = (u64)rp.row * (drafts + 1);
+  for (u32 k = threadIdx.x; k <= drafts; k += THREADS)
+    tokens[out + k] = k < e ? draft_tokens[out - rp.row + k] : k == e ? best.i : SAMPLEX_NO_TOKEN;
+  if (threadIdx.x == 0) {
+    accepted[rp.row] = e;
+    if (status_out != 0) reinterpret_cast<u32 *>(status_out)[rp.row] = status;
   }
 }
 
@@ -1076,6 +1237,22 @@ SAMPLEX_SOFTMAX_SAMPLE_PROBS(0, _any)
 
 SAMPLEX_SOFTMAX_SAMPLE_PROBS_N(4, )
 SAMPLEX_SOFTMAX_SAMPLE_PROBS_N(0, _any)
+
+// Speculative decoding's verification (f32 only).
+#define SAMPLEX_SOFTMAX_VERIFY_DRAFT(VEC, SUFFIX)                                                          \
+  extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS_f32##SUFFIX                                      \
+      samplex_softmax_verify_draft_f32##SUFFIX(const float *draft_probs, const u32 *draft_tokens,         \
+                                                const float *target_probs, u32 vocab, u32 drafts,         \
+                                                u64 seed, u64 offset, u64 seeds, u64 offsets, u32 parts,  \
+                                                u64 partials, u64 tickets, u32 *tokens, u32 *accepted,    \
+                                                u64 status) {                                             \
+    samplex_softmax::verify_draft<VEC>(draft_probs, draft_tokens, target_probs, vocab, drafts, seed,     \
+                                       offset, seeds, offsets, parts, partials, tickets, tokens,          \
+                                       accepted, status);                                                 \
+  }
+
+SAMPLEX_SOFTMAX_VERIFY_DRAFT(4, )
+SAMPLEX_SOFTMAX_VERIFY_DRAFT(0, _any)
 
 // Test hook: out[4i .. 4i+4) = row_random(seeds[i], offsets[i], streams[i], tiles[i]), so a test
 // can check the device's Philox stream against src/philox.rs bit for bit.

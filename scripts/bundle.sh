@@ -140,10 +140,11 @@ cat >"$bundle/run.sh" <<'RUN'
 #   sanitizer  compute-sanitizer (when it exists; refused on some hosts: "Device not
 #              supported") with each of SAMPLEX_SANITIZE_TOOLS (default "memcheck racecheck
 #              synccheck") on each of SAMPLEX_SANITIZE (default "smoke gpu_edits
-#              gpu_softmax:token_log_probs gpu_softmax:several_draws_per_row_are": the bench
-#              binary's smoke run, every sampling kernel and split path once, the logit edits'
-#              tests, token_log_probs' tests and sample_from_probs_n's bit-for-bit test, a
-#              second or two each; test-binary globs such as "gpu_topk" reach more shapes, slowly, and
+#              gpu_softmax:token_log_probs gpu_softmax:several_draws_per_row_are
+#              gpu_speculative:verification_agrees": the bench binary's smoke run, every
+#              sampling kernel and split path once, the logit edits' tests, token_log_probs'
+#              tests, sample_from_probs_n's and verify_draft's bit-for-bit tests, a second or
+#              two each; test-binary globs such as "gpu_topk" reach more shapes, slowly, and
 #              BINARY:FILTER runs only the tests matching FILTER), within
 #              SAMPLEX_SANITIZE_BUDGET seconds (default 150)
 #   peers      per peer (FlashInfer, then PyTorch), one process each: python3 peers.py --check
@@ -288,10 +289,10 @@ if want sanitizer; then
     # Targets: "smoke" is the bench binary without --bench, which launches every op once per
     # dtype and per row-split path (cluster, grid, one block) on a small batch: every kernel
     # under each tool in about a minute. Test binaries (globs) reach the other shapes, slowly;
-    # the logit edits (kernels/edits.cu), token_log_probs and the n draws from probabilities
-    # are not bench ops, so their tests stand in for them. BINARY:FILTER runs only the tests
+    # the logit edits (kernels/edits.cu), token_log_probs, the n draws from probabilities and
+    # the speculative verification are not bench ops, so their tests stand in for them. BINARY:FILTER runs only the tests
     # whose names contain FILTER.
-    default_sanitize="smoke gpu_edits gpu_softmax:token_log_probs gpu_softmax:several_draws_per_row_are"
+    default_sanitize="smoke gpu_edits gpu_softmax:token_log_probs gpu_softmax:several_draws_per_row_are gpu_speculative:verification_agrees"
     read -r -a targets <<<"${SAMPLEX_SANITIZE:-$default_sanitize}"
     read -r -a tools <<<"${SAMPLEX_SANITIZE_TOOLS:-memcheck racecheck synccheck}"
     runs=()

@@ -80,6 +80,8 @@ struct Buffers<T: Logit> {
     weights: CudaSlice<f32>,
     probs: CudaSlice<f32>,
     dense: CudaSlice<f32>,
+    /// The target's two distributions per row of a one-token draft (verify_draft).
+    target: CudaSlice<f32>,
     values: CudaSlice<f32>,
     indices: CudaSlice<u32>,
     tokens: CudaSlice<u32>,
@@ -116,6 +118,7 @@ impl<T: Logit> Buffers<T> {
             weights: st.clone_htod(&vec![1.0f32; batch * vocab]).unwrap(),
             probs: st.alloc_zeros(batch * vocab).unwrap(),
             dense: st.alloc_zeros(batch * vocab).unwrap(),
+            target: st.clone_htod(&vec![0.5f32; 2 * batch * vocab]).unwrap(),
             values: st.alloc_zeros(batch * K as usize).unwrap(),
             indices: st.alloc_zeros(batch * K as usize).unwrap(),
             tokens: st.alloc_zeros(batch).unwrap(),
@@ -140,7 +143,7 @@ impl<T: Logit> Buffers<T> {
 /// The operations, by name: every public entry point, through `sample` and `distribution` for
 /// each decoder and directly for the rest, with per-row parameters, per-row seeds and a status
 /// buffer where they take them.
-const OPS: [&str; 27] = [
+const OPS: [&str; 28] = [
     "greedy",
     "softmax",
     "log_softmax",
@@ -153,6 +156,8 @@ const OPS: [&str; 27] = [
     "token_log_probs",
     // After the log-probabilities: K draws per row into the selection's indices.
     "sample_from_probs_n",
+    // A one-token draft per row: the softmax's probabilities and the tokens drawn so far.
+    "verify_draft",
     "sample_top_k",
     "sample_top_p",
     "sample_min_p",
@@ -234,6 +239,15 @@ fn run<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, op: &str) -> samplex::Resu
         "sample_from_probs_n" => {
             let (probs, drawn) = (b.probs.as_view(), &mut b.indices.as_view_mut());
             s.sample_from_probs_n(&probs, b.batch, b.vocab, &shared, drawn, status)
+        }
+        "verify_draft" => {
+            let (draft, drafted, target) =
+                (b.probs.as_view(), b.tokens.as_view(), b.target.as_view());
+            let out = &mut b.indices.slice_mut(..2 * b.batch);
+            let accepted = &mut b.support.as_view_mut();
+            s.verify_draft(
+                &draft, &drafted, &target, b.batch, b.vocab, &each, out, accepted, status,
+            )
         }
         "top_k_select" | "top_k_select_per_row" => {
             let rows = if op == "top_k_select" {

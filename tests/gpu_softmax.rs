@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{convert, download, upload};
+use common::{convert, download, upload, HostSeeds, SeedBuffers};
 
 use common::{assert_tokens_agree, chi_square_p, Dist};
 use cudarc::driver::CudaSlice;
@@ -49,77 +49,6 @@ fn shapes() -> Vec<(usize, usize)> {
 // ---------------------------------------------------------------------------------------------
 // Helpers: upload, download, one GPU call each, the CPU side of each.
 // ---------------------------------------------------------------------------------------------
-
-/// Seeds as the host sees them.
-#[derive(Clone, Debug)]
-enum HostSeeds {
-    Shared(Rng),
-    Each(Vec<Rng>),
-}
-
-impl HostSeeds {
-    fn rows(&self) -> Rows<'_, Rng> {
-        match self {
-            HostSeeds::Shared(r) => Rows::All(*r),
-            HostSeeds::Each(v) => Rows::Each(v),
-        }
-    }
-
-    /// A short name for failure messages.
-    fn label(&self) -> String {
-        match self {
-            HostSeeds::Shared(r) => format!("shared seed {} offset {}", r.seed, r.offset),
-            HostSeeds::Each(v) => format!("{} per-row seeds", v.len()),
-        }
-    }
-
-    /// Per-row seeds 1000 + r and offsets 7·r.
-    fn each(batch: usize) -> Self {
-        HostSeeds::Each(
-            (0..batch)
-                .map(|r| Rng::new(1000 + r as u64).at(7 * r as u64))
-                .collect(),
-        )
-    }
-}
-
-impl HostSeeds {
-    /// The same seeds with every offset advanced by `j` (wrapping).
-    fn shifted(&self, j: u64) -> Self {
-        let at = |r: &Rng| r.at(r.offset.wrapping_add(j));
-        match self {
-            HostSeeds::Shared(r) => HostSeeds::Shared(at(r)),
-            HostSeeds::Each(v) => HostSeeds::Each(v.iter().map(at).collect()),
-        }
-    }
-}
-
-/// The device buffers behind [`HostSeeds::Each`].
-struct SeedBuffers(Option<(CudaSlice<u64>, CudaSlice<u64>)>);
-
-impl SeedBuffers {
-    fn new(s: &Sampler, h: &HostSeeds) -> Self {
-        SeedBuffers(match h {
-            HostSeeds::Shared(_) => None,
-            HostSeeds::Each(v) => {
-                let seeds: Vec<u64> = v.iter().map(|r| r.seed).collect();
-                let offsets: Vec<u64> = v.iter().map(|r| r.offset).collect();
-                Some((upload(s, &seeds), upload(s, &offsets)))
-            }
-        })
-    }
-
-    fn device<'a>(&'a self, h: &HostSeeds) -> DeviceSeeds<'a> {
-        match (h, &self.0) {
-            (HostSeeds::Shared(r), _) => DeviceSeeds::Shared(*r),
-            (HostSeeds::Each(_), Some((seeds, offsets))) => DeviceSeeds::Each {
-                seeds: seeds.as_view(),
-                offsets: offsets.as_view(),
-            },
-            _ => unreachable!(),
-        }
-    }
-}
 
 /// A host batch and how it sits on the device: `stride` apart, starting `lead` elements
 /// into the buffer (lead = 1 misaligns the base: the rows start off 16-byte boundaries, which

@@ -17,6 +17,7 @@
 //! | [`sample`]               | a token drawn from q* with the Philox stream                 |
 //! | [`sample_from_probs`]    | a token drawn from given probabilities                       |
 //! | [`sample_from_probs_n`]  | n tokens drawn from given probabilities (offsets o .. o + n − 1) |
+//! | [`verify_draft`]         | speculative decoding: the accepted draft prefix and one more token |
 //! | [`sparsemax()`]          | sparsemax's q, support size and θ                            |
 //! | [`bok()`]                | BoK's q and J(q^t) at every step                             |
 //! | [`mask_tokens`]          | logit edits, in place: −∞ where the allowed-token bitmask is 0 |
@@ -30,6 +31,7 @@ pub mod edits;
 pub mod filters;
 pub mod softmax;
 pub mod sparsemax;
+pub mod speculative;
 
 pub use bok::{bok, bok_gradient, bok_objective, BokTrace};
 pub use draw::{draw_log_weights, draw_weights, Draw, DRAW_TILE};
@@ -37,6 +39,7 @@ pub use edits::{apply_bias, apply_penalties, mask_tokens};
 pub use filters::{kept_row, top_k_select_row};
 pub use softmax::{log_softmax_row, softmax_row};
 pub use sparsemax::{sparsemax, Sparsemax};
+pub use speculative::{verify_draft, Verdict};
 
 use crate::batch::{check_shape, stream_of, Logits, Rows};
 use crate::decoder::{BokWeights, Decoder, Regularizer};

@@ -43,6 +43,7 @@ pub mod topk;
 pub mod topp;
 
 pub use module::{context, driver_present, kernels_source, nvrtc_present, KernelOrigin};
+pub use softmax::MAX_DRAFTS;
 
 /// The two device batches of logits, read-only and edited in place: one shape, one check.
 macro_rules! device_batch {

@@ -17,6 +17,7 @@
 //! | `samplex_softmax_sample_<T>`         | stride, vocab, τ, τ\[\], seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
 //! | `samplex_softmax_sample_probs_f32`   | stride, vocab, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
 //! | `samplex_softmax_sample_probs_n_f32` | stride, vocab, seed, offset, seeds\[\], offsets\[\], first_draw, draws, per_row, parts, partials, tickets, tokens, status |
+//! | `samplex_softmax_verify_draft_f32`   | (draft probs,) draft tokens, target probs, vocab, drafts, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, accepted, status |
 //!
 //! Each has an `_any` twin for rows that are not 16-byte aligned: the same 16-byte loads from
 //! the boundary below each row's start, shifted in registers. Optional buffers are raw
@@ -41,6 +42,10 @@ const PARTIAL_BYTES: usize = 16;
 /// Draws per row in one launch of `samplex_softmax_sample_probs_n` (`MAX_DRAWS` there: one per
 /// thread of a block).
 const MAX_DRAWS: u32 = 256;
+
+/// The most draft tokens a row may have in [`Sampler::verify_draft`] (one per thread of a
+/// block in `samplex_softmax_verify_draft`).
+pub const MAX_DRAFTS: usize = 256;
 
 /// Bytes of a staged block's head (its `RowStats` in kernels/softmax.cu), before its tiles.
 const STAGED_HEAD_BYTES: usize = 16;
@@ -615,6 +620,105 @@ impl Sampler {
             // vector width fits the address and the row length.
             unsafe { b.launch(&func, &stream, split.cfg) }?;
         }
+        Ok(())
+    }
+
+    /// Speculative decoding's verification step: keeps the longest prefix of each row's draft
+    /// that the target model accepts and draws one more token, so that every emitted token is
+    /// distributed as the target model's own draw (Leviathan et al., 2023; Chen et al., 2023).
+    ///
+    /// Row r has n draft tokens (`draft_tokens`, batch × n, 0 ≤ n ≤ [`MAX_DRAFTS`], n =
+    /// `draft_tokens.len() / batch`), the draft model's distributions they were drawn from
+    /// (`draft_probs`, batch × n × vocab) and the target model's (`target_probs`, batch ×
+    /// (n + 1) × vocab: at each draft position and after the last), all dense, row-major.
+    /// Draft i is accepted with chance min(1, p_i(x)/q_i(x)) (never when p_i(x) = 0); at the
+    /// first rejection e the token is drawn from max(p_e − q_e, 0) (from p_e when that has no
+    /// mass), and when all n are accepted from p_n, with [`Sampler::sample_from_probs`]'s draw
+    /// at the row's offset + e. `tokens` (batch × (n + 1)) gets the accepted draft tokens, the
+    /// drawn token, then [`crate::status::NO_TOKEN`]; `accepted` (batch) gets e, so a row
+    /// emits e + 1 tokens. The acceptance tests read Philox words no draw reads, at offsets
+    /// o .. o + n: a serving loop advances its offsets by n + 1 per step.
+    /// [`crate::cpu::verify_draft`] is the reference, and says the method step by step.
+    ///
+    /// Probabilities are sanitised as in [`Sampler::sample_from_probs`]; a draft token ≥ vocab
+    /// is rejected and flagged [`crate::status::PARAM_CLAMPED`]. The status bits cover what the
+    /// row's verdict read (the tested draft entries up to e and the rows drawn from).
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`], [`Error::BadVocab`], [`Error::BadLength`] when a buffer does not
+    /// fit the shape (n from `draft_tokens`), or for `tokens`, `accepted`, `status` or the
+    /// per-row seeds; [`Error::BadParam`] for n > [`MAX_DRAFTS`]; [`Error::WrongDevice`];
+    /// [`Error::Driver`] when the launch fails.
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify_draft(
+        &mut self,
+        draft_probs: &CudaView<'_, f32>,
+        draft_tokens: &CudaView<'_, u32>,
+        target_probs: &CudaView<'_, f32>,
+        batch: usize,
+        vocab: usize,
+        seeds: &DeviceSeeds<'_>,
+        tokens: &mut CudaViewMut<'_, u32>,
+        accepted: &mut CudaViewMut<'_, u32>,
+        status: Option<&mut CudaViewMut<'_, u32>>,
+    ) -> Result<()> {
+        // 1. Validate.
+        let drafts = crate::cpu::speculative::check_draft_shape(
+            draft_probs.len(),
+            draft_tokens.len(),
+            target_probs.len(),
+            batch,
+            vocab,
+        )?;
+        if drafts > MAX_DRAFTS {
+            return Err(Error::BadParam {
+                name: "draft length",
+                value: drafts as f64,
+                range: "at most 256 tokens per row",
+            });
+        }
+        self.check_device("draft_probs", draft_probs)?;
+        self.check_device("draft_tokens", draft_tokens)?;
+        self.check_device("target_probs", target_probs)?;
+        seeds.check(batch, self)?;
+        self.check_buffer("tokens", &*tokens, batch * (drafts + 1))?;
+        self.check_buffer("accepted", &*accepted, batch)?;
+        self.check_opt_buffer("status", status.as_deref(), batch)?;
+
+        // 2. Config: both distributions' rows must allow 16-byte loads for the aligned kernel.
+        let split = self.split_rows(batch, vocab)?;
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let draft_addr = ptrs.read(draft_probs);
+        let target_addr = ptrs.read(target_probs);
+        let vec = launch::vector_width::<f32>(draft_addr | target_addr, vocab);
+        let func = self.function(launch::entry("softmax", "verify_draft", DType::F32, vec))?;
+
+        // 3. Arguments in C-signature order.
+        let draft_tokens_addr = ptrs.read(draft_tokens);
+        let rng = SeedArgs::new(&mut ptrs, Some(seeds));
+        let tokens_addr = ptrs.write(tokens);
+        let accepted_addr = ptrs.write(accepted);
+        let status_addr = ptrs.write_opt(status);
+        let (vocab, drafts) = (vocab as u32, drafts as u32);
+        let mut b = Args::new();
+        b.arg(&draft_addr)
+            .arg(&draft_tokens_addr)
+            .arg(&target_addr)
+            .arg(&vocab)
+            .arg(&drafts);
+        rng.push(&mut b);
+        split.push(&mut b);
+        b.arg(&tokens_addr).arg(&accepted_addr).arg(&status_addr);
+        // SAFETY: the arguments match samplex_softmax_verify_draft_f32's C signature in order
+        // and type; `draft_probs`, `draft_tokens` and `target_probs` were checked to hold batch
+        // × drafts × vocab, batch × drafts and batch × (drafts + 1) × vocab values on this
+        // device (an empty draft is never read); `tokens` holds batch × (drafts + 1) entries,
+        // `accepted`, `status` and the per-row seeds and offsets `batch`; drafts ≤ 256 (one per
+        // thread); with parts > 1 the scratch holds batch × parts partials and `batch` zeroed
+        // tickets (left at zero); the grid is batch × parts blocks of 256 threads and the vector
+        // width fits both distributions' addresses and the row length.
+        unsafe { b.launch(&func, &stream, split.cfg) }?;
         Ok(())
     }
 

@@ -7,8 +7,8 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use samplex::cpu::Draw;
-use samplex::gpu::Sampler;
-use samplex::Logit;
+use samplex::gpu::{DeviceSeeds, Sampler};
+use samplex::{Logit, Rng, Rows};
 
 /// A host slice on the sampler's stream.
 pub fn upload<T: DeviceRepr>(s: &Sampler, host: &[T]) -> CudaSlice<T> {
@@ -516,4 +516,75 @@ pub fn cpu_selection<T: Logit>(row: &[T], k: u32, want: Option<u32>) -> (Vec<(f3
     let mut pairs = samplex::cpu::top_k_select_row(&z, kr as usize);
     pairs.resize(k as usize, (f32::NEG_INFINITY, samplex::status::NO_TOKEN));
     (pairs, st)
+}
+
+/// Seeds as the host sees them.
+#[derive(Clone, Debug)]
+pub enum HostSeeds {
+    Shared(Rng),
+    Each(Vec<Rng>),
+}
+
+impl HostSeeds {
+    pub fn rows(&self) -> Rows<'_, Rng> {
+        match self {
+            HostSeeds::Shared(r) => Rows::All(*r),
+            HostSeeds::Each(v) => Rows::Each(v),
+        }
+    }
+
+    /// A short name for failure messages.
+    pub fn label(&self) -> String {
+        match self {
+            HostSeeds::Shared(r) => format!("shared seed {} offset {}", r.seed, r.offset),
+            HostSeeds::Each(v) => format!("{} per-row seeds", v.len()),
+        }
+    }
+
+    /// Per-row seeds 1000 + r and offsets 7·r.
+    pub fn each(batch: usize) -> Self {
+        HostSeeds::Each(
+            (0..batch)
+                .map(|r| Rng::new(1000 + r as u64).at(7 * r as u64))
+                .collect(),
+        )
+    }
+}
+
+impl HostSeeds {
+    /// The same seeds with every offset advanced by `j` (wrapping).
+    pub fn shifted(&self, j: u64) -> Self {
+        let at = |r: &Rng| r.at(r.offset.wrapping_add(j));
+        match self {
+            HostSeeds::Shared(r) => HostSeeds::Shared(at(r)),
+            HostSeeds::Each(v) => HostSeeds::Each(v.iter().map(at).collect()),
+        }
+    }
+}
+
+/// The device buffers behind [`HostSeeds::Each`].
+pub struct SeedBuffers(Option<(CudaSlice<u64>, CudaSlice<u64>)>);
+
+impl SeedBuffers {
+    pub fn new(s: &Sampler, h: &HostSeeds) -> Self {
+        SeedBuffers(match h {
+            HostSeeds::Shared(_) => None,
+            HostSeeds::Each(v) => {
+                let seeds: Vec<u64> = v.iter().map(|r| r.seed).collect();
+                let offsets: Vec<u64> = v.iter().map(|r| r.offset).collect();
+                Some((upload(s, &seeds), upload(s, &offsets)))
+            }
+        })
+    }
+
+    pub fn device<'a>(&'a self, h: &HostSeeds) -> DeviceSeeds<'a> {
+        match (h, &self.0) {
+            (HostSeeds::Shared(r), _) => DeviceSeeds::Shared(*r),
+            (HostSeeds::Each(_), Some((seeds, offsets))) => DeviceSeeds::Each {
+                seeds: seeds.as_view(),
+                offsets: offsets.as_view(),
+            },
+            _ => unreachable!(),
+        }
+    }
 }

@@ -1,0 +1,295 @@
+//! Speculative decoding's verification step (Leviathan et al., ICML 2023; Chen et al., 2023):
+//! a draft model proposed n tokens, the target model scored them; keep the longest prefix the
+//! target accepts and draw one more token, so that every emitted token is distributed exactly
+//! as the target model's own draw would be.
+//!
+//! Row r has n draft tokens x_0 .. x_{n−1}, the draft's distributions q_0 .. q_{n−1} (it drew x_i
+//! from q_i) and the target's p_0 .. p_n (p_n is the distribution after the whole draft). With
+//! the row's (seed, offset) = (s, o):
+//!
+//! 1. Draft i is accepted when p_i(x_i) > 0 and either q_i(x_i) ≤ p_i(x_i) or
+//!    u_i · q_i(x_i) < p_i(x_i) (so with chance min(1, p/q); a token the target rules out is
+//!    always rejected), with
+//!    u_i = uniform_open(word 2 of Philox at (tile 0, stream, o + i)) — a word no draw reads.
+//!    e = the first rejected i, or n when all are accepted. An id ≥ vocab is rejected
+//!    ([`status::PARAM_CLAMPED`]).
+//! 2. Token e is [`super::sample_from_probs`]'s draw at offset o + e from the residual
+//!    max(p_e − q_e, 0) when e < n (from p_e itself when the residual has no mass), from p_n
+//!    when e = n.
+//! 3. The row's n + 1 tokens: x_0 .. x_{e−1}, token e, then [`status::NO_TOKEN`]. A serving
+//!    loop emits e + 1 tokens and advances the offset by n + 1.
+//!
+//! Probabilities are sanitised as the GPU's draws from probabilities do: NaN and negatives
+//! weigh 0 (NaN flagged [`status::NAN_LOGIT`]), +∞ weighs f32::MAX ([`status::POS_INF_LOGIT`]);
+//! the flags cover the values the row's verdict read (the tested draft entries up to e and the
+//! rows drawn from).
+
+use super::draw::{draw_weights, Draw};
+use crate::batch::{stream_of, Rows};
+use crate::error::{Error, Result};
+use crate::philox::{row_random, uniform_open, Rng};
+use crate::status;
+
+/// One row's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// n + 1 tokens: the accepted draft tokens, the drawn token, then [`status::NO_TOKEN`].
+    pub tokens: Vec<u32>,
+    /// e: how many draft tokens were accepted.
+    pub accepted: u32,
+    /// Status bits ([`crate::status`]).
+    pub status: u32,
+    /// How close the verdict came to another: the smallest relative distance of an acceptance
+    /// test's u_i to its boundary p/q, or the draw's margin ([`Draw::margin`]). A GPU verdict
+    /// (f32) may differ only where this is below ~1e-5 (SPEC "Drawing a token").
+    pub margin: f64,
+}
+
+/// Verifies `batch` rows of n draft tokens: `draft_probs` is batch × n × vocab, `draft_tokens`
+/// batch × n, `target_probs` batch × (n + 1) × vocab, all dense and row-major (n ≥ 0 from
+/// `draft_tokens.len() / batch`). See the module's text for the method.
+///
+/// # Errors
+/// [`Error::EmptyBatch`], [`Error::BadVocab`], [`Error::BadLength`] when a buffer does not fit
+/// the shape or `seeds` has the wrong length.
+pub fn verify_draft(
+    draft_probs: &[f32],
+    draft_tokens: &[u32],
+    target_probs: &[f32],
+    batch: usize,
+    vocab: usize,
+    seeds: Rows<'_, Rng>,
+) -> Result<Vec<Verdict>> {
+    let n = check_draft_shape(
+        draft_probs.len(),
+        draft_tokens.len(),
+        target_probs.len(),
+        batch,
+        vocab,
+    )?;
+    seeds.check_len("seeds", batch)?;
+    Ok((0..batch)
+        .map(|r| {
+            let draft = |i| dist_row(draft_probs, (r * n + i) * vocab, vocab);
+            let target = |i| dist_row(target_probs, (r * (n + 1) + i) * vocab, vocab);
+            let xs = &draft_tokens[r * n..(r + 1) * n];
+            verify_row(xs, draft, target, seeds.get(r), stream_of(&seeds, r))
+        })
+        .collect())
+}
+
+fn dist_row(probs: &[f32], at: usize, vocab: usize) -> &[f32] {
+    &probs[at..at + vocab]
+}
+
+/// The draft's length n from the buffers' lengths, or the error naming the one that does not
+/// fit `batch` rows of `vocab`.
+pub(crate) fn check_draft_shape(
+    draft_probs: usize,
+    draft_tokens: usize,
+    target_probs: usize,
+    batch: usize,
+    vocab: usize,
+) -> Result<usize> {
+    crate::batch::check_shape("target_probs", target_probs, batch, vocab, vocab)?;
+    let n = draft_tokens / batch;
+    let fits = |name, got, expected| {
+        if got == expected {
+            Ok(())
+        } else {
+            Err(Error::BadLength {
+                name,
+                got,
+                expected,
+            })
+        }
+    };
+    fits("draft_tokens", draft_tokens, batch * n)?;
+    fits(
+        "draft_probs",
+        draft_probs,
+        (batch * n).saturating_mul(vocab),
+    )?;
+    fits(
+        "target_probs",
+        target_probs,
+        (batch * (n + 1)).saturating_mul(vocab),
+    )?;
+    Ok(n)
+}
+
+fn verify_row<'a>(
+    xs: &[u32],
+    draft: impl Fn(usize) -> &'a [f32],
+    target: impl Fn(usize) -> &'a [f32],
+    rng: Rng,
+    stream: u32,
+) -> Verdict {
+    let n = xs.len();
+    let mut status = 0;
+    let mut margin = f64::INFINITY;
+    let mut e = n;
+    for (i, &x) in xs.iter().enumerate() {
+        let x = x as usize;
+        let accepted = if x < draft(i).len() {
+            let q = weight(draft(i)[x], &mut status);
+            let p = weight(target(i)[x], &mut status);
+            let word = row_random(rng.seed, rng.offset.wrapping_add(i as u64), stream, 0)[2];
+            let u = uniform_open(word);
+            if q > p && p > 0.0 {
+                margin = margin.min((u * q - p).abs() / p);
+            }
+            p > 0.0 && (q <= p || u * q < p)
+        } else {
+            status |= status::PARAM_CLAMPED;
+            false
+        };
+        if !accepted {
+            e = i;
+            break;
+        }
+    }
+    let at = rng.at(rng.offset.wrapping_add(e as u64));
+    let p: Vec<f64> = target(e).iter().map(|&v| weight(v, &mut status)).collect();
+    let mut draw = if e < n {
+        let residual: Vec<f64> = draft(e)
+            .iter()
+            .zip(&p)
+            .map(|(&q, &p)| (p - weight(q, &mut status)).max(0.0))
+            .collect();
+        draw_weights(&residual, at, stream)
+    } else {
+        Draw::none(0)
+    };
+    if draw.token == status::NO_TOKEN {
+        draw = draw_weights(&p, at, stream);
+    }
+    if draw.token == status::NO_TOKEN {
+        status |= status::NO_FINITE_LOGIT;
+    }
+    let mut tokens = vec![status::NO_TOKEN; n + 1];
+    tokens[..e].copy_from_slice(&xs[..e]);
+    tokens[e] = draw.token;
+    Verdict {
+        tokens,
+        accepted: e as u32,
+        status: status | draw.status,
+        margin: margin.min(draw.margin),
+    }
+}
+
+/// A probability as a weight, as the GPU sanitises it: NaN and negatives → 0, +∞ → f32::MAX.
+fn weight(p: f32, status: &mut u32) -> f64 {
+    if p.is_nan() {
+        *status |= status::NAN_LOGIT;
+        0.0
+    } else if p == f32::INFINITY {
+        *status |= status::POS_INF_LOGIT;
+        f64::from(f32::MAX)
+    } else {
+        f64::from(p.max(0.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_row(draft: &[f32], xs: &[u32], target: &[f32], vocab: usize, rng: Rng) -> Verdict {
+        verify_draft(draft, xs, target, 1, vocab, Rows::All(rng))
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn a_draft_the_target_agrees_with_is_always_accepted() {
+        let q = [0.25f32, 0.25, 0.5, 0.0];
+        let p = [0.25f32, 0.25, 0.5, 0.0, 0.0, 0.0, 0.0, 1.0];
+        for seed in 0..50 {
+            let v = one_row(&q, &[2], &p, 4, Rng::new(seed));
+            assert_eq!(
+                (v.accepted, v.tokens.as_slice()),
+                (1, &[2, 3][..]),
+                "{seed}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_draft_the_target_rules_out_is_rejected_and_replaced_from_the_residual() {
+        // p(x = 0) = 0: always rejected; the residual max(p − q, 0) is all on token 1.
+        let q = [1.0f32, 0.0, 0.0];
+        let p = [0.0f32, 1.0, 0.0, 0.0, 0.0, 1.0];
+        for seed in 0..50 {
+            let v = one_row(&q, &[0], &p, 3, Rng::new(seed));
+            assert_eq!(
+                (v.accepted, v.tokens.as_slice()),
+                (0, &[1, status::NO_TOKEN][..])
+            );
+        }
+    }
+
+    #[test]
+    fn rejection_follows_the_ratio_and_the_first_token_follows_the_target() {
+        // q = (0.8, 0.2), p = (0.5, 0.5): x = 0 is kept with chance 5/8; the emitted first
+        // token is distributed as p whatever was drafted (drafts drawn from q by the seed).
+        let (q, p) = ([0.8f32, 0.2], [0.5f32, 0.5, 0.5, 0.5]);
+        let (mut kept, mut zeros, mut firsts) = (0, 0, [0usize; 2]);
+        let trials = 20_000u64;
+        for seed in 0..trials {
+            let x = u32::from(uniform_open(row_random(seed, 999, 0, 0)[0]) >= 0.8);
+            let v = one_row(&q, &[x], &p, 2, Rng::new(seed));
+            if x == 0 {
+                zeros += 1;
+                kept += usize::from(v.accepted == 1);
+            }
+            firsts[v.tokens[0] as usize] += 1;
+        }
+        let rate = kept as f64 / zeros as f64;
+        assert!((rate - 0.625).abs() < 0.02, "{rate}");
+        let share = firsts[0] as f64 / trials as f64;
+        assert!((share - 0.5).abs() < 0.015, "{share}");
+    }
+
+    #[test]
+    fn an_empty_residual_draws_from_the_target_and_bad_ids_are_rejected() {
+        // p = q but the target gives x no mass: rejected, and the residual is empty.
+        let q = [0.0f32, 0.5, 0.5];
+        let v = one_row(&q, &[0], &[0.0, 0.5, 0.5, 1.0, 0.0, 0.0], 3, Rng::new(7));
+        assert_eq!(v.accepted, 0);
+        assert!(v.tokens[0] == 1 || v.tokens[0] == 2, "{:?}", v.tokens);
+        let v = one_row(&q, &[3], &[0.0, 0.5, 0.5, 1.0, 0.0, 0.0], 3, Rng::new(7));
+        assert_eq!((v.accepted, v.status), (0, status::PARAM_CLAMPED));
+    }
+
+    #[test]
+    fn shapes_are_checked() {
+        let r = verify_draft(&[0.5; 4], &[0, 1], &[0.5; 5], 1, 2, Rows::All(Rng::new(0)));
+        assert!(matches!(
+            r,
+            Err(Error::BadLength {
+                name: "target_probs",
+                ..
+            })
+        ));
+        let r = verify_draft(&[0.5; 3], &[0, 1], &[0.5; 6], 1, 2, Rows::All(Rng::new(0)));
+        assert!(matches!(
+            r,
+            Err(Error::BadLength {
+                name: "draft_probs",
+                ..
+            })
+        ));
+        let r = verify_draft(&[], &[0], &[0.5; 4], 2, 2, Rows::All(Rng::new(0)));
+        assert!(matches!(
+            r,
+            Err(Error::BadLength {
+                name: "draft_tokens",
+                ..
+            })
+        ));
+        // n = 0: a draw from the target's one distribution.
+        let v = verify_draft(&[], &[], &[0.0, 1.0], 1, 2, Rows::All(Rng::new(0))).unwrap();
+        assert_eq!((v[0].accepted, v[0].tokens.as_slice()), (0, &[1][..]));
+    }
+}

@@ -1,0 +1,350 @@
+//! Speculative decoding's verification on the GPU (`Sampler::verify_draft`, kernels/softmax.cu
+//! `verify_draft`) against the CPU reference (`cpu::verify_draft`), and the property that makes
+//! it worth having: the emitted tokens are distributed as the target model's own draws. Every
+//! test skips (and says so) where there is no GPU.
+
+mod common;
+
+use common::{download, upload, Dist, HostSeeds, SeedBuffers};
+use samplex::cpu::{self, Verdict};
+use samplex::gpu::{Sampler, MAX_DRAFTS};
+use samplex::{status, Error, Rng, Rows};
+
+/// A verification's inputs on the host: batch × n draft distributions and tokens, batch ×
+/// (n + 1) target distributions.
+struct Draft {
+    batch: usize,
+    vocab: usize,
+    n: usize,
+    draft_probs: Vec<f32>,
+    draft_tokens: Vec<u32>,
+    target_probs: Vec<f32>,
+}
+
+/// The GPU's verdict: (tokens, batch × (n + 1); accepted; status).
+fn gpu_verify(s: &mut Sampler, d: &Draft, seeds: &HostSeeds) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let (q, x, p) = (
+        upload(s, &d.draft_probs),
+        upload(s, &d.draft_tokens),
+        upload(s, &d.target_probs),
+    );
+    let seed_bufs = SeedBuffers::new(s, seeds);
+    let mut tokens = s.stream().alloc_zeros::<u32>(d.batch * (d.n + 1)).unwrap();
+    let mut accepted = s.stream().alloc_zeros::<u32>(d.batch).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(d.batch).unwrap();
+    s.verify_draft(
+        &q.as_view(),
+        &x.as_view(),
+        &p.as_view(),
+        d.batch,
+        d.vocab,
+        &seed_bufs.device(seeds),
+        &mut tokens.as_view_mut(),
+        &mut accepted.as_view_mut(),
+        Some(&mut st.as_view_mut()),
+    )
+    .unwrap();
+    (
+        download(s, &tokens),
+        download(s, &accepted),
+        download(s, &st),
+    )
+}
+
+/// softmax of `rows` rows of Gumbel logits, reproducible from `seed`.
+fn softmax_rows(rows: usize, vocab: usize, seed: u64) -> Vec<f32> {
+    let z = common::logits(Dist::Gumbel(1.0), rows, vocab, seed);
+    z.chunks(vocab)
+        .flat_map(|row| {
+            let (w, _) = cpu::widen_row(row);
+            cpu::softmax_row(&w, 1.0)
+                .into_iter()
+                .map(|p| p as f32)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A draft whose model is close to the target's (so drafts are often accepted, and sometimes
+/// not): target p = softmax of Gumbel logits, draft q = p tilted by ±30 % per token, each draft
+/// token drawn from its q on the CPU. Row r's special cases, by r mod 5: 1, a draft token the
+/// target rules out (p(x) = 0, so it is rejected); 2, an id ≥ vocab at the last position;
+/// 3, q = p with p(x) = 0 at the first position (rejected, an empty residual: the draw falls back
+/// to p); 4, a NaN and a negative entry in the first target row.
+fn close_draft(batch: usize, vocab: usize, n: usize, seed: u64) -> Draft {
+    let target_probs = softmax_rows(batch * (n + 1), vocab, seed);
+    let mut draft_probs = Vec::with_capacity(batch * n * vocab);
+    for r in 0..batch {
+        for i in 0..n {
+            let p = &target_probs[(r * (n + 1) + i) * vocab..][..vocab];
+            let tilt = |k: usize| 1.0 + 0.3 * ((((k * 7919 + i * 31 + r) % 13) as f32) / 6.0 - 1.0);
+            let q: Vec<f32> = p.iter().enumerate().map(|(k, &v)| v * tilt(k)).collect();
+            let sum: f32 = q.iter().sum();
+            draft_probs.extend(q.iter().map(|v| v / sum));
+        }
+    }
+    let rng = Rows::All(Rng::new(seed ^ 0x5eed));
+    let draws = if n == 0 {
+        Vec::new()
+    } else {
+        cpu::sample_from_probs(&draft_probs, batch * n, vocab, rng).unwrap()
+    };
+    let mut d = Draft {
+        batch,
+        vocab,
+        n,
+        draft_tokens: draws.iter().map(|d| d.token).collect(),
+        draft_probs,
+        target_probs,
+    };
+    for r in 0..batch {
+        let (target, draft) = (r * (n + 1) * vocab, r * n * vocab);
+        match r % 5 {
+            1 if n > 0 && vocab > 1 => {
+                let x = d.draft_tokens[r * n] as usize;
+                d.target_probs[target + x] = 0.0;
+            }
+            2 if n > 0 => d.draft_tokens[r * n + n - 1] = vocab as u32 + r as u32,
+            3 if n > 0 => {
+                let x = d.draft_tokens[r * n] as usize;
+                d.target_probs[target + x] = 0.0;
+                let p = d.target_probs[target..target + vocab].to_vec();
+                d.draft_probs[draft..draft + vocab].copy_from_slice(&p);
+            }
+            4 if vocab > 2 => {
+                d.target_probs[target + vocab / 2] = f32::NAN;
+                d.target_probs[target + vocab - 1] = -0.5;
+            }
+            _ => {}
+        }
+    }
+    d
+}
+
+/// The GPU's verdicts equal the CPU's, except where the CPU says an acceptance test or the draw
+/// was within 1e-5 (relative) of coming out otherwise; returns how many such rows differed.
+fn assert_verdicts_agree(
+    (tokens, accepted, st): &(Vec<u32>, Vec<u32>, Vec<u32>),
+    cpu: &[Verdict],
+    n: usize,
+    what: &str,
+) -> usize {
+    let mut near = 0;
+    for (r, v) in cpu.iter().enumerate() {
+        let got = &tokens[r * (n + 1)..(r + 1) * (n + 1)];
+        if got != v.tokens.as_slice() || accepted[r] != v.accepted {
+            assert!(
+                v.margin < 1e-5,
+                "{what}: row {r}: gpu {got:?} accepting {}, cpu {:?} accepting {} (margin {:.3e})",
+                accepted[r],
+                v.tokens,
+                v.accepted,
+                v.margin
+            );
+            near += 1;
+            continue;
+        }
+        assert_eq!(st[r], v.status, "{what}: row {r}: status");
+    }
+    near
+}
+
+#[test]
+fn verification_agrees_with_the_cpu_reference() {
+    let mut s = gpu_or_skip!();
+    let mut near = 0;
+    // (batch, vocab, n): split rows (small batches of long rows, the fallback's last block
+    // walking every tile alone), whole rows of several tiles (a batch of 300 fills the GPU),
+    // no draft, a long draft, vocab 1, unaligned rows (an odd vocab: the _any kernel).
+    let cases = [
+        (1, 128256, 4),
+        (4, 32000, 3),
+        (5, 40001, 2),
+        (300, 5000, 2),
+        (6, 1000, 0),
+        (2, 300, 256),
+        (5, 1, 3),
+        (10, 7, 5),
+        (40, 2049, 1),
+    ];
+    for (k, &(batch, vocab, n)) in cases.iter().enumerate() {
+        let d = close_draft(batch, vocab, n, 400 + k as u64);
+        let mut each = HostSeeds::each(batch);
+        if let HostSeeds::Each(v) = &mut each {
+            v[0] = v[0].at(u64::MAX - 1); // offsets wrap past u64::MAX
+        }
+        for seeds in [HostSeeds::Shared(Rng::new(21).at(k as u64)), each] {
+            let what = format!("b{batch} v{vocab} n{n} {}", seeds.label());
+            let gpu = gpu_verify(&mut s, &d, &seeds);
+            let cpu = cpu::verify_draft(
+                &d.draft_probs,
+                &d.draft_tokens,
+                &d.target_probs,
+                batch,
+                vocab,
+                seeds.rows(),
+            )
+            .unwrap();
+            near += assert_verdicts_agree(&gpu, &cpu, n, &what);
+            // The cases the draft's special rows make must have come out as designed.
+            for (r, v) in cpu.iter().enumerate() {
+                if n > 0 && (r % 5 == 1 && vocab > 1 || r % 5 == 3) {
+                    assert_eq!(v.accepted, 0, "{what}: row {r} must reject its first draft");
+                }
+                if n > 0 && r % 5 == 2 {
+                    assert!(v.accepted < n as u32, "{what}: row {r} holds a bad id");
+                    if v.accepted == n as u32 - 1 {
+                        assert_ne!(v.status & status::PARAM_CLAMPED, 0, "{what}: row {r}");
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("verify_draft: {near} near-boundary disagreements");
+}
+
+/// (p, q) weights of one row: 20 tokens spread over two draw tiles of a 4100-token row; some
+/// only the draft proposes (p = 0: always rejected), some only the target has (q = 0: reached
+/// through the residual alone).
+fn weighted_pair(vocab: usize) -> (Vec<f64>, Vec<f64>) {
+    let (mut p, mut q) = (vec![0.0; vocab], vec![0.0; vocab]);
+    for (k, i) in (3..vocab).step_by(205).enumerate() {
+        p[i] = if k % 5 == 0 { 0.0 } else { (k % 7 + 1) as f64 };
+        q[i] = if k % 4 == 0 { 0.0 } else { (k % 3 + 1) as f64 };
+    }
+    let (sp, sq): (f64, f64) = (p.iter().sum(), q.iter().sum());
+    (
+        p.iter().map(|x| x / sp).collect(),
+        q.iter().map(|x| x / sq).collect(),
+    )
+}
+
+#[test]
+fn emitted_tokens_follow_the_target_distribution() {
+    let mut s = gpu_or_skip!();
+    // Many rows of one (q, p_0, p_1) with one draft token each, drawn from q on the GPU under
+    // its own seed; rows are independent (a shared seed, stream = row), and each launch steps the
+    // offsets. Speculative sampling's guarantee: the first emitted token is distributed as p_0
+    // whatever q is, the draft is accepted with chance Σ min(p_0, q), and the token after an
+    // accepted draft is distributed as p_1.
+    let (batch, vocab) = (1024usize, 4100usize);
+    let launches = common::scaled(&s, 1 << 16).div_ceil(batch);
+    let (p0, q) = weighted_pair(vocab);
+    let p1: Vec<f64> = (0..vocab)
+        .map(|i| if i % 410 == 17 { 0.1 } else { 0.0 })
+        .collect();
+    let as_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+    let rows = |v: &[Vec<f32>]| -> Vec<f32> { (0..batch).flat_map(|_| v.concat()).collect() };
+    let draft_probs = rows(&[as_f32(&q)]);
+    let target_probs = rows(&[as_f32(&p0), as_f32(&p1)]);
+    let q_dev = upload(&s, &draft_probs);
+    let mut first = vec![0u64; vocab];
+    let mut bonus = vec![0u64; vocab];
+    let mut accepted_total = 0u64;
+    for l in 0..launches as u64 {
+        let mut x = s.stream().alloc_zeros::<u32>(batch).unwrap();
+        let draft_seeds = samplex::gpu::DeviceSeeds::Shared(Rng::new(500).at(l));
+        s.sample_from_probs(
+            &q_dev.as_view(),
+            batch,
+            vocab,
+            &draft_seeds,
+            &mut x.as_view_mut(),
+            None,
+        )
+        .unwrap();
+        let d = Draft {
+            batch,
+            vocab,
+            n: 1,
+            draft_tokens: download(&s, &x),
+            draft_probs: draft_probs.clone(),
+            target_probs: target_probs.clone(),
+        };
+        let (tokens, accepted, _) =
+            gpu_verify(&mut s, &d, &HostSeeds::Shared(Rng::new(78).at(2 * l)));
+        for r in 0..batch {
+            first[tokens[2 * r] as usize] += 1;
+            if accepted[r] == 1 {
+                accepted_total += 1;
+                bonus[tokens[2 * r + 1] as usize] += 1;
+            } else {
+                assert_eq!(tokens[2 * r + 1], status::NO_TOKEN, "row {r}");
+            }
+        }
+    }
+    let draws = (launches * batch) as f64;
+    let p = common::chi_square_p(&first, &p0);
+    eprintln!("{draws} verified drafts: first token against p_0, chi-square p = {p:.4}");
+    assert!(p > 1e-4, "first token: chi-square p = {p}");
+    let p = common::chi_square_p(&bonus, &p1);
+    eprintln!("{accepted_total} bonus tokens against p_1, chi-square p = {p:.4}");
+    assert!(p > 1e-4, "bonus token: chi-square p = {p}");
+    let rate: f64 = p0.iter().zip(&q).map(|(a, b)| a.min(*b)).sum();
+    let sd = (rate * (1.0 - rate) / draws).sqrt();
+    let seen = accepted_total as f64 / draws;
+    eprintln!("acceptance {seen:.4}, Σ min(p, q) = {rate:.4} (sd {sd:.4})");
+    assert!(
+        (seen - rate).abs() < 5.0 * sd,
+        "acceptance {seen}, expected {rate}"
+    );
+}
+
+#[test]
+fn verification_refuses_bad_shapes() {
+    let mut s = gpu_or_skip!();
+    let (batch, vocab) = (2usize, 10usize);
+    let buf = |n: usize| s.stream().alloc_zeros::<f32>(n).unwrap();
+    let (q, p) = (buf(batch * 3 * vocab), buf(batch * 4 * vocab));
+    let (short_q, short_p) = (buf(batch * 3 * vocab - 1), buf(batch * 4 * vocab - 1));
+    let long = MAX_DRAFTS + 1; // more draft tokens than a block has threads
+    let (lq, lp) = (buf(long * vocab), buf((long + 1) * vocab));
+    let ids = |n: usize| s.stream().alloc_zeros::<u32>(n).unwrap();
+    let (x, odd, lx) = (ids(batch * 3), ids(batch * 3 + 1), ids(long));
+    let (mut tokens, mut accepted, mut lt) = (ids(batch * 4), ids(batch), ids(long + 1));
+    let seeds = samplex::gpu::DeviceSeeds::Shared(Rng::new(1));
+    let mut run = |q: &cudarc::driver::CudaSlice<f32>,
+                   x: &cudarc::driver::CudaSlice<u32>,
+                   p: &cudarc::driver::CudaSlice<f32>,
+                   batch: usize,
+                   tokens_len: usize,
+                   accepted_len: usize| {
+        s.verify_draft(
+            &q.as_view(),
+            &x.as_view(),
+            &p.as_view(),
+            batch,
+            vocab,
+            &seeds,
+            &mut tokens.slice_mut(..tokens_len),
+            &mut accepted.slice_mut(..accepted_len),
+            None,
+        )
+    };
+    assert!(run(&q, &x, &p, batch, 8, 2).is_ok());
+    let name = |r: samplex::Result<()>| match r {
+        Err(Error::BadLength { name, .. }) => name,
+        other => panic!("expected BadLength, got {other:?}"),
+    };
+    assert_eq!(name(run(&short_q, &x, &p, batch, 8, 2)), "draft_probs");
+    assert_eq!(name(run(&q, &x, &short_p, batch, 8, 2)), "target_probs");
+    assert_eq!(name(run(&q, &x, &p, batch, 7, 2)), "tokens");
+    assert_eq!(name(run(&q, &x, &p, batch, 8, 1)), "accepted");
+    assert_eq!(name(run(&q, &odd, &p, batch, 8, 2)), "draft_tokens");
+    assert!(matches!(run(&q, &x, &p, 0, 8, 2), Err(Error::EmptyBatch)));
+    let r = s.verify_draft(
+        &lq.as_view(),
+        &lx.as_view(),
+        &lp.as_view(),
+        1,
+        vocab,
+        &seeds,
+        &mut lt.as_view_mut(),
+        &mut accepted.slice_mut(..1),
+        None,
+    );
+    assert!(
+        matches!(r, Err(Error::BadParam { name: "draft length", value, .. }) if value == long as f64),
+        "{r:?}"
+    );
+}
