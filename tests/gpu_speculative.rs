@@ -67,17 +67,21 @@ fn softmax_rows(rows: usize, vocab: usize, seed: u64) -> Vec<f32> {
 
 /// A draft whose model is close to the target's (so drafts are often accepted, and sometimes
 /// not): target p = softmax of Gumbel logits, draft q = p tilted by ±30 % per token, each draft
-/// token drawn from its q on the CPU. Row r's special cases, by r mod 5: 1, a draft token the
+/// token drawn from its q on the CPU; at the first `exact` positions q = p (always accepted, so
+/// a row can reach a long accepted prefix). Row r's special cases, by r mod 5: 1, a draft token the
 /// target rules out (p(x) = 0, so it is rejected); 2, an id ≥ vocab at the last position;
 /// 3, q = p with p(x) = 0 at the first position (rejected, an empty residual: the draw falls back
 /// to p); 4, a NaN and a negative entry in the first target row.
-fn close_draft(batch: usize, vocab: usize, n: usize, seed: u64) -> Draft {
+fn close_draft(batch: usize, vocab: usize, (n, exact): (usize, usize), seed: u64) -> Draft {
     let target_probs = softmax_rows(batch * (n + 1), vocab, seed);
     let mut draft_probs = Vec::with_capacity(batch * n * vocab);
     for r in 0..batch {
         for i in 0..n {
             let p = &target_probs[(r * (n + 1) + i) * vocab..][..vocab];
-            let tilt = |k: usize| 1.0 + 0.3 * ((((k * 7919 + i * 31 + r) % 13) as f32) / 6.0 - 1.0);
+            let tilt = |k: usize| match i < exact {
+                true => 1.0,
+                false => 1.0 + 0.3 * ((((k * 7919 + i * 31 + r) % 13) as f32) / 6.0 - 1.0),
+            };
             let q: Vec<f32> = p.iter().enumerate().map(|(k, &v)| v * tilt(k)).collect();
             let sum: f32 = q.iter().sum();
             draft_probs.extend(q.iter().map(|v| v / sum));
@@ -155,20 +159,24 @@ fn verification_agrees_with_the_cpu_reference() {
     let mut near = 0;
     // (batch, vocab, n): split rows (small batches of long rows, the fallback's last block
     // walking every tile alone), whole rows of several tiles (a batch of 300 fills the GPU),
-    // no draft, a long draft, vocab 1, unaligned rows (an odd vocab: the _any kernel).
+    // no draft, a long draft, vocab 1, unaligned rows (an odd vocab: the _any kernel); n as
+    // (drafts, how many of them exact). Split rows whose first 40 drafts are exact reach
+    // e ≥ 32, where the token the last block merged is written by a thread outside warp 0.
     let cases = [
-        (1, 128256, 4),
-        (4, 32000, 3),
-        (5, 40001, 2),
-        (300, 5000, 2),
-        (6, 1000, 0),
-        (2, 300, 256),
-        (5, 1, 3),
-        (10, 7, 5),
-        (40, 2049, 1),
+        (1, 128256, (4, 0)),
+        (4, 32000, (3, 0)),
+        (5, 40001, (2, 0)),
+        (3, 60000, (48, 40)),
+        (1, 30000, (40, 40)),
+        (300, 5000, (2, 0)),
+        (6, 1000, (0, 0)),
+        (2, 300, (256, 0)),
+        (5, 1, (3, 0)),
+        (10, 7, (5, 0)),
+        (40, 2049, (1, 0)),
     ];
-    for (k, &(batch, vocab, n)) in cases.iter().enumerate() {
-        let d = close_draft(batch, vocab, n, 400 + k as u64);
+    for (k, &(batch, vocab, (n, exact))) in cases.iter().enumerate() {
+        let d = close_draft(batch, vocab, (n, exact), 400 + k as u64);
         let mut each = HostSeeds::each(batch);
         if let HostSeeds::Each(v) = &mut each {
             v[0] = v[0].at(u64::MAX - 1); // offsets wrap past u64::MAX
@@ -188,6 +196,9 @@ fn verification_agrees_with_the_cpu_reference() {
             near += assert_verdicts_agree(&gpu, &cpu, n, &what);
             // The cases the draft's special rows make must have come out as designed.
             for (r, v) in cpu.iter().enumerate() {
+                if r % 5 == 0 {
+                    assert!(v.accepted >= exact as u32, "{what}: row {r}: exact drafts");
+                }
                 if n > 0 && (r % 5 == 1 && vocab > 1 || r % 5 == 3) {
                     assert_eq!(v.accepted, 0, "{what}: row {r} must reject its first draft");
                 }
