@@ -549,9 +549,7 @@ impl HostSeeds {
                 .collect(),
         )
     }
-}
 
-impl HostSeeds {
     /// The same seeds with every offset advanced by `j` (wrapping).
     pub fn shifted(&self, j: u64) -> Self {
         let at = |r: &Rng| r.at(r.offset.wrapping_add(j));
