@@ -63,8 +63,14 @@
 //!   the cooperative grid kernels of the filters and sparsemax are `_v1`: scalar loads; BoK's
 //!   on-chip kernels test the alignment themselves): set beside vocab 128256, this is what an
 //!   odd vocab (50257, 32001) costs.
+//! - Probability ops: `sample_from_probs`, `sample_from_probs_n` and `verify_draft` (not in
+//!   BENCH.md's grid) are timed after the logit ops of each (vocab, normal1) pair of the grid,
+//!   on f32 probabilities made from those logits, at the grid's batches; benches/probs/mod.rs
+//!   says how their inputs are built and their bytes counted. `SAMPLEX_BENCH_OPS` names them
+//!   as any other op.
 
 mod common;
+mod probs;
 
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -460,19 +466,117 @@ impl Point<'_> {
     }
 }
 
-/// Everything a point needs besides its inputs.
-struct Bench {
-    sampler: Sampler,
+/// What a point's result line and console line say, and the bytes its GB/s counts.
+struct Meta<'a> {
+    /// Criterion's group.
+    label: &'a str,
+    /// Criterion's id within the group.
+    id: String,
+    op: &'a str,
+    dtype: &'static str,
+    dist: &'static str,
+    batch: usize,
+    vocab: usize,
+    params: String,
+    per_row: bool,
+    l2: L2,
+    bytes: usize,
+}
+
+/// Times points and writes their lines: what every op's points share.
+struct Recorder {
     timer: Timer,
-    outputs: Outputs,
-    per_row: PerRow,
     results: Results,
     roof: f64,
     criterion: Option<Criterion>,
-    /// (label, dtype, per_row) found not implemented: reported once, then skipped.
-    not_implemented: HashSet<(&'static str, &'static str, bool)>,
     points: usize,
     errors: usize,
+}
+
+impl Recorder {
+    /// Times `op` at one point, writes its line, and runs criterion on it. Returns the error of
+    /// a first timing that failed (nothing written); later failures are counted here.
+    fn measure<F>(&mut self, m: &Meta<'_>, op: &mut F) -> samplex::Result<()>
+    where
+        F: FnMut() -> samplex::Result<()>,
+    {
+        let times = self.timer.time(common::RUNS, m.l2, op)?;
+        let us = median(&times);
+        let bw = gbps(m.bytes, us);
+        let mut sorted = times.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!(
+            "{:<20} {:<36} {:>10.2} µs  [p10 {:.2}, p90 {:.2}]  {:>8.1} GB/s  {:.3} of roof",
+            m.label,
+            m.id,
+            us,
+            sorted[sorted.len() / 10],
+            sorted[sorted.len() * 9 / 10],
+            bw,
+            bw / self.roof
+        );
+        let line = Line {
+            op: m.op,
+            dtype: m.dtype,
+            dist: m.dist,
+            batch: m.batch,
+            vocab: m.vocab,
+            params: m.params.clone(),
+            per_row: m.per_row,
+            median_us: us,
+            gbps: bw,
+            roof_gbps: self.roof,
+        };
+        if let Err(e) = self.results.write(&line) {
+            eprintln!("ERROR writing {}: {e}", self.results.path.display());
+            self.errors += 1;
+            return Ok(());
+        }
+        self.points += 1;
+
+        // Criterion's own report of the same point (device time via iter_custom).
+        let (timer, criterion) = (&mut self.timer, &mut self.criterion);
+        if let Some(c) = criterion.as_mut() {
+            let mut failure = None;
+            let mut group = c.benchmark_group(m.label);
+            group.sampling_mode(SamplingMode::Flat);
+            group.bench_function(&m.id, |b| {
+                b.iter_custom(|iters| {
+                    let mut total = 0.0;
+                    let mut left = iters as usize;
+                    while left > 0 && failure.is_none() {
+                        let n = left.min(100);
+                        match timer.time(n, m.l2, op) {
+                            Ok(t) => total += t.iter().sum::<f64>(),
+                            Err(e) => failure = Some(e),
+                        }
+                        left -= n;
+                    }
+                    Duration::from_secs_f64(total.max(1e-3) * 1e-6)
+                })
+            });
+            group.finish();
+            if let Some(e) = failure {
+                self.fail(m.label, &m.id, &e);
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, label: &str, id: &str, e: &dyn std::fmt::Display) {
+        eprintln!("ERROR {label} {id}: {e}");
+        self.errors += 1;
+    }
+}
+
+/// Everything a point needs besides its inputs.
+struct Bench {
+    sampler: Sampler,
+    outputs: Outputs,
+    per_row: PerRow,
+    rec: Recorder,
+    /// (label, dtype, per_row) found not implemented: reported once, then skipped.
+    not_implemented: HashSet<(&'static str, &'static str, bool)>,
 }
 
 impl Bench {
@@ -499,11 +603,23 @@ impl Bench {
         let seeds = self.per_row.seeds(p.per_row, p.batch);
         // Every point sets its op's split path (the default points too), so none is left over.
         p.spec.kind.set_split(&mut self.sampler, p.split);
-        let (sampler, outputs, timer) = (&mut self.sampler, &mut self.outputs, &mut self.timer);
+        let meta = Meta {
+            label: p.spec.label,
+            id: p.id(),
+            op: p.spec.name,
+            dtype: p.dtype.name(),
+            dist: p.dist.name(),
+            batch: p.batch,
+            vocab: p.vocab,
+            params: p.params(),
+            per_row: p.per_row,
+            l2: p.l2,
+            bytes: p.spec.kind.bytes(p.dtype, p.batch, p.vocab),
+        };
+        let (sampler, outputs) = (&mut self.sampler, &mut self.outputs);
         let mut op = || launch(sampler, p.spec.kind, &x, &rows, &seeds, outputs);
-
-        let times = match timer.time(common::RUNS, p.l2, &mut op) {
-            Ok(t) => t,
+        match self.rec.measure(&meta, &mut op) {
+            Ok(()) => {}
             Err(Error::NotImplemented(what)) => {
                 println!(
                     "SKIPPED {} {} per_row={}: {what} has no GPU kernel yet",
@@ -512,78 +628,85 @@ impl Bench {
                     p.per_row
                 );
                 self.not_implemented.insert(key);
-                return;
             }
-            Err(e) => return self.fail(&p, &e),
-        };
-        let us = median(&times);
-        let bw = gbps(p.spec.kind.bytes(p.dtype, p.batch, p.vocab), us);
-        let mut sorted = times.clone();
-        sorted.sort_by(f64::total_cmp);
-        println!(
-            "{:<20} {:<36} {:>10.2} µs  [p10 {:.2}, p90 {:.2}]  {:>8.1} GB/s  {:.3} of roof",
-            p.spec.label,
-            p.id(),
-            us,
-            sorted[sorted.len() / 10],
-            sorted[sorted.len() * 9 / 10],
-            bw,
-            bw / self.roof
-        );
-        let line = Line {
-            op: p.spec.name,
-            dtype: p.dtype.name(),
-            dist: p.dist.name(),
-            batch: p.batch,
-            vocab: p.vocab,
-            params: p.params(),
-            per_row: p.per_row,
-            median_us: us,
-            gbps: bw,
-            roof_gbps: self.roof,
-        };
-        if let Err(e) = self.results.write(&line) {
-            eprintln!("ERROR writing {}: {e}", self.results.path.display());
-            self.errors += 1;
-            return;
-        }
-        self.points += 1;
-
-        // Criterion's own report of the same point (device time via iter_custom).
-        if let Some(c) = self.criterion.as_mut() {
-            let mut failure = None;
-            let mut group = c.benchmark_group(p.spec.label);
-            group.sampling_mode(SamplingMode::Flat);
-            group.bench_function(p.id(), |b| {
-                b.iter_custom(|iters| {
-                    let mut total = 0.0;
-                    let mut left = iters as usize;
-                    while left > 0 && failure.is_none() {
-                        let n = left.min(100);
-                        match timer.time(n, p.l2, &mut op) {
-                            Ok(t) => total += t.iter().sum::<f64>(),
-                            Err(e) => failure = Some(e),
-                        }
-                        left -= n;
-                    }
-                    Duration::from_secs_f64(total.max(1e-3) * 1e-6)
-                })
-            });
-            group.finish();
-            if let Some(e) = failure {
-                self.fail(&p, &e);
-            }
+            Err(e) => self.rec.fail(meta.label, &meta.id, &e),
         }
     }
 
     fn fail(&mut self, p: &Point<'_>, e: &Error) {
-        eprintln!("ERROR {} {}: {e}", p.spec.label, p.id());
-        self.errors += 1;
+        self.rec.fail(p.spec.label, &p.id(), e);
+    }
+
+    /// The probability ops (benches/probs) at the source's vocab, at every batch of `batches`.
+    /// A `verify_draft` point's `accepted` is read back after timing: rows that did not take
+    /// the path its bytes assume are an error.
+    fn run_probs(
+        &mut self,
+        src: &probs::Source,
+        specs: &[probs::Spec],
+        batches: &[usize],
+        out: &mut probs::Outputs,
+    ) {
+        let stream = self.sampler.stream().clone();
+        let mut verify = None;
+        for spec in specs {
+            let label = spec.label();
+            if let probs::Kind::Verify { n, accept_all } = spec.kind {
+                verify = None; // freed before the next inputs are built
+                match probs::Verify::new(&stream, src, n, accept_all) {
+                    Ok(v) => verify = Some(v),
+                    Err(e) => {
+                        self.rec.fail(&label, &format!("v{} inputs", src.vocab), &e);
+                        continue;
+                    }
+                }
+            }
+            for &batch in batches.iter().filter(|&&b| b <= src.rows) {
+                let meta = Meta {
+                    label: &label,
+                    id: format!("f32/normal1/b{batch}/v{}", src.vocab),
+                    op: spec.op,
+                    dtype: "f32",
+                    dist: "normal1",
+                    batch,
+                    vocab: src.vocab,
+                    params: spec.params.to_string(),
+                    per_row: false,
+                    l2: L2::Hot,
+                    bytes: spec.kind.bytes(batch, src.vocab),
+                };
+                let seeds = DeviceSeeds::Shared(Rng::new(7));
+                let sampler = &mut self.sampler;
+                let verify = verify.as_ref();
+                let r = self.rec.measure(&meta, &mut || {
+                    probs::launch(sampler, spec.kind, src, verify, batch, &seeds, out)
+                });
+                if let Err(e) = r {
+                    self.rec.fail(&label, &meta.id, &e);
+                    continue;
+                }
+                if let Some(v) = verify {
+                    let accepted = stream
+                        .clone_dtoh(&out.accepted.slice(0..batch))
+                        .map_err(Error::from)
+                        .and_then(|a| v.check_accepted(&a).map_err(Error::Unsupported));
+                    if let Err(e) = accepted {
+                        self.rec.fail(&label, &meta.id, &e);
+                    }
+                }
+            }
+        }
     }
 }
 
-/// Runs every point of `grid` for `ops`; returns the exit code.
-fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<ExitCode> {
+/// Runs every point of `grid` for `ops`, and the probability ops' grid for `prob_ops`; returns
+/// the exit code.
+fn bench(
+    sampler: Sampler,
+    grid: &Grid,
+    ops: &[&OpSpec],
+    prob_ops: &[probs::Spec],
+) -> samplex::Result<ExitCode> {
     let device = sampler.context().name()?;
     let stream = sampler.stream().clone();
     // The largest batch of any point: the grid's and the cold point's (`Grid::max_batch`), and
@@ -594,11 +717,13 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
         .chain(ODD_VOCAB_BATCHES)
         .fold(grid.max_batch(), usize::max);
     println!(
-        "samplex bench on {device} ({:?} kernels), git {}, {} grid, {} ops",
+        "samplex bench on {device} ({:?} kernels), git {}, {} grid, {} ops, {} probability \
+         ops",
         sampler.kernel_origin(),
         common::git_commit(),
         if grid.quick { "quick" } else { "full" },
-        ops.len()
+        ops.len(),
+        prob_ops.len()
     );
 
     let mut timer = Timer::new(stream.clone())?;
@@ -624,13 +749,23 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
         outputs: Outputs::new(&stream, 1, 1)?,
         per_row: PerRow::new(&stream, max_batch)?,
         sampler,
-        timer,
-        results,
-        roof,
-        criterion,
+        rec: Recorder {
+            timer,
+            results,
+            roof,
+            criterion,
+            points: 0,
+            errors: 0,
+        },
         not_implemented: HashSet::new(),
-        points: 0,
-        errors: 0,
+    };
+    // The probability ops read softmax(normal1) rows of the grid's vocabs: source rows for the
+    // grid's largest batch, made from that pair's logits.
+    let prob_rows = grid.batches.iter().copied().max().unwrap_or(1);
+    let mut prob_out =
+        probs::Outputs::new(&stream, prob_rows, probs::Outputs::tokens_per_row(prob_ops))?;
+    let prob_pair = |v: usize, d: Dist| {
+        !prob_ops.is_empty() && d == Dist::Normal(1.0) && grid.vocabs.contains(&v)
     };
 
     // (vocab, dist) pairs: the grid's, plus the cold point's when the grid lacks it.
@@ -642,12 +777,26 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
     if !pairs.contains(&(common::COLD_VOCAB, common::COLD_DIST)) {
         pairs.push((common::COLD_VOCAB, common::COLD_DIST));
     }
+    if ops.is_empty() {
+        pairs.retain(|&(v, d)| prob_pair(v, d)); // no logits op: only what the others read
+    }
     let in_grid = |v: usize, d: Dist| grid.vocabs.contains(&v) && grid.dists.contains(&d);
 
     let mut current_vocab = 0;
     for (vocab, dist) in pairs {
         let host = dist.logits(max_batch, vocab);
         let f32_logits = stream.clone_htod(&host)?;
+        let source = if prob_pair(vocab, dist) {
+            Some(probs::Source::new(
+                &mut b.sampler,
+                &f32_logits,
+                &host,
+                prob_rows,
+                vocab,
+            )?)
+        } else {
+            None
+        };
         let host16: Vec<bf16> = host.iter().map(|&x| bf16::from_f32(x)).collect();
         drop(host);
         let bf16_logits = stream.clone_htod(&host16)?;
@@ -711,21 +860,24 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
                 }
             }
         }
+        if let Some(src) = &source {
+            b.run_probs(src, prob_ops, &grid.batches, &mut prob_out);
+        }
     }
 
-    if let Some(c) = b.criterion.as_mut() {
+    if let Some(c) = b.rec.criterion.as_mut() {
         c.final_summary();
     }
     println!(
         "done: {} points written to {}, {} not implemented (op, dtype, per_row), {} errors, \
          {} timed batches where the device waited for the host",
-        b.points,
-        b.results.path.display(),
+        b.rec.points,
+        b.rec.results.path.display(),
         b.not_implemented.len(),
-        b.errors,
-        b.timer.host_bound_batches
+        b.rec.errors,
+        b.rec.timer.host_bound_batches
     );
-    Ok(if b.errors == 0 {
+    Ok(if b.rec.errors == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -735,7 +887,11 @@ fn bench(sampler: Sampler, grid: &Grid, ops: &[&OpSpec]) -> samplex::Result<Exit
 /// Without `--bench` (`cargo test --benches`): each op once on a small shape (whose rows the
 /// split kernels split, and once more with each forced split path, and once on rows of one
 /// token fewer, which are not 16-byte aligned), no timing.
-fn smoke(mut sampler: Sampler, ops: &[&OpSpec]) -> samplex::Result<ExitCode> {
+fn smoke(
+    mut sampler: Sampler,
+    ops: &[&OpSpec],
+    prob_ops: &[probs::Spec],
+) -> samplex::Result<ExitCode> {
     let (batch, vocab) = (2, 32000);
     let stream = sampler.stream().clone();
     let host = Dist::Normal(1.0).logits(batch, vocab);
@@ -796,6 +952,50 @@ fn smoke(mut sampler: Sampler, ops: &[&OpSpec]) -> samplex::Result<ExitCode> {
             }
         }
     }
+    // The probability ops once each, on rows of the smoke's vocab and of one token fewer (the
+    // unaligned twins); verify_draft's rows must take the path its inputs were built for.
+    let mut prob_out =
+        probs::Outputs::new(&stream, batch, probs::Outputs::tokens_per_row(prob_ops))?;
+    for v in [vocab, vocab - 1] {
+        if prob_ops.is_empty() {
+            break;
+        }
+        let src = probs::Source::new(&mut sampler, &f32_logits, &host, batch, v)?;
+        for spec in prob_ops {
+            let what = format!("{} v{v}", spec.label());
+            let r = match spec.kind {
+                probs::Kind::Verify { n, accept_all } => {
+                    probs::Verify::new(&stream, &src, n, accept_all).map(Some)
+                }
+                _ => Ok(None),
+            }
+            .and_then(|verify| {
+                let seeds = DeviceSeeds::Shared(Rng::new(7));
+                let d = verify.as_ref();
+                probs::launch(
+                    &mut sampler,
+                    spec.kind,
+                    &src,
+                    d,
+                    batch,
+                    &seeds,
+                    &mut prob_out,
+                )?;
+                let accepted = stream.clone_dtoh(&prob_out.accepted)?;
+                match d.map(|d| d.check_accepted(&accepted)) {
+                    Some(Err(msg)) => Err(Error::Unsupported(msg)),
+                    _ => Ok(()),
+                }
+            });
+            match r {
+                Ok(()) => println!("ok      {what}"),
+                Err(e) => {
+                    println!("FAILED  {what}: {e}");
+                    failed += 1;
+                }
+            }
+        }
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -815,6 +1015,7 @@ fn no_gpu(e: &Error) -> bool {
 
 fn main() -> ExitCode {
     common::self_check();
+    probs::self_check();
     let args: Vec<String> = std::env::args().collect();
     let has = |flag: &str| args.iter().any(|a| a == flag);
     if has("--list") {
@@ -822,13 +1023,19 @@ fn main() -> ExitCode {
     }
     let measuring = has("--bench") && !has("--test");
 
-    let known: Vec<&str> = OPS.iter().map(|o| o.name).collect();
-    let ops: Vec<&OpSpec> = match common::ops_filter(&known) {
-        Ok(None) => OPS.iter().collect(),
-        Ok(Some(names)) => OPS
-            .iter()
-            .filter(|o| names.iter().any(|n| n == o.name))
-            .collect(),
+    let known: Vec<&str> = OPS
+        .iter()
+        .map(|o| o.name)
+        .chain(probs::OPS.iter().map(|&(op, _)| op))
+        .collect();
+    let (ops, prob_ops): (Vec<&OpSpec>, Vec<probs::Spec>) = match common::ops_filter(&known) {
+        Ok(None) => (OPS.iter().collect(), probs::specs(None)),
+        Ok(Some(names)) => (
+            OPS.iter()
+                .filter(|o| names.iter().any(|n| n == o.name))
+                .collect(),
+            probs::specs(Some(&names)),
+        ),
         Err(msg) => {
             eprintln!("{msg}");
             return ExitCode::from(2);
@@ -865,9 +1072,9 @@ fn main() -> ExitCode {
     };
 
     let result = if measuring {
-        bench(sampler, &Grid::from_env(), &ops)
+        bench(sampler, &Grid::from_env(), &ops, &prob_ops)
     } else {
-        smoke(sampler, &ops)
+        smoke(sampler, &ops, &prob_ops)
     };
     match result {
         Ok(code) => code,

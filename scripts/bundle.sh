@@ -148,8 +148,11 @@ cat >"$bundle/run.sh" <<'RUN'
 #              BINARY:FILTER runs only the tests matching FILTER), within
 #              SAMPLEX_SANITIZE_BUDGET seconds (default 150)
 #   peers      per peer (FlashInfer, then PyTorch), one process each: python3 peers.py --check
-#              (each op once, checked), then, if it passed, the timed run → the same file.
-#              FlashInfer: its package if importable, else its kernels from
+#              (each op once, checked), then, if it passed, the timed run → the same file;
+#              first the ops on logits (--only logits), then, in processes of their own, the
+#              ops on probabilities (--only probs: sample_from_probs, sample_from_probs_n,
+#              verify_draft), so that they cannot cost the logit comparison its time or its
+#              points. FlashInfer: its package if importable, else its kernels from
 #              libsamplex_flashinfer.so (flashinfer_kernels.py)
 #   report     python3 report.py → BENCHMARKS.md (+ benchmarks.png with matplotlib)
 #
@@ -288,10 +291,12 @@ if want sanitizer; then
   else
     # Targets: "smoke" is the bench binary without --bench, which launches every op once per
     # dtype and per row-split path (cluster, grid, one block) on a small batch: every kernel
-    # under each tool in about a minute. Test binaries (globs) reach the other shapes, slowly;
-    # the logit edits (kernels/edits.cu), token_log_probs, the n draws from probabilities and
-    # the speculative verification are not bench ops, so their tests stand in for them. BINARY:FILTER runs only the tests
-    # whose names contain FILTER.
+    # under each tool in about a minute (the probability ops too, at one shape each, aligned
+    # and not). Test binaries (globs) reach the other shapes, slowly: the logit edits
+    # (kernels/edits.cu) and token_log_probs are not bench ops, so their tests stand in for
+    # them, and the bit-for-bit tests of the n draws from probabilities and of the speculative
+    # verification reach the split rows and special rows the smoke does not. BINARY:FILTER runs
+    # only the tests whose names contain FILTER.
     default_sanitize="smoke gpu_edits gpu_softmax:token_log_probs gpu_softmax:several_draws_per_row_are gpu_speculative:verification_agrees"
     read -r -a targets <<<"${SAMPLEX_SANITIZE:-$default_sanitize}"
     read -r -a tools <<<"${SAMPLEX_SANITIZE_TOOLS:-memcheck racecheck synccheck}"
@@ -341,28 +346,35 @@ if want peers; then
   else
     # One process per peer, FlashInfer first (the comparison that matters most): a peer that
     # crashes or breaks the CUDA context takes only its own points with it. Its check comes
-    # first: a peer that computes something else must not be timed as a peer.
-    for impl in flashinfer torch; do
-      timed "$to" python3 "$here/peers.py" --check --impls "$impl" >"$logs/peers-check-$impl.log" 2>&1
-      rc=$?
-      if [ $rc -eq 125 ]; then
-        spent "peers check $impl"
-        continue
-      fi
-      say "peers check $impl: rc $rc; $(grep -E '^(done:|SKIPPED)' "$logs/peers-check-$impl.log" | tail -n 1)"
-      if [ $rc -ne 0 ]; then
-        say "peers $impl: not timed (its check failed)"
-        failed=1
-        continue
-      fi
-      timed "$bench_to" python3 "$here/peers.py" --impls "$impl" --out "$out" >"$logs/peers-$impl.log" 2>&1
-      rc=$?
-      if [ $rc -eq 125 ]; then
-        spent "peers $impl"
-      else
-        say "peers $impl: rc $rc; $(grep -E '^(done:|SKIPPED)' "$logs/peers-$impl.log" | tail -n 1)"
-        [ $rc -eq 0 ] || failed=1
-      fi
+    # first: a peer that computes something else must not be timed as a peer. The logit ops
+    # of both peers run before any probability op (their own processes, logs and lines).
+    for only in logits probs; do
+      for impl in flashinfer torch; do
+        name="$impl" # the logit runs keep their names: peers-check-torch.log, "peers torch"
+        [ "$only" = logits ] || name="$impl-$only"
+        timed "$to" python3 "$here/peers.py" --check --impls "$impl" --only "$only" \
+          >"$logs/peers-check-$name.log" 2>&1
+        rc=$?
+        if [ $rc -eq 125 ]; then
+          spent "peers check $name"
+          continue
+        fi
+        say "peers check $name: rc $rc; $(grep -E '^(done:|SKIPPED)' "$logs/peers-check-$name.log" | tail -n 1)"
+        if [ $rc -ne 0 ]; then
+          say "peers $name: not timed (its check failed)"
+          failed=1
+          continue
+        fi
+        timed "$bench_to" python3 "$here/peers.py" --impls "$impl" --only "$only" --out "$out" \
+          >"$logs/peers-$name.log" 2>&1
+        rc=$?
+        if [ $rc -eq 125 ]; then
+          spent "peers $name"
+        else
+          say "peers $name: rc $rc; $(grep -E '^(done:|SKIPPED)' "$logs/peers-$name.log" | tail -n 1)"
+          [ $rc -eq 0 ] || failed=1
+        fi
+      done
     done
   fi
 fi

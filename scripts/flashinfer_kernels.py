@@ -11,11 +11,14 @@ libsamplex_flashinfer.so, and this module calls them the way FlashInfer's Python
   costs FlashInfer that conversion too), per-row top-k as int32, top-p / min-p /
   temperature as f32;
 - the same outputs: int32 tokens, and for the ``*_from_probs`` kernels a bool ``valid`` per row;
+  for ``chain_speculative_sampling`` (b, n+1) int32 tokens and two int32 counts per row, zeroed
+  per call (its kernel adds to them);
 - ``deterministic=True`` (FlashInfer's default), a scalar seed and offset advanced per call as
   its ``get_seed_and_offset`` does, PDL on where the device supports it (compute capability
   >= 9, as its ``device_support_pdl``), and softmax's 1 MiB workspace buffer.
 
-Mirrored: ``softmax``, ``sampling_from_logits``, ``top_k_sampling_from_probs``,
+Mirrored: ``softmax``, ``sampling_from_logits``, ``sampling_from_probs``,
+``chain_speculative_sampling``, ``top_k_sampling_from_probs``,
 ``top_p_sampling_from_probs``, ``min_p_sampling_from_probs``, ``top_k`` (its radix path, the one
 ``sorted=True`` takes below compute capability 10: radix top-k, then ``torch.sort`` + gather),
 ``top_k_mask_logits`` and ``top_k_top_p_sampling_from_logits`` (its default ``top_k_first``
@@ -59,6 +62,13 @@ _SIGNATURES = {
     "sxfi_sampling_from_logits": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32,
                                   ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint64,
                                   ctypes.c_void_p],
+    "sxfi_sampling_from_probs": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                 ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint64,
+                                 ctypes.c_uint64, ctypes.c_void_p],
+    "sxfi_chain_speculative_sampling": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                        ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
+                                        ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p],
     "sxfi_top_k_sampling_from_probs": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                                        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
                                        ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint64,
@@ -163,6 +173,43 @@ class Kernels:
         self._check("sampling_from_logits", self.lib.sxfi_sampling_from_logits(
             logits.data_ptr(), samples.data_ptr(), b, v, seed, offset, self._stream()))
         return samples
+
+    def sampling_from_probs(self, probs):
+        torch = self.torch
+        probs = probs.float()
+        b, v = probs.shape
+        samples = torch.empty(b, dtype=torch.int32, device=probs.device)
+        valid = torch.empty(b, dtype=torch.bool, device=probs.device)
+        seed, offset = self._seed_offset(b)
+        self._check("sampling_from_probs", self.lib.sxfi_sampling_from_probs(
+            probs.data_ptr(), samples.data_ptr(), valid.data_ptr(), b, v, seed, offset,
+            self._stream()))
+        return samples
+
+    def chain_speculative_sampling(self, draft_probs, draft_token_ids, target_probs):
+        """(output_token_ids, accepted_num, emitted_num), with the wrapper's defaults: fresh
+        zeroed counts, deterministic, the generator's seed and offset."""
+        torch = self.torch
+        b = draft_probs.shape[0]
+        dev = draft_probs.device
+        accepted = torch.zeros(b, dtype=torch.int32, device=dev)
+        emitted = torch.zeros(b, dtype=torch.int32, device=dev)
+        draft_probs = draft_probs.float()
+        draft_token_ids = draft_token_ids.int()
+        target_probs = target_probs.float()
+        _, n, v = draft_probs.shape
+        # The binding's checks: the kernel indexes all three by these sizes, unchecked.
+        if (tuple(draft_token_ids.shape) != (b, n)
+                or tuple(target_probs.shape) != (b, n + 1, v)):
+            raise ValueError(f"chain_speculative_sampling: shapes {tuple(draft_probs.shape)}, "
+                             f"{tuple(draft_token_ids.shape)}, {tuple(target_probs.shape)}")
+        out = torch.empty((b, n + 1), dtype=torch.int32, device=dev)
+        seed, offset = self._seed_offset(b * (n + 2))
+        self._check("chain_speculative_sampling", self.lib.sxfi_chain_speculative_sampling(
+            draft_probs.data_ptr(), draft_token_ids.data_ptr(), target_probs.data_ptr(),
+            out.data_ptr(), accepted.data_ptr(), emitted.data_ptr(), b, n, v, seed, offset,
+            self._stream()))
+        return out, accepted, emitted
 
     def _from_probs(self, name, probs, param, dtype, increment):
         torch = self.torch

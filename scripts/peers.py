@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The peers of BENCH.md, timed like benches/sampling.rs, on the same grid, into the same file.
 
-    python3 scripts/peers.py [--quick] [--ops sample_top_p,greedy] [--out FILE]
+    python3 scripts/peers.py [--quick] [--ops sample_top_p,greedy] [--only logits|probs]
+                             [--out FILE]
     python3 scripts/peers.py --check     # no timing: each op once, checked (CPU without a GPU)
 
 Runs on a GPU host with PyTorch (no network needed). Peers:
@@ -12,10 +13,16 @@ Runs on a GPU host with PyTorch (no network needed). Peers:
   then softmax + ``torch.multinomial``; ``torch.argmax``; ``torch.topk`` for selection;
   sparsemax by sort + cumsum + threshold; BoK by ``bok_torch`` from scripts/bok_torch.py
   (imported lazily; skipped when missing) followed by ``torch.multinomial`` for sample_bok.
+  From probabilities: ``torch.multinomial(p, 1)``, ``torch.multinomial(p, n, replacement=True)``
+  and, for verify_draft, a vectorised rejection sampler (gather p and q at the drafts, accept
+  iff u*q < p, the accepted prefix by cumprod, one ``torch.multinomial`` from the residual
+  max(p_e - q_e, 0), p_n after a full accept, p_e where the residual has no mass).
 - ``flashinfer``: ``flashinfer.sampling.softmax``, ``sampling_from_logits``,
   ``top_k/top_p/min_p_sampling_from_probs`` (after ``flashinfer.sampling.softmax``),
   ``top_k_top_p_sampling_from_logits`` (per row: with ``top_k_max`` = 50 where it exists) and
-  ``flashinfer.top_k`` (``sorted=True`` where it exists: samplex's output is sorted). Each call
+  ``flashinfer.top_k`` (``sorted=True`` where it exists: samplex's output is sorted);
+  ``sampling_from_probs`` and ``chain_speculative_sampling`` (its defaults) for the probability
+  ops (FlashInfer has no n draws per row: no sample_from_probs_n). Each call
   is guarded: an API that moved or changed skips only that op. Where the package is not
   importable (its wheel is about 100 MB, too large to carry in a 64 MiB bundle), FlashInfer's
   own kernels run through scripts/flashinfer_kernels.py (built by scripts/flashinfer/build.sh),
@@ -34,11 +41,27 @@ buffer written before each run, ``l2=cold`` at the end of ``params``); the roof 
 device-to-device copy timed the same way in this process. Bytes per op: the logits read once
 plus the outputs written, counted exactly as for samplex (so GB/s compare point by point).
 
+The ops that take probabilities (PROB_OPS, benches/probs/mod.rs's table) run after those, on a
+grid of their own: the grid's vocabs and batches, f32, normal1, batch-wide parameters, warm L2
+only. Per vocab V the source rows are P = softmax(normal1 logits) of M = max batch rows.
+sample_from_probs and sample_from_probs_n (n = 4) read P[:b]. verify_draft with draft length n
+gives draft position i <= n of row r the source row s(r, i) = (r*(n+1) + i) mod M: the target's
+p_i = P[s(r, i)]; ``accept=all`` sets q_i = p_i and the draft token to its argmax (every draft
+accepted, the bonus token drawn from p_n), ``accept=none`` sets q_i one-hot at p_i's argmin
+(draft 0 rejected, the draw from max(p_0 - q_0, 0)). Inputs are built once per vocab (and n,
+accept) for the largest batch; a batch reads their first b rows. Bytes: b*V*4 + b*4
+(sample_from_probs), b*V*4 + b*n*4 (sample_from_probs_n), rows*b*V*4 + b*n*4 + b*(n+1)*4 + b*4
+(verify_draft; rows = 1 for accept=all, 2 for accept=none). A verify_draft point whose
+accepted counts are not the ones its inputs were built for is not written.
+
 ``--check`` times nothing and writes no line: it runs every peer op once per distribution, dtype
 and per-row setting on a 3 x 3000 batch and checks the output against a float64 reference of
 BENCH.md's definition (softmax and sparsemax values, BoK against bok_torch's NumPy reference,
 top-k values and indices, greedy's argmax, each drawn token inside its op's support), and the
-four input distributions' mean and standard deviation. FlashInfer is checked only on a GPU.
+four input distributions' mean and standard deviation; the probability ops on the same
+construction from 3 source rows (and from the same rows cut to their 50 most likely tokens, so
+that "drawn where p > 0" can fail): draws inside the support, verify_draft's accepted counts,
+kept drafts, bonus or residual token and -1 padding. FlashInfer is checked only on a GPU.
 
 Each point becomes one JSON line (BENCH.md's fields, ``impl`` = torch or flashinfer) appended
 to ``--out`` (default: $SAMPLEX_BENCH_OUT, else benches/results/<YYYY-MM-DD>-<gpu>.jsonl).
@@ -95,7 +118,18 @@ OPS = [
     ("bok", "bok", "T=5,K=8", False, None),
     ("sample_bok", "sample_bok", "T=5,K=8", True, None),
 ]
-OP_NAMES = sorted({o[0] for o in OPS})
+# (op, params) of the ops that take probabilities — the same table as benches/probs/mod.rs,
+# in its order (the whole table runs on f32 normal1 only, warm L2, batch-wide).
+PROB_OPS = [
+    ("sample_from_probs", ""),
+    ("sample_from_probs_n", "n=4"),
+    ("verify_draft", "n=4,accept=all"),
+    ("verify_draft", "n=4,accept=none"),
+    ("verify_draft", "n=8,accept=all"),
+    ("verify_draft", "n=8,accept=none"),
+]
+PROB_DIST = "normal1"
+OP_NAMES = sorted({o[0] for o in OPS} | {o[0] for o in PROB_OPS})
 # impl -> the version its result lines carry as "impl_version" (filled in by make_impls).
 VERSIONS = {}
 
@@ -135,6 +169,35 @@ def out_bytes(op, k, batch, vocab):
     if op == "top_k_select":
         return batch * min(k, vocab) * 8
     return batch * 4
+
+
+def prob_params(params):
+    """(n, accept_all) of a PROB_OPS params string: n=None without "n=", accept_all=None
+    without "accept=". ValueError for anything else."""
+    n = accept = None
+    for kv in [p for p in params.split(",") if p]:
+        key, _, value = kv.partition("=")
+        if key == "n" and value.isdigit() and int(value) > 0:
+            n = int(value)
+        elif key == "accept" and value in ("all", "none"):
+            accept = value == "all"
+        else:
+            raise ValueError(f"unknown param {kv!r} in {params!r}")
+    return n, accept
+
+
+def prob_bytes(op, params, batch, vocab):
+    """benches/probs/mod.rs's Kind::bytes: the rows read plus tokens, draft ids and counts."""
+    n, accept_all = prob_params(params)
+    row = batch * vocab * 4
+    if op == "sample_from_probs":
+        return row + batch * 4
+    if op == "sample_from_probs_n":
+        return row + batch * n * 4
+    if op == "verify_draft":
+        rows = 1 if accept_all else 2
+        return rows * row + batch * n * 4 + batch * (n + 1) * 4 + batch * 4
+    raise ValueError(f"{op} is not a probability op")
 
 
 def median(xs):
@@ -219,6 +282,66 @@ def make_logits(torch, dist, batch, vocab, seed):
     u = torch.rand((batch, vocab), generator=g, device=DEVICE, dtype=torch.float32)
     u = eps + (1.0 - eps) * u
     return torch.log(-torch.log(u)) / beta
+
+
+def prob_seed(vocab):
+    """The main loop's seed of normal1 logits at `vocab` (so P's logits are the grid's)."""
+    return 0x5A3D + 1000 * DISTS.index(PROB_DIST) + vocab
+
+
+def source_probs(torch, rows, vocab, seed):
+    """The probability ops' source rows P: softmax in f32 of `rows` normal1 logits rows."""
+    return torch.softmax(make_logits(torch, PROB_DIST, rows, vocab, seed), dim=-1)
+
+
+class VerifyInputs:
+    """verify_draft's inputs for `batch` rows and draft length n, built from the source rows P
+    (M x V): target_probs (batch, n+1, V), draft_probs (batch, n, V), draft_ids (batch, n) int32.
+    Row r's draft position i reads P[(r*(n+1) + i) mod M]; each row is built from r alone, so a
+    prefix of rows is a smaller batch's input (``prefix``). `target` reuses a target_probs built
+    for the same P, batch and n (accept=all and accept=none share it)."""
+
+    def __init__(self, torch, probs, batch, n, accept_all, target=None):
+        m, v = probs.shape
+        dev = probs.device
+        r = torch.arange(batch, device=dev)[:, None]
+        i = torch.arange(n + 1, device=dev)[None, :]
+        src = (r * (n + 1) + i) % m  # (batch, n+1) source rows
+        self.n, self.accept_all = n, accept_all
+        self.target_probs = probs[src] if target is None else target
+        drafts = src[:, :n]
+        if accept_all:
+            # q = p: u*q < p holds for every u < 1, so every draft is accepted.
+            self.draft_probs = probs[drafts]
+            ids = probs.argmax(dim=-1)[drafts]
+        else:
+            # q one-hot at p's least likely token (argmin: the lowest index among ties): the
+            # target gives it ~1e-7 or 0, so draft 0 is rejected.
+            ids = probs.argmin(dim=-1)[drafts]
+            self.draft_probs = torch.zeros((batch, n, v), dtype=probs.dtype, device=dev)
+            self.draft_probs.scatter_(-1, ids[..., None], 1.0)
+        self.draft_ids = ids.to(torch.int32)
+
+    def prefix(self, batch):
+        """The first `batch` rows (views: no copy)."""
+        view = object.__new__(type(self))
+        view.n, view.accept_all = self.n, self.accept_all
+        view.target_probs = self.target_probs[:batch]
+        view.draft_probs = self.draft_probs[:batch]
+        view.draft_ids = self.draft_ids[:batch]
+        return view
+
+    def path_error(self, accepted):
+        """None when the accepted-prefix lengths (one per row) are the ones these inputs were
+        built for (n everywhere for accept=all; 0 for all but 1% of rows for accept=none: each
+        first draft keeps a ~1e-7 chance), else what came out."""
+        want = self.n if self.accept_all else 0
+        accepted = accepted.reshape(-1).long()
+        off = int((accepted != want).sum())
+        if off > (0 if self.accept_all else accepted.numel() // 100):
+            return (f"{off} of {accepted.numel()} rows accepted other than {want} drafts "
+                    f"(mean {float(accepted.double().mean()):.3f})")
+        return None
 
 
 # --- the peers -------------------------------------------------------------------------------
@@ -306,6 +429,31 @@ def torch_ops(torch):
         q = bok(x, prm)
         return lambda: draw(q())
 
+    def verify_draft(d):
+        """Rejection sampling as a PyTorch stack writes it: (tokens (b, n+1) with the accepted
+        prefix, the drawn token, then -1; accepted prefix length per row)."""
+        b, n, _ = d.draft_probs.shape
+        dev = d.draft_probs.device
+        ids = d.draft_ids.long()  # gather's index type, converted once (not timed)
+        rows = torch.arange(b, device=dev)
+        cols = torch.arange(n, device=dev)
+        pad = torch.full((b, 1), -1, dtype=torch.int64, device=dev)
+
+        def run():
+            p = d.target_probs[:, :n].gather(-1, ids[..., None]).squeeze(-1)
+            q = d.draft_probs.gather(-1, ids[..., None]).squeeze(-1)
+            accept = torch.rand((b, n), device=dev) * q < p
+            e = accept.long().cumprod(dim=-1).sum(dim=-1)  # the accepted prefix
+            p_e = d.target_probs[rows, e]
+            # No draft at e = n: the residual is p_n itself.
+            q_e = d.draft_probs[rows, e.clamp(max=n - 1)] * (e < n)[:, None]
+            residual = (p_e - q_e).clamp(min=0.0)
+            residual = torch.where(residual.sum(dim=-1, keepdim=True) > 0, residual, p_e)
+            token = torch.multinomial(residual, 1)
+            out = torch.cat([ids.masked_fill(cols >= e[:, None], -1), pad], dim=1)
+            return out.scatter_(1, e[:, None], token), e
+        return run
+
     return {
         "softmax": lambda x, prm, k: (lambda: probs_of(scaled(x, prm))),
         "sample": lambda x, prm, k: (lambda: draw(probs_of(scaled(x, prm)))),
@@ -320,6 +468,10 @@ def torch_ops(torch):
         "sample_sparsemax": lambda x, prm, k: (lambda: draw(sparsemax(scaled(x, prm)))),
         "bok": lambda x, prm, k: bok(x, prm),
         "sample_bok": lambda x, prm, k: sample_bok(x, prm),
+        # The probability ops' builders take (inputs, n): P[:b], or VerifyInputs.
+        "sample_from_probs": lambda p, n: (lambda: torch.multinomial(p, 1)),
+        "sample_from_probs_n": lambda p, n: (lambda: torch.multinomial(p, n, replacement=True)),
+        "verify_draft": lambda d, n: verify_draft(d),
     }
 
 
@@ -382,6 +534,13 @@ def flashinfer_ops(torch):
         # its version can (its default, unsorted, does less work).
         kw = {"sorted": True} if accepts(fi.top_k, "sorted") else {}
         ops["top_k_select"] = lambda x, prm, k: (lambda: fi.top_k(x, k, **kw))
+    # The probability ops (builders take (inputs, n)); no sample_from_probs_n: FlashInfer has
+    # no n draws per row.
+    if hasattr(fs, "sampling_from_probs"):
+        ops["sample_from_probs"] = lambda p, n: (lambda: fs.sampling_from_probs(p))
+    if hasattr(fs, "chain_speculative_sampling"):
+        ops["verify_draft"] = lambda d, n: (lambda: fs.chain_speculative_sampling(
+            d.draft_probs, d.draft_ids, d.target_probs))
     return ops, version
 
 
@@ -483,18 +642,25 @@ def check(torch, impls, ops):
                     p = torch.softmax(z, dim=-1)
                     for per_row in ([False, True] if sampling else [False]):
                         what = f"{impl} {label} {dtype} {dist} v{vocab} per_row={per_row}"
-                        try:
-                            out = table[op](x, Params(torch, x.shape[0], per_row), k)()
-                            problem = _check_output(torch, op, k, z, p, out)
-                        except NotImplementedError as e:
-                            print(f"SKIPPED {what}: {e}")
-                            continue
-                        except Exception as e:  # a peer that breaks is what --check is for
-                            problem = f"{type(e).__name__}: {e}"
-                        bad += problem is not None
-                        print(f"{'ok' if problem is None else 'FAILED':7} {what}"
-                              + (f": {problem}" if problem else ""))
+                        bad += _checked(what, lambda: _check_output(
+                            torch, op, k, z, p,
+                            table[op](x, Params(torch, x.shape[0], per_row), k)()))
     return bad
+
+
+def _checked(what, run):
+    """Runs one check (`run` returns None or what is wrong) and prints ok, FAILED or SKIPPED
+    (a peer without that op) for `what`; 1 for a failure, else 0."""
+    try:
+        problem = run()
+    except NotImplementedError as e:
+        print(f"SKIPPED {what}: {e}")
+        return 0
+    except Exception as e:  # a peer that breaks is what --check is for
+        problem = f"{type(e).__name__}: {e}"
+    print(f"{'ok' if problem is None else 'FAILED':7} {what}"
+          + (f": {problem}" if problem else ""))
+    return int(problem is not None)
 
 
 def _check_output(torch, op, k, z, p, out):
@@ -539,6 +705,88 @@ def _check_output(torch, op, k, z, p, out):
         f"{len(outside)} of {b} draws outside the support (rows {outside[:8]})"
 
 
+# The probability ops' check also runs on P cut to each row's CHECK_TOP most likely tokens
+# (renormalised): on the plain softmax every p > 0, and "drawn where p > 0" could not fail.
+CHECK_TOP = 50
+
+
+def _verify_out(out):
+    """(tokens (b, n+1), accepted prefix per row), both int64, of a verify_draft peer: torch's
+    (tokens, e) or FlashInfer's (tokens, accepted_num, emitted_num), whose emitted_num is the
+    prefix (its accepted_num counts the drafts that pass on their own)."""
+    return out[0].long(), out[-1].reshape(-1).long()
+
+
+def check_probs(torch, impls, prob_ops):
+    """Each of `prob_ops` of each peer once per vocab and source set, built as the timed run
+    builds them from CHECK_BATCH source rows for CHECK_BATCH x CHECK_DRAWS rows. Returns the
+    number of failures."""
+    bad = 0
+    vocabs = [CHECK_VOCAB] + ([CHECK_VOCAB_GPU] if DEVICE == "cuda" else [])
+    batch = CHECK_BATCH * CHECK_DRAWS
+    for impl, table in impls.items():
+        for vocab in vocabs:
+            dense = source_probs(torch, CHECK_BATCH, vocab, seed=5)
+            kth = torch.topk(dense, CHECK_TOP, dim=-1).values[:, -1:]
+            cut = dense.masked_fill(dense < kth, 0.0)
+            cut = cut / cut.sum(dim=-1, keepdim=True)
+            for rows, probs in ((PROB_DIST, dense), (f"top{CHECK_TOP}", cut)):
+                for op, params in prob_ops:
+                    if op not in table:
+                        continue
+                    n, accept_all = prob_params(params)
+                    what = f"{impl} {op} {params or '-'} f32 {rows} v{vocab}"
+
+                    def run(op=op, n=n, accept_all=accept_all, probs=probs):
+                        if op == "verify_draft":
+                            inp = VerifyInputs(torch, probs, batch, n, accept_all)
+                        else:
+                            inp = probs.repeat(CHECK_DRAWS, 1)
+                        return _check_prob_output(torch, op, n, inp, table[op](inp, n)())
+                    bad += _checked(what, run)
+    return bad
+
+
+def _in_support(torch, p, tokens):
+    """None when every token is an id in [0, V) where p > 0 (row by row), else why not."""
+    v = p.shape[-1]
+    if not bool(((tokens >= 0) & (tokens < v)).all()):
+        return f"tokens {tokens.reshape(-1).tolist()[:8]}... are not ids in [0, {v})"
+    outside = (p.gather(-1, tokens) <= 0).any(dim=-1).nonzero().reshape(-1).tolist()
+    return None if not outside else \
+        f"{len(outside)} of {p.shape[0]} rows drew where p = 0 (rows {outside[:8]})"
+
+
+def _check_prob_output(torch, op, n, inp, out):
+    """None when `out` is what probability op `op` must give for its inputs `inp`, else why."""
+    if op in ("sample_from_probs", "sample_from_probs_n"):
+        b = inp.shape[0]
+        per_row = 1 if op == "sample_from_probs" else n
+        tokens = _tokens(out)
+        if tokens.numel() != b * per_row:
+            return f"{tokens.numel()} tokens for {b} rows of {per_row}"
+        return _in_support(torch, inp.double(), tokens.reshape(b, per_row))
+    tokens, accepted = _verify_out(out)
+    b = inp.draft_ids.shape[0]
+    if tuple(tokens.shape) != (b, n + 1) or tuple(accepted.shape) != (b,):
+        return f"shapes {tuple(tokens.shape)} and {tuple(accepted.shape)}"
+    wrong = inp.path_error(accepted)
+    if wrong:
+        return wrong
+    ids = inp.draft_ids.long()
+    if inp.accept_all:
+        if not torch.equal(tokens[:, :n], ids):
+            return "the accepted tokens are not the drafts"
+        return _in_support(torch, inp.target_probs[:, n].double(), tokens[:, n:])
+    rejected = accepted == 0  # every row but a rare one (see path_error)
+    t0 = tokens[rejected, :1]
+    if bool((t0 == ids[rejected, :1]).any()):
+        return "a rejected draft was emitted"
+    if not bool((tokens[rejected, 1:] == -1).all()):
+        return "the tokens after the first rejection are not -1"
+    return _in_support(torch, inp.target_probs[rejected, 0].double(), t0)
+
+
 # --- the run ---------------------------------------------------------------------------------
 def make_impls(torch, names, gpu):
     """{impl: op table} for the comma-separated `names`; FlashInfer only with a GPU (its kernels
@@ -558,11 +806,103 @@ def make_impls(torch, names, gpu):
     return impls
 
 
-def run_check(torch, impls, ops):
+def prob_label(op, params):
+    """benches/probs's label (Spec::label): the op, then n=4 as n4 and any other param with '_'
+    for its '=' (verify_draft_n4_accept_all)."""
+    parts = [kv.replace("=", "") if kv.startswith("n=") else kv.replace("=", "_")
+             for kv in params.split(",") if kv]
+    return "_".join([op] + parts)
+
+
+def run_prob_ops(torch, f, impls, prob_ops, grid, timer, runs, meta, skipped):
+    """Times `prob_ops` of each peer on the probability grid (the module docstring), one line
+    per point into the open file `f`; `meta` gives roof, device and git; a failed (impl, op,
+    params) joins `skipped`. Returns the number of lines written, None when CUDA is unusable."""
+    if not prob_ops:
+        return 0
+    m = max(grid["batches"])
+    written = 0
+    for vocab in grid["vocabs"]:
+        probs = source_probs(torch, m, vocab, prob_seed(vocab))
+        target = None  # (n, target_probs): accept=all and accept=none share the target rows
+        inp = fn = full = None
+        for op, params in prob_ops:
+            # The last op's inputs go before the next are built (at V = 262144 and n = 8,
+            # target and draft are 4.8 and 4.3 GB).
+            inp = fn = full = None
+            n, accept_all = prob_params(params)
+            label = prob_label(op, params)
+            if not any(op in table and (impl, op, params) not in skipped
+                       for impl, table in impls.items()):
+                continue
+            if op == "verify_draft":
+                if target is not None and target[0] != n:
+                    target = None
+                try:
+                    full = VerifyInputs(torch, probs, m, n, accept_all,
+                                        target[1] if target else None)
+                except Exception as e:  # OOM at the largest vocab
+                    print(f"SKIPPED {label} v{vocab}: its inputs: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}")
+                    target = None
+                    torch.cuda.empty_cache()
+                    continue
+                target = (n, full.target_probs)
+            for impl, table in impls.items():
+                if op not in table:
+                    continue
+                key = (impl, op, params)
+                for batch in grid["batches"]:
+                    if key in skipped:
+                        break
+                    inp = full.prefix(batch) if full is not None else probs[:batch]
+                    try:
+                        fn = table[op](inp, n)
+                        if full is not None:
+                            # As the Rust bench: a point whose rows take another path than
+                            # its bytes assume is an error, not a point.
+                            wrong = inp.path_error(_verify_out(fn())[1])
+                            if wrong:
+                                raise RuntimeError(f"the inputs do not take the path the "
+                                                   f"bytes assume: {wrong}")
+                        times = timer.time(runs, False, fn)
+                    except Exception as e:  # API drift, OOM, a wrong path
+                        print(f"SKIPPED {impl} {label} f32: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}")
+                        skipped.add(key)
+                        try:  # a failed kernel can leave the context broken
+                            if DEVICE == "cuda":
+                                torch.cuda.synchronize()
+                                torch.cuda.empty_cache()
+                        except Exception as e2:
+                            print(f"ERROR: CUDA unusable after that ({e2}); stopping")
+                            return None
+                        continue
+                    us = median(times)
+                    gbps = prob_bytes(op, params, batch, vocab) / max(us, 1e-3) / 1e3
+                    line = {"op": op, "impl": impl, "dtype": "f32", "dist": PROB_DIST,
+                            "batch": batch, "vocab": vocab, "params": params,
+                            "per_row": False, "median_us": round(us, 3),
+                            "gbps": round(gbps, 2), "roof_gbps": round(meta["roof"], 2),
+                            "device": meta["device"], "git": meta["git"],
+                            "impl_version": VERSIONS.get(impl, "unknown")}
+                    f.write(json.dumps(line) + "\n")
+                    f.flush()
+                    written += 1
+                    pid = f"f32/{PROB_DIST}/b{batch}/v{vocab}"
+                    print(f"{impl:<10} {label:<26} {pid:<30} {us:>10.2f} us  "
+                          f"{gbps:>8.1f} GB/s  {gbps / meta['roof']:.3f} of roof")
+        del probs, target, inp, fn, full
+        torch.cuda.empty_cache()
+    return written
+
+
+def run_check(torch, impls, ops, prob_ops):
     print(f"check on {DEVICE}, torch {torch.__version__}, impls {list(impls)}, "
           f"batch {CHECK_BATCH}, vocab {CHECK_VOCAB}"
           + (f" and {CHECK_VOCAB_GPU}" if DEVICE == "cuda" else ""))
     bad = check(torch, impls, ops)
+    bad += check_probs(torch, impls, prob_ops)
     print(f"done: check {'passed' if bad == 0 else f'FAILED ({bad} failures)'}")
     return 1 if bad else 0
 
@@ -572,6 +912,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="vocab 128256, batch 1 and 128, normal1, f32 and bf16")
     ap.add_argument("--ops", default="", help="comma-separated op names (default: all)")
+    ap.add_argument("--only", choices=["logits", "probs"], default=None,
+                    help="only the ops that take logits (BENCH.md's grid) or probabilities "
+                         "(PROB_OPS); with --ops, the ops both select")
     ap.add_argument("--impls", default="torch,flashinfer", help="comma-separated peers")
     ap.add_argument("--out", default="", help="results file (default: see above)")
     ap.add_argument("--runs", type=int, default=RUNS, help="timed runs per point (>= 50)")
@@ -588,6 +931,15 @@ def main(argv=None):
     if unknown:
         print(f"unknown op(s) {unknown}; known: {','.join(OP_NAMES)}", file=sys.stderr)
         return 2
+    ops = [o for o in OPS if not ops_wanted or o[0] in ops_wanted]
+    prob_ops = [o for o in PROB_OPS if not ops_wanted or o[0] in ops_wanted]
+    if args.only == "probs":
+        ops = []
+    elif args.only == "logits":
+        prob_ops = []
+    if not ops and not prob_ops:
+        print(f"SKIPPED: no op that takes {args.only} among {','.join(ops_wanted)}")
+        return 0
 
     try:
         import torch
@@ -602,7 +954,6 @@ def main(argv=None):
         global DEVICE
         DEVICE = "cpu"
     sys.path.insert(0, HERE)  # for bok_torch
-    ops = [o for o in OPS if not ops_wanted or o[0] in ops_wanted]
     try:
         impls = make_impls(torch, args.impls, gpu)
     except ValueError as e:
@@ -612,7 +963,7 @@ def main(argv=None):
         print(f"SKIPPED: no usable peer among {args.impls!r} here")
         return 0
     if args.check:
-        return run_check(torch, impls, ops)
+        return run_check(torch, impls, ops, prob_ops)
 
     device = torch.cuda.get_device_name(0)
     git = git_commit()
@@ -624,14 +975,16 @@ def main(argv=None):
     runs = max(50, args.runs)
 
     print(f"peers on {device}, torch {torch.__version__}, impls {VERSIONS}, git {git}, "
-          f"{'quick' if args.quick else 'full'} grid, {len(ops)} ops")
+          f"{'quick' if args.quick else 'full'} grid, {len(ops)} logit ops, "
+          f"{len(prob_ops)} probability ops")
     timer = Timer(torch)
     roof = copy_roof(torch, timer)
     print(f"roof: {roof:.1f} GB/s (1 GiB device-to-device copy, read + written)")
     print(f"results: {out}")
 
-    pairs = [(v, d) for v in grid["vocabs"] for d in grid["dists"]]
-    if (COLD_VOCAB, COLD_DIST) not in pairs:
+    # No logit op selected: no logits made either.
+    pairs = [(v, d) for v in grid["vocabs"] for d in grid["dists"]] if ops else []
+    if ops and (COLD_VOCAB, COLD_DIST) not in pairs:
         pairs.append((COLD_VOCAB, COLD_DIST))
     max_batch = max(grid["batches"] + [COLD_BATCH])
     skipped = set()
@@ -694,8 +1047,15 @@ def main(argv=None):
                                   f"{gbps:>8.1f} GB/s  {gbps / roof:.3f} of roof")
             del base, inputs
             torch.cuda.empty_cache()
+        # The probability ops after the logit ops: new code cannot cost the main comparison.
+        more = run_prob_ops(torch, f, impls, prob_ops, grid, timer, runs,
+                            {"roof": roof, "device": device, "git": git}, skipped)
+        if more is None:
+            return 1
+        written += more
     print(f"done: {written} points written to {out}, {len(skipped)} (impl, op, dtype, per_row) "
-          f"skipped, {timer.host_bound_batches} timed batches where the device waited for the host")
+          f"or (impl, op, params) skipped, {timer.host_bound_batches} timed batches where the "
+          f"device waited for the host")
     return 0
 
 

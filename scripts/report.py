@@ -35,7 +35,7 @@ REPO = os.path.dirname(HERE)
 
 OP_ORDER = ["softmax", "sample", "greedy", "sample_top_k", "sample_top_p", "sample_min_p",
             "sample_top_k_top_p", "top_k_select", "sparsemax", "sample_sparsemax", "bok",
-            "sample_bok"]
+            "sample_bok", "sample_from_probs", "sample_from_probs_n", "verify_draft"]
 DTYPE_ORDER = ["f32", "bf16", "f16"]
 DIST_ORDER = ["normal1", "normal5", "gumbel0.1", "gumbel1"]
 FIELDS = ["op", "impl", "dtype", "dist", "batch", "vocab", "params", "per_row", "median_us",
@@ -235,6 +235,12 @@ def render(runs, plot_note):
         "samplex's (above 1: samplex is faster), only between lines of one results file and",
         "one device. Inputs are random logits (N(0,1), N(0,25), log(−log U)/β for β = 0.1, 1);",
         "the Rust bench and the Python peers draw them from different generators.",
+        "The probability ops (sample_from_probs, sample_from_probs_n, verify_draft; not in",
+        "BENCH.md's grid) read f32 probabilities, the softmax of the normal1 rows;",
+        "verify_draft's `accept=all` drafts equal the target (every draft accepted: the draw",
+        "reads p_n), its `accept=none` drafts are one-hot at a token the target all but rules",
+        "out (the first rejected: the draw reads p_0 and q_0); benches/probs/mod.rs says how",
+        "they are built and their bytes counted.",
         "",
     ]
     if plot_note:
@@ -380,7 +386,8 @@ def plot(run, path):
     labels = sorted(legend, key=lambda s: (int(s.split()[0][2:]), _order(DTYPE_ORDER, s.split()[1])))
     handles = [legend[label] for label in labels]
     fig.legend(handles, labels, loc="lower center", ncol=min(8, len(labels)), fontsize=7)
-    fig.suptitle(f"samplex on {device} ({file}): normal1 logits, warm L2", fontsize=10)
+    fig.suptitle(f"samplex on {device} ({file}): normal1 inputs (the probability ops: "
+                 "their softmax), warm L2", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.96))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # "tight": a figure of one or two panels is narrower than its title and legend.

@@ -1,7 +1,8 @@
-"""Tests of scripts/peers.py that need no GPU: its grid, op table and parameters are the Rust
-bench's (read from benches/ and src/decoder.rs, so the two cannot drift apart), its names and
-byte counts are the bench's, and without a GPU it skips. With PyTorch installed, its --check
-mode runs too (CPU only).
+"""Tests of scripts/peers.py that need no GPU: its grid, op tables (logits and probabilities)
+and parameters are the Rust bench's (read from benches/ and src/decoder.rs, so the two cannot
+drift apart), its names and byte counts are the bench's, and without a GPU it skips. With
+PyTorch installed, its --check mode, the probability ops' input builder and their timed loop
+(with a stand-in timer) run too (CPU only).
 
     python3 -m unittest scripts/test_peers.py
 """
@@ -108,6 +109,232 @@ class PeersMatchTheRustBench(unittest.TestCase):
         self.assertEqual(peers.out_bytes("sample_top_p", None, 8, 1000), 8 * 4)
 
 
+class ProbOpsMatchTheRustBench(unittest.TestCase):
+    def test_prob_op_table_is_the_rust_one(self):
+        src = source("benches/probs/mod.rs")
+        m = re.search(r"const OPS: &\[\(&str, &str\)\] = &\[(.*?)\];", src, re.S)
+        self.assertIsNotNone(m, "benches/probs/mod.rs: const OPS not found")
+        rust = re.findall(r'\(\s*"(\w+)",\s*"([^"]*)"\s*\)', m.group(1))
+        self.assertGreater(len(rust), 0)
+        self.assertEqual(peers.PROB_OPS, rust)
+        for op, params in peers.PROB_OPS:
+            self.assertIn(op, peers.OP_NAMES)
+            peers.prob_params(params)  # parses
+
+    def test_prob_params_labels_and_seed(self):
+        self.assertEqual(peers.prob_params(""), (None, None))
+        self.assertEqual(peers.prob_params("n=4"), (4, None))
+        self.assertEqual(peers.prob_params("n=8,accept=none"), (8, False))
+        self.assertEqual(peers.prob_params("n=4,accept=all"), (4, True))
+        for bad in ["n=0", "n=x", "accept=some", "k=50"]:
+            with self.assertRaises(ValueError):
+                peers.prob_params(bad)
+        # benches/probs's Spec::label
+        self.assertEqual(peers.prob_label("verify_draft", "n=4,accept=all"),
+                         "verify_draft_n4_accept_all")
+        self.assertEqual(peers.prob_label("sample_from_probs", ""), "sample_from_probs")
+        # P's logits are the main loop's normal1 logits at that vocab
+        self.assertEqual(peers.prob_seed(32000), 0x5A3D + 1000 * peers.DISTS.index("normal1")
+                         + 32000)
+
+    def test_prob_byte_counts(self):
+        b, v = 8, 1000
+        row = b * v * 4
+        self.assertEqual(peers.prob_bytes("sample_from_probs", "", b, v), row + b * 4)
+        self.assertEqual(peers.prob_bytes("sample_from_probs_n", "n=4", b, v), row + b * 4 * 4)
+        for n in (4, 8):
+            tail = b * n * 4 + b * (n + 1) * 4 + b * 4
+            self.assertEqual(peers.prob_bytes("verify_draft", f"n={n},accept=all", b, v),
+                             row + tail)
+            self.assertEqual(peers.prob_bytes("verify_draft", f"n={n},accept=none", b, v),
+                             2 * row + tail)
+        # benches/probs/mod.rs's self_check case
+        self.assertEqual(peers.prob_bytes("verify_draft", "n=4,accept=none", 2, 10),
+                         2 * 2 * 10 * 4 + 2 * 4 * 4 + 2 * 5 * 4 + 2 * 4)
+        with self.assertRaises(ValueError):
+            peers.prob_bytes("sample", "", b, v)
+
+
+class FakeTimer:
+    """Timer's interface: runs each function once and says it took 2 us."""
+    host_bound_batches = 0
+
+    def __init__(self):
+        self.calls = []
+
+    def time(self, runs, cold, fn):
+        self.calls.append((runs, cold))
+        fn()
+        return [2.0] * runs
+
+
+@unittest.skipUnless(HAVE_TORCH, "PyTorch is not installed")
+class ProbOpsOnTheCpu(unittest.TestCase):
+    def setUp(self):
+        import torch
+        self.torch = torch
+        patcher = mock.patch.object(peers, "DEVICE", "cpu")
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def test_verify_inputs_are_built_as_the_rust_bench_builds_them(self):
+        torch = self.torch
+        m, v, b = 5, 300, 7
+        probs = peers.source_probs(torch, m, v, seed=3)
+        self.assertEqual(probs.dtype, torch.float32)
+        probs[1, :2] = probs[1].min()  # a tie at the least likely value: the lowest index wins
+        for n in (4, 8):
+            src = [[(r * (n + 1) + i) % m for i in range(n + 1)] for r in range(b)]
+            full_all = peers.VerifyInputs(torch, probs, b, n, True)
+            full_none = peers.VerifyInputs(torch, probs, b, n, False,
+                                           target=full_all.target_probs)
+            for d in (full_all, full_none):
+                self.assertEqual(tuple(d.target_probs.shape), (b, n + 1, v))
+                self.assertEqual(tuple(d.draft_probs.shape), (b, n, v))
+                self.assertEqual((tuple(d.draft_ids.shape), d.draft_ids.dtype),
+                                 ((b, n), torch.int32))
+            for r in range(b):
+                for i in range(n + 1):
+                    self.assertTrue(torch.equal(full_all.target_probs[r, i], probs[src[r][i]]))
+                for i in range(n):
+                    p = probs[src[r][i]]
+                    # accept=all: q = p, the draft its most likely token
+                    self.assertTrue(torch.equal(full_all.draft_probs[r, i], p))
+                    self.assertEqual(int(full_all.draft_ids[r, i]), int(p.argmax()))
+                    # accept=none: q one-hot at the least likely token (lowest index of a tie)
+                    x = int(full_none.draft_ids[r, i])
+                    self.assertEqual(x, min(j for j in range(v) if p[j] == p.min()))
+                    want = torch.zeros(v)
+                    want[x] = 1.0
+                    self.assertTrue(torch.equal(full_none.draft_probs[r, i], want))
+            # A prefix of rows is the smaller batch's input.
+            small = peers.VerifyInputs(torch, probs, 3, n, False)
+            pre = full_none.prefix(3)
+            for f in ("target_probs", "draft_probs", "draft_ids"):
+                self.assertTrue(torch.equal(getattr(pre, f), getattr(small, f)), f)
+            self.assertEqual((pre.n, pre.accept_all), (n, False))
+        self.assertEqual(probs[1].argmin().item(), 0)
+
+    def test_path_error_says_when_rows_take_another_path(self):
+        torch = self.torch
+        probs = peers.source_probs(torch, 3, 100, seed=1)
+        d_all = peers.VerifyInputs(torch, probs, 200, 4, True)
+        d_none = peers.VerifyInputs(torch, probs, 200, 4, False)
+        self.assertIsNone(d_all.path_error(torch.full((200,), 4)))
+        self.assertIn("1 of 200 rows", d_all.path_error(torch.tensor([4] * 199 + [3])))
+        self.assertIsNone(d_none.path_error(torch.tensor([0] * 198 + [1, 2])))  # 1%
+        self.assertIsNotNone(d_none.path_error(torch.tensor([0] * 197 + [1, 1, 1])))
+
+    def test_run_prob_ops_writes_the_rust_bench_points(self):
+        torch = self.torch
+        grid = {"vocabs": [300, 500], "batches": [1, 6]}
+        table = peers.torch_ops(torch)
+        broken = dict(table)
+        broken["sample_from_probs_n"] = lambda p, n: (lambda: 1 / 0)
+        # A peer whose rows do not take the path the bytes assume: its points are not written.
+        broken["verify_draft"] = lambda d, n: (
+            lambda: (torch.zeros((d.draft_ids.shape[0], n + 1)),
+                     torch.full((d.draft_ids.shape[0],), 1)))
+        impls = {"torch": table, "broken": broken}
+        timer = FakeTimer()
+        skipped = set()
+        meta = {"roof": 1000.0, "device": "cpu test", "git": "abc"}
+        builds = []
+        real = peers.VerifyInputs
+
+        def recorded(torch_, probs, batch, n, accept_all, target=None):
+            builds.append((probs.shape[1], batch, n, accept_all, target is not None))
+            return real(torch_, probs, batch, n, accept_all, target)
+        with tempfile.TemporaryDirectory() as tmp, \
+                mock.patch.object(peers, "VerifyInputs", recorded), \
+                mock.patch.dict(peers.VERSIONS, {"torch": "t1", "broken": "b1"}):
+            out = os.path.join(tmp, "r.jsonl")
+            with open(out, "w", encoding="utf-8") as f, \
+                    mock.patch("sys.stdout", new_callable=__import__("io").StringIO) as log:
+                written = peers.run_prob_ops(torch, f, impls, peers.PROB_OPS, grid, timer,
+                                             50, meta, skipped)
+            with open(out, encoding="utf-8") as f:
+                lines = [__import__("json").loads(x) for x in f]
+        self.assertEqual(written, len(lines))
+        # torch: every (vocab, op, batch); broken: sample_from_probs only.
+        want = [(v, "torch", op, params, b) for v in grid["vocabs"]
+                for op, params in peers.PROB_OPS for b in grid["batches"]]
+        want += [(v, "broken", "sample_from_probs", "", b) for v in grid["vocabs"]
+                 for b in grid["batches"]]
+        got = [(x["vocab"], x["impl"], x["op"], x["params"], x["batch"]) for x in lines]
+        self.assertEqual(sorted(got), sorted(want))
+        # Order: vocab, then op as in PROB_OPS, then impl, then batch.
+        order = [(x["vocab"], [o for o, _ in peers.PROB_OPS].index(x["op"])) for x in lines]
+        self.assertEqual(order, sorted(order))
+        for x in lines:
+            self.assertEqual((x["dtype"], x["dist"], x["per_row"]), ("f32", "normal1", False))
+            self.assertEqual((x["median_us"], x["roof_gbps"], x["device"], x["git"]),
+                             (2.0, 1000.0, "cpu test", "abc"))
+            self.assertEqual(x["impl_version"], {"torch": "t1", "broken": "b1"}[x["impl"]])
+            nbytes = peers.prob_bytes(x["op"], x["params"], x["batch"], x["vocab"])
+            self.assertEqual(x["gbps"], round(nbytes / 2.0 / 1e3, 2))
+        self.assertEqual(skipped, {("broken", "sample_from_probs_n", "n=4")}
+                         | {("broken", "verify_draft", p) for o, p in peers.PROB_OPS
+                            if o == "verify_draft"})
+        self.assertIn("do not take the path", log.getvalue())
+        # Inputs once per (vocab, n, accept) at the largest batch; accept=none reuses the target.
+        self.assertEqual(builds, [(v, 6, n, a, not a) for v in grid["vocabs"]
+                                  for n in (4, 8) for a in (True, False)])
+        self.assertTrue(all(c == (50, False) for c in timer.calls))  # warm L2 only
+
+    def test_the_timed_run_times_the_logit_ops_then_the_probability_ops(self):
+        # main() past its GPU check, on the CPU: a stand-in GPU name, timer and roof.
+        torch = self.torch
+        small = {"vocabs": [500], "batches": [1, 4], "dists": ["normal1"], "dtypes": ["f32"]}
+        with tempfile.TemporaryDirectory() as tmp, \
+                mock.patch.dict(peers.QUICK, small), \
+                mock.patch.object(torch.cuda, "is_available", return_value=True), \
+                mock.patch.object(torch.cuda, "get_device_name", return_value="Test GPU"), \
+                mock.patch.object(peers, "Timer", lambda t: FakeTimer()), \
+                mock.patch.object(peers, "copy_roof", return_value=1000.0), \
+                mock.patch("sys.stdout", new_callable=__import__("io").StringIO) as log:
+            out = os.path.join(tmp, "r.jsonl")
+            args = ["--quick", "--impls", "torch", "--out", out]
+            rc = peers.main(args + ["--ops", "greedy,sample_from_probs"])
+            self.assertEqual(rc, 0, log.getvalue())
+            rc = peers.main(args + ["--only", "probs", "--ops", "greedy,verify_draft"])
+            self.assertEqual(rc, 0, log.getvalue())
+            with open(out, encoding="utf-8") as f:
+                lines = [__import__("json").loads(x) for x in f]
+        got = [(x["op"], x["params"], x["vocab"], x["batch"]) for x in lines]
+        cold = ("greedy", "l2=cold", peers.COLD_VOCAB, peers.COLD_BATCH)
+        verify = [("verify_draft", p, 500, b) for o, p in peers.PROB_OPS if o == "verify_draft"
+                  for b in (1, 4)]
+        self.assertEqual(got, [("greedy", "", 500, 1), ("greedy", "", 500, 4), cold,
+                               ("sample_from_probs", "", 500, 1),
+                               ("sample_from_probs", "", 500, 4)] + verify)
+        self.assertEqual({x["device"] for x in lines}, {"Test GPU"})
+        self.assertIn("done: 5 points written", log.getvalue())
+        self.assertIn("done: 8 points written", log.getvalue())
+
+    def test_the_torch_verify_draft_follows_the_rejection_rule(self):
+        torch = self.torch
+        torch.manual_seed(0)
+        v, n, b = 6, 2, 4000
+        p = torch.tensor([[0.5, 0.3, 0.2, 0, 0, 0]] * (n + 1))
+        q = torch.tensor([[0.1, 0.1, 0.8, 0, 0, 0]] * n)
+        d = peers.VerifyInputs.__new__(peers.VerifyInputs)
+        d.target_probs = p.expand(b, n + 1, v).contiguous()
+        d.draft_probs = q.expand(b, n, v).contiguous()
+        d.draft_ids = torch.full((b, n), 2, dtype=torch.int32)  # p/q = 1/4
+        tokens, e = peers.torch_ops(torch)["verify_draft"](d, n)()
+        self.assertEqual(tuple(tokens.shape), (b, n + 1))
+        self.assertAlmostEqual(float((e >= 1).double().mean()), 0.25, delta=0.03)
+        self.assertAlmostEqual(float((e == 2).double().mean()), 0.0625, delta=0.015)
+        first = tokens[e == 0, 0]
+        # The residual max(p - q, 0) = (0.4, 0.2, 0): tokens 0 and 1 at 2 : 1, never 2.
+        self.assertTrue(bool((first != 2).all()))
+        self.assertAlmostEqual(float((first == 0).double().mean()), 2 / 3, delta=0.04)
+        self.assertTrue(bool((tokens[e == 0, 1:] == -1).all()))
+        # After a full accept the bonus token comes from p_n (tokens 0, 1, 2).
+        self.assertTrue(bool((tokens[e == 2, :2] == 2).all()))
+
+
 class PeersRun(unittest.TestCase):
     def test_an_unknown_op_is_refused(self):
         r = run_peers("--ops", "no_such_op")
@@ -129,6 +356,19 @@ class PeersRun(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assertIn("done: check passed", r.stdout)
         self.assertNotIn("FAILED", r.stdout)
+        for op, params in peers.PROB_OPS:  # the probability ops were checked too
+            self.assertIn(f"ok      torch {op} {params or '-'} f32 top50", r.stdout)
+
+    def test_the_op_groups_select_and_an_empty_selection_skips(self):
+        r = run_peers("--only", "probs", "--ops", "greedy", "--out", os.devnull)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("SKIPPED: no op that takes probs among greedy", r.stdout)
+        r = run_peers("--only", "sideways")
+        self.assertEqual(r.returncode, 2)
+        if not HAVE_TORCH:  # the probability ops' names are known: it gets as far as torch
+            r = run_peers("--ops", "verify_draft,sample_from_probs_n", "--out", os.devnull)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("SKIPPED: no PyTorch", r.stdout)
 
 
 # glue.cu's C parameter types -> the ctypes type flashinfer_kernels must declare for each.
@@ -176,6 +416,9 @@ class FakeTensor:
 
     def long(self):
         return FakeTensor(self.shape, "int64")
+
+    def int(self):
+        return FakeTensor(self.shape, "int32")
 
     device = "cuda"
 
@@ -272,6 +515,49 @@ class FlashInferKernels(unittest.TestCase):
         for s in steps:
             want.append(want[-1] + (s + 3) // 4 * 4)
         self.assertEqual(offsets, want)
+
+    def test_the_probability_functions_call_the_glue_as_flashinfer_does(self):
+        torch, k = fake_kernels(stream=99)
+        zeros = []
+        empty = torch.empty
+        torch.zeros = lambda *a, **kw: zeros.append(empty(*a, **kw)) or zeros[-1]  # noqa: E731
+        b, n, v = 5, 4, 3000
+        p = FakeTensor((b, v), "float32")
+        samples = k.sampling_from_probs(p)
+        draft = FakeTensor((b, n, v), "float32")
+        ids = FakeTensor((b, n), "int64")
+        target = FakeTensor((b, n + 1, v), "float32")
+        tokens, accepted, emitted = k.chain_speculative_sampling(draft, ids, target)
+        k.sampling_from_probs(p)
+        (s1, a1), (s2, a2), (s3, a3) = k.lib.calls
+        self.assertEqual((s1, s2, s3), ("sxfi_sampling_from_probs",
+                                        "sxfi_chain_speculative_sampling",
+                                        "sxfi_sampling_from_probs"))
+        # sampling_from_probs: int32 tokens and a bool valid of its own, b rows of V.
+        self.assertEqual((a1["batch"], a1["vocab"], a1["stream"].value), (b, v, 99))
+        self.assertEqual(a1["out"], samples.ptr)
+        self.assertEqual((samples.shape, samples.dtype), ((b,), "int32"))
+        self.assertNotIn(a1["valid"], (None, samples.ptr))
+        # chain_speculative_sampling: the converted inputs (.float(), .int()), fresh zeroed
+        # int32 counts (its kernel adds to them), (b, n+1) int32 tokens.
+        self.assertEqual((a2["batch"], a2["num_speculate_tokens"], a2["vocab"]), (b, n, v))
+        self.assertEqual(a2["stream"].value, 99)
+        self.assertNotEqual(a2["draft_token_ids"], ids.ptr)  # int64 -> int32 first
+        self.assertEqual(a2["output_token_ids"], tokens.ptr)
+        self.assertEqual((tokens.shape, tokens.dtype), ((b, n + 1), "int32"))
+        self.assertEqual([z.ptr for z in zeros], [accepted.ptr, emitted.ptr])
+        self.assertEqual([(z.shape, z.dtype) for z in zeros], [((b,), "int32")] * 2)
+        self.assertEqual((a2["output_accepted_token_num"], a2["output_emitted_draft_token_num"]),
+                         (accepted.ptr, emitted.ptr))
+        # get_seed_and_offset: b for sampling_from_probs, b*(n+2) for the chain, each rounded
+        # up to 4; one seed.
+        steps = [b, b * (n + 2)]
+        self.assertEqual([a["offset"] for a in (a1, a2, a3)],
+                         [0, (steps[0] + 3) // 4 * 4,
+                          (steps[0] + 3) // 4 * 4 + (steps[1] + 3) // 4 * 4])
+        self.assertEqual(len({a["seed"] for a in (a1, a2, a3)}), 1)
+        with self.assertRaisesRegex(ValueError, "shapes"):
+            k.chain_speculative_sampling(draft, FakeTensor((b, n + 1)), target)
 
     def test_top_k_and_its_use_in_top_k_top_p_follow_flashinfer(self):
         torch, k = fake_kernels(stream=5)

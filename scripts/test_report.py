@@ -139,6 +139,34 @@ class ReportTest(unittest.TestCase):
             self.assertFalse(os.path.exists(png))
             self.assertIn("plot was skipped", md)
 
+    def test_probability_ops_follow_the_grid_ops_one_section_per_params(self):
+        path = os.path.join(self.dir, "2026-01-04-gpu-a.jsonl")
+        probs = lambda impl, us, op, params, **kw: line(  # noqa: E731
+            impl, us, op=op, params=params, dtype="f32", **kw)
+        write(path, [
+            probs("samplex", 20.0, "verify_draft", "n=8,accept=none"),
+            probs("flashinfer", 50.0, "verify_draft", "n=8,accept=none"),
+            probs("samplex", 10.0, "verify_draft", "n=4,accept=all"),
+            probs("samplex", 11.0, "verify_draft", "n=4,accept=all", vocab=32000),
+            probs("samplex", 4.0, "sample_from_probs", ""),
+            probs("torch", 12.0, "sample_from_probs", ""),
+            probs("samplex", 5.0, "sample_from_probs_n", "n=4"),
+            line("samplex", 6.0, op="sample_bok", params="T=5,K=8"),
+        ])
+        [(_, _, recs)] = report.group_runs(report.load([path]))
+        a = report.analyse(recs)
+        self.assertEqual(list(a["sections"]), [
+            ("sample_bok", "T=5,K=8"), ("sample_from_probs", ""), ("sample_from_probs_n", "n=4"),
+            ("verify_draft", "n=4,accept=all"), ("verify_draft", "n=8,accept=none")])
+        self.assertEqual(len(a["sections"][("verify_draft", "n=4,accept=all")]), 2)
+        self.assertFalse(a["unaligned"])
+        [rej] = a["sections"][("verify_draft", "n=8,accept=none")]
+        self.assertAlmostEqual(rej["ratios"]["flashinfer"], 2.5)
+        self.assertAlmostEqual(a["sections"][("sample_from_probs", "")][0]["ratios"]["torch"], 3.0)
+        md, _ = self.run_report([path])
+        self.assertIn("### verify_draft (n=8,accept=none) 2026-01-04-gpu-a.jsonl", md)
+        self.assertIn("accept=all", md.split("### Summary")[0])  # the intro says what they are
+
     def test_forced_split_points_sit_beside_the_default_path_only(self):
         f = os.path.join(self.dir, "2026-01-03-gpu-a.jsonl")
         write(f, [

@@ -18,11 +18,13 @@
 
 #include <cstdint>
 
+using flashinfer::sampling::ChainSpeculativeSampling;
 using flashinfer::sampling::MinPSamplingFromProb;
 using flashinfer::sampling::OnlineSoftmax;
 using flashinfer::sampling::RadixRowState;
 using flashinfer::sampling::RadixTopKMaskLogitsMultiCTA;
 using flashinfer::sampling::SamplingFromLogits;
+using flashinfer::sampling::SamplingFromProb;
 using flashinfer::sampling::TopKDispatch;
 using flashinfer::sampling::TopKSamplingFromProb;
 using flashinfer::sampling::TopKTieBreak;
@@ -75,6 +77,29 @@ int sxfi_sampling_from_logits(float *logits, int32_t *out, uint32_t batch, uint3
   return SamplingFromLogits<float, int32_t>(logits, out, nullptr, batch, vocab, true, nullptr,
                                             seed, nullptr, offset,
                                             static_cast<cudaStream_t>(stream));
+}
+
+// flashinfer.sampling.sampling_from_probs on f32 probabilities (no indices: int32 tokens).
+int sxfi_sampling_from_probs(float *probs, int32_t *out, bool *valid, uint32_t batch,
+                             uint32_t vocab, uint64_t seed, uint64_t offset, void *stream) {
+  return SamplingFromProb<float, int32_t>(probs, out, valid, nullptr, batch, vocab, true, nullptr,
+                                          seed, nullptr, offset,
+                                          static_cast<cudaStream_t>(stream));
+}
+
+// flashinfer.sampling.chain_speculative_sampling: draft_probs (batch, n, vocab), draft_token_ids
+// (batch, n), target_probs (batch, n + 1, vocab), all f32/int32; writes output_token_ids
+// (batch, n + 1) and ADDS to the two counts (one per row), which its wrapper zeroes per call.
+int sxfi_chain_speculative_sampling(float *draft_probs, int32_t *draft_token_ids,
+                                    float *target_probs, int32_t *output_token_ids,
+                                    int32_t *output_accepted_token_num,
+                                    int32_t *output_emitted_draft_token_num, uint32_t batch,
+                                    uint32_t num_speculate_tokens, uint32_t vocab, uint64_t seed,
+                                    uint64_t offset, void *stream) {
+  return ChainSpeculativeSampling<float, int32_t>(
+      draft_probs, draft_token_ids, target_probs, output_token_ids, output_accepted_token_num,
+      output_emitted_draft_token_num, batch, num_speculate_tokens, vocab, true, nullptr, seed,
+      nullptr, offset, static_cast<cudaStream_t>(stream));
 }
 
 // flashinfer.sampling.top_k_sampling_from_probs: top_k_arr (int32, one per row) or nullptr.

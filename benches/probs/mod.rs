@@ -1,0 +1,371 @@
+//! The ops that take probabilities, not logits: `sample_from_probs`, `sample_from_probs_n` and
+//! `verify_draft` (speculative decoding's verification step). BENCH.md's grid has none of them;
+//! they are timed on a grid of their own: f32 probabilities, normal1, the grid's vocabs and
+//! batches, batch-wide seeds, warm L2. scripts/peers.py builds the same inputs the same way.
+//!
+//! Inputs, per vocab V: the source rows P = softmax(normal1 logits) of the first M = max batch
+//! rows. `sample_from_probs` and `sample_from_probs_n` (n = 4 draws) read the first b rows.
+//! `verify_draft` with draft length n gives draft position i ≤ n of row r the source row
+//! s(r, i) = (r·(n + 1) + i) mod M: the target's p_i is P[s(r, i)], and the draft
+//!
+//! - `accept=all`: q_i = P[s(r, i)] too, the draft token its most likely one. q = p accepts
+//!   every draft, so the kernel draws from p_n: it reads one row of V floats per row.
+//! - `accept=none`: q_i one-hot at P[s(r, i)]'s least likely token, the draft token that one.
+//!   The target gives it ~1e-7 (or 0), so draft 0 is rejected and the kernel draws from
+//!   max(p_0 − q_0, 0): it reads two rows of V floats per row.
+//!
+//! The bench reads `accepted` back after timing and reports an error when a point's rows did
+//! not take the path its bytes assume.
+//!
+//! Bytes per point: the rows read plus the outputs and draft ids (the 2 probabilities per
+//! tested draft are not counted):
+//!
+//! | op                    | bytes                                                   |
+//! |-----------------------|---------------------------------------------------------|
+//! | sample_from_probs     | b·V·4 + b·4                                             |
+//! | sample_from_probs_n   | b·V·4 + b·n·4                                           |
+//! | verify_draft          | rows·b·V·4 + b·n·4 + b·(n + 1)·4 + b·4 (rows: 1 all, 2 none) |
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream};
+use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
+use samplex::{Error, Result};
+
+/// (op, params) of every point set, in the order the bench and scripts/peers.py run them.
+/// `n` is the draws per row (`sample_from_probs_n`) or the draft length (`verify_draft`);
+/// `accept=all` makes every draft exact (accepted: the draw reads p_n), `accept=none` makes
+/// every first draft a token the target all but rules out (rejected: the draw reads p_0 and q_0).
+pub const OPS: &[(&str, &str)] = &[
+    ("sample_from_probs", ""),
+    ("sample_from_probs_n", "n=4"),
+    ("verify_draft", "n=4,accept=all"),
+    ("verify_draft", "n=4,accept=none"),
+    ("verify_draft", "n=8,accept=all"),
+    ("verify_draft", "n=8,accept=none"),
+];
+
+/// What one entry of [`OPS`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Sample,
+    SampleN(usize),
+    Verify { n: usize, accept_all: bool },
+}
+
+/// One entry of [`OPS`], parsed.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    pub op: &'static str,
+    pub params: &'static str,
+    pub kind: Kind,
+}
+
+impl Spec {
+    /// Criterion's group: the op and its params (`verify_draft_n4_accept_all`).
+    pub fn label(&self) -> String {
+        let mut l = self.op.to_string();
+        for p in self.params.split(',').filter(|p| !p.is_empty()) {
+            l.push('_');
+            match p.split_once('=') {
+                Some(("n", v)) => l.push_str(&format!("n{v}")),
+                _ => l.push_str(&p.replace('=', "_")),
+            }
+        }
+        l
+    }
+}
+
+/// The entries of [`OPS`] whose op is in `names` (all of them for `None`).
+pub fn specs(names: Option<&[String]>) -> Vec<Spec> {
+    OPS.iter()
+        .filter(|(op, _)| names.is_none_or(|ns| ns.iter().any(|n| n == op)))
+        .map(|&(op, params)| Spec {
+            op,
+            params,
+            kind: parse(op, params).expect("benches/probs OPS entries parse (self_check)"),
+        })
+        .collect()
+}
+
+/// The kind an (op, params) entry names, or why it names none.
+pub fn parse(op: &str, params: &str) -> std::result::Result<Kind, String> {
+    let mut n = None;
+    let mut accept = None;
+    for p in params.split(',').filter(|p| !p.is_empty()) {
+        match p.split_once('=') {
+            Some(("n", v)) => n = Some(v.parse::<usize>().map_err(|e| format!("{p}: {e}"))?),
+            Some(("accept", "all")) => accept = Some(true),
+            Some(("accept", "none")) => accept = Some(false),
+            _ => return Err(format!("{op}: unknown param {p:?}")),
+        }
+    }
+    match (op, n, accept) {
+        ("sample_from_probs", None, None) => Ok(Kind::Sample),
+        ("sample_from_probs_n", Some(n), None) if n > 0 => Ok(Kind::SampleN(n)),
+        ("verify_draft", Some(n), Some(accept_all)) if n > 0 => Ok(Kind::Verify { n, accept_all }),
+        _ => Err(format!(
+            "{op} with params {params:?} is not a probability op"
+        )),
+    }
+}
+
+impl Kind {
+    /// Bytes the op must move (the table above).
+    pub fn bytes(self, batch: usize, vocab: usize) -> usize {
+        let row = batch * vocab * 4;
+        match self {
+            Kind::Sample => row + batch * 4,
+            Kind::SampleN(n) => row + batch * n * 4,
+            Kind::Verify { n, accept_all } => {
+                let rows = if accept_all { 1 } else { 2 };
+                rows * row + batch * n * 4 + batch * (n + 1) * 4 + batch * 4
+            }
+        }
+    }
+
+    /// The tokens it writes per row.
+    fn tokens_per_row(self) -> usize {
+        match self {
+            Kind::Sample => 1,
+            Kind::SampleN(n) => n,
+            Kind::Verify { n, .. } => n + 1,
+        }
+    }
+}
+
+/// The source rows P of one vocab, on the device, with each row's most and least likely token.
+pub struct Source {
+    pub probs: CudaSlice<f32>,
+    pub rows: usize,
+    pub vocab: usize,
+    argmax: Vec<u32>,
+    argmin: Vec<u32>,
+}
+
+impl Source {
+    /// P = softmax of the first `rows` rows of `logits` (`host` holds the same values: softmax
+    /// keeps their order, so their arg-max and arg-min are P's).
+    pub fn new(
+        sampler: &mut Sampler,
+        logits: &CudaSlice<f32>,
+        host: &[f32],
+        rows: usize,
+        vocab: usize,
+    ) -> Result<Self> {
+        let stream = sampler.stream().clone();
+        let mut probs = stream.alloc_zeros::<f32>(rows * vocab)?;
+        let x = DeviceLogits::new(logits.slice(0..rows * vocab), rows, vocab)?;
+        sampler.softmax(
+            &x,
+            1.0,
+            &RowParams::default(),
+            &mut probs.slice_mut(..),
+            None,
+            None,
+        )?;
+        let arg = |better: fn(f32, f32) -> bool| -> Vec<u32> {
+            host.chunks(vocab)
+                .take(rows)
+                .map(|row| {
+                    let mut best = 0;
+                    for (i, &v) in row.iter().enumerate() {
+                        if better(v, row[best]) {
+                            best = i;
+                        }
+                    }
+                    best as u32
+                })
+                .collect()
+        };
+        let argmax = arg(|a, b| a > b);
+        let argmin = arg(|a, b| a < b);
+        Ok(Source {
+            probs,
+            rows,
+            vocab,
+            argmax,
+            argmin,
+        })
+    }
+
+    /// Draft position (r, i)'s source row, for draft length n.
+    fn source_row(&self, n: usize, r: usize, i: usize) -> usize {
+        (r * (n + 1) + i) % self.rows
+    }
+
+    /// Copies source row `s` into row `at` of `dst`.
+    fn copy_row(
+        &self,
+        stream: &Arc<CudaStream>,
+        s: usize,
+        dst: &mut CudaSlice<f32>,
+        at: usize,
+    ) -> Result<()> {
+        let v = self.vocab;
+        stream.memcpy_dtod(
+            &self.probs.slice(s * v..(s + 1) * v),
+            &mut dst.slice_mut(at * v..(at + 1) * v),
+        )?;
+        Ok(())
+    }
+}
+
+/// `verify_draft`'s inputs for the largest batch (a prefix of `batch` rows is the input of
+/// that batch) and its outputs.
+pub struct Verify {
+    n: usize,
+    accept_all: bool,
+    target: CudaSlice<f32>,
+    draft: CudaSlice<f32>,
+    draft_tokens: CudaSlice<u32>,
+}
+
+impl Verify {
+    pub fn new(stream: &Arc<CudaStream>, src: &Source, n: usize, accept_all: bool) -> Result<Self> {
+        let (m, v) = (src.rows, src.vocab);
+        let mut target = stream.alloc_zeros::<f32>(m * (n + 1) * v)?;
+        let mut draft = stream.alloc_zeros::<f32>(m * n * v)?;
+        let mut tokens = Vec::with_capacity(m * n);
+        for r in 0..m {
+            for i in 0..=n {
+                src.copy_row(
+                    stream,
+                    src.source_row(n, r, i),
+                    &mut target,
+                    r * (n + 1) + i,
+                )?;
+            }
+            for i in 0..n {
+                let s = src.source_row(n, r, i);
+                if accept_all {
+                    src.copy_row(stream, s, &mut draft, r * n + i)?;
+                    tokens.push(src.argmax[s]);
+                } else {
+                    let x = src.argmin[s] as usize;
+                    let at = (r * n + i) * v + x;
+                    stream.memcpy_htod(&[1.0f32], &mut draft.slice_mut(at..at + 1))?;
+                    tokens.push(x as u32);
+                }
+            }
+        }
+        let draft_tokens = stream.clone_htod(&tokens)?;
+        Ok(Verify {
+            n,
+            accept_all,
+            target,
+            draft,
+            draft_tokens,
+        })
+    }
+
+    /// Whether `accepted` (one count per row) is what the inputs were built to give: n for every
+    /// row (accept=all), 0 for all but a rare row (accept=none: each first draft has a chance of
+    /// ~1e-7); else a message saying what came out.
+    pub fn check_accepted(&self, accepted: &[u32]) -> std::result::Result<(), String> {
+        let want = if self.accept_all { self.n as u32 } else { 0 };
+        let off = accepted.iter().filter(|&&e| e != want).count();
+        let tolerated = if self.accept_all {
+            0
+        } else {
+            accepted.len() / 100
+        };
+        if off > tolerated {
+            let mean = accepted.iter().map(|&e| e as f64).sum::<f64>() / accepted.len() as f64;
+            return Err(format!(
+                "{off} of {} rows accepted other than {want} drafts (mean {mean:.3}): \
+                 the inputs do not take the path the bytes assume",
+                accepted.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Output buffers for the largest batch.
+pub struct Outputs {
+    pub tokens: CudaSlice<u32>,
+    pub accepted: CudaSlice<u32>,
+}
+
+impl Outputs {
+    pub fn new(stream: &Arc<CudaStream>, batch: usize, max_tokens_per_row: usize) -> Result<Self> {
+        Ok(Outputs {
+            tokens: stream.alloc_zeros(batch * max_tokens_per_row)?,
+            accepted: stream.alloc_zeros(batch)?,
+        })
+    }
+
+    /// The most tokens per row any of `specs` writes.
+    pub fn tokens_per_row(specs: &[Spec]) -> usize {
+        specs
+            .iter()
+            .map(|s| s.kind.tokens_per_row())
+            .max()
+            .unwrap_or(1)
+    }
+}
+
+/// Queues one run of `kind` at `batch` rows on the sampler's stream. `verify` holds the inputs
+/// of a `Verify` kind (built for its n and accept).
+pub fn launch(
+    s: &mut Sampler,
+    kind: Kind,
+    src: &Source,
+    verify: Option<&Verify>,
+    batch: usize,
+    seeds: &DeviceSeeds<'_>,
+    out: &mut Outputs,
+) -> Result<()> {
+    let v = src.vocab;
+    let probs = src.probs.slice(0..batch * v);
+    let tokens = &mut out.tokens.slice_mut(0..batch * kind.tokens_per_row());
+    match kind {
+        Kind::Sample => s.sample_from_probs(&probs, batch, v, seeds, tokens, None),
+        Kind::SampleN(_) => s.sample_from_probs_n(&probs, batch, v, seeds, tokens, None),
+        Kind::Verify { n, accept_all } => {
+            let d = verify
+                .filter(|d| d.n == n && d.accept_all == accept_all)
+                .ok_or_else(|| {
+                    Error::Unsupported(format!("verify_draft n={n}: inputs not built"))
+                })?;
+            s.verify_draft(
+                &d.draft.slice(0..batch * n * v),
+                &d.draft_tokens.slice(0..batch * n),
+                &d.target.slice(0..batch * (n + 1) * v),
+                batch,
+                v,
+                seeds,
+                tokens,
+                &mut out.accepted.slice_mut(0..batch),
+                None,
+            )
+        }
+    }
+}
+
+/// Every entry of [`OPS`] parses (run by the bench's self-check).
+pub fn self_check() {
+    for &(op, params) in OPS {
+        if let Err(e) = parse(op, params) {
+            panic!("benches/probs OPS: {e}");
+        }
+    }
+    assert_eq!(
+        parse("verify_draft", "n=8,accept=none"),
+        Ok(Kind::Verify {
+            n: 8,
+            accept_all: false
+        })
+    );
+    assert_eq!(
+        Kind::Verify {
+            n: 4,
+            accept_all: false
+        }
+        .bytes(2, 10),
+        2 * 2 * 10 * 4 + 2 * 4 * 4 + 2 * 5 * 4 + 2 * 4
+    );
+    assert!(parse("verify_draft", "n=4").is_err());
+    assert!(parse("sample", "").is_err());
+}
