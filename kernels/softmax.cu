@@ -632,29 +632,42 @@ __device__ __forceinline__ void sample_probs_n(const float *probs, u64 stride, u
 }
 
 // samplex_softmax_verify_draft: speculative decoding's verification (src/cpu/speculative.rs is
-// the method). Row r holds `drafts` draft tokens, their distributions q (batch × drafts rows of
-// `vocab`) and the target's p (batch × (drafts + 1) rows). Every block of a row first finds the
-// row's first rejected draft e (first_rejected: the same in all of them, from the same reads and
-// random words), then draws over its tiles of the residual max(p_e - q_e, 0), or of p_drafts when
-// nothing was rejected: the draw sample_probs makes at offset + e. The row's last block merges
+// the method). Row r holds `drafts` draft slots, their distributions q (batch × drafts rows of
+// `vocab`) and the target's p (batch × (drafts + 1) rows); its draft is the first n_r slots
+// (n_r = lens[r] when `lens` is given, clamped to `drafts`; else `drafts`). Every block of a row
+// first finds the row's first rejected draft e (first_rejected: the same in all of them, from
+// the same reads and random words), then draws over its tiles of the residual
+// max(p_e - q_e, 0), or of p_{n_r} when nothing was rejected: the draw sample_probs makes at
+// offset + e. The row's last block merges
 // the parts; when a residual has no mass it draws from p_e alone (all tiles; rare: p_e = q_e up
 // to rounding). It writes the row's drafts + 1 tokens (the accepted prefix, token e, then
 // SAMPLEX_NO_TOKEN), e to accepted[row], and the status.
 
-// The row's first rejected draft, or `drafts` (<= THREADS, MAX_DRAFTS in src/gpu/softmax.rs) when every draft is accepted:
-// thread i tests draft i, x = draft_tokens[row][i]: accepted when p(x) > 0 and q(x) <= p(x) or
+// The row's draft length n_r: lens[row] (a u32 buffer, 0 for none) clamped to `drafts`
+// (PARAM_CLAMPED), or `drafts`.
+__device__ __forceinline__ u32 draft_length(u64 lens, u32 drafts, u32 row, u32 &status) {
+  if (lens == 0) return drafts;
+  const u32 n = reinterpret_cast<const u32 *>(lens)[row];
+  if (n <= drafts) return n;
+  status |= SAMPLEX_STATUS_PARAM_CLAMPED;
+  return drafts;
+}
+
+// The row's first rejected draft, or n (<= drafts <= THREADS, MAX_DRAFTS in src/gpu/softmax.rs)
+// when its n drafts are all accepted:
+// thread i < n tests draft i, x = draft_tokens[row][i]: accepted when p(x) > 0 and q(x) <= p(x) or
 // u q(x) < p(x), u = uniform_open(word z of Philox (tile 0, offset + i)), a word no draw
 // reads. An x >= vocab is rejected (PARAM_CLAMPED). The minimum of the rejected i is found by
 // atomicMin in `slot`, which does not depend on the order. The status bits of the tests up to e
 // are added to `status`.
 __device__ __forceinline__ u32 first_rejected(const float *draft_probs, const u32 *draft_tokens,
-                                              const float *target_probs, u32 vocab, u32 drafts, u32 row,
-                                              const RowRng &rng, u32 &status, u32 &slot) {
+                                              const float *target_probs, u32 vocab, u32 drafts, u32 n,
+                                              u32 row, const RowRng &rng, u32 &status, u32 &slot) {
   const u32 i = threadIdx.x;
-  if (i == 0) slot = drafts;
+  if (i == 0) slot = n;
   __syncthreads();
   u32 st = 0;
-  if (i < drafts) {
+  if (i < n) {
     const u64 at = (u64)row * drafts + i;  // draft (row, i); the target's row (row, i) is at + row
     const u32 x = draft_tokens[at];
     bool accepted = false;
@@ -675,7 +688,7 @@ __device__ __forceinline__ u32 first_rejected(const float *draft_probs, const u3
 }
 
 template <int VEC>
-__device__ __forceinline__ void verify_draft(const float *draft_probs, const u32 *draft_tokens,
+__device__ __forceinline__ void verify_draft(const float *draft_probs, const u32 *draft_tokens, u64 lens,
                                              const float *target_probs, u32 vocab, u32 drafts, u64 seed,
                                              u64 offset, u64 seeds, u64 offsets, u32 parts, u64 partials,
                                              u64 tickets, u32 *tokens, u32 *accepted, u64 status_out) {
@@ -684,12 +697,13 @@ __device__ __forceinline__ void verify_draft(const float *draft_probs, const u32
   const RowPart rp = row_part(parts);
   RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
   u32 status = 0;
-  const u32 e = first_rejected(draft_probs, draft_tokens, target_probs, vocab, drafts, rp.row, rng, status,
-                               rejected);
+  const u32 n = draft_length(lens, drafts, rp.row, status);
+  const u32 e = first_rejected(draft_probs, draft_tokens, target_probs, vocab, drafts, n, rp.row, rng,
+                               status, rejected);
   rng.offset += e;  // token e is the draw at offset + e (wrapping, as the caller's offset + e)
   const float *target = target_probs + ((u64)rp.row * (drafts + 1) + e) * vocab;
   ArgMax best;
-  if (e < drafts) {  // block-uniform
+  if (e < n) {  // block-uniform
     ResidualWeights<VEC> residual;
     residual.target = target;
     residual.draft = draft_probs + ((u64)rp.row * drafts + e) * vocab;
@@ -716,7 +730,7 @@ __device__ __forceinline__ void verify_draft(const float *draft_probs, const u32
     status = s.u[1];
     __syncthreads();  // the scratch is free for the fallback's collectives
   }
-  if (best.i == SAMPLEX_NO_TOKEN && e < drafts) {  // block-uniform
+  if (best.i == SAMPLEX_NO_TOKEN && e < n) {  // block-uniform
     ProbWeights<VEC> fallback;
     fallback.row = target;
     best = draw_tiles(fallback, vocab, rng, 0, 1, status, s);
@@ -1242,12 +1256,12 @@ SAMPLEX_SOFTMAX_SAMPLE_PROBS_N(0, _any)
 #define SAMPLEX_SOFTMAX_VERIFY_DRAFT(VEC, SUFFIX)                                                          \
   extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS_f32##SUFFIX                                      \
       samplex_softmax_verify_draft_f32##SUFFIX(const float *draft_probs, const u32 *draft_tokens,         \
-                                                const float *target_probs, u32 vocab, u32 drafts,         \
-                                                u64 seed, u64 offset, u64 seeds, u64 offsets, u32 parts,  \
-                                                u64 partials, u64 tickets, u32 *tokens, u32 *accepted,    \
-                                                u64 status) {                                             \
-    samplex_softmax::verify_draft<VEC>(draft_probs, draft_tokens, target_probs, vocab, drafts, seed,     \
-                                       offset, seeds, offsets, parts, partials, tickets, tokens,          \
+                                                u64 lens, const float *target_probs, u32 vocab,           \
+                                                u32 drafts, u64 seed, u64 offset, u64 seeds, u64 offsets, \
+                                                u32 parts, u64 partials, u64 tickets, u32 *tokens,        \
+                                                u32 *accepted, u64 status) {                              \
+    samplex_softmax::verify_draft<VEC>(draft_probs, draft_tokens, lens, target_probs, vocab, drafts,     \
+                                       seed, offset, seeds, offsets, parts, partials, tickets, tokens,    \
                                        accepted, status);                                                 \
   }
 

@@ -246,7 +246,7 @@ fn run<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, op: &str) -> samplex::Resu
             let out = &mut b.indices.slice_mut(..2 * b.batch);
             let accepted = &mut b.support.as_view_mut();
             s.verify_draft(
-                &draft, &drafted, &target, b.batch, b.vocab, &each, out, accepted, status,
+                &draft, &drafted, None, &target, b.batch, b.vocab, &each, out, accepted, status,
             )
         }
         "top_k_select" | "top_k_select_per_row" => {

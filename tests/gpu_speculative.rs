@@ -21,13 +21,20 @@ struct Draft {
     target_probs: Vec<f32>,
 }
 
-/// The GPU's verdict: (tokens, batch × (n + 1); accepted; status).
-fn gpu_verify(s: &mut Sampler, d: &Draft, seeds: &HostSeeds) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+/// The GPU's verdict: (tokens, batch × (n + 1); accepted; status), with per-row draft lengths
+/// when `lens` is given.
+fn gpu_verify(
+    s: &mut Sampler,
+    d: &Draft,
+    lens: Option<&[u32]>,
+    seeds: &HostSeeds,
+) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
     let (q, x, p) = (
         upload(s, &d.draft_probs),
         upload(s, &d.draft_tokens),
         upload(s, &d.target_probs),
     );
+    let lens = lens.map(|l| upload(s, l));
     let seed_bufs = SeedBuffers::new(s, seeds);
     let mut tokens = s.stream().alloc_zeros::<u32>(d.batch * (d.n + 1)).unwrap();
     let mut accepted = s.stream().alloc_zeros::<u32>(d.batch).unwrap();
@@ -35,6 +42,7 @@ fn gpu_verify(s: &mut Sampler, d: &Draft, seeds: &HostSeeds) -> (Vec<u32>, Vec<u
     s.verify_draft(
         &q.as_view(),
         &x.as_view(),
+        lens.as_ref().map(|l| l.as_view()).as_ref(),
         &p.as_view(),
         d.batch,
         d.vocab,
@@ -181,12 +189,33 @@ fn verification_agrees_with_the_cpu_reference() {
         if let HostSeeds::Each(v) = &mut each {
             v[0] = v[0].at(u64::MAX - 1); // offsets wrap past u64::MAX
         }
+        // Per-row draft lengths: every length 0 ..= n, and n + 1 (clamped to n and flagged);
+        // the rows whose checks below need the whole draft keep it.
+        let lens: Vec<u32> = (0..batch)
+            .map(|r| match r % 5 {
+                0 | 2 => n as u32,
+                _ => ((r / 5 + k) % (n + 2)) as u32,
+            })
+            .collect();
+        let mut cases = vec![];
         for seeds in [HostSeeds::Shared(Rng::new(21).at(k as u64)), each] {
-            let what = format!("b{batch} v{vocab} n{n} {}", seeds.label());
-            let gpu = gpu_verify(&mut s, &d, &seeds);
+            cases.push((None, seeds));
+        }
+        cases.push((
+            Some(lens.as_slice()),
+            HostSeeds::Shared(Rng::new(22).at(k as u64)),
+        ));
+        for (lens, seeds) in cases {
+            let what = format!(
+                "b{batch} v{vocab} n{n} {}{}",
+                seeds.label(),
+                if lens.is_some() { " lens" } else { "" }
+            );
+            let gpu = gpu_verify(&mut s, &d, lens, &seeds);
             let cpu = cpu::verify_draft(
                 &d.draft_probs,
                 &d.draft_tokens,
+                lens,
                 &d.target_probs,
                 batch,
                 vocab,
@@ -273,7 +302,7 @@ fn emitted_tokens_follow_the_target_distribution() {
             target_probs: target_probs.clone(),
         };
         let (tokens, accepted, _) =
-            gpu_verify(&mut s, &d, &HostSeeds::Shared(Rng::new(78).at(2 * l)));
+            gpu_verify(&mut s, &d, None, &HostSeeds::Shared(Rng::new(78).at(2 * l)));
         for r in 0..batch {
             first[tokens[2 * r] as usize] += 1;
             if accepted[r] == 1 {
@@ -313,6 +342,7 @@ fn verification_refuses_bad_shapes() {
     let ids = |n: usize| s.stream().alloc_zeros::<u32>(n).unwrap();
     let (x, odd, lx) = (ids(batch * 3), ids(batch * 3 + 1), ids(long));
     let (mut tokens, mut accepted, mut lt) = (ids(batch * 4), ids(batch), ids(long + 1));
+    let lens = ids(batch + 1); // one length too many
     let seeds = samplex::gpu::DeviceSeeds::Shared(Rng::new(1));
     let mut run = |q: &cudarc::driver::CudaSlice<f32>,
                    x: &cudarc::driver::CudaSlice<u32>,
@@ -323,6 +353,7 @@ fn verification_refuses_bad_shapes() {
         s.verify_draft(
             &q.as_view(),
             &x.as_view(),
+            None,
             &p.as_view(),
             batch,
             vocab,
@@ -344,8 +375,22 @@ fn verification_refuses_bad_shapes() {
     assert_eq!(name(run(&q, &odd, &p, batch, 8, 2)), "draft_tokens");
     assert!(matches!(run(&q, &x, &p, 0, 8, 2), Err(Error::EmptyBatch)));
     let r = s.verify_draft(
+        &q.as_view(),
+        &x.as_view(),
+        Some(&lens.as_view()),
+        &p.as_view(),
+        batch,
+        vocab,
+        &seeds,
+        &mut tokens.slice_mut(..8),
+        &mut accepted.slice_mut(..2),
+        None,
+    );
+    assert_eq!(name(r), "draft_lens");
+    let r = s.verify_draft(
         &lq.as_view(),
         &lx.as_view(),
+        None,
         &lp.as_view(),
         1,
         vocab,

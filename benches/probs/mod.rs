@@ -332,6 +332,7 @@ pub fn launch(
             s.verify_draft(
                 &d.draft.slice(0..batch * n * v),
                 &d.draft_tokens.slice(0..batch * n),
+                None,
                 &d.target.slice(0..batch * (n + 1) * v),
                 batch,
                 v,

@@ -4,8 +4,10 @@
 //! as the target model's own draw would be.
 //!
 //! Row r has n draft tokens x_0 .. x_{n−1}, the draft's distributions q_0 .. q_{n−1} (it drew x_i
-//! from q_i) and the target's p_0 .. p_n (p_n is the distribution after the whole draft). With
-//! the row's (seed, offset) = (s, o):
+//! from q_i) and the target's p_0 .. p_n (p_n is the distribution after the whole draft). A
+//! batch is padded to its longest draft: with per-row lengths, row r's draft is its first n_r
+//! slots (a length above the padded n is taken as n, [`status::PARAM_CLAMPED`]); n below
+//! stands for n_r, and the slots past it are not read. With the row's (seed, offset) = (s, o):
 //!
 //! 1. Draft i is accepted when p_i(x_i) > 0 and either q_i(x_i) ≤ p_i(x_i) or
 //!    u_i · q_i(x_i) < p_i(x_i) (so with chance min(1, p/q); a token the target rules out is
@@ -16,8 +18,8 @@
 //! 2. Token e is [`super::sample_from_probs`]'s draw at offset o + e from the residual
 //!    max(p_e − q_e, 0) when e < n (from p_e itself when the residual has no mass), from p_n
 //!    when e = n.
-//! 3. The row's n + 1 tokens: x_0 .. x_{e−1}, token e, then [`status::NO_TOKEN`]. A serving
-//!    loop emits e + 1 tokens and advances the offset by n + 1.
+//! 3. The row's padded n + 1 tokens: x_0 .. x_{e−1}, token e, then [`status::NO_TOKEN`]. A
+//!    serving loop emits e + 1 tokens and advances the offset by the padded n + 1.
 //!
 //! Probabilities are sanitised as the GPU's draws from probabilities do: NaN and negatives
 //! weigh 0 (NaN flagged [`status::NAN_LOGIT`]), +∞ weighs f32::MAX ([`status::POS_INF_LOGIT`]);
@@ -33,7 +35,8 @@ use crate::status;
 /// One row's outcome.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
-    /// n + 1 tokens: the accepted draft tokens, the drawn token, then [`status::NO_TOKEN`].
+    /// n + 1 tokens (the padded n): the accepted draft tokens, the drawn token, then
+    /// [`status::NO_TOKEN`].
     pub tokens: Vec<u32>,
     /// e: how many draft tokens were accepted.
     pub accepted: u32,
@@ -45,16 +48,18 @@ pub struct Verdict {
     pub margin: f64,
 }
 
-/// Verifies `batch` rows of n draft tokens: `draft_probs` is batch × n × vocab, `draft_tokens`
+/// Verifies `batch` rows of n draft slots: `draft_probs` is batch × n × vocab, `draft_tokens`
 /// batch × n, `target_probs` batch × (n + 1) × vocab, all dense and row-major (n ≥ 0 from
-/// `draft_tokens.len() / batch`). See the module's text for the method.
+/// `draft_tokens.len() / batch`); `draft_lens` (batch values), when given, is each row's draft
+/// length (its first slots). See the module's text for the method.
 ///
 /// # Errors
 /// [`Error::EmptyBatch`], [`Error::BadVocab`], [`Error::BadLength`] when a buffer does not fit
-/// the shape or `seeds` has the wrong length.
+/// the shape or `draft_lens` or `seeds` has the wrong length.
 pub fn verify_draft(
     draft_probs: &[f32],
     draft_tokens: &[u32],
+    draft_lens: Option<&[u32]>,
     target_probs: &[f32],
     batch: usize,
     vocab: usize,
@@ -67,13 +72,23 @@ pub fn verify_draft(
         batch,
         vocab,
     )?;
+    if let Some(lens) = draft_lens {
+        Rows::Each(lens).check_len("draft_lens", batch)?;
+    }
     seeds.check_len("seeds", batch)?;
     Ok((0..batch)
         .map(|r| {
             let draft = |i| dist_row(draft_probs, (r * n + i) * vocab, vocab);
             let target = |i| dist_row(target_probs, (r * (n + 1) + i) * vocab, vocab);
-            let xs = &draft_tokens[r * n..(r + 1) * n];
-            verify_row(xs, draft, target, seeds.get(r), stream_of(&seeds, r))
+            let (len, clamped) = match draft_lens.map(|l| l[r] as usize) {
+                Some(len) if len > n => (n, status::PARAM_CLAMPED),
+                Some(len) => (len, 0),
+                None => (n, 0),
+            };
+            let xs = &draft_tokens[r * n..r * n + len];
+            let mut v = verify_row(xs, n, draft, target, seeds.get(r), stream_of(&seeds, r));
+            v.status |= clamped;
+            v
         })
         .collect())
 }
@@ -118,8 +133,10 @@ pub(crate) fn check_draft_shape(
     Ok(n)
 }
 
+/// One row: `xs` its draft (n_r tokens), `width` the padded n (its verdict has n + 1 tokens).
 fn verify_row<'a>(
     xs: &[u32],
+    width: usize,
     draft: impl Fn(usize) -> &'a [f32],
     target: impl Fn(usize) -> &'a [f32],
     rng: Rng,
@@ -167,7 +184,7 @@ fn verify_row<'a>(
     if draw.token == status::NO_TOKEN {
         status |= status::NO_FINITE_LOGIT;
     }
-    let mut tokens = vec![status::NO_TOKEN; n + 1];
+    let mut tokens = vec![status::NO_TOKEN; width + 1];
     tokens[..e].copy_from_slice(&xs[..e]);
     tokens[e] = draw.token;
     Verdict {
@@ -196,7 +213,7 @@ mod tests {
     use super::*;
 
     fn one_row(draft: &[f32], xs: &[u32], target: &[f32], vocab: usize, rng: Rng) -> Verdict {
-        verify_draft(draft, xs, target, 1, vocab, Rows::All(rng))
+        verify_draft(draft, xs, None, target, 1, vocab, Rows::All(rng))
             .unwrap()
             .remove(0)
     }
@@ -264,7 +281,15 @@ mod tests {
 
     #[test]
     fn shapes_are_checked() {
-        let r = verify_draft(&[0.5; 4], &[0, 1], &[0.5; 5], 1, 2, Rows::All(Rng::new(0)));
+        let r = verify_draft(
+            &[0.5; 4],
+            &[0, 1],
+            None,
+            &[0.5; 5],
+            1,
+            2,
+            Rows::All(Rng::new(0)),
+        );
         assert!(matches!(
             r,
             Err(Error::BadLength {
@@ -272,7 +297,15 @@ mod tests {
                 ..
             })
         ));
-        let r = verify_draft(&[0.5; 3], &[0, 1], &[0.5; 6], 1, 2, Rows::All(Rng::new(0)));
+        let r = verify_draft(
+            &[0.5; 3],
+            &[0, 1],
+            None,
+            &[0.5; 6],
+            1,
+            2,
+            Rows::All(Rng::new(0)),
+        );
         assert!(matches!(
             r,
             Err(Error::BadLength {
@@ -280,7 +313,7 @@ mod tests {
                 ..
             })
         ));
-        let r = verify_draft(&[], &[0], &[0.5; 4], 2, 2, Rows::All(Rng::new(0)));
+        let r = verify_draft(&[], &[0], None, &[0.5; 4], 2, 2, Rows::All(Rng::new(0)));
         assert!(matches!(
             r,
             Err(Error::BadLength {
@@ -289,7 +322,74 @@ mod tests {
             })
         ));
         // n = 0: a draw from the target's one distribution.
-        let v = verify_draft(&[], &[], &[0.0, 1.0], 1, 2, Rows::All(Rng::new(0))).unwrap();
+        let v = verify_draft(&[], &[], None, &[0.0, 1.0], 1, 2, Rows::All(Rng::new(0))).unwrap();
         assert_eq!((v[0].accepted, v[0].tokens.as_slice()), (0, &[1][..]));
+        let r = verify_draft(
+            &[0.5; 4],
+            &[0, 1],
+            Some(&[1, 1]),
+            &[0.5; 6],
+            1,
+            2,
+            Rows::All(Rng::new(0)),
+        );
+        assert!(matches!(
+            r,
+            Err(Error::BadLength {
+                name: "draft_lens",
+                got: 2,
+                expected: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn a_row_of_draft_length_k_is_verified_as_its_first_k_slots_alone() {
+        // Three slots of a 4-token vocab; the slots past a row's length hold what would flag or
+        // change its verdict (an id ≥ vocab, distributions of other tokens), so reading them shows.
+        let (n, vocab) = (3, 4);
+        let q: Vec<f32> = (0..n * vocab)
+            .map(|k| [0.4, 0.3, 0.2, 0.1][k % 4])
+            .collect();
+        let p: Vec<f32> = (0..(n + 1) * vocab)
+            .map(|k| [0.1, 0.2, 0.3, 0.4][(k + k / 4) % 4])
+            .collect();
+        let xs = [0u32, 1, 9];
+        for seed in 0..200 {
+            let rng = Rng::new(seed);
+            for len in 0..=n {
+                let padded = verify_draft(&q, &xs, Some(&[len as u32]), &p, 1, vocab, rng.into())
+                    .unwrap()
+                    .remove(0);
+                let alone = verify_draft(
+                    &q[..len * vocab],
+                    &xs[..len],
+                    None,
+                    &p[..(len + 1) * vocab],
+                    1,
+                    vocab,
+                    rng.into(),
+                )
+                .unwrap()
+                .remove(0);
+                assert_eq!(
+                    padded.tokens[..=len],
+                    alone.tokens[..],
+                    "seed {seed} len {len}"
+                );
+                assert!(padded.tokens[len + 1..]
+                    .iter()
+                    .all(|&t| t == status::NO_TOKEN));
+                assert_eq!(
+                    (padded.accepted, padded.status),
+                    (alone.accepted, alone.status)
+                );
+            }
+            // A length above the padded n is n, flagged.
+            let over = verify_draft(&q, &xs, Some(&[7]), &p, 1, vocab, rng.into()).unwrap();
+            let full = verify_draft(&q, &xs, None, &p, 1, vocab, rng.into()).unwrap();
+            assert_eq!(over[0].tokens, full[0].tokens);
+            assert_eq!(over[0].status, full[0].status | status::PARAM_CLAMPED);
+        }
     }
 }

@@ -627,17 +627,20 @@ impl Sampler {
     /// that the target model accepts and draws one more token, so that every emitted token is
     /// distributed as the target model's own draw (Leviathan et al., 2023; Chen et al., 2023).
     ///
-    /// Row r has n draft tokens (`draft_tokens`, batch × n, 0 ≤ n ≤ [`MAX_DRAFTS`], n =
+    /// Row r has n draft slots (`draft_tokens`, batch × n, 0 ≤ n ≤ [`MAX_DRAFTS`], n =
     /// `draft_tokens.len() / batch`), the draft model's distributions they were drawn from
     /// (`draft_probs`, batch × n × vocab) and the target model's (`target_probs`, batch ×
     /// (n + 1) × vocab: at each draft position and after the last), all dense, row-major.
+    /// Its draft is the first n_r slots: `draft_lens[r]` (batch values) when given, so that
+    /// requests with fewer drafts (or none) share a padded batch, else n; a length above n is
+    /// taken as n and flagged [`crate::status::PARAM_CLAMPED`]. Slots past n_r are not read.
     /// Draft i is accepted with chance min(1, p_i(x)/q_i(x)) (never when p_i(x) = 0); at the
     /// first rejection e the token is drawn from max(p_e − q_e, 0) (from p_e when that has no
-    /// mass), and when all n are accepted from p_n, with [`Sampler::sample_from_probs`]'s draw
-    /// at the row's offset + e. `tokens` (batch × (n + 1)) gets the accepted draft tokens, the
-    /// drawn token, then [`crate::status::NO_TOKEN`]; `accepted` (batch) gets e, so a row
+    /// mass), and when all n_r are accepted from p_{n_r}, with [`Sampler::sample_from_probs`]'s
+    /// draw at the row's offset + e. `tokens` (batch × (n + 1)) gets the accepted draft tokens,
+    /// the drawn token, then [`crate::status::NO_TOKEN`]; `accepted` (batch) gets e, so a row
     /// emits e + 1 tokens. The acceptance tests read Philox words no draw reads, at offsets
-    /// o .. o + n: a serving loop advances its offsets by n + 1 per step.
+    /// o .. o + n_r: a serving loop advances its offsets by n + 1 per step.
     /// [`crate::cpu::verify_draft`] is the reference, and says the method step by step.
     ///
     /// Probabilities are sanitised as in [`Sampler::sample_from_probs`]; a draft token ≥ vocab
@@ -646,14 +649,15 @@ impl Sampler {
     ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::BadVocab`], [`Error::BadLength`] when a buffer does not
-    /// fit the shape (n from `draft_tokens`), or for `tokens`, `accepted`, `status` or the
-    /// per-row seeds; [`Error::BadParam`] for n > [`MAX_DRAFTS`]; [`Error::WrongDevice`];
+    /// fit the shape (n from `draft_tokens`), or for `draft_lens`, `tokens`, `accepted`,
+    /// `status` or the per-row seeds; [`Error::BadParam`] for n > [`MAX_DRAFTS`]; [`Error::WrongDevice`];
     /// [`Error::Driver`] when the launch fails.
     #[allow(clippy::too_many_arguments)]
     pub fn verify_draft(
         &mut self,
         draft_probs: &CudaView<'_, f32>,
         draft_tokens: &CudaView<'_, u32>,
+        draft_lens: Option<&CudaView<'_, u32>>,
         target_probs: &CudaView<'_, f32>,
         batch: usize,
         vocab: usize,
@@ -679,6 +683,7 @@ impl Sampler {
         }
         self.check_device("draft_probs", draft_probs)?;
         self.check_device("draft_tokens", draft_tokens)?;
+        self.check_opt_buffer("draft_lens", draft_lens, batch)?;
         self.check_device("target_probs", target_probs)?;
         seeds.check(batch, self)?;
         self.check_buffer("tokens", &*tokens, batch * (drafts + 1))?;
@@ -696,6 +701,7 @@ impl Sampler {
 
         // 3. Arguments in C-signature order.
         let draft_tokens_addr = ptrs.read(draft_tokens);
+        let lens_addr = ptrs.read_opt(draft_lens);
         let rng = SeedArgs::new(&mut ptrs, Some(seeds));
         let tokens_addr = ptrs.write(tokens);
         let accepted_addr = ptrs.write(accepted);
@@ -704,6 +710,7 @@ impl Sampler {
         let mut b = Args::new();
         b.arg(&draft_addr)
             .arg(&draft_tokens_addr)
+            .arg(&lens_addr)
             .arg(&target_addr)
             .arg(&vocab)
             .arg(&drafts);
@@ -713,7 +720,8 @@ impl Sampler {
         // SAFETY: the arguments match samplex_softmax_verify_draft_f32's C signature in order
         // and type; `draft_probs`, `draft_tokens` and `target_probs` were checked to hold batch
         // × drafts × vocab, batch × drafts and batch × (drafts + 1) × vocab values on this
-        // device (an empty draft is never read); `tokens` holds batch × (drafts + 1) entries,
+        // device (an empty draft is never read), `draft_lens` (or 0) `batch` lengths, which the
+        // kernel clamps to `drafts`; `tokens` holds batch × (drafts + 1) entries,
         // `accepted`, `status` and the per-row seeds and offsets `batch`; drafts ≤ 256 (one per
         // thread); with parts > 1 the scratch holds batch × parts partials and `batch` zeroed
         // tickets (left at zero); the grid is batch × parts blocks of 256 threads and the vector
