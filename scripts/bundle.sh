@@ -151,9 +151,9 @@ cat >"$bundle/run.sh" <<'RUN'
 #              (each op once, checked), then, if it passed, the timed run → the same file;
 #              first the ops on logits (--only logits), then, in processes of their own, the
 #              ops on probabilities (--only probs: sample_from_probs, sample_from_probs_n,
-#              verify_draft), so that they cannot cost the logit comparison its time or its
-#              points. FlashInfer: its package if importable, else its kernels from
-#              libsamplex_flashinfer.so (flashinfer_kernels.py)
+#              verify_draft; timed within SAMPLEX_PROBS_TIMEOUT seconds, default 90), so that
+#              they cannot cost the logit comparison its points. FlashInfer: its package if
+#              importable, else its kernels from libsamplex_flashinfer.so (flashinfer_kernels.py)
 #   report     python3 report.py → BENCHMARKS.md (+ benchmarks.png with matplotlib)
 #
 # The grid is BENCH.md's whole grid unless SAMPLEX_BENCH_QUICK=1 (the small subset), without
@@ -190,6 +190,7 @@ mkdir -p "$logs"
 stages=" $(echo "${SAMPLEX_STAGES:-tests bench sanitizer peers report}" | tr ',' ' ') "
 to="${SAMPLEX_TIMEOUT:-300}"
 bench_to="${SAMPLEX_BENCH_TIMEOUT:-240}"
+probs_to="${SAMPLEX_PROBS_TIMEOUT:-90}"
 budget="${SAMPLEX_BUDGET:-540}"
 summary="$results/summary.txt"
 failed=0
@@ -346,10 +347,13 @@ if want peers; then
   else
     # One process per peer, FlashInfer first (the comparison that matters most): a peer that
     # crashes or breaks the CUDA context takes only its own points with it. Its check comes
-    # first: a peer that computes something else must not be timed as a peer. The logit ops
-    # of both peers run before any probability op (their own processes, logs and lines).
-    for only in logits probs; do
-      for impl in flashinfer torch; do
+    # first: a peer that computes something else must not be timed as a peer. Per peer, the
+    # logit ops, then the probability ops in processes of their own (their own check, logs and
+    # lines, and a shorter cap), so that they cannot cost the logit comparison its points;
+    # FlashInfer's probability ops come before PyTorch's logit ops, whose full grid rarely
+    # ends inside the budget.
+    for impl in flashinfer torch; do
+      for only in logits probs; do
         name="$impl" # the logit runs keep their names: peers-check-torch.log, "peers torch"
         [ "$only" = logits ] || name="$impl-$only"
         timed "$to" python3 "$here/peers.py" --check --impls "$impl" --only "$only" \
@@ -365,7 +369,9 @@ if want peers; then
           failed=1
           continue
         fi
-        timed "$bench_to" python3 "$here/peers.py" --impls "$impl" --only "$only" --out "$out" \
+        cap_s="$bench_to"
+        [ "$only" = logits ] || cap_s="$probs_to"
+        timed "$cap_s" python3 "$here/peers.py" --impls "$impl" --only "$only" --out "$out" \
           >"$logs/peers-$name.log" 2>&1
         rc=$?
         if [ $rc -eq 125 ]; then
