@@ -981,10 +981,12 @@ fn smoke(
                     &seeds,
                     &mut prob_out,
                 )?;
-                let accepted = stream.clone_dtoh(&prob_out.accepted)?;
-                match d.map(|d| d.check_accepted(&accepted)) {
-                    Some(Err(msg)) => Err(Error::Unsupported(msg)),
-                    _ => Ok(()),
+                // The copy waits for the launch, as the synchronize does for the other ops.
+                match d {
+                    Some(d) => d
+                        .check_accepted(&stream.clone_dtoh(&prob_out.accepted)?)
+                        .map_err(Error::Unsupported),
+                    None => Ok(stream.synchronize()?),
                 }
             });
             match r {

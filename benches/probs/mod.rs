@@ -212,7 +212,7 @@ impl Source {
 }
 
 /// `verify_draft`'s inputs for the largest batch (a prefix of `batch` rows is the input of
-/// that batch) and its outputs.
+/// that batch).
 pub struct Verify {
     n: usize,
     accept_all: bool,
