@@ -651,10 +651,10 @@ impl Bench {
         let mut verify = None;
         for spec in specs {
             let label = spec.label();
-            if let probs::Kind::Verify { n, accept_all } = spec.kind {
+            if let probs::Kind::Verify { .. } = spec.kind {
                 verify = None; // freed before the next inputs are built
-                match probs::Verify::new(&stream, src, n, accept_all) {
-                    Ok(v) => verify = Some(v),
+                match probs::Verify::new(&stream, src, spec.kind) {
+                    Ok(v) => verify = v,
                     Err(e) => {
                         self.rec.fail(&label, &format!("v{} inputs", src.vocab), &e);
                         continue;
@@ -963,13 +963,7 @@ fn smoke(
         let src = probs::Source::new(&mut sampler, &f32_logits, &host, batch, v)?;
         for spec in prob_ops {
             let what = format!("{} v{v}", spec.label());
-            let r = match spec.kind {
-                probs::Kind::Verify { n, accept_all } => {
-                    probs::Verify::new(&stream, &src, n, accept_all).map(Some)
-                }
-                _ => Ok(None),
-            }
-            .and_then(|verify| {
+            let r = probs::Verify::new(&stream, &src, spec.kind).and_then(|verify| {
                 let seeds = DeviceSeeds::Shared(Rng::new(7));
                 let d = verify.as_ref();
                 probs::launch(

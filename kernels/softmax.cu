@@ -438,20 +438,27 @@ template <int VEC> struct ProbWeights {
 
 // The residual max(p - q, 0) of a target row p and a draft row q, each sanitised as a weight
 // (verify_draft's draw after a rejection). p - q is exact where q/2 ≤ p ≤ 2q (Sterbenz), so the
-// cancellation near p = q loses nothing.
+// cancellation near p = q loses nothing. With no draft row (draft == nullptr: one-hot drafts), q
+// is one-hot at `excluded`, read from nowhere: the residual is p with that token's weight cut by 1.
 template <int VEC> struct ResidualWeights {
   const float *target, *draft;
+  u32 excluded;
   TilePrefetch<float, VEC> next_p, next_q;
   __device__ __forceinline__ void start(u32 vocab, u32 tile) {
     next_p.issue(target, vocab, thread_first(tile));
-    next_q.issue(draft, vocab, thread_first(tile));
+    if (draft != nullptr) next_q.issue(draft, vocab, thread_first(tile));
   }
   __device__ __forceinline__ float take(u32 vocab, u32 first, u32 next_tile, float (&w)[PER], u32 &status) {
     float q[PER];
     next_p.take(target, vocab, first, w);
-    next_q.take(draft, vocab, first, q);
     next_p.issue(target, vocab, thread_first(next_tile));
-    next_q.issue(draft, vocab, thread_first(next_tile));
+    if (draft != nullptr) {  // uniform: a kernel argument
+      next_q.take(draft, vocab, first, q);
+      next_q.issue(draft, vocab, thread_first(next_tile));
+    } else {
+#pragma unroll
+      for (int j = 0; j < PER; ++j) q[j] = first + j == excluded ? 1.0f : 0.0f;
+    }
     float mine = 0.0f;
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
@@ -633,7 +640,8 @@ __device__ __forceinline__ void sample_probs_n(const float *probs, u64 stride, u
 
 // samplex_softmax_verify_draft: speculative decoding's verification (src/cpu/speculative.rs is
 // the method). Row r holds `drafts` draft slots, their distributions q (batch × drafts rows of
-// `vocab`) and the target's p (batch × (drafts + 1) rows); its draft is the first n_r slots
+// `vocab`; null for one-hot drafts: q_i is one-hot at draft token i, and nothing is read for it)
+// and the target's p (batch × (drafts + 1) rows); its draft is the first n_r slots
 // (n_r = lens[r] when `lens` is given, clamped to `drafts`; else `drafts`). Every block of a row
 // first finds the row's first rejected draft e (first_rejected: the same in all of them, from
 // the same reads and random words), then draws over its tiles of the residual
@@ -657,9 +665,9 @@ __device__ __forceinline__ u32 draft_length(u64 lens, u32 drafts, u32 row, u32 &
 // when its n drafts are all accepted:
 // thread i < n tests draft i, x = draft_tokens[row][i]: accepted when p(x) > 0 and q(x) <= p(x) or
 // u q(x) < p(x), u = uniform_open(word z of Philox (tile 0, offset + i)), a word no draw
-// reads. An x >= vocab is rejected (PARAM_CLAMPED). The minimum of the rejected i is found by
-// atomicMin in `slot`, which does not depend on the order. The status bits of the tests up to e
-// are added to `status`.
+// reads; q(x) = 1 for one-hot drafts (null draft_probs). An x >= vocab is rejected
+// (PARAM_CLAMPED). The minimum of the rejected i is found by atomicMin in `slot`, which does not
+// depend on the order. The status bits of the tests up to e are added to `status`.
 __device__ __forceinline__ u32 first_rejected(const float *draft_probs, const u32 *draft_tokens,
                                               const float *target_probs, u32 vocab, u32 drafts, u32 n,
                                               u32 row, const RowRng &rng, u32 &status, u32 &slot) {
@@ -672,7 +680,7 @@ __device__ __forceinline__ u32 first_rejected(const float *draft_probs, const u3
     const u32 x = draft_tokens[at];
     bool accepted = false;
     if (x < vocab) {
-      const float q = sanitize_weight(draft_probs[at * vocab + x], st);
+      const float q = draft_probs != nullptr ? sanitize_weight(draft_probs[at * vocab + x], st) : 1.0f;
       const float p = sanitize_weight(target_probs[(at + row) * vocab + x], st);
       const float u = uniform_open(row_random(rng.seed, rng.offset + i, rng.stream, 0).z);
       accepted = p > 0.0f && (q <= p || u * q < p);
@@ -706,7 +714,8 @@ __device__ __forceinline__ void verify_draft(const float *draft_probs, const u32
   if (e < n) {  // block-uniform
     ResidualWeights<VEC> residual;
     residual.target = target;
-    residual.draft = draft_probs + ((u64)rp.row * drafts + e) * vocab;
+    residual.draft = draft_probs != nullptr ? draft_probs + ((u64)rp.row * drafts + e) * vocab : nullptr;
+    residual.excluded = draft_tokens[(u64)rp.row * drafts + e];
     best = draw_tiles(residual, vocab, rng, rp.part, rp.parts, status, s);
   } else {
     ProbWeights<VEC> bonus;

@@ -16,13 +16,16 @@ Runs on a GPU host with PyTorch (no network needed). Peers:
   From probabilities: ``torch.multinomial(p, 1)``, ``torch.multinomial(p, n, replacement=True)``
   and, for verify_draft, a vectorised rejection sampler (gather p and q at the drafts, accept
   iff u*q < p, the accepted prefix by cumprod, one ``torch.multinomial`` from the residual
-  max(p_e - q_e, 0), p_n after a full accept, p_e where the residual has no mass).
+  max(p_e - q_e, 0), p_n after a full accept, p_e where the residual has no mass; for one-hot
+  drafts given by their tokens alone, as vLLM's n-gram path: q = 1, the residual p_e without
+  x_e).
 - ``flashinfer``: ``flashinfer.sampling.softmax``, ``sampling_from_logits``,
   ``top_k/top_p/min_p_sampling_from_probs`` (after ``flashinfer.sampling.softmax``),
   ``top_k_top_p_sampling_from_logits`` (per row: with ``top_k_max`` = 50 where it exists) and
   ``flashinfer.top_k`` (``sorted=True`` where it exists: samplex's output is sorted);
   ``sampling_from_probs`` and ``chain_speculative_sampling`` (its defaults) for the probability
-  ops (FlashInfer has no n draws per row: no sample_from_probs_n). Each call
+  ops (FlashInfer has no n draws per row: no sample_from_probs_n; its chain kernel takes draft
+  distributions: no ``draft=tokens`` point). Each call
   is guarded: an API that moved or changed skips only that op. Where the package is not
   importable (its wheel is about 100 MB, too large to carry in a 64 MiB bundle), FlashInfer's
   own kernels run through scripts/flashinfer_kernels.py (built by scripts/flashinfer/build.sh),
@@ -48,10 +51,12 @@ sample_from_probs and sample_from_probs_n (n = 4) read P[:b]. verify_draft with 
 gives draft position i <= n of row r the source row s(r, i) = (r*(n+1) + i) mod M: the target's
 p_i = P[s(r, i)]; ``accept=all`` sets q_i = p_i and the draft token to its argmax (every draft
 accepted, the bonus token drawn from p_n), ``accept=none`` sets q_i one-hot at p_i's argmin
-(draft 0 rejected, the draw from max(p_0 - q_0, 0)). Inputs are built once per vocab (and n,
-accept) for the largest batch; a batch reads their first b rows. Bytes: b*V*4 + b*4
-(sample_from_probs), b*V*4 + b*n*4 (sample_from_probs_n), rows*b*V*4 + b*n*4 + b*(n+1)*4 + b*4
-(verify_draft; rows = 1 for accept=all, 2 for accept=none). A verify_draft point whose
+(draft 0 rejected, the draw from max(p_0 - q_0, 0)); ``draft=tokens`` passes those one-hot
+drafts as their tokens alone (no draft_probs; the draw from p_0 without x_0). Inputs are built
+once per vocab (and params) for the largest batch; a batch reads their first b rows. Bytes:
+b*V*4 + b*4 (sample_from_probs), b*V*4 + b*n*4 (sample_from_probs_n), rows*b*V*4 + b*n*4 +
+b*(n+1)*4 + b*4 (verify_draft; rows = 2 for accept=none with draft distributions, else 1). A
+verify_draft point whose
 accepted counts are not the ones its inputs were built for is not written.
 
 ``--check`` times nothing and writes no line: it runs every peer op once per distribution, dtype
@@ -127,6 +132,7 @@ PROB_OPS = [
     ("verify_draft", "n=4,accept=none"),
     ("verify_draft", "n=8,accept=all"),
     ("verify_draft", "n=8,accept=none"),
+    ("verify_draft", "n=4,accept=none,draft=tokens"),
 ]
 PROB_DIST = "normal1"
 OP_NAMES = sorted({o[0] for o in OPS} | {o[0] for o in PROB_OPS})
@@ -172,30 +178,37 @@ def out_bytes(op, k, batch, vocab):
 
 
 def prob_params(params):
-    """(n, accept_all) of a PROB_OPS params string: n=None without "n=", accept_all=None
-    without "accept=". ValueError for anything else."""
+    """(n, accept_all, one_hot) of a PROB_OPS params string: n=None without "n=",
+    accept_all=None without "accept=", one_hot for "draft=tokens" (one-hot drafts given by their
+    tokens alone; never with accept=all, which one-hot drafts cannot be built to give).
+    ValueError for anything else."""
     n = accept = None
+    one_hot = False
     for kv in [p for p in params.split(",") if p]:
         key, _, value = kv.partition("=")
         if key == "n" and value.isdigit() and int(value) > 0:
             n = int(value)
         elif key == "accept" and value in ("all", "none"):
             accept = value == "all"
+        elif kv == "draft=tokens":
+            one_hot = True
         else:
             raise ValueError(f"unknown param {kv!r} in {params!r}")
-    return n, accept
+    if one_hot and accept is not False:
+        raise ValueError(f"draft=tokens needs accept=none in {params!r}")
+    return n, accept, one_hot
 
 
 def prob_bytes(op, params, batch, vocab):
     """benches/probs/mod.rs's Kind::bytes: the rows read plus tokens, draft ids and counts."""
-    n, accept_all = prob_params(params)
+    n, accept_all, one_hot = prob_params(params)
     row = batch * vocab * 4
     if op == "sample_from_probs":
         return row + batch * 4
     if op == "sample_from_probs_n":
         return row + batch * n * 4
     if op == "verify_draft":
-        rows = 1 if accept_all else 2
+        rows = 1 if accept_all or one_hot else 2
         return rows * row + batch * n * 4 + batch * (n + 1) * 4 + batch * 4
     raise ValueError(f"{op} is not a probability op")
 
@@ -296,12 +309,13 @@ def source_probs(torch, rows, vocab, seed):
 
 class VerifyInputs:
     """verify_draft's inputs for `batch` rows and draft length n, built from the source rows P
-    (M x V): target_probs (batch, n+1, V), draft_probs (batch, n, V), draft_ids (batch, n) int32.
-    Row r's draft position i reads P[(r*(n+1) + i) mod M]; each row is built from r alone, so a
-    prefix of rows is a smaller batch's input (``prefix``). `target` reuses a target_probs built
-    for the same P, batch and n (accept=all and accept=none share it)."""
+    (M x V): target_probs (batch, n+1, V), draft_probs (batch, n, V; None for one-hot drafts
+    given by their tokens alone), draft_ids (batch, n) int32. Row r's draft position i reads
+    P[(r*(n+1) + i) mod M]; each row is built from r alone, so a prefix of rows is a smaller
+    batch's input (``prefix``). `target` reuses a target_probs built for the same P, batch and n
+    (every verify point of that n shares it)."""
 
-    def __init__(self, torch, probs, batch, n, accept_all, target=None):
+    def __init__(self, torch, probs, batch, n, accept_all, target=None, one_hot=False):
         m, v = probs.shape
         dev = probs.device
         r = torch.arange(batch, device=dev)[:, None]
@@ -318,8 +332,10 @@ class VerifyInputs:
             # q one-hot at p's least likely token (argmin: the lowest index among ties): the
             # target gives it ~1e-7 or 0, so draft 0 is rejected.
             ids = probs.argmin(dim=-1)[drafts]
-            self.draft_probs = torch.zeros((batch, n, v), dtype=probs.dtype, device=dev)
-            self.draft_probs.scatter_(-1, ids[..., None], 1.0)
+            self.draft_probs = None
+            if not one_hot:
+                self.draft_probs = torch.zeros((batch, n, v), dtype=probs.dtype, device=dev)
+                self.draft_probs.scatter_(-1, ids[..., None], 1.0)
         self.draft_ids = ids.to(torch.int32)
 
     def prefix(self, batch):
@@ -327,7 +343,7 @@ class VerifyInputs:
         view = object.__new__(type(self))
         view.n, view.accept_all = self.n, self.accept_all
         view.target_probs = self.target_probs[:batch]
-        view.draft_probs = self.draft_probs[:batch]
+        view.draft_probs = None if self.draft_probs is None else self.draft_probs[:batch]
         view.draft_ids = self.draft_ids[:batch]
         return view
 
@@ -431,7 +447,11 @@ def torch_ops(torch):
 
     def verify_draft(d):
         """Rejection sampling as a PyTorch stack writes it: (tokens (b, n+1) with the accepted
-        prefix, the drawn token, then -1; accepted prefix length per row)."""
+        prefix, the drawn token, then -1; accepted prefix length per row). One-hot drafts
+        (no draft_probs): q(x) = 1, and the residual is p_e with x_e zeroed, as vLLM's
+        n-gram path has it."""
+        if d.draft_probs is None:
+            return verify_one_hot(d)
         b, n, _ = d.draft_probs.shape
         dev = d.draft_probs.device
         ids = d.draft_ids.long()  # gather's index type, converted once (not timed)
@@ -448,6 +468,29 @@ def torch_ops(torch):
             # No draft at e = n: the residual is p_n itself.
             q_e = d.draft_probs[rows, e.clamp(max=n - 1)] * (e < n)[:, None]
             residual = (p_e - q_e).clamp(min=0.0)
+            residual = torch.where(residual.sum(dim=-1, keepdim=True) > 0, residual, p_e)
+            token = torch.multinomial(residual, 1)
+            out = torch.cat([ids.masked_fill(cols >= e[:, None], -1), pad], dim=1)
+            return out.scatter_(1, e[:, None], token), e
+        return run
+
+    def verify_one_hot(d):
+        b, n = d.draft_ids.shape
+        dev = d.draft_ids.device
+        ids = d.draft_ids.long()
+        rows = torch.arange(b, device=dev)
+        cols = torch.arange(n, device=dev)
+        pad = torch.full((b, 1), -1, dtype=torch.int64, device=dev)
+        ids_pad = torch.cat([ids, pad], dim=1)  # x_e for e < n; none after a full accept
+
+        def run():
+            p = d.target_probs[:, :n].gather(-1, ids[..., None]).squeeze(-1)
+            accept = torch.rand((b, n), device=dev) < p
+            e = accept.long().cumprod(dim=-1).sum(dim=-1)
+            p_e = d.target_probs[rows, e]
+            x_e = ids_pad[rows, e]
+            drop = (x_e >= 0)[:, None] & (torch.arange(p_e.shape[-1], device=dev) == x_e[:, None])
+            residual = p_e.masked_fill(drop, 0.0)
             residual = torch.where(residual.sum(dim=-1, keepdim=True) > 0, residual, p_e)
             token = torch.multinomial(residual, 1)
             out = torch.cat([ids.masked_fill(cols >= e[:, None], -1), pad], dim=1)
@@ -539,9 +582,17 @@ def flashinfer_ops(torch):
     if hasattr(fs, "sampling_from_probs"):
         ops["sample_from_probs"] = lambda p, n: (lambda: fs.sampling_from_probs(p))
     if hasattr(fs, "chain_speculative_sampling"):
-        ops["verify_draft"] = lambda d, n: (lambda: fs.chain_speculative_sampling(
-            d.draft_probs, d.draft_ids, d.target_probs))
+        ops["verify_draft"] = lambda d, n: _fi_verify(fs, d)
     return ops, version
+
+
+def _fi_verify(fs, d):
+    """FlashInfer's chain_speculative_sampling on verify_draft's inputs. It takes draft
+    distributions: one-hot drafts given by their tokens alone are not a call it has (a stack
+    would have to build the one-hot rows first)."""
+    if d.draft_probs is None:
+        raise NotImplementedError("chain_speculative_sampling takes no draft=tokens drafts")
+    return lambda: fs.chain_speculative_sampling(d.draft_probs, d.draft_ids, d.target_probs)
 
 
 # --- --check: every peer op once, outputs against a float64 reference -----------------------
@@ -734,12 +785,13 @@ def check_probs(torch, impls, prob_ops):
                 for op, params in prob_ops:
                     if op not in table:
                         continue
-                    n, accept_all = prob_params(params)
+                    n, accept_all, one_hot = prob_params(params)
                     what = f"{impl} {op} {params or '-'} f32 {rows} v{vocab}"
 
-                    def run(op=op, n=n, accept_all=accept_all, probs=probs):
+                    def run(op=op, n=n, accept_all=accept_all, one_hot=one_hot, probs=probs):
                         if op == "verify_draft":
-                            inp = VerifyInputs(torch, probs, batch, n, accept_all)
+                            inp = VerifyInputs(torch, probs, batch, n, accept_all,
+                                               one_hot=one_hot)
                         else:
                             inp = probs.repeat(CHECK_DRAWS, 1)
                         return _check_prob_output(torch, op, n, inp, table[op](inp, n)())
@@ -830,7 +882,7 @@ def run_prob_ops(torch, f, impls, prob_ops, grid, timer, runs, meta, skipped):
             # The last op's inputs go before the next are built (at V = 262144 and n = 8,
             # target and draft are 4.8 and 4.3 GB).
             inp = fn = full = None
-            n, accept_all = prob_params(params)
+            n, accept_all, one_hot = prob_params(params)
             label = prob_label(op, params)
             if not any(op in table and (impl, op, params) not in skipped
                        for impl, table in impls.items()):
@@ -840,7 +892,7 @@ def run_prob_ops(torch, f, impls, prob_ops, grid, timer, runs, meta, skipped):
                     target = None
                 try:
                     full = VerifyInputs(torch, probs, m, n, accept_all,
-                                        target[1] if target else None)
+                                        target[1] if target else None, one_hot=one_hot)
                 except Exception as e:  # OOM at the largest vocab
                     print(f"SKIPPED {label} v{vocab}: its inputs: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}")

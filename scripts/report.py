@@ -239,8 +239,9 @@ def render(runs, plot_note):
         "BENCH.md's grid) read f32 probabilities, the softmax of the normal1 rows;",
         "verify_draft's `accept=all` drafts equal the target (every draft accepted: the draw",
         "reads p_n), its `accept=none` drafts are one-hot at a token the target all but rules",
-        "out (the first rejected: the draw reads p_0 and q_0); benches/probs/mod.rs says how",
-        "they are built and their bytes counted.",
+        "out (the first rejected: the draw reads p_0 and q_0), and `draft=tokens` passes those",
+        "drafts as their tokens alone (one-hot drafts, as n-gram drafters have them: the draw",
+        "reads p_0); benches/probs/mod.rs says how they are built and their bytes counted.",
         "",
     ]
     if plot_note:

@@ -122,16 +122,20 @@ class ProbOpsMatchTheRustBench(unittest.TestCase):
             peers.prob_params(params)  # parses
 
     def test_prob_params_labels_and_seed(self):
-        self.assertEqual(peers.prob_params(""), (None, None))
-        self.assertEqual(peers.prob_params("n=4"), (4, None))
-        self.assertEqual(peers.prob_params("n=8,accept=none"), (8, False))
-        self.assertEqual(peers.prob_params("n=4,accept=all"), (4, True))
-        for bad in ["n=0", "n=x", "accept=some", "k=50"]:
+        self.assertEqual(peers.prob_params(""), (None, None, False))
+        self.assertEqual(peers.prob_params("n=4"), (4, None, False))
+        self.assertEqual(peers.prob_params("n=8,accept=none"), (8, False, False))
+        self.assertEqual(peers.prob_params("n=4,accept=all"), (4, True, False))
+        self.assertEqual(peers.prob_params("n=4,accept=none,draft=tokens"), (4, False, True))
+        for bad in ["n=0", "n=x", "accept=some", "k=50", "draft=probs", "n=4,draft=tokens",
+                    "n=4,accept=all,draft=tokens"]:
             with self.assertRaises(ValueError):
                 peers.prob_params(bad)
         # benches/probs's Spec::label
         self.assertEqual(peers.prob_label("verify_draft", "n=4,accept=all"),
                          "verify_draft_n4_accept_all")
+        self.assertEqual(peers.prob_label("verify_draft", "n=4,accept=none,draft=tokens"),
+                         "verify_draft_n4_accept_none_draft_tokens")
         self.assertEqual(peers.prob_label("sample_from_probs", ""), "sample_from_probs")
         # P's logits are the main loop's normal1 logits at that vocab
         self.assertEqual(peers.prob_seed(32000), 0x5A3D + 1000 * peers.DISTS.index("normal1")
@@ -148,6 +152,9 @@ class ProbOpsMatchTheRustBench(unittest.TestCase):
                              row + tail)
             self.assertEqual(peers.prob_bytes("verify_draft", f"n={n},accept=none", b, v),
                              2 * row + tail)
+            # one-hot drafts: p_0 alone
+            self.assertEqual(peers.prob_bytes("verify_draft", f"n={n},accept=none,draft=tokens",
+                                              b, v), row + tail)
         # benches/probs/mod.rs's self_check case
         self.assertEqual(peers.prob_bytes("verify_draft", "n=4,accept=none", 2, 10),
                          2 * 2 * 10 * 4 + 2 * 4 * 4 + 2 * 5 * 4 + 2 * 4)
@@ -207,6 +214,12 @@ class ProbOpsOnTheCpu(unittest.TestCase):
                     want = torch.zeros(v)
                     want[x] = 1.0
                     self.assertTrue(torch.equal(full_none.draft_probs[r, i], want))
+            # draft=tokens: the accept=none drafts, their tokens alone.
+            tokens = peers.VerifyInputs(torch, probs, b, n, False, one_hot=True)
+            self.assertIsNone(tokens.draft_probs)
+            self.assertTrue(torch.equal(tokens.draft_ids, full_none.draft_ids))
+            self.assertTrue(torch.equal(tokens.target_probs, full_none.target_probs))
+            self.assertIsNone(tokens.prefix(3).draft_probs)
             # A prefix of rows is the smaller batch's input.
             small = peers.VerifyInputs(torch, probs, 3, n, False)
             pre = full_none.prefix(3)
@@ -242,9 +255,9 @@ class ProbOpsOnTheCpu(unittest.TestCase):
         builds = []
         real = peers.VerifyInputs
 
-        def recorded(torch_, probs, batch, n, accept_all, target=None):
-            builds.append((probs.shape[1], batch, n, accept_all, target is not None))
-            return real(torch_, probs, batch, n, accept_all, target)
+        def recorded(torch_, probs, batch, n, accept_all, target=None, one_hot=False):
+            builds.append((probs.shape[1], batch, n, accept_all, target is not None, one_hot))
+            return real(torch_, probs, batch, n, accept_all, target, one_hot)
         with tempfile.TemporaryDirectory() as tmp, \
                 mock.patch.object(peers, "VerifyInputs", recorded), \
                 mock.patch.dict(peers.VERSIONS, {"torch": "t1", "broken": "b1"}):
@@ -277,9 +290,12 @@ class ProbOpsOnTheCpu(unittest.TestCase):
                          | {("broken", "verify_draft", p) for o, p in peers.PROB_OPS
                             if o == "verify_draft"})
         self.assertIn("do not take the path", log.getvalue())
-        # Inputs once per (vocab, n, accept) at the largest batch; accept=none reuses the target.
-        self.assertEqual(builds, [(v, 6, n, a, not a) for v in grid["vocabs"]
-                                  for n in (4, 8) for a in (True, False)])
+        # Inputs once per (vocab, params) at the largest batch; a second point set of the same
+        # n reuses the target (draft=tokens, after n=8, builds its own).
+        self.assertEqual(builds, [b for v in grid["vocabs"]
+                                  for b in [(v, 6, n, a, not a, False) for n in (4, 8)
+                                            for a in (True, False)]
+                                  + [(v, 6, 4, False, False, True)]])
         self.assertTrue(all(c == (50, False) for c in timer.calls))  # warm L2 only
 
     def test_the_timed_run_times_the_logit_ops_then_the_probability_ops(self):
@@ -310,7 +326,7 @@ class ProbOpsOnTheCpu(unittest.TestCase):
                                ("sample_from_probs", "", 500, 4)] + verify)
         self.assertEqual({x["device"] for x in lines}, {"Test GPU"})
         self.assertIn("done: 5 points written", log.getvalue())
-        self.assertIn("done: 8 points written", log.getvalue())
+        self.assertIn("done: 10 points written", log.getvalue())
 
     def test_the_torch_verify_draft_follows_the_rejection_rule(self):
         torch = self.torch
@@ -333,6 +349,29 @@ class ProbOpsOnTheCpu(unittest.TestCase):
         self.assertTrue(bool((tokens[e == 0, 1:] == -1).all()))
         # After a full accept the bonus token comes from p_n (tokens 0, 1, 2).
         self.assertTrue(bool((tokens[e == 2, :2] == 2).all()))
+
+    def test_the_torch_verify_draft_of_one_hot_drafts_follows_the_rejection_rule(self):
+        torch = self.torch
+        torch.manual_seed(1)
+        v, n, b = 6, 2, 4000
+        p = torch.tensor([[0.5, 0.3, 0.2, 0, 0, 0]] * (n + 1))
+        d = peers.VerifyInputs.__new__(peers.VerifyInputs)
+        d.target_probs = p.expand(b, n + 1, v).contiguous()
+        d.draft_probs = None
+        d.draft_ids = torch.full((b, n), 1, dtype=torch.int32)  # kept with chance p(1) = 0.3
+        tokens, e = peers.torch_ops(torch)["verify_draft"](d, n)()
+        self.assertEqual(tuple(tokens.shape), (b, n + 1))
+        self.assertAlmostEqual(float((e >= 1).double().mean()), 0.3, delta=0.03)
+        self.assertAlmostEqual(float((e == 2).double().mean()), 0.09, delta=0.015)
+        first = tokens[e == 0, 0]
+        # The residual is p without token 1: (0.5, 0, 0.2), tokens 0 and 2 at 5 : 2.
+        self.assertTrue(bool((first != 1).all()))
+        self.assertAlmostEqual(float((first == 0).double().mean()), 5 / 7, delta=0.04)
+        self.assertTrue(bool((tokens[e == 0, 1:] == -1).all()))
+        self.assertTrue(bool((tokens[e == 2, :2] == 1).all()))
+        # The first token follows p whatever the draft: 0.5, 0.3, 0.2.
+        for t, want in enumerate([0.5, 0.3, 0.2]):
+            self.assertAlmostEqual(float((tokens[:, 0] == t).double().mean()), want, delta=0.03)
 
 
 class PeersRun(unittest.TestCase):

@@ -143,7 +143,7 @@ impl<T: Logit> Buffers<T> {
 /// The operations, by name: every public entry point, through `sample` and `distribution` for
 /// each decoder and directly for the rest, with per-row parameters, per-row seeds and a status
 /// buffer where they take them.
-const OPS: [&str; 28] = [
+const OPS: [&str; 29] = [
     "greedy",
     "softmax",
     "log_softmax",
@@ -158,6 +158,8 @@ const OPS: [&str; 28] = [
     "sample_from_probs_n",
     // A one-token draft per row: the softmax's probabilities and the tokens drawn so far.
     "verify_draft",
+    // The same draft as one-hot drafts (no draft distributions).
+    "verify_draft_tokens",
     "sample_top_k",
     "sample_top_p",
     "sample_min_p",
@@ -240,13 +242,14 @@ fn run<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, op: &str) -> samplex::Resu
             let (probs, drawn) = (b.probs.as_view(), &mut b.indices.as_view_mut());
             s.sample_from_probs_n(&probs, b.batch, b.vocab, &shared, drawn, status)
         }
-        "verify_draft" => {
+        "verify_draft" | "verify_draft_tokens" => {
             let (draft, drafted, target) =
                 (b.probs.as_view(), b.tokens.as_view(), b.target.as_view());
+            let draft = (op == "verify_draft").then_some(&draft);
             let out = &mut b.indices.slice_mut(..2 * b.batch);
             let accepted = &mut b.support.as_view_mut();
             s.verify_draft(
-                &draft, &drafted, None, &target, b.batch, b.vocab, &each, out, accepted, status,
+                draft, &drafted, None, &target, b.batch, b.vocab, &each, out, accepted, status,
             )
         }
         "top_k_select" | "top_k_select_per_row" => {

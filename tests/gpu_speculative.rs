@@ -22,11 +22,12 @@ struct Draft {
 }
 
 /// The GPU's verdict: (tokens, batch × (n + 1); accepted; status), with per-row draft lengths
-/// when `lens` is given.
+/// when `lens` is given, and the draft as one-hot drafts (its tokens alone) when `one_hot`.
 fn gpu_verify(
     s: &mut Sampler,
     d: &Draft,
     lens: Option<&[u32]>,
+    one_hot: bool,
     seeds: &HostSeeds,
 ) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
     let (q, x, p) = (
@@ -39,8 +40,9 @@ fn gpu_verify(
     let mut tokens = s.stream().alloc_zeros::<u32>(d.batch * (d.n + 1)).unwrap();
     let mut accepted = s.stream().alloc_zeros::<u32>(d.batch).unwrap();
     let mut st = s.stream().alloc_zeros::<u32>(d.batch).unwrap();
+    let q = (!one_hot).then(|| q.as_view());
     s.verify_draft(
-        &q.as_view(),
+        q.as_ref(),
         &x.as_view(),
         lens.as_ref().map(|l| l.as_view()).as_ref(),
         &p.as_view(),
@@ -190,7 +192,8 @@ fn verification_agrees_with_the_cpu_reference() {
             v[0] = v[0].at(u64::MAX - 1); // offsets wrap past u64::MAX
         }
         // Per-row draft lengths: every length 0 ..= n, and n + 1 (clamped to n and flagged);
-        // the rows whose checks below need the whole draft keep it.
+        // the rows whose checks below need the whole draft keep it. Then the draft as one-hot
+        // drafts (its tokens alone), with and without the lengths.
         let lens: Vec<u32> = (0..batch)
             .map(|r| match r % 5 {
                 0 | 2 => n as u32,
@@ -199,21 +202,22 @@ fn verification_agrees_with_the_cpu_reference() {
             .collect();
         let mut cases = vec![];
         for seeds in [HostSeeds::Shared(Rng::new(21).at(k as u64)), each] {
-            cases.push((None, seeds));
+            cases.push((None, false, seeds));
         }
-        cases.push((
-            Some(lens.as_slice()),
-            HostSeeds::Shared(Rng::new(22).at(k as u64)),
-        ));
-        for (lens, seeds) in cases {
+        let shared = |seed| HostSeeds::Shared(Rng::new(seed).at(k as u64));
+        cases.push((Some(lens.as_slice()), false, shared(22)));
+        cases.push((None, true, shared(23)));
+        cases.push((Some(lens.as_slice()), true, shared(24)));
+        for (lens, one_hot, seeds) in cases {
             let what = format!(
-                "b{batch} v{vocab} n{n} {}{}",
+                "b{batch} v{vocab} n{n} {}{}{}",
                 seeds.label(),
-                if lens.is_some() { " lens" } else { "" }
+                if lens.is_some() { " lens" } else { "" },
+                if one_hot { " one-hot" } else { "" }
             );
-            let gpu = gpu_verify(&mut s, &d, lens, &seeds);
+            let gpu = gpu_verify(&mut s, &d, lens, one_hot, &seeds);
             let cpu = cpu::verify_draft(
-                &d.draft_probs,
+                (!one_hot).then_some(d.draft_probs.as_slice()),
                 &d.draft_tokens,
                 lens,
                 &d.target_probs,
@@ -225,7 +229,7 @@ fn verification_agrees_with_the_cpu_reference() {
             near += assert_verdicts_agree(&gpu, &cpu, n, &what);
             // The cases the draft's special rows make must have come out as designed.
             for (r, v) in cpu.iter().enumerate() {
-                if r % 5 == 0 {
+                if r % 5 == 0 && !one_hot {
                     assert!(v.accepted >= exact as u32, "{what}: row {r}: exact drafts");
                 }
                 if n > 0 && (r % 5 == 1 && vocab > 1 || r % 5 == 3) {
@@ -262,13 +266,25 @@ fn weighted_pair(vocab: usize) -> (Vec<f64>, Vec<f64>) {
 #[test]
 fn emitted_tokens_follow_the_target_distribution() {
     let mut s = gpu_or_skip!();
-    // Many rows of one (q, p_0, p_1) with one draft token each, drawn from q on the GPU under
-    // its own seed; rows are independent (a shared seed, stream = row), and each launch steps the
-    // offsets. Speculative sampling's guarantee: the first emitted token is distributed as p_0
-    // whatever q is, the draft is accepted with chance Σ min(p_0, q), and the token after an
-    // accepted draft is distributed as p_1.
+    check_emitted_tokens(&mut s, false);
+}
+
+#[test]
+fn one_hot_drafts_emit_tokens_that_follow_the_target_distribution() {
+    let mut s = gpu_or_skip!();
+    check_emitted_tokens(&mut s, true);
+}
+
+/// Many rows of one (q, p_0, p_1) with one draft token each, drawn from q on the GPU under its
+/// own seed; rows are independent (a shared seed, stream = row), and each launch steps the
+/// offsets. Speculative sampling's guarantee: the first emitted token is distributed as p_0
+/// whatever q is, the draft is accepted with chance Σ min(p_0, q), and the token after an
+/// accepted draft is distributed as p_1. With `one_hot` the verification is not told q (the
+/// drafts are one-hot, δ(x)): the first token still follows p_0, and the draft is accepted with
+/// chance p_0(x), Σ q·p_0 over the drafts.
+fn check_emitted_tokens(s: &mut Sampler, one_hot: bool) {
     let (batch, vocab) = (1024usize, 4100usize);
-    let launches = common::scaled(&s, 1 << 16).div_ceil(batch);
+    let launches = common::scaled(s, 1 << 16).div_ceil(batch);
     let (p0, q) = weighted_pair(vocab);
     let p1: Vec<f64> = (0..vocab)
         .map(|i| if i % 410 == 17 { 0.1 } else { 0.0 })
@@ -277,7 +293,7 @@ fn emitted_tokens_follow_the_target_distribution() {
     let rows = |v: &[Vec<f32>]| -> Vec<f32> { (0..batch).flat_map(|_| v.concat()).collect() };
     let draft_probs = rows(&[as_f32(&q)]);
     let target_probs = rows(&[as_f32(&p0), as_f32(&p1)]);
-    let q_dev = upload(&s, &draft_probs);
+    let q_dev = upload(s, &draft_probs);
     let mut first = vec![0u64; vocab];
     let mut bonus = vec![0u64; vocab];
     let mut accepted_total = 0u64;
@@ -297,12 +313,12 @@ fn emitted_tokens_follow_the_target_distribution() {
             batch,
             vocab,
             n: 1,
-            draft_tokens: download(&s, &x),
+            draft_tokens: download(s, &x),
             draft_probs: draft_probs.clone(),
             target_probs: target_probs.clone(),
         };
-        let (tokens, accepted, _) =
-            gpu_verify(&mut s, &d, None, &HostSeeds::Shared(Rng::new(78).at(2 * l)));
+        let seeds = HostSeeds::Shared(Rng::new(78).at(2 * l));
+        let (tokens, accepted, _) = gpu_verify(s, &d, None, one_hot, &seeds);
         for r in 0..batch {
             first[tokens[2 * r] as usize] += 1;
             if accepted[r] == 1 {
@@ -320,10 +336,13 @@ fn emitted_tokens_follow_the_target_distribution() {
     let p = common::chi_square_p(&bonus, &p1);
     eprintln!("{accepted_total} bonus tokens against p_1, chi-square p = {p:.4}");
     assert!(p > 1e-4, "bonus token: chi-square p = {p}");
-    let rate: f64 = p0.iter().zip(&q).map(|(a, b)| a.min(*b)).sum();
+    let rate: f64 = match one_hot {
+        false => p0.iter().zip(&q).map(|(a, b)| a.min(*b)).sum(),
+        true => p0.iter().zip(&q).map(|(a, b)| a * b).sum(),
+    };
     let sd = (rate * (1.0 - rate) / draws).sqrt();
     let seen = accepted_total as f64 / draws;
-    eprintln!("acceptance {seen:.4}, Σ min(p, q) = {rate:.4} (sd {sd:.4})");
+    eprintln!("acceptance {seen:.4}, expected {rate:.4} (sd {sd:.4}; one-hot {one_hot})");
     assert!(
         (seen - rate).abs() < 5.0 * sd,
         "acceptance {seen}, expected {rate}"
@@ -351,7 +370,7 @@ fn verification_refuses_bad_shapes() {
                    tokens_len: usize,
                    accepted_len: usize| {
         s.verify_draft(
-            &q.as_view(),
+            Some(&q.as_view()),
             &x.as_view(),
             None,
             &p.as_view(),
@@ -374,8 +393,25 @@ fn verification_refuses_bad_shapes() {
     assert_eq!(name(run(&q, &x, &p, batch, 8, 1)), "accepted");
     assert_eq!(name(run(&q, &odd, &p, batch, 8, 2)), "draft_tokens");
     assert!(matches!(run(&q, &x, &p, 0, 8, 2), Err(Error::EmptyBatch)));
+    // One-hot drafts: no draft distributions to check; the target must still fit n.
+    let mut one_hot = |p: &cudarc::driver::CudaSlice<f32>| {
+        s.verify_draft(
+            None,
+            &x.as_view(),
+            None,
+            &p.as_view(),
+            batch,
+            vocab,
+            &seeds,
+            &mut tokens.slice_mut(..8),
+            &mut accepted.slice_mut(..2),
+            None,
+        )
+    };
+    assert!(one_hot(&p).is_ok());
+    assert_eq!(name(one_hot(&short_p)), "target_probs");
     let r = s.verify_draft(
-        &q.as_view(),
+        Some(&q.as_view()),
         &x.as_view(),
         Some(&lens.as_view()),
         &p.as_view(),
@@ -388,7 +424,7 @@ fn verification_refuses_bad_shapes() {
     );
     assert_eq!(name(r), "draft_lens");
     let r = s.verify_draft(
-        &lq.as_view(),
+        Some(&lq.as_view()),
         &lx.as_view(),
         None,
         &lp.as_view(),

@@ -13,6 +13,9 @@
 //! - `accept=none`: q_i one-hot at P[s(r, i)]'s least likely token, the draft token that one.
 //!   The target gives it ~1e-7 (or 0), so draft 0 is rejected and the kernel draws from
 //!   max(p_0 − q_0, 0): it reads two rows of V floats per row.
+//! - `accept=none,draft=tokens`: the same drafts as one-hot drafts, given by their tokens alone
+//!   (no draft distributions, as n-gram and greedy drafters have them): the kernel draws from
+//!   p_0 without x_0 and reads one row of V floats per row.
 //!
 //! The bench reads `accepted` back after timing and reports an error when a point's rows did
 //! not take the path its bytes assume.
@@ -24,7 +27,7 @@
 //! |-----------------------|---------------------------------------------------------|
 //! | sample_from_probs     | b·V·4 + b·4                                             |
 //! | sample_from_probs_n   | b·V·4 + b·n·4                                           |
-//! | verify_draft          | rows·b·V·4 + b·n·4 + b·(n + 1)·4 + b·4 (rows: 1 all, 2 none) |
+//! | verify_draft          | rows·b·V·4 + b·n·4 + b·(n + 1)·4 + b·4 (rows: 2 for `accept=none` with draft distributions, else 1) |
 
 use std::sync::Arc;
 
@@ -35,7 +38,8 @@ use samplex::{Error, Result};
 /// (op, params) of every point set, in the order the bench and scripts/peers.py run them.
 /// `n` is the draws per row (`sample_from_probs_n`) or the draft length (`verify_draft`);
 /// `accept=all` makes every draft exact (accepted: the draw reads p_n), `accept=none` makes
-/// every first draft a token the target all but rules out (rejected: the draw reads p_0 and q_0).
+/// every first draft a token the target all but rules out (rejected: the draw reads p_0 and q_0,
+/// or p_0 alone with `draft=tokens`, one-hot drafts without distributions).
 pub const OPS: &[(&str, &str)] = &[
     ("sample_from_probs", ""),
     ("sample_from_probs_n", "n=4"),
@@ -43,6 +47,7 @@ pub const OPS: &[(&str, &str)] = &[
     ("verify_draft", "n=4,accept=none"),
     ("verify_draft", "n=8,accept=all"),
     ("verify_draft", "n=8,accept=none"),
+    ("verify_draft", "n=4,accept=none,draft=tokens"),
 ];
 
 /// What one entry of [`OPS`] runs.
@@ -50,7 +55,12 @@ pub const OPS: &[(&str, &str)] = &[
 pub enum Kind {
     Sample,
     SampleN(usize),
-    Verify { n: usize, accept_all: bool },
+    Verify {
+        n: usize,
+        accept_all: bool,
+        /// One-hot drafts, given by their tokens alone (`draft=tokens`).
+        one_hot: bool,
+    },
 }
 
 /// One entry of [`OPS`], parsed.
@@ -92,18 +102,27 @@ pub fn specs(names: Option<&[String]>) -> Vec<Spec> {
 pub fn parse(op: &str, params: &str) -> std::result::Result<Kind, String> {
     let mut n = None;
     let mut accept = None;
+    let mut one_hot = false;
     for p in params.split(',').filter(|p| !p.is_empty()) {
         match p.split_once('=') {
             Some(("n", v)) => n = Some(v.parse::<usize>().map_err(|e| format!("{p}: {e}"))?),
             Some(("accept", "all")) => accept = Some(true),
             Some(("accept", "none")) => accept = Some(false),
+            Some(("draft", "tokens")) if op == "verify_draft" => one_hot = true,
             _ => return Err(format!("{op}: unknown param {p:?}")),
         }
     }
     match (op, n, accept) {
         ("sample_from_probs", None, None) => Ok(Kind::Sample),
         ("sample_from_probs_n", Some(n), None) if n > 0 => Ok(Kind::SampleN(n)),
-        ("verify_draft", Some(n), Some(accept_all)) if n > 0 => Ok(Kind::Verify { n, accept_all }),
+        // One-hot drafts are accepted with chance p(x): no source row makes that certain.
+        ("verify_draft", Some(n), Some(accept_all)) if n > 0 && !(accept_all && one_hot) => {
+            Ok(Kind::Verify {
+                n,
+                accept_all,
+                one_hot,
+            })
+        }
         _ => Err(format!(
             "{op} with params {params:?} is not a probability op"
         )),
@@ -117,8 +136,12 @@ impl Kind {
         match self {
             Kind::Sample => row + batch * 4,
             Kind::SampleN(n) => row + batch * n * 4,
-            Kind::Verify { n, accept_all } => {
-                let rows = if accept_all { 1 } else { 2 };
+            Kind::Verify {
+                n,
+                accept_all,
+                one_hot,
+            } => {
+                let rows = if accept_all || one_hot { 1 } else { 2 };
                 rows * row + batch * n * 4 + batch * (n + 1) * 4 + batch * 4
             }
         }
@@ -214,18 +237,32 @@ impl Source {
 /// `verify_draft`'s inputs for the largest batch (a prefix of `batch` rows is the input of
 /// that batch).
 pub struct Verify {
+    kind: Kind,
     n: usize,
     accept_all: bool,
     target: CudaSlice<f32>,
-    draft: CudaSlice<f32>,
+    /// None for one-hot drafts (`draft=tokens`).
+    draft: Option<CudaSlice<f32>>,
     draft_tokens: CudaSlice<u32>,
 }
 
 impl Verify {
-    pub fn new(stream: &Arc<CudaStream>, src: &Source, n: usize, accept_all: bool) -> Result<Self> {
+    /// The inputs of a `Verify` kind; None for the other kinds.
+    pub fn new(stream: &Arc<CudaStream>, src: &Source, kind: Kind) -> Result<Option<Self>> {
+        let Kind::Verify {
+            n,
+            accept_all,
+            one_hot,
+        } = kind
+        else {
+            return Ok(None);
+        };
         let (m, v) = (src.rows, src.vocab);
         let mut target = stream.alloc_zeros::<f32>(m * (n + 1) * v)?;
-        let mut draft = stream.alloc_zeros::<f32>(m * n * v)?;
+        let mut draft = match one_hot {
+            true => None,
+            false => Some(stream.alloc_zeros::<f32>(m * n * v)?),
+        };
         let mut tokens = Vec::with_capacity(m * n);
         for r in 0..m {
             for i in 0..=n {
@@ -238,25 +275,31 @@ impl Verify {
             }
             for i in 0..n {
                 let s = src.source_row(n, r, i);
-                if accept_all {
-                    src.copy_row(stream, s, &mut draft, r * n + i)?;
-                    tokens.push(src.argmax[s]);
+                let x = if accept_all {
+                    src.argmax[s]
                 } else {
-                    let x = src.argmin[s] as usize;
-                    let at = (r * n + i) * v + x;
-                    stream.memcpy_htod(&[1.0f32], &mut draft.slice_mut(at..at + 1))?;
-                    tokens.push(x as u32);
+                    src.argmin[s]
+                };
+                match &mut draft {
+                    Some(q) if accept_all => src.copy_row(stream, s, q, r * n + i)?,
+                    Some(q) => {
+                        let at = (r * n + i) * v + x as usize;
+                        stream.memcpy_htod(&[1.0f32], &mut q.slice_mut(at..at + 1))?;
+                    }
+                    None => {}
                 }
+                tokens.push(x);
             }
         }
         let draft_tokens = stream.clone_htod(&tokens)?;
-        Ok(Verify {
+        Ok(Some(Verify {
+            kind,
             n,
             accept_all,
             target,
             draft,
             draft_tokens,
-        })
+        }))
     }
 
     /// Whether `accepted` (one count per row) is what the inputs were built to give: n for every
@@ -323,14 +366,12 @@ pub fn launch(
     match kind {
         Kind::Sample => s.sample_from_probs(&probs, batch, v, seeds, tokens, None),
         Kind::SampleN(_) => s.sample_from_probs_n(&probs, batch, v, seeds, tokens, None),
-        Kind::Verify { n, accept_all } => {
-            let d = verify
-                .filter(|d| d.n == n && d.accept_all == accept_all)
-                .ok_or_else(|| {
-                    Error::Unsupported(format!("verify_draft n={n}: inputs not built"))
-                })?;
+        Kind::Verify { n, .. } => {
+            let d = verify.filter(|d| d.kind == kind).ok_or_else(|| {
+                Error::Unsupported(format!("verify_draft n={n}: inputs not built"))
+            })?;
             s.verify_draft(
-                &d.draft.slice(0..batch * n * v),
+                d.draft.as_ref().map(|q| q.slice(0..batch * n * v)).as_ref(),
                 &d.draft_tokens.slice(0..batch * n),
                 None,
                 &d.target.slice(0..batch * (n + 1) * v),
@@ -356,13 +397,22 @@ pub fn self_check() {
         parse("verify_draft", "n=8,accept=none"),
         Ok(Kind::Verify {
             n: 8,
-            accept_all: false
+            accept_all: false,
+            one_hot: false
         })
     );
+    let one_hot = parse("verify_draft", "n=4,accept=none,draft=tokens");
+    assert_eq!(
+        one_hot.map(|k| k.bytes(2, 10)),
+        Ok(2 * 10 * 4 + 2 * 4 * 4 + 2 * 5 * 4 + 2 * 4)
+    );
+    assert!(parse("verify_draft", "n=4,accept=all,draft=tokens").is_err());
+    assert!(parse("sample_from_probs", "draft=tokens").is_err());
     assert_eq!(
         Kind::Verify {
             n: 4,
-            accept_all: false
+            accept_all: false,
+            one_hot: false
         }
         .bytes(2, 10),
         2 * 2 * 10 * 4 + 2 * 4 * 4 + 2 * 5 * 4 + 2 * 4

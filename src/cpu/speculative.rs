@@ -4,7 +4,10 @@
 //! as the target model's own draw would be.
 //!
 //! Row r has n draft tokens x_0 .. x_{n−1}, the draft's distributions q_0 .. q_{n−1} (it drew x_i
-//! from q_i) and the target's p_0 .. p_n (p_n is the distribution after the whole draft). A
+//! from q_i) and the target's p_0 .. p_n (p_n is the distribution after the whole draft).
+//! Drafts proposed without a distribution (n-gram or prompt lookup, a greedy draft model) are
+//! one-hot: q_i = δ(x_i), given by their tokens alone, so draft i is accepted with chance
+//! p_i(x_i) and a rejected token is replaced from p_e without x_e. A
 //! batch is padded to its longest draft: with per-row lengths, row r's draft is its first n_r
 //! slots (a length above the padded n is taken as n, [`status::PARAM_CLAMPED`]); n below
 //! stands for n_r, and the slots past it are not read. With the row's (seed, offset) = (s, o):
@@ -48,16 +51,17 @@ pub struct Verdict {
     pub margin: f64,
 }
 
-/// Verifies `batch` rows of n draft slots: `draft_probs` is batch × n × vocab, `draft_tokens`
-/// batch × n, `target_probs` batch × (n + 1) × vocab, all dense and row-major (n ≥ 0 from
-/// `draft_tokens.len() / batch`); `draft_lens` (batch values), when given, is each row's draft
-/// length (its first slots). See the module's text for the method.
+/// Verifies `batch` rows of n draft slots: `draft_probs` is batch × n × vocab (`None`: one-hot
+/// drafts, q_i = δ(x_i)), `draft_tokens` batch × n, `target_probs` batch × (n + 1) × vocab, all
+/// dense and row-major (n ≥ 0 from `draft_tokens.len() / batch`); `draft_lens` (batch values),
+/// when given, is each row's draft length (its first slots). See the module's text for the
+/// method.
 ///
 /// # Errors
 /// [`Error::EmptyBatch`], [`Error::BadVocab`], [`Error::BadLength`] when a buffer does not fit
 /// the shape or `draft_lens` or `seeds` has the wrong length.
 pub fn verify_draft(
-    draft_probs: &[f32],
+    draft_probs: Option<&[f32]>,
     draft_tokens: &[u32],
     draft_lens: Option<&[u32]>,
     target_probs: &[f32],
@@ -66,7 +70,7 @@ pub fn verify_draft(
     seeds: Rows<'_, Rng>,
 ) -> Result<Vec<Verdict>> {
     let n = check_draft_shape(
-        draft_probs.len(),
+        draft_probs.map(<[f32]>::len),
         draft_tokens.len(),
         target_probs.len(),
         batch,
@@ -78,7 +82,7 @@ pub fn verify_draft(
     seeds.check_len("seeds", batch)?;
     Ok((0..batch)
         .map(|r| {
-            let draft = |i| dist_row(draft_probs, (r * n + i) * vocab, vocab);
+            let draft = |i| draft_probs.map(|q| dist_row(q, (r * n + i) * vocab, vocab));
             let target = |i| dist_row(target_probs, (r * (n + 1) + i) * vocab, vocab);
             let (len, clamped) = match draft_lens.map(|l| l[r] as usize) {
                 Some(len) if len > n => (n, status::PARAM_CLAMPED),
@@ -97,10 +101,10 @@ fn dist_row(probs: &[f32], at: usize, vocab: usize) -> &[f32] {
     &probs[at..at + vocab]
 }
 
-/// The draft's length n from the buffers' lengths, or the error naming the one that does not
-/// fit `batch` rows of `vocab`.
+/// The draft's length n from the buffers' lengths (`draft_probs` none for one-hot drafts), or
+/// the error naming the one that does not fit `batch` rows of `vocab`.
 pub(crate) fn check_draft_shape(
-    draft_probs: usize,
+    draft_probs: Option<usize>,
     draft_tokens: usize,
     target_probs: usize,
     batch: usize,
@@ -120,11 +124,9 @@ pub(crate) fn check_draft_shape(
         }
     };
     fits("draft_tokens", draft_tokens, batch * n)?;
-    fits(
-        "draft_probs",
-        draft_probs,
-        (batch * n).saturating_mul(vocab),
-    )?;
+    if let Some(len) = draft_probs {
+        fits("draft_probs", len, (batch * n).saturating_mul(vocab))?;
+    }
     fits(
         "target_probs",
         target_probs,
@@ -133,11 +135,12 @@ pub(crate) fn check_draft_shape(
     Ok(n)
 }
 
-/// One row: `xs` its draft (n_r tokens), `width` the padded n (its verdict has n + 1 tokens).
+/// One row: `xs` its draft (n_r tokens), `width` the padded n (its verdict has n + 1 tokens),
+/// `draft(i)` q_i (`None`: one-hot at x_i).
 fn verify_row<'a>(
     xs: &[u32],
     width: usize,
-    draft: impl Fn(usize) -> &'a [f32],
+    draft: impl Fn(usize) -> Option<&'a [f32]>,
     target: impl Fn(usize) -> &'a [f32],
     rng: Rng,
     stream: u32,
@@ -148,8 +151,8 @@ fn verify_row<'a>(
     let mut e = n;
     for (i, &x) in xs.iter().enumerate() {
         let x = x as usize;
-        let accepted = if x < draft(i).len() {
-            let q = weight(draft(i)[x], &mut status);
+        let accepted = if x < target(i).len() {
+            let q = draft(i).map_or(1.0, |q| weight(q[x], &mut status));
             let p = weight(target(i)[x], &mut status);
             let word = row_random(rng.seed, rng.offset.wrapping_add(i as u64), stream, 0)[2];
             let u = uniform_open(word);
@@ -169,11 +172,21 @@ fn verify_row<'a>(
     let at = rng.at(rng.offset.wrapping_add(e as u64));
     let p: Vec<f64> = target(e).iter().map(|&v| weight(v, &mut status)).collect();
     let mut draw = if e < n {
-        let residual: Vec<f64> = draft(e)
-            .iter()
-            .zip(&p)
-            .map(|(&q, &p)| (p - weight(q, &mut status)).max(0.0))
-            .collect();
+        let residual: Vec<f64> = match draft(e) {
+            Some(q) => q
+                .iter()
+                .zip(&p)
+                .map(|(&q, &p)| (p - weight(q, &mut status)).max(0.0))
+                .collect(),
+            None => {
+                // max(p − δ(x_e), 0): p without x_e's unit (an id ≥ vocab takes nothing).
+                let mut r = p.clone();
+                if let Some(w) = r.get_mut(xs[e] as usize) {
+                    *w = (*w - 1.0).max(0.0);
+                }
+                r
+            }
+        };
         draw_weights(&residual, at, stream)
     } else {
         Draw::none(0)
@@ -213,7 +226,7 @@ mod tests {
     use super::*;
 
     fn one_row(draft: &[f32], xs: &[u32], target: &[f32], vocab: usize, rng: Rng) -> Verdict {
-        verify_draft(draft, xs, None, target, 1, vocab, Rows::All(rng))
+        verify_draft(Some(draft), xs, None, target, 1, vocab, Rows::All(rng))
             .unwrap()
             .remove(0)
     }
@@ -282,7 +295,7 @@ mod tests {
     #[test]
     fn shapes_are_checked() {
         let r = verify_draft(
-            &[0.5; 4],
+            Some(&[0.5; 4]),
             &[0, 1],
             None,
             &[0.5; 5],
@@ -298,7 +311,7 @@ mod tests {
             })
         ));
         let r = verify_draft(
-            &[0.5; 3],
+            Some(&[0.5; 3]),
             &[0, 1],
             None,
             &[0.5; 6],
@@ -313,7 +326,15 @@ mod tests {
                 ..
             })
         ));
-        let r = verify_draft(&[], &[0], None, &[0.5; 4], 2, 2, Rows::All(Rng::new(0)));
+        let r = verify_draft(
+            Some(&[]),
+            &[0],
+            None,
+            &[0.5; 4],
+            2,
+            2,
+            Rows::All(Rng::new(0)),
+        );
         assert!(matches!(
             r,
             Err(Error::BadLength {
@@ -322,10 +343,19 @@ mod tests {
             })
         ));
         // n = 0: a draw from the target's one distribution.
-        let v = verify_draft(&[], &[], None, &[0.0, 1.0], 1, 2, Rows::All(Rng::new(0))).unwrap();
+        let v = verify_draft(
+            Some(&[]),
+            &[],
+            None,
+            &[0.0, 1.0],
+            1,
+            2,
+            Rows::All(Rng::new(0)),
+        )
+        .unwrap();
         assert_eq!((v[0].accepted, v[0].tokens.as_slice()), (0, &[1][..]));
         let r = verify_draft(
-            &[0.5; 4],
+            Some(&[0.5; 4]),
             &[0, 1],
             Some(&[1, 1]),
             &[0.5; 6],
@@ -358,11 +388,12 @@ mod tests {
         for seed in 0..200 {
             let rng = Rng::new(seed);
             for len in 0..=n {
-                let padded = verify_draft(&q, &xs, Some(&[len as u32]), &p, 1, vocab, rng.into())
-                    .unwrap()
-                    .remove(0);
+                let padded =
+                    verify_draft(Some(&q), &xs, Some(&[len as u32]), &p, 1, vocab, rng.into())
+                        .unwrap()
+                        .remove(0);
                 let alone = verify_draft(
-                    &q[..len * vocab],
+                    Some(&q[..len * vocab]),
                     &xs[..len],
                     None,
                     &p[..(len + 1) * vocab],
@@ -386,10 +417,74 @@ mod tests {
                 );
             }
             // A length above the padded n is n, flagged.
-            let over = verify_draft(&q, &xs, Some(&[7]), &p, 1, vocab, rng.into()).unwrap();
-            let full = verify_draft(&q, &xs, None, &p, 1, vocab, rng.into()).unwrap();
+            let over = verify_draft(Some(&q), &xs, Some(&[7]), &p, 1, vocab, rng.into()).unwrap();
+            let full = verify_draft(Some(&q), &xs, None, &p, 1, vocab, rng.into()).unwrap();
             assert_eq!(over[0].tokens, full[0].tokens);
             assert_eq!(over[0].status, full[0].status | status::PARAM_CLAMPED);
         }
+    }
+
+    #[test]
+    fn one_hot_drafts_are_their_one_hot_rows() {
+        // Tokens alone (None) must verify as the explicit one-hot rows δ(x_i) would, bit for
+        // bit, margins included; an id ≥ vocab as a zero row. Unnormalised targets (a weight
+        // above 1, +∞) reach the residual's max(p(x) − 1, 0).
+        let (n, vocab) = (3, 5);
+        let p: Vec<f32> = (0..(n + 1) * vocab)
+            .map(|k| [0.1, 0.05, 0.4, 0.25, 0.2, 1.5, f32::INFINITY][(k * 3 + k / 5) % 7])
+            .collect();
+        for (xs, lens) in [
+            ([2u32, 4, 0], None),
+            ([0, 7, 3], None),
+            ([1, 2, 3], Some([2u32])),
+        ] {
+            let mut q = vec![0.0f32; n * vocab];
+            for (i, &x) in xs.iter().enumerate() {
+                if (x as usize) < vocab {
+                    q[i * vocab + x as usize] = 1.0;
+                }
+            }
+            for seed in 0..300 {
+                let lens = lens.as_ref().map(|l| l.as_slice());
+                let rng = Rows::All(Rng::new(seed));
+                let tokens = verify_draft(None, &xs, lens, &p, 1, vocab, rng).unwrap();
+                let rows = verify_draft(Some(&q), &xs, lens, &p, 1, vocab, rng).unwrap();
+                assert_eq!(tokens, rows, "seed {seed} drafts {xs:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_hot_drafts_are_accepted_with_the_target_chance_and_emit_the_target() {
+        // x = 0 always: kept with chance p(0) = 0.5, and the first emitted token follows p.
+        let p = [0.5f32, 0.3, 0.2, 0.0, 0.0, 1.0];
+        let (mut kept, mut firsts) = (0usize, [0usize; 3]);
+        let trials = 20_000u64;
+        for seed in 0..trials {
+            let v = verify_draft(None, &[0], None, &p, 1, 3, Rows::All(Rng::new(seed)))
+                .unwrap()
+                .remove(0);
+            kept += usize::from(v.accepted == 1);
+            firsts[v.tokens[0] as usize] += 1;
+            if v.accepted == 1 {
+                assert_eq!(v.tokens[1], 2, "the bonus token is p_1's only one");
+            }
+        }
+        let rate = kept as f64 / trials as f64;
+        assert!((rate - 0.5).abs() < 0.015, "{rate}");
+        for (k, want) in [0.5, 0.3, 0.2].into_iter().enumerate() {
+            let share = firsts[k] as f64 / trials as f64;
+            assert!((share - want).abs() < 0.015, "token {k}: {share}");
+        }
+        // No draft_probs to check: n comes from the tokens, the target must fit it.
+        assert!(verify_draft(None, &[0, 1], None, &[0.5; 6], 1, 2, Rows::All(Rng::new(0))).is_ok());
+        let r = verify_draft(None, &[0, 1], None, &[0.5; 5], 1, 2, Rows::All(Rng::new(0)));
+        assert!(matches!(
+            r,
+            Err(Error::BadLength {
+                name: "target_probs",
+                ..
+            })
+        ));
     }
 }

@@ -631,6 +631,9 @@ impl Sampler {
     /// `draft_tokens.len() / batch`), the draft model's distributions they were drawn from
     /// (`draft_probs`, batch × n × vocab) and the target model's (`target_probs`, batch ×
     /// (n + 1) × vocab: at each draft position and after the last), all dense, row-major.
+    /// Drafts proposed without a distribution (n-gram or prompt lookup, a greedy draft model)
+    /// pass `draft_probs: None`: q_i is one-hot at x_i, so draft i is accepted with chance
+    /// p_i(x_i) and a rejected token is replaced from p_e without x_e, and no q is read.
     /// Its draft is the first n_r slots: `draft_lens[r]` (batch values) when given, so that
     /// requests with fewer drafts (or none) share a padded batch, else n; a length above n is
     /// taken as n and flagged [`crate::status::PARAM_CLAMPED`]. Slots past n_r are not read.
@@ -655,7 +658,7 @@ impl Sampler {
     #[allow(clippy::too_many_arguments)]
     pub fn verify_draft(
         &mut self,
-        draft_probs: &CudaView<'_, f32>,
+        draft_probs: Option<&CudaView<'_, f32>>,
         draft_tokens: &CudaView<'_, u32>,
         draft_lens: Option<&CudaView<'_, u32>>,
         target_probs: &CudaView<'_, f32>,
@@ -668,7 +671,7 @@ impl Sampler {
     ) -> Result<()> {
         // 1. Validate.
         let drafts = crate::cpu::speculative::check_draft_shape(
-            draft_probs.len(),
+            draft_probs.map(|q| q.len()),
             draft_tokens.len(),
             target_probs.len(),
             batch,
@@ -681,7 +684,9 @@ impl Sampler {
                 range: "at most 256 tokens per row",
             });
         }
-        self.check_device("draft_probs", draft_probs)?;
+        if let Some(q) = draft_probs {
+            self.check_device("draft_probs", q)?;
+        }
         self.check_device("draft_tokens", draft_tokens)?;
         self.check_opt_buffer("draft_lens", draft_lens, batch)?;
         self.check_device("target_probs", target_probs)?;
@@ -690,11 +695,12 @@ impl Sampler {
         self.check_buffer("accepted", &*accepted, batch)?;
         self.check_opt_buffer("status", status.as_deref(), batch)?;
 
-        // 2. Config: both distributions' rows must allow 16-byte loads for the aligned kernel.
+        // 2. Config: both distributions' rows must allow 16-byte loads for the aligned kernel
+        // (one-hot drafts: the target's alone; their address is 0).
         let split = self.split_rows(batch, vocab)?;
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
-        let draft_addr = ptrs.read(draft_probs);
+        let draft_addr = ptrs.read_opt(draft_probs);
         let target_addr = ptrs.read(target_probs);
         let vec = launch::vector_width::<f32>(draft_addr | target_addr, vocab);
         let func = self.function(launch::entry("softmax", "verify_draft", DType::F32, vec))?;
@@ -718,14 +724,15 @@ impl Sampler {
         split.push(&mut b);
         b.arg(&tokens_addr).arg(&accepted_addr).arg(&status_addr);
         // SAFETY: the arguments match samplex_softmax_verify_draft_f32's C signature in order
-        // and type; `draft_probs`, `draft_tokens` and `target_probs` were checked to hold batch
-        // × drafts × vocab, batch × drafts and batch × (drafts + 1) × vocab values on this
-        // device (an empty draft is never read), `draft_lens` (or 0) `batch` lengths, which the
-        // kernel clamps to `drafts`; `tokens` holds batch × (drafts + 1) entries,
-        // `accepted`, `status` and the per-row seeds and offsets `batch`; drafts ≤ 256 (one per
-        // thread); with parts > 1 the scratch holds batch × parts partials and `batch` zeroed
-        // tickets (left at zero); the grid is batch × parts blocks of 256 threads and the vector
-        // width fits both distributions' addresses and the row length.
+        // and type; `draft_probs` (or null: one-hot drafts, never read), `draft_tokens` and
+        // `target_probs` were checked to hold batch × drafts × vocab, batch × drafts and batch
+        // × (drafts + 1) × vocab values on this device (an empty draft is never read),
+        // `draft_lens` (or 0) `batch` lengths, which the kernel clamps to `drafts`; `tokens`
+        // holds batch × (drafts + 1) entries, `accepted`, `status` and the per-row seeds and
+        // offsets `batch`; drafts ≤ 256 (one per thread); with parts > 1 the scratch holds batch
+        // × parts partials and `batch` zeroed tickets (left at zero); the grid is batch × parts
+        // blocks of 256 threads and the vector width fits both distributions' addresses (or the
+        // target's alone) and the row length.
         unsafe { b.launch(&func, &stream, split.cfg) }?;
         Ok(())
     }
