@@ -1,0 +1,253 @@
+//! Speculative decoding with prompt-lookup drafts, the way a serving loop on cudarc would run
+//! it. Each request proposes up to `MAX_DRAFT` tokens by looking its last token up earlier in
+//! its own text and copying what followed (n-gram drafting: no draft model, so no draft
+//! distributions), a different number per request, or none. The target model scores every
+//! drafted position in one pass; `Sampler::softmax` turns its logits into probabilities with
+//! each request's temperature, and `Sampler::verify_draft` (one-hot drafts: `draft_probs`
+//! `None`; per-row lengths: `draft_lens`) keeps the accepted prefix of each draft and draws one
+//! more token. A request emits accepted + 1 tokens per target pass instead of 1, and every
+//! token is still distributed as the target's own draw. A temperature-0 request gets one-hot
+//! target rows: its verification is greedy decoding (a draft token is kept iff it is the
+//! argmax, and the replacement is the argmax), which the example checks too. Every step is
+//! checked against the CPU reference: the probabilities, and the verdicts on the device's
+//! probabilities with the same seeds and offsets.
+//!
+//!     cargo run --release --example speculative
+//!     scripts/emu/run.sh cargo run --example speculative   # without a GPU, on the emulator
+//!
+//! Without a GPU it says so and exits.
+
+use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
+use samplex::{cpu, status, Error, Logits, Rng, Rows};
+
+/// Requests in the batch, the vocabulary, the padded draft length and the steps.
+const BATCH: usize = 4;
+const VOCAB: usize = 32_000;
+const MAX_DRAFT: usize = 4;
+const STEPS: usize = 8;
+/// Each request's (temperature, seed); temperature 0 is greedy.
+const REQUESTS: [(f32, u64); BATCH] = [(0.7, 21), (1.0, 22), (0.0, 23), (0.4, 24)];
+/// The tokens the model mostly cycles through (so that text repeats and lookups find drafts).
+const LOOP: usize = 16;
+
+/// A toy target model: the next token's logits depend on the previous token alone. Two
+/// favourites inside the first LOOP tokens (the first, `favourite`, walks one cycle through all
+/// of them), and noise over the whole vocabulary (xorshift).
+fn model_row(prev: u32, out: &mut [f32]) {
+    let t = prev as usize;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    for (k, z) in out.iter_mut().enumerate() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let noise = (state >> 40) as f32 / (1u64 << 24) as f32;
+        *z = 3.0 * noise
+            + if k == favourite(prev) as usize {
+                16.0
+            } else if k == (t * 7 + 3) % LOOP {
+                15.0
+            } else {
+                0.0
+            };
+    }
+}
+
+/// The model's most likely next token (t → 5t + 1 mod LOOP: one cycle of LOOP tokens).
+fn favourite(prev: u32) -> u32 {
+    (prev * 5 + 1) % LOOP as u32
+}
+
+/// Prompt lookup: the tokens that followed the latest earlier occurrence of the last token
+/// (at most MAX_DRAFT of them), or none.
+fn lookup_draft(text: &[u32]) -> Vec<u32> {
+    let last = *text.last().expect("a request has a prompt");
+    let earlier = &text[..text.len() - 1];
+    match earlier.iter().rposition(|&t| t == last) {
+        Some(j) => earlier[j + 1..].iter().take(MAX_DRAFT).copied().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Request r's offset at a step: each target pass uses MAX_DRAFT + 1 of its stream's offsets.
+fn offset(r: usize, step: usize) -> u64 {
+    1000 * r as u64 + (step * (MAX_DRAFT + 1)) as u64
+}
+
+fn fail(what: String) -> Error {
+    println!("{what}");
+    Error::Unsupported("speculative: the device disagrees with the CPU reference".into())
+}
+
+fn main() -> samplex::Result<()> {
+    let mut sampler = match Sampler::on_device(0) {
+        Ok(s) => s,
+        Err(e @ (Error::NoDriver | Error::NoDevice(_))) => {
+            println!("speculative: {e}; this example needs a GPU (or scripts/emu/run.sh)");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let stream = sampler.stream().clone();
+    let rows = BATCH * (MAX_DRAFT + 1); // target rows: every drafted position and the one after
+
+    // Device buffers, allocated once: a serving loop reuses them every step.
+    let temps: Vec<f32> = (0..rows).map(|i| REQUESTS[i / (MAX_DRAFT + 1)].0).collect();
+    let temps_dev = stream.clone_htod(&temps)?;
+    let seeds = stream.clone_htod(&REQUESTS.map(|r| r.1))?;
+    let mut offsets = stream.alloc_zeros::<u64>(BATCH)?;
+    let mut logits = stream.alloc_zeros::<f32>(rows * VOCAB)?;
+    let mut probs = stream.alloc_zeros::<f32>(rows * VOCAB)?;
+    let mut drafts_dev = stream.alloc_zeros::<u32>(BATCH * MAX_DRAFT)?;
+    let mut lens_dev = stream.alloc_zeros::<u32>(BATCH)?;
+    let mut tokens = stream.alloc_zeros::<u32>(BATCH * (MAX_DRAFT + 1))?;
+    let mut accepted = stream.alloc_zeros::<u32>(BATCH)?;
+    let mut flags = stream.alloc_zeros::<u32>(BATCH)?;
+
+    // Each request's prompt: 20 tokens the model likes (so that, as when a model quotes its
+    // prompt, the text it writes is found earlier in it).
+    let mut texts: Vec<Vec<u32>> = (0..BATCH)
+        .map(|r| {
+            std::iter::successors(Some(3 * r as u32), |&t| Some(favourite(t)))
+                .take(20)
+                .collect()
+        })
+        .collect();
+    let (mut drafted, mut kept, mut emitted, mut near) = (0, 0, 0, 0);
+    let mut host_logits = vec![0.0f32; rows * VOCAB];
+    for step in 0..STEPS {
+        // 1. Drafts, padded to MAX_DRAFT (the padding is never read).
+        let mut drafts = vec![0u32; BATCH * MAX_DRAFT];
+        let mut lens = vec![0u32; BATCH];
+        for (r, text) in texts.iter().enumerate() {
+            let d = lookup_draft(text);
+            drafts[r * MAX_DRAFT..r * MAX_DRAFT + d.len()].copy_from_slice(&d);
+            lens[r] = d.len() as u32;
+            drafted += d.len();
+        }
+
+        // 2. The target pass: row (r, i) scores the token after the text and i drafts.
+        for r in 0..BATCH {
+            for i in 0..=MAX_DRAFT {
+                let prev = match i.min(lens[r] as usize) {
+                    0 => *texts[r].last().expect("a prompt"),
+                    k => drafts[r * MAX_DRAFT + k - 1],
+                };
+                let at = (r * (MAX_DRAFT + 1) + i) * VOCAB;
+                model_row(prev, &mut host_logits[at..at + VOCAB]);
+            }
+        }
+        stream.memcpy_htod(&host_logits, &mut logits)?;
+        stream.memcpy_htod(&drafts, &mut drafts_dev)?;
+        stream.memcpy_htod(&lens, &mut lens_dev)?;
+        let at: Vec<u64> = (0..BATCH).map(|r| offset(r, step)).collect();
+        stream.memcpy_htod(&at, &mut offsets)?;
+
+        // 3. On the device: probabilities at each request's temperature, then the verification.
+        let per_row = RowParams {
+            temperature: Some(temps_dev.as_view()),
+            ..RowParams::default()
+        };
+        let x = DeviceLogits::new(logits.as_view(), rows, VOCAB)?;
+        sampler.softmax(&x, 1.0, &per_row, &mut probs.as_view_mut(), None, None)?;
+        let rng = DeviceSeeds::Each {
+            seeds: seeds.as_view(),
+            offsets: offsets.as_view(),
+        };
+        sampler.verify_draft(
+            None,
+            &drafts_dev.as_view(),
+            Some(&lens_dev.as_view()),
+            &probs.as_view(),
+            BATCH,
+            VOCAB,
+            &rng,
+            &mut tokens.as_view_mut(),
+            &mut accepted.as_view_mut(),
+            Some(&mut flags.as_view_mut()),
+        )?;
+        let got_probs = stream.clone_dtoh(&probs)?;
+        let got_tokens = stream.clone_dtoh(&tokens)?;
+        let got_accepted = stream.clone_dtoh(&accepted)?;
+        let got_flags = stream.clone_dtoh(&flags)?;
+
+        // 4. The CPU reference: the probabilities (f32 on the device, f64 here) ...
+        let want = cpu::softmax(&Logits::new(&host_logits, rows, VOCAB)?, Rows::Each(&temps))?;
+        for (row, w) in want.iter().enumerate() {
+            let g = &got_probs[row * VOCAB..(row + 1) * VOCAB];
+            if let Some(k) = (0..VOCAB).find(|&k| (f64::from(g[k]) - w[k]).abs() > 1e-5) {
+                return Err(fail(format!(
+                    "step {step} row {row}: p[{k}] = {} on the GPU, {} on the CPU",
+                    g[k], w[k]
+                )));
+            }
+        }
+        // ... and the verdicts on the device's probabilities, same seeds and offsets.
+        let rngs: Vec<Rng> = (0..BATCH)
+            .map(|r| Rng::new(REQUESTS[r].1).at(offset(r, step)))
+            .collect();
+        let verdicts = cpu::verify_draft(
+            None,
+            &drafts,
+            Some(&lens),
+            &got_probs,
+            BATCH,
+            VOCAB,
+            Rows::Each(&rngs),
+        )?;
+        for (r, v) in verdicts.iter().enumerate() {
+            let g = &got_tokens[r * (MAX_DRAFT + 1)..(r + 1) * (MAX_DRAFT + 1)];
+            if g != v.tokens.as_slice() || got_accepted[r] != v.accepted {
+                if v.margin < 1e-5 {
+                    near += 1; // SPEC: a test or the draw within 1e-5 of its boundary
+                } else {
+                    return Err(fail(format!(
+                        "step {step} request {r}: gpu {g:?}, cpu {:?}",
+                        v.tokens
+                    )));
+                }
+            } else if got_flags[r] != v.status {
+                return Err(fail(format!(
+                    "step {step} request {r}: status {:#x} on the GPU, {:#x} on the CPU",
+                    got_flags[r], v.status
+                )));
+            }
+        }
+
+        // 5. Emit accepted + 1 tokens per request. A greedy request's are its argmax chain.
+        for r in 0..BATCH {
+            let e = got_accepted[r] as usize;
+            let out = &got_tokens[r * (MAX_DRAFT + 1)..][..e + 1];
+            if out.contains(&status::NO_TOKEN) {
+                return Err(fail(format!(
+                    "step {step} request {r}: no token in {out:?}"
+                )));
+            }
+            if REQUESTS[r].0 == 0.0 {
+                for (i, &t) in out.iter().enumerate() {
+                    let at = (r * (MAX_DRAFT + 1) + i) * VOCAB;
+                    let row = &host_logits[at..at + VOCAB];
+                    let best = (0..VOCAB).fold(0, |b, k| if row[k] > row[b] { k } else { b });
+                    if t as usize != best {
+                        return Err(fail(format!(
+                            "step {step}: greedy request emitted {t}, the argmax is {best}"
+                        )));
+                    }
+                }
+            }
+            kept += e;
+            emitted += e + 1;
+            texts[r].extend_from_slice(out);
+        }
+        println!("step {step}: drafts {lens:?}, accepted {got_accepted:?}");
+    }
+    let passes = STEPS * BATCH;
+    println!(
+        "speculative: {STEPS} steps x {BATCH} requests on {:?} ({:?} kernels): {drafted} drafted \
+         tokens, {kept} accepted, {emitted} tokens from {passes} target passes ({:.2} per \
+         pass); every verdict equals the CPU reference's ({near} within the margin)",
+        sampler.context().name().unwrap_or_default(),
+        sampler.kernel_origin(),
+        emitted as f64 / passes as f64,
+    );
+    Ok(())
+}
