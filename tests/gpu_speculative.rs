@@ -363,16 +363,17 @@ fn verification_refuses_bad_shapes() {
     let (mut tokens, mut accepted, mut lt) = (ids(batch * 4), ids(batch), ids(long + 1));
     let lens = ids(batch + 1); // one length too many
     let seeds = samplex::gpu::DeviceSeeds::Shared(Rng::new(1));
-    let mut run = |q: &cudarc::driver::CudaSlice<f32>,
-                   x: &cudarc::driver::CudaSlice<u32>,
-                   p: &cudarc::driver::CudaSlice<f32>,
-                   batch: usize,
-                   tokens_len: usize,
-                   accepted_len: usize| {
+    type Buf<T> = cudarc::driver::CudaSlice<T>;
+    // (q or None for one-hot drafts, x, draft_lens, p, batch, tokens' and accepted's lengths)
+    let mut run = |q: Option<&Buf<f32>>,
+                   x: &Buf<u32>,
+                   lens: Option<&Buf<u32>>,
+                   p: &Buf<f32>,
+                   (batch, tokens_len, accepted_len): (usize, usize, usize)| {
         s.verify_draft(
-            Some(&q.as_view()),
+            q.map(|q| q.as_view()).as_ref(),
             &x.as_view(),
-            None,
+            lens.map(|l| l.as_view()).as_ref(),
             &p.as_view(),
             batch,
             vocab,
@@ -382,47 +383,28 @@ fn verification_refuses_bad_shapes() {
             None,
         )
     };
-    assert!(run(&q, &x, &p, batch, 8, 2).is_ok());
+    let fits = (batch, 8, 2);
+    assert!(run(Some(&q), &x, None, &p, fits).is_ok());
     let name = |r: samplex::Result<()>| match r {
         Err(Error::BadLength { name, .. }) => name,
         other => panic!("expected BadLength, got {other:?}"),
     };
-    assert_eq!(name(run(&short_q, &x, &p, batch, 8, 2)), "draft_probs");
-    assert_eq!(name(run(&q, &x, &short_p, batch, 8, 2)), "target_probs");
-    assert_eq!(name(run(&q, &x, &p, batch, 7, 2)), "tokens");
-    assert_eq!(name(run(&q, &x, &p, batch, 8, 1)), "accepted");
-    assert_eq!(name(run(&q, &odd, &p, batch, 8, 2)), "draft_tokens");
-    assert!(matches!(run(&q, &x, &p, 0, 8, 2), Err(Error::EmptyBatch)));
-    // One-hot drafts: no draft distributions to check; the target must still fit n.
-    let mut one_hot = |p: &cudarc::driver::CudaSlice<f32>| {
-        s.verify_draft(
-            None,
-            &x.as_view(),
-            None,
-            &p.as_view(),
-            batch,
-            vocab,
-            &seeds,
-            &mut tokens.slice_mut(..8),
-            &mut accepted.slice_mut(..2),
-            None,
-        )
-    };
-    assert!(one_hot(&p).is_ok());
-    assert_eq!(name(one_hot(&short_p)), "target_probs");
-    let r = s.verify_draft(
-        Some(&q.as_view()),
-        &x.as_view(),
-        Some(&lens.as_view()),
-        &p.as_view(),
-        batch,
-        vocab,
-        &seeds,
-        &mut tokens.slice_mut(..8),
-        &mut accepted.slice_mut(..2),
-        None,
+    assert_eq!(name(run(Some(&short_q), &x, None, &p, fits)), "draft_probs");
+    assert_eq!(
+        name(run(Some(&q), &x, None, &short_p, fits)),
+        "target_probs"
     );
-    assert_eq!(name(r), "draft_lens");
+    assert_eq!(name(run(Some(&q), &x, None, &p, (batch, 7, 2))), "tokens");
+    assert_eq!(name(run(Some(&q), &x, None, &p, (batch, 8, 1))), "accepted");
+    assert_eq!(name(run(Some(&q), &odd, None, &p, fits)), "draft_tokens");
+    assert_eq!(name(run(Some(&q), &x, Some(&lens), &p, fits)), "draft_lens");
+    assert!(matches!(
+        run(Some(&q), &x, None, &p, (0, 8, 2)),
+        Err(Error::EmptyBatch)
+    ));
+    // One-hot drafts: no draft distributions to check; the target must still fit n.
+    assert!(run(None, &x, None, &p, fits).is_ok());
+    assert_eq!(name(run(None, &x, None, &short_p, fits)), "target_probs");
     let r = s.verify_draft(
         Some(&lq.as_view()),
         &lx.as_view(),
