@@ -25,7 +25,8 @@ Runs on a GPU host with PyTorch (no network needed). Peers:
   ``flashinfer.top_k`` (``sorted=True`` where it exists: samplex's output is sorted);
   ``sampling_from_probs`` and ``chain_speculative_sampling`` (its defaults) for the probability
   ops (FlashInfer has no n draws per row: no sample_from_probs_n; its chain kernel takes draft
-  distributions: no ``draft=tokens`` point). Each call
+  distributions only, so for ``draft=tokens`` it gets the one-hot rows, built outside the
+  timing). Each call
   is guarded: an API that moved or changed skips only that op. Where the package is not
   importable (its wheel is about 100 MB, too large to carry in a 64 MiB bundle), FlashInfer's
   own kernels run through scripts/flashinfer_kernels.py (built by scripts/flashinfer/build.sh),
@@ -582,17 +583,22 @@ def flashinfer_ops(torch):
     if hasattr(fs, "sampling_from_probs"):
         ops["sample_from_probs"] = lambda p, n: (lambda: fs.sampling_from_probs(p))
     if hasattr(fs, "chain_speculative_sampling"):
-        ops["verify_draft"] = lambda d, n: _fi_verify(fs, d)
+        ops["verify_draft"] = lambda d, n: _fi_verify(torch, fs, d)
     return ops, version
 
 
-def _fi_verify(fs, d):
+def _fi_verify(torch, fs, d):
     """FlashInfer's chain_speculative_sampling on verify_draft's inputs. It takes draft
-    distributions: one-hot drafts given by their tokens alone are not a call it has (a stack
-    would have to build the one-hot rows first)."""
-    if d.draft_probs is None:
-        raise NotImplementedError("chain_speculative_sampling takes no draft=tokens drafts")
-    return lambda: fs.chain_speculative_sampling(d.draft_probs, d.draft_ids, d.target_probs)
+    distributions only: for one-hot drafts given by their tokens alone (draft=tokens) it gets
+    their one-hot rows, built here, outside the timed call (a stack would build them every
+    step: a b*n*V write this leaves out, in FlashInfer's favour)."""
+    q = d.draft_probs
+    if q is None:
+        b, n = d.draft_ids.shape
+        q = torch.zeros((b, n, d.target_probs.shape[-1]), dtype=d.target_probs.dtype,
+                        device=d.target_probs.device)
+        q.scatter_(-1, d.draft_ids.long()[..., None], 1.0)
+    return lambda: fs.chain_speculative_sampling(q, d.draft_ids, d.target_probs)
 
 
 # --- --check: every peer op once, outputs against a float64 reference -----------------------

@@ -350,6 +350,20 @@ class ProbOpsOnTheCpu(unittest.TestCase):
         # After a full accept the bonus token comes from p_n (tokens 0, 1, 2).
         self.assertTrue(bool((tokens[e == 2, :2] == 2).all()))
 
+    def test_flashinfer_gets_one_hot_drafts_as_their_one_hot_rows(self):
+        torch = self.torch
+        probs = peers.source_probs(torch, 3, 200, seed=2)
+        tokens = peers.VerifyInputs(torch, probs, 5, 4, False, one_hot=True)
+        rows = peers.VerifyInputs(torch, probs, 5, 4, False)
+        seen = []
+        fs = mock.Mock()
+        fs.chain_speculative_sampling.side_effect = lambda q, x, p: seen.append((q, x, p))
+        for d in (tokens, rows):
+            peers._fi_verify(torch, fs, d)()
+        (q1, x1, p1), (q2, x2, p2) = seen
+        self.assertTrue(torch.equal(q1, q2))  # the rows accept=none builds
+        self.assertTrue(torch.equal(x1, x2) and torch.equal(p1, p2))
+
     def test_the_torch_verify_draft_of_one_hot_drafts_follows_the_rejection_rule(self):
         torch = self.torch
         torch.manual_seed(1)
