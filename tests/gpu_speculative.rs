@@ -6,6 +6,8 @@
 mod common;
 
 use common::{download, upload, Dist, HostSeeds, SeedBuffers};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
 use samplex::cpu::{self, Verdict};
 use samplex::gpu::{Sampler, MAX_DRAFTS};
 use samplex::{status, Error, Rng, Rows};
@@ -245,6 +247,147 @@ fn verification_agrees_with_the_cpu_reference() {
         }
     }
     eprintln!("verify_draft: {near} near-boundary disagreements");
+}
+
+/// One random distribution of `vocab` for the property test: a softmax of Gumbel logits, the
+/// same cut to a few tokens, one-hot, or unnormalised (scaled), with a rare NaN, negative or +∞.
+fn random_dist(rng: &mut StdRng, vocab: usize) -> Vec<f32> {
+    let z = common::logits(
+        Dist::Gumbel(rng.random_range(0.2..2.0)),
+        1,
+        vocab,
+        rng.random(),
+    );
+    let (w, _) = cpu::widen_row(&z);
+    let mut p: Vec<f32> = cpu::softmax_row(&w, 1.0)
+        .iter()
+        .map(|&x| x as f32)
+        .collect();
+    match rng.random_range(0..6) {
+        0 => {
+            let keep: Vec<usize> = (0..rng.random_range(1..4))
+                .map(|_| rng.random_range(0..vocab))
+                .collect();
+            for (k, x) in p.iter_mut().enumerate() {
+                if !keep.contains(&k) {
+                    *x = 0.0;
+                }
+            }
+        }
+        1 => {
+            p.iter_mut().for_each(|x| *x = 0.0);
+            p[rng.random_range(0..vocab)] = 1.0;
+        }
+        2 => {
+            let scale = [0.25f32, 3.0][rng.random_range(0..2)];
+            p.iter_mut().for_each(|x| *x *= scale);
+        }
+        _ => {}
+    }
+    if rng.random_range(0..12) == 0 {
+        let k = rng.random_range(0..vocab);
+        p[k] = [f32::NAN, -0.5, f32::INFINITY][rng.random_range(0..3)];
+    }
+    p
+}
+
+#[test]
+fn random_verifications_match_the_cpu_reference() {
+    let mut s = gpu_or_skip!();
+    // Random shapes (vocabularies around the draw tile and odd ones, batches on both sides of
+    // the row split, drafts from none to long), draft distributions given or one-hot, per-row
+    // lengths or none, shared or per-row seeds; drafts close to the target, exact, unrelated,
+    // or bad ids. From a fixed seed, so a failure names a case that reproduces.
+    let emulated = common::emulated(&s);
+    let (cases, budget) = if emulated {
+        (48, 600_000)
+    } else {
+        (160, 4 << 20)
+    };
+    let mut rng = StdRng::seed_from_u64(0x5bec);
+    let mut near = 0;
+    for case in 0..cases {
+        let vocab = match rng.random_range(0..4) {
+            0 => rng.random_range(1..40),
+            1 => 4096 * rng.random_range(1..5) + rng.random_range(0..3) * 2047,
+            _ => rng.random_range(40..70_000),
+        };
+        let n = match rng.random_range(0..8) {
+            0 => 0,
+            1 => rng.random_range(9..40),
+            _ => rng.random_range(1..9),
+        };
+        let batch = rng
+            .random_range(1..40usize)
+            .min((budget / ((2 * n + 1) * vocab)).max(1));
+        let one_hot = rng.random_bool(0.4);
+        let mut target = Vec::with_capacity(batch * (n + 1) * vocab);
+        let mut draft_probs = Vec::with_capacity(batch * n * vocab);
+        let mut draft_tokens = Vec::with_capacity(batch * n);
+        for _ in 0..batch {
+            let p: Vec<Vec<f32>> = (0..=n).map(|_| random_dist(&mut rng, vocab)).collect();
+            for (i, p_i) in p.iter().take(n).enumerate() {
+                let q = match rng.random_range(0..3) {
+                    0 => p_i.clone(),
+                    _ => random_dist(&mut rng, vocab),
+                };
+                let x = match rng.random_range(0..10) {
+                    0 => (vocab + i) as u32,
+                    1..=3 => rng.random_range(0..vocab) as u32,
+                    _ => {
+                        // Drawn from q (its finite, non-negative part).
+                        let w: Vec<f32> = q
+                            .iter()
+                            .map(|&v| if v.is_finite() { v.max(0.0) } else { 0.0 })
+                            .collect();
+                        let d =
+                            cpu::sample_from_probs(&w, 1, vocab, Rows::All(Rng::new(rng.random())));
+                        d.unwrap()[0].token.min(vocab as u32 - 1)
+                    }
+                };
+                draft_tokens.push(x);
+                draft_probs.extend_from_slice(&q);
+            }
+            p.iter().for_each(|p_i| target.extend_from_slice(p_i));
+        }
+        let d = Draft {
+            batch,
+            vocab,
+            n,
+            draft_probs,
+            draft_tokens,
+            target_probs: target,
+        };
+        let lens: Option<Vec<u32>> = rng.random_bool(0.5).then(|| {
+            (0..batch)
+                .map(|_| rng.random_range(0..=n as u32 + 1))
+                .collect()
+        });
+        let seeds = if rng.random_bool(0.5) {
+            HostSeeds::Shared(Rng::new(rng.random()).at(rng.random()))
+        } else {
+            HostSeeds::each(batch)
+        };
+        let what = format!(
+            "case {case}: b{batch} v{vocab} n{n} {}{}{}",
+            seeds.label(),
+            if lens.is_some() { " lens" } else { "" },
+            if one_hot { " one-hot" } else { "" }
+        );
+        let gpu = gpu_verify(&mut s, &d, lens.as_deref(), one_hot, &seeds);
+        let cpu = cpu::verify_draft(
+            (!one_hot).then_some(d.draft_probs.as_slice()),
+            &d.draft_tokens,
+            lens.as_deref(),
+            &d.target_probs,
+            batch,
+            vocab,
+            seeds.rows(),
+        )
+        .unwrap();
+        near += assert_verdicts_agree(&gpu, &cpu, n, &what);
+    }
+    eprintln!("{cases} random verifications: {near} near-boundary disagreements");
 }
 
 /// (p, q) weights of one row: 20 tokens spread over two draw tiles of a 4100-token row; some
