@@ -165,6 +165,31 @@ fn assert_verdicts_agree(
     near
 }
 
+/// The verification on the GPU and on the CPU, compared ([`assert_verdicts_agree`]): the CPU's
+/// verdicts and how many rows differed within the margin.
+fn verify_both(
+    s: &mut Sampler,
+    d: &Draft,
+    lens: Option<&[u32]>,
+    one_hot: bool,
+    seeds: &HostSeeds,
+    what: &str,
+) -> (Vec<Verdict>, usize) {
+    let gpu = gpu_verify(s, d, lens, one_hot, seeds);
+    let cpu = cpu::verify_draft(
+        (!one_hot).then_some(d.draft_probs.as_slice()),
+        &d.draft_tokens,
+        lens,
+        &d.target_probs,
+        d.batch,
+        d.vocab,
+        seeds.rows(),
+    )
+    .unwrap();
+    let near = assert_verdicts_agree(&gpu, &cpu, d.n, what);
+    (cpu, near)
+}
+
 #[test]
 fn verification_agrees_with_the_cpu_reference() {
     let mut s = gpu_or_skip!();
@@ -217,18 +242,8 @@ fn verification_agrees_with_the_cpu_reference() {
                 if lens.is_some() { " lens" } else { "" },
                 if one_hot { " one-hot" } else { "" }
             );
-            let gpu = gpu_verify(&mut s, &d, lens, one_hot, &seeds);
-            let cpu = cpu::verify_draft(
-                (!one_hot).then_some(d.draft_probs.as_slice()),
-                &d.draft_tokens,
-                lens,
-                &d.target_probs,
-                batch,
-                vocab,
-                seeds.rows(),
-            )
-            .unwrap();
-            near += assert_verdicts_agree(&gpu, &cpu, n, &what);
+            let (cpu, differ) = verify_both(&mut s, &d, lens, one_hot, &seeds, &what);
+            near += differ;
             // The cases the draft's special rows make must have come out as designed.
             for (r, v) in cpu.iter().enumerate() {
                 if r % 5 == 0 && !one_hot {
@@ -374,18 +389,7 @@ fn random_verifications_match_the_cpu_reference() {
             if lens.is_some() { " lens" } else { "" },
             if one_hot { " one-hot" } else { "" }
         );
-        let gpu = gpu_verify(&mut s, &d, lens.as_deref(), one_hot, &seeds);
-        let cpu = cpu::verify_draft(
-            (!one_hot).then_some(d.draft_probs.as_slice()),
-            &d.draft_tokens,
-            lens.as_deref(),
-            &d.target_probs,
-            batch,
-            vocab,
-            seeds.rows(),
-        )
-        .unwrap();
-        near += assert_verdicts_agree(&gpu, &cpu, n, &what);
+        near += verify_both(&mut s, &d, lens.as_deref(), one_hot, &seeds, &what).1;
     }
     eprintln!("{cases} random verifications: {near} near-boundary disagreements");
 }
