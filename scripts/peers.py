@@ -308,6 +308,12 @@ def source_probs(torch, rows, vocab, seed):
     return torch.softmax(make_logits(torch, PROB_DIST, rows, vocab, seed), dim=-1)
 
 
+def one_hot_rows(torch, ids, vocab, dtype):
+    """(b, n, vocab) rows one-hot at ids (b, n): the distributions of one-hot drafts."""
+    q = torch.zeros((*ids.shape, vocab), dtype=dtype, device=ids.device)
+    return q.scatter_(-1, ids.long()[..., None], 1.0)
+
+
 class VerifyInputs:
     """verify_draft's inputs for `batch` rows and draft length n, built from the source rows P
     (M x V): target_probs (batch, n+1, V), draft_probs (batch, n, V; None for one-hot drafts
@@ -333,10 +339,7 @@ class VerifyInputs:
             # q one-hot at p's least likely token (argmin: the lowest index among ties): the
             # target gives it ~1e-7 or 0, so draft 0 is rejected.
             ids = probs.argmin(dim=-1)[drafts]
-            self.draft_probs = None
-            if not one_hot:
-                self.draft_probs = torch.zeros((batch, n, v), dtype=probs.dtype, device=dev)
-                self.draft_probs.scatter_(-1, ids[..., None], 1.0)
+            self.draft_probs = None if one_hot else one_hot_rows(torch, ids, v, probs.dtype)
         self.draft_ids = ids.to(torch.int32)
 
     def prefix(self, batch):
@@ -451,47 +454,31 @@ def torch_ops(torch):
         prefix, the drawn token, then -1; accepted prefix length per row). One-hot drafts
         (no draft_probs): q(x) = 1, and the residual is p_e with x_e zeroed, as vLLM's
         n-gram path has it."""
-        if d.draft_probs is None:
-            return verify_one_hot(d)
-        b, n, _ = d.draft_probs.shape
-        dev = d.draft_probs.device
+        b, n = d.draft_ids.shape
+        dev = d.draft_ids.device
+        one_hot = d.draft_probs is None
         ids = d.draft_ids.long()  # gather's index type, converted once (not timed)
         rows = torch.arange(b, device=dev)
         cols = torch.arange(n, device=dev)
         pad = torch.full((b, 1), -1, dtype=torch.int64, device=dev)
+        ids_pad = torch.cat([ids, pad], dim=1)  # x_e for e < n; -1 after a full accept
+        vocab = torch.arange(d.target_probs.shape[-1], device=dev)
 
         def run():
             p = d.target_probs[:, :n].gather(-1, ids[..., None]).squeeze(-1)
-            q = d.draft_probs.gather(-1, ids[..., None]).squeeze(-1)
-            accept = torch.rand((b, n), device=dev) * q < p
+            u = torch.rand((b, n), device=dev)
+            if not one_hot:
+                u = u * d.draft_probs.gather(-1, ids[..., None]).squeeze(-1)  # u*q < p
+            accept = u < p
             e = accept.long().cumprod(dim=-1).sum(dim=-1)  # the accepted prefix
             p_e = d.target_probs[rows, e]
-            # No draft at e = n: the residual is p_n itself.
-            q_e = d.draft_probs[rows, e.clamp(max=n - 1)] * (e < n)[:, None]
-            residual = (p_e - q_e).clamp(min=0.0)
-            residual = torch.where(residual.sum(dim=-1, keepdim=True) > 0, residual, p_e)
-            token = torch.multinomial(residual, 1)
-            out = torch.cat([ids.masked_fill(cols >= e[:, None], -1), pad], dim=1)
-            return out.scatter_(1, e[:, None], token), e
-        return run
-
-    def verify_one_hot(d):
-        b, n = d.draft_ids.shape
-        dev = d.draft_ids.device
-        ids = d.draft_ids.long()
-        rows = torch.arange(b, device=dev)
-        cols = torch.arange(n, device=dev)
-        pad = torch.full((b, 1), -1, dtype=torch.int64, device=dev)
-        ids_pad = torch.cat([ids, pad], dim=1)  # x_e for e < n; none after a full accept
-
-        def run():
-            p = d.target_probs[:, :n].gather(-1, ids[..., None]).squeeze(-1)
-            accept = torch.rand((b, n), device=dev) < p
-            e = accept.long().cumprod(dim=-1).sum(dim=-1)
-            p_e = d.target_probs[rows, e]
-            x_e = ids_pad[rows, e]
-            drop = (x_e >= 0)[:, None] & (torch.arange(p_e.shape[-1], device=dev) == x_e[:, None])
-            residual = p_e.masked_fill(drop, 0.0)
+            if one_hot:
+                x_e = ids_pad[rows, e]
+                residual = p_e.masked_fill((x_e >= 0)[:, None] & (vocab == x_e[:, None]), 0.0)
+            else:
+                # No draft at e = n: the residual is p_n itself.
+                q_e = d.draft_probs[rows, e.clamp(max=n - 1)] * (e < n)[:, None]
+                residual = (p_e - q_e).clamp(min=0.0)
             residual = torch.where(residual.sum(dim=-1, keepdim=True) > 0, residual, p_e)
             token = torch.multinomial(residual, 1)
             out = torch.cat([ids.masked_fill(cols >= e[:, None], -1), pad], dim=1)
@@ -594,10 +581,7 @@ def _fi_verify(torch, fs, d):
     step: a b*n*V write this leaves out, in FlashInfer's favour)."""
     q = d.draft_probs
     if q is None:
-        b, n = d.draft_ids.shape
-        q = torch.zeros((b, n, d.target_probs.shape[-1]), dtype=d.target_probs.dtype,
-                        device=d.target_probs.device)
-        q.scatter_(-1, d.draft_ids.long()[..., None], 1.0)
+        q = one_hot_rows(torch, d.draft_ids, d.target_probs.shape[-1], d.target_probs.dtype)
     return lambda: fs.chain_speculative_sampling(q, d.draft_ids, d.target_probs)
 
 

@@ -237,9 +237,8 @@ impl Source {
 /// `verify_draft`'s inputs for the largest batch (a prefix of `batch` rows is the input of
 /// that batch).
 pub struct Verify {
+    /// Always a `Kind::Verify` (the constructor's).
     kind: Kind,
-    n: usize,
-    accept_all: bool,
     target: CudaSlice<f32>,
     /// None for one-hot drafts (`draft=tokens`).
     draft: Option<CudaSlice<f32>>,
@@ -294,8 +293,6 @@ impl Verify {
         let draft_tokens = stream.clone_htod(&tokens)?;
         Ok(Some(Verify {
             kind,
-            n,
-            accept_all,
             target,
             draft,
             draft_tokens,
@@ -306,13 +303,12 @@ impl Verify {
     /// row (accept=all), 0 for all but a rare row (accept=none: each first draft has a chance of
     /// ~1e-7); else a message saying what came out.
     pub fn check_accepted(&self, accepted: &[u32]) -> std::result::Result<(), String> {
-        let want = if self.accept_all { self.n as u32 } else { 0 };
-        let off = accepted.iter().filter(|&&e| e != want).count();
-        let tolerated = if self.accept_all {
-            0
-        } else {
-            accepted.len() / 100
+        let Kind::Verify { n, accept_all, .. } = self.kind else {
+            unreachable!("Verify::new builds only Verify kinds")
         };
+        let want = if accept_all { n as u32 } else { 0 };
+        let off = accepted.iter().filter(|&&e| e != want).count();
+        let tolerated = if accept_all { 0 } else { accepted.len() / 100 };
         if off > tolerated {
             let mean = accepted.iter().map(|&e| e as f64).sum::<f64>() / accepted.len() as f64;
             return Err(format!(
