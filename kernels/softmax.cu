@@ -425,33 +425,55 @@ __device__ __forceinline__ float take_weights(TilePrefetch<float, VEC> &next, co
   return mine;
 }
 
-// The draw weights of a row of probabilities (step 1), as draw_tiles takes them: start() issues
-// the first tile's load, take() returns a tile's weights and their sum and issues the next.
-template <int VEC> struct ProbWeights {
+// A row of given probabilities, a tile at a time, sanitised as weights (step 1): issue()
+// requests the thread's span of a tile, take() returns it.
+template <int VEC> struct ProbTile {
   const float *row;
   TilePrefetch<float, VEC> next;
-  __device__ __forceinline__ void start(u32 vocab, u32 tile) { next.issue(row, vocab, thread_first(tile)); }
-  __device__ __forceinline__ float take(u32 vocab, u32 first, u32 next_tile, float (&w)[PER], u32 &status) {
-    return take_weights(next, row, vocab, first, next_tile, w, status);
+  __device__ __forceinline__ void issue(u32 vocab, u32 first) { next.issue(row, vocab, first); }
+  __device__ __forceinline__ void take(u32 vocab, u32 first, float (&w)[PER], u32 &status) {
+    next.take(row, vocab, first, w);
+#pragma unroll
+    for (int j = 0; j < PER; ++j) w[j] = sanitize_weight(w[j], status);
   }
 };
 
-// The residual max(p - q, 0) of a target row p and a draft row q, each sanitised as a weight
-// (verify_draft's draw after a rejection). p - q is exact where q/2 ≤ p ≤ 2q (Sterbenz), so the
-// cancellation near p = q loses nothing. With no draft row (draft == nullptr: one-hot drafts), q
-// is one-hot at `excluded`, read from nowhere: the residual is p with that token's weight cut by 1.
-template <int VEC> struct ResidualWeights {
-  const float *target, *draft;
+// The draw weights of a row (step 1), as draw_tiles takes them: start() issues the first tile's
+// load, take() returns a tile's weights and their sum in token order (what block_tile_candidate
+// sums) and issues the next. `Tile` is a row of probabilities (ProbTile) or of logits turned
+// into probabilities as they arrive (LogitProbTile).
+template <class Tile> struct RowWeights {
+  Tile row;
+  __device__ __forceinline__ void start(u32 vocab, u32 tile) { row.issue(vocab, thread_first(tile)); }
+  __device__ __forceinline__ float take(u32 vocab, u32 first, u32 next_tile, float (&w)[PER], u32 &status) {
+    row.take(vocab, first, w, status);
+    row.issue(vocab, thread_first(next_tile));
+    float mine = 0.0f;
+#pragma unroll
+    for (int j = 0; j < PER; ++j) mine += w[j];
+    return mine;
+  }
+};
+template <int VEC> using ProbWeights = RowWeights<ProbTile<VEC>>;
+
+// The residual max(p - q, 0) of a target row p (a Tile, as RowWeights has it) and a draft row q
+// sanitised as a weight (verify_draft's draw after a rejection). p - q is exact where
+// q/2 ≤ p ≤ 2q (Sterbenz), so the cancellation near p = q loses nothing. With no draft row
+// (draft == nullptr: one-hot drafts), q is one-hot at `excluded`, read from nowhere: the residual
+// is p with that token's weight cut by 1.
+template <class Tile, int VEC> struct ResidualWeights {
+  Tile target;
+  const float *draft;
   u32 excluded;
-  TilePrefetch<float, VEC> next_p, next_q;
+  TilePrefetch<float, VEC> next_q;
   __device__ __forceinline__ void start(u32 vocab, u32 tile) {
-    next_p.issue(target, vocab, thread_first(tile));
+    target.issue(vocab, thread_first(tile));
     if (draft != nullptr) next_q.issue(draft, vocab, thread_first(tile));
   }
   __device__ __forceinline__ float take(u32 vocab, u32 first, u32 next_tile, float (&w)[PER], u32 &status) {
     float q[PER];
-    next_p.take(target, vocab, first, w);
-    next_p.issue(target, vocab, thread_first(next_tile));
+    target.take(vocab, first, w, status);
+    target.issue(vocab, thread_first(next_tile));
     if (draft != nullptr) {  // uniform: a kernel argument
       next_q.take(draft, vocab, first, q);
       next_q.issue(draft, vocab, thread_first(next_tile));
@@ -462,7 +484,7 @@ template <int VEC> struct ResidualWeights {
     float mine = 0.0f;
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
-      w[j] = fmaxf(sanitize_weight(w[j], status) - sanitize_weight(q[j], status), 0.0f);
+      w[j] = fmaxf(w[j] - sanitize_weight(q[j], status), 0.0f);
       mine += w[j];
     }
     return mine;
@@ -503,7 +525,7 @@ __device__ __forceinline__ void sample_probs(const float *probs, u64 stride, u32
   const RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
   u32 status = 0;
   ProbWeights<VEC> weights;
-  weights.row = row_ptr(probs, rp.row, stride);
+  weights.row.row = row_ptr(probs, rp.row, stride);
   ArgMax best = draw_tiles(weights, vocab, rng, rp.part, rp.parts, status, s);
   status = block_or<THREADS>(status, s);
   finish_row(best, status, rp, partials, tickets, tokens, status_out, s);
@@ -641,7 +663,8 @@ __device__ __forceinline__ void sample_probs_n(const float *probs, u64 stride, u
 // samplex_softmax_verify_draft: speculative decoding's verification (src/cpu/speculative.rs is
 // the method). Row r holds `drafts` draft slots, their distributions q (batch × drafts rows of
 // `vocab`; null for one-hot drafts: q_i is one-hot at draft token i, and nothing is read for it)
-// and the target's p (batch × (drafts + 1) rows); its draft is the first n_r slots
+// and the target's p (batch × (drafts + 1) rows: a Target, given as probabilities, TargetProbs,
+// or as logits with their rows' statistics, TargetLogits); its draft is the first n_r slots
 // (n_r = lens[r] when `lens` is given, clamped to `drafts`; else `drafts`). Every block of a row
 // first finds the row's first rejected draft e (first_rejected: the same in all of them, from
 // the same reads and random words), then draws over its tiles of the residual
@@ -650,6 +673,24 @@ __device__ __forceinline__ void sample_probs_n(const float *probs, u64 stride, u
 // the parts; when a residual has no mass it draws from p_e alone (all tiles; rare: p_e = q_e up
 // to rounding). It writes the row's drafts + 1 tokens (the accepted prefix, token e, then
 // SAMPLEX_NO_TOKEN), e to accepted[row], and the status.
+
+// The target given as probabilities: batch × (drafts + 1) dense rows of `vocab`.
+template <int VEC> struct TargetProbs {
+  using Tile = ProbTile<VEC>;
+  const float *probs;
+  u32 vocab;
+  // p of token x < vocab in target row t, sanitised as a weight.
+  __device__ __forceinline__ float p_at(u64 t, u32 x, u32 &status) const {
+    return sanitize_weight(probs[t * vocab + x], status);
+  }
+  // What the row's values say beyond their weights: nothing here.
+  __device__ __forceinline__ u32 row_status(u64) const { return 0u; }
+  __device__ __forceinline__ Tile tile(u64 t) const {
+    Tile w;
+    w.row = probs + t * vocab;
+    return w;
+  }
+};
 
 // The row's draft length n_r: lens[row] (a u32 buffer, 0 for none) clamped to `drafts`
 // (PARAM_CLAMPED), or `drafts`.
@@ -668,9 +709,10 @@ __device__ __forceinline__ u32 draft_length(u64 lens, u32 drafts, u32 row, u32 &
 // reads; q(x) = 1 for one-hot drafts (null draft_probs). An x >= vocab is rejected
 // (PARAM_CLAMPED). The minimum of the rejected i is found by atomicMin in `slot`, which does not
 // depend on the order. The status bits of the tests up to e are added to `status`.
+template <class Target>
 __device__ __forceinline__ u32 first_rejected(const float *draft_probs, const u32 *draft_tokens,
-                                              const float *target_probs, u32 vocab, u32 drafts, u32 n,
-                                              u32 row, const RowRng &rng, u32 &status, u32 &slot) {
+                                              const Target &target, u32 vocab, u32 drafts, u32 n, u32 row,
+                                              const RowRng &rng, u32 &status, u32 &slot) {
   const u32 i = threadIdx.x;
   if (i == 0) slot = n;
   __syncthreads();
@@ -681,7 +723,7 @@ __device__ __forceinline__ u32 first_rejected(const float *draft_probs, const u3
     bool accepted = false;
     if (x < vocab) {
       const float q = draft_probs != nullptr ? sanitize_weight(draft_probs[at * vocab + x], st) : 1.0f;
-      const float p = sanitize_weight(target_probs[(at + row) * vocab + x], st);
+      const float p = target.p_at(at + row, x, st);
       const float u = uniform_open(row_random(rng.seed, rng.offset + i, rng.stream, 0).z);
       accepted = p > 0.0f && (q <= p || u * q < p);
     } else {
@@ -695,31 +737,31 @@ __device__ __forceinline__ u32 first_rejected(const float *draft_probs, const u3
   return e;
 }
 
-template <int VEC>
+template <class Target, int VEC>
 __device__ __forceinline__ void verify_draft(const float *draft_probs, const u32 *draft_tokens, u64 lens,
-                                             const float *target_probs, u32 vocab, u32 drafts, u64 seed,
-                                             u64 offset, u64 seeds, u64 offsets, u32 parts, u64 partials,
-                                             u64 tickets, u32 *tokens, u32 *accepted, u64 status_out) {
+                                             const Target &target, u32 vocab, u32 drafts, u64 seed, u64 offset,
+                                             u64 seeds, u64 offsets, u32 parts, u64 partials, u64 tickets,
+                                             u32 *tokens, u32 *accepted, u64 status_out) {
   __shared__ Scratch s;
   __shared__ u32 rejected;
   const RowPart rp = row_part(parts);
   RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
   u32 status = 0;
   const u32 n = draft_length(lens, drafts, rp.row, status);
-  const u32 e = first_rejected(draft_probs, draft_tokens, target_probs, vocab, drafts, n, rp.row, rng,
-                               status, rejected);
+  const u32 e = first_rejected(draft_probs, draft_tokens, target, vocab, drafts, n, rp.row, rng, status, rejected);
   rng.offset += e;  // token e is the draw at offset + e (wrapping, as the caller's offset + e)
-  const float *target = target_probs + ((u64)rp.row * (drafts + 1) + e) * vocab;
+  const u64 drawn = (u64)rp.row * (drafts + 1) + e;  // the target row token e is drawn from
+  status |= target.row_status(drawn);
   ArgMax best;
   if (e < n) {  // block-uniform
-    ResidualWeights<VEC> residual;
-    residual.target = target;
+    ResidualWeights<typename Target::Tile, VEC> residual;
+    residual.target = target.tile(drawn);
     residual.draft = draft_probs != nullptr ? draft_probs + ((u64)rp.row * drafts + e) * vocab : nullptr;
     residual.excluded = draft_tokens[(u64)rp.row * drafts + e];
     best = draw_tiles(residual, vocab, rng, rp.part, rp.parts, status, s);
   } else {
-    ProbWeights<VEC> bonus;
-    bonus.row = target;
+    RowWeights<typename Target::Tile> bonus;
+    bonus.row = target.tile(drawn);
     best = draw_tiles(bonus, vocab, rng, rp.part, rp.parts, status, s);
   }
   status = block_or<THREADS>(status, s);
@@ -740,8 +782,8 @@ __device__ __forceinline__ void verify_draft(const float *draft_probs, const u32
     __syncthreads();  // the scratch is free for the fallback's collectives
   }
   if (best.i == SAMPLEX_NO_TOKEN && e < n) {  // block-uniform
-    ProbWeights<VEC> fallback;
-    fallback.row = target;
+    RowWeights<typename Target::Tile> fallback;
+    fallback.row = target.tile(drawn);
     best = draw_tiles(fallback, vocab, rng, 0, 1, status, s);
     status = block_or<THREADS>(status, s);
   }
@@ -886,19 +928,20 @@ __device__ __forceinline__ float log_prob_of(float z, u32 i, const ProbRow &r) {
   return (scale_logit(z, r.inv_t) - r.m) - r.log_sum;  // -inf for excluded tokens
 }
 
+// p of token i from its sanitised z (step 5); greedy rows 1 at the argmax, 0 elsewhere.
+__device__ __forceinline__ float prob_of(float z, u32 i, const ProbRow &r) {
+  if (r.greedy) return i == r.arg ? 1.0f : 0.0f;
+  if (r.none) return 0.0f;
+  return expf(scale_logit(z, r.inv_t) - r.m) / r.s;  // <= 1; 0 for excluded tokens
+}
+
 // Step 5 for one thread's PER tokens first .. first + PER - 1 of a tile, from their sanitised z.
 __device__ __forceinline__ void tile_probs(const float (&z)[PER], u32 first, const ProbRow &r, float (&p)[PER],
                                            float (&lp)[PER]) {
 #pragma unroll
   for (int j = 0; j < PER; ++j) {
     lp[j] = log_prob_of(z[j], first + j, r);
-    if (r.greedy) {
-      p[j] = first + j == r.arg ? 1.0f : 0.0f;
-    } else if (r.none) {
-      p[j] = 0.0f;
-    } else {
-      p[j] = expf(scale_logit(z[j], r.inv_t) - r.m) / r.s;  // <= 1; 0 for excluded tokens
-    }
+    p[j] = prob_of(z[j], first + j, r);
   }
 }
 
@@ -981,12 +1024,27 @@ __device__ __forceinline__ void probs(const T *logits, u64 stride, u32 vocab, fl
   }
 }
 
+// Steps 1, 2, 3a (3c for τ = 0 rows) for the block's part of the row; with P > 1 each part
+// writes its partial and takes a ticket on tickets[row] (as finish_row does), and the row's last
+// part merges all of them (merge_row_stats, the same fixed order as samplex_softmax_probs, so
+// what follows matches Sampler::softmax's two-read paths bit for bit); its ticket left the count
+// at 0. False in the blocks that are not the row's last (every thread of the block gets the same
+// answer); true with the row's statistics in `st` in the last.
+template <typename T, int VEC>
+__device__ __forceinline__ bool whole_row_stats(const T *row, u32 vocab, RowPart rp, const RowTemperature &rt,
+                                                u64 partials, u64 tickets, RowStats &st, Scratch &s) {
+  st = block_row_stats<T, VEC>(row, vocab, rp, rt.greedy, rt.inv_t, s);
+  if (rp.parts == 1) return true;
+  write_stats_partial(partials, rp, st, st.status);
+  if (!last_block_of_row(tickets, rp.row, rp.parts, s.result_u)) return false;
+  st = merge_row_stats(partials, rp, s);
+  return true;
+}
+
 // samplex_softmax_token_log_probs: log p of n given tokens per row, without writing the row.
-// Steps 1, 2, 3a (3c for τ = 0 rows) for each part; with P > 1 each part writes its partial and
-// takes a ticket on tickets[row] (as finish_row does), and the row's last part merges all of
-// them (merge_row_stats, the same fixed order as samplex_softmax_probs, so the values are those
-// of Sampler::softmax's log_probs bit for bit); its ticket left the count at 0. Then that block gathers the
-// n tokens: one scalar load each. A token >= vocab gets -inf and PARAM_CLAMPED.
+// The row's statistics (whole_row_stats: the values are those of Sampler::softmax's log_probs
+// bit for bit), then the row's last block gathers the n tokens: one scalar load each. A token
+// >= vocab gets -inf and PARAM_CLAMPED.
 template <typename T, int VEC>
 __device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,
                                                 const u32 *tokens, u32 n, u32 parts, u64 partials, u64 tickets,
@@ -995,13 +1053,8 @@ __device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32
   const RowPart rp = row_part(parts);
   const T *row = row_ptr(logits, rp.row, stride);
   const RowTemperature rt = row_temperature_of(temperature, temps, rp.row);
-  RowStats st = block_row_stats<T, VEC>(row, vocab, rp, rt.greedy, rt.inv_t, s);
-  if (parts > 1) {
-    write_stats_partial(partials, rp, st, st.status);
-    // Block-uniform: only the row's last part goes on.
-    if (!last_block_of_row(tickets, rp.row, rp.parts, s.result_u)) return;
-    st = merge_row_stats(partials, rp, s);
-  }
+  RowStats st;
+  if (!whole_row_stats<T, VEC>(row, vocab, rp, rt, partials, tickets, st, s)) return;  // block-uniform
   const ProbRow r = prob_row(st, rt.greedy, rt.inv_t);
   const u32 *mine = tokens + (u64)rp.row * n;
   float *dst = out + (u64)rp.row * n;
@@ -1021,6 +1074,85 @@ __device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32
     bad = block_or<THREADS>(bad, s);
     if (threadIdx.x == 0) write_prob_status(status_out, rp.row, st, rt.status | bad, r);
   }
+}
+
+// samplex_softmax_row_stats: the statistics of every row (whole_row_stats) to out[row], with the
+// row's status as Sampler::softmax writes it (what the statistics saw, a clamped τ, no finite
+// logit). Row r takes τ from temps[r / group] when temps is given: the `group` target rows of a
+// request share its temperature (verify_draft_logits' first launch).
+template <typename T, int VEC>
+__device__ __forceinline__ void row_stats(const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,
+                                          u32 group, u32 parts, u64 partials, u64 tickets, RowStats *out) {
+  __shared__ Scratch s;
+  const RowPart rp = row_part(parts);
+  const RowTemperature rt = row_temperature_of(temperature, temps, rp.row / group);
+  RowStats st;
+  if (!whole_row_stats<T, VEC>(row_ptr(logits, rp.row, stride), vocab, rp, rt, partials, tickets, st, s)) return;
+  if (threadIdx.x == 0) {
+    const ProbRow r = prob_row(st, rt.greedy, rt.inv_t);
+    st.status |= rt.status | (r.none ? SAMPLEX_STATUS_NO_FINITE_LOGIT : 0u);
+    out[rp.row] = st;
+  }
+}
+
+// A row of logits turned into its probabilities as they arrive, a tile at a time (the values
+// samplex_softmax_probs writes, bit for bit): ProbTile's interface.
+template <typename T, int VEC> struct LogitProbTile {
+  const T *row;
+  ProbRow r;
+  ScanPrefetch<T, VEC> next;
+  __device__ __forceinline__ void issue(u32 vocab, u32 first) { next.issue(row, vocab, first); }
+  __device__ __forceinline__ void take(u32 vocab, u32 first, float (&w)[PER], u32 &) {
+    next.take(row, vocab, first, w);
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      u32 seen = 0;  // counted by the statistics, in row_status
+      w[j] = prob_of(sanitize(w[j], seen), first + j, r);
+    }
+  }
+};
+
+// verify_draft's target given as logits (batch × (drafts + 1) rows of `stride`) at the request's
+// temperature, with each row's statistics from samplex_softmax_row_stats: p is what
+// samplex_softmax_probs would have written, computed where it is read.
+template <typename T, int VEC> struct TargetLogits {
+  using Tile = LogitProbTile<T, VEC>;
+  const T *logits;
+  u64 stride;
+  const RowStats *stats;
+  RowTemperature rt;
+  __device__ __forceinline__ float p_at(u64 t, u32 x, u32 &status) const {
+    const RowStats st = stats[t];
+    status |= st.status;
+    u32 seen = 0;
+    return prob_of(sanitize(to_f32(logits[t * stride + x]), seen), x, prob_row(st, rt.greedy, rt.inv_t));
+  }
+  // The row's softmax status (NaN or +inf logits, a clamped τ, no finite logit).
+  __device__ __forceinline__ u32 row_status(u64 t) const { return stats[t].status; }
+  __device__ __forceinline__ Tile tile(u64 t) const {
+    Tile w;
+    w.row = logits + t * stride;
+    w.r = prob_row(stats[t], rt.greedy, rt.inv_t);
+    return w;
+  }
+};
+
+// samplex_softmax_verify_draft_logits: verify_draft on target logits. The draft's rows load 16
+// bytes at a time with the logits' (4 floats) or, in the _any twin, at any alignment too.
+template <typename T, int VEC>
+__device__ __forceinline__ void verify_draft_logits(const float *draft_probs, const u32 *draft_tokens, u64 lens,
+                                                    const T *logits, u64 stride, u32 vocab, float temperature,
+                                                    u64 temps, const RowStats *stats, u32 drafts, u64 seed,
+                                                    u64 offset, u64 seeds, u64 offsets, u32 parts, u64 partials,
+                                                    u64 tickets, u32 *tokens, u32 *accepted, u64 status_out) {
+  TargetLogits<T, VEC> target;
+  target.logits = logits;
+  target.stride = stride;
+  target.stats = stats;
+  target.rt = row_temperature_of(temperature, temps, row_part(parts).row);
+  verify_draft<TargetLogits<T, VEC>, VEC == 0 ? 0 : 4>(draft_probs, draft_tokens, lens, target, vocab, drafts, seed,
+                                                        offset, seeds, offsets, parts, partials, tickets, tokens,
+                                                        accepted, status_out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1224,6 +1356,24 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
                                              u64 status) {                                             \
     samplex_softmax::sample<T, VEC>(logits, stride, vocab, temperature, temps, seed, offset, seeds,     \
                                     offsets, parts, partials, tickets, tokens, status);                 \
+  }                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
+      samplex_softmax_row_stats_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, float temperature, \
+                                                u64 temps, u32 group, u32 parts, u64 partials,           \
+                                                u64 tickets, samplex_softmax::RowStats *out) {           \
+    samplex_softmax::row_stats<T, VEC>(logits, stride, vocab, temperature, temps, group, parts, partials, \
+                                       tickets, out);                                                   \
+  }                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
+      samplex_softmax_verify_draft_logits_##NAME##SUFFIX(                                              \
+          const float *draft_probs, const u32 *draft_tokens, u64 lens, const T *logits, u64 stride,     \
+          u32 vocab, float temperature, u64 temps, const samplex_softmax::RowStats *stats, u32 drafts,  \
+          u64 seed, u64 offset, u64 seeds, u64 offsets, u32 parts, u64 partials, u64 tickets,           \
+          u32 *tokens, u32 *accepted, u64 status) {                                                     \
+    samplex_softmax::verify_draft_logits<T, VEC>(draft_probs, draft_tokens, lens, logits, stride, vocab,  \
+                                                 temperature, temps, stats, drafts, seed, offset, seeds,  \
+                                                 offsets, parts, partials, tickets, tokens, accepted,     \
+                                                 status);                                                 \
   }
 
 #define SAMPLEX_SOFTMAX_DTYPE(T, NAME, VEC)       \
@@ -1269,9 +1419,10 @@ SAMPLEX_SOFTMAX_SAMPLE_PROBS_N(0, _any)
                                                 u32 drafts, u64 seed, u64 offset, u64 seeds, u64 offsets, \
                                                 u32 parts, u64 partials, u64 tickets, u32 *tokens,        \
                                                 u32 *accepted, u64 status) {                              \
-    samplex_softmax::verify_draft<VEC>(draft_probs, draft_tokens, lens, target_probs, vocab, drafts,     \
-                                       seed, offset, seeds, offsets, parts, partials, tickets, tokens,    \
-                                       accepted, status);                                                 \
+    const samplex_softmax::TargetProbs<VEC> target{target_probs, vocab};                                  \
+    samplex_softmax::verify_draft<samplex_softmax::TargetProbs<VEC>, VEC>(                                \
+        draft_probs, draft_tokens, lens, target, vocab, drafts, seed, offset, seeds, offsets, parts,      \
+        partials, tickets, tokens, accepted, status);                                                     \
   }
 
 SAMPLEX_SOFTMAX_VERIFY_DRAFT(4, )

@@ -143,7 +143,7 @@ impl<T: Logit> Buffers<T> {
 /// The operations, by name: every public entry point, through `sample` and `distribution` for
 /// each decoder and directly for the rest, with per-row parameters, per-row seeds and a status
 /// buffer where they take them.
-const OPS: [&str; 29] = [
+const OPS: [&str; 30] = [
     "greedy",
     "softmax",
     "log_softmax",
@@ -160,6 +160,9 @@ const OPS: [&str; 29] = [
     "verify_draft",
     // The same draft as one-hot drafts (no draft distributions).
     "verify_draft_tokens",
+    // The same draft on the target's logits (the two distributions read as logits), at
+    // per-request temperatures.
+    "verify_draft_logits",
     "sample_top_k",
     "sample_top_p",
     "sample_min_p",
@@ -250,6 +253,29 @@ fn run<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, op: &str) -> samplex::Resu
             let accepted = &mut b.support.as_view_mut();
             s.verify_draft(
                 draft, &drafted, None, &target, b.batch, b.vocab, &each, out, accepted, status,
+            )
+        }
+        "verify_draft_logits" => {
+            let (draft, drafted) = (b.probs.as_view(), b.tokens.as_view());
+            let target = DeviceLogits::new(b.target.as_view(), 2 * b.batch, b.vocab)?;
+            let temps = RowParams {
+                temperature: Some(b.temperature.as_view()),
+                ..RowParams::default()
+            };
+            let out = &mut b.indices.slice_mut(..2 * b.batch);
+            let accepted = &mut b.support.as_view_mut();
+            s.verify_draft_logits(
+                Some(&draft),
+                &drafted,
+                None,
+                &target,
+                0.8,
+                &temps,
+                b.batch,
+                &each,
+                out,
+                accepted,
+                status,
             )
         }
         "top_k_select" | "top_k_select_per_row" => {

@@ -6,11 +6,14 @@
 mod common;
 
 use common::{download, upload, Dist, HostSeeds, SeedBuffers};
+use cudarc::driver::{CudaSlice, DeviceRepr};
+use half::{bf16, f16};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
 use samplex::cpu::{self, Verdict};
-use samplex::gpu::{Sampler, MAX_DRAFTS};
-use samplex::{status, Error, Rng, Rows};
+use samplex::gpu::softmax::Staging;
+use samplex::gpu::{DeviceLogits, RowParams, Sampler, MAX_DRAFTS};
+use samplex::{status, Error, Logit, Logits, Rng, Rows};
 
 /// A verification's inputs on the host: batch × n draft distributions and tokens, batch ×
 /// (n + 1) target distributions.
@@ -262,6 +265,354 @@ fn verification_agrees_with_the_cpu_reference() {
         }
     }
     eprintln!("verify_draft: {near} near-boundary disagreements");
+}
+
+/// Target logits for [`Sampler::verify_draft_logits`]: batch × (n + 1) rows of `vocab` in a
+/// buffer of rows `stride` apart that starts `lead` elements in (an odd lead or stride takes
+/// the `_any` kernels), with τ batch-wide or per request.
+struct TargetLogits<T> {
+    host: Vec<T>,
+    rows: usize,
+    vocab: usize,
+    stride: usize,
+    lead: usize,
+    tau: f32,
+    temps: Option<Vec<f32>>,
+}
+
+impl<T: Logit + DeviceRepr> TargetLogits<T> {
+    /// The Gumbel logits `close_draft(…, seed)`'s target probabilities are the softmax of (so
+    /// its drafts are often accepted at τ near 1), with row r's special cases, by r mod 5: 1,
+    /// the first draft token's logit −∞ (rejected); 4, a NaN in the first target row; and by
+    /// r mod 7 = 6, a first target row with no finite logit (nothing to draw: NO_TOKEN).
+    fn new(
+        d: &Draft,
+        seed: u64,
+        (stride, lead): (usize, usize),
+        tau: f32,
+        temps: Option<Vec<f32>>,
+    ) -> Self {
+        let (vocab, n) = (d.vocab, d.n);
+        let rows = d.batch * (n + 1);
+        let mut z = common::logits(Dist::Gumbel(1.0), rows, vocab, seed);
+        for r in 0..d.batch {
+            let first = r * (n + 1) * vocab;
+            match r % 5 {
+                1 if n > 0 && (d.draft_tokens[r * n] as usize) < vocab => {
+                    z[first + d.draft_tokens[r * n] as usize] = f32::NEG_INFINITY;
+                }
+                4 => z[first + vocab / 2] = f32::NAN,
+                _ => {}
+            }
+            if r % 7 == 6 {
+                z[first..first + vocab].fill(f32::NEG_INFINITY);
+            }
+        }
+        let mut host = vec![T::from_f32(0.0); lead + (rows - 1) * stride + vocab];
+        for (t, row) in z.chunks(vocab).enumerate() {
+            for (k, &v) in row.iter().enumerate() {
+                host[lead + t * stride + k] = T::from_f32(v);
+            }
+        }
+        TargetLogits {
+            host,
+            rows,
+            vocab,
+            stride,
+            lead,
+            tau,
+            temps,
+        }
+    }
+
+    fn cpu(&self) -> Logits<'_, T> {
+        Logits::with_stride(&self.host[self.lead..], self.rows, self.vocab, self.stride).unwrap()
+    }
+}
+
+/// The target's probabilities and softmax status per target row as `Sampler::softmax` gives
+/// them on its two-read paths (each request's τ on its n + 1 rows).
+fn softmax_targets<T: Logit + DeviceRepr>(
+    s: &mut Sampler,
+    device: &DeviceLogits<'_, T>,
+    target: &TargetLogits<T>,
+    n: usize,
+) -> (CudaSlice<f32>, Vec<u32>) {
+    let row_temps = target.temps.as_ref().map(|t| {
+        let each: Vec<f32> = t
+            .iter()
+            .flat_map(|&v| std::iter::repeat_n(v, n + 1))
+            .collect();
+        upload(s, &each)
+    });
+    let row_params = RowParams {
+        temperature: row_temps.as_ref().map(|t| t.as_view()),
+        ..Default::default()
+    };
+    let mut probs = s
+        .stream()
+        .alloc_zeros::<f32>(target.rows * target.vocab)
+        .unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(target.rows).unwrap();
+    s.set_softmax_staging(Staging::Never);
+    s.softmax(
+        device,
+        target.tau,
+        &row_params,
+        &mut probs.as_view_mut(),
+        None,
+        Some(&mut st.as_view_mut()),
+    )
+    .unwrap();
+    s.set_softmax_staging(Staging::Auto);
+    let st = download(s, &st);
+    (probs, st)
+}
+
+/// `verify_draft_logits` on the GPU, and the same verdicts by the two ops it fuses:
+/// `softmax` on the target rows (its two-read paths, which the statistics match bit for bit),
+/// then `verify_draft` on those probabilities. Asserts that both give the same tokens and
+/// counts, and that the fused op's status is the verification's plus the softmax status of
+/// the target rows the verdict read; returns the fused op's verdicts.
+fn gpu_verify_logits<T: Logit + DeviceRepr>(
+    s: &mut Sampler,
+    d: &Draft,
+    target: &TargetLogits<T>,
+    lens: Option<&[u32]>,
+    one_hot: bool,
+    seeds: &HostSeeds,
+    what: &str,
+) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let (batch, n) = (d.batch, d.n);
+    let logits = upload(s, &target.host);
+    let device = DeviceLogits::with_stride(
+        logits.slice(target.lead..),
+        target.rows,
+        target.vocab,
+        target.stride,
+    )
+    .unwrap();
+    let (q, x) = (upload(s, &d.draft_probs), upload(s, &d.draft_tokens));
+    let q = (!one_hot).then(|| q.as_view());
+    let lens_buf = lens.map(|l| upload(s, l));
+    let lens_view = lens_buf.as_ref().map(|l| l.as_view());
+    let seed_bufs = SeedBuffers::new(s, seeds);
+    let mut tokens = s.stream().alloc_zeros::<u32>(batch * (n + 1)).unwrap();
+    let mut accepted = s.stream().alloc_zeros::<u32>(batch).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(batch).unwrap();
+    let temps = target.temps.as_ref().map(|t| upload(s, t));
+    let rows = RowParams {
+        temperature: temps.as_ref().map(|t| t.as_view()),
+        ..Default::default()
+    };
+    s.verify_draft_logits(
+        q.as_ref(),
+        &x.as_view(),
+        lens_view.as_ref(),
+        &device,
+        target.tau,
+        &rows,
+        batch,
+        &seed_bufs.device(seeds),
+        &mut tokens.as_view_mut(),
+        &mut accepted.as_view_mut(),
+        Some(&mut st.as_view_mut()),
+    )
+    .unwrap();
+    let fused = (
+        download(s, &tokens),
+        download(s, &accepted),
+        download(s, &st),
+    );
+
+    // softmax with each request's τ on its n + 1 rows, then verify_draft.
+    let (probs, softmax_st) = softmax_targets(s, &device, target, n);
+    s.verify_draft(
+        q.as_ref(),
+        &x.as_view(),
+        lens_view.as_ref(),
+        &probs.as_view(),
+        batch,
+        d.vocab,
+        &seed_bufs.device(seeds),
+        &mut tokens.as_view_mut(),
+        &mut accepted.as_view_mut(),
+        Some(&mut st.as_view_mut()),
+    )
+    .unwrap();
+    let (two_tokens, two_accepted, two_st) = (
+        download(s, &tokens),
+        download(s, &accepted),
+        download(s, &st),
+    );
+    assert_eq!(
+        fused.0, two_tokens,
+        "{what}: tokens, fused vs softmax + verify_draft"
+    );
+    assert_eq!(
+        fused.1, two_accepted,
+        "{what}: accepted, fused vs softmax + verify_draft"
+    );
+    for r in 0..batch {
+        let read = &softmax_st[r * (n + 1)..=r * (n + 1) + two_accepted[r] as usize];
+        let want = read.iter().fold(two_st[r], |a, &b| a | b);
+        assert_eq!(fused.2[r], want, "{what}: row {r}: status");
+    }
+    fused
+}
+
+/// The fused verification against the two ops it fuses (bit for bit) and the CPU reference
+/// (`cpu::verify_draft_logits`, within the margins); returns the near-boundary disagreements.
+#[allow(clippy::too_many_arguments)]
+fn verify_logits_both<T: Logit + DeviceRepr>(
+    s: &mut Sampler,
+    d: &Draft,
+    target: &TargetLogits<T>,
+    lens: Option<&[u32]>,
+    one_hot: bool,
+    seeds: &HostSeeds,
+    what: &str,
+) -> usize {
+    let gpu = gpu_verify_logits(s, d, target, lens, one_hot, seeds, what);
+    let temperature = match &target.temps {
+        Some(t) => Rows::Each(t.as_slice()),
+        None => Rows::All(target.tau),
+    };
+    let cpu = cpu::verify_draft_logits(
+        (!one_hot).then_some(d.draft_probs.as_slice()),
+        &d.draft_tokens,
+        lens,
+        &target.cpu(),
+        temperature,
+        d.batch,
+        seeds.rows(),
+    )
+    .unwrap();
+    for (r, v) in cpu.iter().enumerate() {
+        if r % 7 == 6 && d.n > 0 {
+            assert_eq!(v.accepted, 0, "{what}: row {r} has no finite target logit");
+            assert_eq!(v.tokens[0], status::NO_TOKEN, "{what}: row {r}");
+            assert_ne!(v.status & status::NO_FINITE_LOGIT, 0, "{what}: row {r}");
+        }
+    }
+    assert_verdicts_agree(&gpu, &cpu, d.n, what)
+}
+
+/// Per-request temperatures for `batch` requests: around 1, one greedy request (τ = 0).
+fn request_temperatures(batch: usize) -> Vec<f32> {
+    (0..batch)
+        .map(|r| {
+            if r % 4 == 3 {
+                0.0
+            } else {
+                0.7 + 0.1 * (r % 7) as f32
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn verification_on_logits_is_softmax_then_verification() {
+    let mut s = gpu_or_skip!();
+    let mut near = 0;
+    // (batch, vocab, (n, exact), stride pad, lead): split rows (one or a few requests over a
+    // long vocabulary: both launches split), whole rows, no draft, a long draft, vocab 1, an
+    // odd stride or lead (the _any kernels), a batch whose statistics split and whose
+    // verification does not.
+    let cases = [
+        (1, 128256, (4, 0), 0, 0),
+        (3, 32000, (3, 0), 8, 0),
+        (5, 40001, (2, 0), 0, 0),
+        (2, 30000, (40, 36), 0, 3),
+        (40, 5000, (2, 0), 0, 0),
+        (6, 1000, (0, 0), 1, 1),
+        (5, 1, (3, 0), 0, 0),
+        (10, 7, (5, 0), 0, 0),
+        (12, 20000, (3, 0), 0, 0),
+    ];
+    for (k, &(batch, vocab, (n, exact), pad, lead)) in cases.iter().enumerate() {
+        let d = close_draft(batch, vocab, (n, exact), 900 + k as u64);
+        let lens: Vec<u32> = (0..batch).map(|r| ((r + k) % (n + 2)) as u32).collect();
+        let temps = request_temperatures(batch);
+        let shared = |seed| HostSeeds::Shared(Rng::new(seed).at(k as u64));
+        // f32 at τ = 1 with the draft's distributions; bf16 with per-request τ (a greedy
+        // request among them), per-row lengths and per-row seeds; f16 one-hot at τ = 0.8.
+        let what =
+            |dtype: &str| format!("b{batch} v{vocab} n{n} stride +{pad} lead {lead} {dtype}");
+        let f32s = TargetLogits::<f32>::new(&d, 900 + k as u64, (vocab + pad, lead), 1.0, None);
+        near += verify_logits_both(&mut s, &d, &f32s, None, false, &shared(31), &what("f32"));
+        let bf16s =
+            TargetLogits::<bf16>::new(&d, 900 + k as u64, (vocab + pad, lead), 1.0, Some(temps));
+        let each = HostSeeds::each(batch);
+        near += verify_logits_both(
+            &mut s,
+            &d,
+            &bf16s,
+            Some(&lens),
+            false,
+            &each,
+            &what("bf16 per-request τ lens"),
+        );
+        let f16s = TargetLogits::<f16>::new(&d, 900 + k as u64, (vocab + pad, lead), 0.8, None);
+        near += verify_logits_both(
+            &mut s,
+            &d,
+            &f16s,
+            Some(&lens),
+            true,
+            &shared(32),
+            &what("f16 one-hot lens"),
+        );
+    }
+    eprintln!("verify_draft_logits: {near} near-boundary disagreements");
+}
+
+#[test]
+fn knife_edge_acceptances_on_logits_match_softmax_then_verification() {
+    let mut s = gpu_or_skip!();
+    // Drafts whose acceptance test sits on its boundary: q(x) = p(x)/u to within an ulp, with
+    // p the GPU softmax's own value and u the test's uniform, so u·q < p turns on p's last
+    // bits. The fused op must decide each one as softmax + verify_draft does: a p off by a
+    // part in a million would flip many of them.
+    let (batch, vocab, n) = (96usize, 5000usize, 1usize);
+    let seeds = HostSeeds::Shared(Rng::new(41).at(5));
+    let mut d = Draft {
+        batch,
+        vocab,
+        n,
+        draft_probs: Vec::new(),
+        draft_tokens: (0..batch).map(|r| ((r * 997) % vocab) as u32).collect(),
+        target_probs: Vec::new(),
+    };
+    let target = TargetLogits::<f32>::new(&d, 77, (vocab, 0), 0.9, None);
+    let logits = upload(&s, &target.host);
+    let device = DeviceLogits::new(logits.as_view(), target.rows, vocab).unwrap();
+    let probs = softmax_targets(&mut s, &device, &target, n).0;
+    let probs = download(&s, &probs);
+    let HostSeeds::Shared(rng) = seeds else {
+        unreachable!()
+    };
+    let mut edges = 0;
+    for r in 0..batch {
+        let mut q = probs[r * (n + 1) * vocab..][..vocab].to_vec();
+        let x = d.draft_tokens[r] as usize;
+        if q[x] > 0.0 {
+            let word = samplex::philox::row_random(rng.seed, rng.offset, r as u32, 0)[2];
+            let u = samplex::philox::uniform_open(word) as f32; // exact in f32
+            let edge = q[x] / u;
+            q[x] = [edge.next_down(), edge, edge.next_up()][r % 3];
+            edges += 1;
+        }
+        d.draft_probs.extend_from_slice(&q);
+    }
+    let (_, accepted, _) =
+        gpu_verify_logits(&mut s, &d, &target, None, false, &seeds, "knife edge");
+    let kept = accepted.iter().filter(|&&a| a == 1).count();
+    eprintln!("{edges} drafts on the boundary: {kept} accepted");
+    assert!(
+        kept > 0 && kept < edges,
+        "both outcomes must occur ({kept} of {edges})"
+    );
 }
 
 /// One random distribution of `vocab` for the property test: a softmax of Gumbel logits, the
@@ -564,4 +915,91 @@ fn verification_refuses_bad_shapes() {
         matches!(r, Err(Error::BadParam { name: "draft length", value, .. }) if value == long as f64),
         "{r:?}"
     );
+}
+
+#[test]
+fn verification_on_logits_refuses_bad_shapes() {
+    let mut s = gpu_or_skip!();
+    let (batch, vocab, n) = (2usize, 10usize, 3usize);
+    let buf = |len: usize| s.stream().alloc_zeros::<f32>(len).unwrap();
+    let ids = |len: usize| s.stream().alloc_zeros::<u32>(len).unwrap();
+    let (q, z, short_z) = (
+        buf(batch * n * vocab),
+        buf(batch * (n + 1) * vocab),
+        buf(7 * vocab),
+    );
+    let (temps, short_temps) = (buf(batch), buf(batch - 1));
+    let top_k = ids(batch);
+    let x = ids(batch * n);
+    let (mut tokens, mut accepted) = (ids(batch * (n + 1)), ids(batch));
+    let seeds = samplex::gpu::DeviceSeeds::Shared(Rng::new(1));
+    // (logits, their rows, τ, the per-row parameters, batch)
+    let mut run = |z: &CudaSlice<f32>, rows: usize, tau: f32, params: &RowParams, batch: usize| {
+        let logits = DeviceLogits::new(z.as_view(), rows, vocab).unwrap();
+        s.verify_draft_logits(
+            Some(&q.as_view()),
+            &x.as_view(),
+            None,
+            &logits,
+            tau,
+            params,
+            batch,
+            &seeds,
+            &mut tokens.as_view_mut(),
+            &mut accepted.as_view_mut(),
+            None,
+        )
+    };
+    let none = RowParams::default();
+    let per_request = RowParams {
+        temperature: Some(temps.as_view()),
+        ..Default::default()
+    };
+    let short_per_request = RowParams {
+        temperature: Some(short_temps.as_view()),
+        ..Default::default()
+    };
+    assert!(run(&z, 8, 1.0, &none, batch).is_ok());
+    assert!(run(&z, 8, 0.7, &per_request, batch).is_ok());
+    let r = run(&short_z, 7, 1.0, &none, batch);
+    assert!(
+        matches!(
+            r,
+            Err(Error::BadLength {
+                name: "target_logits rows",
+                got: 7,
+                expected: 8
+            })
+        ),
+        "{r:?}"
+    );
+    let r = run(&z, 8, 1.0, &short_per_request, batch);
+    assert!(
+        matches!(
+            r,
+            Err(Error::BadLength {
+                name: "temperature",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let r = run(&z, 8, -1.0, &none, batch);
+    assert!(
+        matches!(
+            r,
+            Err(Error::BadParam {
+                name: "temperature",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let filtered = RowParams {
+        top_k: Some(top_k.as_view()),
+        ..Default::default()
+    };
+    let r = run(&z, 8, 1.0, &filtered, batch);
+    assert!(matches!(r, Err(Error::Unsupported(_))), "{r:?}");
+    assert!(matches!(run(&z, 8, 1.0, &none, 0), Err(Error::EmptyBatch)));
 }

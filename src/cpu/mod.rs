@@ -39,7 +39,7 @@ pub use edits::{apply_bias, apply_penalties, mask_tokens};
 pub use filters::{kept_row, top_k_select_row};
 pub use softmax::{log_softmax_row, softmax_row};
 pub use sparsemax::{sparsemax, Sparsemax};
-pub use speculative::{verify_draft, Verdict};
+pub use speculative::{verify_draft, verify_draft_logits, Verdict};
 
 use crate::batch::{check_shape, stream_of, Logits, Rows};
 use crate::decoder::{BokWeights, Decoder, Regularizer};

@@ -30,7 +30,8 @@
 //! rows drawn from).
 
 use super::draw::{draw_weights, Draw};
-use crate::batch::{stream_of, Rows};
+use crate::batch::{stream_of, Logits, Rows};
+use crate::dtype::Logit;
 use crate::error::{Error, Result};
 use crate::philox::{row_random, uniform_open, Rng};
 use crate::status;
@@ -72,7 +73,7 @@ pub fn verify_draft(
     let n = check_draft_shape(
         draft_probs.map(<[f32]>::len),
         draft_tokens.len(),
-        target_probs.len(),
+        Target::Probs(target_probs.len()),
         batch,
         vocab,
     )?;
@@ -101,16 +102,31 @@ fn dist_row(probs: &[f32], at: usize, vocab: usize) -> &[f32] {
     &probs[at..at + vocab]
 }
 
+/// How the target model's distributions come, for the shape checks: dense probabilities (their
+/// length in elements) or logits (their rows; a row's layout is the logits' own).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target {
+    Probs(usize),
+    LogitRows(usize),
+}
+
 /// The draft's length n from the buffers' lengths (`draft_probs` none for one-hot drafts), or
 /// the error naming the one that does not fit `batch` rows of `vocab`.
 pub(crate) fn check_draft_shape(
     draft_probs: Option<usize>,
     draft_tokens: usize,
-    target_probs: usize,
+    target: Target,
     batch: usize,
     vocab: usize,
 ) -> Result<usize> {
-    crate::batch::check_shape("target_probs", target_probs, batch, vocab, vocab)?;
+    match target {
+        Target::Probs(len) => crate::batch::check_shape("target_probs", len, batch, vocab, vocab)?,
+        // The logits' own shape was checked when they were wrapped: here the vocabulary.
+        Target::LogitRows(_) => crate::batch::check_shape("target_logits", vocab, 1, vocab, vocab)?,
+    }
+    if batch == 0 {
+        return Err(Error::EmptyBatch);
+    }
     let n = draft_tokens / batch;
     let fits = |name, got, expected| {
         if got == expected {
@@ -127,12 +143,73 @@ pub(crate) fn check_draft_shape(
     if let Some(len) = draft_probs {
         fits("draft_probs", len, (batch * n).saturating_mul(vocab))?;
     }
-    fits(
-        "target_probs",
-        target_probs,
-        (batch * (n + 1)).saturating_mul(vocab),
-    )?;
+    match target {
+        Target::Probs(len) => fits("target_probs", len, (batch * (n + 1)).saturating_mul(vocab)),
+        Target::LogitRows(rows) => fits("target_logits rows", rows, batch * (n + 1)),
+    }?;
     Ok(n)
+}
+
+/// [`verify_draft`] on the target model's logits: `target_logits` holds batch × (n + 1) rows
+/// (row r's n + 1 target rows in order), and row r's p_i is softmax(z_i / τ_r) as
+/// [`super::softmax`] computes it (one-hot at the argmax for τ_r = 0), rounded to f32, with
+/// τ_r = `temperature.get(r)` (batch-wide or `batch` values). The verdicts are
+/// [`verify_draft`]'s on those probabilities, and each row's status also has the softmax status
+/// bits (NaN or +∞ logits, no finite logit) of the target rows its verdict read: 0 ..= e.
+///
+/// # Errors
+/// As [`verify_draft`] (`target_logits rows` for a row count that is not batch × (n + 1));
+/// [`Error::BadParam`] for a τ < 0, NaN or ∞; [`Error::BadLength`] for a per-row τ that is not
+/// `batch` long.
+pub fn verify_draft_logits<T: Logit>(
+    draft_probs: Option<&[f32]>,
+    draft_tokens: &[u32],
+    draft_lens: Option<&[u32]>,
+    target_logits: &Logits<'_, T>,
+    temperature: Rows<'_, f32>,
+    batch: usize,
+    seeds: Rows<'_, Rng>,
+) -> Result<Vec<Verdict>> {
+    let vocab = target_logits.vocab();
+    let rows = target_logits.batch();
+    let n = check_draft_shape(
+        draft_probs.map(<[f32]>::len),
+        draft_tokens.len(),
+        Target::LogitRows(rows),
+        batch,
+        vocab,
+    )?;
+    temperature.check_len("temperature", batch)?;
+    let mut probs = Vec::with_capacity(rows * vocab);
+    let mut row_status = Vec::with_capacity(rows);
+    for t in 0..rows {
+        let tau = temperature.get(t / (n + 1));
+        crate::decoder::check_temperature(tau)?;
+        let (z, mut st) = super::widen_row(target_logits.row(t));
+        if z.iter().all(|&v| v == f64::NEG_INFINITY) {
+            st |= status::NO_FINITE_LOGIT;
+        }
+        probs.extend(
+            super::softmax_row(&z, f64::from(tau))
+                .iter()
+                .map(|&p| p as f32),
+        );
+        row_status.push(st);
+    }
+    let mut verdicts = verify_draft(
+        draft_probs,
+        draft_tokens,
+        draft_lens,
+        &probs,
+        batch,
+        vocab,
+        seeds,
+    )?;
+    for (r, v) in verdicts.iter_mut().enumerate() {
+        let read = &row_status[r * (n + 1)..=r * (n + 1) + v.accepted as usize];
+        v.status |= read.iter().fold(0, |a, &b| a | b);
+    }
+    Ok(verdicts)
 }
 
 /// One row: `xs` its draft (n_r tokens), `width` the padded n (its verdict has n + 1 tokens),
@@ -485,6 +562,103 @@ mod tests {
                 name: "target_probs",
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn greedy_verification_on_logits_keeps_the_argmax_chain() {
+        // τ = 0 and one-hot drafts: a draft is kept iff it is its row's argmax, and the first
+        // that is not is replaced by the argmax. Target argmaxes 2, 4, 1, (3); drafts 2, 4, 3.
+        let nan = f32::NAN;
+        let z: [f32; 20] = [
+            0.0,
+            1.0,
+            5.0,
+            2.0,
+            -1.0, // row 0: argmax 2
+            0.0,
+            1.0,
+            2.0,
+            3.0,
+            4.0, // row 1: argmax 4
+            0.0,
+            9.0,
+            nan,
+            2.0,
+            1.0, // row 2: argmax 1 (the NaN counts as −∞, and is flagged)
+            0.0,
+            0.0,
+            0.0,
+            f32::INFINITY,
+            0.0, // row 3: not read (e = 2), not flagged
+        ];
+        let logits = Logits::new(&z, 4, 5).unwrap();
+        for seed in 0..20 {
+            let v = verify_draft_logits(
+                None,
+                &[2, 4, 3],
+                None,
+                &logits,
+                Rows::All(0.0),
+                1,
+                Rows::All(Rng::new(seed)),
+            )
+            .unwrap()
+            .remove(0);
+            assert_eq!(v.tokens, [2, 4, 1, status::NO_TOKEN]);
+            assert_eq!(v.accepted, 2);
+            assert_eq!(v.status, status::NAN_LOGIT);
+        }
+        // All three kept: the bonus token is row 3's argmax, and row 3's +∞ is flagged.
+        let v = verify_draft_logits(
+            None,
+            &[2, 4, 1],
+            None,
+            &logits,
+            Rows::Each(&[0.0]),
+            1,
+            Rows::All(Rng::new(3)),
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(v.tokens, [2, 4, 1, 3]);
+        assert_eq!(v.status, status::NAN_LOGIT | status::POS_INF_LOGIT);
+    }
+
+    #[test]
+    fn logits_verification_checks_rows_and_temperatures() {
+        let z = [0.0f32; 12];
+        let logits = Logits::new(&z, 4, 3).unwrap();
+        let run = |xs: &[u32], batch, t: Rows<'_, f32>| {
+            verify_draft_logits(None, xs, None, &logits, t, batch, Rows::All(Rng::new(1)))
+        };
+        assert!(run(&[0, 1, 2], 1, Rows::All(1.0)).is_ok());
+        assert!(run(&[0, 1], 2, Rows::Each(&[1.0, 0.5])).is_ok());
+        assert!(matches!(
+            run(&[0, 1], 1, Rows::All(1.0)),
+            Err(Error::BadLength {
+                name: "target_logits rows",
+                got: 4,
+                expected: 3
+            })
+        ));
+        assert!(matches!(
+            run(&[0, 1], 2, Rows::Each(&[1.0])),
+            Err(Error::BadLength {
+                name: "temperature",
+                ..
+            })
+        ));
+        assert!(matches!(
+            run(&[0, 1, 2], 1, Rows::All(-1.0)),
+            Err(Error::BadParam {
+                name: "temperature",
+                ..
+            })
+        ));
+        assert!(matches!(
+            run(&[], 0, Rows::All(1.0)),
+            Err(Error::EmptyBatch)
         ));
     }
 }

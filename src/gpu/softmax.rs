@@ -17,7 +17,9 @@
 //! | `samplex_softmax_sample_<T>`         | stride, vocab, τ, τ\[\], seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
 //! | `samplex_softmax_sample_probs_f32`   | stride, vocab, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
 //! | `samplex_softmax_sample_probs_n_f32` | stride, vocab, seed, offset, seeds\[\], offsets\[\], first_draw, draws, per_row, parts, partials, tickets, tokens, status |
-//! | `samplex_softmax_verify_draft_f32`   | (draft probs,) draft tokens, target probs, vocab, drafts, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, accepted, status |
+//! | `samplex_softmax_verify_draft_f32`   | (draft probs,) draft tokens, lens, target probs, vocab, drafts, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, accepted, status |
+//! | `samplex_softmax_row_stats_<T>`      | stride, vocab, τ, τ\[\], group, parts, partials, tickets, stats            |
+//! | `samplex_softmax_verify_draft_logits_<T>` | (draft probs,) draft tokens, lens, logits, stride, vocab, τ, τ\[\], stats, drafts, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, accepted, status |
 //!
 //! Each has an `_any` twin for rows that are not 16-byte aligned: the same 16-byte loads from
 //! the boundary below each row's start, shifted in registers. Optional buffers are raw
@@ -29,6 +31,7 @@ use cudarc::driver::{CudaFunction, CudaView, CudaViewMut, LaunchConfig};
 use super::launch::{self, Args, Kernel, KernelArgs, LaunchEx, Pointers, SeedArgs, BLOCK_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
 use crate::batch::{check_shape, tokens_per_row};
+use crate::cpu::speculative::{check_draft_shape, Target};
 use crate::decoder::check_temperature;
 use crate::dtype::{DType, Logit};
 use crate::error::{Error, Result};
@@ -46,6 +49,10 @@ const MAX_DRAWS: u32 = 256;
 /// The most draft tokens a row may have in [`Sampler::verify_draft`] (one per thread of a
 /// block in `samplex_softmax_verify_draft`).
 pub const MAX_DRAFTS: usize = 256;
+
+/// Bytes of one row's statistics in the scratch (`RowStats` in kernels/softmax.cu), as
+/// `samplex_softmax_row_stats` writes them for [`Sampler::verify_draft_logits`].
+const ROW_STATS_BYTES: usize = 16;
 
 /// Bytes of a staged block's head (its `RowStats` in kernels/softmax.cu), before its tiles.
 const STAGED_HEAD_BYTES: usize = 16;
@@ -670,30 +677,16 @@ impl Sampler {
         status: Option<&mut CudaViewMut<'_, u32>>,
     ) -> Result<()> {
         // 1. Validate.
-        let drafts = crate::cpu::speculative::check_draft_shape(
-            draft_probs.map(|q| q.len()),
-            draft_tokens.len(),
-            target_probs.len(),
-            batch,
-            vocab,
+        let drafts = self.check_draft(
+            draft_probs,
+            draft_tokens,
+            draft_lens,
+            Target::Probs(target_probs.len()),
+            (batch, vocab),
+            seeds,
+            (&*tokens, &*accepted, status.as_deref()),
         )?;
-        if drafts > MAX_DRAFTS {
-            return Err(Error::BadParam {
-                name: "draft length",
-                value: drafts as f64,
-                range: "at most 256 tokens per row",
-            });
-        }
-        if let Some(q) = draft_probs {
-            self.check_device("draft_probs", q)?;
-        }
-        self.check_device("draft_tokens", draft_tokens)?;
-        self.check_opt_buffer("draft_lens", draft_lens, batch)?;
         self.check_device("target_probs", target_probs)?;
-        seeds.check(batch, self)?;
-        self.check_buffer("tokens", &*tokens, batch * (drafts + 1))?;
-        self.check_buffer("accepted", &*accepted, batch)?;
-        self.check_opt_buffer("status", status.as_deref(), batch)?;
 
         // 2. Config: both distributions' rows must allow 16-byte loads for the aligned kernel
         // (one-hot drafts: the target's alone; their address is 0).
@@ -735,6 +728,200 @@ impl Sampler {
         // target's alone) and the row length.
         unsafe { b.launch(&func, &stream, split.cfg) }?;
         Ok(())
+    }
+
+    /// [`Sampler::verify_draft`] on the target model's logits, with the temperature softmax
+    /// fused: the target's p is never written, and the logits are read once (plus the row each
+    /// token is drawn from, and the draft tokens' entries). For a serving step that would
+    /// otherwise run [`Sampler::softmax`] on batch × (n + 1) rows and then verify, that saves
+    /// writing and reading back batch × (n + 1) × vocab f32 values.
+    ///
+    /// `target_logits` holds batch × (n + 1) rows (row r's n + 1 target rows in order; any
+    /// stride and dtype), n = `draft_tokens.len() / batch`. Row r's target distributions are
+    /// softmax(z / τ_r) with τ_r = `rows.temperature[r]` when given (one per request), else
+    /// `temperature`; τ = 0 makes them one-hot at the argmax (greedy verification). They are
+    /// the values [`Sampler::softmax`] writes on its two-read paths, bit for bit, so the
+    /// verdicts are those of `softmax` followed by [`Sampler::verify_draft`] on them (the
+    /// same draws; [`crate::cpu::verify_draft_logits`] is the reference). Everything else is
+    /// as [`Sampler::verify_draft`]; the status also has the softmax status bits (NaN or +∞
+    /// logits, a clamped τ, no finite logit) of the target rows the verdict read (0 ..= e).
+    ///
+    /// Two launches on the sampler's stream: every target row's statistics (max and sum of
+    /// exponentials, 16 bytes each, into the workspace), then the verification.
+    ///
+    /// # Errors
+    /// As [`Sampler::verify_draft`], with [`Error::BadLength`] named `target_logits rows`
+    /// when the logits do not have batch × (n + 1) rows; [`Error::BadParam`] for τ < 0, NaN
+    /// or ∞; [`Error::BadLength`] for `rows.temperature` not `batch`; [`Error::Unsupported`]
+    /// for per-row top-k/top-p/min-p in `rows`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify_draft_logits<T: Logit>(
+        &mut self,
+        draft_probs: Option<&CudaView<'_, f32>>,
+        draft_tokens: &CudaView<'_, u32>,
+        draft_lens: Option<&CudaView<'_, u32>>,
+        target_logits: &DeviceLogits<'_, T>,
+        temperature: f32,
+        rows: &RowParams<'_>,
+        batch: usize,
+        seeds: &DeviceSeeds<'_>,
+        tokens: &mut CudaViewMut<'_, u32>,
+        accepted: &mut CudaViewMut<'_, u32>,
+        status: Option<&mut CudaViewMut<'_, u32>>,
+    ) -> Result<()> {
+        // 1. Validate.
+        let vocab = target_logits.vocab;
+        let drafts = self.check_draft(
+            draft_probs,
+            draft_tokens,
+            draft_lens,
+            Target::LogitRows(target_logits.batch),
+            (batch, vocab),
+            seeds,
+            (&*tokens, &*accepted, status.as_deref()),
+        )?;
+        check_temperature(temperature)?;
+        rows.refuse_filters("verify_draft_logits", NO_FILTERS)?;
+        self.check_device("target_logits", &target_logits.data)?;
+        rows.check(batch, self)?;
+
+        // 2. Config: the statistics of batch × (n + 1) rows, then the verification of batch
+        // rows, each split as its own row count asks. The workspace holds the statistics, then
+        // the partials of whichever launch needs more (the two run one after the other), and
+        // one ticket per row of the larger launch. The aligned verification needs 16-byte
+        // loads on the logits and on the draft's rows (when given) alike.
+        let targets = target_logits.batch;
+        let stats_parts = launch::blocks_per_row(targets, vocab, self.sm_count);
+        let verify_parts = launch::blocks_per_row(batch, vocab, self.sm_count);
+        let split_bytes = |rows: usize, parts: u32| match parts {
+            1 => 0,
+            _ => rows * parts as usize * PARTIAL_BYTES,
+        };
+        let stats_bytes = targets * ROW_STATS_BYTES;
+        let scratch = self.scratch(
+            stats_bytes + split_bytes(targets, stats_parts).max(split_bytes(batch, verify_parts)),
+            targets,
+        )?;
+        let split = |rows: usize, parts: u32| -> Result<SplitRows> {
+            let (partials, tickets) = match parts {
+                1 => (0, 0),
+                _ => (scratch.base + stats_bytes as u64, scratch.tickets),
+            };
+            Ok(SplitRows {
+                parts,
+                cfg: launch::row_grid(rows, parts, BLOCK_THREADS)?,
+                partials,
+                tickets,
+            })
+        };
+        let (stats_split, verify_split) =
+            (split(targets, stats_parts)?, split(batch, verify_parts)?);
+        let stream = self.stream.clone();
+        let mut ptrs = Pointers::new(&stream);
+        let lead = RowArgs::new(&mut ptrs, target_logits, temperature, rows);
+        let draft_addr = ptrs.read_opt(draft_probs);
+        let logits_vec = launch::vector_width::<T>(lead.logits, target_logits.stride);
+        let vec = match draft_probs {
+            Some(_) => logits_vec.min(launch::vector_width::<f32>(draft_addr, vocab)),
+            None => logits_vec,
+        };
+        let stats_func =
+            self.function(launch::entry("softmax", "row_stats", T::DTYPE, logits_vec))?;
+        let verify_func = self.function(launch::entry(
+            "softmax",
+            "verify_draft_logits",
+            T::DTYPE,
+            vec,
+        ))?;
+
+        // 3. Arguments in C-signature order: the statistics.
+        let group = drafts as u32 + 1;
+        let stats_addr = scratch.base;
+        let mut b = Args::new();
+        lead.push(&mut b);
+        b.arg(&group);
+        stats_split.push(&mut b);
+        b.arg(&stats_addr);
+        // SAFETY: the arguments match samplex_softmax_row_stats_<T>'s C signature in order and
+        // type; `target_logits` holds `targets` rows of `stride` (≥ vocab) elements; the
+        // per-row τ (or 0) has `batch` entries, and row t reads entry t / group < batch; the
+        // scratch holds `targets` statistics of 16 bytes at its base and, with parts > 1,
+        // targets × parts partials after them and `targets` zeroed tickets (left at zero);
+        // the grid is targets × parts blocks of 256 threads and the vector width fits the
+        // logits' address and stride.
+        unsafe { b.launch(&stats_func, &stream, stats_split.cfg) }?;
+
+        // 4. The verification.
+        let draft_tokens_addr = ptrs.read(draft_tokens);
+        let lens_addr = ptrs.read_opt(draft_lens);
+        let rng = SeedArgs::new(&mut ptrs, Some(seeds));
+        let tokens_addr = ptrs.write(tokens);
+        let accepted_addr = ptrs.write(accepted);
+        let status_addr = ptrs.write_opt(status);
+        let drafts = drafts as u32;
+        let mut b = Args::new();
+        b.arg(&draft_addr).arg(&draft_tokens_addr).arg(&lens_addr);
+        lead.push(&mut b);
+        b.arg(&stats_addr).arg(&drafts);
+        rng.push(&mut b);
+        verify_split.push(&mut b);
+        b.arg(&tokens_addr).arg(&accepted_addr).arg(&status_addr);
+        // SAFETY: the arguments match samplex_softmax_verify_draft_logits_<T>'s C signature in
+        // order and type (lead pushes logits, stride, vocab, τ, τ[]); `draft_probs` (or null:
+        // one-hot drafts, never read) holds batch × drafts × vocab values and `draft_tokens`
+        // batch × drafts, `target_logits` batch × (drafts + 1) rows of `stride`, the scratch's
+        // base their statistics (written by the launch before, on this stream); `draft_lens`
+        // (or 0), the per-row τ (or 0), `accepted`, `status` and the per-row seeds and offsets
+        // have `batch` entries, `tokens` batch × (drafts + 1), all on this device; drafts ≤
+        // 256 (one per thread); with parts > 1 the partials (batch × parts) follow the
+        // statistics and the `batch` tickets are zero (left at zero); the grid is batch ×
+        // parts blocks of 256 threads and the vector width fits the logits' address and stride
+        // and the draft rows' address and length.
+        unsafe { b.launch(&verify_func, &stream, verify_split.cfg) }?;
+        Ok(())
+    }
+
+    /// The checks both verifications share: the draft's shape against the target's (n from
+    /// `draft_tokens`, at most [`MAX_DRAFTS`]), the buffers' devices and the outputs' lengths.
+    #[allow(clippy::too_many_arguments)]
+    fn check_draft(
+        &self,
+        draft_probs: Option<&CudaView<'_, f32>>,
+        draft_tokens: &CudaView<'_, u32>,
+        draft_lens: Option<&CudaView<'_, u32>>,
+        target: Target,
+        (batch, vocab): (usize, usize),
+        seeds: &DeviceSeeds<'_>,
+        (tokens, accepted, status): (
+            &CudaViewMut<'_, u32>,
+            &CudaViewMut<'_, u32>,
+            Option<&CudaViewMut<'_, u32>>,
+        ),
+    ) -> Result<usize> {
+        let drafts = check_draft_shape(
+            draft_probs.map(|q| q.len()),
+            draft_tokens.len(),
+            target,
+            batch,
+            vocab,
+        )?;
+        if drafts > MAX_DRAFTS {
+            return Err(Error::BadParam {
+                name: "draft length",
+                value: drafts as f64,
+                range: "at most 256 tokens per row",
+            });
+        }
+        if let Some(q) = draft_probs {
+            self.check_device("draft_probs", q)?;
+        }
+        self.check_device("draft_tokens", draft_tokens)?;
+        self.check_opt_buffer("draft_lens", draft_lens, batch)?;
+        seeds.check(batch, self)?;
+        self.check_buffer("tokens", tokens, batch * (drafts + 1))?;
+        self.check_buffer("accepted", accepted, batch)?;
+        self.check_opt_buffer("status", status, batch)?;
+        Ok(drafts)
     }
 
     /// Test hook: `out[4i..4i + 4]` = the device's `row_random(seeds[i], offsets[i],
