@@ -2,15 +2,16 @@
 //! it. Each request proposes up to `MAX_DRAFT` tokens by looking its last token up earlier in
 //! its own text and copying what followed (n-gram drafting: no draft model, so no draft
 //! distributions), a different number per request, or none. The target model scores every
-//! drafted position in one pass; `Sampler::softmax` turns its logits into probabilities with
-//! each request's temperature, and `Sampler::verify_draft` (one-hot drafts: `draft_probs`
-//! `None`; per-row lengths: `draft_lens`) keeps the accepted prefix of each draft and draws one
-//! more token. A request emits accepted + 1 tokens per target pass instead of 1, and every
-//! token is still distributed as the target's own draw. A temperature-0 request gets one-hot
-//! target rows: its verification is greedy decoding (a draft token is kept iff it is the
-//! argmax, and the replacement is the argmax), which the example checks too. Every step is
-//! checked against the CPU reference: the probabilities, and the verdicts on the device's
-//! probabilities with the same seeds and offsets.
+//! drafted position in one pass, and `Sampler::verify_draft_logits` takes its logits as they
+//! are: it applies each request's temperature and the softmax as it reads them (no probability
+//! rows are written), keeps the accepted prefix of each draft (one-hot drafts: `draft_probs`
+//! `None`; per-row lengths: `draft_lens`) and draws one more token. A request emits
+//! accepted + 1 tokens per target pass instead of 1, and every token is still distributed as
+//! the target's own draw. A temperature-0 request gets one-hot target distributions: its
+//! verification is greedy decoding (a draft token is kept iff it is the argmax, and the
+//! replacement is the argmax), which the example checks too. Every step is checked against the
+//! CPU reference (`cpu::verify_draft_logits`: the softmax in f64, then the verification) with
+//! the same seeds and offsets.
 //!
 //!     cargo run --release --example speculative
 //!     scripts/emu/run.sh cargo run --example speculative   # without a GPU, on the emulator
@@ -91,12 +92,11 @@ fn main() -> samplex::Result<()> {
     let rows = BATCH * (MAX_DRAFT + 1); // target rows: every drafted position and the one after
 
     // Device buffers, allocated once: a serving loop reuses them every step.
-    let temps: Vec<f32> = (0..rows).map(|i| REQUESTS[i / (MAX_DRAFT + 1)].0).collect();
+    let temps = REQUESTS.map(|r| r.0);
     let temps_dev = stream.clone_htod(&temps)?;
     let seeds = stream.clone_htod(&REQUESTS.map(|r| r.1))?;
     let mut offsets = stream.alloc_zeros::<u64>(BATCH)?;
     let mut logits = stream.alloc_zeros::<f32>(rows * VOCAB)?;
-    let mut probs = stream.alloc_zeros::<f32>(rows * VOCAB)?;
     let mut drafts_dev = stream.alloc_zeros::<u32>(BATCH * MAX_DRAFT)?;
     let mut lens_dev = stream.alloc_zeros::<u32>(BATCH)?;
     let mut tokens = stream.alloc_zeros::<u32>(BATCH * (MAX_DRAFT + 1))?;
@@ -142,56 +142,44 @@ fn main() -> samplex::Result<()> {
         let at: Vec<u64> = (0..BATCH).map(|r| offset(r, step)).collect();
         stream.memcpy_htod(&at, &mut offsets)?;
 
-        // 3. On the device: probabilities at each request's temperature, then the verification.
-        let per_row = RowParams {
+        // 3. On the device: the verification on the logits, at each request's temperature.
+        let per_request = RowParams {
             temperature: Some(temps_dev.as_view()),
             ..RowParams::default()
         };
         let x = DeviceLogits::new(logits.as_view(), rows, VOCAB)?;
-        sampler.softmax(&x, 1.0, &per_row, &mut probs.as_view_mut(), None, None)?;
         let rng = DeviceSeeds::Each {
             seeds: seeds.as_view(),
             offsets: offsets.as_view(),
         };
-        sampler.verify_draft(
+        sampler.verify_draft_logits(
             None,
             &drafts_dev.as_view(),
             Some(&lens_dev.as_view()),
-            &probs.as_view(),
+            &x,
+            1.0,
+            &per_request,
             BATCH,
-            VOCAB,
             &rng,
             &mut tokens.as_view_mut(),
             &mut accepted.as_view_mut(),
             Some(&mut flags.as_view_mut()),
         )?;
-        let got_probs = stream.clone_dtoh(&probs)?;
         let got_tokens = stream.clone_dtoh(&tokens)?;
         let got_accepted = stream.clone_dtoh(&accepted)?;
         let got_flags = stream.clone_dtoh(&flags)?;
 
-        // 4. The CPU reference: the probabilities (f32 on the device, f64 here) ...
-        let want = cpu::softmax(&Logits::new(&host_logits, rows, VOCAB)?, Rows::Each(&temps))?;
-        for (row, w) in want.iter().enumerate() {
-            let g = &got_probs[row * VOCAB..(row + 1) * VOCAB];
-            if let Some(k) = (0..VOCAB).find(|&k| (f64::from(g[k]) - w[k]).abs() > 1e-5) {
-                return Err(fail(format!(
-                    "step {step} row {row}: p[{k}] = {} on the GPU, {} on the CPU",
-                    g[k], w[k]
-                )));
-            }
-        }
-        // ... and the verdicts on the device's probabilities, same seeds and offsets.
+        // 4. The CPU reference, same logits, temperatures, seeds and offsets.
         let rngs: Vec<Rng> = (0..BATCH)
             .map(|r| Rng::new(REQUESTS[r].1).at(offset(r, step)))
             .collect();
-        let verdicts = cpu::verify_draft(
+        let verdicts = cpu::verify_draft_logits(
             None,
             &drafts,
             Some(&lens),
-            &got_probs,
+            &Logits::new(&host_logits, rows, VOCAB)?,
+            Rows::Each(&temps),
             BATCH,
-            VOCAB,
             Rows::Each(&rngs),
         )?;
         for (r, v) in verdicts.iter().enumerate() {

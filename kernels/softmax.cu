@@ -1096,7 +1096,9 @@ __device__ __forceinline__ void row_stats(const T *logits, u64 stride, u32 vocab
 }
 
 // A row of logits turned into its probabilities as they arrive, a tile at a time (the values
-// samplex_softmax_probs writes, bit for bit): ProbTile's interface.
+// samplex_softmax_probs writes, bit for bit): ProbTile's interface. ScanPrefetch: the 16-bit
+// _any twins load the span when they take it, since the shifted prefetch beside the draft's row
+// spilled them (64 registers on sm_90) or took them to 80.
 template <typename T, int VEC> struct LogitProbTile {
   const T *row;
   ProbRow r;

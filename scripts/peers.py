@@ -53,12 +53,16 @@ gives draft position i <= n of row r the source row s(r, i) = (r*(n+1) + i) mod 
 p_i = P[s(r, i)]; ``accept=all`` sets q_i = p_i and the draft token to its argmax (every draft
 accepted, the bonus token drawn from p_n), ``accept=none`` sets q_i one-hot at p_i's argmin
 (draft 0 rejected, the draw from max(p_0 - q_0, 0)); ``draft=tokens`` passes those one-hot
-drafts as their tokens alone (no draft_probs; the draw from p_0 without x_0). Inputs are built
-once per vocab (and params) for the largest batch; a batch reads their first b rows. Bytes:
-b*V*4 + b*4 (sample_from_probs), b*V*4 + b*n*4 (sample_from_probs_n), rows*b*V*4 + b*n*4 +
-b*(n+1)*4 + b*4 (verify_draft; rows = 2 for accept=none with draft distributions, else 1). A
-verify_draft point whose
-accepted counts are not the ones its inputs were built for is not written.
+drafts as their tokens alone (no draft_probs; the draw from p_0 without x_0). ``target=logits``
+gives the target as the logits rows L[s(r, i)] that P is the softmax of (tau = 1), the drafts
+unchanged: samplex's verify_draft_logits fuses the softmax into the verification, and each peer
+runs its softmax (``torch.softmax``, ``flashinfer.sampling.softmax``) then its verification,
+both in the timed call. Inputs are built once per vocab (and params) for the largest batch; a
+batch reads their first b rows. Bytes: b*V*4 + b*4 (sample_from_probs), b*V*4 + b*n*4
+(sample_from_probs_n), rows*b*V*4 + b*n*4 + b*(n+1)*4 + b*4 (verify_draft; rows = 2 for
+accept=none with draft distributions, else 1; n + 1 more for target=logits, the logits rows
+replacing the draw's row). A verify_draft point whose accepted counts are not the ones its
+inputs were built for is not written.
 
 ``--check`` times nothing and writes no line: it runs every peer op once per distribution, dtype
 and per-row setting on a 3 x 3000 batch and checks the output against a float64 reference of
@@ -134,6 +138,8 @@ PROB_OPS = [
     ("verify_draft", "n=8,accept=all"),
     ("verify_draft", "n=8,accept=none"),
     ("verify_draft", "n=4,accept=none,draft=tokens"),
+    ("verify_draft", "n=4,accept=all,target=logits"),
+    ("verify_draft", "n=4,accept=none,draft=tokens,target=logits"),
 ]
 PROB_DIST = "normal1"
 OP_NAMES = sorted({o[0] for o in OPS} | {o[0] for o in PROB_OPS})
@@ -178,13 +184,10 @@ def out_bytes(op, k, batch, vocab):
     return batch * 4
 
 
-def prob_params(params):
-    """(n, accept_all, one_hot) of a PROB_OPS params string: n=None without "n=",
-    accept_all=None without "accept=", one_hot for "draft=tokens" (one-hot drafts given by their
-    tokens alone; never with accept=all, which one-hot drafts cannot be built to give).
-    ValueError for anything else."""
+def _parse_prob_params(params):
+    """(n, accept_all, one_hot, logits) of a PROB_OPS params string (prob_params)."""
     n = accept = None
-    one_hot = False
+    one_hot = logits = False
     for kv in [p for p in params.split(",") if p]:
         key, _, value = kv.partition("=")
         if key == "n" and value.isdigit() and int(value) > 0:
@@ -193,23 +196,48 @@ def prob_params(params):
             accept = value == "all"
         elif kv == "draft=tokens":
             one_hot = True
+        elif kv == "target=logits":
+            logits = True
         else:
             raise ValueError(f"unknown param {kv!r} in {params!r}")
     if one_hot and accept is not False:
         raise ValueError(f"draft=tokens needs accept=none in {params!r}")
-    return n, accept, one_hot
+    # accept= is verify_draft's alone: this keeps target=logits off the sampling ops.
+    if logits and accept is None:
+        raise ValueError(f"target=logits needs accept= (a verify_draft point) in {params!r}")
+    return n, accept, one_hot, logits
+
+
+def prob_params(params):
+    """(n, accept_all, one_hot) of a PROB_OPS params string: n=None without "n=",
+    accept_all=None without "accept=", one_hot for "draft=tokens" (one-hot drafts given by their
+    tokens alone; never with accept=all, which one-hot drafts cannot be built to give).
+    "target=logits" is allowed with "accept=" (see target_logits). ValueError for anything
+    else."""
+    return _parse_prob_params(params)[:3]
+
+
+def target_logits(params):
+    """Whether a PROB_OPS params string gives verify_draft's target as logits ("target=logits":
+    samplex's verify_draft_logits, the softmax fused into the verification)."""
+    return _parse_prob_params(params)[3]
 
 
 def prob_bytes(op, params, batch, vocab):
     """benches/probs/mod.rs's Kind::bytes: the rows read plus tokens, draft ids and counts."""
-    n, accept_all, one_hot = prob_params(params)
+    n, accept_all, one_hot, logits = _parse_prob_params(params)
     row = batch * vocab * 4
+    if logits and op != "verify_draft":
+        raise ValueError(f"target=logits is verify_draft's, not {op}'s")
     if op == "sample_from_probs":
         return row + batch * 4
     if op == "sample_from_probs_n":
         return row + batch * n * 4
     if op == "verify_draft":
-        rows = 1 if accept_all or one_hot else 2
+        # The draw's row, or every target row once for logits (their softmax reads them all);
+        # plus q_0 when the draft gives distributions and is rejected.
+        target = n + 1 if logits else 1
+        rows = target if accept_all or one_hot else target + 1
         return rows * row + batch * n * 4 + batch * (n + 1) * 4 + batch * 4
     raise ValueError(f"{op} is not a probability op")
 
@@ -303,9 +331,14 @@ def prob_seed(vocab):
     return 0x5A3D + 1000 * DISTS.index(PROB_DIST) + vocab
 
 
+def source_logits(torch, rows, vocab, seed):
+    """The logits rows L of the probability ops' source rows (target=logits reads them)."""
+    return make_logits(torch, PROB_DIST, rows, vocab, seed)
+
+
 def source_probs(torch, rows, vocab, seed):
     """The probability ops' source rows P: softmax in f32 of `rows` normal1 logits rows."""
-    return torch.softmax(make_logits(torch, PROB_DIST, rows, vocab, seed), dim=-1)
+    return torch.softmax(source_logits(torch, rows, vocab, seed), dim=-1)
 
 
 def one_hot_rows(torch, ids, vocab, dtype):
@@ -319,17 +352,24 @@ class VerifyInputs:
     (M x V): target_probs (batch, n+1, V), draft_probs (batch, n, V; None for one-hot drafts
     given by their tokens alone), draft_ids (batch, n) int32. Row r's draft position i reads
     P[(r*(n+1) + i) mod M]; each row is built from r alone, so a prefix of rows is a smaller
-    batch's input (``prefix``). `target` reuses a target_probs built for the same P, batch and n
-    (every verify point of that n shares it)."""
+    batch's input (``prefix``). With `logits` (the M x V rows L that P is the softmax of,
+    target=logits) the target is target_logits, the rows L[(r*(n+1) + i) mod M], and
+    target_probs is None; the drafts are the same. `target` reuses a target (``target``) built
+    for the same rows, batch and n (every verify point of that n and target kind shares it)."""
 
-    def __init__(self, torch, probs, batch, n, accept_all, target=None, one_hot=False):
+    target_logits = None  # a probability target unless built from logits
+
+    def __init__(self, torch, probs, batch, n, accept_all, target=None, one_hot=False,
+                 logits=None):
         m, v = probs.shape
         dev = probs.device
         r = torch.arange(batch, device=dev)[:, None]
         i = torch.arange(n + 1, device=dev)[None, :]
         src = (r * (n + 1) + i) % m  # (batch, n+1) source rows
         self.n, self.accept_all = n, accept_all
-        self.target_probs = probs[src] if target is None else target
+        given = probs if logits is None else logits
+        rows = given[src] if target is None else target
+        self.target_probs, self.target_logits = (rows, None) if logits is None else (None, rows)
         drafts = src[:, :n]
         if accept_all:
             # q = p: u*q < p holds for every u < 1, so every draft is accepted.
@@ -342,12 +382,25 @@ class VerifyInputs:
             self.draft_probs = None if one_hot else one_hot_rows(torch, ids, v, probs.dtype)
         self.draft_ids = ids.to(torch.int32)
 
+    @property
+    def target(self):
+        """The target's rows (batch, n+1, V): target_logits when given, else target_probs."""
+        return self.target_probs if self.target_logits is None else self.target_logits
+
+    def target_at(self, i):
+        """The target's distribution at draft position i, (batch, V) in f64: its probabilities,
+        or the softmax of its logits (0 exactly where a logit is -inf)."""
+        if self.target_logits is None:
+            return self.target_probs[:, i].double()
+        return self.target_logits[:, i].double().softmax(dim=-1)
+
     def prefix(self, batch):
         """The first `batch` rows (views: no copy)."""
+        rows = lambda t: None if t is None else t[:batch]  # noqa: E731
         view = object.__new__(type(self))
         view.n, view.accept_all = self.n, self.accept_all
-        view.target_probs = self.target_probs[:batch]
-        view.draft_probs = None if self.draft_probs is None else self.draft_probs[:batch]
+        view.target_probs, view.target_logits = rows(self.target_probs), rows(self.target_logits)
+        view.draft_probs = rows(self.draft_probs)
         view.draft_ids = self.draft_ids[:batch]
         return view
 
@@ -453,7 +506,14 @@ def torch_ops(torch):
         """Rejection sampling as a PyTorch stack writes it: (tokens (b, n+1) with the accepted
         prefix, the drawn token, then -1; accepted prefix length per row). One-hot drafts
         (no draft_probs): q(x) = 1, and the residual is p_e with x_e zeroed, as vLLM's
-        n-gram path has it."""
+        n-gram path has it. A logits target: torch.softmax first, in the timed call."""
+        sample = rejection_sampler(d)
+        target = target_probs_of(d, lambda x: torch.softmax(x, dim=-1))
+        return lambda: sample(target())
+
+    def rejection_sampler(d):
+        """verify_draft's sampler for d's drafts: target probabilities (b, n+1, V) -> its
+        output."""
         b, n = d.draft_ids.shape
         dev = d.draft_ids.device
         one_hot = d.draft_probs is None
@@ -462,16 +522,16 @@ def torch_ops(torch):
         cols = torch.arange(n, device=dev)
         pad = torch.full((b, 1), -1, dtype=torch.int64, device=dev)
         ids_pad = torch.cat([ids, pad], dim=1)  # x_e for e < n; -1 after a full accept
-        vocab = torch.arange(d.target_probs.shape[-1], device=dev)
+        vocab = torch.arange(d.target.shape[-1], device=dev)
 
-        def run():
-            p = d.target_probs[:, :n].gather(-1, ids[..., None]).squeeze(-1)
+        def run(target_probs):
+            p = target_probs[:, :n].gather(-1, ids[..., None]).squeeze(-1)
             u = torch.rand((b, n), device=dev)
             if not one_hot:
                 u = u * d.draft_probs.gather(-1, ids[..., None]).squeeze(-1)  # u*q < p
             accept = u < p
             e = accept.long().cumprod(dim=-1).sum(dim=-1)  # the accepted prefix
-            p_e = d.target_probs[rows, e]
+            p_e = target_probs[rows, e]
             if one_hot:
                 x_e = ids_pad[rows, e]
                 residual = p_e.masked_fill((x_e >= 0)[:, None] & (vocab == x_e[:, None]), 0.0)
@@ -578,11 +638,24 @@ def _fi_verify(torch, fs, d):
     """FlashInfer's chain_speculative_sampling on verify_draft's inputs. It takes draft
     distributions only: for one-hot drafts given by their tokens alone (draft=tokens) it gets
     their one-hot rows, built here, outside the timed call (a stack would build them every
-    step: a b*n*V write this leaves out, in FlashInfer's favour)."""
+    step: a b*n*V write this leaves out, in FlashInfer's favour). A logits target: fs.softmax
+    first, in the timed call."""
     q = d.draft_probs
     if q is None:
-        q = one_hot_rows(torch, d.draft_ids, d.target_probs.shape[-1], d.target_probs.dtype)
-    return lambda: fs.chain_speculative_sampling(q, d.draft_ids, d.target_probs)
+        q = one_hot_rows(torch, d.draft_ids, d.target.shape[-1], d.target.dtype)
+    target = target_probs_of(d, fs.softmax)
+    return lambda: fs.chain_speculative_sampling(q, d.draft_ids, target())
+
+
+def target_probs_of(d, softmax):
+    """A zero-argument callable giving verify_draft's target probabilities (b, n+1, V):
+    d.target_probs, or `softmax` (rows of a 2-d tensor, as FlashInfer's takes them) of
+    d.target_logits' (b*(n+1), V) view, for the peer to call inside its timed call."""
+    if d.target_logits is None:
+        return lambda: d.target_probs
+    shape = d.target_logits.shape
+    rows = d.target_logits.reshape(-1, shape[-1])  # a view: prefixes are contiguous
+    return lambda: softmax(rows).view(shape)
 
 
 # --- --check: every peer op once, outputs against a float64 reference -----------------------
@@ -747,7 +820,8 @@ def _check_output(torch, op, k, z, p, out):
 
 
 # The probability ops' check also runs on P cut to each row's CHECK_TOP most likely tokens
-# (renormalised): on the plain softmax every p > 0, and "drawn where p > 0" could not fail.
+# (renormalised; the softmax of the logits with the others set to -inf, which target=logits
+# reads): on the plain softmax every p > 0, and "drawn where p > 0" could not fail.
 CHECK_TOP = 50
 
 
@@ -767,21 +841,23 @@ def check_probs(torch, impls, prob_ops):
     batch = CHECK_BATCH * CHECK_DRAWS
     for impl, table in impls.items():
         for vocab in vocabs:
-            dense = source_probs(torch, CHECK_BATCH, vocab, seed=5)
+            dense = source_logits(torch, CHECK_BATCH, vocab, seed=5)
             kth = torch.topk(dense, CHECK_TOP, dim=-1).values[:, -1:]
-            cut = dense.masked_fill(dense < kth, 0.0)
-            cut = cut / cut.sum(dim=-1, keepdim=True)
-            for rows, probs in ((PROB_DIST, dense), (f"top{CHECK_TOP}", cut)):
+            cut = dense.masked_fill(dense < kth, float("-inf"))  # softmax: 0 outside the top
+            for rows, logits in ((PROB_DIST, dense), (f"top{CHECK_TOP}", cut)):
+                probs = torch.softmax(logits, dim=-1)
                 for op, params in prob_ops:
                     if op not in table:
                         continue
                     n, accept_all, one_hot = prob_params(params)
+                    given = logits if target_logits(params) else None
                     what = f"{impl} {op} {params or '-'} f32 {rows} v{vocab}"
 
-                    def run(op=op, n=n, accept_all=accept_all, one_hot=one_hot, probs=probs):
+                    def run(op=op, n=n, accept_all=accept_all, one_hot=one_hot, probs=probs,
+                            given=given):
                         if op == "verify_draft":
                             inp = VerifyInputs(torch, probs, batch, n, accept_all,
-                                               one_hot=one_hot)
+                                               one_hot=one_hot, logits=given)
                         else:
                             inp = probs.repeat(CHECK_DRAWS, 1)
                         return _check_prob_output(torch, op, n, inp, table[op](inp, n)())
@@ -819,14 +895,14 @@ def _check_prob_output(torch, op, n, inp, out):
     if inp.accept_all:
         if not torch.equal(tokens[:, :n], ids):
             return "the accepted tokens are not the drafts"
-        return _in_support(torch, inp.target_probs[:, n].double(), tokens[:, n:])
+        return _in_support(torch, inp.target_at(n), tokens[:, n:])
     rejected = accepted == 0  # every row but a rare one (see path_error)
     t0 = tokens[rejected, :1]
     if bool((t0 == ids[rejected, :1]).any()):
         return "a rejected draft was emitted"
     if not bool((tokens[rejected, 1:] == -1).all()):
         return "the tokens after the first rejection are not -1"
-    return _in_support(torch, inp.target_probs[rejected, 0].double(), t0)
+    return _in_support(torch, inp.target_at(0)[rejected], t0)
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -864,9 +940,19 @@ def run_prob_ops(torch, f, impls, prob_ops, grid, timer, runs, meta, skipped):
         return 0
     m = max(grid["batches"])
     written = 0
+
+    def wanted(op, params):  # some peer runs it
+        return any(op in table and (impl, op, params) not in skipped
+                   for impl, table in impls.items())
+
     for vocab in grid["vocabs"]:
         probs = source_probs(torch, m, vocab, prob_seed(vocab))
-        target = None  # (n, target_probs): accept=all and accept=none share the target rows
+        # L, whose softmax P is, only where a target=logits point runs (512 MiB at the largest).
+        logits = source_logits(torch, m, vocab, prob_seed(vocab)) if any(
+            wanted(op, params) and target_logits(params) for op, params in prob_ops) else None
+        # ((n, target=logits?), target rows): the verify points of one n and target kind share
+        # the target rows.
+        target = None
         inp = fn = full = None
         for op, params in prob_ops:
             # The last op's inputs go before the next are built (at V = 262144 and n = 8,
@@ -874,22 +960,23 @@ def run_prob_ops(torch, f, impls, prob_ops, grid, timer, runs, meta, skipped):
             inp = fn = full = None
             n, accept_all, one_hot = prob_params(params)
             label = prob_label(op, params)
-            if not any(op in table and (impl, op, params) not in skipped
-                       for impl, table in impls.items()):
+            if not wanted(op, params):
                 continue
             if op == "verify_draft":
-                if target is not None and target[0] != n:
+                key = (n, target_logits(params))
+                if target is not None and target[0] != key:
                     target = None
                 try:
                     full = VerifyInputs(torch, probs, m, n, accept_all,
-                                        target[1] if target else None, one_hot=one_hot)
+                                        target[1] if target else None, one_hot=one_hot,
+                                        logits=logits if key[1] else None)
                 except Exception as e:  # OOM at the largest vocab
                     print(f"SKIPPED {label} v{vocab}: its inputs: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}")
                     target = None
                     torch.cuda.empty_cache()
                     continue
-                target = (n, full.target_probs)
+                target = (key, full.target)
             for impl, table in impls.items():
                 if op not in table:
                     continue
@@ -934,7 +1021,7 @@ def run_prob_ops(torch, f, impls, prob_ops, grid, timer, runs, meta, skipped):
                     pid = f"f32/{PROB_DIST}/b{batch}/v{vocab}"
                     print(f"{impl:<10} {label:<26} {pid:<30} {us:>10.2f} us  "
                           f"{gbps:>8.1f} GB/s  {gbps / meta['roof']:.3f} of roof")
-        del probs, target, inp, fn, full
+        del probs, logits, target, inp, fn, full
         torch.cuda.empty_cache()
     return written
 

@@ -241,7 +241,10 @@ def render(runs, plot_note):
         "reads p_n), its `accept=none` drafts are one-hot at a token the target all but rules",
         "out (the first rejected: the draw reads p_0 and q_0), and `draft=tokens` passes those",
         "drafts as their tokens alone (one-hot drafts, as n-gram drafters have them: the draw",
-        "reads p_0); benches/probs/mod.rs says how they are built and their bytes counted.",
+        "reads p_0); `target=logits` gives the target as the normal1 logits those rows are the",
+        "softmax of (samplex's verify_draft_logits fuses the softmax into the verification; the",
+        "peers run their softmax, then their verification, both timed).",
+        "benches/probs/mod.rs says how they are built and their bytes counted.",
         "",
     ]
     if plot_note:

@@ -120,6 +120,7 @@ class ProbOpsMatchTheRustBench(unittest.TestCase):
         for op, params in peers.PROB_OPS:
             self.assertIn(op, peers.OP_NAMES)
             peers.prob_params(params)  # parses
+            peers.prob_bytes(op, params, 2, 10)  # and is one of its op's points
 
     def test_prob_params_labels_and_seed(self):
         self.assertEqual(peers.prob_params(""), (None, None, False))
@@ -127,16 +128,32 @@ class ProbOpsMatchTheRustBench(unittest.TestCase):
         self.assertEqual(peers.prob_params("n=8,accept=none"), (8, False, False))
         self.assertEqual(peers.prob_params("n=4,accept=all"), (4, True, False))
         self.assertEqual(peers.prob_params("n=4,accept=none,draft=tokens"), (4, False, True))
+        # target=logits: a flag of its own, the 3-tuple unchanged.
+        self.assertEqual(peers.prob_params("n=4,accept=all,target=logits"), (4, True, False))
+        self.assertEqual(peers.prob_params("n=4,accept=none,draft=tokens,target=logits"),
+                         (4, False, True))
+        self.assertTrue(peers.target_logits("n=4,accept=all,target=logits"))
+        self.assertTrue(peers.target_logits("n=4,accept=none,draft=tokens,target=logits"))
+        self.assertFalse(peers.target_logits("n=4,accept=all"))
+        self.assertFalse(peers.target_logits(""))
         for bad in ["n=0", "n=x", "accept=some", "k=50", "draft=probs", "n=4,draft=tokens",
-                    "n=4,accept=all,draft=tokens"]:
+                    "n=4,accept=all,draft=tokens", "target=probs", "n=4,accept=all,target=p",
+                    "target=logits", "n=4,target=logits"]:
             with self.assertRaises(ValueError):
                 peers.prob_params(bad)
+            with self.assertRaises(ValueError):
+                peers.target_logits(bad)
         # benches/probs's Spec::label
         self.assertEqual(peers.prob_label("verify_draft", "n=4,accept=all"),
                          "verify_draft_n4_accept_all")
         self.assertEqual(peers.prob_label("verify_draft", "n=4,accept=none,draft=tokens"),
                          "verify_draft_n4_accept_none_draft_tokens")
         self.assertEqual(peers.prob_label("sample_from_probs", ""), "sample_from_probs")
+        self.assertEqual(peers.prob_label("verify_draft", "n=4,accept=all,target=logits"),
+                         "verify_draft_n4_accept_all_target_logits")
+        self.assertEqual(
+            peers.prob_label("verify_draft", "n=4,accept=none,draft=tokens,target=logits"),
+            "verify_draft_n4_accept_none_draft_tokens_target_logits")
         # P's logits are the main loop's normal1 logits at that vocab
         self.assertEqual(peers.prob_seed(32000), 0x5A3D + 1000 * peers.DISTS.index("normal1")
                          + 32000)
@@ -155,11 +172,23 @@ class ProbOpsMatchTheRustBench(unittest.TestCase):
             # one-hot drafts: p_0 alone
             self.assertEqual(peers.prob_bytes("verify_draft", f"n={n},accept=none,draft=tokens",
                                               b, v), row + tail)
-        # benches/probs/mod.rs's self_check case
+            # target=logits: every target row once (n + 1), and q_0 when given
+            logits = lambda p: peers.prob_bytes("verify_draft", p + ",target=logits", b, v)  # noqa: E731
+            self.assertEqual(logits(f"n={n},accept=all"), (n + 1) * row + tail)
+            self.assertEqual(logits(f"n={n},accept=none"), (n + 2) * row + tail)
+            self.assertEqual(logits(f"n={n},accept=none,draft=tokens"), (n + 1) * row + tail)
+        # benches/probs/mod.rs's self_check cases
         self.assertEqual(peers.prob_bytes("verify_draft", "n=4,accept=none", 2, 10),
                          2 * 2 * 10 * 4 + 2 * 4 * 4 + 2 * 5 * 4 + 2 * 4)
+        self.assertEqual(peers.prob_bytes("verify_draft", "n=4,accept=none,draft=tokens,"
+                                          "target=logits", 2, 10),
+                         5 * 2 * 10 * 4 + 2 * 4 * 4 + 2 * 5 * 4 + 2 * 4)
+        self.assertEqual(peers.prob_bytes("verify_draft", "n=4,accept=none,target=logits", 2, 10),
+                         6 * 2 * 10 * 4 + 2 * 4 * 4 + 2 * 5 * 4 + 2 * 4)
         with self.assertRaises(ValueError):
             peers.prob_bytes("sample", "", b, v)
+        with self.assertRaises(ValueError):  # verify_draft's param on a sampling op
+            peers.prob_bytes("sample_from_probs_n", "n=4,accept=all,target=logits", b, v)
 
 
 class FakeTimer:
@@ -228,6 +257,41 @@ class ProbOpsOnTheCpu(unittest.TestCase):
             self.assertEqual((pre.n, pre.accept_all), (n, False))
         self.assertEqual(probs[1].argmin().item(), 0)
 
+    def test_verify_inputs_on_logits_read_the_logits_rows(self):
+        torch = self.torch
+        m, v, b, n = 5, 300, 7, 4
+        logits = peers.source_logits(torch, m, v, seed=3)
+        probs = peers.source_probs(torch, m, v, seed=3)
+        self.assertTrue(torch.equal(probs, torch.softmax(logits, dim=-1)))  # P = softmax(L)
+        for accept_all, one_hot in ((True, False), (False, False), (False, True)):
+            plain = peers.VerifyInputs(torch, probs, b, n, accept_all, one_hot=one_hot)
+            fused = peers.VerifyInputs(torch, probs, b, n, accept_all, one_hot=one_hot,
+                                       logits=logits)
+            self.assertIsNone(fused.target_probs)
+            self.assertIsNone(plain.target_logits)
+            self.assertIs(fused.target, fused.target_logits)
+            self.assertIs(plain.target, plain.target_probs)
+            self.assertEqual(tuple(fused.target_logits.shape), (b, n + 1, v))
+            for r in range(b):
+                for i in range(n + 1):
+                    self.assertTrue(torch.equal(fused.target_logits[r, i],
+                                                logits[(r * (n + 1) + i) % m]))
+            # The drafts are the probability target's.
+            self.assertTrue(torch.equal(fused.draft_ids, plain.draft_ids))
+            if one_hot:
+                self.assertIsNone(fused.draft_probs)
+            else:
+                self.assertTrue(torch.equal(fused.draft_probs, plain.draft_probs))
+            # The check's view of the target: the softmax of those rows.
+            self.assertTrue(torch.allclose(fused.target_at(n), plain.target_at(n), atol=1e-9))
+            # A prefix keeps the logits; a shared target is reused as given.
+            pre = fused.prefix(3)
+            self.assertIsNone(pre.target_probs)
+            self.assertTrue(torch.equal(pre.target_logits, fused.target_logits[:3]))
+            again = peers.VerifyInputs(torch, probs, b, n, accept_all, fused.target,
+                                       one_hot=one_hot, logits=logits)
+            self.assertIs(again.target_logits, fused.target_logits)
+
     def test_path_error_says_when_rows_take_another_path(self):
         torch = self.torch
         probs = peers.source_probs(torch, 3, 100, seed=1)
@@ -255,9 +319,13 @@ class ProbOpsOnTheCpu(unittest.TestCase):
         builds = []
         real = peers.VerifyInputs
 
-        def recorded(torch_, probs, batch, n, accept_all, target=None, one_hot=False):
-            builds.append((probs.shape[1], batch, n, accept_all, target is not None, one_hot))
-            return real(torch_, probs, batch, n, accept_all, target, one_hot)
+        def recorded(torch_, probs, batch, n, accept_all, target=None, one_hot=False,
+                     logits=None):
+            builds.append((probs.shape[1], batch, n, accept_all, target is not None, one_hot,
+                           logits is not None))
+            if logits is not None:  # L of the same seed as P: P is their softmax
+                self.assertTrue(torch.equal(torch.softmax(logits, dim=-1), probs))
+            return real(torch_, probs, batch, n, accept_all, target, one_hot, logits)
         with tempfile.TemporaryDirectory() as tmp, \
                 mock.patch.object(peers, "VerifyInputs", recorded), \
                 mock.patch.dict(peers.VERSIONS, {"torch": "t1", "broken": "b1"}):
@@ -291,12 +359,40 @@ class ProbOpsOnTheCpu(unittest.TestCase):
                             if o == "verify_draft"})
         self.assertIn("do not take the path", log.getvalue())
         # Inputs once per (vocab, params) at the largest batch; a second point set of the same
-        # n reuses the target (draft=tokens, after n=8, builds its own).
+        # n and target kind reuses the target (draft=tokens, after n=8, builds its own; the
+        # first logits target does, after a probability target of the same n).
         self.assertEqual(builds, [b for v in grid["vocabs"]
-                                  for b in [(v, 6, n, a, not a, False) for n in (4, 8)
+                                  for b in [(v, 6, n, a, not a, False, False) for n in (4, 8)
                                             for a in (True, False)]
-                                  + [(v, 6, 4, False, False, True)]])
+                                  + [(v, 6, 4, False, False, True, False),
+                                     (v, 6, 4, True, False, False, True),
+                                     (v, 6, 4, False, True, True, True)]])
         self.assertTrue(all(c == (50, False) for c in timer.calls))  # warm L2 only
+
+    def test_run_prob_ops_makes_the_logits_rows_only_for_a_logits_target(self):
+        torch = self.torch
+        grid = {"vocabs": [300, 500], "batches": [1, 6]}
+        impls = {"torch": peers.torch_ops(torch)}
+        meta = {"roof": 1000.0, "device": "cpu test", "git": "abc"}
+        plain = [o for o in peers.PROB_OPS if not peers.target_logits(o[1])]
+        fused = [o for o in peers.PROB_OPS if peers.target_logits(o[1])]
+        self.assertEqual(len(fused), 2)
+        # Per vocab: source_probs' logits (it makes them through source_logits), then L only
+        # where a target=logits point runs.
+        for ops, per_vocab in ((plain, 1), (fused, 2)):
+            made = []
+            real = peers.source_logits
+
+            def recorded(torch_, rows, vocab, seed, made=made, real=real):
+                made.append((rows, vocab))
+                return real(torch_, rows, vocab, seed)
+            with mock.patch.object(peers, "source_logits", recorded), \
+                    mock.patch("sys.stdout", new_callable=__import__("io").StringIO), \
+                    open(os.devnull, "w", encoding="utf-8") as f:
+                written = peers.run_prob_ops(torch, f, impls, ops, grid, FakeTimer(), 50, meta,
+                                             set())
+            self.assertEqual(written, len(ops) * 4)
+            self.assertEqual(made, [(6, v) for v in grid["vocabs"] for _ in range(per_vocab)])
 
     def test_the_timed_run_times_the_logit_ops_then_the_probability_ops(self):
         # main() past its GPU check, on the CPU: a stand-in GPU name, timer and roof.
@@ -326,7 +422,7 @@ class ProbOpsOnTheCpu(unittest.TestCase):
                                ("sample_from_probs", "", 500, 4)] + verify)
         self.assertEqual({x["device"] for x in lines}, {"Test GPU"})
         self.assertIn("done: 5 points written", log.getvalue())
-        self.assertIn("done: 10 points written", log.getvalue())
+        self.assertIn(f"done: {len(verify)} points written", log.getvalue())
 
     def test_the_torch_verify_draft_follows_the_rejection_rule(self):
         torch = self.torch
@@ -349,6 +445,53 @@ class ProbOpsOnTheCpu(unittest.TestCase):
         self.assertTrue(bool((tokens[e == 0, 1:] == -1).all()))
         # After a full accept the bonus token comes from p_n (tokens 0, 1, 2).
         self.assertTrue(bool((tokens[e == 2, :2] == 2).all()))
+
+    def test_the_torch_verify_draft_on_logits_is_the_one_on_their_softmax(self):
+        torch = self.torch
+        m, v, b, n = 3, 200, 64, 4
+        logits = peers.source_logits(torch, m, v, seed=4)
+        # A cut target, so that the residual draw's support shows which rows were read.
+        logits[:, 50:] = float("-inf")
+        probs = torch.softmax(logits, dim=-1)
+        verify = peers.torch_ops(torch)["verify_draft"]
+        for accept_all, one_hot in ((True, False), (False, False), (False, True)):
+            plain = peers.VerifyInputs(torch, probs, b, n, accept_all, one_hot=one_hot)
+            fused = peers.VerifyInputs(torch, probs, b, n, accept_all, one_hot=one_hot,
+                                       logits=logits)
+            outs = []
+            for d in (plain, fused):
+                run = verify(d, n)
+                torch.manual_seed(7)
+                outs.append(run())
+            (t1, e1), (t2, e2) = outs
+            self.assertTrue(torch.equal(e1, e2), (accept_all, one_hot))
+            self.assertTrue(torch.equal(t1, t2), (accept_all, one_hot))
+            self.assertTrue(bool((e1 == (n if accept_all else 0)).all()))
+
+    def test_flashinfer_gets_the_softmax_of_logits_targets(self):
+        torch = self.torch
+        logits = peers.source_logits(torch, 3, 200, seed=2)
+        probs = torch.softmax(logits, dim=-1)
+        seen = []
+        fs = mock.Mock()
+        fs.chain_speculative_sampling.side_effect = lambda q, x, p: seen.append((q, x, p))
+        fs.softmax.side_effect = lambda x: torch.softmax(x, dim=-1)
+        for one_hot in (False, True):
+            plain = peers.VerifyInputs(torch, probs, 5, 4, False, one_hot=one_hot)
+            fused = peers.VerifyInputs(torch, probs, 5, 4, False, one_hot=one_hot,
+                                       logits=logits)
+            run = peers._fi_verify(torch, fs, fused)
+            fs.softmax.assert_not_called()  # in the timed call, not before it
+            run()
+            # One call on the (b*(n+1), V) rows, as FlashInfer's softmax takes them.
+            self.assertEqual(tuple(fs.softmax.call_args.args[0].shape), (5 * 5, 200))
+            fs.softmax.reset_mock()
+            peers._fi_verify(torch, fs, plain)()
+            (q1, x1, p1), (q2, x2, p2) = seen
+            del seen[:]
+            self.assertEqual(tuple(p1.shape), (5, 5, 200))
+            self.assertTrue(torch.allclose(p1, p2, rtol=1e-5, atol=0))
+            self.assertTrue(torch.equal(q1, q2) and torch.equal(x1, x2))
 
     def test_flashinfer_gets_one_hot_drafts_as_their_one_hot_rows(self):
         torch = self.torch

@@ -148,6 +148,8 @@ class ReportTest(unittest.TestCase):
             probs("flashinfer", 50.0, "verify_draft", "n=8,accept=none"),
             probs("samplex", 10.0, "verify_draft", "n=4,accept=all"),
             probs("samplex", 11.0, "verify_draft", "n=4,accept=all", vocab=32000),
+            probs("samplex", 30.0, "verify_draft", "n=4,accept=all,target=logits"),
+            probs("torch", 90.0, "verify_draft", "n=4,accept=all,target=logits"),
             probs("samplex", 4.0, "sample_from_probs", ""),
             probs("torch", 12.0, "sample_from_probs", ""),
             probs("samplex", 5.0, "sample_from_probs_n", "n=4"),
@@ -157,15 +159,21 @@ class ReportTest(unittest.TestCase):
         a = report.analyse(recs)
         self.assertEqual(list(a["sections"]), [
             ("sample_bok", "T=5,K=8"), ("sample_from_probs", ""), ("sample_from_probs_n", "n=4"),
-            ("verify_draft", "n=4,accept=all"), ("verify_draft", "n=8,accept=none")])
+            ("verify_draft", "n=4,accept=all"), ("verify_draft", "n=4,accept=all,target=logits"),
+            ("verify_draft", "n=8,accept=none")])
         self.assertEqual(len(a["sections"][("verify_draft", "n=4,accept=all")]), 2)
         self.assertFalse(a["unaligned"])
         [rej] = a["sections"][("verify_draft", "n=8,accept=none")]
         self.assertAlmostEqual(rej["ratios"]["flashinfer"], 2.5)
         self.assertAlmostEqual(a["sections"][("sample_from_probs", "")][0]["ratios"]["torch"], 3.0)
+        # target=logits: a section of its own, beside the probability target's.
+        [fused] = a["sections"][("verify_draft", "n=4,accept=all,target=logits")]
+        self.assertAlmostEqual(fused["ratios"]["torch"], 3.0)
         md, _ = self.run_report([path])
         self.assertIn("### verify_draft (n=8,accept=none) 2026-01-04-gpu-a.jsonl", md)
-        self.assertIn("accept=all", md.split("### Summary")[0])  # the intro says what they are
+        intro = md.split("### Summary")[0]
+        for param in ("accept=all", "draft=tokens", "target=logits"):  # the intro says what they are
+            self.assertIn(param, intro)
 
     def test_forced_split_points_sit_beside_the_default_path_only(self):
         f = os.path.join(self.dir, "2026-01-03-gpu-a.jsonl")

@@ -32,7 +32,7 @@
 //! A pipeline that draws n samples per prompt (BoK's K) draws them from one read of q
 //! (`sample_from_probs_n` on both paths). Speculative decoding's verification step keeps the
 //! prefix of a draft that the target model accepts and draws one more token (`verify_draft` on
-//! both paths).
+//! both paths; `verify_draft_logits` takes the target's logits and fuses their softmax).
 //!
 //! Random numbers come from Philox4x32-10 ([`philox`]), the same stream on both paths, so the
 //! GPU and the CPU draw the same token from the same inputs.

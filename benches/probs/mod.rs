@@ -16,18 +16,23 @@
 //! - `accept=none,draft=tokens`: the same drafts as one-hot drafts, given by their tokens alone
 //!   (no draft distributions, as n-gram and greedy drafters have them): the kernel draws from
 //!   p_0 without x_0 and reads one row of V floats per row.
+//! - `target=logits` (with either of the above): the target's rows are given as the normal1
+//!   logits L that P is the softmax of (L[s(r, i)], τ = 1), and `verify_draft_logits` fuses
+//!   the softmax into the verification: it reads the n + 1 logits rows once (and the row it
+//!   draws from once more), where `softmax` + `verify_draft` would write and read back the
+//!   n + 1 probability rows as well. The peers run their softmax and then their verification.
 //!
 //! The bench reads `accepted` back after timing and reports an error when a point's rows did
 //! not take the path its bytes assume.
 //!
 //! Bytes per point: the rows read plus the outputs and draft ids (the 2 probabilities per
-//! tested draft are not counted):
+//! tested draft, and `target=logits`' second read of the drawn row, are not counted):
 //!
 //! | op                    | bytes                                                   |
 //! |-----------------------|---------------------------------------------------------|
 //! | sample_from_probs     | b·V·4 + b·4                                             |
 //! | sample_from_probs_n   | b·V·4 + b·n·4                                           |
-//! | verify_draft          | rows·b·V·4 + b·n·4 + b·(n + 1)·4 + b·4 (rows: 2 for `accept=none` with draft distributions, else 1) |
+//! | verify_draft          | rows·b·V·4 + b·n·4 + b·(n + 1)·4 + b·4 (rows: 2 for `accept=none` with draft distributions, else 1; n + 1 more for `target=logits`, whose logits replace the probabilities) |
 
 use std::sync::Arc;
 
@@ -48,6 +53,8 @@ pub const OPS: &[(&str, &str)] = &[
     ("verify_draft", "n=8,accept=all"),
     ("verify_draft", "n=8,accept=none"),
     ("verify_draft", "n=4,accept=none,draft=tokens"),
+    ("verify_draft", "n=4,accept=all,target=logits"),
+    ("verify_draft", "n=4,accept=none,draft=tokens,target=logits"),
 ];
 
 /// What one entry of [`OPS`] runs.
@@ -60,6 +67,8 @@ pub enum Kind {
         accept_all: bool,
         /// One-hot drafts, given by their tokens alone (`draft=tokens`).
         one_hot: bool,
+        /// The target given as logits (`target=logits`: `verify_draft_logits`).
+        logits: bool,
     },
 }
 
@@ -103,12 +112,14 @@ pub fn parse(op: &str, params: &str) -> std::result::Result<Kind, String> {
     let mut n = None;
     let mut accept = None;
     let mut one_hot = false;
+    let mut logits = false;
     for p in params.split(',').filter(|p| !p.is_empty()) {
         match p.split_once('=') {
             Some(("n", v)) => n = Some(v.parse::<usize>().map_err(|e| format!("{p}: {e}"))?),
             Some(("accept", "all")) => accept = Some(true),
             Some(("accept", "none")) => accept = Some(false),
             Some(("draft", "tokens")) if op == "verify_draft" => one_hot = true,
+            Some(("target", "logits")) if op == "verify_draft" => logits = true,
             _ => return Err(format!("{op}: unknown param {p:?}")),
         }
     }
@@ -121,6 +132,7 @@ pub fn parse(op: &str, params: &str) -> std::result::Result<Kind, String> {
                 n,
                 accept_all,
                 one_hot,
+                logits,
             })
         }
         _ => Err(format!(
@@ -140,8 +152,15 @@ impl Kind {
                 n,
                 accept_all,
                 one_hot,
+                logits,
             } => {
-                let rows = if accept_all || one_hot { 1 } else { 2 };
+                // The draw's row (target=logits: every target row, read once), and q_0.
+                let target = if logits { n + 1 } else { 1 };
+                let rows = if accept_all || one_hot {
+                    target
+                } else {
+                    target + 1
+                };
                 rows * row + batch * n * 4 + batch * (n + 1) * 4 + batch * 4
             }
         }
@@ -157,9 +176,11 @@ impl Kind {
     }
 }
 
-/// The source rows P of one vocab, on the device, with each row's most and least likely token.
+/// The source rows P of one vocab and the logits L they are the softmax of, on the device, with
+/// each row's most and least likely token.
 pub struct Source {
     pub probs: CudaSlice<f32>,
+    logits: CudaSlice<f32>,
     pub rows: usize,
     pub vocab: usize,
     argmax: Vec<u32>,
@@ -178,7 +199,8 @@ impl Source {
     ) -> Result<Self> {
         let stream = sampler.stream().clone();
         let mut probs = stream.alloc_zeros::<f32>(rows * vocab)?;
-        let x = DeviceLogits::new(logits.slice(0..rows * vocab), rows, vocab)?;
+        let logits = stream.clone_dtod(&logits.slice(0..rows * vocab))?;
+        let x = DeviceLogits::new(logits.slice(..), rows, vocab)?;
         sampler.softmax(
             &x,
             1.0,
@@ -205,6 +227,7 @@ impl Source {
         let argmin = arg(|a, b| a < b);
         Ok(Source {
             probs,
+            logits,
             rows,
             vocab,
             argmax,
@@ -217,17 +240,18 @@ impl Source {
         (r * (n + 1) + i) % self.rows
     }
 
-    /// Copies source row `s` into row `at` of `dst`.
+    /// Copies source row `s` (of P, or of L with `logits`) into row `at` of `dst`.
     fn copy_row(
         &self,
         stream: &Arc<CudaStream>,
-        s: usize,
+        (s, logits): (usize, bool),
         dst: &mut CudaSlice<f32>,
         at: usize,
     ) -> Result<()> {
         let v = self.vocab;
+        let rows = if logits { &self.logits } else { &self.probs };
         stream.memcpy_dtod(
-            &self.probs.slice(s * v..(s + 1) * v),
+            &rows.slice(s * v..(s + 1) * v),
             &mut dst.slice_mut(at * v..(at + 1) * v),
         )?;
         Ok(())
@@ -239,6 +263,7 @@ impl Source {
 pub struct Verify {
     /// Always a `Kind::Verify` (the constructor's).
     kind: Kind,
+    /// The target's rows: probabilities, or logits for `target=logits`.
     target: CudaSlice<f32>,
     /// None for one-hot drafts (`draft=tokens`).
     draft: Option<CudaSlice<f32>>,
@@ -252,6 +277,7 @@ impl Verify {
             n,
             accept_all,
             one_hot,
+            logits,
         } = kind
         else {
             return Ok(None);
@@ -267,7 +293,7 @@ impl Verify {
             for i in 0..=n {
                 src.copy_row(
                     stream,
-                    src.source_row(n, r, i),
+                    (src.source_row(n, r, i), logits),
                     &mut target,
                     r * (n + 1) + i,
                 )?;
@@ -280,7 +306,7 @@ impl Verify {
                     src.argmin[s]
                 };
                 match &mut draft {
-                    Some(q) if accept_all => src.copy_row(stream, s, q, r * n + i)?,
+                    Some(q) if accept_all => src.copy_row(stream, (s, false), q, r * n + i)?,
                     Some(q) => {
                         let at = (r * n + i) * v + x as usize;
                         stream.memcpy_htod(&[1.0f32], &mut q.slice_mut(at..at + 1))?;
@@ -362,22 +388,44 @@ pub fn launch(
     match kind {
         Kind::Sample => s.sample_from_probs(&probs, batch, v, seeds, tokens, None),
         Kind::SampleN(_) => s.sample_from_probs_n(&probs, batch, v, seeds, tokens, None),
-        Kind::Verify { n, .. } => {
+        Kind::Verify { n, logits, .. } => {
             let d = verify.filter(|d| d.kind == kind).ok_or_else(|| {
                 Error::Unsupported(format!("verify_draft n={n}: inputs not built"))
             })?;
-            s.verify_draft(
-                d.draft.as_ref().map(|q| q.slice(0..batch * n * v)).as_ref(),
-                &d.draft_tokens.slice(0..batch * n),
-                None,
-                &d.target.slice(0..batch * (n + 1) * v),
-                batch,
-                v,
-                seeds,
-                tokens,
-                &mut out.accepted.slice_mut(0..batch),
-                None,
-            )
+            let draft = d.draft.as_ref().map(|q| q.slice(0..batch * n * v));
+            let draft_tokens = d.draft_tokens.slice(0..batch * n);
+            let target = d.target.slice(0..batch * (n + 1) * v);
+            let accepted = &mut out.accepted.slice_mut(0..batch);
+            if logits {
+                let target = DeviceLogits::new(target, batch * (n + 1), v)?;
+                let rows = RowParams::default();
+                s.verify_draft_logits(
+                    draft.as_ref(),
+                    &draft_tokens,
+                    None,
+                    &target,
+                    1.0,
+                    &rows,
+                    batch,
+                    seeds,
+                    tokens,
+                    accepted,
+                    None,
+                )
+            } else {
+                s.verify_draft(
+                    draft.as_ref(),
+                    &draft_tokens,
+                    None,
+                    &target,
+                    batch,
+                    v,
+                    seeds,
+                    tokens,
+                    accepted,
+                    None,
+                )
+            }
         }
     }
 }
@@ -394,7 +442,8 @@ pub fn self_check() {
         Ok(Kind::Verify {
             n: 8,
             accept_all: false,
-            one_hot: false
+            one_hot: false,
+            logits: false
         })
     );
     let one_hot = parse("verify_draft", "n=4,accept=none,draft=tokens");
@@ -408,11 +457,23 @@ pub fn self_check() {
         Kind::Verify {
             n: 4,
             accept_all: false,
-            one_hot: false
+            one_hot: false,
+            logits: false
         }
         .bytes(2, 10),
         2 * 2 * 10 * 4 + 2 * 4 * 4 + 2 * 5 * 4 + 2 * 4
     );
+    // target=logits: the n + 1 logits rows (and q_0 when given) replace the draw's row.
+    let logits = parse("verify_draft", "n=4,accept=none,draft=tokens,target=logits");
+    assert_eq!(
+        logits.map(|k| k.bytes(2, 10)),
+        Ok(5 * 2 * 10 * 4 + 2 * 4 * 4 + 2 * 5 * 4 + 2 * 4)
+    );
+    assert_eq!(
+        parse("verify_draft", "n=4,accept=none,target=logits").map(|k| k.bytes(2, 10)),
+        Ok(6 * 2 * 10 * 4 + 2 * 4 * 4 + 2 * 5 * 4 + 2 * 4)
+    );
+    assert!(parse("sample_from_probs", "target=logits").is_err());
     assert!(parse("verify_draft", "n=4").is_err());
     assert!(parse("sample", "").is_err());
 }

@@ -18,6 +18,7 @@
 //! | [`sample_from_probs`]    | a token drawn from given probabilities                       |
 //! | [`sample_from_probs_n`]  | n tokens drawn from given probabilities (offsets o .. o + n − 1) |
 //! | [`verify_draft`]         | speculative decoding: the accepted draft prefix and one more token |
+//! | [`verify_draft_logits`]  | the same on the target's logits at a temperature per request |
 //! | [`sparsemax()`]          | sparsemax's q, support size and θ                            |
 //! | [`bok()`]                | BoK's q and J(q^t) at every step                             |
 //! | [`mask_tokens`]          | logit edits, in place: −∞ where the allowed-token bitmask is 0 |
