@@ -173,7 +173,8 @@ class ProbOpsMatchTheRustBench(unittest.TestCase):
             self.assertEqual(peers.prob_bytes("verify_draft", f"n={n},accept=none,draft=tokens",
                                               b, v), row + tail)
             # target=logits: every target row once (n + 1), and q_0 when given
-            logits = lambda p: peers.prob_bytes("verify_draft", p + ",target=logits", b, v)  # noqa: E731
+            logits = lambda p: peers.prob_bytes(  # noqa: E731
+                "verify_draft", p + ",target=logits", b, v)
             self.assertEqual(logits(f"n={n},accept=all"), (n + 1) * row + tail)
             self.assertEqual(logits(f"n={n},accept=none"), (n + 2) * row + tail)
             self.assertEqual(logits(f"n={n},accept=none,draft=tokens"), (n + 1) * row + tail)

@@ -171,8 +171,8 @@ class ReportTest(unittest.TestCase):
         self.assertAlmostEqual(fused["ratios"]["torch"], 3.0)
         md, _ = self.run_report([path])
         self.assertIn("### verify_draft (n=8,accept=none) 2026-01-04-gpu-a.jsonl", md)
-        intro = md.split("### Summary")[0]
-        for param in ("accept=all", "draft=tokens", "target=logits"):  # the intro says what they are
+        intro = md.split("### Summary")[0]  # it says what the params mean
+        for param in ("accept=all", "draft=tokens", "target=logits"):
             self.assertIn(param, intro)
 
     def test_forced_split_points_sit_beside_the_default_path_only(self):

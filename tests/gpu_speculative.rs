@@ -283,7 +283,8 @@ struct TargetLogits<T> {
 impl<T: Logit + DeviceRepr> TargetLogits<T> {
     /// The Gumbel logits `close_draft(…, seed)`'s target probabilities are the softmax of (so
     /// its drafts are often accepted at τ near 1), with row r's special cases, by r mod 5: 1,
-    /// the first draft token's logit −∞ (rejected); 4, a NaN in the first target row; and by
+    /// the first draft token's logit −∞ (rejected); 4, a NaN in every target row (so in the row
+    /// drawn from, whichever it is: its tile must still be drawn from); and by
     /// r mod 7 = 6, a first target row with no finite logit (nothing to draw: NO_TOKEN).
     fn new(
         d: &Draft,
@@ -301,13 +302,27 @@ impl<T: Logit + DeviceRepr> TargetLogits<T> {
                 1 if n > 0 && (d.draft_tokens[r * n] as usize) < vocab => {
                     z[first + d.draft_tokens[r * n] as usize] = f32::NEG_INFINITY;
                 }
-                4 => z[first + vocab / 2] = f32::NAN,
+                4 => {
+                    (0..=n).for_each(|i| z[first + i * vocab + (vocab / 2 + i) % vocab] = f32::NAN)
+                }
                 _ => {}
             }
             if r % 7 == 6 {
                 z[first..first + vocab].fill(f32::NEG_INFINITY);
             }
         }
+        Self::from_rows(&z, vocab, (stride, lead), tau, temps)
+    }
+
+    /// The rows of `z` (dense, `vocab` wide), laid out `stride` apart from `lead` on.
+    fn from_rows(
+        z: &[f32],
+        vocab: usize,
+        (stride, lead): (usize, usize),
+        tau: f32,
+        temps: Option<Vec<f32>>,
+    ) -> Self {
+        let rows = z.len() / vocab;
         let mut host = vec![T::from_f32(0.0); lead + (rows - 1) * stride + vocab];
         for (t, row) in z.chunks(vocab).enumerate() {
             for (k, &v) in row.iter().enumerate() {
@@ -462,7 +477,8 @@ fn gpu_verify_logits<T: Logit + DeviceRepr>(
 }
 
 /// The fused verification against the two ops it fuses (bit for bit) and the CPU reference
-/// (`cpu::verify_draft_logits`, within the margins); returns the near-boundary disagreements.
+/// (`cpu::verify_draft_logits`, within the margins); returns the CPU's verdicts and how many rows
+/// differed within the margin.
 #[allow(clippy::too_many_arguments)]
 fn verify_logits_both<T: Logit + DeviceRepr>(
     s: &mut Sampler,
@@ -472,7 +488,7 @@ fn verify_logits_both<T: Logit + DeviceRepr>(
     one_hot: bool,
     seeds: &HostSeeds,
     what: &str,
-) -> usize {
+) -> (Vec<Verdict>, usize) {
     let gpu = gpu_verify_logits(s, d, target, lens, one_hot, seeds, what);
     let temperature = match &target.temps {
         Some(t) => Rows::Each(t.as_slice()),
@@ -488,14 +504,8 @@ fn verify_logits_both<T: Logit + DeviceRepr>(
         seeds.rows(),
     )
     .unwrap();
-    for (r, v) in cpu.iter().enumerate() {
-        if r % 7 == 6 && d.n > 0 {
-            assert_eq!(v.accepted, 0, "{what}: row {r} has no finite target logit");
-            assert_eq!(v.tokens[0], status::NO_TOKEN, "{what}: row {r}");
-            assert_ne!(v.status & status::NO_FINITE_LOGIT, 0, "{what}: row {r}");
-        }
-    }
-    assert_verdicts_agree(&gpu, &cpu, d.n, what)
+    let near = assert_verdicts_agree(&gpu, &cpu, d.n, what);
+    (cpu, near)
 }
 
 /// Per-request temperatures for `batch` requests: around 1, one greedy request (τ = 0).
@@ -539,30 +549,41 @@ fn verification_on_logits_is_softmax_then_verification() {
         // request among them), per-row lengths and per-row seeds; f16 one-hot at τ = 0.8.
         let what =
             |dtype: &str| format!("b{batch} v{vocab} n{n} stride +{pad} lead {lead} {dtype}");
-        let f32s = TargetLogits::<f32>::new(&d, 900 + k as u64, (vocab + pad, lead), 1.0, None);
-        near += verify_logits_both(&mut s, &d, &f32s, None, false, &shared(31), &what("f32"));
-        let bf16s =
-            TargetLogits::<bf16>::new(&d, 900 + k as u64, (vocab + pad, lead), 1.0, Some(temps));
+        let seed = 900 + k as u64;
+        let f32s = TargetLogits::<f32>::new(&d, seed, (vocab + pad, lead), 1.0, None);
+        let bf16s = TargetLogits::<bf16>::new(&d, seed, (vocab + pad, lead), 1.0, Some(temps));
+        let f16s = TargetLogits::<f16>::new(&d, seed, (vocab + pad, lead), 0.8, None);
         let each = HostSeeds::each(batch);
-        near += verify_logits_both(
-            &mut s,
-            &d,
-            &bf16s,
-            Some(&lens),
-            false,
-            &each,
-            &what("bf16 per-request τ lens"),
-        );
-        let f16s = TargetLogits::<f16>::new(&d, 900 + k as u64, (vocab + pad, lead), 0.8, None);
-        near += verify_logits_both(
-            &mut s,
-            &d,
-            &f16s,
-            Some(&lens),
-            true,
-            &shared(32),
-            &what("f16 one-hot lens"),
-        );
+        let (lens, shared_a, shared_b) = (Some(lens.as_slice()), shared(31), shared(32));
+        let runs = [
+            verify_logits_both(&mut s, &d, &f32s, None, false, &shared_a, &what("f32")),
+            verify_logits_both(
+                &mut s,
+                &d,
+                &bf16s,
+                lens,
+                false,
+                &each,
+                &what("bf16 τ_r lens"),
+            ),
+            verify_logits_both(
+                &mut s,
+                &d,
+                &f16s,
+                lens,
+                true,
+                &shared_b,
+                &what("f16 one-hot lens"),
+            ),
+        ];
+        for (cpu, differ) in runs {
+            near += differ;
+            // A request whose first target row has no finite logit draws nothing.
+            for (r, v) in cpu.iter().enumerate().filter(|(r, _)| r % 7 == 6) {
+                assert_eq!((v.accepted, v.tokens[0]), (0, status::NO_TOKEN), "row {r}");
+                assert_ne!(v.status & status::NO_FINITE_LOGIT, 0, "row {r}");
+            }
+        }
     }
     eprintln!("verify_draft_logits: {near} near-boundary disagreements");
 }
@@ -663,7 +684,8 @@ fn random_verifications_match_the_cpu_reference() {
     // Random shapes (vocabularies around the draw tile and odd ones, batches on both sides of
     // the row split, drafts from none to long), draft distributions given or one-hot, per-row
     // lengths or none, shared or per-row seeds; drafts close to the target, exact, unrelated,
-    // or bad ids. From a fixed seed, so a failure names a case that reproduces.
+    // or bad ids; each case on the target's probabilities and on its logits. From a fixed
+    // seed, so a failure names a case that reproduces.
     let emulated = common::emulated(&s);
     let (cases, budget) = if emulated {
         (48, 600_000)
@@ -737,8 +759,33 @@ fn random_verifications_match_the_cpu_reference() {
             if one_hot { " one-hot" } else { "" }
         );
         near += verify_both(&mut s, &d, lens.as_deref(), one_hot, &seeds, &what).1;
+
+        // The same case on the target's logits, ln p (0 becomes −∞, a negative NaN), at a
+        // random τ, batch-wide or per request, in f32 or bf16, at an aligned or odd stride and
+        // start. Its choices come from a generator of their own, so the cases above stay.
+        let mut lr = StdRng::seed_from_u64(0x1091 ^ case as u64);
+        let z: Vec<f32> = d.target_probs.iter().map(|p| p.ln()).collect();
+        let tau = [0.0, 0.6, 1.0, 1.7][lr.random_range(0..4)];
+        let temps: Option<Vec<f32>> = lr.random_bool(0.4).then(|| {
+            (0..batch)
+                .map(|_| [0.0, 0.8, 1.3][lr.random_range(0..3)])
+                .collect()
+        });
+        let layout = [(vocab, 0), (vocab + 1, 1), (vocab + 8, 0)][lr.random_range(0..3)];
+        let what = format!("{what} logits τ {tau} {temps:?} layout {layout:?}");
+        let lens = lens.as_deref();
+        near += match lr.random_bool(0.5) {
+            true => {
+                let t = TargetLogits::<f32>::from_rows(&z, vocab, layout, tau, temps);
+                verify_logits_both(&mut s, &d, &t, lens, one_hot, &seeds, &what).1
+            }
+            false => {
+                let t = TargetLogits::<bf16>::from_rows(&z, vocab, layout, tau, temps);
+                verify_logits_both(&mut s, &d, &t, lens, one_hot, &seeds, &what).1
+            }
+        };
     }
-    eprintln!("{cases} random verifications: {near} near-boundary disagreements");
+    eprintln!("{cases} random verifications (on probabilities and on logits): {near} near-boundary disagreements");
 }
 
 /// (p, q) weights of one row: 20 tokens spread over two draw tiles of a 4100-token row; some
