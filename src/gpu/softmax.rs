@@ -131,6 +131,69 @@ impl SplitRows {
     }
 }
 
+/// The arguments both verification kernels take besides their target, as addresses (0 for an
+/// absent buffer): in C-signature order, the draft (rows, tokens, lengths) before the target,
+/// and after it the draft length, the seeds, the split and the outputs (tokens, accepted,
+/// status).
+struct DraftArgs {
+    draft: u64,
+    draft_tokens: u64,
+    lens: u64,
+    drafts: u32,
+    rng: SeedArgs,
+    tokens: u64,
+    accepted: u64,
+    status: u64,
+}
+
+/// A verification's draft: its distributions (None: one-hot drafts), tokens and lengths.
+type Draft<'a, 'b> = (
+    Option<&'a CudaView<'b, f32>>,
+    &'a CudaView<'b, u32>,
+    Option<&'a CudaView<'b, u32>>,
+);
+
+/// A verification's outputs: tokens, accepted counts, status.
+type Verdicts<'a, 'b, 'c, 'd> = (
+    &'a mut CudaViewMut<'b, u32>,
+    &'a mut CudaViewMut<'c, u32>,
+    Option<&'a mut CudaViewMut<'d, u32>>,
+);
+
+impl DraftArgs {
+    fn new<'a>(
+        ptrs: &mut Pointers<'a>,
+        (draft_probs, draft_tokens, draft_lens): Draft<'a, '_>,
+        drafts: usize,
+        seeds: &'a DeviceSeeds<'_>,
+        (tokens, accepted, status): Verdicts<'a, '_, '_, '_>,
+    ) -> Self {
+        DraftArgs {
+            draft: ptrs.read_opt(draft_probs),
+            draft_tokens: ptrs.read(draft_tokens),
+            lens: ptrs.read_opt(draft_lens),
+            drafts: drafts as u32,
+            rng: SeedArgs::new(ptrs, Some(seeds)),
+            tokens: ptrs.write(tokens),
+            accepted: ptrs.write(accepted),
+            status: ptrs.write_opt(status),
+        }
+    }
+
+    /// The draft's rows, tokens and lengths.
+    fn push_draft<'a>(&'a self, b: &mut Args<'a>) {
+        b.arg(&self.draft).arg(&self.draft_tokens).arg(&self.lens);
+    }
+
+    /// The draft length, the seeds, `split`'s arguments and the outputs.
+    fn push_rest<'a>(&'a self, b: &mut Args<'a>, split: &'a SplitRows) {
+        b.arg(&self.drafts);
+        self.rng.push(b);
+        split.push(b);
+        b.arg(&self.tokens).arg(&self.accepted).arg(&self.status);
+    }
+}
+
 impl Sampler {
     /// The split of `batch` rows of `vocab` tokens, with its scratch.
     fn split_rows(&mut self, batch: usize, vocab: usize) -> Result<SplitRows> {
@@ -693,29 +756,18 @@ impl Sampler {
         let split = self.split_rows(batch, vocab)?;
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
-        let draft_addr = ptrs.read_opt(draft_probs);
+        let draft = (draft_probs, draft_tokens, draft_lens);
+        let args = DraftArgs::new(&mut ptrs, draft, drafts, seeds, (tokens, accepted, status));
         let target_addr = ptrs.read(target_probs);
-        let vec = launch::vector_width::<f32>(draft_addr | target_addr, vocab);
+        let vec = launch::vector_width::<f32>(args.draft | target_addr, vocab);
         let func = self.function(launch::entry("softmax", "verify_draft", DType::F32, vec))?;
 
         // 3. Arguments in C-signature order.
-        let draft_tokens_addr = ptrs.read(draft_tokens);
-        let lens_addr = ptrs.read_opt(draft_lens);
-        let rng = SeedArgs::new(&mut ptrs, Some(seeds));
-        let tokens_addr = ptrs.write(tokens);
-        let accepted_addr = ptrs.write(accepted);
-        let status_addr = ptrs.write_opt(status);
-        let (vocab, drafts) = (vocab as u32, drafts as u32);
+        let vocab = vocab as u32;
         let mut b = Args::new();
-        b.arg(&draft_addr)
-            .arg(&draft_tokens_addr)
-            .arg(&lens_addr)
-            .arg(&target_addr)
-            .arg(&vocab)
-            .arg(&drafts);
-        rng.push(&mut b);
-        split.push(&mut b);
-        b.arg(&tokens_addr).arg(&accepted_addr).arg(&status_addr);
+        args.push_draft(&mut b);
+        b.arg(&target_addr).arg(&vocab);
+        args.push_rest(&mut b, &split);
         // SAFETY: the arguments match samplex_softmax_verify_draft_f32's C signature in order
         // and type; `draft_probs` (or null: one-hot drafts, never read), `draft_tokens` and
         // `target_probs` were checked to hold batch × drafts × vocab, batch × drafts and batch
@@ -819,10 +871,11 @@ impl Sampler {
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
         let lead = RowArgs::new(&mut ptrs, target_logits, temperature, rows);
-        let draft_addr = ptrs.read_opt(draft_probs);
+        let draft = (draft_probs, draft_tokens, draft_lens);
+        let args = DraftArgs::new(&mut ptrs, draft, drafts, seeds, (tokens, accepted, status));
         let logits_vec = launch::vector_width::<T>(lead.logits, target_logits.stride);
         let vec = match draft_probs {
-            Some(_) => logits_vec.min(launch::vector_width::<f32>(draft_addr, vocab)),
+            Some(_) => logits_vec.min(launch::vector_width::<f32>(args.draft, vocab)),
             None => logits_vec,
         };
         let stats_func =
@@ -852,20 +905,11 @@ impl Sampler {
         unsafe { b.launch(&stats_func, &stream, stats_split.cfg) }?;
 
         // 4. The verification.
-        let draft_tokens_addr = ptrs.read(draft_tokens);
-        let lens_addr = ptrs.read_opt(draft_lens);
-        let rng = SeedArgs::new(&mut ptrs, Some(seeds));
-        let tokens_addr = ptrs.write(tokens);
-        let accepted_addr = ptrs.write(accepted);
-        let status_addr = ptrs.write_opt(status);
-        let drafts = drafts as u32;
         let mut b = Args::new();
-        b.arg(&draft_addr).arg(&draft_tokens_addr).arg(&lens_addr);
+        args.push_draft(&mut b);
         lead.push(&mut b);
-        b.arg(&stats_addr).arg(&drafts);
-        rng.push(&mut b);
-        verify_split.push(&mut b);
-        b.arg(&tokens_addr).arg(&accepted_addr).arg(&status_addr);
+        b.arg(&stats_addr);
+        args.push_rest(&mut b, &verify_split);
         // SAFETY: the arguments match samplex_softmax_verify_draft_logits_<T>'s C signature in
         // order and type (lead pushes logits, stride, vocab, τ, τ[]); `draft_probs` (or null:
         // one-hot drafts, never read) holds batch × drafts × vocab values and `draft_tokens`
