@@ -528,7 +528,8 @@ fn verification_on_logits_is_softmax_then_verification() {
     // (batch, vocab, (n, exact), stride pad, lead): split rows (one or a few requests over a
     // long vocabulary: both launches split), whole rows, no draft, a long draft, vocab 1, an
     // odd stride or lead (the _any kernels), a batch whose statistics split and whose
-    // verification does not.
+    // verification does not, aligned logits rows beside draft rows that are not (the
+    // statistics' aligned kernel, the verification's _any twin).
     let cases = [
         (1, 128256, (4, 0), 0, 0),
         (3, 32000, (3, 0), 8, 0),
@@ -539,6 +540,7 @@ fn verification_on_logits_is_softmax_then_verification() {
         (5, 1, (3, 0), 0, 0),
         (10, 7, (5, 0), 0, 0),
         (12, 20000, (3, 0), 0, 0),
+        (2, 30001, (3, 0), 7, 0),
     ];
     for (k, &(batch, vocab, (n, exact), pad, lead)) in cases.iter().enumerate() {
         let d = close_draft(batch, vocab, (n, exact), 900 + k as u64);
