@@ -152,7 +152,7 @@ pub(crate) fn check_draft_shape(
 
 /// [`verify_draft`] on the target model's logits: `target_logits` holds batch × (n + 1) rows
 /// (row r's n + 1 target rows in order), and row r's p_i is softmax(z_i / τ_r) as
-/// [`super::softmax`] computes it (one-hot at the argmax for τ_r = 0), rounded to f32, with
+/// [`super::softmax()`] computes it (one-hot at the argmax for τ_r = 0), rounded to f32, with
 /// τ_r = `temperature.get(r)` (batch-wide or `batch` values). The verdicts are
 /// [`verify_draft`]'s on those probabilities, and each row's status also has the softmax status
 /// bits (NaN or +∞ logits, no finite logit) of the target rows its verdict read: 0 ..= e.
