@@ -1078,14 +1078,19 @@ __device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32
 
 // samplex_softmax_row_stats: the statistics of every row (whole_row_stats) to out[row], with the
 // row's status as Sampler::softmax writes it (what the statistics saw, a clamped τ, no finite
-// logit). Row r takes τ from temps[r / group] when temps is given: the `group` target rows of a
-// request share its temperature (verify_draft_logits' first launch).
+// logit): verify_draft_logits' first launch. Rows come in groups of `group`, a request's target
+// rows, which share its τ (temps[request] when temps is given). With draft lengths (`lens`, a
+// u32 per request, 0 for none), a request's rows past its length + 1 are neither read nor
+// written: no verdict reads them (draft_length clamps a longer length to group - 1).
 template <typename T, int VEC>
 __device__ __forceinline__ void row_stats(const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,
-                                          u32 group, u32 parts, u64 partials, u64 tickets, RowStats *out) {
+                                          u32 group, u64 lens, u32 parts, u64 partials, u64 tickets,
+                                          RowStats *out) {
   __shared__ Scratch s;
   const RowPart rp = row_part(parts);
-  const RowTemperature rt = row_temperature_of(temperature, temps, rp.row / group);
+  const u32 request = rp.row / group;
+  if (lens != 0 && rp.row - request * group > reinterpret_cast<const u32 *>(lens)[request]) return;  // uniform
+  const RowTemperature rt = row_temperature_of(temperature, temps, request);
   RowStats st;
   if (!whole_row_stats<T, VEC>(row_ptr(logits, rp.row, stride), vocab, rp, rt, partials, tickets, st, s)) return;
   if (threadIdx.x == 0) {
@@ -1361,10 +1366,10 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
   }                                                                                                     \
   extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
       samplex_softmax_row_stats_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, float temperature, \
-                                                u64 temps, u32 group, u32 parts, u64 partials,           \
+                                                u64 temps, u32 group, u64 lens, u32 parts, u64 partials, \
                                                 u64 tickets, samplex_softmax::RowStats *out) {           \
-    samplex_softmax::row_stats<T, VEC>(logits, stride, vocab, temperature, temps, group, parts, partials, \
-                                       tickets, out);                                                   \
+    samplex_softmax::row_stats<T, VEC>(logits, stride, vocab, temperature, temps, group, lens, parts,   \
+                                       partials, tickets, out);                                         \
   }                                                                                                     \
   extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
       samplex_softmax_verify_draft_logits_##NAME##SUFFIX(                                              \

@@ -18,7 +18,7 @@
 //! | `samplex_softmax_sample_probs_f32`   | stride, vocab, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, status |
 //! | `samplex_softmax_sample_probs_n_f32` | stride, vocab, seed, offset, seeds\[\], offsets\[\], first_draw, draws, per_row, parts, partials, tickets, tokens, status |
 //! | `samplex_softmax_verify_draft_f32`   | (draft probs,) draft tokens, lens, target probs, vocab, drafts, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, accepted, status |
-//! | `samplex_softmax_row_stats_<T>`      | stride, vocab, τ, τ\[\], group, parts, partials, tickets, stats            |
+//! | `samplex_softmax_row_stats_<T>`      | stride, vocab, τ, τ\[\], group, lens, parts, partials, tickets, stats      |
 //! | `samplex_softmax_verify_draft_logits_<T>` | (draft probs,) draft tokens, lens, logits, stride, vocab, τ, τ\[\], stats, drafts, seed, offset, seeds\[\], offsets\[\], parts, partials, tickets, tokens, accepted, status |
 //!
 //! Each has an `_any` twin for rows that are not 16-byte aligned: the same 16-byte loads from
@@ -799,7 +799,8 @@ impl Sampler {
     /// logits, a clamped τ, no finite logit) of the target rows the verdict read (0 ..= e).
     ///
     /// Two launches on the sampler's stream: every target row's statistics (max and sum of
-    /// exponentials, 16 bytes each, into the workspace), then the verification.
+    /// exponentials, 16 bytes each, into the workspace), then the verification. With
+    /// `draft_lens`, a row's target rows past its own draft (and the one after it) are not read.
     ///
     /// # Errors
     /// As [`Sampler::verify_draft`], with [`Error::BadLength`] named `target_logits rows`
@@ -892,12 +893,13 @@ impl Sampler {
         let stats_addr = scratch.base;
         let mut b = Args::new();
         lead.push(&mut b);
-        b.arg(&group);
+        b.arg(&group).arg(&args.lens);
         stats_split.push(&mut b);
         b.arg(&stats_addr);
         // SAFETY: the arguments match samplex_softmax_row_stats_<T>'s C signature in order and
         // type; `target_logits` holds `targets` rows of `stride` (≥ vocab) elements; the
-        // per-row τ (or 0) has `batch` entries, and row t reads entry t / group < batch; the
+        // per-row τ and `draft_lens` (or 0) have `batch` entries, and row t reads entry
+        // t / group < batch; the
         // scratch holds `targets` statistics of 16 bytes at its base and, with parts > 1,
         // targets × parts partials after them and `targets` zeroed tickets (left at zero);
         // the grid is targets × parts blocks of 256 threads and the vector width fits the
