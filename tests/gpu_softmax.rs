@@ -4,15 +4,14 @@
 
 mod common;
 
-use common::{convert, download, upload, HostSeeds, SeedBuffers};
+use common::{convert, download, upload, Batch, HostSeeds, SeedBuffers};
 
 use common::{assert_tokens_agree, chi_square_p, Dist};
-use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 use samplex::cpu::{self, Draw};
 use samplex::gpu::softmax::Staging;
 use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
-use samplex::{status, Decoder, Error, Logit, Logits, Rng, Rows};
+use samplex::{status, Decoder, Error, Logit, Rng, Rows};
 
 /// The vocabularies of the differential tests: tiny, ragged, one tile, many tiles, real
 /// tokenizers (Llama 3, Qwen 2) and a ragged 128-tile row.
@@ -49,60 +48,6 @@ fn shapes() -> Vec<(usize, usize)> {
 // ---------------------------------------------------------------------------------------------
 // Helpers: upload, download, one GPU call each, the CPU side of each.
 // ---------------------------------------------------------------------------------------------
-
-/// A host batch and how it sits on the device: `stride` apart, starting `lead` elements
-/// into the buffer (lead = 1 misaligns the base: the rows start off 16-byte boundaries, which
-/// the kernels read with shifted vector loads).
-struct Batch<T> {
-    host: Vec<T>,
-    batch: usize,
-    vocab: usize,
-    stride: usize,
-    lead: usize,
-}
-
-impl<T: Logit> Batch<T> {
-    fn dense(host: Vec<T>, batch: usize, vocab: usize) -> Self {
-        Batch {
-            host,
-            batch,
-            vocab,
-            stride: vocab,
-            lead: 0,
-        }
-    }
-
-    /// From dense f32 values: rows `stride` apart (padding NaN, which must never be read),
-    /// starting `lead` elements in.
-    fn laid_out(dense: &[f32], batch: usize, vocab: usize, stride: usize, lead: usize) -> Self {
-        let mut host = vec![T::from_f32(f32::NAN); lead + (batch - 1) * stride + vocab];
-        for r in 0..batch {
-            for i in 0..vocab {
-                host[lead + r * stride + i] = T::from_f32(dense[r * vocab + i]);
-            }
-        }
-        Batch {
-            host,
-            batch,
-            vocab,
-            stride,
-            lead,
-        }
-    }
-
-    fn cpu(&self) -> Logits<'_, T> {
-        Logits::with_stride(&self.host[self.lead..], self.batch, self.vocab, self.stride).unwrap()
-    }
-
-    fn upload(&self, s: &Sampler) -> CudaSlice<T> {
-        upload(s, &self.host)
-    }
-
-    fn device<'a>(&self, d: &'a CudaSlice<T>) -> DeviceLogits<'a, T> {
-        DeviceLogits::with_stride(d.slice(self.lead..), self.batch, self.vocab, self.stride)
-            .unwrap()
-    }
-}
 
 /// GPU `sample_softmax`: (tokens, status).
 fn gpu_sample<T: Logit>(

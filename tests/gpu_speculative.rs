@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{download, upload, Dist, HostSeeds, SeedBuffers};
+use common::{download, upload, Batch, Dist, HostSeeds, SeedBuffers};
 use cudarc::driver::{CudaSlice, DeviceRepr};
 use half::{bf16, f16};
 use rand::rngs::StdRng;
@@ -13,7 +13,7 @@ use rand::{Rng as _, SeedableRng};
 use samplex::cpu::{self, Verdict};
 use samplex::gpu::softmax::Staging;
 use samplex::gpu::{DeviceLogits, RowParams, Sampler, MAX_DRAFTS};
-use samplex::{status, Error, Logit, Logits, Rng, Rows};
+use samplex::{status, Error, Logit, Rng, Rows};
 
 /// A verification's inputs on the host: batch × n draft distributions and tokens, batch ×
 /// (n + 1) target distributions.
@@ -267,15 +267,11 @@ fn verification_agrees_with_the_cpu_reference() {
     eprintln!("verify_draft: {near} near-boundary disagreements");
 }
 
-/// Target logits for [`Sampler::verify_draft_logits`]: batch × (n + 1) rows of `vocab` in a
-/// buffer of rows `stride` apart that starts `lead` elements in (an odd lead or stride takes
-/// the `_any` kernels), with τ batch-wide or per request.
+/// Target logits for [`Sampler::verify_draft_logits`]: batch × (n + 1) rows of `vocab` laid
+/// out as a [`Batch`] (an odd lead or stride takes the `_any` kernels), with τ batch-wide or
+/// per request.
 struct TargetLogits<T> {
-    host: Vec<T>,
-    rows: usize,
-    vocab: usize,
-    stride: usize,
-    lead: usize,
+    rows: Batch<T>,
     tau: f32,
     temps: Option<Vec<f32>>,
 }
@@ -322,26 +318,11 @@ impl<T: Logit + DeviceRepr> TargetLogits<T> {
         tau: f32,
         temps: Option<Vec<f32>>,
     ) -> Self {
-        let rows = z.len() / vocab;
-        let mut host = vec![T::from_f32(0.0); lead + (rows - 1) * stride + vocab];
-        for (t, row) in z.chunks(vocab).enumerate() {
-            for (k, &v) in row.iter().enumerate() {
-                host[lead + t * stride + k] = T::from_f32(v);
-            }
-        }
         TargetLogits {
-            host,
-            rows,
-            vocab,
-            stride,
-            lead,
+            rows: Batch::laid_out(z, z.len() / vocab, vocab, stride, lead),
             tau,
             temps,
         }
-    }
-
-    fn cpu(&self) -> Logits<'_, T> {
-        Logits::with_stride(&self.host[self.lead..], self.rows, self.vocab, self.stride).unwrap()
     }
 }
 
@@ -366,9 +347,9 @@ fn softmax_targets<T: Logit + DeviceRepr>(
     };
     let mut probs = s
         .stream()
-        .alloc_zeros::<f32>(target.rows * target.vocab)
+        .alloc_zeros::<f32>(target.rows.batch * target.rows.vocab)
         .unwrap();
-    let mut st = s.stream().alloc_zeros::<u32>(target.rows).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(target.rows.batch).unwrap();
     s.set_softmax_staging(Staging::Never);
     s.softmax(
         device,
@@ -399,14 +380,8 @@ fn gpu_verify_logits<T: Logit + DeviceRepr>(
     what: &str,
 ) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
     let (batch, n) = (d.batch, d.n);
-    let logits = upload(s, &target.host);
-    let device = DeviceLogits::with_stride(
-        logits.slice(target.lead..),
-        target.rows,
-        target.vocab,
-        target.stride,
-    )
-    .unwrap();
+    let logits = target.rows.upload(s);
+    let device = target.rows.device(&logits);
     let (q, x) = (upload(s, &d.draft_probs), upload(s, &d.draft_tokens));
     let q = (!one_hot).then(|| q.as_view());
     let lens_buf = lens.map(|l| upload(s, l));
@@ -498,7 +473,7 @@ fn verify_logits_both<T: Logit + DeviceRepr>(
         (!one_hot).then_some(d.draft_probs.as_slice()),
         &d.draft_tokens,
         lens,
-        &target.cpu(),
+        &target.rows.cpu(),
         temperature,
         d.batch,
         seeds.rows(),
@@ -608,8 +583,8 @@ fn knife_edge_acceptances_on_logits_match_softmax_then_verification() {
         target_probs: Vec::new(),
     };
     let target = TargetLogits::<f32>::new(&d, 77, (vocab, 0), 0.9, None);
-    let logits = upload(&s, &target.host);
-    let device = DeviceLogits::new(logits.as_view(), target.rows, vocab).unwrap();
+    let logits = target.rows.upload(&s);
+    let device = target.rows.device(&logits);
     let probs = softmax_targets(&mut s, &device, &target, n).0;
     let probs = download(&s, &probs);
     let HostSeeds::Shared(rng) = seeds else {

@@ -7,8 +7,8 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use samplex::cpu::Draw;
-use samplex::gpu::{DeviceSeeds, Sampler};
-use samplex::{Logit, Rng, Rows};
+use samplex::gpu::{DeviceLogits, DeviceSeeds, Sampler};
+use samplex::{Logit, Logits, Rng, Rows};
 
 /// A host slice on the sampler's stream.
 pub fn upload<T: DeviceRepr>(s: &Sampler, host: &[T]) -> CudaSlice<T> {
@@ -584,5 +584,59 @@ impl SeedBuffers {
             },
             _ => unreachable!(),
         }
+    }
+}
+
+/// A host batch and how it sits on the device: `stride` apart, starting `lead` elements
+/// into the buffer (lead = 1 misaligns the base: the rows start off 16-byte boundaries, which
+/// the kernels read with shifted vector loads).
+pub struct Batch<T> {
+    pub host: Vec<T>,
+    pub batch: usize,
+    pub vocab: usize,
+    pub stride: usize,
+    pub lead: usize,
+}
+
+impl<T: Logit> Batch<T> {
+    pub fn dense(host: Vec<T>, batch: usize, vocab: usize) -> Self {
+        Batch {
+            host,
+            batch,
+            vocab,
+            stride: vocab,
+            lead: 0,
+        }
+    }
+
+    /// From dense f32 values: rows `stride` apart (padding NaN, which must never be read),
+    /// starting `lead` elements in.
+    pub fn laid_out(dense: &[f32], batch: usize, vocab: usize, stride: usize, lead: usize) -> Self {
+        let mut host = vec![T::from_f32(f32::NAN); lead + (batch - 1) * stride + vocab];
+        for r in 0..batch {
+            for i in 0..vocab {
+                host[lead + r * stride + i] = T::from_f32(dense[r * vocab + i]);
+            }
+        }
+        Batch {
+            host,
+            batch,
+            vocab,
+            stride,
+            lead,
+        }
+    }
+
+    pub fn cpu(&self) -> Logits<'_, T> {
+        Logits::with_stride(&self.host[self.lead..], self.batch, self.vocab, self.stride).unwrap()
+    }
+
+    pub fn upload(&self, s: &Sampler) -> CudaSlice<T> {
+        upload(s, &self.host)
+    }
+
+    pub fn device<'a>(&self, d: &'a CudaSlice<T>) -> DeviceLogits<'a, T> {
+        DeviceLogits::with_stride(d.slice(self.lead..), self.batch, self.vocab, self.stride)
+            .unwrap()
     }
 }
