@@ -661,11 +661,11 @@ __device__ __forceinline__ void sample_probs_n(const float *probs, u64 stride, u
 }
 
 // samplex_softmax_verify_draft: speculative decoding's verification (src/cpu/speculative.rs is
-// the method). Row r holds `drafts` draft slots, their distributions q (batch × drafts rows of
+// the method). Request r has up to `drafts` draft tokens, their distributions q (rows of
 // `vocab`; null for one-hot drafts: q_i is one-hot at draft token i, and nothing is read for it)
-// and the target's p (batch × (drafts + 1) rows: a Target, given as probabilities, TargetProbs,
-// or as logits with their rows' statistics, TargetLogits); its draft is the first n_r slots
-// (n_r = lens[r] when `lens` is given, clamped to `drafts`; else `drafts`). Every block of a row
+// and the target's p (rows of a Target, given as probabilities, TargetProbs, or as logits with
+// their rows' statistics, TargetLogits); where its n_r drafts and n_r + 1 target rows lie is its
+// DraftSpan (padded, with or without lengths, or packed). Every block of a row
 // first finds the row's first rejected draft e (first_rejected: the same in all of them, from
 // the same reads and random words), then draws over its tiles of the residual
 // max(p_e - q_e, 0), or of p_{n_r} when nothing was rejected: the draw sample_probs makes at
@@ -674,56 +674,89 @@ __device__ __forceinline__ void sample_probs_n(const float *probs, u64 stride, u
 // to rounding). It writes the row's drafts + 1 tokens (the accepted prefix, token e, then
 // SAMPLEX_NO_TOKEN), e to accepted[row], and the status.
 
-// The target given as probabilities: batch × (drafts + 1) dense rows of `vocab`.
+// The target given as probabilities: dense rows of `vocab`. Its rows are named twice: t, the
+// row in the buffer, and i, the request's own target row (0 ..= n_r); this one needs t alone.
 template <int VEC> struct TargetProbs {
   using Tile = ProbTile<VEC>;
   const float *probs;
   u32 vocab;
-  // p of token x < vocab in target row t, sanitised as a weight.
-  __device__ __forceinline__ float p_at(u64 t, u32 x, u32 &status) const {
+  // p of token x < vocab in target row t (the request's i), sanitised as a weight.
+  __device__ __forceinline__ float p_at(u64 t, u32, u32 x, u32 &status) const {
     return sanitize_weight(probs[t * vocab + x], status);
   }
-  // What the row's values say beyond their weights: nothing here.
-  __device__ __forceinline__ u32 row_status(u64) const { return 0u; }
-  __device__ __forceinline__ Tile tile(u64 t) const {
+  // What the request's target row i says beyond its weights: nothing here.
+  __device__ __forceinline__ u32 row_status(u32) const { return 0u; }
+  __device__ __forceinline__ Tile tile(u64 t, u32) const {
     Tile w;
     w.row = probs + t * vocab;
     return w;
   }
 };
 
-// The row's draft length n_r: lens[row] (a u32 buffer, 0 for none) clamped to `drafts`
-// (PARAM_CLAMPED), or `drafts`.
-__device__ __forceinline__ u32 draft_length(u64 lens, u32 drafts, u32 row, u32 &status) {
-  if (lens == 0) return drafts;
-  const u32 n = reinterpret_cast<const u32 *>(lens)[row];
-  if (n <= drafts) return n;
-  status |= SAMPLEX_STATUS_PARAM_CLAMPED;
-  return drafts;
+// Where a request's draft lies (src/batch.rs DraftLayout): draft i is entry draft0 + i of the
+// draft tokens (and row draft0 + i of their distributions), its target row i is row target0 + i
+// (i = 0 ..= n), and n <= drafts.
+struct DraftSpan {
+  u32 draft0, target0, n;
+  u32 status;  // PARAM_CLAMPED when the layout's values were clamped
+};
+
+// Request r's span (src/cpu/speculative.rs `span` is the same rule). Padded (starts null): slots
+// r·drafts + i, target rows r·(drafts + 1) + i, n = lens[r] when `lens` is given, else
+// `drafts`. Packed (`starts`, batch + 1 u32 offsets into the `total` draft tokens): draft0 =
+// starts[r], n = starts[r + 1] − starts[r], target0 = starts[r] + r; offsets past `total` or out
+// of order are clamped into 0 ..= total, so no read leaves the buffers. A length above `drafts`
+// is taken as `drafts`. Either clamp sets the span's PARAM_CLAMPED.
+__device__ __forceinline__ DraftSpan draft_span(u64 lens, u64 starts, u32 total, u32 drafts, u32 r) {
+  DraftSpan d;
+  u32 status = 0;
+  u32 n = drafts;
+  if (starts != 0) {
+    const u32 *at = reinterpret_cast<const u32 *>(starts);
+    const u32 a = at[r], b = at[r + 1];
+    const u32 first = min(a, total);
+    const u32 last = min(max(b, first), total);
+    if (first != a || last != b) status |= SAMPLEX_STATUS_PARAM_CLAMPED;
+    d.draft0 = first;
+    d.target0 = first + r;
+    n = last - first;
+  } else {
+    d.draft0 = r * drafts;
+    d.target0 = r * (drafts + 1);
+    if (lens != 0) n = reinterpret_cast<const u32 *>(lens)[r];
+  }
+  if (n > drafts) {
+    status |= SAMPLEX_STATUS_PARAM_CLAMPED;
+    n = drafts;
+  }
+  d.n = n;
+  d.status = status;
+  return d;
 }
 
-// The row's first rejected draft, or n (<= drafts <= THREADS, MAX_DRAFTS in src/gpu/softmax.rs)
-// when its n drafts are all accepted:
-// thread i < n tests draft i, x = draft_tokens[row][i]: accepted when p(x) > 0 and q(x) <= p(x) or
+// The row's first rejected draft, or n = d.n (<= drafts <= THREADS, MAX_DRAFTS in
+// src/gpu/softmax.rs) when its n drafts are all accepted; `d` is in shared memory, written by
+// thread 0 before the call (the barrier here publishes it):
+// thread i < n tests draft i, x = draft token d.draft0 + i: accepted when p(x) > 0 and q(x) <= p(x) or
 // u q(x) < p(x), u = uniform_open(word z of Philox (tile 0, offset + i)), a word no draw
 // reads; q(x) = 1 for one-hot drafts (null draft_probs). An x >= vocab is rejected
 // (PARAM_CLAMPED). The minimum of the rejected i is found by atomicMin in `slot`, which does not
 // depend on the order. The status bits of the tests up to e are added to `status`.
 template <class Target>
 __device__ __forceinline__ u32 first_rejected(const float *draft_probs, const u32 *draft_tokens,
-                                              const Target &target, u32 vocab, u32 drafts, u32 n, u32 row,
+                                              const Target &target, u32 vocab, const DraftSpan &d,
                                               const RowRng &rng, u32 &status, u32 &slot) {
   const u32 i = threadIdx.x;
-  if (i == 0) slot = n;
+  if (i == 0) slot = d.n;
   __syncthreads();
   u32 st = 0;
-  if (i < n) {
-    const u64 at = (u64)row * drafts + i;  // draft (row, i); the target's row (row, i) is at + row
+  if (i < d.n) {
+    const u64 at = d.draft0 + i;  // < 2^32 (the host checks)
     const u32 x = draft_tokens[at];
     bool accepted = false;
     if (x < vocab) {
       const float q = draft_probs != nullptr ? sanitize_weight(draft_probs[at * vocab + x], st) : 1.0f;
-      const float p = target.p_at(at + row, x, st);
+      const float p = target.p_at(d.target0 + i, i, x, st);
       const float u = uniform_open(row_random(rng.seed, rng.offset + i, rng.stream, 0).z);
       accepted = p > 0.0f && (q <= p || u * q < p);
     } else {
@@ -739,7 +772,8 @@ __device__ __forceinline__ u32 first_rejected(const float *draft_probs, const u3
 
 template <class Target, int VEC>
 __device__ __forceinline__ void verify_draft(const float *draft_probs, const u32 *draft_tokens, u64 lens,
-                                             const Target &target, u32 vocab, u32 drafts, u64 seed, u64 offset,
+                                             u64 starts, u32 total, const Target &target, u32 vocab,
+                                             u32 drafts, u64 seed, u64 offset,
                                              u64 seeds, u64 offsets, u32 parts, u64 partials, u64 tickets,
                                              u32 *tokens, u32 *accepted, u64 status_out) {
   __shared__ Scratch s;
@@ -747,21 +781,28 @@ __device__ __forceinline__ void verify_draft(const float *draft_probs, const u32
   const RowPart rp = row_part(parts);
   RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
   u32 status = 0;
-  const u32 n = draft_length(lens, drafts, rp.row, status);
-  const u32 e = first_rejected(draft_probs, draft_tokens, target, vocab, drafts, n, rp.row, rng, status, rejected);
+  // Thread 0 finds the span and first_rejected's barrier publishes it; the span and e are read
+  // from shared memory again after the draw rather than held through it: held, the packed
+  // layout's offsets and the drawn row's addresses took the verifications past 64 registers
+  // into spills (verify_draft_f32 on sm_90; the logits _any twins there, 8 bytes).
+  __shared__ DraftSpan d;
+  if (threadIdx.x == 0) d = draft_span(lens, starts, total, drafts, rp.row);
+  const u32 e = first_rejected(draft_probs, draft_tokens, target, vocab, d, rng, status, rejected);
+  const u32 n = d.n;
+  if (threadIdx.x == 0) status |= d.status;  // the block ORs it
   rng.offset += e;  // token e is the draw at offset + e (wrapping, as the caller's offset + e)
-  const u64 drawn = (u64)rp.row * (drafts + 1) + e;  // the target row token e is drawn from
-  status |= target.row_status(drawn);
+  const u64 drawn = d.target0 + e;  // the target row token e is drawn from
+  status |= target.row_status(e);
   ArgMax best;
   if (e < n) {  // block-uniform
     ResidualWeights<typename Target::Tile, VEC> residual;
-    residual.target = target.tile(drawn);
-    residual.draft = draft_probs != nullptr ? draft_probs + ((u64)rp.row * drafts + e) * vocab : nullptr;
-    residual.excluded = draft_tokens[(u64)rp.row * drafts + e];
+    residual.target = target.tile(drawn, e);
+    residual.draft = draft_probs != nullptr ? draft_probs + (u64)(d.draft0 + e) * vocab : nullptr;
+    residual.excluded = draft_tokens[d.draft0 + e];
     best = draw_tiles(residual, vocab, rng, rp.part, rp.parts, status, s);
   } else {
     RowWeights<typename Target::Tile> bonus;
-    bonus.row = target.tile(drawn);
+    bonus.row = target.tile(drawn, e);
     best = draw_tiles(bonus, vocab, rng, rp.part, rp.parts, status, s);
   }
   status = block_or<THREADS>(status, s);
@@ -781,18 +822,20 @@ __device__ __forceinline__ void verify_draft(const float *draft_probs, const u32
     status = s.u[1];
     __syncthreads();  // the scratch is free for the fallback's collectives
   }
-  if (best.i == SAMPLEX_NO_TOKEN && e < n) {  // block-uniform
+  const DraftSpan after = d;
+  const u32 e_after = rejected;
+  if (best.i == SAMPLEX_NO_TOKEN && e_after < after.n) {  // block-uniform
     RowWeights<typename Target::Tile> fallback;
-    fallback.row = target.tile(drawn);
+    fallback.row = target.tile(after.target0 + e_after, e_after);
     best = draw_tiles(fallback, vocab, rng, 0, 1, status, s);
     status = block_or<THREADS>(status, s);
   }
   if (best.i == SAMPLEX_NO_TOKEN) status |= SAMPLEX_STATUS_NO_FINITE_LOGIT;
   const u64 out = (u64)rp.row * (drafts + 1);
   for (u32 k = threadIdx.x; k <= drafts; k += THREADS)
-    tokens[out + k] = k < e ? draft_tokens[out - rp.row + k] : k == e ? best.i : SAMPLEX_NO_TOKEN;
+    tokens[out + k] = k < e_after ? draft_tokens[after.draft0 + k] : k == e_after ? best.i : SAMPLEX_NO_TOKEN;
   if (threadIdx.x == 0) {
-    accepted[rp.row] = e;
+    accepted[rp.row] = e_after;
     if (status_out != 0) reinterpret_cast<u32 *>(status_out)[rp.row] = status;
   }
 }
@@ -1078,21 +1121,25 @@ __device__ __forceinline__ void token_log_probs(const T *logits, u64 stride, u32
 
 // samplex_softmax_row_stats: the statistics of every row (whole_row_stats) to out[row], with the
 // row's status as Sampler::softmax writes it (what the statistics saw, a clamped τ, no finite
-// logit): verify_draft_logits' first launch. Rows come in groups of `group`, a request's target
-// rows, which share its τ (temps[request] when temps is given). With draft lengths (`lens`, a
-// u32 per request, 0 for none), a request's rows past its length + 1 are neither read nor
-// written: no verdict reads them (draft_length clamps a longer length to group - 1).
+// logit): verify_draft_logits' first launch. Its rows are target slots, `group` (drafts + 1) per
+// request: slot i of request r is the request's target row i, found by its DraftSpan (lens,
+// starts, total as verify_draft takes them), at the request's τ (temps[r] when temps is given);
+// out[slot]. A request's slots past its n_r + 1 rows are neither read nor written: no verdict
+// reads them.
 template <typename T, int VEC>
 __device__ __forceinline__ void row_stats(const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,
-                                          u32 group, u64 lens, u32 parts, u64 partials, u64 tickets,
-                                          RowStats *out) {
+                                          u32 group, u64 lens, u64 starts, u32 total, u32 parts, u64 partials,
+                                          u64 tickets, RowStats *out) {
   __shared__ Scratch s;
   const RowPart rp = row_part(parts);
   const u32 request = rp.row / group;
-  if (lens != 0 && rp.row - request * group > reinterpret_cast<const u32 *>(lens)[request]) return;  // uniform
+  const u32 i = rp.row - request * group;
+  const DraftSpan d = draft_span(lens, starts, total, group - 1, request);  // its clamps: the verification's
+  if (i > d.n) return;  // block-uniform
   const RowTemperature rt = row_temperature_of(temperature, temps, request);
   RowStats st;
-  if (!whole_row_stats<T, VEC>(row_ptr(logits, rp.row, stride), vocab, rp, rt, partials, tickets, st, s)) return;
+  const T *row = row_ptr(logits, d.target0 + i, stride);
+  if (!whole_row_stats<T, VEC>(row, vocab, rp, rt, partials, tickets, st, s)) return;
   if (threadIdx.x == 0) {
     const ProbRow r = prob_row(st, rt.greedy, rt.inv_t);
     st.status |= rt.status | (r.none ? SAMPLEX_STATUS_NO_FINITE_LOGIT : 0u);
@@ -1119,27 +1166,29 @@ template <typename T, int VEC> struct LogitProbTile {
   }
 };
 
-// verify_draft's target given as logits (batch × (drafts + 1) rows of `stride`) at the request's
-// temperature, with each row's statistics from samplex_softmax_row_stats: p is what
-// samplex_softmax_probs would have written, computed where it is read.
+// verify_draft's target given as logits (rows of `stride`) at the request's temperature, with the
+// statistics of its target rows from samplex_softmax_row_stats (slot request · group + i for its
+// target row i): p is what samplex_softmax_probs would have written, computed where it is read.
 template <typename T, int VEC> struct TargetLogits {
   using Tile = LogitProbTile<T, VEC>;
   const T *logits;
   u64 stride;
   const RowStats *stats;
+  u32 request, group;
   RowTemperature rt;
-  __device__ __forceinline__ float p_at(u64 t, u32 x, u32 &status) const {
-    const RowStats st = stats[t];
+  __device__ __forceinline__ const RowStats &stats_of(u32 i) const { return stats[(u64)request * group + i]; }
+  __device__ __forceinline__ float p_at(u64 t, u32 i, u32 x, u32 &status) const {
+    const RowStats st = stats_of(i);
     status |= st.status;
     u32 seen = 0;
     return prob_of(sanitize(to_f32(logits[t * stride + x]), seen), x, prob_row(st, rt.greedy, rt.inv_t));
   }
-  // The row's softmax status (NaN or +inf logits, a clamped τ, no finite logit).
-  __device__ __forceinline__ u32 row_status(u64 t) const { return stats[t].status; }
-  __device__ __forceinline__ Tile tile(u64 t) const {
+  // Target row i's softmax status (NaN or +inf logits, a clamped τ, no finite logit).
+  __device__ __forceinline__ u32 row_status(u32 i) const { return stats_of(i).status; }
+  __device__ __forceinline__ Tile tile(u64 t, u32 i) const {
     Tile w;
     w.row = logits + t * stride;
-    w.r = prob_row(stats[t], rt.greedy, rt.inv_t);
+    w.r = prob_row(stats_of(i), rt.greedy, rt.inv_t);
     return w;
   }
 };
@@ -1148,7 +1197,8 @@ template <typename T, int VEC> struct TargetLogits {
 // bytes at a time with the logits' (4 floats) or, in the _any twin, at any alignment too.
 template <typename T, int VEC>
 __device__ __forceinline__ void verify_draft_logits(const float *draft_probs, const u32 *draft_tokens, u64 lens,
-                                                    const T *logits, u64 stride, u32 vocab, float temperature,
+                                                    u64 starts, u32 total, const T *logits, u64 stride,
+                                                    u32 vocab, float temperature,
                                                     u64 temps, const RowStats *stats, u32 drafts, u64 seed,
                                                     u64 offset, u64 seeds, u64 offsets, u32 parts, u64 partials,
                                                     u64 tickets, u32 *tokens, u32 *accepted, u64 status_out) {
@@ -1156,10 +1206,12 @@ __device__ __forceinline__ void verify_draft_logits(const float *draft_probs, co
   target.logits = logits;
   target.stride = stride;
   target.stats = stats;
-  target.rt = row_temperature_of(temperature, temps, row_part(parts).row);
-  verify_draft<TargetLogits<T, VEC>, VEC == 0 ? 0 : 4>(draft_probs, draft_tokens, lens, target, vocab, drafts, seed,
-                                                        offset, seeds, offsets, parts, partials, tickets, tokens,
-                                                        accepted, status_out);
+  target.request = row_part(parts).row;
+  target.group = drafts + 1;
+  target.rt = row_temperature_of(temperature, temps, target.request);
+  verify_draft<TargetLogits<T, VEC>, VEC == 0 ? 0 : 4>(draft_probs, draft_tokens, lens, starts, total, target,
+                                                        vocab, drafts, seed, offset, seeds, offsets, parts,
+                                                        partials, tickets, tokens, accepted, status_out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1366,21 +1418,22 @@ __device__ __forceinline__ void probs_staged(const T *logits, u64 stride, u32 vo
   }                                                                                                     \
   extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
       samplex_softmax_row_stats_##NAME##SUFFIX(const T *logits, u64 stride, u32 vocab, float temperature, \
-                                                u64 temps, u32 group, u64 lens, u32 parts, u64 partials, \
-                                                u64 tickets, samplex_softmax::RowStats *out) {           \
-    samplex_softmax::row_stats<T, VEC>(logits, stride, vocab, temperature, temps, group, lens, parts,   \
-                                       partials, tickets, out);                                         \
+                                                u64 temps, u32 group, u64 lens, u64 starts, u32 total,   \
+                                                u32 parts, u64 partials, u64 tickets,                    \
+                                                samplex_softmax::RowStats *out) {                        \
+    samplex_softmax::row_stats<T, VEC>(logits, stride, vocab, temperature, temps, group, lens, starts,  \
+                                       total, parts, partials, tickets, out);                           \
   }                                                                                                     \
   extern "C" __global__ void __launch_bounds__(samplex_softmax::THREADS)                                \
       samplex_softmax_verify_draft_logits_##NAME##SUFFIX(                                              \
-          const float *draft_probs, const u32 *draft_tokens, u64 lens, const T *logits, u64 stride,     \
-          u32 vocab, float temperature, u64 temps, const samplex_softmax::RowStats *stats, u32 drafts,  \
-          u64 seed, u64 offset, u64 seeds, u64 offsets, u32 parts, u64 partials, u64 tickets,           \
-          u32 *tokens, u32 *accepted, u64 status) {                                                     \
-    samplex_softmax::verify_draft_logits<T, VEC>(draft_probs, draft_tokens, lens, logits, stride, vocab,  \
-                                                 temperature, temps, stats, drafts, seed, offset, seeds,  \
-                                                 offsets, parts, partials, tickets, tokens, accepted,     \
-                                                 status);                                                 \
+          const float *draft_probs, const u32 *draft_tokens, u64 lens, u64 starts, u32 total,           \
+          const T *logits, u64 stride, u32 vocab, float temperature, u64 temps,                         \
+          const samplex_softmax::RowStats *stats, u32 drafts, u64 seed, u64 offset, u64 seeds,          \
+          u64 offsets, u32 parts, u64 partials, u64 tickets, u32 *tokens, u32 *accepted, u64 status) {  \
+    samplex_softmax::verify_draft_logits<T, VEC>(draft_probs, draft_tokens, lens, starts, total, logits,  \
+                                                 stride, vocab, temperature, temps, stats, drafts, seed,  \
+                                                 offset, seeds, offsets, parts, partials, tickets, tokens, \
+                                                 accepted, status);                                       \
   }
 
 #define SAMPLEX_SOFTMAX_DTYPE(T, NAME, VEC)       \
@@ -1422,14 +1475,15 @@ SAMPLEX_SOFTMAX_SAMPLE_PROBS_N(0, _any)
 #define SAMPLEX_SOFTMAX_VERIFY_DRAFT(VEC, SUFFIX)                                                          \
   extern "C" __global__ void SAMPLEX_SOFTMAX_DRAW_BOUNDS_f32##SUFFIX                                      \
       samplex_softmax_verify_draft_f32##SUFFIX(const float *draft_probs, const u32 *draft_tokens,         \
-                                                u64 lens, const float *target_probs, u32 vocab,           \
-                                                u32 drafts, u64 seed, u64 offset, u64 seeds, u64 offsets, \
-                                                u32 parts, u64 partials, u64 tickets, u32 *tokens,        \
-                                                u32 *accepted, u64 status) {                              \
+                                                u64 lens, u64 starts, u32 total,                          \
+                                                const float *target_probs, u32 vocab, u32 drafts,         \
+                                                u64 seed, u64 offset, u64 seeds, u64 offsets, u32 parts,  \
+                                                u64 partials, u64 tickets, u32 *tokens, u32 *accepted,    \
+                                                u64 status) {                                             \
     const samplex_softmax::TargetProbs<VEC> target{target_probs, vocab};                                  \
     samplex_softmax::verify_draft<samplex_softmax::TargetProbs<VEC>, VEC>(                                \
-        draft_probs, draft_tokens, lens, target, vocab, drafts, seed, offset, seeds, offsets, parts,      \
-        partials, tickets, tokens, accepted, status);                                                     \
+        draft_probs, draft_tokens, lens, starts, total, target, vocab, drafts, seed, offset, seeds,       \
+        offsets, parts, partials, tickets, tokens, accepted, status);                                     \
   }
 
 SAMPLEX_SOFTMAX_VERIFY_DRAFT(4, )

@@ -146,6 +146,55 @@ impl<T> From<T> for Rows<'_, T> {
     }
 }
 
+/// Where a speculative verification's requests lie in its draft and target buffers
+/// ([`crate::cpu::verify_draft`], [`crate::gpu::Sampler::verify_draft`] and their `_logits`
+/// twins); `B` holds u32 values: a host slice or a device view. The verdicts are padded either
+/// way: n + 1 tokens per request.
+#[derive(Clone, Copy, Debug)]
+pub enum DraftLayout<B> {
+    /// n slots per request, all drafts: draft i of request r is entry r·n + i of the draft
+    /// (n = `draft_tokens.len() / batch`), its target rows r·(n + 1) + i, i = 0 ..= n.
+    Padded,
+    /// Padded, and request r's draft is its first `lens[r]` slots (`batch` values): requests
+    /// with fewer drafts, or none, share a padded batch. A length above n is taken as n
+    /// ([`crate::status::PARAM_CLAMPED`]); the slots and target rows past a draft are not read.
+    Lengths(B),
+    /// Packed, as a flattened batch leaves them: request r's drafts are entries
+    /// `starts[r] .. starts[r + 1]` of the draft tokens (and rows of the draft's
+    /// distributions), and its n_r + 1 target rows follow one another from `starts[r] + r` (so
+    /// `starts[r] + r` are the verification pass's cumulative query lengths). `starts` has
+    /// batch + 1 values; `max_drafts` is the n of the padded verdicts. Offsets out of order or
+    /// past the draft are clamped into it and a length above `max_drafts` is taken as
+    /// `max_drafts`, both [`crate::status::PARAM_CLAMPED`]: nothing outside the buffers is read.
+    Packed { starts: B, max_drafts: usize },
+}
+
+/// `None`: [`DraftLayout::Padded`]; `Some(lens)`: [`DraftLayout::Lengths`].
+impl<B> From<Option<B>> for DraftLayout<B> {
+    fn from(lens: Option<B>) -> Self {
+        lens.map_or(DraftLayout::Padded, DraftLayout::Lengths)
+    }
+}
+
+impl<B> DraftLayout<B> {
+    /// The padded n of a packed layout.
+    pub(crate) fn packed_max(&self) -> Option<usize> {
+        match self {
+            DraftLayout::Packed { max_drafts, .. } => Some(*max_drafts),
+            _ => None,
+        }
+    }
+
+    /// The layout's buffer, its name and the length it must have for `batch` requests.
+    pub(crate) fn buffer(&self, batch: usize) -> Option<(&B, &'static str, usize)> {
+        match self {
+            DraftLayout::Padded => None,
+            DraftLayout::Lengths(lens) => Some((lens, "draft_lens", batch)),
+            DraftLayout::Packed { starts, .. } => Some((starts, "draft starts", batch + 1)),
+        }
+    }
+}
+
 /// The Philox stream id of row `r` (ARCHITECTURE.md "Random numbers"): the row index when
 /// the batch shares one seed, 0 when every row has its own.
 pub fn stream_of<T: Copy>(seeds: &Rows<'_, T>, r: usize) -> u32 {

@@ -65,7 +65,7 @@ pub mod gpu;
 pub mod philox;
 pub mod status;
 
-pub use batch::{Logits, Rows};
+pub use batch::{DraftLayout, Logits, Rows};
 pub use decoder::{Bok, BokWeights, Decoder, Regularizer, Support};
 pub use dtype::{DType, Logit};
 pub use edits::{mask_words, History, Penalties};

@@ -17,7 +17,7 @@ use samplex::gpu::{
     DeviceHistory, DeviceLogits, DeviceLogitsMut, DeviceSeeds, PenaltyRows, RowParams, RowSplit,
     Sampler,
 };
-use samplex::{Bok, BokWeights, Decoder, Logit, Penalties, Rng, Support};
+use samplex::{Bok, BokWeights, Decoder, DraftLayout, Logit, Penalties, Rng, Support};
 
 /// The system allocator, counting the allocations of each thread.
 struct Counting;
@@ -252,7 +252,16 @@ fn run<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, op: &str) -> samplex::Resu
             let out = &mut b.indices.slice_mut(..2 * b.batch);
             let accepted = &mut b.support.as_view_mut();
             s.verify_draft(
-                draft, &drafted, None, &target, b.batch, b.vocab, &each, out, accepted, status,
+                draft,
+                &drafted,
+                DraftLayout::Padded,
+                &target,
+                b.batch,
+                b.vocab,
+                &each,
+                out,
+                accepted,
+                status,
             )
         }
         "verify_draft_logits" => {
@@ -267,7 +276,7 @@ fn run<T: Logit>(s: &mut Sampler, b: &mut Buffers<T>, op: &str) -> samplex::Resu
             s.verify_draft_logits(
                 Some(&draft),
                 &drafted,
-                None,
+                DraftLayout::Padded,
                 &target,
                 0.8,
                 &temps,

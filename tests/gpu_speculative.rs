@@ -6,17 +6,18 @@
 mod common;
 
 use common::{download, upload, Batch, Dist, HostSeeds, SeedBuffers};
-use cudarc::driver::{CudaSlice, DeviceRepr};
+use cudarc::driver::{CudaSlice, CudaView, DeviceRepr};
 use half::{bf16, f16};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
 use samplex::cpu::{self, Verdict};
 use samplex::gpu::softmax::Staging;
 use samplex::gpu::{DeviceLogits, RowParams, Sampler, MAX_DRAFTS};
-use samplex::{status, Error, Logit, Rng, Rows};
+use samplex::{status, DraftLayout, Error, Logit, Rng, Rows};
 
 /// A verification's inputs on the host: batch × n draft distributions and tokens, batch ×
-/// (n + 1) target distributions.
+/// (n + 1) target distributions; or, packed ([`pack`]), each request's own draft and target
+/// rows one after another, n its longest draft.
 struct Draft {
     batch: usize,
     vocab: usize,
@@ -26,12 +27,54 @@ struct Draft {
     target_probs: Vec<f32>,
 }
 
-/// The GPU's verdict: (tokens, batch × (n + 1); accepted; status), with per-row draft lengths
-/// when `lens` is given, and the draft as one-hot drafts (its tokens alone) when `one_hot`.
+/// A host layout's buffer (the lengths or the packed starts) on the device.
+fn upload_layout(s: &Sampler, layout: DraftLayout<&[u32]>) -> Option<CudaSlice<u32>> {
+    match layout {
+        DraftLayout::Padded => None,
+        DraftLayout::Lengths(v) | DraftLayout::Packed { starts: v, .. } => Some(upload(s, v)),
+    }
+}
+
+/// `layout` with its buffer's device view (from [`upload_layout`]) for its host values.
+fn on_device<'a, 'b>(
+    layout: DraftLayout<&[u32]>,
+    view: Option<&'a CudaView<'b, u32>>,
+) -> DraftLayout<&'a CudaView<'b, u32>> {
+    match (layout, view) {
+        (DraftLayout::Lengths(_), Some(v)) => DraftLayout::Lengths(v),
+        (DraftLayout::Packed { max_drafts, .. }, Some(v)) => DraftLayout::Packed {
+            starts: v,
+            max_drafts,
+        },
+        _ => DraftLayout::Padded,
+    }
+}
+
+/// Request r's first target row in `layout` (its offsets in range; n the padded length).
+fn first_target(layout: DraftLayout<&[u32]>, r: usize, n: usize) -> usize {
+    match layout {
+        DraftLayout::Packed { starts, .. } => starts[r] as usize + r,
+        _ => r * (n + 1),
+    }
+}
+
+/// The request each of the `rows` target rows belongs to (padded: r's n + 1; packed: its
+/// n_r + 1, the offsets in range).
+fn row_requests(layout: DraftLayout<&[u32]>, batch: usize, n: usize, rows: usize) -> Vec<usize> {
+    match layout {
+        DraftLayout::Packed { starts, .. } => (0..batch)
+            .flat_map(|r| std::iter::repeat_n(r, (starts[r + 1] - starts[r]) as usize + 1))
+            .collect(),
+        _ => (0..rows).map(|t| t / (n + 1)).collect(),
+    }
+}
+
+/// The GPU's verdict: (tokens, batch × (n + 1); accepted; status), the draft laid out as
+/// `layout` says, and as one-hot drafts (its tokens alone) when `one_hot`.
 fn gpu_verify(
     s: &mut Sampler,
     d: &Draft,
-    lens: Option<&[u32]>,
+    layout: DraftLayout<&[u32]>,
     one_hot: bool,
     seeds: &HostSeeds,
 ) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
@@ -40,7 +83,8 @@ fn gpu_verify(
         upload(s, &d.draft_tokens),
         upload(s, &d.target_probs),
     );
-    let lens = lens.map(|l| upload(s, l));
+    let layout_buf = upload_layout(s, layout);
+    let layout_view = layout_buf.as_ref().map(|b| b.as_view());
     let seed_bufs = SeedBuffers::new(s, seeds);
     let mut tokens = s.stream().alloc_zeros::<u32>(d.batch * (d.n + 1)).unwrap();
     let mut accepted = s.stream().alloc_zeros::<u32>(d.batch).unwrap();
@@ -49,7 +93,7 @@ fn gpu_verify(
     s.verify_draft(
         q.as_ref(),
         &x.as_view(),
-        lens.as_ref().map(|l| l.as_view()).as_ref(),
+        on_device(layout, layout_view.as_ref()),
         &p.as_view(),
         d.batch,
         d.vocab,
@@ -173,16 +217,16 @@ fn assert_verdicts_agree(
 fn verify_both(
     s: &mut Sampler,
     d: &Draft,
-    lens: Option<&[u32]>,
+    layout: DraftLayout<&[u32]>,
     one_hot: bool,
     seeds: &HostSeeds,
     what: &str,
 ) -> (Vec<Verdict>, usize) {
-    let gpu = gpu_verify(s, d, lens, one_hot, seeds);
+    let gpu = gpu_verify(s, d, layout, one_hot, seeds);
     let cpu = cpu::verify_draft(
         (!one_hot).then_some(d.draft_probs.as_slice()),
         &d.draft_tokens,
-        lens,
+        layout,
         &d.target_probs,
         d.batch,
         d.vocab,
@@ -245,7 +289,7 @@ fn verification_agrees_with_the_cpu_reference() {
                 if lens.is_some() { " lens" } else { "" },
                 if one_hot { " one-hot" } else { "" }
             );
-            let (cpu, differ) = verify_both(&mut s, &d, lens, one_hot, &seeds, &what);
+            let (cpu, differ) = verify_both(&mut s, &d, lens.into(), one_hot, &seeds, &what);
             near += differ;
             // The cases the draft's special rows make must have come out as designed.
             for (r, v) in cpu.iter().enumerate() {
@@ -327,18 +371,15 @@ impl<T: Logit + DeviceRepr> TargetLogits<T> {
 }
 
 /// The target's probabilities and softmax status per target row as `Sampler::softmax` gives
-/// them on its two-read paths (each request's τ on its n + 1 rows).
+/// them on its two-read paths (each request's τ on its rows: `requests[t]` is row t's).
 fn softmax_targets<T: Logit + DeviceRepr>(
     s: &mut Sampler,
     device: &DeviceLogits<'_, T>,
     target: &TargetLogits<T>,
-    n: usize,
+    requests: &[usize],
 ) -> (CudaSlice<f32>, Vec<u32>) {
     let row_temps = target.temps.as_ref().map(|t| {
-        let each: Vec<f32> = t
-            .iter()
-            .flat_map(|&v| std::iter::repeat_n(v, n + 1))
-            .collect();
+        let each: Vec<f32> = requests.iter().map(|&r| t[r]).collect();
         upload(s, &each)
     });
     let row_params = RowParams {
@@ -365,31 +406,25 @@ fn softmax_targets<T: Logit + DeviceRepr>(
     (probs, st)
 }
 
-/// `verify_draft_logits` on the GPU, and the same verdicts by the two ops it fuses:
-/// `softmax` on the target rows (its two-read paths, which the statistics match bit for bit),
-/// then `verify_draft` on those probabilities. Asserts that both give the same tokens and
-/// counts, and that the fused op's status is the verification's plus the softmax status of
-/// the target rows the verdict read; returns the fused op's verdicts.
-fn gpu_verify_logits<T: Logit + DeviceRepr>(
+/// `verify_draft_logits` on the GPU: (tokens, accepted, status).
+fn fused_verify_logits<T: Logit + DeviceRepr>(
     s: &mut Sampler,
     d: &Draft,
     target: &TargetLogits<T>,
-    lens: Option<&[u32]>,
+    layout: DraftLayout<&[u32]>,
     one_hot: bool,
     seeds: &HostSeeds,
-    what: &str,
 ) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
-    let (batch, n) = (d.batch, d.n);
     let logits = target.rows.upload(s);
     let device = target.rows.device(&logits);
     let (q, x) = (upload(s, &d.draft_probs), upload(s, &d.draft_tokens));
     let q = (!one_hot).then(|| q.as_view());
-    let lens_buf = lens.map(|l| upload(s, l));
-    let lens_view = lens_buf.as_ref().map(|l| l.as_view());
+    let layout_buf = upload_layout(s, layout);
+    let layout_view = layout_buf.as_ref().map(|b| b.as_view());
     let seed_bufs = SeedBuffers::new(s, seeds);
-    let mut tokens = s.stream().alloc_zeros::<u32>(batch * (n + 1)).unwrap();
-    let mut accepted = s.stream().alloc_zeros::<u32>(batch).unwrap();
-    let mut st = s.stream().alloc_zeros::<u32>(batch).unwrap();
+    let mut tokens = s.stream().alloc_zeros::<u32>(d.batch * (d.n + 1)).unwrap();
+    let mut accepted = s.stream().alloc_zeros::<u32>(d.batch).unwrap();
+    let mut st = s.stream().alloc_zeros::<u32>(d.batch).unwrap();
     let temps = target.temps.as_ref().map(|t| upload(s, t));
     let rows = RowParams {
         temperature: temps.as_ref().map(|t| t.as_view()),
@@ -398,43 +433,55 @@ fn gpu_verify_logits<T: Logit + DeviceRepr>(
     s.verify_draft_logits(
         q.as_ref(),
         &x.as_view(),
-        lens_view.as_ref(),
+        on_device(layout, layout_view.as_ref()),
         &device,
         target.tau,
         &rows,
-        batch,
+        d.batch,
         &seed_bufs.device(seeds),
         &mut tokens.as_view_mut(),
         &mut accepted.as_view_mut(),
         Some(&mut st.as_view_mut()),
     )
     .unwrap();
-    let fused = (
+    (
         download(s, &tokens),
         download(s, &accepted),
         download(s, &st),
-    );
+    )
+}
 
-    // softmax with each request's τ on its n + 1 rows, then verify_draft.
-    let (probs, softmax_st) = softmax_targets(s, &device, target, n);
-    s.verify_draft(
-        q.as_ref(),
-        &x.as_view(),
-        lens_view.as_ref(),
-        &probs.as_view(),
-        batch,
-        d.vocab,
-        &seed_bufs.device(seeds),
-        &mut tokens.as_view_mut(),
-        &mut accepted.as_view_mut(),
-        Some(&mut st.as_view_mut()),
-    )
-    .unwrap();
-    let (two_tokens, two_accepted, two_st) = (
-        download(s, &tokens),
-        download(s, &accepted),
-        download(s, &st),
-    );
+/// `verify_draft_logits` on the GPU ([`fused_verify_logits`]), and the same verdicts by the
+/// two ops it fuses: `softmax` on the target rows (its two-read paths, which the statistics
+/// match bit for bit), then `verify_draft` on those probabilities. Asserts that both give the
+/// same tokens and counts, and that the fused op's status is the verification's plus the
+/// softmax status of the target rows the verdict read; returns the fused op's verdicts. A
+/// packed layout's offsets must be in range.
+fn gpu_verify_logits<T: Logit + DeviceRepr>(
+    s: &mut Sampler,
+    d: &Draft,
+    target: &TargetLogits<T>,
+    layout: DraftLayout<&[u32]>,
+    one_hot: bool,
+    seeds: &HostSeeds,
+    what: &str,
+) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let fused = fused_verify_logits(s, d, target, layout, one_hot, seeds);
+
+    // softmax with each request's τ on its rows, then verify_draft on the probabilities.
+    let (batch, n) = (d.batch, d.n);
+    let logits = target.rows.upload(s);
+    let device = target.rows.device(&logits);
+    let requests = row_requests(layout, batch, n, target.rows.batch);
+    let (probs, softmax_st) = softmax_targets(s, &device, target, &requests);
+    let host_probs = download(s, &probs);
+    let two = Draft {
+        target_probs: host_probs,
+        draft_probs: d.draft_probs.clone(),
+        draft_tokens: d.draft_tokens.clone(),
+        ..*d
+    };
+    let (two_tokens, two_accepted, two_st) = gpu_verify(s, &two, layout, one_hot, seeds);
     assert_eq!(
         fused.0, two_tokens,
         "{what}: tokens, fused vs softmax + verify_draft"
@@ -444,7 +491,8 @@ fn gpu_verify_logits<T: Logit + DeviceRepr>(
         "{what}: accepted, fused vs softmax + verify_draft"
     );
     for r in 0..batch {
-        let read = &softmax_st[r * (n + 1)..=r * (n + 1) + two_accepted[r] as usize];
+        let first = first_target(layout, r, n);
+        let read = &softmax_st[first..=first + two_accepted[r] as usize];
         let want = read.iter().fold(two_st[r], |a, &b| a | b);
         assert_eq!(fused.2[r], want, "{what}: row {r}: status");
     }
@@ -459,12 +507,12 @@ fn verify_logits_both<T: Logit + DeviceRepr>(
     s: &mut Sampler,
     d: &Draft,
     target: &TargetLogits<T>,
-    lens: Option<&[u32]>,
+    layout: DraftLayout<&[u32]>,
     one_hot: bool,
     seeds: &HostSeeds,
     what: &str,
 ) -> (Vec<Verdict>, usize) {
-    let gpu = gpu_verify_logits(s, d, target, lens, one_hot, seeds, what);
+    let gpu = gpu_verify_logits(s, d, target, layout, one_hot, seeds, what);
     let temperature = match &target.temps {
         Some(t) => Rows::Each(t.as_slice()),
         None => Rows::All(target.tau),
@@ -472,7 +520,7 @@ fn verify_logits_both<T: Logit + DeviceRepr>(
     let cpu = cpu::verify_draft_logits(
         (!one_hot).then_some(d.draft_probs.as_slice()),
         &d.draft_tokens,
-        lens,
+        layout,
         &target.rows.cpu(),
         temperature,
         d.batch,
@@ -532,8 +580,9 @@ fn verification_on_logits_is_softmax_then_verification() {
         let f16s = TargetLogits::<f16>::new(&d, seed, (vocab + pad, lead), 0.8, None);
         let each = HostSeeds::each(batch);
         let (lens, shared_a, shared_b) = (Some(lens.as_slice()), shared(31), shared(32));
+        let (lens, padded) = (lens.into(), DraftLayout::Padded);
         let runs = [
-            verify_logits_both(&mut s, &d, &f32s, None, false, &shared_a, &what("f32")),
+            verify_logits_both(&mut s, &d, &f32s, padded, false, &shared_a, &what("f32")),
             verify_logits_both(
                 &mut s,
                 &d,
@@ -585,7 +634,8 @@ fn knife_edge_acceptances_on_logits_match_softmax_then_verification() {
     let target = TargetLogits::<f32>::new(&d, 77, (vocab, 0), 0.9, None);
     let logits = target.rows.upload(&s);
     let device = target.rows.device(&logits);
-    let probs = softmax_targets(&mut s, &device, &target, n).0;
+    let requests = row_requests(DraftLayout::Padded, batch, n, batch * (n + 1));
+    let probs = softmax_targets(&mut s, &device, &target, &requests).0;
     let probs = download(&s, &probs);
     let HostSeeds::Shared(rng) = seeds else {
         unreachable!()
@@ -603,8 +653,15 @@ fn knife_edge_acceptances_on_logits_match_softmax_then_verification() {
         }
         d.draft_probs.extend_from_slice(&q);
     }
-    let (_, accepted, _) =
-        gpu_verify_logits(&mut s, &d, &target, None, false, &seeds, "knife edge");
+    let (_, accepted, _) = gpu_verify_logits(
+        &mut s,
+        &d,
+        &target,
+        DraftLayout::Padded,
+        false,
+        &seeds,
+        "knife edge",
+    );
     let kept = accepted.iter().filter(|&&a| a == 1).count();
     eprintln!("{edges} drafts on the boundary: {kept} accepted");
     assert!(
@@ -735,7 +792,28 @@ fn random_verifications_match_the_cpu_reference() {
             if lens.is_some() { " lens" } else { "" },
             if one_hot { " one-hot" } else { "" }
         );
-        near += verify_both(&mut s, &d, lens.as_deref(), one_hot, &seeds, &what).1;
+        let padded = gpu_verify(&mut s, &d, lens.as_deref().into(), one_hot, &seeds);
+        near += verify_both(&mut s, &d, lens.as_deref().into(), one_hot, &seeds, &what).1;
+        // With lengths, the same drafts packed (a length above n packs as n, unflagged).
+        if let Some(lens) = &lens {
+            let fit: Vec<u32> = lens.iter().map(|&l| l.min(n as u32)).collect();
+            let (p, starts) = pack(&d, &fit);
+            let packed = DraftLayout::Packed {
+                starts: starts.as_slice(),
+                max_drafts: n,
+            };
+            let what = format!("{what} packed");
+            let got = verify_both(&mut s, &p, packed, one_hot, &seeds, &what);
+            near += got.1;
+            let clamped = |r: usize| lens[r] > n as u32;
+            let same = gpu_verify(&mut s, &p, packed, one_hot, &seeds);
+            for r in 0..batch {
+                let (a, b) = (r * (n + 1), (r + 1) * (n + 1));
+                assert_eq!(same.0[a..b], padded.0[a..b], "{what}: row {r}: tokens");
+                let flag = if clamped(r) { status::PARAM_CLAMPED } else { 0 };
+                assert_eq!(same.2[r] | flag, padded.2[r], "{what}: row {r}: status");
+            }
+        }
 
         // The same case on the target's logits, ln p (0 becomes −∞, a negative NaN), at a
         // random τ, batch-wide or per request, in f32 or bf16, at an aligned or odd stride and
@@ -750,7 +828,7 @@ fn random_verifications_match_the_cpu_reference() {
         });
         let layout = [(vocab, 0), (vocab + 1, 1), (vocab + 8, 0)][lr.random_range(0..3)];
         let what = format!("{what} logits τ {tau} {temps:?} layout {layout:?}");
-        let lens = lens.as_deref();
+        let lens = lens.as_deref().into();
         near += match lr.random_bool(0.5) {
             true => {
                 let t = TargetLogits::<f32>::from_rows(&z, vocab, layout, tau, temps);
@@ -836,7 +914,7 @@ fn check_emitted_tokens(s: &mut Sampler, one_hot: bool) {
             target_probs: target_probs.clone(),
         };
         let seeds = HostSeeds::Shared(Rng::new(78).at(2 * l));
-        let (tokens, accepted, _) = gpu_verify(s, &d, None, one_hot, &seeds);
+        let (tokens, accepted, _) = gpu_verify(s, &d, DraftLayout::Padded, one_hot, &seeds);
         for r in 0..batch {
             first[tokens[2 * r] as usize] += 1;
             if accepted[r] == 1 {
@@ -867,6 +945,209 @@ fn check_emitted_tokens(s: &mut Sampler, one_hot: bool) {
     );
 }
 
+/// Request r's first `counts[r]` of its `width` rows (`row` values each) of `v`, one after
+/// another.
+fn pack_rows<T: Copy>(v: &[T], row: usize, width: usize, counts: &[usize]) -> Vec<T> {
+    counts
+        .iter()
+        .enumerate()
+        .flat_map(|(r, &c)| v[r * width * row..][..c * row].iter().copied())
+        .collect()
+}
+
+/// `d` (padded) packed as a flattened batch holds it: request r keeps its first `lens[r]`
+/// drafts and `lens[r] + 1` target rows; with the starts (batch + 1 offsets).
+fn pack(d: &Draft, lens: &[u32]) -> (Draft, Vec<u32>) {
+    let drafts: Vec<usize> = lens.iter().map(|&l| l as usize).collect();
+    let targets: Vec<usize> = drafts.iter().map(|l| l + 1).collect();
+    let starts = std::iter::once(0)
+        .chain(lens.iter().scan(0, |at, &l| {
+            *at += l;
+            Some(*at)
+        }))
+        .collect();
+    let (n, vocab) = (d.n, d.vocab);
+    let packed = Draft {
+        batch: d.batch,
+        vocab,
+        n,
+        draft_probs: pack_rows(&d.draft_probs, vocab, n, &drafts),
+        draft_tokens: pack_rows(&d.draft_tokens, 1, n, &drafts),
+        target_probs: pack_rows(&d.target_probs, vocab, n + 1, &targets),
+    };
+    (packed, starts)
+}
+
+impl<T: Logit + DeviceRepr> TargetLogits<T> {
+    /// These target rows packed as [`pack`] packs `d`'s, laid out alike.
+    fn packed(&self, n: usize, lens: &[u32]) -> Self {
+        let rows = self.rows.cpu();
+        let dense: Vec<f32> = (0..rows.batch())
+            .flat_map(|t| rows.row(t).iter().map(|z| z.to_f32()))
+            .collect();
+        let counts: Vec<usize> = lens.iter().map(|&l| l as usize + 1).collect();
+        let (vocab, layout) = (self.rows.vocab, (self.rows.stride, self.rows.lead));
+        let z = pack_rows(&dense, vocab, n + 1, &counts);
+        Self::from_rows(&z, vocab, layout, self.tau, self.temps.clone())
+    }
+}
+
+#[test]
+fn packed_drafts_verify_as_padded_drafts_with_lengths() {
+    let mut s = gpu_or_skip!();
+    let mut near = 0;
+    // A flattened batch (each request's drafts and target rows one after another, as a
+    // varlen verification pass leaves them) must give the verdicts its padded twin with the
+    // same lengths gives, bit for bit: the same rows, seeds and draws. (batch, vocab, (n,
+    // exact)): split rows, a long draft, whole rows of several tiles, vocab 1 and an odd vocab
+    // (the _any kernels), lengths from 0 to n.
+    let cases = [
+        (1, 128256, (4, 0)),
+        (4, 32000, (3, 0)),
+        (3, 30000, (40, 36)),
+        (300, 2048, (2, 0)),
+        (6, 1000, (0, 0)),
+        (5, 1, (3, 0)),
+        (10, 7, (5, 0)),
+    ];
+    for (k, &(batch, vocab, (n, exact))) in cases.iter().enumerate() {
+        let d = close_draft(batch, vocab, (n, exact), 1300 + k as u64);
+        let lens: Vec<u32> = (0..batch)
+            .map(|r| match r % 4 {
+                0 => n as u32,
+                _ => ((r * 3 + k) % (n + 1)) as u32,
+            })
+            .collect();
+        let (p, starts) = pack(&d, &lens);
+        let packed = DraftLayout::Packed {
+            starts: starts.as_slice(),
+            max_drafts: n,
+        };
+        let lengths = DraftLayout::Lengths(lens.as_slice());
+        let seeds = [
+            HostSeeds::Shared(Rng::new(61).at(k as u64)),
+            HostSeeds::each(batch),
+        ];
+        for (one_hot, seeds) in [(false, &seeds[0]), (true, &seeds[1])] {
+            let what = format!("b{batch} v{vocab} n{n} packed {}", seeds.label());
+            let what = if one_hot { what + " one-hot" } else { what };
+            let padded = gpu_verify(&mut s, &d, lengths, one_hot, seeds);
+            let (cpu, differ) = verify_both(&mut s, &p, packed, one_hot, seeds, &what);
+            near += differ;
+            assert_eq!(
+                gpu_verify(&mut s, &p, packed, one_hot, seeds),
+                padded,
+                "{what}"
+            );
+            let q = (!one_hot).then_some(d.draft_probs.as_slice());
+            let cpu_padded = cpu::verify_draft(
+                q,
+                &d.draft_tokens,
+                lengths,
+                &d.target_probs,
+                batch,
+                vocab,
+                seeds.rows(),
+            )
+            .unwrap();
+            assert_eq!(
+                cpu, cpu_padded,
+                "{what}: the CPU reference, packed vs lengths"
+            );
+        }
+
+        // On the logits: f32 at τ = 1 with the draft's distributions, and bf16 with
+        // per-request τ, one-hot drafts and per-row seeds. Rows 16-byte aligned, so that a
+        // row's statistics do not depend on where it sits; then an odd stride and lead (the
+        // _any kernels), against the CPU reference alone.
+        let seed = 1300 + k as u64;
+        let stride = vocab.next_multiple_of(4);
+        let temps = Some(request_temperatures(batch));
+        let f32s = TargetLogits::<f32>::new(&d, seed, (stride, 0), 1.0, None);
+        let bf16s = TargetLogits::<bf16>::new(&d, seed, (stride + 8, 0), 1.0, temps.clone());
+        let what = format!("b{batch} v{vocab} n{n} packed logits");
+        let padded = gpu_verify_logits(&mut s, &d, &f32s, lengths, false, &seeds[0], &what);
+        let (p32, pbf) = (f32s.packed(n, &lens), bf16s.packed(n, &lens));
+        let (_, differ) = verify_logits_both(&mut s, &p, &p32, packed, false, &seeds[0], &what);
+        near += differ;
+        let got = gpu_verify_logits(&mut s, &p, &p32, packed, false, &seeds[0], &what);
+        assert_eq!(got, padded, "{what} f32");
+        let what = format!("{what} bf16 τ_r one-hot");
+        let padded = gpu_verify_logits(&mut s, &d, &bf16s, lengths, true, &seeds[1], &what);
+        let got = gpu_verify_logits(&mut s, &p, &pbf, packed, true, &seeds[1], &what);
+        assert_eq!(got, padded, "{what}");
+        let odd = TargetLogits::<bf16>::new(&d, seed, (vocab + 1, 1), 0.8, temps).packed(n, &lens);
+        let what = format!("b{batch} v{vocab} n{n} packed logits bf16 odd stride");
+        near += verify_logits_both(&mut s, &p, &odd, packed, false, &seeds[1], &what).1;
+    }
+    eprintln!("packed verify_draft: {near} near-boundary disagreements");
+}
+
+#[test]
+fn packed_offsets_out_of_range_are_clamped_and_flagged() {
+    let mut s = gpu_or_skip!();
+    // Starts a caller got wrong: a draft longer than max_drafts (taken as max_drafts), starts
+    // out of order (an empty draft at the later start), past the draft's end (clamped to it),
+    // and one request laid out right. Nothing outside the buffers is read (the CPU reference
+    // would panic, the emulator check), the verdicts are the clamped layout's, and exactly the
+    // requests whose values moved are flagged PARAM_CLAMPED.
+    let (batch, vocab, max) = (6usize, 3000usize, 4usize);
+    let total = 10usize;
+    let starts = [0u32, 5, 3, 3, 4, 11, 100];
+    let clamped = [true, true, false, false, true, true];
+    let q = softmax_rows(total, vocab, 5);
+    let p = softmax_rows(total + batch, vocab, 6);
+    let draft_tokens: Vec<u32> = (0..total).map(|i| (i * 277 % vocab) as u32).collect();
+    let d = Draft {
+        batch,
+        vocab,
+        n: max,
+        draft_probs: q,
+        draft_tokens,
+        target_probs: p,
+    };
+    let packed = DraftLayout::Packed {
+        starts: starts.as_slice(),
+        max_drafts: max,
+    };
+    let seeds = HostSeeds::Shared(Rng::new(71));
+    let logits: Vec<f32> = d.target_probs.iter().map(|p| p.ln()).collect();
+    let target = TargetLogits::<f32>::from_rows(&logits, vocab, (vocab, 0), 1.0, None);
+    for one_hot in [false, true] {
+        let what = format!("bad starts, one-hot {one_hot}");
+        let (cpu, _) = verify_both(&mut s, &d, packed, one_hot, &seeds, &what);
+        let gpu = fused_verify_logits(&mut s, &d, &target, packed, one_hot, &seeds);
+        let q = (!one_hot).then_some(d.draft_probs.as_slice());
+        let rows = target.rows.cpu();
+        let on_logits = cpu::verify_draft_logits(
+            q,
+            &d.draft_tokens,
+            packed,
+            &rows,
+            Rows::All(1.0),
+            batch,
+            seeds.rows(),
+        )
+        .unwrap();
+        assert_verdicts_agree(&gpu, &on_logits, max, &format!("{what}, on logits"));
+        for (r, v) in cpu.iter().chain(&on_logits).enumerate() {
+            let r = r % batch;
+            let flagged = v.status & status::PARAM_CLAMPED != 0;
+            assert_eq!(
+                flagged, clamped[r],
+                "{what}: request {r}: status {:#x}",
+                v.status
+            );
+        }
+        // Request 0's draft is its first max_drafts tokens; requests 1 and 5 have none.
+        let none = |v: &Verdict| v.accepted == 0 && v.tokens[1] == status::NO_TOKEN;
+        assert!(none(&cpu[1]) && none(&cpu[5]), "{what}");
+        let first: Vec<u32> = d.draft_tokens[..max].to_vec();
+        let e = cpu[0].accepted as usize;
+        assert_eq!(cpu[0].tokens[..e], first[..e], "{what}");
+    }
+}
+
 #[test]
 fn verification_refuses_bad_shapes() {
     let mut s = gpu_or_skip!();
@@ -880,6 +1161,10 @@ fn verification_refuses_bad_shapes() {
     let (x, odd, lx) = (ids(batch * 3), ids(batch * 3 + 1), ids(long));
     let (mut tokens, mut accepted, mut lt) = (ids(batch * 4), ids(batch), ids(long + 1));
     let lens = ids(batch + 1); // one length too many
+                               // Packed: T = 5 draft tokens over the 2 requests, T × vocab draft rows, (T + batch) × vocab
+                               // target rows and batch + 1 starts (all 0: empty drafts, in range).
+    let (pq, pp, short_pp) = (buf(5 * vocab), buf(7 * vocab), buf(7 * vocab - 1));
+    let (px, starts, short_starts) = (ids(5), ids(batch + 1), ids(batch));
     let seeds = samplex::gpu::DeviceSeeds::Shared(Rng::new(1));
     type Buf<T> = cudarc::driver::CudaSlice<T>;
     // (q or None for one-hot drafts, x, draft_lens, p, batch, tokens' and accepted's lengths)
@@ -891,7 +1176,7 @@ fn verification_refuses_bad_shapes() {
         s.verify_draft(
             q.map(|q| q.as_view()).as_ref(),
             &x.as_view(),
-            lens.map(|l| l.as_view()).as_ref(),
+            lens.map(|l| l.as_view()).as_ref().into(),
             &p.as_view(),
             batch,
             vocab,
@@ -926,7 +1211,7 @@ fn verification_refuses_bad_shapes() {
     let r = s.verify_draft(
         Some(&lq.as_view()),
         &lx.as_view(),
-        None,
+        DraftLayout::Padded,
         &lp.as_view(),
         1,
         vocab,
@@ -937,6 +1222,41 @@ fn verification_refuses_bad_shapes() {
     );
     assert!(
         matches!(r, Err(Error::BadParam { name: "draft length", value, .. }) if value == long as f64),
+        "{r:?}"
+    );
+
+    // Packed, max_drafts 3 (the verdicts' n: tokens batch × 4).
+    let mut packed = |q: &Buf<f32>, p: &Buf<f32>, starts: &Buf<u32>, max_drafts: usize| {
+        s.verify_draft(
+            Some(&q.as_view()),
+            &px.as_view(),
+            DraftLayout::Packed {
+                starts: &starts.as_view(),
+                max_drafts,
+            },
+            &p.as_view(),
+            batch,
+            vocab,
+            &seeds,
+            &mut tokens.as_view_mut(),
+            &mut accepted.slice_mut(..batch),
+            None,
+        )
+    };
+    assert!(packed(&pq, &pp, &starts, 3).is_ok());
+    assert_eq!(name(packed(&pq, &short_pp, &starts, 3)), "target_probs");
+    assert_eq!(name(packed(&pp, &pp, &starts, 3)), "draft_probs");
+    assert_eq!(name(packed(&pq, &pp, &short_starts, 3)), "draft starts");
+    assert_eq!(name(packed(&pq, &pp, &starts, 2)), "tokens");
+    let r = packed(&pq, &pp, &starts, MAX_DRAFTS + 1);
+    assert!(
+        matches!(
+            r,
+            Err(Error::BadParam {
+                name: "draft length",
+                ..
+            })
+        ),
         "{r:?}"
     );
 }
@@ -956,6 +1276,8 @@ fn verification_on_logits_refuses_bad_shapes() {
     let top_k = ids(batch);
     let x = ids(batch * n);
     let (mut tokens, mut accepted) = (ids(batch * (n + 1)), ids(batch));
+    // Packed: T = 4 draft tokens, so T + batch = 6 target rows.
+    let (px, pq, starts) = (ids(4), buf(4 * vocab), ids(batch + 1));
     let seeds = samplex::gpu::DeviceSeeds::Shared(Rng::new(1));
     // (logits, their rows, τ, the per-row parameters, batch)
     let mut run = |z: &CudaSlice<f32>, rows: usize, tau: f32, params: &RowParams, batch: usize| {
@@ -963,7 +1285,7 @@ fn verification_on_logits_refuses_bad_shapes() {
         s.verify_draft_logits(
             Some(&q.as_view()),
             &x.as_view(),
-            None,
+            DraftLayout::Padded,
             &logits,
             tau,
             params,
@@ -1026,4 +1348,37 @@ fn verification_on_logits_refuses_bad_shapes() {
     let r = run(&z, 8, 1.0, &filtered, batch);
     assert!(matches!(r, Err(Error::Unsupported(_))), "{r:?}");
     assert!(matches!(run(&z, 8, 1.0, &none, 0), Err(Error::EmptyBatch)));
+
+    let mut packed = |rows: usize| {
+        let logits = DeviceLogits::new(z.slice(..rows * vocab), rows, vocab).unwrap();
+        s.verify_draft_logits(
+            Some(&pq.as_view()),
+            &px.as_view(),
+            DraftLayout::Packed {
+                starts: &starts.as_view(),
+                max_drafts: n,
+            },
+            &logits,
+            1.0,
+            &none,
+            batch,
+            &seeds,
+            &mut tokens.as_view_mut(),
+            &mut accepted.as_view_mut(),
+            None,
+        )
+    };
+    assert!(packed(6).is_ok());
+    let r = packed(8);
+    assert!(
+        matches!(
+            r,
+            Err(Error::BadLength {
+                name: "target_logits rows",
+                got: 8,
+                expected: 6
+            })
+        ),
+        "{r:?}"
+    );
 }

@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream};
 use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
-use samplex::{Error, Result};
+use samplex::{DraftLayout, Error, Result};
 
 /// (op, params) of every point set, in the order the bench and scripts/peers.py run them.
 /// `n` is the draws per row (`sample_from_probs_n`) or the draft length (`verify_draft`);
@@ -402,7 +402,7 @@ pub fn launch(
                 s.verify_draft_logits(
                     draft.as_ref(),
                     &draft_tokens,
-                    None,
+                    DraftLayout::Padded,
                     &target,
                     1.0,
                     &rows,
@@ -416,7 +416,7 @@ pub fn launch(
                 s.verify_draft(
                     draft.as_ref(),
                     &draft_tokens,
-                    None,
+                    DraftLayout::Padded,
                     &target,
                     batch,
                     v,

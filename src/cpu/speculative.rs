@@ -7,10 +7,12 @@
 //! from q_i) and the target's p_0 .. p_n (p_n is the distribution after the whole draft).
 //! Drafts proposed without a distribution (n-gram or prompt lookup, a greedy draft model) are
 //! one-hot: q_i = δ(x_i), given by their tokens alone, so draft i is accepted with chance
-//! p_i(x_i) and a rejected token is replaced from p_e without x_e. A
-//! batch is padded to its longest draft: with per-row lengths, row r's draft is its first n_r
-//! slots (a length above the padded n is taken as n, [`status::PARAM_CLAMPED`]); n below
-//! stands for n_r, and the slots past it are not read. With the row's (seed, offset) = (s, o):
+//! p_i(x_i) and a rejected token is replaced from p_e without x_e. The verdicts are padded to
+//! the longest draft n; the drafts and target rows come as a [`DraftLayout`] says: padded
+//! alike, each row's draft all its n slots or, with per-row lengths, its first n_r (the slots
+//! past it are not read); or packed, row r's n_r drafts and n_r + 1 target rows one after
+//! another as a flattened batch holds them. A length above the padded n is taken as n
+//! ([`status::PARAM_CLAMPED`]); n below stands for n_r. With the row's (seed, offset) = (s, o):
 //!
 //! 1. Draft i is accepted when p_i(x_i) > 0 and either q_i(x_i) ≤ p_i(x_i) or
 //!    u_i · q_i(x_i) < p_i(x_i) (so with chance min(1, p/q); a token the target rules out is
@@ -30,7 +32,7 @@
 //! rows drawn from).
 
 use super::draw::{draw_weights, Draw};
-use crate::batch::{stream_of, Logits, Rows};
+use crate::batch::{stream_of, DraftLayout, Logits, Rows};
 use crate::dtype::Logit;
 use crate::error::{Error, Result};
 use crate::philox::{row_random, uniform_open, Rng};
@@ -52,54 +54,109 @@ pub struct Verdict {
     pub margin: f64,
 }
 
-/// Verifies `batch` rows of n draft slots: `draft_probs` is batch × n × vocab (`None`: one-hot
-/// drafts, q_i = δ(x_i)), `draft_tokens` batch × n, `target_probs` batch × (n + 1) × vocab, all
-/// dense and row-major (n ≥ 0 from `draft_tokens.len() / batch`); `draft_lens` (batch values),
-/// when given, is each row's draft length (its first slots). See the module's text for the
-/// method.
+/// Verifies `batch` requests' drafts: `draft_probs` holds the draft's distributions (`None`:
+/// one-hot drafts, q_i = δ(x_i)), `draft_tokens` its tokens and `target_probs` the target's
+/// distributions, all dense and row-major, laid out as `layout` says: padded, batch × n,
+/// batch × n × vocab and batch × (n + 1) × vocab (n ≥ 0 from `draft_tokens.len() / batch`),
+/// each request's draft all its n slots or, with [`DraftLayout::Lengths`], its first n_r;
+/// or packed ([`DraftLayout::Packed`]: T draft tokens, T × vocab, (T + batch) × vocab, and n its
+/// `max_drafts`). See the module's text for the method.
 ///
 /// # Errors
 /// [`Error::EmptyBatch`], [`Error::BadVocab`], [`Error::BadLength`] when a buffer does not fit
-/// the shape or `draft_lens` or `seeds` has the wrong length.
+/// the shape or the layout's buffer or `seeds` has the wrong length.
 pub fn verify_draft(
     draft_probs: Option<&[f32]>,
     draft_tokens: &[u32],
-    draft_lens: Option<&[u32]>,
+    layout: DraftLayout<&[u32]>,
     target_probs: &[f32],
     batch: usize,
     vocab: usize,
     seeds: Rows<'_, Rng>,
 ) -> Result<Vec<Verdict>> {
-    let n = check_draft_shape(
+    let n = check_draft(
         draft_probs.map(<[f32]>::len),
         draft_tokens.len(),
+        &layout,
         Target::Probs(target_probs.len()),
         batch,
         vocab,
     )?;
-    if let Some(lens) = draft_lens {
-        Rows::Each(lens).check_len("draft_lens", batch)?;
-    }
     seeds.check_len("seeds", batch)?;
     Ok((0..batch)
         .map(|r| {
-            let draft = |i| draft_probs.map(|q| dist_row(q, (r * n + i) * vocab, vocab));
-            let target = |i| dist_row(target_probs, (r * (n + 1) + i) * vocab, vocab);
-            let (len, clamped) = match draft_lens.map(|l| l[r] as usize) {
-                Some(len) if len > n => (n, status::PARAM_CLAMPED),
-                Some(len) => (len, 0),
-                None => (n, 0),
-            };
-            let xs = &draft_tokens[r * n..r * n + len];
-            let mut v = verify_row(xs, n, draft, target, seeds.get(r), stream_of(&seeds, r));
-            v.status |= clamped;
-            v
+            let sp = span(&layout, r, n, draft_tokens.len());
+            let target = |i| dist_row(target_probs, (sp.target + i) * vocab, vocab);
+            verify_request(draft_probs, draft_tokens, sp, (n, vocab), target, &seeds, r)
         })
         .collect())
 }
 
 fn dist_row(probs: &[f32], at: usize, vocab: usize) -> &[f32] {
     &probs[at..at + vocab]
+}
+
+/// Where request r's draft lies: its first draft entry (token, and row of the distributions),
+/// its first target row, its length n_r, and PARAM_CLAMPED when its layout's values were out of
+/// range.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    draft: usize,
+    target: usize,
+    len: usize,
+    status: u32,
+}
+
+/// Request r's span in `layout` (n: the padded length; `total`: the draft tokens), the rule of
+/// kernels/softmax.cu's `draft_span`: packed offsets are clamped into 0 ..= total (the end to
+/// no less than the start), and a length above n is taken as n.
+fn span(layout: &DraftLayout<&[u32]>, r: usize, n: usize, total: usize) -> Span {
+    let (draft, len, mut status) = match layout {
+        DraftLayout::Packed { starts, .. } => {
+            let (a, b) = (starts[r] as usize, starts[r + 1] as usize);
+            let start = a.min(total);
+            let end = b.clamp(start, total);
+            let moved = (start, end) != (a, b);
+            (
+                start,
+                end - start,
+                if moved { status::PARAM_CLAMPED } else { 0 },
+            )
+        }
+        DraftLayout::Lengths(lens) => (r * n, lens[r] as usize, 0),
+        DraftLayout::Padded => (r * n, n, 0),
+    };
+    let target = match layout {
+        DraftLayout::Packed { .. } => draft + r,
+        _ => r * (n + 1),
+    };
+    if len > n {
+        status |= status::PARAM_CLAMPED;
+    }
+    Span {
+        draft,
+        target,
+        len: len.min(n),
+        status,
+    }
+}
+
+/// Request r's verdict over its span: `target(i)` is its target row i (0 ..= n_r), `n` the
+/// padded length.
+fn verify_request<'a>(
+    draft_probs: Option<&'a [f32]>,
+    draft_tokens: &[u32],
+    sp: Span,
+    (n, vocab): (usize, usize),
+    target: impl Fn(usize) -> &'a [f32],
+    seeds: &Rows<'_, Rng>,
+    r: usize,
+) -> Verdict {
+    let draft = |i| draft_probs.map(|q| dist_row(q, (sp.draft + i) * vocab, vocab));
+    let xs = &draft_tokens[sp.draft..sp.draft + sp.len];
+    let mut v = verify_row(xs, n, draft, target, seeds.get(r), stream_of(seeds, r));
+    v.status |= sp.status;
+    v
 }
 
 /// How the target model's distributions come, for the shape checks: dense probabilities (their
@@ -110,11 +167,14 @@ pub(crate) enum Target {
     LogitRows(usize),
 }
 
-/// The draft's length n from the buffers' lengths (`draft_probs` none for one-hot drafts), or
-/// the error naming the one that does not fit `batch` rows of `vocab`.
-pub(crate) fn check_draft_shape(
+/// The padded draft length n from the buffers' lengths (`draft_probs` none for one-hot drafts)
+/// and the layout (a packed one says n; its draft is `draft_tokens` entries), or the error
+/// naming the buffer that does not fit `batch` requests of `vocab`. The layout's own buffer is
+/// the caller's to check ([`DraftLayout`]'s `buffer`).
+pub(crate) fn check_draft_shape<B>(
     draft_probs: Option<usize>,
     draft_tokens: usize,
+    layout: &DraftLayout<B>,
     target: Target,
     batch: usize,
     vocab: usize,
@@ -127,7 +187,6 @@ pub(crate) fn check_draft_shape(
     if batch == 0 {
         return Err(Error::EmptyBatch);
     }
-    let n = draft_tokens / batch;
     let fits = |name, got, expected| {
         if got == expected {
             Ok(())
@@ -139,77 +198,99 @@ pub(crate) fn check_draft_shape(
             })
         }
     };
-    fits("draft_tokens", draft_tokens, batch * n)?;
+    // n and the draft's entries: batch × n padded, any number packed.
+    let (n, entries) = match layout.packed_max() {
+        Some(max) => (max, draft_tokens),
+        None => {
+            let n = draft_tokens / batch;
+            fits("draft_tokens", draft_tokens, batch * n)?;
+            (n, batch * n)
+        }
+    };
     if let Some(len) = draft_probs {
-        fits("draft_probs", len, (batch * n).saturating_mul(vocab))?;
+        fits("draft_probs", len, entries.saturating_mul(vocab))?;
     }
+    let target_rows = entries + batch;
     match target {
-        Target::Probs(len) => fits("target_probs", len, (batch * (n + 1)).saturating_mul(vocab)),
-        Target::LogitRows(rows) => fits("target_logits rows", rows, batch * (n + 1)),
+        Target::Probs(len) => fits("target_probs", len, target_rows.saturating_mul(vocab)),
+        Target::LogitRows(rows) => fits("target_logits rows", rows, target_rows),
     }?;
     Ok(n)
 }
 
-/// [`verify_draft`] on the target model's logits: `target_logits` holds batch × (n + 1) rows
-/// (row r's n + 1 target rows in order), and row r's p_i is softmax(z_i / τ_r) as
-/// [`super::softmax()`] computes it (one-hot at the argmax for τ_r = 0), rounded to f32, with
-/// τ_r = `temperature.get(r)` (batch-wide or `batch` values). The verdicts are
-/// [`verify_draft`]'s on those probabilities, and each row's status also has the softmax status
-/// bits (NaN or +∞ logits, no finite logit) of the target rows its verdict read: 0 ..= e.
+/// [`check_draft_shape`] and the layout's buffer, on the host.
+fn check_draft(
+    draft_probs: Option<usize>,
+    draft_tokens: usize,
+    layout: &DraftLayout<&[u32]>,
+    target: Target,
+    batch: usize,
+    vocab: usize,
+) -> Result<usize> {
+    let n = check_draft_shape(draft_probs, draft_tokens, layout, target, batch, vocab)?;
+    if let Some((values, name, len)) = layout.buffer(batch) {
+        Rows::Each(values).check_len(name, len)?;
+    }
+    Ok(n)
+}
+
+/// [`verify_draft`] on the target model's logits: `target_logits` holds the target rows the
+/// layout says (padded: batch × (n + 1), row r's n + 1 rows in order; packed: T + batch), and
+/// request r's p_i is softmax(z_i / τ_r) as [`super::softmax()`] computes it (one-hot at the
+/// argmax for τ_r = 0), rounded to f32, with τ_r = `temperature.get(r)` (batch-wide or `batch`
+/// values). The verdicts are [`verify_draft`]'s on those probabilities, and each request's
+/// status also has the softmax status bits (NaN or +∞ logits, no finite logit) of the target
+/// rows its verdict read: 0 ..= e.
 ///
 /// # Errors
-/// As [`verify_draft`] (`target_logits rows` for a row count that is not batch × (n + 1));
+/// As [`verify_draft`] (`target_logits rows` for a row count the layout does not have);
 /// [`Error::BadParam`] for a τ < 0, NaN or ∞; [`Error::BadLength`] for a per-row τ that is not
 /// `batch` long.
 pub fn verify_draft_logits<T: Logit>(
     draft_probs: Option<&[f32]>,
     draft_tokens: &[u32],
-    draft_lens: Option<&[u32]>,
+    layout: DraftLayout<&[u32]>,
     target_logits: &Logits<'_, T>,
     temperature: Rows<'_, f32>,
     batch: usize,
     seeds: Rows<'_, Rng>,
 ) -> Result<Vec<Verdict>> {
     let vocab = target_logits.vocab();
-    let rows = target_logits.batch();
-    let n = check_draft_shape(
+    let n = check_draft(
         draft_probs.map(<[f32]>::len),
         draft_tokens.len(),
-        Target::LogitRows(rows),
+        &layout,
+        Target::LogitRows(target_logits.batch()),
         batch,
         vocab,
     )?;
     temperature.check_len("temperature", batch)?;
-    let mut probs = Vec::with_capacity(rows * vocab);
-    let mut row_status = Vec::with_capacity(rows);
-    for t in 0..rows {
-        let tau = temperature.get(t / (n + 1));
-        crate::decoder::check_temperature(tau)?;
-        let (z, mut st) = super::widen_row(target_logits.row(t));
-        if z.iter().all(|&v| v == f64::NEG_INFINITY) {
-            st |= status::NO_FINITE_LOGIT;
-        }
-        probs.extend(
-            super::softmax_row(&z, f64::from(tau))
-                .iter()
-                .map(|&p| p as f32),
-        );
-        row_status.push(st);
-    }
-    let mut verdicts = verify_draft(
-        draft_probs,
-        draft_tokens,
-        draft_lens,
-        &probs,
-        batch,
-        vocab,
-        seeds,
-    )?;
-    for (r, v) in verdicts.iter_mut().enumerate() {
-        let read = &row_status[r * (n + 1)..=r * (n + 1) + v.accepted as usize];
-        v.status |= read.iter().fold(0, |a, &b| a | b);
-    }
-    Ok(verdicts)
+    seeds.check_len("seeds", batch)?;
+    (0..batch)
+        .map(|r| {
+            let tau = temperature.get(r);
+            crate::decoder::check_temperature(tau)?;
+            let sp = span(&layout, r, n, draft_tokens.len());
+            // The request's target rows 0 ..= n_r, and each one's softmax status.
+            let mut probs = Vec::with_capacity((sp.len + 1) * vocab);
+            let mut row_status = Vec::with_capacity(sp.len + 1);
+            for i in 0..=sp.len {
+                let (z, mut st) = super::widen_row(target_logits.row(sp.target + i));
+                if z.iter().all(|&v| v == f64::NEG_INFINITY) {
+                    st |= status::NO_FINITE_LOGIT;
+                }
+                let p = super::softmax_row(&z, f64::from(tau));
+                probs.extend(p.iter().map(|&p| p as f32));
+                row_status.push(st);
+            }
+            let target = |i| dist_row(&probs, i * vocab, vocab);
+            let mut v =
+                verify_request(draft_probs, draft_tokens, sp, (n, vocab), target, &seeds, r);
+            let read = &row_status[..=v.accepted as usize];
+            v.status |= read.iter().fold(0, |a, &b| a | b);
+            Ok(v)
+        })
+        .collect()
 }
 
 /// One row: `xs` its draft (n_r tokens), `width` the padded n (its verdict has n + 1 tokens),
@@ -303,9 +384,17 @@ mod tests {
     use super::*;
 
     fn one_row(draft: &[f32], xs: &[u32], target: &[f32], vocab: usize, rng: Rng) -> Verdict {
-        verify_draft(Some(draft), xs, None, target, 1, vocab, Rows::All(rng))
-            .unwrap()
-            .remove(0)
+        verify_draft(
+            Some(draft),
+            xs,
+            DraftLayout::Padded,
+            target,
+            1,
+            vocab,
+            Rows::All(rng),
+        )
+        .unwrap()
+        .remove(0)
     }
 
     #[test]
@@ -374,7 +463,7 @@ mod tests {
         let r = verify_draft(
             Some(&[0.5; 4]),
             &[0, 1],
-            None,
+            DraftLayout::Padded,
             &[0.5; 5],
             1,
             2,
@@ -390,7 +479,7 @@ mod tests {
         let r = verify_draft(
             Some(&[0.5; 3]),
             &[0, 1],
-            None,
+            DraftLayout::Padded,
             &[0.5; 6],
             1,
             2,
@@ -406,7 +495,7 @@ mod tests {
         let r = verify_draft(
             Some(&[]),
             &[0],
-            None,
+            DraftLayout::Padded,
             &[0.5; 4],
             2,
             2,
@@ -423,7 +512,7 @@ mod tests {
         let v = verify_draft(
             Some(&[]),
             &[],
-            None,
+            DraftLayout::Padded,
             &[0.0, 1.0],
             1,
             2,
@@ -434,7 +523,7 @@ mod tests {
         let r = verify_draft(
             Some(&[0.5; 4]),
             &[0, 1],
-            Some(&[1, 1]),
+            DraftLayout::Lengths(&[1, 1]),
             &[0.5; 6],
             1,
             2,
@@ -465,14 +554,21 @@ mod tests {
         for seed in 0..200 {
             let rng = Rng::new(seed);
             for len in 0..=n {
-                let padded =
-                    verify_draft(Some(&q), &xs, Some(&[len as u32]), &p, 1, vocab, rng.into())
-                        .unwrap()
-                        .remove(0);
+                let padded = verify_draft(
+                    Some(&q),
+                    &xs,
+                    DraftLayout::Lengths(&[len as u32]),
+                    &p,
+                    1,
+                    vocab,
+                    rng.into(),
+                )
+                .unwrap()
+                .remove(0);
                 let alone = verify_draft(
                     Some(&q[..len * vocab]),
                     &xs[..len],
-                    None,
+                    DraftLayout::Padded,
                     &p[..(len + 1) * vocab],
                     1,
                     vocab,
@@ -494,8 +590,18 @@ mod tests {
                 );
             }
             // A length above the padded n is n, flagged.
-            let over = verify_draft(Some(&q), &xs, Some(&[7]), &p, 1, vocab, rng.into()).unwrap();
-            let full = verify_draft(Some(&q), &xs, None, &p, 1, vocab, rng.into()).unwrap();
+            let over = verify_draft(
+                Some(&q),
+                &xs,
+                DraftLayout::Lengths(&[7]),
+                &p,
+                1,
+                vocab,
+                rng.into(),
+            )
+            .unwrap();
+            let full =
+                verify_draft(Some(&q), &xs, DraftLayout::Padded, &p, 1, vocab, rng.into()).unwrap();
             assert_eq!(over[0].tokens, full[0].tokens);
             assert_eq!(over[0].status, full[0].status | status::PARAM_CLAMPED);
         }
@@ -524,8 +630,8 @@ mod tests {
             for seed in 0..300 {
                 let lens = lens.as_ref().map(|l| l.as_slice());
                 let rng = Rows::All(Rng::new(seed));
-                let tokens = verify_draft(None, &xs, lens, &p, 1, vocab, rng).unwrap();
-                let rows = verify_draft(Some(&q), &xs, lens, &p, 1, vocab, rng).unwrap();
+                let tokens = verify_draft(None, &xs, lens.into(), &p, 1, vocab, rng).unwrap();
+                let rows = verify_draft(Some(&q), &xs, lens.into(), &p, 1, vocab, rng).unwrap();
                 assert_eq!(tokens, rows, "seed {seed} drafts {xs:?}");
             }
         }
@@ -538,9 +644,17 @@ mod tests {
         let (mut kept, mut firsts) = (0usize, [0usize; 3]);
         let trials = 20_000u64;
         for seed in 0..trials {
-            let v = verify_draft(None, &[0], None, &p, 1, 3, Rows::All(Rng::new(seed)))
-                .unwrap()
-                .remove(0);
+            let v = verify_draft(
+                None,
+                &[0],
+                DraftLayout::Padded,
+                &p,
+                1,
+                3,
+                Rows::All(Rng::new(seed)),
+            )
+            .unwrap()
+            .remove(0);
             kept += usize::from(v.accepted == 1);
             firsts[v.tokens[0] as usize] += 1;
             if v.accepted == 1 {
@@ -554,8 +668,25 @@ mod tests {
             assert!((share - want).abs() < 0.015, "token {k}: {share}");
         }
         // No draft_probs to check: n comes from the tokens, the target must fit it.
-        assert!(verify_draft(None, &[0, 1], None, &[0.5; 6], 1, 2, Rows::All(Rng::new(0))).is_ok());
-        let r = verify_draft(None, &[0, 1], None, &[0.5; 5], 1, 2, Rows::All(Rng::new(0)));
+        assert!(verify_draft(
+            None,
+            &[0, 1],
+            DraftLayout::Padded,
+            &[0.5; 6],
+            1,
+            2,
+            Rows::All(Rng::new(0))
+        )
+        .is_ok());
+        let r = verify_draft(
+            None,
+            &[0, 1],
+            DraftLayout::Padded,
+            &[0.5; 5],
+            1,
+            2,
+            Rows::All(Rng::new(0)),
+        );
         assert!(matches!(
             r,
             Err(Error::BadLength {
@@ -597,7 +728,7 @@ mod tests {
             let v = verify_draft_logits(
                 None,
                 &[2, 4, 3],
-                None,
+                DraftLayout::Padded,
                 &logits,
                 Rows::All(0.0),
                 1,
@@ -613,7 +744,7 @@ mod tests {
         let v = verify_draft_logits(
             None,
             &[2, 4, 1],
-            None,
+            DraftLayout::Padded,
             &logits,
             Rows::Each(&[0.0]),
             1,
@@ -630,7 +761,15 @@ mod tests {
         let z = [0.0f32; 12];
         let logits = Logits::new(&z, 4, 3).unwrap();
         let run = |xs: &[u32], batch, t: Rows<'_, f32>| {
-            verify_draft_logits(None, xs, None, &logits, t, batch, Rows::All(Rng::new(1)))
+            verify_draft_logits(
+                None,
+                xs,
+                DraftLayout::Padded,
+                &logits,
+                t,
+                batch,
+                Rows::All(Rng::new(1)),
+            )
         };
         assert!(run(&[0, 1, 2], 1, Rows::All(1.0)).is_ok());
         assert!(run(&[0, 1], 2, Rows::Each(&[1.0, 0.5])).is_ok());
@@ -660,5 +799,120 @@ mod tests {
             run(&[], 0, Rows::All(1.0)),
             Err(Error::EmptyBatch)
         ));
+    }
+
+    /// Three requests padded to n = 3 over a 5-token vocab, with lengths 2, 0 and 3; and the
+    /// same packed (their own drafts and target rows one after another), with its starts.
+    #[allow(clippy::type_complexity)]
+    fn padded_and_packed() -> (
+        (Vec<f32>, Vec<u32>, Vec<f32>),
+        (Vec<f32>, Vec<u32>, Vec<f32>),
+    ) {
+        let (n, vocab, lens) = (3, 5, [2usize, 0, 3]);
+        let dist = |k: usize| -> Vec<f32> {
+            let w: Vec<f32> = (0..vocab)
+                .map(|i| ((i * 7 + k * 3) % 11 + 1) as f32)
+                .collect();
+            let sum: f32 = w.iter().sum();
+            w.iter().map(|x| x / sum).collect()
+        };
+        let q: Vec<f32> = (0..3 * n).flat_map(dist).collect();
+        let p: Vec<f32> = (0..3 * (n + 1)).flat_map(|k| dist(k + 50)).collect();
+        let xs: Vec<u32> = (0..3 * n).map(|k| (k * 2 % vocab) as u32).collect();
+        let (mut pq, mut px, mut pp) = (vec![], vec![], vec![]);
+        for (r, &len) in lens.iter().enumerate() {
+            pq.extend_from_slice(&q[r * n * vocab..][..len * vocab]);
+            px.extend_from_slice(&xs[r * n..][..len]);
+            pp.extend_from_slice(&p[r * (n + 1) * vocab..][..(len + 1) * vocab]);
+        }
+        ((q, xs, p), (pq, px, pp))
+    }
+
+    #[test]
+    fn a_packed_draft_is_verified_as_its_padded_twin_with_lengths() {
+        let ((q, xs, p), (pq, px, pp)) = padded_and_packed();
+        let (lens, starts) = ([2u32, 0, 3], [0u32, 2, 2, 5]);
+        let packed = DraftLayout::Packed {
+            starts: starts.as_slice(),
+            max_drafts: 3,
+        };
+        for seed in 0..100 {
+            let rng = Rows::All(Rng::new(seed).at(seed * 3));
+            let want = verify_draft(Some(&q), &xs, DraftLayout::Lengths(&lens), &p, 3, 5, rng);
+            let got = verify_draft(Some(&pq), &px, packed, &pp, 3, 5, rng);
+            assert_eq!(got.unwrap(), want.unwrap(), "seed {seed}");
+            let got = verify_draft(None, &px, packed, &pp, 3, 5, rng).unwrap();
+            let want = verify_draft(None, &xs, DraftLayout::Lengths(&lens), &p, 3, 5, rng);
+            assert_eq!(got, want.unwrap(), "seed {seed}, one-hot");
+            // On logits, ln p: the same rows at τ = 1.
+            let (zp, zpp): (Vec<f32>, Vec<f32>) = (
+                p.iter().map(|v| v.ln()).collect(),
+                pp.iter().map(|v| v.ln()).collect(),
+            );
+            let (lp, lpp) = (
+                Logits::new(&zp, 12, 5).unwrap(),
+                Logits::new(&zpp, 8, 5).unwrap(),
+            );
+            let t = Rows::Each(&[1.0, 0.0, 0.7]);
+            let want =
+                verify_draft_logits(Some(&q), &xs, DraftLayout::Lengths(&lens), &lp, t, 3, rng);
+            let got = verify_draft_logits(Some(&pq), &px, packed, &lpp, t, 3, rng);
+            assert_eq!(got.unwrap(), want.unwrap(), "seed {seed}, logits");
+        }
+    }
+
+    #[test]
+    fn packed_offsets_are_clamped_into_the_draft() {
+        fn packed(starts: &[u32]) -> DraftLayout<&[u32]> {
+            DraftLayout::Packed {
+                starts,
+                max_drafts: 2,
+            }
+        }
+        let span_of = |starts: &[u32], r| {
+            let s = span(&packed(starts), r, 2, 6);
+            (s.draft, s.target, s.len, s.status)
+        };
+        let c = status::PARAM_CLAMPED;
+        // In range: r's drafts starts[r] .., its target rows from starts[r] + r.
+        assert_eq!(span_of(&[0, 2, 2, 3], 1), (2, 3, 0, 0));
+        assert_eq!(span_of(&[0, 2, 2, 3], 2), (2, 4, 1, 0));
+        // Longer than max_drafts: its first max_drafts.
+        assert_eq!(span_of(&[0, 3], 0), (0, 0, 2, c));
+        // Out of order: empty at its start. Past the draft: clamped to its end.
+        assert_eq!(span_of(&[4, 1], 0), (4, 4, 0, c));
+        assert_eq!(span_of(&[0, 5, 9], 1), (5, 6, 1, c));
+        assert_eq!(span_of(&[0, 7, 9], 1), (6, 7, 0, c));
+        // The host checks the starts' length; the verdicts flag the clamp.
+        let p = [0.2f32; 5 * 4];
+        let r = verify_draft(
+            None,
+            &[1, 2],
+            packed(&[0, 2]),
+            &p,
+            2,
+            5,
+            Rows::All(Rng::new(0)),
+        );
+        assert!(matches!(
+            r,
+            Err(Error::BadLength {
+                name: "draft starts",
+                got: 2,
+                expected: 3
+            })
+        ));
+        let v = verify_draft(
+            None,
+            &[1, 2],
+            packed(&[0, 2, 1]),
+            &p,
+            2,
+            5,
+            Rows::All(Rng::new(0)),
+        );
+        let v = v.unwrap();
+        assert_eq!((v[0].status & c, v[1].status & c), (0, c));
+        assert_eq!((v[1].accepted, v[1].tokens[1]), (0, status::NO_TOKEN));
     }
 }

@@ -30,7 +30,7 @@ use cudarc::driver::{CudaFunction, CudaView, CudaViewMut, LaunchConfig};
 
 use super::launch::{self, Args, Kernel, KernelArgs, LaunchEx, Pointers, SeedArgs, BLOCK_THREADS};
 use super::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
-use crate::batch::{check_shape, tokens_per_row};
+use crate::batch::{check_shape, tokens_per_row, DraftLayout};
 use crate::cpu::speculative::{check_draft_shape, Target};
 use crate::decoder::check_temperature;
 use crate::dtype::{DType, Logit};
@@ -132,13 +132,13 @@ impl SplitRows {
 }
 
 /// The arguments both verification kernels take besides their target, as addresses (0 for an
-/// absent buffer): in C-signature order, the draft (rows, tokens, lengths) before the target,
-/// and after it the draft length, the seeds, the split and the outputs (tokens, accepted,
-/// status).
+/// absent buffer): in C-signature order, the draft (rows, tokens, layout: lengths, packed
+/// starts, how many draft tokens) before the target, and after it the padded draft length, the
+/// seeds, the split and the outputs (tokens, accepted, status).
 struct DraftArgs {
     draft: u64,
     draft_tokens: u64,
-    lens: u64,
+    layout: LayoutArgs,
     drafts: u32,
     rng: SeedArgs,
     tokens: u64,
@@ -146,12 +146,44 @@ struct DraftArgs {
     status: u64,
 }
 
-/// A verification's draft: its distributions (None: one-hot drafts), tokens and lengths.
+/// A verification's draft: its distributions (None: one-hot drafts), tokens and layout.
 type Draft<'a, 'b> = (
     Option<&'a CudaView<'b, f32>>,
     &'a CudaView<'b, u32>,
-    Option<&'a CudaView<'b, u32>>,
+    DraftLayout<&'a CudaView<'b, u32>>,
 );
+
+/// A draft layout as the kernels take it (`draft_span` in kernels/softmax.cu): the lengths or
+/// the packed starts (0 when absent), and the draft's token count.
+struct LayoutArgs {
+    lens: u64,
+    starts: u64,
+    total: u32,
+}
+
+impl LayoutArgs {
+    fn new<'a>(
+        ptrs: &mut Pointers<'a>,
+        layout: DraftLayout<&'a CudaView<'_, u32>>,
+        total: usize,
+    ) -> Self {
+        let (lens, starts) = match layout {
+            DraftLayout::Padded => (None, None),
+            DraftLayout::Lengths(lens) => (Some(lens), None),
+            DraftLayout::Packed { starts, .. } => (None, Some(starts)),
+        };
+        LayoutArgs {
+            lens: ptrs.read_opt(lens),
+            starts: ptrs.read_opt(starts),
+            total: total as u32, // checked to fit by check_draft
+        }
+    }
+
+    /// lens, starts, total: in this order in every kernel that takes them.
+    fn push<'a>(&'a self, b: &mut Args<'a>) {
+        b.arg(&self.lens).arg(&self.starts).arg(&self.total);
+    }
+}
 
 /// A verification's outputs: tokens, accepted counts, status.
 type Verdicts<'a, 'b, 'c, 'd> = (
@@ -163,7 +195,7 @@ type Verdicts<'a, 'b, 'c, 'd> = (
 impl DraftArgs {
     fn new<'a>(
         ptrs: &mut Pointers<'a>,
-        (draft_probs, draft_tokens, draft_lens): Draft<'a, '_>,
+        (draft_probs, draft_tokens, layout): Draft<'a, '_>,
         drafts: usize,
         seeds: &'a DeviceSeeds<'_>,
         (tokens, accepted, status): Verdicts<'a, '_, '_, '_>,
@@ -171,7 +203,7 @@ impl DraftArgs {
         DraftArgs {
             draft: ptrs.read_opt(draft_probs),
             draft_tokens: ptrs.read(draft_tokens),
-            lens: ptrs.read_opt(draft_lens),
+            layout: LayoutArgs::new(ptrs, layout, draft_tokens.len()),
             drafts: drafts as u32,
             rng: SeedArgs::new(ptrs, Some(seeds)),
             tokens: ptrs.write(tokens),
@@ -180,9 +212,10 @@ impl DraftArgs {
         }
     }
 
-    /// The draft's rows, tokens and lengths.
+    /// The draft's rows, tokens and layout.
     fn push_draft<'a>(&'a self, b: &mut Args<'a>) {
-        b.arg(&self.draft).arg(&self.draft_tokens).arg(&self.lens);
+        b.arg(&self.draft).arg(&self.draft_tokens);
+        self.layout.push(b);
     }
 
     /// The draft length, the seeds, `split`'s arguments and the outputs.
@@ -697,16 +730,25 @@ impl Sampler {
     /// that the target model accepts and draws one more token, so that every emitted token is
     /// distributed as the target model's own draw (Leviathan et al., 2023; Chen et al., 2023).
     ///
-    /// Row r has n draft slots (`draft_tokens`, batch × n, 0 ≤ n ≤ [`MAX_DRAFTS`], n =
-    /// `draft_tokens.len() / batch`), the draft model's distributions they were drawn from
-    /// (`draft_probs`, batch × n × vocab) and the target model's (`target_probs`, batch ×
-    /// (n + 1) × vocab: at each draft position and after the last), all dense, row-major.
+    /// Request r has n_r draft tokens (`draft_tokens`), the draft model's distributions they
+    /// were drawn from (`draft_probs`, a row of `vocab` per draft token) and the target
+    /// model's n_r + 1 (`target_probs`: at each draft position and after the last), all
+    /// dense, row-major, where `layout` puts them ([`DraftLayout`]):
+    /// - [`DraftLayout::Padded`]: n slots per request (batch × n tokens, n =
+    ///   `draft_tokens.len() / batch`), batch × n × vocab and batch × (n + 1) × vocab, and
+    ///   n_r = n;
+    /// - [`DraftLayout::Lengths`]`(lens)`: padded, and n_r = `lens[r]` (batch values), so that
+    ///   requests with fewer drafts (or none) share a padded batch; slots past n_r are not read;
+    /// - [`DraftLayout::Packed`]` { starts, max_drafts }`: as a flattened batch holds them, T
+    ///   draft tokens, T × vocab and (T + batch) × vocab; request r's drafts are entries
+    ///   `starts[r] .. starts[r + 1]` (batch + 1 values) and its target rows start at row
+    ///   `starts[r] + r`; n = `max_drafts`.
+    ///
+    /// 0 ≤ n ≤ [`MAX_DRAFTS`]; a length above n is taken as n, and packed offsets out of order
+    /// or past T are clamped into 0 ..= T, both flagged [`crate::status::PARAM_CLAMPED`].
     /// Drafts proposed without a distribution (n-gram or prompt lookup, a greedy draft model)
     /// pass `draft_probs: None`: q_i is one-hot at x_i, so draft i is accepted with chance
     /// p_i(x_i) and a rejected token is replaced from p_e without x_e, and no q is read.
-    /// Its draft is the first n_r slots: `draft_lens[r]` (batch values) when given, so that
-    /// requests with fewer drafts (or none) share a padded batch, else n; a length above n is
-    /// taken as n and flagged [`crate::status::PARAM_CLAMPED`]. Slots past n_r are not read.
     /// Draft i is accepted with chance min(1, p_i(x)/q_i(x)) (never when p_i(x) = 0); at the
     /// first rejection e the token is drawn from max(p_e − q_e, 0) (from p_e when that has no
     /// mass), and when all n_r are accepted from p_{n_r}, with [`Sampler::sample_from_probs`]'s
@@ -722,15 +764,17 @@ impl Sampler {
     ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::BadVocab`], [`Error::BadLength`] when a buffer does not
-    /// fit the shape (n from `draft_tokens`), or for `draft_lens`, `tokens`, `accepted`,
-    /// `status` or the per-row seeds; [`Error::BadParam`] for n > [`MAX_DRAFTS`]; [`Error::WrongDevice`];
+    /// fit the shape (n from `draft_tokens` or the packed `max_drafts`), or for the layout's
+    /// `draft_lens` or `draft starts`, `tokens`, `accepted`, `status` or the per-row seeds;
+    /// [`Error::BadParam`] for n > [`MAX_DRAFTS`] or a draft of 2^32 − batch tokens or more;
+    /// [`Error::WrongDevice`];
     /// [`Error::Driver`] when the launch fails.
     #[allow(clippy::too_many_arguments)]
     pub fn verify_draft(
         &mut self,
         draft_probs: Option<&CudaView<'_, f32>>,
         draft_tokens: &CudaView<'_, u32>,
-        draft_lens: Option<&CudaView<'_, u32>>,
+        layout: DraftLayout<&CudaView<'_, u32>>,
         target_probs: &CudaView<'_, f32>,
         batch: usize,
         vocab: usize,
@@ -743,7 +787,7 @@ impl Sampler {
         let drafts = self.check_draft(
             draft_probs,
             draft_tokens,
-            draft_lens,
+            layout,
             Target::Probs(target_probs.len()),
             (batch, vocab),
             seeds,
@@ -756,7 +800,7 @@ impl Sampler {
         let split = self.split_rows(batch, vocab)?;
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
-        let draft = (draft_probs, draft_tokens, draft_lens);
+        let draft = (draft_probs, draft_tokens, layout);
         let args = DraftArgs::new(&mut ptrs, draft, drafts, seeds, (tokens, accepted, status));
         let target_addr = ptrs.read(target_probs);
         let vec = launch::vector_width::<f32>(args.draft | target_addr, vocab);
@@ -770,9 +814,11 @@ impl Sampler {
         args.push_rest(&mut b, &split);
         // SAFETY: the arguments match samplex_softmax_verify_draft_f32's C signature in order
         // and type; `draft_probs` (or null: one-hot drafts, never read), `draft_tokens` and
-        // `target_probs` were checked to hold batch × drafts × vocab, batch × drafts and batch
-        // × (drafts + 1) × vocab values on this device (an empty draft is never read),
-        // `draft_lens` (or 0) `batch` lengths, which the kernel clamps to `drafts`; `tokens`
+        // `target_probs` were checked to hold E × vocab, E and (E + batch) × vocab values on
+        // this device, E the draft's entries (batch × drafts padded; T packed, E + batch <
+        // 2^32), and the layout's buffer (or 0) `batch` lengths or batch + 1 starts, which the
+        // kernel's draft_span clamps so that a request's entries and target rows lie within
+        // those (an empty draft is never read); `tokens`
         // holds batch × (drafts + 1) entries, `accepted`, `status` and the per-row seeds and
         // offsets `batch`; drafts ≤ 256 (one per thread); with parts > 1 the scratch holds batch
         // × parts partials and `batch` zeroed tickets (left at zero); the grid is batch × parts
@@ -788,8 +834,9 @@ impl Sampler {
     /// otherwise run [`Sampler::softmax`] on batch × (n + 1) rows and then verify, that saves
     /// writing and reading back batch × (n + 1) × vocab f32 values.
     ///
-    /// `target_logits` holds batch × (n + 1) rows (row r's n + 1 target rows in order; any
-    /// stride and dtype), n = `draft_tokens.len() / batch`. Row r's target distributions are
+    /// `target_logits` holds the target rows where `layout` puts them (any stride and dtype):
+    /// padded, batch × (n + 1) rows, row r's n + 1 in order; packed, T + batch rows, request
+    /// r's n_r + 1 from row `starts[r] + r`. Row r's target distributions are
     /// softmax(z / τ_r) with τ_r = `rows.temperature[r]` when given (one per request), else
     /// `temperature`; τ = 0 makes them one-hot at the argmax (greedy verification). They are
     /// the values [`Sampler::softmax`] writes on its two-read paths, bit for bit, so the
@@ -800,11 +847,12 @@ impl Sampler {
     ///
     /// Two launches on the sampler's stream: every target row's statistics (max and sum of
     /// exponentials, 16 bytes each, into the workspace), then the verification. With
-    /// `draft_lens`, a row's target rows past its own draft (and the one after it) are not read.
+    /// draft lengths, a row's target rows past its own draft (and the one after it) are not
+    /// read.
     ///
     /// # Errors
     /// As [`Sampler::verify_draft`], with [`Error::BadLength`] named `target_logits rows`
-    /// when the logits do not have batch × (n + 1) rows; [`Error::BadParam`] for τ < 0, NaN
+    /// when the logits do not have the layout's rows; [`Error::BadParam`] for τ < 0, NaN
     /// or ∞; [`Error::BadLength`] for `rows.temperature` not `batch`; [`Error::Unsupported`]
     /// for per-row top-k/top-p/min-p in `rows`.
     #[allow(clippy::too_many_arguments)]
@@ -812,7 +860,7 @@ impl Sampler {
         &mut self,
         draft_probs: Option<&CudaView<'_, f32>>,
         draft_tokens: &CudaView<'_, u32>,
-        draft_lens: Option<&CudaView<'_, u32>>,
+        layout: DraftLayout<&CudaView<'_, u32>>,
         target_logits: &DeviceLogits<'_, T>,
         temperature: f32,
         rows: &RowParams<'_>,
@@ -827,7 +875,7 @@ impl Sampler {
         let drafts = self.check_draft(
             draft_probs,
             draft_tokens,
-            draft_lens,
+            layout,
             Target::LogitRows(target_logits.batch),
             (batch, vocab),
             seeds,
@@ -838,12 +886,13 @@ impl Sampler {
         self.check_device("target_logits", &target_logits.data)?;
         rows.check(batch, self)?;
 
-        // 2. Config: the statistics of batch × (n + 1) rows, then the verification of batch
-        // rows, each split as its own row count asks. The workspace holds the statistics, then
-        // the partials of whichever launch needs more (the two run one after the other), and
-        // one ticket per row of the larger launch. The aligned verification needs 16-byte
-        // loads on the logits and on the draft's rows (when given) alike.
-        let targets = target_logits.batch;
+        // 2. Config: the statistics of batch × (n + 1) target slots (padded: the target rows;
+        // packed: a request's slots past its n_r + 1 rows do nothing), then the verification of
+        // batch rows, each split as its own row count asks. The workspace holds the
+        // statistics, then the partials of whichever launch needs more (the two run one after
+        // the other), and one ticket per row of the larger launch. The aligned verification
+        // needs 16-byte loads on the logits and on the draft's rows (when given) alike.
+        let targets = batch * (drafts + 1);
         let stats_parts = launch::blocks_per_row(targets, vocab, self.sm_count);
         let verify_parts = launch::blocks_per_row(batch, vocab, self.sm_count);
         let split_bytes = |rows: usize, parts: u32| match parts {
@@ -872,7 +921,7 @@ impl Sampler {
         let stream = self.stream.clone();
         let mut ptrs = Pointers::new(&stream);
         let lead = RowArgs::new(&mut ptrs, target_logits, temperature, rows);
-        let draft = (draft_probs, draft_tokens, draft_lens);
+        let draft = (draft_probs, draft_tokens, layout);
         let args = DraftArgs::new(&mut ptrs, draft, drafts, seeds, (tokens, accepted, status));
         let logits_vec = launch::vector_width::<T>(lead.logits, target_logits.stride);
         let vec = match draft_probs {
@@ -893,13 +942,17 @@ impl Sampler {
         let stats_addr = scratch.base;
         let mut b = Args::new();
         lead.push(&mut b);
-        b.arg(&group).arg(&args.lens);
+        b.arg(&group);
+        args.layout.push(&mut b);
         stats_split.push(&mut b);
         b.arg(&stats_addr);
         // SAFETY: the arguments match samplex_softmax_row_stats_<T>'s C signature in order and
-        // type; `target_logits` holds `targets` rows of `stride` (≥ vocab) elements; the
-        // per-row τ and `draft_lens` (or 0) have `batch` entries, and row t reads entry
-        // t / group < batch; the
+        // type; block row t is target slot i = t % group of request t / group < batch, which
+        // reads the request's τ (the per-row τ, or 0, has `batch` entries) and its layout
+        // values (draft_span, as the verification reads them: the lengths or starts were
+        // checked to have batch or batch + 1 entries), and only when i ≤ n_r its target row,
+        // which draft_span's clamps keep below the E + batch rows of `stride` (≥ vocab)
+        // elements `target_logits` was checked to hold; the
         // scratch holds `targets` statistics of 16 bytes at its base and, with parts > 1,
         // targets × parts partials after them and `targets` zeroed tickets (left at zero);
         // the grid is targets × parts blocks of 256 threads and the vector width fits the
@@ -914,11 +967,14 @@ impl Sampler {
         args.push_rest(&mut b, &verify_split);
         // SAFETY: the arguments match samplex_softmax_verify_draft_logits_<T>'s C signature in
         // order and type (lead pushes logits, stride, vocab, τ, τ[]); `draft_probs` (or null:
-        // one-hot drafts, never read) holds batch × drafts × vocab values and `draft_tokens`
-        // batch × drafts, `target_logits` batch × (drafts + 1) rows of `stride`, the scratch's
-        // base their statistics (written by the launch before, on this stream); `draft_lens`
-        // (or 0), the per-row τ (or 0), `accepted`, `status` and the per-row seeds and offsets
-        // have `batch` entries, `tokens` batch × (drafts + 1), all on this device; drafts ≤
+        // one-hot drafts, never read) holds E × vocab values and `draft_tokens` E (E the
+        // draft's entries, E + batch < 2^32), `target_logits` E + batch rows of `stride`, the
+        // scratch's base the statistics of slot (r, i) at r × group + i for every request's
+        // i ≤ n_r (written by the launch before, on this stream, with the same draft_span);
+        // the layout's lengths or starts (or 0) have batch or batch + 1 entries, clamped by
+        // draft_span into the buffers; the per-row τ (or 0), `accepted`, `status` and the
+        // per-row seeds and offsets have `batch` entries, `tokens` batch × (drafts + 1), all
+        // on this device; drafts ≤
         // 256 (one per thread); with parts > 1 the partials (batch × parts) follow the
         // statistics and the `batch` tickets are zero (left at zero); the grid is batch ×
         // parts blocks of 256 threads and the vector width fits the logits' address and stride
@@ -928,13 +984,14 @@ impl Sampler {
     }
 
     /// The checks both verifications share: the draft's shape against the target's (n from
-    /// `draft_tokens`, at most [`MAX_DRAFTS`]), the buffers' devices and the outputs' lengths.
+    /// `draft_tokens` or the packed layout, at most [`MAX_DRAFTS`]), the layout's buffer, the
+    /// buffers' devices and the outputs' lengths.
     #[allow(clippy::too_many_arguments)]
     fn check_draft(
         &self,
         draft_probs: Option<&CudaView<'_, f32>>,
         draft_tokens: &CudaView<'_, u32>,
-        draft_lens: Option<&CudaView<'_, u32>>,
+        layout: DraftLayout<&CudaView<'_, u32>>,
         target: Target,
         (batch, vocab): (usize, usize),
         seeds: &DeviceSeeds<'_>,
@@ -947,6 +1004,7 @@ impl Sampler {
         let drafts = check_draft_shape(
             draft_probs.map(|q| q.len()),
             draft_tokens.len(),
+            &layout,
             target,
             batch,
             vocab,
@@ -962,7 +1020,17 @@ impl Sampler {
             self.check_device("draft_probs", q)?;
         }
         self.check_device("draft_tokens", draft_tokens)?;
-        self.check_opt_buffer("draft_lens", draft_lens, batch)?;
+        if let Some((values, name, len)) = layout.buffer(batch) {
+            self.check_buffer(name, *values, len)?;
+        }
+        // The kernels index draft entries and target rows (entries + batch) in u32.
+        if u32::try_from(draft_tokens.len() + batch).is_err() {
+            return Err(Error::BadParam {
+                name: "draft_tokens length",
+                value: draft_tokens.len() as f64,
+                range: "below 2^32 - batch tokens",
+            });
+        }
         seeds.check(batch, self)?;
         self.check_buffer("tokens", tokens, batch * (drafts + 1))?;
         self.check_buffer("accepted", accepted, batch)?;
