@@ -5,7 +5,9 @@
 //! drafted position in one pass, and `Sampler::verify_draft_logits` takes its logits as they
 //! are: it applies each request's temperature and the softmax as it reads them (no probability
 //! rows are written), keeps the accepted prefix of each draft (one-hot drafts: `draft_probs`
-//! `None`; per-row lengths: `draft_lens`) and draws one more token. A request emits
+//! `None`) and draws one more token. The drafts and the target's rows come packed, as a
+//! flattened batch holds them (`DraftLayout::Packed`): the pass scores each request's n_r + 1
+//! positions and no padding, and the verdicts come back padded to `MAX_DRAFT`. A request emits
 //! accepted + 1 tokens per target pass instead of 1, and every token is still distributed as
 //! the target's own draw. A temperature-0 request gets one-hot target distributions: its
 //! verification is greedy decoding (a draft token is kept iff it is the argmax, and the
@@ -19,7 +21,7 @@
 //! Without a GPU it says so and exits.
 
 use samplex::gpu::{DeviceLogits, DeviceSeeds, RowParams, Sampler};
-use samplex::{cpu, status, Error, Logits, Rng, Rows};
+use samplex::{cpu, status, DraftLayout, Error, Logits, Rng, Rows};
 
 /// Requests in the batch, the vocabulary, the padded draft length and the steps.
 const BATCH: usize = 4;
@@ -89,16 +91,18 @@ fn main() -> samplex::Result<()> {
         Err(e) => return Err(e),
     };
     let stream = sampler.stream().clone();
-    let rows = BATCH * (MAX_DRAFT + 1); // target rows: every drafted position and the one after
+    // At most: every request drafts MAX_DRAFT tokens, and has a target row per drafted
+    // position and one after.
+    let max_rows = BATCH * (MAX_DRAFT + 1);
 
-    // Device buffers, allocated once: a serving loop reuses them every step.
+    // Device buffers, allocated once at their largest: a serving loop reuses them every step.
     let temps = REQUESTS.map(|r| r.0);
     let temps_dev = stream.clone_htod(&temps)?;
     let seeds = stream.clone_htod(&REQUESTS.map(|r| r.1))?;
     let mut offsets = stream.alloc_zeros::<u64>(BATCH)?;
-    let mut logits = stream.alloc_zeros::<f32>(rows * VOCAB)?;
+    let mut logits = stream.alloc_zeros::<f32>(max_rows * VOCAB)?;
     let mut drafts_dev = stream.alloc_zeros::<u32>(BATCH * MAX_DRAFT)?;
-    let mut lens_dev = stream.alloc_zeros::<u32>(BATCH)?;
+    let mut starts_dev = stream.alloc_zeros::<u32>(BATCH + 1)?;
     let mut tokens = stream.alloc_zeros::<u32>(BATCH * (MAX_DRAFT + 1))?;
     let mut accepted = stream.alloc_zeros::<u32>(BATCH)?;
     let mut flags = stream.alloc_zeros::<u32>(BATCH)?;
@@ -113,32 +117,36 @@ fn main() -> samplex::Result<()> {
         })
         .collect();
     let (mut drafted, mut kept, mut emitted, mut near) = (0, 0, 0, 0);
-    let mut host_logits = vec![0.0f32; rows * VOCAB];
+    let mut host_logits = vec![0.0f32; max_rows * VOCAB];
     for step in 0..STEPS {
-        // 1. Drafts, padded to MAX_DRAFT (the padding is never read).
-        let mut drafts = vec![0u32; BATCH * MAX_DRAFT];
-        let mut lens = vec![0u32; BATCH];
-        for (r, text) in texts.iter().enumerate() {
-            let d = lookup_draft(text);
-            drafts[r * MAX_DRAFT..r * MAX_DRAFT + d.len()].copy_from_slice(&d);
-            lens[r] = d.len() as u32;
-            drafted += d.len();
+        // 1. Drafts, packed: request r's are drafts[starts[r] .. starts[r + 1]].
+        let mut drafts = Vec::with_capacity(BATCH * MAX_DRAFT);
+        let mut starts = vec![0u32];
+        for text in &texts {
+            drafts.extend(lookup_draft(text));
+            starts.push(drafts.len() as u32);
         }
+        drafted += drafts.len();
+        let lens: Vec<u32> = starts.windows(2).map(|w| w[1] - w[0]).collect();
 
-        // 2. The target pass: row (r, i) scores the token after the text and i drafts.
+        // 2. The target pass over the packed positions: request r's rows start at
+        // starts[r] + r, and its row i scores the token after the text and i drafts.
+        let rows = drafts.len() + BATCH;
         for r in 0..BATCH {
-            for i in 0..=MAX_DRAFT {
-                let prev = match i.min(lens[r] as usize) {
+            let first = starts[r] as usize;
+            for i in 0..=lens[r] as usize {
+                let prev = match i {
                     0 => *texts[r].last().expect("a prompt"),
-                    k => drafts[r * MAX_DRAFT + k - 1],
+                    k => drafts[first + k - 1],
                 };
-                let at = (r * (MAX_DRAFT + 1) + i) * VOCAB;
+                let at = (first + r + i) * VOCAB;
                 model_row(prev, &mut host_logits[at..at + VOCAB]);
             }
         }
-        stream.memcpy_htod(&host_logits, &mut logits)?;
-        stream.memcpy_htod(&drafts, &mut drafts_dev)?;
-        stream.memcpy_htod(&lens, &mut lens_dev)?;
+        let scored = &host_logits[..rows * VOCAB];
+        stream.memcpy_htod(scored, &mut logits.slice_mut(..rows * VOCAB))?;
+        stream.memcpy_htod(&drafts, &mut drafts_dev.slice_mut(..drafts.len()))?;
+        stream.memcpy_htod(&starts, &mut starts_dev)?;
         let at: Vec<u64> = (0..BATCH).map(|r| offset(r, step)).collect();
         stream.memcpy_htod(&at, &mut offsets)?;
 
@@ -147,15 +155,18 @@ fn main() -> samplex::Result<()> {
             temperature: Some(temps_dev.as_view()),
             ..RowParams::default()
         };
-        let x = DeviceLogits::new(logits.as_view(), rows, VOCAB)?;
+        let x = DeviceLogits::new(logits.slice(..rows * VOCAB), rows, VOCAB)?;
         let rng = DeviceSeeds::Each {
             seeds: seeds.as_view(),
             offsets: offsets.as_view(),
         };
         sampler.verify_draft_logits(
             None,
-            &drafts_dev.as_view(),
-            Some(&lens_dev.as_view()),
+            &drafts_dev.slice(..drafts.len()),
+            DraftLayout::Packed {
+                starts: &starts_dev.as_view(),
+                max_drafts: MAX_DRAFT,
+            },
             &x,
             1.0,
             &per_request,
@@ -176,8 +187,11 @@ fn main() -> samplex::Result<()> {
         let verdicts = cpu::verify_draft_logits(
             None,
             &drafts,
-            Some(&lens),
-            &Logits::new(&host_logits, rows, VOCAB)?,
+            DraftLayout::Packed {
+                starts: &starts,
+                max_drafts: MAX_DRAFT,
+            },
+            &Logits::new(scored, rows, VOCAB)?,
             Rows::Each(&temps),
             BATCH,
             Rows::Each(&rngs),
@@ -212,8 +226,8 @@ fn main() -> samplex::Result<()> {
             }
             if REQUESTS[r].0 == 0.0 {
                 for (i, &t) in out.iter().enumerate() {
-                    let at = (r * (MAX_DRAFT + 1) + i) * VOCAB;
-                    let row = &host_logits[at..at + VOCAB];
+                    let at = (starts[r] as usize + r + i) * VOCAB;
+                    let row = &scored[at..at + VOCAB];
                     let best = (0..VOCAB).fold(0, |b, k| if row[k] > row[b] { k } else { b });
                     if t as usize != best {
                         return Err(fail(format!(
