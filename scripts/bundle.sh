@@ -141,10 +141,12 @@ cat >"$bundle/run.sh" <<'RUN'
 #              supported") with each of SAMPLEX_SANITIZE_TOOLS (default "memcheck racecheck
 #              synccheck") on each of SAMPLEX_SANITIZE (default "smoke gpu_edits
 #              gpu_softmax:token_log_probs gpu_softmax:several_draws_per_row_are
-#              gpu_speculative:verification_agrees gpu_speculative:verification_on_logits":
+#              gpu_speculative:verification_agrees gpu_speculative:verification_on_logits
+#              gpu_speculative:packed":
 #              the bench binary's smoke run, every sampling kernel and split path once, the
 #              logit edits' tests, token_log_probs' tests, sample_from_probs_n's, verify_draft's
-#              and verify_draft_logits' bit-for-bit tests, a second or two each; test-binary globs such as "gpu_topk" reach more shapes, slowly, and
+#              and verify_draft_logits' bit-for-bit tests, the packed draft layout's (its
+#              clamped offsets too), a second or two each; test-binary globs such as "gpu_topk" reach more shapes, slowly, and
 #              BINARY:FILTER runs only the tests matching FILTER), within
 #              SAMPLEX_SANITIZE_BUDGET seconds (default 150)
 #   peers      per peer (FlashInfer, then PyTorch), one process each: python3 peers.py --check
@@ -297,9 +299,10 @@ if want sanitizer; then
     # (kernels/edits.cu) and token_log_probs are not bench ops, so their tests stand in for
     # them, and the bit-for-bit tests of the n draws from probabilities and of the speculative
     # verification reach the split rows and special rows the smoke does not (the verification on
-    # logits its f16 and bf16 kernels too: the smoke's probability ops are f32). BINARY:FILTER
-    # runs only the tests whose names contain FILTER.
-    default_sanitize="smoke gpu_edits gpu_softmax:token_log_probs gpu_softmax:several_draws_per_row_are gpu_speculative:verification_agrees gpu_speculative:verification_on_logits"
+    # logits its f16 and bf16 kernels too: the smoke's probability ops are f32), and the packed
+    # layout's tests memcheck the clamp of bad offsets (the emulator does not check bounds).
+    # BINARY:FILTER runs only the tests whose names contain FILTER.
+    default_sanitize="smoke gpu_edits gpu_softmax:token_log_probs gpu_softmax:several_draws_per_row_are gpu_speculative:verification_agrees gpu_speculative:verification_on_logits gpu_speculative:packed"
     read -r -a targets <<<"${SAMPLEX_SANITIZE:-$default_sanitize}"
     read -r -a tools <<<"${SAMPLEX_SANITIZE_TOOLS:-memcheck racecheck synccheck}"
     runs=()

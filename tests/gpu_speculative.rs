@@ -1088,9 +1088,10 @@ fn packed_offsets_out_of_range_are_clamped_and_flagged() {
     let mut s = gpu_or_skip!();
     // Starts a caller got wrong: a draft longer than max_drafts (taken as max_drafts), starts
     // out of order (an empty draft at the later start), past the draft's end (clamped to it),
-    // and one request laid out right. Nothing outside the buffers is read (the CPU reference
-    // would panic, the emulator check), the verdicts are the clamped layout's, and exactly the
-    // requests whose values moved are flagged PARAM_CLAMPED.
+    // and one request laid out right. Nothing outside the buffers may be read: the CPU
+    // reference would panic, and on a GPU the bundle runs this test under compute-sanitizer's
+    // memcheck (the emulator does not check bounds). The verdicts are the clamped layout's, and
+    // exactly the requests whose values moved are flagged PARAM_CLAMPED.
     let (batch, vocab, max) = (6usize, 3000usize, 4usize);
     let total = 10usize;
     let starts = [0u32, 5, 3, 3, 4, 11, 100];
