@@ -69,6 +69,9 @@ fn row_requests(layout: DraftLayout<&[u32]>, batch: usize, n: usize, rows: usize
     }
 }
 
+/// The GPU's verdicts: tokens, accepted counts, status.
+type GpuVerdicts = (Vec<u32>, Vec<u32>, Vec<u32>);
+
 /// The GPU's verdict: (tokens, batch × (n + 1); accepted; status), the draft laid out as
 /// `layout` says, and as one-hot drafts (its tokens alone) when `one_hot`.
 fn gpu_verify(
@@ -77,7 +80,7 @@ fn gpu_verify(
     layout: DraftLayout<&[u32]>,
     one_hot: bool,
     seeds: &HostSeeds,
-) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+) -> GpuVerdicts {
     let (q, x, p) = (
         upload(s, &d.draft_probs),
         upload(s, &d.draft_tokens),
@@ -187,7 +190,7 @@ fn close_draft(batch: usize, vocab: usize, (n, exact): (usize, usize), seed: u64
 /// The GPU's verdicts equal the CPU's, except where the CPU says an acceptance test or the draw
 /// was within 1e-5 (relative) of coming out otherwise; returns how many such rows differed.
 fn assert_verdicts_agree(
-    (tokens, accepted, st): &(Vec<u32>, Vec<u32>, Vec<u32>),
+    (tokens, accepted, st): &GpuVerdicts,
     cpu: &[Verdict],
     n: usize,
     what: &str,
@@ -213,7 +216,7 @@ fn assert_verdicts_agree(
 }
 
 /// The verification on the GPU and on the CPU, compared ([`assert_verdicts_agree`]): the CPU's
-/// verdicts and how many rows differed within the margin.
+/// verdicts, how many rows differed within the margin, and the GPU's verdicts.
 fn verify_both(
     s: &mut Sampler,
     d: &Draft,
@@ -221,7 +224,7 @@ fn verify_both(
     one_hot: bool,
     seeds: &HostSeeds,
     what: &str,
-) -> (Vec<Verdict>, usize) {
+) -> (Vec<Verdict>, usize, GpuVerdicts) {
     let gpu = gpu_verify(s, d, layout, one_hot, seeds);
     let cpu = cpu::verify_draft(
         (!one_hot).then_some(d.draft_probs.as_slice()),
@@ -234,7 +237,7 @@ fn verify_both(
     )
     .unwrap();
     let near = assert_verdicts_agree(&gpu, &cpu, d.n, what);
-    (cpu, near)
+    (cpu, near, gpu)
 }
 
 #[test]
@@ -289,7 +292,7 @@ fn verification_agrees_with_the_cpu_reference() {
                 if lens.is_some() { " lens" } else { "" },
                 if one_hot { " one-hot" } else { "" }
             );
-            let (cpu, differ) = verify_both(&mut s, &d, lens.into(), one_hot, &seeds, &what);
+            let (cpu, differ, _) = verify_both(&mut s, &d, lens.into(), one_hot, &seeds, &what);
             near += differ;
             // The cases the draft's special rows make must have come out as designed.
             for (r, v) in cpu.iter().enumerate() {
@@ -414,7 +417,7 @@ fn fused_verify_logits<T: Logit + DeviceRepr>(
     layout: DraftLayout<&[u32]>,
     one_hot: bool,
     seeds: &HostSeeds,
-) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+) -> GpuVerdicts {
     let logits = target.rows.upload(s);
     let device = target.rows.device(&logits);
     let (q, x) = (upload(s, &d.draft_probs), upload(s, &d.draft_tokens));
@@ -465,7 +468,7 @@ fn gpu_verify_logits<T: Logit + DeviceRepr>(
     one_hot: bool,
     seeds: &HostSeeds,
     what: &str,
-) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+) -> GpuVerdicts {
     let fused = fused_verify_logits(s, d, target, layout, one_hot, seeds);
 
     // softmax with each request's τ on its rows, then verify_draft on the probabilities.
@@ -500,8 +503,8 @@ fn gpu_verify_logits<T: Logit + DeviceRepr>(
 }
 
 /// The fused verification against the two ops it fuses (bit for bit) and the CPU reference
-/// (`cpu::verify_draft_logits`, within the margins); returns the CPU's verdicts and how many rows
-/// differed within the margin.
+/// (`cpu::verify_draft_logits`, within the margins); returns the CPU's verdicts, how many rows
+/// differed within the margin, and the fused op's verdicts.
 #[allow(clippy::too_many_arguments)]
 fn verify_logits_both<T: Logit + DeviceRepr>(
     s: &mut Sampler,
@@ -511,7 +514,7 @@ fn verify_logits_both<T: Logit + DeviceRepr>(
     one_hot: bool,
     seeds: &HostSeeds,
     what: &str,
-) -> (Vec<Verdict>, usize) {
+) -> (Vec<Verdict>, usize, GpuVerdicts) {
     let gpu = gpu_verify_logits(s, d, target, layout, one_hot, seeds, what);
     let temperature = match &target.temps {
         Some(t) => Rows::Each(t.as_slice()),
@@ -528,7 +531,7 @@ fn verify_logits_both<T: Logit + DeviceRepr>(
     )
     .unwrap();
     let near = assert_verdicts_agree(&gpu, &cpu, d.n, what);
-    (cpu, near)
+    (cpu, near, gpu)
 }
 
 /// Per-request temperatures for `batch` requests: around 1, one greedy request (τ = 0).
@@ -602,7 +605,7 @@ fn verification_on_logits_is_softmax_then_verification() {
                 &what("f16 one-hot lens"),
             ),
         ];
-        for (cpu, differ) in runs {
+        for (cpu, differ, _) in runs {
             near += differ;
             // A request whose first target row has no finite logit draws nothing.
             for (r, v) in cpu.iter().enumerate().filter(|(r, _)| r % 7 == 6) {
@@ -792,8 +795,9 @@ fn random_verifications_match_the_cpu_reference() {
             if lens.is_some() { " lens" } else { "" },
             if one_hot { " one-hot" } else { "" }
         );
-        let padded = gpu_verify(&mut s, &d, lens.as_deref().into(), one_hot, &seeds);
-        near += verify_both(&mut s, &d, lens.as_deref().into(), one_hot, &seeds, &what).1;
+        let (_, differ, padded) =
+            verify_both(&mut s, &d, lens.as_deref().into(), one_hot, &seeds, &what);
+        near += differ;
         // With lengths, the same drafts packed (a length above n packs as n, unflagged).
         if let Some(lens) = &lens {
             let fit: Vec<u32> = lens.iter().map(|&l| l.min(n as u32)).collect();
@@ -803,10 +807,9 @@ fn random_verifications_match_the_cpu_reference() {
                 max_drafts: n,
             };
             let what = format!("{what} packed");
-            let got = verify_both(&mut s, &p, packed, one_hot, &seeds, &what);
-            near += got.1;
+            let (_, differ, same) = verify_both(&mut s, &p, packed, one_hot, &seeds, &what);
+            near += differ;
             let clamped = |r: usize| lens[r] > n as u32;
-            let same = gpu_verify(&mut s, &p, packed, one_hot, &seeds);
             for r in 0..batch {
                 let (a, b) = (r * (n + 1), (r + 1) * (n + 1));
                 assert_eq!(same.0[a..b], padded.0[a..b], "{what}: row {r}: tokens");
@@ -1032,13 +1035,9 @@ fn packed_drafts_verify_as_padded_drafts_with_lengths() {
             let what = format!("b{batch} v{vocab} n{n} packed {}", seeds.label());
             let what = if one_hot { what + " one-hot" } else { what };
             let padded = gpu_verify(&mut s, &d, lengths, one_hot, seeds);
-            let (cpu, differ) = verify_both(&mut s, &p, packed, one_hot, seeds, &what);
+            let (cpu, differ, got) = verify_both(&mut s, &p, packed, one_hot, seeds, &what);
             near += differ;
-            assert_eq!(
-                gpu_verify(&mut s, &p, packed, one_hot, seeds),
-                padded,
-                "{what}"
-            );
+            assert_eq!(got, padded, "{what}");
             let q = (!one_hot).then_some(d.draft_probs.as_slice());
             let cpu_padded = cpu::verify_draft(
                 q,
@@ -1068,9 +1067,9 @@ fn packed_drafts_verify_as_padded_drafts_with_lengths() {
         let what = format!("b{batch} v{vocab} n{n} packed logits");
         let padded = gpu_verify_logits(&mut s, &d, &f32s, lengths, false, &seeds[0], &what);
         let (p32, pbf) = (f32s.packed(n, &lens), bf16s.packed(n, &lens));
-        let (_, differ) = verify_logits_both(&mut s, &p, &p32, packed, false, &seeds[0], &what);
+        let (_, differ, got) =
+            verify_logits_both(&mut s, &p, &p32, packed, false, &seeds[0], &what);
         near += differ;
-        let got = gpu_verify_logits(&mut s, &p, &p32, packed, false, &seeds[0], &what);
         assert_eq!(got, padded, "{what} f32");
         let what = format!("{what} bf16 τ_r one-hot");
         let padded = gpu_verify_logits(&mut s, &d, &bf16s, lengths, true, &seeds[1], &what);
@@ -1116,7 +1115,7 @@ fn packed_offsets_out_of_range_are_clamped_and_flagged() {
     let target = TargetLogits::<f32>::from_rows(&logits, vocab, (vocab, 0), 1.0, None);
     for one_hot in [false, true] {
         let what = format!("bad starts, one-hot {one_hot}");
-        let (cpu, _) = verify_both(&mut s, &d, packed, one_hot, &seeds, &what);
+        let (cpu, _, _) = verify_both(&mut s, &d, packed, one_hot, &seeds, &what);
         let gpu = fused_verify_logits(&mut s, &d, &target, packed, one_hot, &seeds);
         let q = (!one_hot).then_some(d.draft_probs.as_slice());
         let rows = target.rows.cpu();
