@@ -85,6 +85,22 @@ __device__ __forceinline__ float sanitize(float x, u32 &status) {
   return x;
 }
 
+// sanitize() over a thread's span, the same values and bits. Logits are next to never NaN or
+// +inf, so the span is tested with one compare per value (!(x < +inf) holds for NaN and +inf
+// only; -inf, which masks write in numbers, passes) and one branch, and sanitised value by value
+// only where the test fails. Value by value, the two tests and their branches cost six
+// instructions a value: in the hot loops, more than a 16-bit logit's share of the SM's issue
+// slots at the memory roof (docs/ARCHITECTURE.md, "Instructions per byte").
+template <int N> __device__ __forceinline__ void sanitize_span(float (&x)[N], u32 &status) {
+  bool bad = false;
+#pragma unroll
+  for (int j = 0; j < N; ++j) bad |= !(x[j] < SAMPLEX_INF);
+  if (__builtin_expect(bad, 0)) {
+#pragma unroll
+    for (int j = 0; j < N; ++j) x[j] = sanitize(x[j], status);
+  }
+}
+
 // Clamp a per-row parameter that only the device sees; flags the row when it had to.
 __device__ __forceinline__ float clamp_param(float x, float lo, float hi, float if_nan, u32 &status) {
   if (x != x) { status |= SAMPLEX_STATUS_PARAM_CLAMPED; return if_nan; }

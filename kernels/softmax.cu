@@ -161,6 +161,31 @@ __device__ __forceinline__ float scale_logit(float z, float inv_t) {
   return fminf(fmaxf(z * inv_t, -SAMPLEX_FLT_MAX), SAMPLEX_FLT_MAX);
 }
 
+// A bound on |z| under which z · inv_t is finite, so that scale_logit(sanitize(z)) is z · inv_t:
+// FLT_MAX for inv_t ≤ 1 (the product rounds to at most |z|), else half of FLT_MAX / inv_t (the
+// half covers the rounding of the quotient and of the product). A row's constant.
+__device__ __forceinline__ float unclamped_limit(float inv_t) {
+  return inv_t <= 1.0f ? SAMPLEX_FLT_MAX : 0.5f * (SAMPLEX_FLT_MAX / inv_t);
+}
+
+// x[j] = scale_logit(sanitize(x[j], status), inv_t) over a thread's span, the same values and
+// bits (sanitize_span's reasoning): when every |z| ≤ limit (unclamped_limit(inv_t); false for
+// NaN and ±inf), neither the sanitising nor the clamps change anything and u = z · inv_t, one
+// compare and one multiply a value; else value by value.
+template <int N>
+__device__ __forceinline__ void sanitize_scale_span(float (&x)[N], float inv_t, float limit, u32 &status) {
+  bool in_range = true;
+#pragma unroll
+  for (int j = 0; j < N; ++j) in_range &= fabsf(x[j]) <= limit;
+  if (__builtin_expect(in_range, 1)) {
+#pragma unroll
+    for (int j = 0; j < N; ++j) x[j] *= inv_t;
+  } else {
+#pragma unroll
+    for (int j = 0; j < N; ++j) x[j] = scale_logit(sanitize(x[j], status), inv_t);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Step 3a: (max, sum of exponentials) pairs. (m, s) stands for Σ e^{u_i} = e^m · s.
 // ---------------------------------------------------------------------------------------------
@@ -246,14 +271,14 @@ __device__ __forceinline__ MaxSum block_row_max_sum(const T *row, u32 vocab, Row
                                                     u32 &status, Scratch &s) {
   MaxSum ms = max_sum_empty();
   const u32 tiles = row_tiles(vocab);
+  const float limit = unclamped_limit(inv_t);
   ScanPrefetch<T, VEC> next;
   next.issue(row, vocab, thread_first(rp.part));
   for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
     float x[PER];
     next.take(row, vocab, thread_first(tile), x);
     next.issue(row, vocab, thread_first(tile + rp.parts));
-#pragma unroll
-    for (int j = 0; j < PER; ++j) x[j] = scale_logit(sanitize(x[j], status), inv_t);
+    sanitize_scale_span(x, inv_t, limit, status);
     ms = max_sum_merge(ms, thread_max_sum(x));
   }
   return block_max_sum(ms, s);
@@ -275,11 +300,11 @@ __device__ __forceinline__ ArgMax block_row_argmax(const T *row, u32 vocab, RowP
     const u32 first = thread_first(tile);
     next.take(row, vocab, first, x);
     next.issue(row, vocab, thread_first(tile + rp.parts));
+    sanitize_span(x, status);
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
-      const float z = sanitize(x[j], status);
-      if (z > a.v) {  // strict: a thread's tokens rise, so the lower index keeps a tie
-        a.v = z;
+      if (x[j] > a.v) {  // strict: a thread's tokens rise, so the lower index keeps a tie
+        a.v = x[j];
         a.i = first + j;
       }
     }
@@ -378,6 +403,7 @@ __device__ __forceinline__ void sample(const T *logits, u64 stride, u32 vocab, f
     best = block_row_argmax<T, VEC>(row, vocab, rp, status, s);
   } else {
     const float inv_t = inverse_temperature(t);
+    const float limit = unclamped_limit(inv_t);
     const RowRng rng = row_rng(seed, offset, seeds, offsets, rp.row);
     best = no_pick();
     const u32 tiles = row_tiles(vocab);
@@ -391,8 +417,7 @@ __device__ __forceinline__ void sample(const T *logits, u64 stride, u32 vocab, f
       const u32 first = thread_first(tile);
       next.take(row, vocab, first, x);
       next.issue(row, vocab, thread_first(tile + rp.parts));
-#pragma unroll
-      for (int j = 0; j < PER; ++j) x[j] = scale_logit(sanitize(x[j], status), inv_t);
+      sanitize_scale_span(x, inv_t, limit, status);
       const MaxSum mt = block_max_sum(thread_max_sum(x), s);
       const float key = tile_key(mt.m, mt.s, ua);
       // key, best.v and mt are the same in every thread: the branch is block-uniform.
@@ -946,7 +971,7 @@ __device__ __forceinline__ void stats(const T *logits, u64 stride, u32 vocab, fl
 
 // What step 5 needs to turn a token's sanitised z into (p, log p): the row's statistics and τ.
 struct ProbRow {
-  float m, s, log_sum, inv_t;
+  float m, s, log_sum, inv_t, limit;  // limit: unclamped_limit(inv_t)
   u32 arg;  // greedy rows: the argmax
   bool greedy, none;  // none: the row has no finite logit
 };
@@ -957,34 +982,61 @@ __device__ __forceinline__ ProbRow prob_row(const RowStats &st, bool greedy, flo
   r.s = st.s;
   r.arg = st.arg;
   r.inv_t = inv_t;
+  r.limit = unclamped_limit(inv_t);
   r.greedy = greedy;
   r.none = greedy ? st.arg == SAMPLEX_NO_TOKEN : st.m == SAMPLEX_NEG_INF;
   r.log_sum = (greedy || r.none) ? 0.0f : logf(st.s);  // st.s >= 1: e^0 of the max
   return r;
 }
 
-// log p of token i from its sanitised z (step 5): (u - m) - ln s, in that order (m + ln s would
-// round ln s away for a huge m); greedy rows 0 at the argmax, -inf elsewhere.
-__device__ __forceinline__ float log_prob_of(float z, u32 i, const ProbRow &r) {
+// log p of token i from its u = scale_logit(z) (step 5): (u - m) - ln s, in that order (m + ln s
+// would round ln s away for a huge m); greedy rows 0 at the argmax, -inf elsewhere.
+__device__ __forceinline__ float log_prob_at(float u, u32 i, const ProbRow &r) {
   if (r.greedy) return i == r.arg ? 0.0f : SAMPLEX_NEG_INF;
   if (r.none) return SAMPLEX_NEG_INF;
-  return (scale_logit(z, r.inv_t) - r.m) - r.log_sum;  // -inf for excluded tokens
+  return (u - r.m) - r.log_sum;  // -inf for excluded tokens
 }
 
-// p of token i from its sanitised z (step 5); greedy rows 1 at the argmax, 0 elsewhere.
-__device__ __forceinline__ float prob_of(float z, u32 i, const ProbRow &r) {
+// p of token i from its u = scale_logit(z) (step 5); greedy rows 1 at the argmax, 0 elsewhere.
+__device__ __forceinline__ float prob_at(float u, u32 i, const ProbRow &r) {
   if (r.greedy) return i == r.arg ? 1.0f : 0.0f;
   if (r.none) return 0.0f;
-  return expf(scale_logit(z, r.inv_t) - r.m) / r.s;  // <= 1; 0 for excluded tokens
+  return expf(u - r.m) / r.s;  // <= 1; 0 for excluded tokens
+}
+
+// log p and p of token i from its sanitised z.
+__device__ __forceinline__ float log_prob_of(float z, u32 i, const ProbRow &r) {
+  return log_prob_at(scale_logit(z, r.inv_t), i, r);
+}
+__device__ __forceinline__ float prob_of(float z, u32 i, const ProbRow &r) {
+  return prob_at(scale_logit(z, r.inv_t), i, r);
+}
+
+// u = scale_logit(z[j]) over a thread's span of sanitised z (sanitize_scale_span's shortcut).
+__device__ __forceinline__ void scale_span(float (&x)[PER], const ProbRow &r) {
+  bool in_range = true;
+#pragma unroll
+  for (int j = 0; j < PER; ++j) in_range &= fabsf(x[j]) <= r.limit;
+  if (__builtin_expect(in_range, 1)) {
+#pragma unroll
+    for (int j = 0; j < PER; ++j) x[j] *= r.inv_t;
+  } else {
+#pragma unroll
+    for (int j = 0; j < PER; ++j) x[j] = scale_logit(x[j], r.inv_t);
+  }
 }
 
 // Step 5 for one thread's PER tokens first .. first + PER - 1 of a tile, from their sanitised z.
 __device__ __forceinline__ void tile_probs(const float (&z)[PER], u32 first, const ProbRow &r, float (&p)[PER],
                                            float (&lp)[PER]) {
+  float u[PER];
+#pragma unroll
+  for (int j = 0; j < PER; ++j) u[j] = z[j];
+  scale_span(u, r);
 #pragma unroll
   for (int j = 0; j < PER; ++j) {
-    lp[j] = log_prob_of(z[j], first + j, r);
-    p[j] = prob_of(z[j], first + j, r);
+    lp[j] = log_prob_at(u[j], first + j, r);
+    p[j] = prob_at(u[j], first + j, r);
   }
 }
 
@@ -1057,11 +1109,8 @@ __device__ __forceinline__ void probs(const T *logits, u64 stride, u32 vocab, fl
     const u32 first = thread_first(tile);
     next.take(row, vocab, first, x);
     next.issue(row, vocab, thread_first(tile + rp.parts));
-#pragma unroll
-    for (int j = 0; j < PER; ++j) {
-      u32 seen = 0;  // already counted by the statistics
-      x[j] = sanitize(x[j], seen);
-    }
+    u32 seen = 0;  // already counted by the statistics
+    sanitize_span(x, seen);
     tile_probs(x, first, r, p, lp);
     store_tile(o.p, o.lp, first, vocab, o.vector_store, p, lp);
   }

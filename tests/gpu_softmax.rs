@@ -331,6 +331,101 @@ fn softmax_probabilities_match_the_cpu_reference_bf16() {
     softmax_matches_cpu::<bf16>(&mut s, "bf16");
 }
 
+/// Logits up to the size where z/τ overflows f32 (FLT_MAX · τ), at temperatures below and above
+/// 1, mixed within a thread's span of 8 with ordinary values, −∞, ±f32::MAX (τ ≥ 1 rows) and (one
+/// row) NaN and +∞: the spans whose every |z| is below `unclamped_limit` (half the overflow) take
+/// the kernels' shortcut (u = z/τ, no clamps), the others the value-by-value path, and both must
+/// give the CPU's softmax, draw and status. (Past the overflow the device clamps u to FLT_MAX and
+/// the f64 reference does not: no value goes there, nor does u − max u.)
+fn huge_logits(batch: usize, vocab: usize, temps: &[f32]) -> Vec<f32> {
+    let mut dense = common::logits(Dist::Normal(1.0), batch, vocab, 23);
+    let factors = [0.3f32, 0.45, 0.499, 0.501, 0.55, 0.9, 0.99, 0.7];
+    for (r, row) in dense.chunks_mut(vocab).enumerate() {
+        let overflow = f32::MAX * temps[r].min(1.0); // |z| above this overflows z/τ
+        let max = if temps[r] >= 1.0 { f32::MAX } else { 0.0 };
+        let mut h = 0x9E37_79B9u32.wrapping_mul(r as u32 + 1);
+        for (i, z) in row.iter_mut().enumerate() {
+            h ^= h << 13;
+            h ^= h >> 17;
+            h ^= h << 5;
+            // Most spans ordinary or huge throughout (the shortcut's two sides), some mixed.
+            let span_kind = (i / 8 + r) % 4;
+            // One sign a row: u − max u of a huge negative u under a huge positive max would
+            // overflow f32 too (to a log p of −∞ on the device).
+            let sign = if r % 2 == 0 { 1.0 } else { -1.0 };
+            *z = match (span_kind, h % 16) {
+                (0, _) => *z,
+                (1 | 2, k) => sign * overflow * factors[k as usize % 4] * (1.0 + *z * 1e-3),
+                (_, 0) => f32::NEG_INFINITY,
+                (_, 1) => sign * max,
+                (_, 2..=7) => sign * overflow * factors[(h as usize >> 4) % factors.len()],
+                _ => *z,
+            };
+        }
+        if r == 2 {
+            row[5] = f32::NAN;
+            row[vocab / 2] = f32::INFINITY;
+        }
+    }
+    dense
+}
+
+fn huge_logits_match<T: Logit>(s: &mut Sampler, name: &str) {
+    let (batch, vocab) = (5, 4099);
+    let temps = [0.25f32, 1e-3, 1.0, 4.0, 0.7];
+    let dense = huge_logits(batch, vocab, &temps);
+    let b = Batch::<T>::dense(convert(&dense), batch, vocab);
+    let (probs, logp, st) = gpu_softmax(s, &b, 1.0, Some(&temps));
+    check_softmax_rows(&b, 1.0, Some(&temps), (&probs, &logp, &st), name);
+    let seeds = HostSeeds::each(batch);
+    let (tokens, st) = gpu_sample(s, &b, 1.0, Some(&temps), &seeds);
+    let cpu_draws = cpu_sample(&b, 1.0, Some(&temps), &seeds);
+    let what = format!("{name} huge logits");
+    let near = assert_tokens_agree(&tokens, &cpu_draws, &what);
+    assert!(near <= 1, "{what}: {near} near-boundary disagreements");
+    let cpu_status: Vec<u32> = cpu_draws.iter().map(|d| d.status).collect();
+    assert_eq!(st, cpu_status, "{what}: status");
+
+    // One logit per row past the overflow (0.99 · f32::MAX at τ < 1): u is clamped to f32::MAX,
+    // not +∞, so the row is one-hot there, as the reference's (whose u is exact) is.
+    let temps = [0.25f32, 1e-3, 0.7];
+    let (batch, vocab) = (temps.len(), 4099);
+    let mut dense = common::logits(Dist::Normal(1.0), batch, vocab, 29);
+    let at: Vec<usize> = (0..batch).map(|r| (r * 977 + 5) % vocab).collect();
+    for r in 0..batch {
+        dense[r * vocab + at[r]] = 0.99 * f32::MAX;
+    }
+    let b = Batch::<T>::dense(convert(&dense), batch, vocab);
+    let (probs, _, st) = gpu_softmax(s, &b, 1.0, Some(&temps));
+    for r in 0..batch {
+        let row = &probs[r * vocab..(r + 1) * vocab];
+        let want = |i| if i == at[r] { 1.0 } else { 0.0 };
+        assert!(
+            row.iter().enumerate().all(|(i, &p)| p == want(i)),
+            "{name} overflowing logit, row {r}: not one-hot at {}",
+            at[r]
+        );
+    }
+    assert_eq!(st, [0; 3], "{name} overflowing logit: status");
+    let seeds = HostSeeds::each(batch);
+    let (tokens, _) = gpu_sample(s, &b, 1.0, Some(&temps), &seeds);
+    let cpu_draws = cpu_sample(&b, 1.0, Some(&temps), &seeds);
+    let cpu_tokens: Vec<u32> = cpu_draws.iter().map(|d| d.token).collect();
+    let want: Vec<u32> = at.iter().map(|&i| i as u32).collect();
+    assert_eq!(tokens, want, "{name} overflowing logit: drawn tokens");
+    assert_eq!(
+        cpu_tokens, want,
+        "{name} overflowing logit: the reference's tokens"
+    );
+}
+
+#[test]
+fn logits_near_the_overflow_of_z_over_tau_match_the_cpu_reference() {
+    let mut s = gpu_or_skip!();
+    huge_logits_match::<f32>(&mut s, "f32");
+    huge_logits_match::<bf16>(&mut s, "bf16");
+}
+
 #[test]
 fn softmax_of_strided_and_unaligned_rows_matches_the_cpu_reference() {
     let mut s = gpu_or_skip!();
