@@ -171,7 +171,9 @@ __device__ __forceinline__ float unclamped_limit(float inv_t) {
 // x[j] = scale_logit(sanitize(x[j], status), inv_t) over a thread's span, the same values and
 // bits (sanitize_span's reasoning): when every |z| ≤ limit (unclamped_limit(inv_t); false for
 // NaN and ±inf), neither the sanitising nor the clamps change anything and u = z · inv_t, one
-// compare and one multiply a value; else value by value.
+// compare and one multiply a value; else value by value. The multiply is __fmul_rn: u is
+// rounded to f32 as scale_logit's clamps round it, so it cannot be fused into the u − m that
+// follows (an FFMA would skip that rounding and change the bits).
 template <int N>
 __device__ __forceinline__ void sanitize_scale_span(float (&x)[N], float inv_t, float limit, u32 &status) {
   bool in_range = true;
@@ -179,7 +181,7 @@ __device__ __forceinline__ void sanitize_scale_span(float (&x)[N], float inv_t, 
   for (int j = 0; j < N; ++j) in_range &= fabsf(x[j]) <= limit;
   if (__builtin_expect(in_range, 1)) {
 #pragma unroll
-    for (int j = 0; j < N; ++j) x[j] *= inv_t;
+    for (int j = 0; j < N; ++j) x[j] = __fmul_rn(x[j], inv_t);
   } else {
 #pragma unroll
     for (int j = 0; j < N; ++j) x[j] = scale_logit(sanitize(x[j], status), inv_t);
@@ -1012,14 +1014,15 @@ __device__ __forceinline__ float prob_of(float z, u32 i, const ProbRow &r) {
   return prob_at(scale_logit(z, r.inv_t), i, r);
 }
 
-// u = scale_logit(z[j]) over a thread's span of sanitised z (sanitize_scale_span's shortcut).
+// u = scale_logit(z[j]) over a thread's span of sanitised z (sanitize_scale_span's shortcut,
+// __fmul_rn as there).
 __device__ __forceinline__ void scale_span(float (&x)[PER], const ProbRow &r) {
   bool in_range = true;
 #pragma unroll
   for (int j = 0; j < PER; ++j) in_range &= fabsf(x[j]) <= r.limit;
   if (__builtin_expect(in_range, 1)) {
 #pragma unroll
-    for (int j = 0; j < PER; ++j) x[j] *= r.inv_t;
+    for (int j = 0; j < PER; ++j) x[j] = __fmul_rn(x[j], r.inv_t);
   } else {
 #pragma unroll
     for (int j = 0; j < PER; ++j) x[j] = scale_logit(x[j], r.inv_t);
