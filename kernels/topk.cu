@@ -126,6 +126,14 @@ struct Chunk {
   __device__ __forceinline__ bool has(int i) const { return (valid >> i) & 1u; }
 };
 
+// A chunk's values sanitised, the span at once (sanitize_span): the values that are not the
+// row's read as -inf, which sanitize() neither changes nor flags, so they need no mask here.
+template <int L> __device__ __forceinline__ void sanitized_chunk(const float *z, float (&x)[L], u32 &status) {
+#pragma unroll
+  for (int i = 0; i < L; ++i) x[i] = z[i];
+  sanitize_span(x, status);
+}
+
 template <typename T, int VEC, int THREADS, typename F>
 __device__ __forceinline__ void for_each_chunk(const T *row, u32 vocab, F &f) {
   constexpr int L = Lanes<T, VEC>::N;
@@ -513,13 +521,14 @@ template <int THREADS> struct RadixSmem {
   PickSmem<u32> pick;
 };
 
-// key_of(raw, key) -> bool: sanitises a raw loaded value, sets its key, says whether it takes
-// part. first_pass(raw) is called once for every element of the row (during pass 0), for
-// work the caller wants fused into that read. `hist` is RADIX_BUCKETS u32 of shared memory.
+// The values are sanitised as they are read, flagging `status`. key_of(x, key) -> bool: sets a
+// sanitised value's key, says whether it takes part. first_pass(x) is called once for every
+// element of the row (during pass 0), sanitised, for work the caller wants fused into that
+// read. `hist` is RADIX_BUCKETS u32 of shared memory.
 // 1 <= k <= the number of participating elements.
 // Over a row group g (its read and histogram merge); `row` is the row's start.
 template <typename T, int VEC, int THREADS, typename G, typename KeyOf, typename FirstPass>
-__device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, RadixSmem<THREADS> &s,
+__device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, RadixSmem<THREADS> &s, u32 &status,
                                  KeyOf &key_of, FirstPass &first_pass) {
   constexpr int L = Lanes<T, VEC>::N;
   RadixCut cut;
@@ -534,13 +543,15 @@ __device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, Radix
     for (u32 i = threadIdx.x; i < RADIX_BUCKETS; i += THREADS) hist[i] = 0;
     __syncthreads();
     auto sweep = [&](const Chunk &c, const float *z) -> bool {
+      float x[L];
+      sanitized_chunk<L>(z, x, status);
 #pragma unroll
       for (int i = 0; i < L; ++i) {
         u32 key = 0;
         bool in = false;
         if (c.has(i)) {
-          if (pass == 0) first_pass(z[i]);
-          in = key_of(z[i], key) && (key & cut.mask) == cut.prefix;
+          if (pass == 0) first_pass(x[i]);
+          in = key_of(x[i], key) && (key & cut.mask) == cut.prefix;
         }
         hist_add(hist, (key >> shift) & dmask, in);
       }
@@ -577,9 +588,14 @@ __device__ __forceinline__ void collect(G &g, const T *row, RadixCut cut, u32 k,
   auto f = [&](const Chunk &c, const float *z) -> bool {
     u32 key[L];
     u32 gt = 0, eq = 0, cls = 0;  // cls: bit i = above, bit L + i = tie class
+    // sanitize_span's test, written out: sanitize_span itself (a sanitised copy of the span)
+    // made ptxas spill the 16-bit kernels at their 64-register cap (1024 threads).
+    bool bad = false;
+#pragma unroll
+    for (int i = 0; i < L; ++i) bad |= !(z[i] < SAMPLEX_INF);
 #pragma unroll
     for (int i = 0; i < L; ++i) {
-      key[i] = float_to_key(sanitize(z[i], status));
+      key[i] = float_to_key(__builtin_expect(bad, 0) ? sanitize(z[i], status) : z[i]);
       const u32 m = key[i] & cut.mask;
       if (c.has(i) && m > cut.prefix) {
         ++gt;
@@ -740,12 +756,12 @@ __device__ __forceinline__ void select_row(G &g, const T *logits, u64 stride, u3
   cut.need = kr;
   cut.count = vocab;
   if (kr < vocab) {
-    auto key_of = [&](float raw, u32 &key) -> bool {
-      key = float_to_key(sanitize(raw, status));
+    auto key_of = [](float x, u32 &key) -> bool {
+      key = float_to_key(x);
       return true;
     };
     auto nothing = [](float) {};
-    cut = radix_select<T, VEC, THREADS>(g, z, kr, sm.buf.hist, sm.radix, key_of, nothing);
+    cut = radix_select<T, VEC, THREADS>(g, z, kr, sm.buf.hist, sm.radix, status, key_of, nothing);
   }
 
   const u64 out_row = (u64)row * k;
@@ -757,9 +773,11 @@ __device__ __forceinline__ void select_row(G &g, const T *logits, u64 stride, u3
     u32 ignored = 0;
     u32 gt = 0, eq = 0;
     auto count = [&](const Chunk &c, const float *v) -> bool {
+      float x[L];
+      sanitized_chunk<L>(v, x, status);
 #pragma unroll
       for (int i = 0; i < L; ++i) {
-        const u32 m = float_to_key(sanitize(v[i], status)) & cut.mask;
+        const u32 m = float_to_key(x[i]) & cut.mask;
         if (c.has(i) && m > cut.prefix) ++gt;
         else if (c.has(i) && m == cut.prefix) ++eq;
       }

@@ -173,16 +173,15 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
   best.i = SAMPLEX_NO_TOKEN;
   u32 finite = 0;
   auto pass_a = [&](const Chunk &c, const float *v) -> bool {
+    float x[L];
+    samplex_topk::sanitized_chunk<L>(v, x, status);
 #pragma unroll
     for (int i = 0; i < L; ++i) {
-      if (c.has(i)) {
-        const float x = sanitize(v[i], status);
-        if (x > SAMPLEX_NEG_INF) {
-          ++finite;
-          if (x > best.v) {  // this thread's indices increase: the first max is kept
-            best.v = x;
-            best.i = c.first + i;
-          }
+      if (c.has(i) && x[i] > SAMPLEX_NEG_INF) {
+        ++finite;
+        if (x[i] > best.v) {  // this thread's indices increase: the first max is kept
+          best.v = x[i];
+          best.i = c.first + i;
         }
       }
     }
@@ -228,22 +227,20 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
     const float ln_min_p = min_p > 0.0f ? logf(min_p) : SAMPLEX_NEG_INF;
     bool min_p_pending = min_p > 0.0f;
     u32 min_p_key = 0xffffffffu;
-    auto track_min_p = [&](float raw) {
+    auto track_min_p = [&](float x) {  // x sanitised
       if (!min_p_pending) return;
-      const float x = sanitize(raw, ignored);
       if (x > SAMPLEX_NEG_INF && u_minus_max(x, zmax, tau) >= ln_min_p) min_p_key = umin32(min_p_key, canonical_key(x));
     };
 
     // B. top-k.
     u32 tk = 0;
     if (k > 0 && k < finite) {
-      auto key_of = [&](float raw, u32 &key) -> bool {
-        const float x = sanitize(raw, ignored);
+      auto key_of = [](float x, u32 &key) -> bool {
         key = canonical_key(x);
         return x > SAMPLEX_NEG_INF;
       };
       const RadixCut cut =
-          samplex_topk::radix_select<T, VEC, THREADS>(g, z, k, sm.count, sm.radix, key_of, track_min_p);
+          samplex_topk::radix_select<T, VEC, THREADS>(g, z, k, sm.count, sm.radix, ignored, key_of, track_min_p);
       tk = cut.prefix;
       min_p_pending = false;
     }
@@ -265,12 +262,14 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
         }
         __syncthreads();
         auto sweep = [&](const Chunk &c, const float *v) -> bool {
+          float xs[L];
+          samplex_topk::sanitized_chunk<L>(v, xs, ignored);
 #pragma unroll
           for (int i = 0; i < L; ++i) {
             float x = SAMPLEX_NEG_INF;
             if (c.has(i)) {
-              if (pass == 0) track_min_p(v[i]);
-              x = sanitize(v[i], ignored);
+              if (pass == 0) track_min_p(xs[i]);
+              x = xs[i];
             }
             const u32 key = canonical_key(x);
             const bool in = x > SAMPLEX_NEG_INF && key >= tk && (key & mask) == prefix;
@@ -314,9 +313,11 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
     // D on its own when neither B nor C read the row.
     if (min_p_pending) {
       auto sweep = [&](const Chunk &c, const float *v) -> bool {
+        float x[L];
+        samplex_topk::sanitized_chunk<L>(v, x, ignored);
 #pragma unroll
         for (int i = 0; i < L; ++i)
-          if (c.has(i)) track_min_p(v[i]);
+          if (c.has(i)) track_min_p(x[i]);
         return true;
       };
       g.template read<T, VEC, THREADS>(z, sweep);
@@ -336,9 +337,11 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
       const float scale = fixed_scale(finite);
       u64 acc = 0;
       auto sweep = [&](const Chunk &c, const float *v) -> bool {
+        float xs[L];
+        samplex_topk::sanitized_chunk<L>(v, xs, ignored);
 #pragma unroll
         for (int i = 0; i < L; ++i) {
-          const float x = sanitize(v[i], ignored);
+          const float x = xs[i];
           if (c.has(i) && kept_at(x, thr)) acc += __float2ull_rn(expf(u_minus_max(x, zmax, tau)) * scale);
         }
         return true;
@@ -460,9 +463,13 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
     next.take(z, vocab, first, x);
     if (t + 1 < tr.last) next.issue(z, vocab, first + SAMPLEX_DRAW_TILE);
     float top = SAMPLEX_NEG_INF;
+    // sanitize_span's test, written out: sanitize_span itself made ptxas spill the f16 kernel.
+    bool bad = false;
+#pragma unroll
+    for (int j = 0; j < DRAW_PER; ++j) bad |= !(x[j] < SAMPLEX_INF);
 #pragma unroll
     for (int j = 0; j < DRAW_PER; ++j) {
-      x[j] = sanitize(x[j], ignored);
+      if (__builtin_expect(bad, 0)) x[j] = sanitize(x[j], ignored);
       if (kept_at(x[j], info.thr)) top = fmaxf(top, x[j]);
     }
     top = block_max<THREADS>(top, bs);
@@ -532,11 +539,12 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
       const u32 i = base + j * DRAW_THREADS;
       raw[j] = read && i < vocab ? to_f32(z[i]) : 0.0f;
     }
+    sanitize_span(raw, ignored);
 #pragma unroll
     for (int j = 0; j < DRAW_PER; ++j) {
       const u32 i = base + j * DRAW_THREADS;
       if (i >= vocab) break;
-      const float x = sanitize(raw[j], ignored);
+      const float x = raw[j];
       const bool keep = greedy ? i == info.argmax : kept_at(x, info.thr);
       float v;
       if (MODE == 0) v = !keep ? 0.0f : (greedy ? 1.0f : expf(u_minus_max(x, info.zmax, info.tau)) / info.mass);

@@ -534,6 +534,49 @@ fn filters_adversarial_rows() {
     );
 }
 
+/// NaN and +inf in every lane of a span and at the rows' edges (common::edge_rows), aligned and
+/// at three misalignments with NaN between the rows: kept sets, probabilities, draws and status
+/// as the CPU's, through top-k, top-p, min-p alone and all three.
+#[test]
+fn filters_nan_and_inf_in_every_lane_and_at_the_row_edges() {
+    let mut s = gpu_or_skip!();
+    let vocab = 1001;
+    let rows = common::edge_rows(vocab, 43);
+    let batch = rows.len();
+    let dense = rows.concat();
+    for (lead, stride) in [(0, 1016), (1, 1013), (3, 1013), (6, 1013)] {
+        let hf = common::Batch::<f32>::laid_out(&dense, batch, vocab, stride, lead).host;
+        let hb = common::Batch::<bf16>::laid_out(&dense, batch, vocab, stride, lead).host;
+        let cf = Case {
+            host: &hf,
+            lead,
+            batch,
+            vocab,
+            stride,
+        };
+        let cb = Case {
+            host: &hb,
+            lead,
+            batch,
+            vocab,
+            stride,
+        };
+        for sup in [
+            support(7, 1.0, 0.0),
+            support(0, 0.9, 0.0),
+            support(0, 1.0, 0.05),
+            support(50, 0.8, 0.02),
+        ] {
+            let req = Request::new(0.8, sup);
+            let what = format!("lead {lead} stride {stride} {sup:?}");
+            check_filters(&mut s, &cf, &req, &format!("f32 {what}"));
+            check_filters(&mut s, &cb, &req, &format!("bf16 {what}"));
+            check_sampling(&mut s, &cf, &req, &HostSeeds::each(batch), &what);
+            check_sampling(&mut s, &cb, &req, &HostSeeds::each(batch), &what);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The threshold kernel's split paths (a cluster on sm_90, a cooperative grid everywhere) against
 // its one-block path.

@@ -138,6 +138,38 @@ fn topk_select_split_path_unaligned_rows_match_the_cpu() {
     }
 }
 
+/// NaN and +inf in every lane of a span and at the rows' edges (common::edge_rows), in aligned
+/// rows and in rows at three misalignments with NaN between them: every pair and status as the
+/// CPU's, through the radix passes (k 1, 7) and the collection alone (k = vocab).
+#[test]
+fn topk_select_nan_and_inf_in_every_lane_and_at_the_row_edges() {
+    let mut s = gpu_or_skip!();
+    let vocab = 1001;
+    let rows = common::edge_rows(vocab, 41);
+    let batch = rows.len();
+    let dense = rows.concat();
+    for (lead, stride) in [(0, 1016), (1, 1013), (3, 1013), (6, 1013)] {
+        let hf = common::Batch::<f32>::laid_out(&dense, batch, vocab, stride, lead).host;
+        let hh = common::Batch::<f16>::laid_out(&dense, batch, vocab, stride, lead).host;
+        let hb = common::Batch::<bf16>::laid_out(&dense, batch, vocab, stride, lead).host;
+        for k in [1u32, 7, vocab as u32] {
+            let what = format!("lead {lead} stride {stride} k{k}");
+            Selection::new(&hf, batch, vocab, k)
+                .lead(lead)
+                .stride(stride)
+                .check(&mut s, &format!("f32 {what}"));
+            Selection::new(&hh, batch, vocab, k)
+                .lead(lead)
+                .stride(stride)
+                .check(&mut s, &format!("f16 {what}"));
+            Selection::new(&hb, batch, vocab, k)
+                .lead(lead)
+                .stride(stride)
+                .check(&mut s, &format!("bf16 {what}"));
+        }
+    }
+}
+
 #[test]
 fn topk_select_ties_go_to_lower_index() {
     let mut s = gpu_or_skip!();

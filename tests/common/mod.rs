@@ -206,6 +206,31 @@ pub fn split_cases(seed: u64) -> Vec<(usize, usize, usize, Vec<f32>)> {
     cases
 }
 
+/// Rows with NaN and +inf in each lane of a thread's first span (lanes 0-7: every position of a
+/// 16-byte vector of 16-bit logits, two of f32) and of the last, the rows' first and last
+/// elements among them, then one at 19 and a clean row: the hot loops test a span for
+/// non-finite values at once and must still sanitise and flag each one wherever it falls.
+pub fn edge_rows(vocab: usize, seed: u64) -> Vec<Vec<f32>> {
+    let base = logits(Dist::Normal(1.0), 1, vocab, seed);
+    let mut rows: Vec<Vec<f32>> = (0..8)
+        .map(|lane| {
+            let mut r = base.clone();
+            r[lane] = f32::NAN;
+            r[vocab - 1 - lane] = if lane % 2 == 0 {
+                f32::INFINITY
+            } else {
+                f32::NAN
+            };
+            r
+        })
+        .collect();
+    let mut r = base.clone();
+    r[19] = f32::INFINITY;
+    rows.push(r);
+    rows.push(base);
+    rows
+}
+
 /// Rows that stress the split of a row over a cluster's blocks (`seed`, `seed + 1`, `seed + 2`
 /// for the random ones): ties across slice boundaries, maxima and lone finite values near them,
 /// non-finite values and signed zeros in several slices.
