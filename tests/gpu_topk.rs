@@ -148,7 +148,7 @@ fn topk_select_nan_and_inf_in_every_lane_and_at_the_row_edges() {
     let rows = common::edge_rows(vocab, 41);
     let batch = rows.len();
     let dense = rows.concat();
-    for (lead, stride) in [(0, 1016), (1, 1013), (3, 1013), (6, 1013)] {
+    for (lead, stride) in common::EDGE_LAYOUTS {
         let hf = common::Batch::<f32>::laid_out(&dense, batch, vocab, stride, lead).host;
         let hh = common::Batch::<f16>::laid_out(&dense, batch, vocab, stride, lead).host;
         let hb = common::Batch::<bf16>::laid_out(&dense, batch, vocab, stride, lead).host;

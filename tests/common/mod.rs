@@ -206,6 +206,10 @@ pub fn split_cases(seed: u64) -> Vec<(usize, usize, usize, Vec<f32>)> {
     cases
 }
 
+/// The layouts [`edge_rows`] are read in at vocab 1001, (lead, stride): aligned (1016 elements
+/// are a multiple of 16 bytes in every dtype), and three misalignments (the `_any` twins).
+pub const EDGE_LAYOUTS: [(usize, usize); 4] = [(0, 1016), (1, 1013), (3, 1013), (6, 1013)];
+
 /// Rows with NaN and +inf in each lane of a thread's first span (lanes 0-7: every position of a
 /// 16-byte vector of 16-bit logits, two of f32) and of the last, the rows' first and last
 /// elements among them, then one at 19 and a clean row: the hot loops test a span for
