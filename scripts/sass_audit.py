@@ -15,8 +15,8 @@ so a loop that spends 10 instructions on each value reads bf16 logits at about h
 however its loads are issued. Reading it off the SASS needs no GPU, and a change to a hot loop
 can be checked in seconds (docs/ARCHITECTURE.md, "Instructions per byte").
 
-Per kernel, every innermost loop that loads from global memory: its instructions, and two paths
-from its head to its back edge (`paths`): the fast one, with the fewest instructions, and the
+Per kernel, every loop that loads from global memory and holds no loop that does: its
+instructions, and two paths from its head to its back edge (`paths`): the fast one, with the fewest instructions, and the
 heavy one, with the most MUFU instructions (exponentials, logarithms), each with its
 instructions, the bytes of its global loads (LDG; not the .STRONG ones, which are
 synchronisation) and their ratio. The counts are issue slots only: no stall, latency or pipe
@@ -72,25 +72,34 @@ def branch_target(operands):
     return int(m.group(1), 16) if m else None
 
 
-def innermost_loops(code):
-    """(head, back-edge address) of each loop that holds no other loop: a BRA to an address at or
-    before its own."""
+def streaming_loops(code):
+    """(head, back-edge address) of each loop that loads from global memory while no loop nested
+    in it does: the loops that stream a row. A loop nested in one that loads nothing does not hide
+    it: the compare-and-swap retry loop that a 64-bit shared-memory atomicAdd compiles to, say.
+    A loop is a BRA to an address at or before its own."""
     edges = []
     for address, _, opcode, operands in code:
         if opcode.startswith("BRA"):
             target = branch_target(operands)
             if target is not None and target <= address:
                 edges.append((target, address))
+    loads = [address for address, _, opcode, _ in code if load_bytes(opcode)]
+
+    def loading(h, e):
+        return any(h <= a <= e for a in loads)
+
     return [
         (h, e)
         for h, e in edges
-        if not any(h <= h2 and e2 <= e and (h2, e2) != (h, e) for h2, e2 in edges)
+        if loading(h, e)
+        and not any(h <= h2 and e2 <= e and (h2, e2) != (h, e) and loading(h2, e2) for h2, e2 in edges)
     ]
 
 
 def paths(code, head, back):
-    """Two paths from `head` to the back edge at `back`, through the loop's body (an innermost
-    loop's body branches only forward, so address order is a topological order), each among the
+    """Two paths from `head` to the back edge at `back`, through the loop's body (its branches
+    are followed forward only, so address order is a topological order and a loop nested in the
+    body, one that loads nothing, is counted once, as if it never retried), each among the
     paths that load anything (one that skips its loads is the row's end, not its streaming):
     "fast", the fewest instructions; and "heavy", the most MUFU instructions (exponentials,
     logarithms), then the fewest instructions. The fast path skips rare work (NaN fix-ups, a new
@@ -103,7 +112,10 @@ def paths(code, head, back):
     def successors(k):
         _, predicated, opcode, operands = code[k]
         if opcode.startswith("BRA"):
-            out = [index.get(branch_target(operands))] + ([k + 1] if predicated else [])
+            target = index.get(branch_target(operands))
+            if target is not None and target <= k:  # a nested loop's back edge: not taken
+                target = None
+            out = [target] + ([k + 1] if predicated else [])
         elif opcode.startswith(("EXIT", "RET", "BPT")):
             out = [k + 1] if predicated else []
         else:
@@ -142,7 +154,7 @@ def audit(kernels, pattern=None):
     for name, code in kernels.items():
         if pattern and not re.search(pattern, name):
             continue
-        for head, back in innermost_loops(code):
+        for head, back in streaming_loops(code):
             found = paths(code, head, back)
             fast, heavy = found["fast"], found["heavy"]
             if not fast:

@@ -39,6 +39,22 @@ SASS = """
         /*0020*/                   EXIT ;                                   /* 0x000000000000794d */
 """
 
+# A streaming loop (0x10..0x80) whose body holds a compare-and-swap retry loop (0x40..0x60), as a
+# 64-bit shared-memory atomicAdd compiles.
+NESTED_CAS = """
+		Function : samplex_cas_f32
+        /*0000*/                   LDC R1, c[0x0][0x28] ;                   /* 0x00000a00ff017b82 */
+        /*0010*/                   LDG.E R4, desc[UR4][R2.64] ;             /* 0x0000000402047981 */
+        /*0020*/                   LDS.64 R6, [R8] ;                        /* 0x0000000008067984 */
+        /*0030*/                   FADD R5, R4, R4 ;                        /* 0x0000000404057221 */
+        /*0040*/                   IADD3 R10, P1, R6, R5, RZ ;              /* 0x0000000506067210 */
+        /*0050*/                   ATOMS.CAST.SPIN.64 P2, [R8], R6, R10 ;   /* 0x0000000a0800758d */
+        /*0060*/              @!P2 BRA 0x40 ;                               /* 0x0000000000002947 */
+        /*0070*/                   IADD3 R0, R0, 0x1, RZ ;                  /* 0x0000000100007810 */
+        /*0080*/               @P0 BRA 0x10 ;                               /* 0x0000000000000947 */
+        /*0090*/                   EXIT ;                                   /* 0x000000000000794d */
+"""
+
 
 class SassAudit(unittest.TestCase):
     def setUp(self):
@@ -59,10 +75,20 @@ class SassAudit(unittest.TestCase):
         self.assertEqual(sass_audit.load_bytes("LDG.E.STRONG.GPU"), 0)
         self.assertEqual(sass_audit.load_bytes("LDS.128"), 0)
 
-    def test_innermost_loops_only(self):
-        loops = sass_audit.innermost_loops(self.kernels["samplex_demo_bf16"])
-        # 0x10..0xa0 is inside 0x10..0xc0 (not innermost); 0xd0..0xe0 loads nothing but is a loop.
-        self.assertEqual(loops, [(0x10, 0xA0), (0xD0, 0xE0)])
+    def test_streaming_loops_are_the_innermost_that_load(self):
+        loops = sass_audit.streaming_loops(self.kernels["samplex_demo_bf16"])
+        # 0x10..0xa0 is inside 0x10..0xc0, which is therefore not counted; 0xd0..0xe0 loads nothing.
+        self.assertEqual(loops, [(0x10, 0xA0)])
+
+    def test_a_retry_loop_inside_does_not_hide_the_loop_that_streams(self):
+        kernels = sass_audit.parse(NESTED_CAS)
+        code = kernels["samplex_cas_f32"]
+        self.assertEqual(sass_audit.streaming_loops(code), [(0x10, 0x80)])
+        found = sass_audit.paths(code, 0x10, 0x80)
+        # Once through the retry loop 0x40..0x60 (no retry): 10, 20, 30, 40, 50, 60, 70, 80.
+        self.assertEqual(found["fast"], (8, 4, 0))
+        rows = sass_audit.audit(kernels)
+        self.assertEqual([r["loop"] for r in rows], ["00010-00080"])
 
     def test_fast_and_heavy_paths(self):
         found = sass_audit.paths(self.kernels["samplex_demo_bf16"], 0x10, 0xA0)
