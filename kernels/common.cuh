@@ -91,11 +91,17 @@ __device__ __forceinline__ float sanitize(float x, u32 &status) {
 // only where the test fails. Value by value, the two tests and their branches cost six
 // instructions a value: in the hot loops, more than a 16-bit logit's share of the SM's issue
 // slots at the memory roof (docs/ARCHITECTURE.md, "Instructions per byte").
-template <int N> __device__ __forceinline__ void sanitize_span(float (&x)[N], u32 &status) {
+// span_is_clean: the test alone, for loops that sanitise in place value by value (a sanitised
+// copy of the span can cost registers a kernel at its cap does not have).
+template <int N> __device__ __forceinline__ bool span_is_clean(const float *x) {
   bool bad = false;
 #pragma unroll
   for (int j = 0; j < N; ++j) bad |= !(x[j] < SAMPLEX_INF);
-  if (__builtin_expect(bad, 0)) {
+  return !bad;
+}
+
+template <int N> __device__ __forceinline__ void sanitize_span(float (&x)[N], u32 &status) {
+  if (__builtin_expect(!span_is_clean<N>(x), 0)) {
 #pragma unroll
     for (int j = 0; j < N; ++j) x[j] = sanitize(x[j], status);
   }

@@ -525,10 +525,11 @@ template <int THREADS> struct RadixSmem {
 // sanitised value's key, says whether it takes part. first_pass(x) is called once for every
 // element of the row (during pass 0), sanitised, for work the caller wants fused into that
 // read. key_of is also called for a chunk's values that are not the row's (-inf), whose
-// result radix_select masks out. `hist` is RADIX_BUCKETS u32 of shared memory.
+// result radix_select masks out; a caller whose key_of and first_pass reject -inf themselves
+// passes ROW_MASK = false, and nothing is masked. `hist` is RADIX_BUCKETS u32 of shared memory.
 // 1 <= k <= the number of participating elements.
 // Over a row group g (its read and histogram merge); `row` is the row's start.
-template <typename T, int VEC, int THREADS, typename G, typename KeyOf, typename FirstPass>
+template <typename T, int VEC, int THREADS, bool ROW_MASK = true, typename G, typename KeyOf, typename FirstPass>
 __device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, RadixSmem<THREADS> &s, u32 &status,
                                  KeyOf &key_of, FirstPass &first_pass) {
   constexpr int L = Lanes<T, VEC>::N;
@@ -548,12 +549,13 @@ __device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, Radix
       sanitized_chunk<L>(z, x, status);
 #pragma unroll
       for (int i = 0; i < L; ++i) {
-        if (pass == 0 && c.has(i)) first_pass(x[i]);
+        const bool mine = !ROW_MASK || c.has(i);
+        if (pass == 0 && mine) first_pass(x[i]);
         // The key unconditionally, masked after: set under `if (c.has(i))` it cost ~6
         // instructions a value more (predicated moves and byte extensions, sm_90 SASS).
         u32 key;
         const bool part = key_of(x[i], key);
-        const bool in = c.has(i) && part && (key & cut.mask) == cut.prefix;
+        const bool in = mine && part && (key & cut.mask) == cut.prefix;
         hist_add(hist, (key >> shift) & dmask, in);
       }
       return true;
@@ -589,11 +591,9 @@ __device__ __forceinline__ void collect(G &g, const T *row, RadixCut cut, u32 k,
   auto f = [&](const Chunk &c, const float *z) -> bool {
     u32 key[L];
     u32 gt = 0, eq = 0, cls = 0;  // cls: bit i = above, bit L + i = tie class
-    // sanitize_span's test, written out: sanitize_span itself (a sanitised copy of the span)
-    // made ptxas spill the 16-bit kernels at their 64-register cap (1024 threads).
-    bool bad = false;
-#pragma unroll
-    for (int i = 0; i < L; ++i) bad |= !(z[i] < SAMPLEX_INF);
+    // span_is_clean, not sanitize_span: a sanitised copy of the span made ptxas spill the 16-bit
+    // kernels at their 64-register cap (1024 threads).
+    const bool bad = !span_is_clean<L>(z);
 #pragma unroll
     for (int i = 0; i < L; ++i) {
       key[i] = float_to_key(__builtin_expect(bad, 0) ? sanitize(z[i], status) : z[i]);

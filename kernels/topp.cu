@@ -167,6 +167,10 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
   const float p = row_param(p_rows, row, p_all, __int_as_float(1), 1.0f, 1.0f, status);
   const float min_p = row_param(min_p_rows, row, min_p_all, 0.0f, 1.0f, 0.0f, status);
 
+  // No pass masks by Chunk::has (B tells radix_select so: ROW_MASK = false): the readers give
+  // the values that are not the row's as -inf, and every test below (finite, kept, in the top-k
+  // set, above min-p) rejects -inf.
+
   // A. max, argmax, finite count, status.
   ArgMax best;
   best.v = SAMPLEX_NEG_INF;
@@ -177,7 +181,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
     samplex_topk::sanitized_chunk<L>(v, x, status);
 #pragma unroll
     for (int i = 0; i < L; ++i) {
-      if (c.has(i) && x[i] > SAMPLEX_NEG_INF) {
+      if (x[i] > SAMPLEX_NEG_INF) {
         ++finite;
         if (x[i] > best.v) {  // this thread's indices increase: the first max is kept
           best.v = x[i];
@@ -240,7 +244,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
         return x > SAMPLEX_NEG_INF;
       };
       const RadixCut cut =
-          samplex_topk::radix_select<T, VEC, THREADS>(g, z, k, sm.count, sm.radix, ignored, key_of, track_min_p);
+          samplex_topk::radix_select<T, VEC, THREADS, false>(g, z, k, sm.count, sm.radix, ignored, key_of, track_min_p);
       tk = cut.prefix;
       min_p_pending = false;
     }
@@ -261,16 +265,13 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
           mass_h[i] = 0;
         }
         __syncthreads();
-        auto sweep = [&](const Chunk &c, const float *v) -> bool {
+        auto sweep = [&](const Chunk &, const float *v) -> bool {
           float xs[L];
           samplex_topk::sanitized_chunk<L>(v, xs, ignored);
 #pragma unroll
           for (int i = 0; i < L; ++i) {
-            float x = SAMPLEX_NEG_INF;
-            if (c.has(i)) {
-              if (pass == 0) track_min_p(xs[i]);
-              x = xs[i];
-            }
+            const float x = xs[i];
+            if (pass == 0) track_min_p(x);
             const u32 key = canonical_key(x);
             const bool in = x > SAMPLEX_NEG_INF && key >= tk && (key & mask) == prefix;
             u64 fixed = 0;
@@ -312,12 +313,11 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
 
     // D on its own when neither B nor C read the row.
     if (min_p_pending) {
-      auto sweep = [&](const Chunk &c, const float *v) -> bool {
+      auto sweep = [&](const Chunk &, const float *v) -> bool {
         float x[L];
         samplex_topk::sanitized_chunk<L>(v, x, ignored);
 #pragma unroll
-        for (int i = 0; i < L; ++i)
-          if (c.has(i)) track_min_p(x[i]);
+        for (int i = 0; i < L; ++i) track_min_p(x[i]);
         return true;
       };
       g.template read<T, VEC, THREADS>(z, sweep);
@@ -336,13 +336,13 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
     if (want_mass) {
       const float scale = fixed_scale(finite);
       u64 acc = 0;
-      auto sweep = [&](const Chunk &c, const float *v) -> bool {
+      auto sweep = [&](const Chunk &, const float *v) -> bool {
         float xs[L];
         samplex_topk::sanitized_chunk<L>(v, xs, ignored);
 #pragma unroll
         for (int i = 0; i < L; ++i) {
           const float x = xs[i];
-          if (c.has(i) && kept_at(x, thr)) acc += __float2ull_rn(expf(u_minus_max(x, zmax, tau)) * scale);
+          if (kept_at(x, thr)) acc += __float2ull_rn(expf(u_minus_max(x, zmax, tau)) * scale);
         }
         return true;
       };
@@ -463,10 +463,9 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
     next.take(z, vocab, first, x);
     if (t + 1 < tr.last) next.issue(z, vocab, first + SAMPLEX_DRAW_TILE);
     float top = SAMPLEX_NEG_INF;
-    // sanitize_span's test, written out: sanitize_span itself made ptxas spill the f16 kernel.
-    bool bad = false;
-#pragma unroll
-    for (int j = 0; j < DRAW_PER; ++j) bad |= !(x[j] < SAMPLEX_INF);
+    // span_is_clean, not sanitize_span: a sanitised copy of the span made ptxas spill the f16
+    // kernel.
+    const bool bad = !span_is_clean<DRAW_PER>(x);
 #pragma unroll
     for (int j = 0; j < DRAW_PER; ++j) {
       if (__builtin_expect(bad, 0)) x[j] = sanitize(x[j], ignored);
