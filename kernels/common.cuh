@@ -582,6 +582,19 @@ __device__ __forceinline__ float block_exclusive_sum(float v, float &total, Bloc
   return block_exclusive_scan<THREADS, float>(v, total, s.f, s.result_f);
 }
 
+// atomicAdd of a u64 in shared memory as two 32-bit adds. The 64-bit one compiles to a
+// compare-and-swap loop (sm_90 SASS: seven instructions, and the loop again whenever another
+// warp wrote the word in between); these are six, with no retry. The low word's add returns
+// its old value, whose overflow carries into the high word: the u64 read after the next
+// barrier is the same sum (mod 2^64, so signed sums too). Until then the two words may
+// disagree, so nothing may read them before it.
+__device__ __forceinline__ void shared_add_u64(u64 *a, u64 v) {
+  u32 *w = reinterpret_cast<u32 *>(a);  // little-endian: w[0] the low word
+  const u32 lo = (u32)v;
+  const u32 old = atomicAdd(w, lo);
+  atomicAdd(w + 1, (u32)(v >> 32) + (old + lo < old ? 1u : 0u));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Order-preserving keys: a < b (as floats, -0 == +0 aside) <=> key(a) < key(b) as u32.
 //    -inf maps to the smallest key of any non-NaN value; NaN never reaches here (sanitize).

@@ -530,7 +530,7 @@ __device__ __forceinline__ u32 radix_threshold(G &g, const T *zr, float inv_t, f
       if (d != cur) {
         if (cur >= 0) {
           atomicAdd(&sh.hist.cnt[cur], cur_cnt);
-          atomicAdd(reinterpret_cast<unsigned long long *>(&sh.hist.sum[cur]), (unsigned long long)cur_sum);
+          shared_add_u64(reinterpret_cast<u64 *>(&sh.hist.sum[cur]), (u64)cur_sum);
         }
         cur = d;
         cur_cnt = 0;
@@ -542,7 +542,7 @@ __device__ __forceinline__ u32 radix_threshold(G &g, const T *zr, float inv_t, f
     g.template read<T, VEC>(zr, add);
     if (cur >= 0) {
       atomicAdd(&sh.hist.cnt[cur], cur_cnt);
-      atomicAdd(reinterpret_cast<unsigned long long *>(&sh.hist.sum[cur]), (unsigned long long)cur_sum);
+      shared_add_u64(reinterpret_cast<u64 *>(&sh.hist.sum[cur]), (u64)cur_sum);
     }
     g.hist_ready(sh);
     const int t = threadIdx.x;

@@ -283,7 +283,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
               const u32 d = (key >> shift) & dmask;
               const u32 c = (u32)__popc(peers);
               atomicAdd(&count_h[d], c);
-              atomicAdd(&mass_h[d], (u64)c * fixed);
+              shared_add_u64(&mass_h[d], (u64)c * fixed);
             }
           }
           return true;
