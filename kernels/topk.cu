@@ -506,8 +506,9 @@ __device__ __forceinline__ GridRow grid_row(u32 vocab, u32 blocks, u64 barriers,
 // ---------------------------------------------------------------------------------------------
 // Steps 1-3: radix select. The outcome: every participating element with
 // (key & mask) > prefix is among the k largest, and `need` more are taken from those with
-// (key & mask) == prefix (which number `count`). When count == need (early exit) or after the
-// last pass, {key >= prefix} is exactly "the k largest, plus every tie of the k-th".
+// (key & mask) == prefix (which number `count`, or more: see radix_select). When count == need
+// (early exit) or after the last pass, {key >= prefix} is exactly "the k largest, plus every
+// tie of the k-th".
 // ---------------------------------------------------------------------------------------------
 struct RadixCut {
   u32 prefix;
@@ -524,12 +525,15 @@ template <int THREADS> struct RadixSmem {
 // The values are sanitised as they are read, flagging `status`. key_of(x, key) -> bool: sets a
 // sanitised value's key, says whether it takes part. first_pass(x) is called once for every
 // element of the row (during pass 0), sanitised, for work the caller wants fused into that
-// read. key_of is also called for a chunk's values that are not the row's (-inf), whose
-// result radix_select masks out; a caller whose key_of and first_pass reject -inf themselves
-// passes ROW_MASK = false, and nothing is masked. `hist` is RADIX_BUCKETS u32 of shared memory.
-// 1 <= k <= the number of participating elements.
-// Over a row group g (its read and histogram merge); `row` is the row's start.
-template <typename T, int VEC, int THREADS, bool ROW_MASK = true, typename G, typename KeyOf, typename FirstPass>
+// read. `hist` is RADIX_BUCKETS u32 of shared memory. 1 <= k <= the number of participating
+// elements. Over a row group g (its read and histogram merge); `row` is the row's start.
+// Nothing is masked by Chunk::has: the values that are not the row's come as -inf, and key_of
+// and first_pass see them too. A caller's key_of may reject -inf (top-p's does). If it takes
+// -inf (top-k's), they count in the bucket of the smallest key only, and the pick counts from
+// the top: the bucket picked and `need` are the same. Only `count` may be larger, where the
+// picked bucket holds -inf's key, which puts off the early exit to a later pass that cuts the
+// same elements of the row. first_pass must ignore -inf.
+template <typename T, int VEC, int THREADS, typename G, typename KeyOf, typename FirstPass>
 __device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, RadixSmem<THREADS> &s, u32 &status,
                                  KeyOf &key_of, FirstPass &first_pass) {
   constexpr int L = Lanes<T, VEC>::N;
@@ -544,18 +548,15 @@ __device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, Radix
     u32 *hist = g.count(own_hist);
     for (u32 i = threadIdx.x; i < RADIX_BUCKETS; i += THREADS) hist[i] = 0;
     __syncthreads();
-    auto sweep = [&](const Chunk &c, const float *z) -> bool {
+    auto sweep = [&](const Chunk &, const float *z) -> bool {
       float x[L];
       sanitized_chunk<L>(z, x, status);
 #pragma unroll
       for (int i = 0; i < L; ++i) {
-        const bool mine = !ROW_MASK || c.has(i);
-        if (pass == 0 && mine) first_pass(x[i]);
-        // The key unconditionally, masked after: set under `if (c.has(i))` it cost ~6
-        // instructions a value more (predicated moves and byte extensions, sm_90 SASS).
+        if (pass == 0) first_pass(x[i]);
         u32 key;
         const bool part = key_of(x[i], key);
-        const bool in = mine && part && (key & cut.mask) == cut.prefix;
+        const bool in = part && (key & cut.mask) == cut.prefix;
         hist_add(hist, (key >> shift) & dmask, in);
       }
       return true;

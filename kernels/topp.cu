@@ -167,9 +167,8 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
   const float p = row_param(p_rows, row, p_all, __int_as_float(1), 1.0f, 1.0f, status);
   const float min_p = row_param(min_p_rows, row, min_p_all, 0.0f, 1.0f, 0.0f, status);
 
-  // No pass masks by Chunk::has (B tells radix_select so: ROW_MASK = false): the readers give
-  // the values that are not the row's as -inf, and every test below (finite, kept, in the top-k
-  // set, above min-p) rejects -inf.
+  // No pass masks by Chunk::has: the readers give the values that are not the row's as -inf,
+  // and every test below (finite, kept, in the top-k set, above min-p) rejects -inf.
 
   // A. max, argmax, finite count, status.
   ArgMax best;
@@ -244,7 +243,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
         return x > SAMPLEX_NEG_INF;
       };
       const RadixCut cut =
-          samplex_topk::radix_select<T, VEC, THREADS, false>(g, z, k, sm.count, sm.radix, ignored, key_of, track_min_p);
+          samplex_topk::radix_select<T, VEC, THREADS>(g, z, k, sm.count, sm.radix, ignored, key_of, track_min_p);
       tk = cut.prefix;
       min_p_pending = false;
     }
