@@ -555,8 +555,7 @@ __device__ RadixCut radix_select(G &g, const T *row, u32 k, u32 *own_hist, Radix
       for (int i = 0; i < L; ++i) {
         if (pass == 0) first_pass(x[i]);
         u32 key;
-        const bool part = key_of(x[i], key);
-        const bool in = part && (key & cut.mask) == cut.prefix;
+        const bool in = key_of(x[i], key) && (key & cut.mask) == cut.prefix;
         hist_add(hist, (key >> shift) & dmask, in);
       }
       return true;

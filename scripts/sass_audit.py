@@ -16,11 +16,11 @@ however its loads are issued. Reading it off the SASS needs no GPU, and a change
 can be checked in seconds (docs/ARCHITECTURE.md, "Instructions per byte").
 
 Per kernel, every loop that loads from global memory and holds no loop that does: its
-instructions, and two paths from its head to its back edge (`paths`): the fast one, with the fewest instructions, and the
-heavy one, with the most MUFU instructions (exponentials, logarithms), each with its
-instructions, the bytes of its global loads (LDG; not the .STRONG ones, which are
-synchronisation) and their ratio. The counts are issue slots only: no stall, latency or pipe
-limit, so they are a floor on a loop's cost, not a measurement.
+instructions, and two paths from its head to its back edge (`paths`): the fast one, with the
+fewest instructions, and the heavy one, with the most MUFU instructions (exponentials,
+logarithms), each with its instructions, the bytes of its global loads (LDG; not the .STRONG
+ones, which are synchronisation) and their ratio. The counts are issue slots only: no stall,
+latency or pipe limit, so they are a floor on a loop's cost, not a measurement.
 """
 
 import argparse
