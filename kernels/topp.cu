@@ -36,17 +36,18 @@
 //         A. max z (ties: lowest index) and the count of finite logits; status bits.
 //            No finite logit: thr = +inf. tau = 0: greedy, thr = max z (see RowInfo).
 //            Below, u = z / tau and d_i = (z_i - max z) / tau = u_i - max u, computed
-//            from the z difference so that its rounding is relative to d, not to u
-//            (`u_minus_max`: a multiply by a reciprocal with a power-of-two prescale, so
-//            that a subnormal or huge tau works too).
+//            from the z difference so that its rounding is relative to d, not to u, and
+//            in base 2, so that a weight exp(d_i) is one exp2f (`log2_weight`: a multiply
+//            by log2(e) / tau, with a power-of-two prescale so that a subnormal or huge
+//            tau works too).
 //         B. top-k (0 < k < #finite): `radix_select` on canonical keys of the finite logits
 //            (1-3 passes). Its cut gives a key Tk with the top-k set = {key >= Tk}.
 //         C. top-p (p < 1): a radix search over the keys of the top-k set whose histograms
 //            carry probability mass (exp(d_i)) as well as counts (1-3 passes): the largest
 //            key Tp with  mass{key >= Tp} >= p * mass(top-k set)  (ties at Tp kept). Early
 //            exit when the chosen bucket holds one element.
-//         D. min-p (min_p > 0): Tm = the smallest key with d >= ln(min_p), folded into the
-//            first pass of B or C (a pass of its own when both are off).
+//         D. min-p (min_p > 0): Tm = the smallest key with d >= ln(min_p) (compared in base
+//            2), folded into the first pass of B or C (a pass of its own when both are off).
 //         E. (probabilities only) the kept mass, in C's fixed point (an integer sum).
 //       thr = key_to_float(max(Tk, Tp, Tm)).
 //   samplex_topp_sample_<dtype>[_any]  the tiled draw (common.cuh §7) with weights
@@ -94,12 +95,13 @@ constexpr int DRAW_PER = 8;
 #define SAMPLEX_TOPP_GREEDY 1u  // tau = 0: the token is `argmax`
 #define SAMPLEX_TOPP_EMPTY 2u   // no finite logit: nothing is kept
 
-// 1/tau as a power-of-two prescale and a normal reciprocal: (x - top) * pre * inv stands for
-// (x - top) / tau with one multiply per value where a division takes ~10 instructions (a
-// reciprocal, Newton steps and a range check). pre = 1 for a normal tau. For a subnormal tau,
-// 1/tau would overflow: pre = 2^64 and inv = 1/(tau * 2^64); (x - top) * 2^64 is exact, or
-// overflows to -inf where the quotient does too. For tau > 2^126, 1/tau would be subnormal and
-// lose bits: pre = 2^-64, which is exact down to differences whose quotient is below f32 anyway.
+// log2(e)/tau as a power-of-two prescale and a normal factor: (x - top) * pre * inv stands for
+// (x - top) / tau in base 2, a multiply per value where the division took ~10 instructions (a
+// reciprocal, Newton steps and a range check) and expf 9 more than exp2f's 4. pre = 1 for a
+// normal tau. For a subnormal tau, the factor would overflow: pre = 2^64 and inv =
+// log2(e)/(tau * 2^64); (x - top) * 2^64 is exact, or overflows to -inf where the quotient does
+// too. For tau > 2^126 the factor would be subnormal and lose bits: pre = 2^-64, exact down to
+// differences whose quotient is below f32 anyway.
 struct TauScale {
   float pre;
   float inv;
@@ -107,7 +109,7 @@ struct TauScale {
 __device__ __forceinline__ TauScale tau_scale(float tau) {
   TauScale s;
   s.pre = tau < 0x1p-126f ? 0x1p64f : (tau > 0x1p126f ? 0x1p-64f : 1.0f);
-  s.inv = 1.0f / (tau * s.pre);  // tau * pre is a power-of-two rescale: exact
+  s.inv = SAMPLEX_LOG2E / (tau * s.pre);  // tau * pre is exact (a power of two)
   return s;
 }
 
@@ -125,10 +127,12 @@ struct RowInfo {
 // The one membership test every kernel here shares.
 __device__ __forceinline__ bool kept_at(float x, float thr) { return x > SAMPLEX_NEG_INF && x >= thr; }
 
-// u - m for u = x / tau and m = top / tau (top >= x), from the z difference so that the
-// rounding is relative to the difference, not to u. For a fixed tau it is monotone in x, so
-// it keeps the logits' order and ties, and every kernel here computes it the same way.
-__device__ __forceinline__ float u_minus_max(float x, float top, TauScale s) { return (x - top) * s.pre * s.inv; }
+// (u - m) * log2(e) for u = x / tau and m = top / tau (top >= x), from the z difference so that
+// the rounding is relative to the difference, not to u: the weight exp(u - m) is
+// exp2f(log2_weight(..)). For a fixed tau it is monotone in x, so it keeps the logits' order
+// and ties, and every kernel here computes it the same way.
+__device__ __forceinline__ float log2_weight(float x, float top, TauScale s) { return (x - top) * s.pre * s.inv; }
+
 
 // 2^e as f32, for 0 <= e <= 127.
 __device__ __forceinline__ float exp2_int(int e) { return __int_as_float((127 + e) << 23); }
@@ -246,12 +250,13 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
     info.ts = ts;
 
     // D, folded into the first pass that follows (B, C, or its own).
-    const float ln_min_p = min_p > 0.0f ? logf(min_p) : SAMPLEX_NEG_INF;
+    const float log2_min_p = min_p > 0.0f ? log2f(min_p) : SAMPLEX_NEG_INF;
     bool min_p_pending = min_p > 0.0f;
     u32 min_p_key = 0xffffffffu;
     auto track_min_p = [&](float x) {  // x sanitised
       if (!min_p_pending) return;
-      if (x > SAMPLEX_NEG_INF && u_minus_max(x, zmax, ts) >= ln_min_p) min_p_key = umin32(min_p_key, canonical_key(x));
+      if (x > SAMPLEX_NEG_INF && log2_weight(x, zmax, ts) >= log2_min_p)
+        min_p_key = umin32(min_p_key, canonical_key(x));
     };
 
     // B. top-k.
@@ -293,7 +298,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
             const u32 key = canonical_key(x);
             const bool in = x > SAMPLEX_NEG_INF && key >= tk && (key & mask) == prefix;
             u64 fixed = 0;
-            if (in) fixed = __float2ull_rn(expf(u_minus_max(x, zmax, ts)) * scale);
+            if (in) fixed = __float2ull_rn(exp2f(log2_weight(x, zmax, ts)) * scale);
             // Aggregate equal keys (equal weights) of the warp: one atomic per distinct key.
             // Canonical keys of finite values are >= 0x00800000, so 0 marks "not in".
             const u32 peers = __match_any_sync(SAMPLEX_FULL_MASK, in ? key : 0u);
@@ -360,7 +365,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
 #pragma unroll
         for (int i = 0; i < L; ++i) {
           const float x = xs[i];
-          if (kept_at(x, thr)) acc += __float2ull_rn(expf(u_minus_max(x, zmax, ts)) * scale);
+          if (kept_at(x, thr)) acc += __float2ull_rn(exp2f(log2_weight(x, zmax, ts)) * scale);
         }
         return true;
       };
@@ -493,7 +498,7 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
     if (top == SAMPLEX_NEG_INF) continue;  // nothing kept in this tile (same in every thread)
     float w[DRAW_PER];
 #pragma unroll
-    for (int j = 0; j < DRAW_PER; ++j) w[j] = kept_at(x[j], info.thr) ? expf(u_minus_max(x[j], top, info.ts)) : 0.0f;
+    for (int j = 0; j < DRAW_PER; ++j) w[j] = kept_at(x[j], info.thr) ? exp2f(log2_weight(x[j], top, info.ts)) : 0.0f;
     const Philox4 r = row_random(rng.seed, rng.offset, rng.stream, t);
     float total;
     TileDraw cur;
@@ -501,7 +506,7 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
     // The tile's log-scale m_t = top / tau, less the row's max u (the same for every tile,
     // so the winner is unchanged): small numbers, so that the key keeps its precision and
     // a huge u (a tiny tau) cannot saturate every tile's key alike.
-    cur.key = tile_key(u_minus_max(top, info.zmax, info.ts), total, uniform_open(r.x));
+    cur.key = tile_key(log2_weight(top, info.zmax, info.ts) * SAMPLEX_LN2, total, uniform_open(r.x));
     best = tile_draw_pick(best, cur);
   }
 
@@ -564,7 +569,7 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
       const float x = raw[j];
       const bool keep = greedy ? i == info.argmax : kept_at(x, info.thr);
       float v;
-      if (MODE == 0) v = !keep ? 0.0f : (greedy ? 1.0f : expf(u_minus_max(x, info.zmax, info.ts)) / info.mass);
+      if (MODE == 0) v = !keep ? 0.0f : (greedy ? 1.0f : exp2f(log2_weight(x, info.zmax, info.ts)) / info.mass);
       else v = keep ? x : SAMPLEX_NEG_INF;
       o[i] = v;
     }

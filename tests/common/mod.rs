@@ -353,9 +353,10 @@ pub fn assert_staged_split_paths(
 
 /// True when the device's f32 arithmetic cannot change this row's kept set.
 ///
-/// Top-k compares keys: exact. Top-p: the device's weights e^{d}, d = (z − max z)·(1/τ), carry a
-/// relative error |e| ≤ 2.4e-7 (expf) + 1.8e-7·|d| (three roundings of d: the difference, the
-/// reciprocal, the product); its cumulative mass fractions then move by at most 2·Σ w|e| / Σ w.
+/// Top-k compares keys: exact. Top-p: the device's weights e^{d} = exp2(d·log2 e), with d·log2 e
+/// = (z − max z)·(log2 e / τ), carry a relative error |e| ≤ 2.4e-7 (exp2f) + 2.0e-7·|d| (three
+/// roundings: the difference, the factor, the product; and log2 e's in f32); its cumulative
+/// mass fractions then move by at most 2·Σ w|e| / Σ w.
 /// The row is safe when every running sum of the CPU (at the end of each group of equal
 /// logits) is farther than that (+1e-7) from p · mass, and when the CPU's stop group does not
 /// share its f64 weight with the next group (distinct logits whose weights round alike: the CPU
@@ -384,7 +385,7 @@ pub fn boundary_safe(z: &[f64], t: f64, sup: &samplex::Support) -> bool {
         let mass: f64 = order.iter().map(|&i| w(i)).sum();
         let err: f64 = order
             .iter()
-            .map(|&i| w(i) * (2.4e-7 + 1.8e-7 * d(i).abs()))
+            .map(|&i| w(i) * (2.4e-7 + 2.0e-7 * d(i).abs()))
             .sum();
         let tol = (2.0 * err / mass + 1e-7) * mass;
         let target = p * mass;
