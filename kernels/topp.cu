@@ -626,6 +626,11 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
 #else
 #define SAMPLEX_TOPP_SHIFTED_DRAW_BOUNDS SAMPLEX_TOPP_DRAW_BOUNDS
 #endif
+// The f32 _any twin (scalar loads): left unbounded, ptxas for sm_80 held it to 40 registers and
+// gave the divergent-warp fallback of its block scan's shuffles (BRA.DIV, never taken: the loop
+// is block-uniform) an 8-byte stack frame to save one. Bounded to 2 blocks per SM (it then takes
+// ~60 registers, 4 blocks still fit) the fallback has a register of its own.
+#define SAMPLEX_TOPP_SCALAR_DRAW_BOUNDS __launch_bounds__(SAMPLEX_DRAW_TILE / 8, 2)
 #define SAMPLEX_TOPP_SAMPLE(T, VEC, NAME, BOUNDS)                                                          \
   extern "C" __global__ void BOUNDS                                                                        \
       NAME(const T *logits, u64 stride, u32 vocab, u64 row_info, u64 seed, u64 offset, u64 seeds,          \
@@ -655,7 +660,7 @@ SAMPLEX_TOPP_THRESHOLDS(bf16_t, 0, 1, samplex_topp_thresholds_bf16_any, samplex_
                         samplex_topp_thresholds_grid_bf16_v1)
 
 SAMPLEX_TOPP_SAMPLE(float, 4, samplex_topp_sample_f32, SAMPLEX_TOPP_DRAW_BOUNDS)
-SAMPLEX_TOPP_SAMPLE(float, 0, samplex_topp_sample_f32_any, SAMPLEX_TOPP_DRAW_BOUNDS)
+SAMPLEX_TOPP_SAMPLE(float, 0, samplex_topp_sample_f32_any, SAMPLEX_TOPP_SCALAR_DRAW_BOUNDS)
 SAMPLEX_TOPP_SAMPLE(f16_t, 8, samplex_topp_sample_f16, SAMPLEX_TOPP_DRAW_BOUNDS)
 SAMPLEX_TOPP_SAMPLE(f16_t, 0, samplex_topp_sample_f16_any, SAMPLEX_TOPP_SHIFTED_DRAW_BOUNDS)
 SAMPLEX_TOPP_SAMPLE(bf16_t, 8, samplex_topp_sample_bf16, SAMPLEX_TOPP_DRAW_BOUNDS)
