@@ -27,9 +27,6 @@ typedef long long i64;
 #define SAMPLEX_INF __int_as_float(0x7f800000)
 #define SAMPLEX_NEG_INF __int_as_float(0xff800000)
 #define SAMPLEX_NO_TOKEN 0xffffffffu
-// e^x = exp2f(x * log2 e): exp2f is 4 instructions on sm_90 (a MUFU.EX2 and a subnormal fixup),
-// expf 9 (its own range reduction). The product's rounding moves e^x by |x| * 2^-24, relative:
-// nothing for the weights here, whose x <= 0 and which vanish below x = -104.
 #define SAMPLEX_LOG2E 1.44269504088896341f
 #define SAMPLEX_LN2 0.693147180559945309f
 
@@ -138,6 +135,12 @@ __device__ __forceinline__ float row_temperature(float scalar, u64 temps, u32 ro
 __device__ __forceinline__ float inverse_temperature(float t) {
   return t > 0.0f ? fminf(1.0f / t, SAMPLEX_FLT_MAX) : 0.0f;
 }
+
+// e^x for a weight (x <= 0: a logit less the max): exp2f(x * log2 e) is 4 instructions on sm_90
+// and a multiply (MUFU.EX2 and a fixup for subnormal results), expf 9 (its own range reduction,
+// for an accuracy at large |x| no weight needs). The product's rounding moves e^x by at most
+// |x| * 2^-24, relative, less than the rounding of u itself does; e^-inf = 0.
+__device__ __forceinline__ float exp_weight(float x) { return exp2f(x * SAMPLEX_LOG2E); }
 
 // ---------------------------------------------------------------------------------------------
 // 3. Vector loads: VEC elements of T per load, widened to f32. The host picks VEC so that

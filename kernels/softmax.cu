@@ -36,10 +36,13 @@
 //      scalar. τ = 0 rows are greedy in the same launch (step 3c).
 //   3a. Softmax statistics: each thread merges the (max, Σ e^{u - max}) of its tiles, then one
 //       block reduction (block_max_sum).
-//   3b. Draw (common.cuh §7): per tile, (m_t, W_t) from one block_max_sum (Σ w for
-//       probabilities, m_t = 0); key_t = tile_key(m_t, W_t, ua). Only when key_t beats the
-//       block's best so far is the candidate searched (block_tile_candidate, w = e^{u - m_t}),
-//       so most tiles cost one reduction. Strict > keeps the lower tile on a tie.
+//   3b. Draw (common.cuh §7): per tile, m_t = the tile's max u (block_max), then W_t = Σ w,
+//       w = e^{u - m_t} (block_sum; for probabilities w is the value, m_t = 0, one sum):
+//       no exponential in the reduction tree, where block_max_sum's merges had two a level.
+//       key_t = tile_key(m_t, W_t, ua).
+//       Only when key_t beats the block's best so far is the candidate searched
+//       (block_tile_candidate over the weights already in registers), so most tiles cost two
+//       reductions. Strict > keeps the lower tile on a tie.
 //   3c. Greedy: each thread keeps its first largest (z, index), then block_argmax.
 //   4. Finish (finish_row). P = 1: thread 0 writes the token and status. P > 1: each block
 //      writes its partial to scratch, __threadfence(), takes a ticket on tickets[row] (an
@@ -412,22 +415,32 @@ __device__ __forceinline__ void sample(const T *logits, u64 stride, u32 vocab, f
     TilePrefetch<T, VEC> next;
     next.issue(row, vocab, thread_first(rp.part));
     for (u32 tile = rp.part; tile < tiles; tile += rp.parts) {
-      // The tile's two uniforms first: fewer registers live than with the tile widened.
-      const Philox4 r = row_random(rng.seed, rng.offset, rng.stream, tile);
-      const float ua = uniform_open(r.x), ub = uniform_open(r.y);
       float x[PER];
       const u32 first = thread_first(tile);
       next.take(row, vocab, first, x);
       next.issue(row, vocab, thread_first(tile + rp.parts));
       sanitize_scale_span(x, inv_t, limit, status);
-      const MaxSum mt = block_max_sum(thread_max_sum(x), s);
-      const float key = tile_key(mt.m, mt.s, ua);
-      // key, best.v and mt are the same in every thread: the branch is block-uniform.
-      if (key > best.v) {
+      float top = SAMPLEX_NEG_INF;
 #pragma unroll
-        for (int j = 0; j < PER; ++j) x[j] = expf(x[j] - mt.m);  // mt.m is finite here
-        float total;
-        best.i = block_tile_candidate<THREADS, PER>(x, first, ub, total, s);
+      for (int j = 0; j < PER; ++j) top = fmaxf(top, x[j]);
+      top = block_max<THREADS>(top, s);
+      if (top == SAMPLEX_NEG_INF) continue;  // nothing finite in the tile (block-uniform)
+      float mine = 0.0f;
+#pragma unroll
+      for (int j = 0; j < PER; ++j) {
+        x[j] = exp_weight(x[j] - top);  // e^{-inf} = 0
+        mine += x[j];
+      }
+      const float total = block_sum<THREADS>(mine, s);
+      // The uniforms after the reductions: drawn before them (with the weights live across
+      // both) they made ptxas spill the f32 kernel at its 64-register cap.
+      const Philox4 r = row_random(rng.seed, rng.offset, rng.stream, tile);
+      const float ua = uniform_open(r.x), ub = uniform_open(r.y);
+      const float key = tile_key(top, total, ua);
+      // key, best.v and top are the same in every thread: the branch is block-uniform.
+      if (key > best.v) {
+        float scanned;
+        best.i = block_tile_candidate<THREADS, PER>(x, first, ub, scanned, s);
         best.v = key;
       }
     }
