@@ -35,7 +35,7 @@
 //      per-row value when that pointer is non-null (clamped on the device, flagged), else the
 //      scalar. τ = 0 rows are greedy in the same launch (step 3c).
 //   3a. Softmax statistics: each thread merges the (max, Σ e^{u - max}) of its tiles, then one
-//       block reduction (block_max_sum).
+//       block reduction (block_max_sum). Every e^x here is exp_weight (common.cuh), an exp2f.
 //   3b. Draw (common.cuh §7): per tile, m_t = the tile's max u (block_max), then W_t = Σ w,
 //       w = e^{u - m_t} (block_sum; for probabilities w is the value, m_t = 0, one sum):
 //       no exponential in the reduction tree, where block_max_sum's merges had two a level.
@@ -213,7 +213,7 @@ __device__ __forceinline__ MaxSum max_sum_merge(MaxSum a, MaxSum b) {
     r.s = 0.0f;
     return r;
   }
-  r.s = a.s * expf(a.m - r.m) + b.s * expf(b.m - r.m);
+  r.s = a.s * exp_weight(a.m - r.m) + b.s * exp_weight(b.m - r.m);
   return r;
 }
 
@@ -224,7 +224,7 @@ __device__ __forceinline__ MaxSum thread_max_sum(const float (&u)[PER]) {
   for (int j = 0; j < PER; ++j) r.m = fmaxf(r.m, u[j]);
   if (r.m != SAMPLEX_NEG_INF) {
 #pragma unroll
-    for (int j = 0; j < PER; ++j) r.s += expf(u[j] - r.m);  // e^{-inf} = 0
+    for (int j = 0; j < PER; ++j) r.s += exp_weight(u[j] - r.m);  // e^{-inf} = 0
   }
   return r;
 }
@@ -1016,7 +1016,7 @@ __device__ __forceinline__ float log_prob_at(float u, u32 i, const ProbRow &r) {
 __device__ __forceinline__ float prob_at(float u, u32 i, const ProbRow &r) {
   if (r.greedy) return i == r.arg ? 1.0f : 0.0f;
   if (r.none) return 0.0f;
-  return expf(u - r.m) / r.s;  // <= 1; 0 for excluded tokens
+  return exp_weight(u - r.m) / r.s;  // <= 1; 0 for excluded tokens
 }
 
 // log p and p of token i from its sanitised z.
