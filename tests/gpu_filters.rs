@@ -452,6 +452,41 @@ fn filters_probabilities_04_03_03_with_k2_keep_all_three() {
     );
 }
 
+/// τ above 2^126, where 1/τ would be subnormal (kernels/topp.cu `TauScale` prescales by 2^-64):
+/// logits of τ's size make an ordinary distribution (u from 0 to 0.98, 50 values in ties), whose
+/// kept sets and draws must be the CPU's.
+#[test]
+fn filters_temperatures_above_2_pow_126_keep_the_cpu_sets() {
+    let mut s = gpu_or_skip!();
+    let (batch, vocab) = (2, 1000);
+    let t = 2e38f32;
+    let x: Vec<f32> = (0..batch * vocab)
+        .map(|i| ((i * 37) % 50) as f32 * 4e36)
+        .collect();
+    let mut checked = 0;
+    for sup in [
+        support(0, 0.5, 0.0),
+        support(100, 0.9, 0.0),
+        support(0, 1.0, 0.6),
+        support(0, 0.3, 0.5),
+    ] {
+        let req = Request::new(t, sup);
+        let what = format!("τ {t:e} {sup:?}");
+        checked += batch - check_filters(&mut s, &Case::dense(&x, batch, vocab), &req, &what);
+        check_sampling(
+            &mut s,
+            &Case::dense(&x, batch, vocab),
+            &req,
+            &HostSeeds::Shared(Rng::new(5)),
+            &what,
+        );
+    }
+    assert!(
+        checked > 0,
+        "every row was near a boundary: nothing was compared"
+    );
+}
+
 #[test]
 fn filters_adversarial_rows() {
     let mut s = gpu_or_skip!();
