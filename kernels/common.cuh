@@ -27,6 +27,7 @@ typedef long long i64;
 #define SAMPLEX_INF __int_as_float(0x7f800000)
 #define SAMPLEX_NEG_INF __int_as_float(0xff800000)
 #define SAMPLEX_NO_TOKEN 0xffffffffu
+// log2(e) and ln(2) as f32: exp_weight (below) and top-p's base-2 weights (topp.cu TauScale).
 #define SAMPLEX_LOG2E 1.44269504088896341f
 #define SAMPLEX_LN2 0.693147180559945309f
 

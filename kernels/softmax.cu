@@ -35,7 +35,8 @@
 //      per-row value when that pointer is non-null (clamped on the device, flagged), else the
 //      scalar. τ = 0 rows are greedy in the same launch (step 3c).
 //   3a. Softmax statistics: each thread merges the (max, Σ e^{u - max}) of its tiles, then one
-//       block reduction (block_max_sum). Every e^x here is exp_weight (common.cuh), an exp2f.
+//       block reduction (block_max_sum). Every e^x in this file is exp_weight (common.cuh),
+//       an exp2f, and exactly 1 at x = 0.
 //   3b. Draw (common.cuh §7): per tile, m_t = the tile's max u (block_max), then W_t = Σ w,
 //       w = e^{u - m_t} (block_sum; for probabilities w is the value, m_t = 0, one sum):
 //       no exponential in the reduction tree, where block_max_sum's merges had two a level.

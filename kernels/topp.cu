@@ -96,12 +96,12 @@ constexpr int DRAW_PER = 8;
 #define SAMPLEX_TOPP_EMPTY 2u   // no finite logit: nothing is kept
 
 // log2(e)/tau as a power-of-two prescale and a normal factor: (x - top) * pre * inv stands for
-// (x - top) / tau in base 2, a multiply per value where the division took ~10 instructions (a
-// reciprocal, Newton steps and a range check) and expf 9 more than exp2f's 4. pre = 1 for a
-// normal tau. For a subnormal tau, the factor would overflow: pre = 2^64 and inv =
-// log2(e)/(tau * 2^64); (x - top) * 2^64 is exact, or overflows to -inf where the quotient does
-// too. For tau > 2^126 the factor would be subnormal and lose bits: pre = 2^-64, exact down to
-// differences whose quotient is below f32 anyway.
+// (x - top) / tau in base 2, one multiply a value where the division took ~10 instructions (a
+// reciprocal, Newton steps and a range check), and the weight is an exp2f (4 instructions)
+// where expf is 9. pre = 1 for a normal tau. For a subnormal tau, the factor would overflow:
+// pre = 2^64 and inv = log2(e)/(tau * 2^64); (x - top) * 2^64 is exact, or overflows to -inf
+// where the quotient does too. For tau > 2^126 the factor would be subnormal and lose bits:
+// pre = 2^-64, exact down to differences whose quotient is below f32 anyway.
 struct TauScale {
   float pre;
   float inv;
@@ -132,7 +132,6 @@ __device__ __forceinline__ bool kept_at(float x, float thr) { return x > SAMPLEX
 // exp2f(log2_weight(..)). For a fixed tau it is monotone in x, so it keeps the logits' order
 // and ties, and every kernel here computes it the same way.
 __device__ __forceinline__ float log2_weight(float x, float top, TauScale s) { return (x - top) * s.pre * s.inv; }
-
 
 // 2^e as f32, for 0 <= e <= 127.
 __device__ __forceinline__ float exp2_int(int e) { return __int_as_float((127 + e) << 23); }
