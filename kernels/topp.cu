@@ -128,10 +128,11 @@ struct RowInfo {
 __device__ __forceinline__ bool kept_at(float x, float thr) { return x > SAMPLEX_NEG_INF && x >= thr; }
 
 // (u - m) * log2(e) for u = x / tau and m = top / tau (top >= x), from the z difference so that
-// the rounding is relative to the difference, not to u: the weight exp(u - m) is
-// exp2f(log2_weight(..)). For a fixed tau it is monotone in x, so it keeps the logits' order
-// and ties, and every kernel here computes it the same way.
+// the rounding is relative to the difference, not to u. For a fixed tau it is monotone in x, so
+// it keeps the logits' order and ties, and every kernel here computes it the same way.
 __device__ __forceinline__ float log2_weight(float x, float top, TauScale s) { return (x - top) * s.pre * s.inv; }
+// The weight exp(u - m) = 2^log2_weight, as every pass and the draw take it.
+__device__ __forceinline__ float weight_of(float x, float top, TauScale s) { return exp2f(log2_weight(x, top, s)); }
 
 // 2^e as f32, for 0 <= e <= 127.
 __device__ __forceinline__ float exp2_int(int e) { return __int_as_float((127 + e) << 23); }
@@ -297,7 +298,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
             const u32 key = canonical_key(x);
             const bool in = x > SAMPLEX_NEG_INF && key >= tk && (key & mask) == prefix;
             u64 fixed = 0;
-            if (in) fixed = __float2ull_rn(exp2f(log2_weight(x, zmax, ts)) * scale);
+            if (in) fixed = __float2ull_rn(weight_of(x, zmax, ts) * scale);
             // Aggregate equal keys (equal weights) of the warp: one atomic per distinct key.
             // Canonical keys of finite values are >= 0x00800000, so 0 marks "not in".
             const u32 peers = __match_any_sync(SAMPLEX_FULL_MASK, in ? key : 0u);
@@ -364,7 +365,7 @@ __device__ __forceinline__ void thresholds_row(G &g, const T *logits, u64 stride
 #pragma unroll
         for (int i = 0; i < L; ++i) {
           const float x = xs[i];
-          if (kept_at(x, thr)) acc += __float2ull_rn(exp2f(log2_weight(x, zmax, ts)) * scale);
+          if (kept_at(x, thr)) acc += __float2ull_rn(weight_of(x, zmax, ts) * scale);
         }
         return true;
       };
@@ -497,7 +498,7 @@ __device__ __forceinline__ void sample_row(const T *logits, u64 stride, u32 voca
     if (top == SAMPLEX_NEG_INF) continue;  // nothing kept in this tile (same in every thread)
     float w[DRAW_PER];
 #pragma unroll
-    for (int j = 0; j < DRAW_PER; ++j) w[j] = kept_at(x[j], info.thr) ? exp2f(log2_weight(x[j], top, info.ts)) : 0.0f;
+    for (int j = 0; j < DRAW_PER; ++j) w[j] = kept_at(x[j], info.thr) ? weight_of(x[j], top, info.ts) : 0.0f;
     const Philox4 r = row_random(rng.seed, rng.offset, rng.stream, t);
     float total;
     TileDraw cur;
@@ -568,7 +569,7 @@ __device__ __forceinline__ void write_row(const T *logits, u64 stride, u32 vocab
       const float x = raw[j];
       const bool keep = greedy ? i == info.argmax : kept_at(x, info.thr);
       float v;
-      if (MODE == 0) v = !keep ? 0.0f : (greedy ? 1.0f : exp2f(log2_weight(x, info.zmax, info.ts)) / info.mass);
+      if (MODE == 0) v = !keep ? 0.0f : (greedy ? 1.0f : weight_of(x, info.zmax, info.ts) / info.mass);
       else v = keep ? x : SAMPLEX_NEG_INF;
       o[i] = v;
     }

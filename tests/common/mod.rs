@@ -356,11 +356,10 @@ pub fn assert_staged_split_paths(
 /// Top-k compares keys: exact. Top-p: the device's weights e^{d} = exp2(d·log2 e), with d·log2 e
 /// = (z − max z)·(log2 e / τ), carry a relative error |e| ≤ 2.4e-7 (exp2f) + 2.0e-7·|d| (three
 /// roundings: the difference, the factor, the product; and log2 e's in f32); its cumulative
-/// mass fractions then move by at most 2·Σ w|e| / Σ w.
-/// The row is safe when every running sum of the CPU (at the end of each group of equal
-/// logits) is farther than that (+1e-7) from p · mass, and when the CPU's stop group does not
-/// share its f64 weight with the next group (distinct logits whose weights round alike: the CPU
-/// keeps both, exact maths keeps one).
+/// mass fractions then move by at most 2·Σ w|e| / Σ w. The row is safe when every running sum
+/// of the CPU (at the end of each group of equal logits) is farther than that (+1e-7) from
+/// p · mass, and when the CPU's stop group does not share its f64 weight with the next group
+/// (distinct logits whose weights round alike: the CPU keeps both, exact maths keeps one).
 /// Min-p: safe when no token of the top-p set but the max (d = 0 exactly on both sides) has
 /// |d − ln min_p| < 1e-6 · max(1, |ln min_p|) (the device's d is within ~3e-7 of it).
 pub fn boundary_safe(z: &[f64], t: f64, sup: &samplex::Support) -> bool {
